@@ -1,0 +1,3 @@
+"""ipexrx: computable medication reference and decision support for IPEX syndrome."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,244 @@
+"""Load the YAML knowledge base into typed models.
+
+Layout of a knowledge-base directory (the embedded default is ``ipexrx/knowledge/data``)::
+
+    meta.yaml            ContentMeta
+    sources.yaml         list[Source]
+    disease.yaml         Disease
+    manifestations.yaml  list[Manifestation]
+    classes.yaml         list[DrugClass]
+    drugs/<id>.yaml      Drug (one file per drug, so editors touch one file per change)
+    interactions.yaml    list[Interaction]
+    evidence.yaml        list[EvidenceRecord]
+    ipex_like.yaml       list[IpexLikeDisorder]
+
+Loading collects *every* problem before failing, each located by file, record and field, because an
+editor fixing content wants the whole list at once, not one error per run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .schema import (
+    ContentMeta,
+    Disease,
+    Drug,
+    DrugClass,
+    EvidenceRecord,
+    Interaction,
+    IpexLikeDisorder,
+    Manifestation,
+    Source,
+)
+
+try:  # the C loader is ~10x faster; start-up time matters for the CLI
+    _YamlLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _YamlLoader = yaml.SafeLoader
+
+DEFAULT_DATA_DIR = Path(__file__).parent / "data"
+ENV_DATA_DIR = "IPEXRX_KB_DIR"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One content problem, located precisely enough for an editor to fix it."""
+
+    file: str
+    record: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.record:
+            where += f" [{self.record}]"
+        if self.field:
+            where += f" {self.field}"
+        return f"{where}: {self.message}"
+
+
+class KnowledgeBaseError(Exception):
+    """Raised when the knowledge base cannot be loaded or fails validation."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"knowledge base has {len(problems)} problem(s):\n{lines}{more}")
+
+
+@dataclass
+class KnowledgeBase:
+    """The loaded content plus where each record came from (for error messages)."""
+
+    meta: ContentMeta
+    disease: Disease
+    sources: dict[str, Source]
+    manifestations: dict[str, Manifestation]
+    classes: dict[str, DrugClass]
+    drugs: dict[str, Drug]
+    interactions: dict[str, Interaction]
+    evidence: dict[str, EvidenceRecord]
+    ipex_like: dict[str, IpexLikeDisorder]
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    def records(self) -> Iterator[tuple[str, str, BaseModel]]:
+        """Yield (kind, id, record) for every record, in a stable order."""
+        yield "disease", self.disease.id, self.disease
+        for kind, table in (
+            ("source", self.sources),
+            ("manifestation", self.manifestations),
+            ("class", self.classes),
+            ("drug", self.drugs),
+            ("interaction", self.interactions),
+            ("evidence", self.evidence),
+            ("ipex-like", self.ipex_like),
+        ):
+            for rid, rec in table.items():
+                yield kind, rid, rec
+
+
+def _read_yaml(path: Path, problems: list[Problem]) -> Any:
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_YamlLoader)  # noqa: S506 - SafeLoader / CSafeLoader
+    except FileNotFoundError:
+        problems.append(Problem(path.name, "", "", "file is missing"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(Problem(path.name, "", "", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"))
+    return None
+
+
+def _loc(err_loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in err_loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _validate(model: type[M], data: Any, file: str, problems: list[Problem]) -> M | None:
+    record = str(data.get("id", "")) if isinstance(data, dict) else ""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "required field is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field (check spelling; see docs/content-model.md)"
+            problems.append(Problem(file, record, _loc(err["loc"]), msg))
+    return None
+
+
+def _load_list(
+    path: Path, model: type[M], kind: str, base: Path, problems: list[Problem],
+    origin: dict[tuple[str, str], str],
+) -> dict[str, M]:
+    rel = str(path.relative_to(base))
+    data = _read_yaml(path, problems)
+    out: dict[str, M] = {}
+    if data is None:
+        return out
+    if not isinstance(data, list):
+        problems.append(Problem(rel, "", "", f"expected a list of {kind} records, got {type(data).__name__}"))
+        return out
+    for i, item in enumerate(data):
+        rec = _validate(model, item, rel, problems)
+        if rec is None:
+            continue
+        rid = rec.id  # type: ignore[attr-defined]
+        if rid in out:
+            problems.append(Problem(rel, rid, "id", f"duplicate {kind} id '{rid}' (record #{i + 1})"))
+            continue
+        out[rid] = rec
+        origin[(kind, rid)] = rel
+    return out
+
+
+def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
+    """Load and schema-check a knowledge base directory; raise KnowledgeBaseError on any problem.
+
+    Cross-record checks (dangling references, unknown sources) are in ``validate.validate_kb``;
+    ``get_kb`` runs both.
+    """
+    base = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
+    problems: list[Problem] = []
+    origin: dict[tuple[str, str], str] = {}
+    if not base.is_dir():
+        raise KnowledgeBaseError([Problem(str(base), "", "", "knowledge-base directory does not exist")])
+
+    meta_raw = _read_yaml(base / "meta.yaml", problems)
+    meta = _validate(ContentMeta, meta_raw, "meta.yaml", problems) if meta_raw is not None else None
+    disease_raw = _read_yaml(base / "disease.yaml", problems)
+    disease = _validate(Disease, disease_raw, "disease.yaml", problems) if disease_raw is not None else None
+    if disease is not None:
+        origin[("disease", disease.id)] = "disease.yaml"
+
+    sources = _load_list(base / "sources.yaml", Source, "source", base, problems, origin)
+    manifestations = _load_list(
+        base / "manifestations.yaml", Manifestation, "manifestation", base, problems, origin
+    )
+    classes = _load_list(base / "classes.yaml", DrugClass, "class", base, problems, origin)
+    interactions = _load_list(base / "interactions.yaml", Interaction, "interaction", base, problems, origin)
+    evidence = _load_list(base / "evidence.yaml", EvidenceRecord, "evidence", base, problems, origin)
+    ipex_like = _load_list(base / "ipex_like.yaml", IpexLikeDisorder, "ipex-like", base, problems, origin)
+
+    drugs: dict[str, Drug] = {}
+    drug_dir = base / "drugs"
+    for path in sorted(drug_dir.glob("*.yaml")) if drug_dir.is_dir() else []:
+        rel = str(path.relative_to(base))
+        raw = _read_yaml(path, problems)
+        if raw is None:
+            continue
+        drug = _validate(Drug, raw, rel, problems)
+        if drug is None:
+            continue
+        if drug.id in drugs:
+            problems.append(Problem(rel, drug.id, "id", f"duplicate drug id '{drug.id}' "
+                                    f"(also in {origin[('drug', drug.id)]})"))
+            continue
+        if path.stem != drug.id:
+            problems.append(Problem(rel, drug.id, "id", f"file name must match the drug id ('{drug.id}.yaml')"))
+        drugs[drug.id] = drug
+        origin[("drug", drug.id)] = rel
+
+    if problems or meta is None or disease is None:
+        raise KnowledgeBaseError(problems or [Problem(str(base), "", "", "incomplete knowledge base")])
+    return KnowledgeBase(
+        meta=meta, disease=disease, sources=sources, manifestations=manifestations, classes=classes,
+        drugs=drugs, interactions=interactions, evidence=evidence, ipex_like=ipex_like,
+        origin=origin, data_dir=base,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(data_dir: str) -> KnowledgeBase:
+    from .validate import validate_kb
+
+    kb = load_kb(data_dir)
+    problems = validate_kb(kb)
+    if problems:
+        raise KnowledgeBaseError(problems)
+    return kb
+
+
+def get_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
+    """The validated knowledge base (cached per directory). ``$IPEXRX_KB_DIR`` overrides the default."""
+    chosen = data_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
+    return _cached(str(Path(chosen).resolve()))

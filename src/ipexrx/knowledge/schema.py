@@ -1,0 +1,484 @@
+"""Pydantic models for the ipexrx knowledge base.
+
+The knowledge base is clinical content: every sentence a user can read must be traceable to a
+source, so the smallest unit here is a :class:`Statement` (our own words + citations). Records
+(drugs, manifestations, interactions...) are made of statements plus coded identifiers. The
+models are strict (``extra="forbid"``) so that a typo in a YAML key is an error, not a silently
+ignored field.
+
+Structural rules live here (types, code patterns, required fields); rules that need the whole
+knowledge base (a cited source exists, a referenced drug exists, ids are unique) live in
+:mod:`ipexrx.knowledge.validate`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# --------------------------------------------------------------------------------------------
+# Code patterns. Kept as module constants so validation messages and tests can name them.
+# --------------------------------------------------------------------------------------------
+HPO_PATTERN = r"^HP:\d{7}$"
+RXCUI_PATTERN = r"^\d{1,8}$"
+# WHO ATC: level 5 e.g. L04AH01; shorter levels (L04AH, L04A) allowed for class codes.
+ATC_PATTERN = r"^[A-Z](\d{2}([A-Z]([A-Z](\d{2})?)?)?)?$"
+OMIM_PATTERN = r"^\d{6}$"
+ORPHA_PATTERN = r"^ORPHA:\d{1,7}$"
+MONDO_PATTERN = r"^MONDO:\d{7}$"
+HGNC_PATTERN = r"^HGNC:\d{1,6}$"
+LOINC_PATTERN = r"^\d{1,6}-\d$"
+ID_PATTERN = r"^[a-z0-9][a-z0-9\-]*[a-z0-9]$"
+DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
+PMID_PATTERN = r"^\d{1,9}$"
+
+RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+HpoId = Annotated[str, StringConstraints(pattern=HPO_PATTERN)]
+Rxcui = Annotated[str, StringConstraints(pattern=RXCUI_PATTERN)]
+AtcCode = Annotated[str, StringConstraints(pattern=ATC_PATTERN)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, models are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------------------------
+class SourceKind(StrEnum):
+    SEED = "seed"  # the source page (ipex-medication-reference.txt), cited by section
+    LABEL = "label"  # a regulatory product label (US PI / EU SmPC), cited by section
+    PAPER = "paper"  # journal article or book chapter with DOI and/or PMID
+    DATABASE = "database"  # ontology / terminology / curated database (HPO, OMIM, RxNorm, ATC...)
+    GUIDELINE = "guideline"  # formal recommendation (e.g. ACIP)
+
+
+class Source(Strict):
+    """A citable source. Labels and the seed page are cited per section via ``Citation.locator``."""
+
+    id: RecordId
+    kind: SourceKind
+    title: NonEmpty
+    citation: NonEmpty = Field(description="Human-readable bibliographic citation.")
+    doi: Annotated[str, StringConstraints(pattern=DOI_PATTERN)] | None = None
+    pmid: Annotated[str, StringConstraints(pattern=PMID_PATTERN)] | None = None
+    url: str | None = None
+    product: str | None = Field(None, description="For labels: the product the label belongs to.")
+    sections: dict[str, NonEmpty] = Field(
+        default_factory=dict,
+        description="Named sections that citations may point at (locator -> heading).",
+    )
+    accessed: dt.date | None = None
+    verification: Literal["primary", "secondary", "curated"] = Field(
+        "primary",
+        description="primary: read in the source itself; curated: via a curated database; "
+        "secondary: via a secondary source that quotes it.",
+    )
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _paper_needs_identifier(self) -> Source:
+        if self.kind is SourceKind.PAPER and not (self.doi or self.pmid):
+            raise ValueError(f"paper source '{self.id}' needs a doi or a pmid")
+        return self
+
+
+class Citation(Strict):
+    """A pointer to a source, optionally to one of its sections (``source#locator`` in YAML)."""
+
+    source: RecordId
+    locator: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source}#{self.locator}" if self.locator else self.source
+
+
+def _parse_citation(value: object) -> object:
+    if isinstance(value, str):
+        src, _, loc = value.partition("#")
+        return {"source": src.strip(), "locator": loc.strip() or None}
+    return value
+
+
+def _parse_citations(value: object) -> object:
+    if isinstance(value, list):
+        return [_parse_citation(x) for x in value]
+    return value
+
+
+Citations = Annotated[list[Citation], BeforeValidator(_parse_citations)]
+
+
+class EvidenceLevel(StrEnum):
+    """How strong the support for a statement is, strongest first.
+
+    The ordering is used to rank therapy options; ``rank`` gives a sortable number.
+    """
+
+    REGULATORY = "regulatory"  # product label / regulatory decision
+    GUIDELINE = "guideline"
+    COHORT = "cohort"  # multi-centre retrospective cohort in IPEX (largest evidence that exists)
+    CASE_SERIES = "case-series"
+    CASE_REPORT = "case-report"
+    REVIEW = "review"  # narrative review / reference text (GeneReviews, the seed page)
+    EXPERT_OPINION = "expert-opinion"
+    EXTRAPOLATED = "extrapolated"  # from another disease / mechanism only
+
+    @property
+    def rank(self) -> int:
+        return list(EvidenceLevel).index(self)
+
+
+class Statement(Strict):
+    """One fact in our own words, with at least one citation."""
+
+    id: RecordId | None = None
+    text: NonEmpty
+    sources: Citations = Field(default_factory=list)
+    evidence: EvidenceLevel | None = None
+
+
+class Review(Strict):
+    date: dt.date
+    reviewer: NonEmpty
+
+
+class Coding(Strict):
+    system: Literal["HPO", "SNOMED", "ICD-10", "ICD-11", "UMLS", "LOINC", "OMIM", "ORPHA", "MONDO"]
+    code: NonEmpty
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _pattern(self) -> Coding:
+        patterns = {"HPO": HPO_PATTERN, "OMIM": OMIM_PATTERN, "ORPHA": ORPHA_PATTERN,
+                    "MONDO": MONDO_PATTERN, "LOINC": LOINC_PATTERN}
+        pat = patterns.get(self.system)
+        if pat and not re.match(pat, self.code):
+            raise ValueError(f"malformed {self.system} code '{self.code}' (expected pattern {pat})")
+        return self
+
+
+class Record(Strict):
+    """Common fields of every top-level record."""
+
+    id: RecordId
+    review: Review
+
+
+# --------------------------------------------------------------------------------------------
+# Disease
+# --------------------------------------------------------------------------------------------
+class Gene(Strict):
+    symbol: NonEmpty
+    hgnc: Annotated[str, StringConstraints(pattern=HGNC_PATTERN)] | None = None
+    location: str | None = None
+    sources: Citations = Field(default_factory=list)
+
+
+class DiseaseIdentifiers(Strict):
+    omim: Annotated[str, StringConstraints(pattern=OMIM_PATTERN)] | None = None
+    orpha: Annotated[str, StringConstraints(pattern=ORPHA_PATTERN)] | None = None
+    mondo: Annotated[str, StringConstraints(pattern=MONDO_PATTERN)] | None = None
+    umls: str | None = None
+    snomed: str | None = None
+    icd10: list[str] = Field(default_factory=list)
+    sources: Citations = Field(default_factory=list)
+
+
+class Disease(Record):
+    name: NonEmpty
+    abbreviation: str | None = None
+    synonyms: list[str] = Field(default_factory=list)
+    gene: Gene
+    inheritance: Statement
+    inheritance_hpo: HpoId | None = None
+    identifiers: DiseaseIdentifiers
+    cure: Statement = Field(description="The curative therapy statement (HSCT).")
+    principles: list[Statement] = Field(default_factory=list)
+    caveats: list[Statement] = Field(
+        default_factory=list, description="Caveats that apply to drug therapy as a whole."
+    )
+    hsct_evidence: list[Statement] = Field(default_factory=list)
+    surveillance: list[Statement] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Manifestations and therapy options
+# --------------------------------------------------------------------------------------------
+class TherapyOption(Strict):
+    """One therapy the sources assign to a manifestation.
+
+    ``drugs`` and ``drug_classes`` reference records; ``condition`` narrows when it applies
+    (e.g. "hypothyroid"); ``role`` says where it sits (mainstay, supportive, severe cases...).
+    """
+
+    id: RecordId
+    label: NonEmpty
+    drugs: list[RecordId] = Field(default_factory=list)
+    drug_classes: list[RecordId] = Field(default_factory=list)
+    role: Literal["mainstay", "first-line", "option", "supportive", "severe-cases", "targeted"] = "option"
+    condition: str | None = None
+    statement: Statement
+    evidence: list[Statement] = Field(default_factory=list)
+    evidence_level: EvidenceLevel
+    on_source_page: bool = True
+
+    @model_validator(mode="after")
+    def _has_target(self) -> TherapyOption:
+        if not self.drugs and not self.drug_classes:
+            raise ValueError(f"therapy option '{self.id}' names no drug and no drug class")
+        return self
+
+
+class Manifestation(Record):
+    name: NonEmpty
+    synonyms: list[str] = Field(default_factory=list)
+    hpo: list[Coding] = Field(min_length=1)
+    description: Statement | None = None
+    frequency: list[Statement] = Field(default_factory=list)
+    therapy: list[TherapyOption] = Field(default_factory=list)
+    caveats: list[Statement] = Field(default_factory=list)
+    on_source_page: bool = True
+
+    @field_validator("hpo")
+    @classmethod
+    def _hpo_only(cls, v: list[Coding]) -> list[Coding]:
+        for c in v:
+            if c.system != "HPO":
+                raise ValueError(f"manifestation codes must be HPO, got {c.system}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# Drugs and classes
+# --------------------------------------------------------------------------------------------
+class DrugClass(Record):
+    name: NonEmpty
+    synonyms: list[str] = Field(default_factory=list)
+    parent: RecordId | None = None
+    atc: list[AtcCode] = Field(default_factory=list)
+    summary: list[Statement] = Field(default_factory=list)
+    on_source_page: bool = True
+
+
+class Brand(Strict):
+    name: NonEmpty
+    note: str | None = None
+    sources: Citations = Field(default_factory=list)
+
+
+class AtcEntry(Strict):
+    code: AtcCode
+    scope: str | None = Field(None, description="e.g. 'systemic', 'topical', 'ophthalmic'")
+    current: bool = True
+    note: str | None = None
+
+
+class DrugCodes(Strict):
+    rxcui: Rxcui | None = None
+    rxcui_note: str | None = None
+    atc: list[AtcEntry] = Field(default_factory=list)
+    sources: Citations = Field(default_factory=list)
+
+
+class LabParameter(StrEnum):
+    """Things we monitor or screen for. Patient labs map onto these (see ipexrx.patient)."""
+
+    TROUGH = "trough"
+    CREATININE = "creatinine"
+    BUN = "bun"
+    BLOOD_PRESSURE = "blood-pressure"
+    LIPIDS = "lipids"
+    GLUCOSE = "glucose"
+    HBA1C = "hba1c"
+    CBC = "cbc"
+    NEUTROPHILS = "neutrophils"
+    PLATELETS = "platelets"
+    POTASSIUM = "potassium"
+    MAGNESIUM = "magnesium"
+    LIVER = "liver-function"
+    URINE_PROTEIN = "urine-protein"
+    THYROID = "thyroid"
+    HBV = "hbv-serology"
+    TB = "latent-tb"
+    IMMUNOGLOBULINS = "immunoglobulins"
+    INFECTION_SIGNS = "infection-signs"
+    INFUSION = "infusion-reaction"
+    GROWTH = "growth"
+
+
+class Screening(Strict):
+    """A test required before the first dose (label-based)."""
+
+    id: RecordId
+    parameter: LabParameter
+    tests: list[str] = Field(description="What is tested, e.g. ['HBsAg', 'anti-HBc'].")
+    when: str = "before first dose"
+    action_if_positive: Statement | None = None
+    statement: Statement
+
+
+class Monitoring(Strict):
+    """A parameter to monitor while on the drug, with the interval used by the monitoring rule."""
+
+    id: RecordId
+    parameter: LabParameter
+    interval_days: int | None = Field(None, gt=0, description="Maximum days between results.")
+    interval_basis: Statement | None = Field(
+        None, description="Where the interval comes from (label or surveillance guidance)."
+    )
+    statement: Statement
+
+
+class TargetRange(Strict):
+    """A concentration range used in practice; always with its source and context."""
+
+    parameter: Literal["trough"] = "trough"
+    low: float = Field(ge=0)
+    high: float = Field(gt=0)
+    unit: Literal["ng/mL", "mcg/L"]
+    matrix: Literal["whole blood", "plasma", "serum"] = "whole blood"
+    context: NonEmpty
+    statement: Statement
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TargetRange:
+        if self.low >= self.high:
+            raise ValueError(f"target range low {self.low} must be below high {self.high}")
+        return self
+
+
+class VaccineAdvice(Strict):
+    live_vaccines: Literal["avoid", "contraindicated", "dose-dependent", "no-restriction"]
+    statement: Statement
+
+
+class Safety(Strict):
+    boxed_warnings: list[Statement] = Field(default_factory=list)
+    warnings: list[Statement] = Field(default_factory=list)
+    screening: list[Screening] = Field(default_factory=list)
+    monitoring: list[Monitoring] = Field(default_factory=list)
+    vaccines: VaccineAdvice | None = None
+    target_ranges: list[TargetRange] = Field(default_factory=list)
+
+
+class Drug(Record):
+    name: NonEmpty = Field(description="Generic (INN/USAN) name, lower case.")
+    synonyms: list[str] = Field(default_factory=list, description="Abbreviations, old names, INN variants.")
+    brands: list[Brand] = Field(default_factory=list)
+    classes: list[RecordId] = Field(min_length=1)
+    role: Literal["monograph", "supportive", "interacting", "ipex-like-targeted"] = Field(
+        description="monograph: has a monograph on the source page; supportive: named by role on "
+        "the page; interacting: in the KB because of interactions; ipex-like-targeted: beyond the page."
+    )
+    on_source_page: bool
+    routes: list[Literal["oral", "iv", "sc", "im", "topical", "inhaled"]] = Field(default_factory=list)
+    immunosuppressive: bool = Field(
+        False, description="Drives infection / live-vaccine rules in the assessment."
+    )
+    calcineurin_inhibitor: bool = False
+    identity: Statement | None = Field(None, description="What the substance is.")
+    mechanism: list[Statement] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list, description="Molecular targets, e.g. 'CD20', 'FKBP12'.")
+    pharmacology: list[Statement] = Field(default_factory=list)
+    approvals: list[Statement] = Field(default_factory=list)
+    uses: list[Statement] = Field(default_factory=list)
+    evidence_in_ipex: list[Statement] = Field(default_factory=list)
+    codes: DrugCodes = Field(default_factory=DrugCodes)
+    safety: Safety = Field(default_factory=Safety)
+    dosing_caveat: Statement | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Interactions
+# --------------------------------------------------------------------------------------------
+class InteractionSeverity(StrEnum):
+    CONTRAINDICATED = "contraindicated"
+    MAJOR = "major"
+    MODERATE = "moderate"
+
+
+class Instruction(Strict):
+    """The label's concrete instruction, machine-readable where possible."""
+
+    kind: Literal["contraindicated", "avoid", "do-not-combine", "dose-fraction", "timing", "monitor",
+                  "increase-dose"]
+    applies_to: RecordId | None = Field(None, description="The drug whose dose/timing changes.")
+    dose_fraction: float | None = Field(None, gt=0, le=1, description="New dose = fraction x current dose.")
+    separation_hours: float | None = Field(None, gt=0)
+    text: Statement
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Instruction:
+        if self.kind == "dose-fraction" and (self.dose_fraction is None or self.applies_to is None):
+            raise ValueError("a dose-fraction instruction needs dose_fraction and applies_to")
+        if self.kind == "timing" and self.separation_hours is None:
+            raise ValueError("a timing instruction needs separation_hours")
+        return self
+
+
+class Interaction(Record):
+    drugs: list[RecordId] = Field(min_length=2, max_length=2)
+    severity: InteractionSeverity
+    mechanism: Statement
+    effect: Statement | None = None
+    instructions: list[Instruction] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Literature evidence and IPEX-like disorders
+# --------------------------------------------------------------------------------------------
+class Figure(Strict):
+    """A number from a paper, with its unit and interval, so that views never re-type it."""
+
+    name: NonEmpty
+    value: float
+    unit: Literal["%", "patients", "centres", "years", "months", "p-value", "ratio", "count"]
+    ci_low: float | None = None
+    ci_high: float | None = None
+    note: str | None = None
+
+
+class Finding(Strict):
+    id: RecordId
+    text: NonEmpty
+    figures: list[Figure] = Field(default_factory=list)
+    evidence: EvidenceLevel
+
+
+class EvidenceRecord(Record):
+    source: RecordId
+    title: NonEmpty
+    design: NonEmpty
+    population: NonEmpty
+    findings: list[Finding] = Field(min_length=1)
+    supports: list[str] = Field(
+        default_factory=list,
+        description="Ids of records or statements this evidence supports ('drug:sirolimus', "
+        "'statement:sirolimus-sustained-response').",
+    )
+
+
+class IpexLikeDisorder(Record):
+    name: NonEmpty
+    synonyms: list[str] = Field(default_factory=list)
+    gene: Gene
+    inheritance: Statement
+    identifiers: list[Coding] = Field(default_factory=list)
+    features: list[Statement] = Field(min_length=1)
+    therapies: list[TherapyOption] = Field(default_factory=list)
+    beyond_source_page: Literal[True] = True
+
+
+class ContentMeta(Strict):
+    content_version: NonEmpty
+    released: dt.date
+    source_page: NonEmpty
+    disclaimer: NonEmpty
