@@ -3,14 +3,17 @@
 Layout of a knowledge-base directory (the embedded default is ``ipexrx/knowledge/data``)::
 
     meta.yaml            ContentMeta
-    sources.yaml         list[Source]
     disease.yaml         Disease
-    manifestations.yaml  list[Manifestation]
-    classes.yaml         list[DrugClass]
     drugs/<id>.yaml      Drug (one file per drug, so editors touch one file per change)
-    interactions.yaml    list[Interaction]
-    evidence.yaml        list[EvidenceRecord]
-    ipex_like.yaml       list[IpexLikeDisorder]
+    sources.yaml         list[Source]            and/or sources/*.yaml
+    manifestations.yaml  list[Manifestation]     and/or manifestations/*.yaml
+    classes.yaml         list[DrugClass]         and/or classes/*.yaml
+    interactions.yaml    list[Interaction]       and/or interactions/*.yaml
+    evidence.yaml        list[EvidenceRecord]    and/or evidence/*.yaml
+    ipex_like.yaml       list[IpexLikeDisorder]  and/or ipex_like/*.yaml
+
+A list kind may be split over several files (``<kind>.yaml`` plus ``<kind>/*.yaml``) so that
+topics (e.g. label sources vs papers) live apart; ids stay unique across all of them.
 
 Loading collects *every* problem before failing, each located by file, record and field, because an
 editor fixing content wants the whole list at once, not one error per run.
@@ -147,27 +150,35 @@ def _validate(model: type[M], data: Any, file: str, problems: list[Problem]) -> 
 
 
 def _load_list(
-    path: Path, model: type[M], kind: str, base: Path, problems: list[Problem],
+    stem: str, model: type[M], kind: str, base: Path, problems: list[Problem],
     origin: dict[tuple[str, str], str],
 ) -> dict[str, M]:
-    rel = str(path.relative_to(base))
-    data = _read_yaml(path, problems)
+    """Load ``<stem>.yaml`` and every ``<stem>/*.yaml``; at least one of them must exist."""
+    paths = [base / f"{stem}.yaml"] if (base / f"{stem}.yaml").exists() else []
+    if (base / stem).is_dir():
+        paths += sorted((base / stem).glob("*.yaml"))
+    if not paths:
+        problems.append(Problem(f"{stem}.yaml", "", "", f"no {kind} file ({stem}.yaml or {stem}/*.yaml)"))
     out: dict[str, M] = {}
-    if data is None:
-        return out
-    if not isinstance(data, list):
-        problems.append(Problem(rel, "", "", f"expected a list of {kind} records, got {type(data).__name__}"))
-        return out
-    for i, item in enumerate(data):
-        rec = _validate(model, item, rel, problems)
-        if rec is None:
+    for path in paths:
+        rel = str(path.relative_to(base))
+        data = _read_yaml(path, problems)
+        if data is None:
             continue
-        rid = rec.id  # type: ignore[attr-defined]
-        if rid in out:
-            problems.append(Problem(rel, rid, "id", f"duplicate {kind} id '{rid}' (record #{i + 1})"))
+        if not isinstance(data, list):
+            problems.append(Problem(rel, "", "", f"expected a list of {kind} records, got {type(data).__name__}"))
             continue
-        out[rid] = rec
-        origin[(kind, rid)] = rel
+        for i, item in enumerate(data):
+            rec = _validate(model, item, rel, problems)
+            if rec is None:
+                continue
+            rid = rec.id  # type: ignore[attr-defined]
+            if rid in out:
+                problems.append(Problem(rel, rid, "id", f"duplicate {kind} id '{rid}' (record #{i + 1}; "
+                                        f"first in {origin[(kind, rid)]})"))
+                continue
+            out[rid] = rec
+            origin[(kind, rid)] = rel
     return out
 
 
@@ -190,14 +201,12 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     if disease is not None:
         origin[("disease", disease.id)] = "disease.yaml"
 
-    sources = _load_list(base / "sources.yaml", Source, "source", base, problems, origin)
-    manifestations = _load_list(
-        base / "manifestations.yaml", Manifestation, "manifestation", base, problems, origin
-    )
-    classes = _load_list(base / "classes.yaml", DrugClass, "class", base, problems, origin)
-    interactions = _load_list(base / "interactions.yaml", Interaction, "interaction", base, problems, origin)
-    evidence = _load_list(base / "evidence.yaml", EvidenceRecord, "evidence", base, problems, origin)
-    ipex_like = _load_list(base / "ipex_like.yaml", IpexLikeDisorder, "ipex-like", base, problems, origin)
+    sources = _load_list("sources", Source, "source", base, problems, origin)
+    manifestations = _load_list("manifestations", Manifestation, "manifestation", base, problems, origin)
+    classes = _load_list("classes", DrugClass, "class", base, problems, origin)
+    interactions = _load_list("interactions", Interaction, "interaction", base, problems, origin)
+    evidence = _load_list("evidence", EvidenceRecord, "evidence", base, problems, origin)
+    ipex_like = _load_list("ipex_like", IpexLikeDisorder, "ipex-like", base, problems, origin)
 
     drugs: dict[str, Drug] = {}
     drug_dir = base / "drugs"
