@@ -18,6 +18,7 @@ def validate(
 ) -> None:
     """Check every content file: schema, sources, cross-references, codes. Exit 1 on any problem."""
     from rich.console import Console
+    from rich.markup import escape
 
     from ..knowledge import KnowledgeBaseError, load_kb, validate_kb
 
@@ -30,7 +31,7 @@ def validate(
         kb = None
     if problems:
         for p in problems:
-            console.print(f"[red]error[/red] {p}", markup=True, highlight=False)
+            console.print(f"[red]error[/red] {escape(str(p))}", highlight=False, soft_wrap=True)
         console.print(f"[bold red]{len(problems)} problem(s)[/bold red]")
         raise typer.Exit(1)
     assert kb is not None

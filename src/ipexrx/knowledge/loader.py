@@ -114,16 +114,17 @@ class KnowledgeBase:
                 yield kind, rid, rec
 
 
-def _read_yaml(path: Path, problems: list[Problem]) -> Any:
+def _read_yaml(path: Path, problems: list[Problem], base: Path | None = None) -> Any:
+    name = str(path.relative_to(base)) if base else path.name
     try:
         with path.open("r", encoding="utf-8") as fh:
             return yaml.load(fh, Loader=_YamlLoader)  # noqa: S506 - SafeLoader / CSafeLoader
     except FileNotFoundError:
-        problems.append(Problem(path.name, "", "", "file is missing"))
+        problems.append(Problem(name, "", "", "file is missing"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.append(Problem(path.name, "", "", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"))
+        problems.append(Problem(name, "", "", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"))
     return None
 
 
@@ -162,7 +163,7 @@ def _load_list(
     out: dict[str, M] = {}
     for path in paths:
         rel = str(path.relative_to(base))
-        data = _read_yaml(path, problems)
+        data = _read_yaml(path, problems, base)
         if data is None:
             continue
         if not isinstance(data, list):
@@ -212,7 +213,7 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     drug_dir = base / "drugs"
     for path in sorted(drug_dir.glob("*.yaml")) if drug_dir.is_dir() else []:
         rel = str(path.relative_to(base))
-        raw = _read_yaml(path, problems)
+        raw = _read_yaml(path, problems, base)
         if raw is None:
             continue
         drug = _validate(Drug, raw, rel, problems)
