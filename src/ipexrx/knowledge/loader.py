@@ -21,14 +21,18 @@ editor fixing content wants the whole list at once, not one error per run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
+import pickle
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .schema import (
@@ -42,11 +46,6 @@ from .schema import (
     Manifestation,
     Source,
 )
-
-try:  # the C loader is ~10x faster; start-up time matters for the CLI
-    _YamlLoader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _YamlLoader = yaml.SafeLoader
 
 DEFAULT_DATA_DIR = Path(__file__).parent / "data"
 ENV_DATA_DIR = "IPEXRX_KB_DIR"
@@ -115,10 +114,14 @@ class KnowledgeBase:
 
 
 def _read_yaml(path: Path, problems: list[Problem], base: Path | None = None) -> Any:
+    # imported here: a lookup served from the compiled cache never parses YAML
+    import yaml
+
+    loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
     name = str(path.relative_to(base)) if base else path.name
     try:
         with path.open("r", encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_YamlLoader)  # noqa: S506 - SafeLoader / CSafeLoader
+            return yaml.load(fh, Loader=loader)  # noqa: S506 - SafeLoader / CSafeLoader
     except FileNotFoundError:
         problems.append(Problem(name, "", "", "file is missing"))
     except yaml.YAMLError as exc:
@@ -237,8 +240,94 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _cached(data_dir: str) -> KnowledgeBase:
+# --------------------------------------------------------------------------------------------
+# Compiled cache. Parsing ~50 YAML files and validating them with pydantic costs far more than the
+# CLI's start-up budget (a lookup must answer well under 0.3 s), so ``get_kb`` keeps the validated
+# knowledge base pickled in the user's cache directory. The cache is keyed by a fingerprint of
+# every data file (path, size, mtime, ctime, inode), of the code that defines the pickled classes
+# and of the package/Python/pydantic versions, and that fingerprint is re-checked on every load:
+# a changed file can never be served stale. ``load_kb`` (and so ``ipexrx kb validate``) never
+# reads the cache.
+# --------------------------------------------------------------------------------------------
+CACHE_FORMAT = 1
+ENV_CACHE_DIR = "IPEXRX_CACHE_DIR"
+ENV_NO_CACHE = "IPEXRX_NO_CACHE"
+_CODE_FILES = ("schema.py", "loader.py", "validate.py")
+
+
+def cache_dir() -> Path:
+    """Where compiled knowledge bases live: ``$IPEXRX_CACHE_DIR``, else ``$XDG_CACHE_HOME/ipexrx``,
+    else ``~/.cache/ipexrx``."""
+    explicit = os.environ.get(ENV_CACHE_DIR)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ipexrx"
+
+
+def _stat_line(path: Path, rel: str) -> str:
+    st = path.stat()
+    return f"{rel}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n"
+
+
+def content_fingerprint(data_dir: str | Path) -> str:
+    """A hash that changes whenever any content file (or the code that loads it) changes."""
+    from pydantic.version import VERSION as PYDANTIC_VERSION
+
+    from .. import __version__
+
+    base = Path(data_dir)
+    h = hashlib.sha256()
+    h.update(f"{CACHE_FORMAT}|{__version__}|{sys.version}|{PYDANTIC_VERSION}|{base}\n".encode())
+    here = Path(__file__).parent
+    for name in _CODE_FILES:
+        h.update(_stat_line(here / name, name).encode())
+    for root, dirs, files in os.walk(base):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith((".yaml", ".yml")):
+                path = Path(root) / name
+                h.update(_stat_line(path, str(path.relative_to(base))).encode())
+    return h.hexdigest()
+
+
+def _cache_file(base: str) -> Path:
+    return cache_dir() / f"kb-{hashlib.sha256(base.encode()).hexdigest()[:16]}.pickle"
+
+
+def _read_compiled(path: Path, fingerprint: str) -> KnowledgeBase | None:
+    try:
+        with path.open("rb") as fh:
+            if fh.readline().rstrip(b"\n") != fingerprint.encode():
+                return None
+            kb = pickle.load(fh)  # noqa: S301 - our own file in the user's cache directory
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a corrupt or incompatible cache is rebuilt, never fatal
+        return None
+    return kb if isinstance(kb, KnowledgeBase) else None
+
+
+def _write_compiled(path: Path, fingerprint: str, kb: KnowledgeBase) -> None:
+    """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(fingerprint.encode() + b"\n")
+            pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass  # read-only or full cache directory: run without the cache
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _load_validated(data_dir: str) -> KnowledgeBase:
     from .validate import validate_kb
 
     kb = load_kb(data_dir)
@@ -248,7 +337,32 @@ def _cached(data_dir: str) -> KnowledgeBase:
     return kb
 
 
+@functools.lru_cache(maxsize=4)
+def _cached(data_dir: str) -> KnowledgeBase:
+    if os.environ.get(ENV_NO_CACHE):
+        return _load_validated(data_dir)
+    try:
+        fingerprint = content_fingerprint(data_dir)
+    except OSError:  # e.g. the directory does not exist: let load_kb report it
+        return _load_validated(data_dir)
+    path = _cache_file(data_dir)
+    kb = _read_compiled(path, fingerprint)
+    if kb is None:
+        kb = _load_validated(data_dir)
+        _write_compiled(path, fingerprint, kb)
+    return kb
+
+
+def clear_cache() -> None:
+    """Forget the in-process copies (the on-disk cache is self-checking and needs no clearing)."""
+    _cached.cache_clear()
+
+
 def get_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
-    """The validated knowledge base (cached per directory). ``$IPEXRX_KB_DIR`` overrides the default."""
+    """The validated knowledge base (cached per directory). ``$IPEXRX_KB_DIR`` overrides the default.
+
+    Served from the compiled cache when every content file is unchanged (see ``cache_dir``);
+    set ``$IPEXRX_NO_CACHE=1`` to always parse the YAML.
+    """
     chosen = data_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
     return _cached(str(Path(chosen).resolve()))
