@@ -1,0 +1,104 @@
+"""The application factory: ``create_app(settings)`` wires settings, storage, security and routers.
+
+``uvicorn --factory ipexrx.service.app:create_app`` (what ``ipexrx serve`` runs) calls it with no
+argument, so settings come from the environment (see :mod:`ipexrx.service.settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..storage import Database
+from .deps import Unauthorized, unauthorized_handler
+from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
+from .security import JwtVerifier
+from .settings import Settings
+
+log = logging.getLogger("ipexrx.service")
+
+DEV_MODE_BANNER = (
+    "!!! IPEXRX DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Any caller can invoke the CDS "
+    "services and post feedback. Never run this with real patient data or on a reachable network. !!!"
+)
+
+
+class DevModeHeader:
+    """Marks every response while JWT verification is off, so nobody mistakes it for production."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"].append((b"x-ipexrx-dev-mode", b"jwt-verification-disabled"))
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    db = Database(settings.database_url)
+    if settings.auto_migrate:
+        db.migrate()
+    if settings.dev_mode:
+        log.warning(DEV_MODE_BANNER)
+    elif not settings.issuers:
+        log.warning("no CDS client issuers configured (IPEXRX_CDS_ISSUERS): every CDS Hooks call will get 401")
+
+    app = FastAPI(
+        title="ipexrx",
+        version=__version__,
+        description="Computable medication reference and clinical decision support for IPEX syndrome (FOXP3). "
+        "Every statement carries its source. Supports, never replaces, clinical judgement.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.verifier = JwtVerifier(settings, db)
+
+    handlers: list[tuple[Any, Any]] = [
+        (ApiError, api_error_handler),
+        (RequestValidationError, validation_error_handler),
+        (StarletteHTTPException, http_error_handler),
+        (Unauthorized, unauthorized_handler),
+    ]
+    for exc, handler in handlers:
+        app.add_exception_handler(exc, handler)
+
+    from .api import router as api_router
+    from .cds.router import router as cds_router
+    from .web import mount_web
+
+    app.include_router(api_router)
+    app.include_router(cds_router)
+    mount_web(app)
+
+    # As the CDS Hooks reference services do: any origin, GET/POST/OPTIONS, Content-Type and
+    # Authorization allowed, so browser-based EHRs (the sandbox) can preflight and call us.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization"],
+        max_age=600,
+    )
+    if settings.dev_mode:
+        app.add_middleware(DevModeHeader)
+    return app

@@ -1,0 +1,195 @@
+"""CDS Hooks 2.0 wire models (requests, cards, discovery, feedback).
+
+Requests are parsed leniently (unknown fields kept, missing ``Bundle.type`` accepted) because
+real EHRs and the official examples are sloppy; cards are built strictly (no empty strings or
+nulls, ``summary`` < 140 characters, ``selectionBehavior`` with suggestions) because a card the
+EHR cannot render is a safety message lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- request ------------------------------------------------------------------------------
+class FhirAuthorization(Lenient):
+    access_token: str = Field(min_length=1)
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # never print the token, even in a debugger or a log line
+        return f"FhirAuthorization(token_type={self.token_type!r}, scope={self.scope!r}, access_token=<withheld>)"
+
+    __str__ = __repr__
+
+
+class CdsRequest(Lenient):
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("https://") or v.startswith("http://")):
+            raise ValueError("fhirServer must be an absolute http(s) URL")
+        return v.rstrip("/") if v else v
+
+    def __repr__(self) -> str:
+        return f"CdsRequest(hook={self.hook!r}, hookInstance={self.hookInstance!r})"
+
+
+# -- response -----------------------------------------------------------------------------
+class Coding(Strict):
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+
+
+class Source(Strict):
+    label: str = Field(min_length=1)
+    url: str | None = Field(None, min_length=1)
+    topic: Coding | None = None
+
+
+class Action(Strict):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _target(self) -> Action:
+        if self.type == "delete" and not self.resourceId:
+            raise ValueError("a delete action needs resourceId")
+        if self.type in ("create", "update") and not self.resource:
+            raise ValueError(f"a {self.type} action needs the resource")
+        return self
+
+
+class Suggestion(Strict):
+    label: str = Field(min_length=1)
+    uuid: str = Field(min_length=1)
+    isRecommended: bool | None = None
+    actions: list[Action] = Field(min_length=1)
+
+
+class Link(Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    type: Literal["absolute", "smart"]
+
+
+class Card(Strict):
+    uuid: str = Field(min_length=1)
+    summary: str = Field(min_length=1, max_length=139)
+    detail: str | None = Field(None, min_length=1)
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = Field(None, min_length=1)
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = Field(None, min_length=1)
+    links: list[Link] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _selection(self) -> Card:
+        if self.suggestions and not self.selectionBehavior:
+            raise ValueError("selectionBehavior is required when suggestions are present")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON the EHR receives: optional fields without a value are omitted, never null."""
+        return self.model_dump(exclude_none=True)
+
+
+class CdsResponse(BaseModel):
+    cards: list[dict[str, Any]] = Field(description="CDS Hooks 2.0 cards (see docs/cds-hooks.md).")
+
+
+# -- discovery ----------------------------------------------------------------------------
+class ServiceDescription(Strict):
+    hook: str
+    title: str
+    description: str
+    id: str
+    prefetch: dict[str, str]
+    usageRequirements: str | None = None
+
+
+class Discovery(BaseModel):
+    services: list[ServiceDescription]
+
+
+# -- feedback -----------------------------------------------------------------------------
+class AcceptedSuggestion(Lenient):
+    id: str = Field(min_length=1)
+
+
+class OverrideReasonCoding(Lenient):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class OverrideReason(Lenient):
+    reason: OverrideReasonCoding | None = None
+    userComment: str | None = None
+
+
+class FeedbackItem(Lenient):
+    card: str = Field(min_length=1, description="The uuid of the card the feedback is about.")
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: dt.datetime
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _aware(cls, v: dt.datetime) -> dt.datetime:
+        if v.tzinfo is None:
+            raise ValueError("outcomeTimestamp needs a time zone (ISO 8601 in UTC, e.g. 2026-11-25T12:00:00Z)")
+        return v.astimezone(dt.UTC)
+
+
+class FeedbackRequest(Lenient):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
+
+
+class FeedbackStored(BaseModel):
+    stored: int = Field(description="How many feedback items were recorded.")
+
+
+class FeedbackRecord(BaseModel):
+    id: int
+    service: str
+    card: str
+    outcome: str
+    acceptedSuggestions: list[str]
+    overrideReason: dict[str, str] | None = None
+    userComment: str | None = None
+    outcomeTimestamp: dt.datetime
+    receivedAt: dt.datetime
+    issuer: str | None = None
+    tenant: str | None = None
+
+
+class FeedbackList(BaseModel):
+    feedback: list[FeedbackRecord]

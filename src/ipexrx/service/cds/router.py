@@ -1,0 +1,140 @@
+"""CDS Hooks 2.0 endpoints: discovery, the three services, feedback (and its query)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..deps import cds_auth, db_of, public_base, settings_of
+from ..errors import ERROR_RESPONSES, ApiError, ErrorBody
+from ..security import AuthContext
+from .models import (
+    CdsRequest,
+    CdsResponse,
+    Discovery,
+    FeedbackList,
+    FeedbackRecord,
+    FeedbackRequest,
+    FeedbackStored,
+    ServiceDescription,
+)
+from .services import PREFETCH, SERVICES
+
+router = APIRouter(tags=["CDS Hooks"])
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or refused JWT (no detail given)."}}
+
+_DISCOVERY = Discovery(services=[
+    ServiceDescription(hook=s.hook, title=s.title, description=s.description, id=s.id, prefetch=dict(PREFETCH))
+    for s in SERVICES.values()
+]).model_dump(exclude_none=True)
+
+
+@router.get("/cds-services", response_model=Discovery, responses=UNAUTHORIZED,
+            summary="CDS Hooks discovery: our services and their prefetch templates")
+async def discovery(_auth: AuthContext = Depends(cds_auth)) -> JSONResponse:
+    return JSONResponse(_DISCOVERY)
+
+
+def _service(service_id: str) -> Any:
+    svc = SERVICES.get(service_id)
+    if svc is None:
+        raise ApiError(404, "not_found", f"no CDS service '{service_id}'", suggestions=sorted(SERVICES))
+    return svc
+
+
+@router.post(
+    "/cds-services/{service_id}",
+    response_model=CdsResponse,
+    responses={**UNAUTHORIZED, **ERROR_RESPONSES, 400: {"model": ErrorBody, "description": "Wrong hook."},
+               412: {"description": "Prefetch missing and the FHIR server could not supply it "
+                     "(body: an OperationOutcome)."}},
+    summary="Call a CDS service (patient-view, order-select or order-sign)",
+)
+async def call_service(
+    service_id: str,
+    request: Request,
+    body: CdsRequest = Body(...),
+    auth: AuthContext = Depends(cds_auth),
+) -> JSONResponse:
+    svc = _service(service_id)
+    if body.hook != svc.hook:
+        raise ApiError(400, "wrong_hook", f"service '{svc.id}' answers the '{svc.hook}' hook, got '{body.hook}'",
+                       issues=[{"path": "$.hook", "expected": svc.hook, "got": repr(body.hook)}])
+    from .engine import run_hook
+
+    cards = await run_hook(svc, body, settings_of(request), public_base(request))
+    return JSONResponse({"cards": cards})
+
+
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    response_model=FeedbackStored,
+    responses={**UNAUTHORIZED, **ERROR_RESPONSES},
+    summary="Record what the clinician did with our cards (accepted / overridden)",
+)
+async def feedback(
+    service_id: str,
+    request: Request,
+    body: FeedbackRequest = Body(...),
+    auth: AuthContext = Depends(cds_auth),
+) -> FeedbackStored:
+    svc = _service(service_id)
+    rows = []
+    for item in body.feedback:
+        reason = item.overrideReason.reason if item.overrideReason else None
+        rows.append({
+            "service_id": svc.id,
+            "card_uuid": item.card,
+            "outcome": item.outcome,
+            "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
+            "override_reason_system": reason.system if reason else None,
+            "override_reason_code": reason.code if reason else None,
+            "override_reason_display": reason.display if reason else None,
+            "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+            "outcome_timestamp": item.outcomeTimestamp,
+            "issuer": auth.issuer,
+            "tenant": auth.tenant,
+        })
+    db_of(request).add_feedback(rows)
+    return FeedbackStored(stored=len(rows))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@router.get(
+    "/api/v1/cds-feedback",
+    response_model=FeedbackList,
+    responses={**UNAUTHORIZED, **ERROR_RESPONSES},
+    summary="Query recorded CDS feedback (same JWT rules as the CDS endpoints)",
+)
+async def query_feedback(
+    request: Request,
+    service: str | None = Query(None, description="Service id, e.g. ipexrx-order-sign."),
+    outcome: Literal["accepted", "overridden"] | None = Query(None),
+    card: str | None = Query(None, description="Card uuid."),
+    since: dt.datetime | None = Query(None, description="Only outcomes at or after this ISO 8601 time."),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    auth: AuthContext = Depends(cds_auth),
+) -> FeedbackList:
+    if service is not None:
+        _service(service)
+    rows = db_of(request).query_feedback(service_id=service, outcome=outcome, card_uuid=card,
+                                         since=_utc(since) if since else None, limit=limit, offset=offset)
+    out = []
+    for r in rows:
+        reason = {k: v for k, v in (("system", r.override_reason_system), ("code", r.override_reason_code),
+                                    ("display", r.override_reason_display)) if v}
+        out.append(FeedbackRecord(
+            id=r.id, service=r.service_id, card=r.card_uuid, outcome=r.outcome,
+            acceptedSuggestions=list(r.accepted_suggestions or []), overrideReason=reason or None,
+            userComment=r.user_comment, outcomeTimestamp=_utc(r.outcome_timestamp),
+            receivedAt=_utc(r.received_at), issuer=r.issuer, tenant=r.tenant,
+        ))
+    return FeedbackList(feedback=out)

@@ -1,0 +1,150 @@
+"""Engine, sessions and migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import CdsFeedback, SeenToken
+
+ENV_DATABASE_URL = "IPEXRX_DATABASE_URL"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def user_data_dir() -> Path:
+    """Per-user data directory (XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows)."""
+    if sys.platform == "win32":
+        root = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Application Support"
+    else:
+        root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return root / "ipexrx"
+
+
+def default_database_url() -> str:
+    """``$IPEXRX_DATABASE_URL`` or SQLite in the user data directory."""
+    env = os.environ.get(ENV_DATABASE_URL)
+    if env:
+        return env
+    return f"sqlite:///{user_data_dir() / 'ipexrx.sqlite3'}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets several uvicorn workers read while one writes; busy_timeout makes a writer wait
+    # for the lock instead of failing at once.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Database:
+    """One engine plus the few operations the service needs."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or default_database_url()
+        if self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
+            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._purge_lock = threading.Lock()
+        self._last_purge = 0
+
+    # -- schema ---------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- CDS feedback ---------------------------------------------------------------------
+    def add_feedback(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Store feedback items (dicts of CdsFeedback columns); return their ids."""
+        now = dt.datetime.now(dt.UTC)
+        with self.session() as s:
+            objs = [CdsFeedback(received_at=now, **row) for row in rows]
+            s.add_all(objs)
+            s.flush()
+            return [o.id for o in objs]
+
+    def query_feedback(
+        self,
+        service_id: str | None = None,
+        outcome: str | None = None,
+        card_uuid: str | None = None,
+        since: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CdsFeedback]:
+        stmt = select(CdsFeedback)
+        if service_id:
+            stmt = stmt.where(CdsFeedback.service_id == service_id)
+        if outcome:
+            stmt = stmt.where(CdsFeedback.outcome == outcome)
+        if card_uuid:
+            stmt = stmt.where(CdsFeedback.card_uuid == card_uuid)
+        if since:
+            stmt = stmt.where(CdsFeedback.outcome_timestamp >= since)
+        stmt = stmt.order_by(CdsFeedback.outcome_timestamp.desc(), CdsFeedback.id.desc()).limit(limit).offset(offset)
+        with self.session() as s:
+            return list(s.scalars(stmt))
+
+    # -- JWT replay protection ------------------------------------------------------------
+    def remember_token(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record a token id; False when the same issuer already used it (a replay).
+
+        The primary key makes this atomic across processes: two workers receiving the same
+        token race on one INSERT and exactly one wins.
+        """
+        self._maybe_purge(now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(SeenToken).values(issuer=issuer, jti=jti, expires_at=expires_at))
+        except IntegrityError:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    select(SeenToken.expires_at).where(SeenToken.issuer == issuer, SeenToken.jti == jti)
+                ).first()
+                if row is not None and row[0] < now:  # an expired entry not purged yet: reuse the slot
+                    conn.execute(delete(SeenToken).where(SeenToken.issuer == issuer, SeenToken.jti == jti))
+                    conn.execute(insert(SeenToken).values(issuer=issuer, jti=jti, expires_at=expires_at))
+                    return True
+            return False
+        return True
+
+    def _maybe_purge(self, now: int) -> None:
+        if now - self._last_purge < 60 or not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_purge = now
+            with self.engine.begin() as conn:
+                conn.execute(delete(SeenToken).where(SeenToken.expires_at < now))
+        finally:
+            self._purge_lock.release()

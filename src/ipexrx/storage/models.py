@@ -1,0 +1,50 @@
+"""Tables. Changing one here needs a new migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CdsFeedback(Base):
+    """One CDS Hooks feedback item: what the clinician did with one of our cards.
+
+    Only the outcome is stored (card uuid, accepted suggestions, override reason); the feedback
+    call carries no patient data and we add none. ``issuer``/``tenant`` come from the verified JWT so
+    that outcomes can be analysed per EHR/organisation.
+    """
+
+    __tablename__ = "cds_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(String(200), index=True)
+    card_uuid: Mapped[str] = mapped_column(String(200), index=True)
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
+    accepted_suggestions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    override_reason_system: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    override_reason_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    override_reason_display: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_timestamp: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    tenant: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class SeenToken(Base):
+    """A JWT id already used by an issuer, kept until the token expires (replay protection)."""
+
+    __tablename__ = "seen_token"
+
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(500), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_seen_token_expires_at", "expires_at"),)
