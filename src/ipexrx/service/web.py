@@ -1,9 +1,181 @@
-"""Server-rendered web reference (Jinja2 templates, print stylesheet, no front-end build)."""
+"""Server-rendered web reference: Jinja2 templates, one small CSS file with a print stylesheet, two
+tiny scripts (instant search, reading an uploaded file). No front-end build.
+
+Pages are rendered from the same view models as the JSON API, so every statement on a page carries
+its citations, each linked to the source (and section) on /sources. Reference pages are cached per
+knowledge-base object: the content is immutable while the server runs.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+
+HERE = Path(__file__).parent
+
+
+def _src_anchor(source: str, locator: str | None = None) -> str:
+    return f"src-{source}-{locator}" if locator else f"src-{source}"
+
+
+@functools.cache
+def env() -> Any:
+    import jinja2
+
+    e = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    e.filters["src_anchor"] = _src_anchor
+    e.filters["urlencode"] = lambda s: quote(str(s), safe="")
+    return e
+
+
+def render(template: str, request: Request | None = None, **ctx: Any) -> str:
+    from ..knowledge import get_kb
+
+    meta = get_kb().meta
+    page_url = str(request.url) if request is not None else ""
+    return str(env().get_template(template).render(meta=meta, version=__version__, page_url=page_url, **ctx))
+
+
+_page_cache: dict[tuple[int, str], str] = {}
+
+
+def cached_page(key: str, build: Any) -> str:
+    """Rendered HTML for an immutable reference page (keyed by the KB object and the page)."""
+    from ..knowledge import get_kb
+
+    kb = get_kb()
+    ck = (id(kb), key)
+    html = _page_cache.get(ck)
+    if html is None:
+        if len(_page_cache) > 2000:
+            _page_cache.clear()
+        html = build()
+        _page_cache[ck] = html
+    return html
+
+
+def html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status)
+
+
+def not_found_page(request: Request, kind: str, query: str, exc: Exception, base: str) -> HTMLResponse:
+    suggestions = list(getattr(exc, "suggestions", None) or getattr(exc, "candidates", None) or [])
+    status = 409 if type(exc).__name__ == "AmbiguousQueryError" else 404
+    title = f"Several {kind} records match" if status == 409 else f"No {kind} named “{query}”"
+    return html(render("error.html", request, title=title, message=str(exc), suggestions=suggestions,
+                       base=base, query=query), status)
 
 
 def mount_web(app: FastAPI) -> None:
-    return None
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        from ..reference import summary
+
+        return html(cached_page("/", lambda: render("summary.html", None, title="IPEX medication reference",
+                                                    s=summary())))
+
+    @app.get("/manifestations", response_class=HTMLResponse, include_in_schema=False)
+    def manifestations_page(request: Request) -> HTMLResponse:
+        from .api import manifestation_index
+
+        return html(cached_page("/manifestations", lambda: render(
+            "index_list.html", None, title="Manifestations", items=manifestation_index(),
+            lede="Each manifestation of IPEX with its therapy options, strongest evidence first.")))
+
+    @app.get("/manifestations/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def manifestation_page(name: str, request: Request) -> HTMLResponse:
+        from ..reference import ReferenceQueryError, manifestation_view
+
+        try:
+            m = manifestation_view(name)
+        except ReferenceQueryError as exc:
+            return not_found_page(request, "manifestation", name, exc, "/manifestations/")
+        return html(cached_page(f"/manifestations/{m.id}", lambda: render("manifestation.html", None,
+                                                                           title=m.name, m=m)))
+
+    @app.get("/drugs", response_class=HTMLResponse, include_in_schema=False)
+    def drugs_page(request: Request) -> HTMLResponse:
+        from .api import drug_index
+
+        return html(cached_page("/drugs", lambda: render(
+            "index_list.html", None, title="Drugs", items=drug_index(),
+            lede="Monographs: identity and brands, class, mechanism, pharmacology, evidence in IPEX, boxed "
+                 "warnings, screening, monitoring, interactions and sources.")))
+
+    @app.get("/drugs/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def drug_page(name: str, request: Request) -> Response:
+        from ..reference import ReferenceQueryError, drug_monograph
+
+        try:
+            d = drug_monograph(name)
+        except ReferenceQueryError as exc:
+            return not_found_page(request, "drug", name, exc, "/drugs/")
+        if name != d.id:  # one canonical URL per drug (brands and synonyms redirect)
+            return RedirectResponse(f"/drugs/{d.id}", status_code=307)
+        return html(cached_page(f"/drugs/{d.id}", lambda: render("drug.html", None, title=d.name, d=d)))
+
+    @app.get("/classes", response_class=HTMLResponse, include_in_schema=False)
+    def classes_page(request: Request) -> HTMLResponse:
+        from .api import class_index
+
+        return html(cached_page("/classes", lambda: render(
+            "index_list.html", None, title="Drug classes", items=class_index(),
+            lede="Classes with their parent class; each page lists its drugs.")))
+
+    @app.get("/classes/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def class_page(name: str, request: Request) -> HTMLResponse:
+        from ..reference import ReferenceQueryError, class_view
+
+        try:
+            c = class_view(name)
+        except ReferenceQueryError as exc:
+            return not_found_page(request, "class", name, exc, "/classes/")
+        return html(cached_page(f"/classes/{c.id}", lambda: render("class.html", None, title=c.name, c=c)))
+
+    @app.get("/sources", response_class=HTMLResponse, include_in_schema=False)
+    def sources_page(request: Request) -> HTMLResponse:
+        from ..reference import list_sources
+
+        return html(cached_page("/sources", lambda: render("sources.html", None, title="Sources",
+                                                           sources=list_sources().sources)))
+
+    @app.get("/interactions/{iid}", include_in_schema=False)
+    def interaction_page(iid: str, request: Request) -> Response:
+        from ..knowledge import get_kb
+
+        inter = get_kb().interactions.get(iid)
+        if inter is None:
+            return html(render("error.html", request, title=f"No interaction “{iid}”",
+                               message=f"no interaction with id '{iid}'", suggestions=[], base="/", query=iid), 404)
+        return RedirectResponse(f"/drugs/{inter.drugs[0]}#interaction-{iid}", status_code=307)
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def search_page(request: Request, q: str = "") -> HTMLResponse:
+        from ..reference import search
+        from .api import page_for_record
+
+        q = q.strip()[:200]
+        results = []
+        if q:
+            results = [{"kind": h.kind, "title": h.title, "snippet": h.snippet, "page": page_for_record(h.kind, h.id)}
+                       for h in search(q, limit=20).results]
+        return html(render("search.html", request, title="Search", q=q, results=results))
+
+    from .assess_web import mount_assess
+
+    mount_assess(app)
