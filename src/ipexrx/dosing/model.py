@@ -1,0 +1,469 @@
+"""Population-PK model files: schema, loading, and the compiled form the engine uses.
+
+A model is a YAML file in ``dosing/models/`` (or any directory given by the caller). Adding a model
+needs no code: the file states its citation, population, units, covariates with validated ranges,
+compartments and first-order flows, typical values (``thetas``, each with its source), parameter
+formulas, between-subject variability (OMEGA as variances; CV% is converted with
+omega^2 = ln(1 + CV^2) and the conversion is recorded), residual error per observed output, targets
+and dosage forms. Everything is validated when loaded; a malformed file is a :class:`ModelError`
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ModelError
+from .expr import Expr, compile_expr
+
+MODELS_DIR = Path(__file__).with_name("models")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Citation(_Strict):
+    text: str
+    doi: str | None = None
+    pmid: str | None = None
+    url: str | None = None
+    transcription: str | None = Field(None, description="Where the parameters were read from, if not the paper.")
+
+
+class Population(_Strict):
+    description: str
+    n_subjects: int | None = None
+    age_years: tuple[float, float] | None = None
+    weight_kg: tuple[float, float] | None = None
+
+
+class Units(_Strict):
+    time: Literal["h"] = "h"
+    amount: Literal["mg", "ug", "g"] = "mg"
+    volume: Literal["L", "mL"] = "L"
+    concentration: str = Field(..., description="Unit of the observed concentrations, e.g. mg/L or ng/mL.")
+
+
+class Covariate(_Strict):
+    unit: str = Field(..., description="Unit, or '1' for a dimensionless code; never empty.")
+    description: str
+    min: float | None = None
+    max: float | None = None
+    allowed: list[float] | None = Field(None, description="For categorical codes: the permitted values.")
+    default: float | None = Field(None, description="Used when the covariate is absent; None = required.")
+    out_of_range: Literal["warn", "refuse"] = "warn"
+
+    @model_validator(mode="after")
+    def _check(self) -> Covariate:
+        if not self.unit.strip():
+            raise ValueError("a covariate needs a unit ('1' if dimensionless)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class Theta(_Strict):
+    value: float
+    unit: str
+    source: str = Field(..., description="Where the value comes from (table, page, or 'fixed by design').")
+    verified: bool = Field(True, description="False when the value could not be checked against the primary source.")
+
+
+class Parameter(_Strict):
+    expr: str = Field(..., description="Typical value as a formula of thetas, covariates and earlier parameters.")
+    unit: str
+    iiv: Literal["none", "exponential", "additive", "proportional"] = "none"
+
+
+class Omega(_Strict):
+    """Between-subject variability of the ETAs, in the order of ``etas``.
+
+    Exactly one of ``variance`` (diagonal), ``matrix`` (full, symmetric) or ``cv_percent`` (diagonal, converted
+    with omega^2 = ln(1 + CV^2), the log-normal identity) must be given.
+    """
+
+    etas: list[str]
+    variance: list[float] | None = None
+    matrix: list[list[float]] | None = None
+    cv_percent: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Omega:
+        given = [x is not None for x in (self.variance, self.matrix, self.cv_percent)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of variance, matrix, cv_percent")
+        n = len(self.etas)
+        if len(set(self.etas)) != n:
+            raise ValueError("duplicate ETA names")
+        if self.variance is not None and len(self.variance) != n:
+            raise ValueError(f"variance has {len(self.variance)} values for {n} ETAs")
+        if self.cv_percent is not None and len(self.cv_percent) != n:
+            raise ValueError(f"cv_percent has {len(self.cv_percent)} values for {n} ETAs")
+        if self.matrix is not None:
+            if len(self.matrix) != n or any(len(r) != n for r in self.matrix):
+                raise ValueError(f"matrix must be {n}x{n}")
+            for i in range(n):
+                for j in range(n):
+                    if abs(self.matrix[i][j] - self.matrix[j][i]) > 1e-12 * (1 + abs(self.matrix[i][j])):
+                        raise ValueError("matrix must be symmetric")
+        return self
+
+    def as_matrix(self) -> list[list[float]]:
+        n = len(self.etas)
+        if self.matrix is not None:
+            return [list(r) for r in self.matrix]
+        if self.variance is not None:
+            d = list(self.variance)
+        else:
+            assert self.cv_percent is not None
+            d = [math.log(1.0 + (c / 100.0) ** 2) for c in self.cv_percent]
+        return [[d[i] if i == j else 0.0 for j in range(n)] for i in range(n)]
+
+
+class ErrorTerm(_Strict):
+    variance: float | None = None
+    sd: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ErrorTerm:
+        if (self.variance is None) == (self.sd is None):
+            raise ValueError("give exactly one of variance or sd")
+        if (self.variance or 0) < 0 or (self.sd or 0) < 0:
+            raise ValueError("error magnitudes must be >= 0")
+        return self
+
+    @property
+    def var(self) -> float:
+        return float(self.variance) if self.variance is not None else float(self.sd) ** 2  # type: ignore[arg-type]
+
+
+class ResidualError(_Strict):
+    """Residual error. ``proportional`` is relative (SD 0.2 = 20 %); ``additive`` is in the output's unit;
+    ``log_additive`` is the SD on the log scale (data and predictions are both log-transformed)."""
+
+    model: Literal["proportional", "additive", "combined", "log_additive"]
+    proportional: ErrorTerm | None = None
+    additive: ErrorTerm | None = None
+    log_additive: ErrorTerm | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ResidualError:
+        need = {
+            "proportional": {"proportional"}, "additive": {"additive"},
+            "combined": {"proportional", "additive"}, "log_additive": {"log_additive"},
+        }[self.model]
+        have = {k for k in ("proportional", "additive", "log_additive") if getattr(self, k) is not None}
+        if have != need:
+            raise ValueError(f"error model {self.model!r} needs exactly {sorted(need)}, got {sorted(have)}")
+        return self
+
+    @property
+    def prop_var(self) -> float:
+        return self.proportional.var if self.proportional else 0.0
+
+    @property
+    def add_var(self) -> float:
+        if self.log_additive is not None:
+            return self.log_additive.var
+        return self.additive.var if self.additive else 0.0
+
+
+class Output(_Strict):
+    name: str
+    compartment: str
+    scale: str = Field(..., description="Formula for the volume the amount is divided by.")
+    unit_factor: float = Field(1.0, description="Multiplier from amount/volume units to the output unit (mg/L->ng/mL: 1000).")
+    unit: str
+    error: ResidualError
+
+
+class Flow(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    source: str = Field(..., alias="from")
+    to: str | None = None
+    rate: str = Field(..., description="First-order rate constant formula (1/h).")
+
+
+class DoseInput(_Strict):
+    route: str = Field(..., description="Route label (oral, iv...).")
+    bioavailability: str = "1"
+    lag: str | None = None
+    duration: str | None = Field(None, description="Modelled infusion duration, used by dose records with RATE=-2.")
+
+
+class Target(_Strict):
+    metric: Literal["trough", "peak", "auc24"]
+    low: float
+    high: float
+    unit: str
+    context: str
+    source: str
+    verified: bool = True
+
+
+class DosageForm(_Strict):
+    form: str
+    strengths: list[float] | None = Field(None, description="Unit strengths (capsule/tablet), in `unit`.")
+    concentration: float | None = Field(None, description="Oral solution/suspension strength, `unit` per mL.")
+    unit: str = "mg"
+    measurable_ml: float | None = Field(None, description="Smallest measurable volume step for liquids (mL).")
+    source: str | None = None
+
+
+class ModelSpec(_Strict):
+    id: str
+    title: str
+    drug: str
+    kind: Literal["clinical", "reference"] = Field(
+        ..., description="clinical = a published model for patient use; reference = validation/teaching model."
+    )
+    citation: Citation
+    verification: str = Field(..., description="What was checked against the source, and what could not be.")
+    population: Population
+    units: Units
+    covariates: dict[str, Covariate] = {}
+    thetas: dict[str, Theta]
+    compartments: list[str]
+    flows: list[Flow]
+    dosing: dict[str, DoseInput]
+    parameters: dict[str, Parameter]
+    omega: Omega
+    outputs: list[Output]
+    targets: list[Target] = []
+    dosage_forms: list[DosageForm] = []
+    default_interval_h: float | None = None
+    caveats: list[str] = []
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiled model
+
+
+@dataclass
+class CompiledModel:
+    """A validated model with compiled formulas and index maps, ready for the engine."""
+
+    spec: ModelSpec
+    path: Path | None
+    cmt_index: dict[str, int]
+    param_names: list[str]
+    param_exprs: list[Expr]
+    param_iiv: list[str]
+    eta_names: list[str]
+    eta_param_index: list[int]
+    omega: Any  # numpy (n, n)
+    omega_inv: Any
+    logdet_omega: float
+    flows: list[tuple[int, int | None, Expr]]
+    dose_f: dict[int, Expr]
+    dose_lag: dict[int, Expr]
+    dose_dur: dict[int, Expr]
+    outputs: list[tuple[int, Expr, float, ResidualError]]  # cmt index, scale, unit factor, error
+    output_by_cmt: dict[int, int]
+    blocks: list[list[int]] = field(default_factory=list)
+    closed_form: bool = True
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def n_eta(self) -> int:
+        return len(self.eta_names)
+
+    def covariate_names(self) -> list[str]:
+        return list(self.spec.covariates)
+
+
+def _scc(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Strongly connected components (Tarjan), returned in topological order of the flow graph."""
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for a, b in edges:
+        adj[a].append(b)
+    index = [0]
+    idx = [-1] * n
+    low = [0] * n
+    on = [False] * n
+    stack: list[int] = []
+    out: list[list[int]] = []
+
+    def visit(v: int) -> None:
+        idx[v] = low[v] = index[0]
+        index[0] += 1
+        stack.append(v)
+        on[v] = True
+        for w in adj[v]:
+            if idx[w] < 0:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif on[w]:
+                low[v] = min(low[v], idx[w])
+        if low[v] == idx[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on[w] = False
+                comp.append(w)
+                if w == v:
+                    break
+            out.append(sorted(comp))
+
+    for v in range(n):
+        if idx[v] < 0:
+            visit(v)
+    return out[::-1]
+
+
+def compile_model(spec: ModelSpec, path: Path | None = None) -> CompiledModel:
+    import numpy as np
+
+    where = f"model {spec.id}"
+    cmts = spec.compartments
+    if len(set(cmts)) != len(cmts):
+        raise ModelError(f"{where}: duplicate compartment names")
+    cmt_index = {c: i for i, c in enumerate(cmts)}
+
+    def cmt(name: str, ctx: str) -> int:
+        if name not in cmt_index:
+            raise ModelError(f"{where}: {ctx} names compartment {name!r}; expected one of {cmts}")
+        return cmt_index[name]
+
+    known: set[str] = set(spec.thetas) | set(spec.covariates)
+    clash = set(spec.thetas) & set(spec.covariates)
+    if clash:
+        raise ModelError(f"{where}: names used both as theta and covariate: {sorted(clash)}")
+    pnames: list[str] = []
+    pexprs: list[Expr] = []
+    piiv: list[str] = []
+    for name, p in spec.parameters.items():
+        if name in known:
+            raise ModelError(f"{where}: parameter {name!r} shadows a theta or covariate")
+        pexprs.append(compile_expr(p.expr, known, f"{where} parameter {name}"))
+        pnames.append(name)
+        piiv.append(p.iiv)
+        known.add(name)
+
+    etas = spec.omega.etas
+    eta_idx = []
+    for e in etas:
+        if e not in spec.parameters:
+            raise ModelError(f"{where}: omega ETA {e!r} must name a parameter; parameters: {pnames}")
+        if spec.parameters[e].iiv == "none":
+            raise ModelError(f"{where}: parameter {e!r} has an ETA in omega but iiv: none")
+        eta_idx.append(pnames.index(e))
+    for name, p in spec.parameters.items():
+        if p.iiv != "none" and name not in etas:
+            raise ModelError(f"{where}: parameter {name!r} declares iiv {p.iiv!r} but has no ETA in omega")
+    om = np.array(spec.omega.as_matrix(), dtype=float)
+    try:
+        chol = np.linalg.cholesky(om)
+    except np.linalg.LinAlgError:
+        raise ModelError(f"{where}: omega is not positive definite") from None
+    om_inv = np.linalg.inv(om)
+    logdet = float(2.0 * np.sum(np.log(np.diag(chol))))
+
+    flows: list[tuple[int, int | None, Expr]] = []
+    edges: list[tuple[int, int]] = []
+    for fl in spec.flows:
+        a = cmt(fl.source, "a flow")
+        b = cmt(fl.to, "a flow") if fl.to is not None else None
+        if b == a:
+            raise ModelError(f"{where}: a flow goes from {fl.source} to itself")
+        flows.append((a, b, compile_expr(fl.rate, known, f"{where} flow {fl.source}->{fl.to}")))
+        if b is not None:
+            edges.append((a, b))
+    blocks = _scc(len(cmts), edges)
+
+    dose_f: dict[int, Expr] = {}
+    dose_lag: dict[int, Expr] = {}
+    dose_dur: dict[int, Expr] = {}
+    for cname, d in spec.dosing.items():
+        i = cmt(cname, "dosing")
+        dose_f[i] = compile_expr(d.bioavailability, known, f"{where} dosing {cname} bioavailability")
+        if d.lag is not None:
+            dose_lag[i] = compile_expr(d.lag, known, f"{where} dosing {cname} lag")
+        if d.duration is not None:
+            dose_dur[i] = compile_expr(d.duration, known, f"{where} dosing {cname} duration")
+
+    outs = []
+    by_cmt: dict[int, int] = {}
+    for k, o in enumerate(spec.outputs):
+        i = cmt(o.compartment, f"output {o.name}")
+        if i in by_cmt:
+            raise ModelError(f"{where}: two outputs observe compartment {o.compartment}")
+        by_cmt[i] = k
+        outs.append((i, compile_expr(o.scale, known, f"{where} output {o.name} scale"), o.unit_factor, o.error))
+    if not outs:
+        raise ModelError(f"{where}: at least one output is required")
+    for name, c in spec.covariates.items():
+        if c.default is not None and c.allowed is not None and c.default not in c.allowed:
+            raise ModelError(f"{where}: covariate {name} default {c.default} is not among allowed {c.allowed}")
+    for t in spec.targets:
+        if t.low >= t.high:
+            raise ModelError(f"{where}: target {t.metric} low {t.low} >= high {t.high}")
+
+    return CompiledModel(
+        spec=spec, path=path, cmt_index=cmt_index, param_names=pnames, param_exprs=pexprs, param_iiv=piiv,
+        eta_names=list(etas), eta_param_index=eta_idx, omega=om, omega_inv=om_inv, logdet_omega=logdet,
+        flows=flows, dose_f=dose_f, dose_lag=dose_lag, dose_dur=dose_dur, outputs=outs, output_by_cmt=by_cmt,
+        blocks=blocks, closed_form=all(len(b) <= 2 for b in blocks),
+    )
+
+
+def load_model_file(path: str | Path) -> CompiledModel:
+    import yaml
+
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ModelError(f"model file {p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"model file {p}: expected a mapping at top level, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ModelError(f"model file {p}: {msgs}") from None
+    if spec.id != p.stem:
+        raise ModelError(f"model file {p}: id {spec.id!r} must equal the file name {p.stem!r}")
+    return compile_model(spec, p)
+
+
+def list_model_files(directory: Path | None = None) -> list[Path]:
+    d = directory or MODELS_DIR
+    return sorted(d.glob("*.yaml"))
+
+
+@lru_cache(maxsize=64)
+def _load_cached(path: str, mtime: float) -> CompiledModel:
+    return load_model_file(path)
+
+
+def get_model(name: str, directory: Path | None = None) -> CompiledModel:
+    """Load a model by id (file stem) from the library, or by path to a YAML file."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return _load_cached(str(p.resolve()), p.stat().st_mtime)
+    files = {f.stem: f for f in list_model_files(directory)}
+    if name not in files:
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(files), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"unknown model {name!r}; expected one of: {', '.join(sorted(files))}.{hint}")
+    f = files[name]
+    return _load_cached(str(f.resolve()), f.stat().st_mtime)
+
+
+def all_models(directory: Path | None = None) -> list[CompiledModel]:
+    return [get_model(f.stem, directory) for f in list_model_files(directory)]
