@@ -278,6 +278,7 @@ class AtcEntry(Strict):
     code: AtcCode
     scope: str | None = Field(None, description="e.g. 'systemic', 'topical', 'ophthalmic'")
     current: bool = True
+    verified: bool = Field(True, description="False when only partly checked (shown as such).")
     note: str | None = None
 
 
@@ -321,6 +322,9 @@ class Screening(Strict):
     parameter: LabParameter
     tests: list[str] = Field(description="What is tested, e.g. ['HBsAg', 'anti-HBc'].")
     when: str = "before first dose"
+    applies_to: str | None = Field(
+        None, description="Patient group the screening is labelled for, when narrower than all patients."
+    )
     action_if_positive: Statement | None = None
     statement: Statement
 
@@ -331,6 +335,11 @@ class Monitoring(Strict):
     id: RecordId
     parameter: LabParameter
     interval_days: int | None = Field(None, gt=0, description="Maximum days between results.")
+    interval_origin: Literal["label", "guideline", "surveillance", "convention"] | None = Field(
+        None,
+        description="Where interval_days comes from: the product label, a guideline, a disease "
+        "surveillance schedule (e.g. GeneReviews), or an ipexrx convention (shown as such to users).",
+    )
     interval_basis: Statement | None = Field(
         None, description="Where the interval comes from (label or surveillance guidance)."
     )
@@ -355,9 +364,22 @@ class TargetRange(Strict):
         return self
 
 
+class SteroidThreshold(Strict):
+    """Dose above which a corticosteroid counts as immunosuppressive for live vaccines (ACIP style)."""
+
+    mg_per_day: float = Field(gt=0, description="Prednisone-equivalent mg/day at or above which it applies.")
+    mg_per_kg_day: float = Field(gt=0, description="mg/kg/day at or above which it applies (children).")
+    weight_cutoff_kg: float = Field(gt=0, description="Body weight below which the mg/kg/day threshold is used.")
+    min_days: int = Field(gt=0, description="Minimum duration in days.")
+    statement: Statement
+
+
 class VaccineAdvice(Strict):
     live_vaccines: Literal["avoid", "contraindicated", "dose-dependent", "no-restriction"]
     statement: Statement
+    threshold: SteroidThreshold | None = Field(
+        None, description="For 'dose-dependent' advice: the machine-readable dose threshold."
+    )
 
 
 class Safety(Strict):
@@ -413,6 +435,11 @@ class Instruction(Strict):
     applies_to: RecordId | None = Field(None, description="The drug whose dose/timing changes.")
     dose_fraction: float | None = Field(None, gt=0, le=1, description="New dose = fraction x current dose.")
     separation_hours: float | None = Field(None, gt=0)
+    trigger: Literal["while-combined", "on-start", "on-stop"] = Field(
+        "while-combined",
+        description="When the instruction applies: whenever both are taken, when the other drug is "
+        "started, or when it is stopped (e.g. voriconazole: cut tacrolimus on start, raise on stop).",
+    )
     text: Statement
 
     @model_validator(mode="after")
