@@ -3,14 +3,65 @@
 Each command group lives in its own module (reference views, kb, assess, dose, serve...) and is
 registered here. Modules import heavy libraries inside the command functions, so that a lookup
 such as ``ipexrx drug sirolimus`` pays only for what it uses (start-up budget: well under 0.3 s).
+
+Errors: a user who mistypes a drug or feeds a malformed file must get one clear line, not a
+traceback. Every command runs inside :class:`_CleanErrors`, which turns the exception types listed
+in :data:`USER_ERRORS` into a message on stderr and an exit code. The registry names classes as
+``"module:Class"`` strings and matches them against the exception's MRO by name, so no error
+module is imported unless an error actually happens. Add your module's input-error class there.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+# "module:Class" -> exit code. Exit codes: 1 = input not understood / not found; 2 = usage error
+# (typer/click's own); 3 = the knowledge base itself failed to load (a content problem).
+USER_ERRORS: dict[str, int] = {
+    "ipexrx.reference.errors:ReferenceQueryError": 1,
+    "ipexrx.cli.schema:UnknownSchemaError": 1,
+    "ipexrx.knowledge.loader:KnowledgeBaseError": 3,
+}
+
+
+def user_error_code(exc: BaseException) -> int | None:
+    """The exit code for ``exc`` if it is a registered user-facing error, else None."""
+    for cls in type(exc).__mro__:
+        code = USER_ERRORS.get(f"{cls.__module__}:{cls.__qualname__}")
+        if code is not None:
+            return code
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list) and problems:  # KnowledgeBaseError: show where, briefly
+        shown = "\n".join(f"  - {p}" for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more (run `ipexrx kb validate`)" if len(problems) > 10 else ""
+        return f"the knowledge base failed to load ({len(problems)} problem(s)):\n{shown}{more}"
+    return str(exc)
+
+
+class _CleanErrors(TyperGroup):
+    """Top-level group that reports registered errors cleanly instead of with a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            code = user_error_code(exc)
+            if code is None:
+                raise
+            typer.echo(f"error: {_message(exc)}", err=True)
+            raise typer.Exit(code) from None
+
 
 app = typer.Typer(
     name="ipexrx",
+    cls=_CleanErrors,
     help="Computable medication reference and decision support for IPEX syndrome (FOXP3). "
     "Supports, never replaces, clinical judgement.",
     no_args_is_help=True,
@@ -18,12 +69,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+_registered = False
+
 
 def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from . import kb as _kb  # noqa: F401  (modules register their commands on import)
     from . import reference as _reference  # noqa: F401
+    from . import schema as _schema  # noqa: F401
+
+
+def get_app() -> typer.Typer:
+    """The fully registered application (for tests: ``CliRunner().invoke(get_app(), [...])``)."""
+    _register()
+    return app
 
 
 def main() -> None:
-    _register()
-    app()
+    get_app()()

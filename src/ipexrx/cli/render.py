@@ -1,0 +1,405 @@
+"""Rich rendering of the reference views for the terminal.
+
+Sources stay visible without drowning the text: each statement ends with bracketed numbers
+(``[1,3]``) and an evidence tag, and a numbered legend at the end of the view spells out each
+citation (source title, section heading, DOI/PMID). Numbers are assigned in order of first
+appearance, so the same view always prints the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..reference.models import (
+    CitationView,
+    ClassView,
+    DrugMonograph,
+    ManifestationView,
+    OptionView,
+    Ref,
+    SearchResults,
+    SourcesView,
+    StatementView,
+    SummaryView,
+)
+
+
+class Legend:
+    """Numbers citations in order of first use."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[tuple[str, str | None], int] = {}
+        self.cites: list[CitationView] = []
+
+    def refs(self, cites: Iterable[CitationView]) -> str:
+        nums: list[int] = []
+        for c in cites:
+            key = (c.source, c.locator)
+            if key not in self.numbers:
+                self.cites.append(c)
+                self.numbers[key] = len(self.cites)
+            if self.numbers[key] not in nums:
+                nums.append(self.numbers[key])
+        return "[" + ",".join(map(str, nums)) + "]" if nums else ""
+
+    def table(self) -> Table:
+        t = Table(title="Sources", title_justify="left", box=box.SIMPLE, show_header=False, pad_edge=False)
+        t.add_column("#", style="cyan", no_wrap=True)
+        t.add_column("citation")
+        for i, c in enumerate(self.cites, 1):
+            ident = " ".join(x for x in (f"DOI {c.doi}" if c.doi else "", f"PMID {c.pmid}" if c.pmid else "") if x)
+            line = Text(c.label)
+            line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind.value}", style="dim")
+            line.append(f"; {ident}" if ident else "", style="dim")
+            line.append(")", style="dim")
+            t.add_row(f"[{i}]", line)
+        return t
+
+
+class Renderer:
+    def __init__(self, console: Console):
+        self.console = console
+        self.legend = Legend()
+
+    # -- pieces -------------------------------------------------------------------------------
+    def stmt(self, s: StatementView, style: str = "") -> Text:
+        t = Text(s.text, style=style)
+        refs = self.legend.refs(s.sources)
+        if refs:
+            t.append(f" {refs}", style="cyan")
+        if s.evidence:
+            t.append(f" ({s.evidence.value})", style="dim italic")
+        return t
+
+    def bullets(self, items: Iterable[StatementView], style: str = "", mark: str = "-") -> Table | None:
+        """A hanging-indent list: wrapped lines stay aligned under their text."""
+        rows = [self.stmt(s, style) for s in items]
+        return hang(rows, mark) if rows else None
+
+    def section(self, title: str, body: RenderableType | None, style: str = "bold") -> None:
+        if body is None or (isinstance(body, Text) and not body.plain):
+            return
+        self.console.print(Text(title, style=style))
+        self.console.print(body)
+        self.console.print()
+
+    def refs_text(self, label: str, values: str, cites: Iterable[CitationView] = ()) -> Text:
+        t = Text(f"{label}: ", style="bold")
+        t.append(values)
+        r = self.legend.refs(cites)
+        if r:
+            t.append(f" {r}", style="cyan")
+        return t
+
+    def options_block(self, options: list[OptionView]) -> Table:
+        """Options as numbered blocks: a heading line (label, role, evidence level, drugs), then the
+        statement and its evidence with hanging indents. Tables squeeze long sentences at 80 columns."""
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column()
+        for n, o in enumerate(options, 1):
+            head = Text(o.label, style="bold")
+            head.append(f"  {o.role}", style="magenta")
+            if o.condition:
+                head.append(f" (if {o.condition})", style="magenta")
+            head.append(f"  evidence: {o.evidence_level.value}", style="green")
+            if not o.on_source_page:
+                head.append("  [beyond source page]", style="dim")
+            names = ", ".join(r.name for r in [*o.drugs, *o.drug_classes])
+            if names:
+                head.append(f"\n{names}", style="dim")
+            body: list[RenderableType] = [head, self.stmt(o.statement)]
+            ev = self.bullets(o.evidence, "", "*")
+            if ev is not None:
+                body.append(ev)
+            grid.add_row(f"{n}.", Group(*body))
+        return grid
+
+    def finish(self, footer: str | None = None) -> None:
+        if self.legend.cites:
+            self.console.print(self.legend.table())
+        if footer:
+            self.console.print(Text(footer, style="dim"))
+
+
+def hang(rows: Sequence[RenderableType], mark: str = "-") -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for row in rows:
+        grid.add_row(mark, row)
+    return grid
+
+
+def _names(refs: Iterable[Ref]) -> str:
+    return ", ".join(r.name for r in refs)
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------
+def render_summary(v: SummaryView, console: Console) -> None:
+    r = Renderer(console)
+    head = Text(f"{v.name} ({v.abbreviation})" if v.abbreviation else v.name, style="bold")
+    head.append("\n")
+    head.append_text(r.refs_text("Gene", f"{v.gene.symbol} ({v.gene.location or '?'}; {v.gene.hgnc or '-'})",
+                                 v.gene.sources))
+    head.append("\n")
+    head.append_text(r.refs_text("Inheritance", "", []))
+    head.append_text(r.stmt(v.inheritance))
+    ids = v.identifiers
+    id_text = ", ".join(x if ":" in x else f"{k} {x}" for k, x in (
+        ("OMIM", ids.omim), ("ORPHA", ids.orpha), ("MONDO", ids.mondo), ("UMLS", ids.umls), ("SNOMED", ids.snomed),
+    ) if x)
+    if ids.icd10:
+        id_text += f", ICD-10 {' '.join(ids.icd10)}"
+    head.append("\n")
+    head.append_text(r.refs_text("Identifiers", id_text, ids.sources))
+    console.print(Panel(head, title="IPEX medication summary", title_align="left"))
+    r.section("Cure", r.stmt(v.cure, "bold green"))
+    r.section("Principles", r.bullets(v.principles))
+    for m in v.manifestations:
+        hpo = ", ".join(h.code for h in m.hpo)
+        console.print(Text(f"{m.name}", style="bold magenta") + Text(f"  {m.id}; {hpo}", style="dim"))
+        if m.options:
+            console.print(r.options_block(m.options))
+        else:
+            console.print(Text("  no therapy options in the knowledge base", style="dim"))
+        if m.caveats:
+            console.print(Text("Caveats", style="yellow"))
+            console.print(r.bullets(m.caveats, "yellow"))
+        console.print()
+    r.section("Caveats", r.bullets(v.caveats, "yellow"))
+    r.section("HSCT evidence", r.bullets(v.hsct_evidence))
+    r.section("Surveillance", r.bullets(v.surveillance))
+    if v.ipex_like:
+        console.print(Text("IPEX-like disorders (beyond the source page)", style="bold"))
+        for x in v.ipex_like:
+            console.print(Text(f"{x.name}", style="bold magenta") + Text(f"  gene {x.gene.symbol}", style="dim"))
+            console.print(r.bullets(x.features))
+            if x.therapies:
+                console.print(r.options_block(x.therapies))
+        console.print()
+    r.finish(f"Content {v.content.content_version} ({v.content.released}). {v.content.disclaimer}")
+
+
+def render_manifestation(v: ManifestationView, console: Console) -> None:
+    r = Renderer(console)
+    head = Text(v.name, style="bold")
+    head.append(f"  ({v.id})", style="dim")
+    head.append("\n")
+    head.append_text(r.refs_text("HPO", ", ".join(f"{h.code} {h.label or ''}".strip() for h in v.hpo)))
+    if v.synonyms:
+        head.append("\n")
+        head.append_text(r.refs_text("Synonyms", ", ".join(v.synonyms)))
+    if v.description:
+        head.append("\n")
+        head.append_text(r.stmt(v.description))
+    for f in v.frequency:
+        head.append("\n")
+        head.append_text(r.stmt(f))
+    console.print(Panel(head, title="Manifestation", title_align="left"))
+    if v.options:
+        console.print(Text("Options (strongest evidence first; options to consider, not orders)", style="bold"))
+        console.print(r.options_block(v.options))
+    else:
+        console.print(Text("No therapy options in the knowledge base.", style="dim"))
+    console.print()
+    r.section("Caveats", r.bullets(v.caveats, "yellow"))
+    r.finish(f"Reviewed {v.review.date} by {v.review.reviewer}.")
+
+
+def render_drug(v: DrugMonograph, console: Console) -> None:
+    r = Renderer(console)
+    head = Text(v.name, style="bold")
+    if v.brands:
+        head.append(f"  ({', '.join(b.name for b in v.brands)})")
+    lines: list[Text] = []
+    if v.synonyms:
+        lines.append(r.refs_text("Synonyms", ", ".join(v.synonyms)))
+    for b in v.brands:
+        lines.append(r.refs_text("Brand", b.name + (f" - {b.note}" if b.note else ""), b.sources))
+    cls = _names(v.classes) + (f" (within {_names(v.class_ancestors)})" if v.class_ancestors else "")
+    lines.append(r.refs_text("Classes", cls))
+    flags = [x for x, on in (("immunosuppressive", v.immunosuppressive),
+                             ("calcineurin inhibitor", v.calcineurin_inhibitor)) if on]
+    lines.append(r.refs_text("Role", v.role + ("" if v.on_source_page else " (beyond source page)")
+                             + (f"; {', '.join(flags)}" if flags else "")))
+    if v.routes:
+        lines.append(r.refs_text("Routes", ", ".join(v.routes)))
+    codes = []
+    if v.codes.rxcui:
+        codes.append(f"RxCUI {v.codes.rxcui}")
+    elif v.codes.rxcui_note:
+        codes.append(f"RxCUI: {v.codes.rxcui_note}")
+    codes += [f"ATC {a.code}" + (f" ({a.scope})" if a.scope else "") + ("" if a.current else " [superseded]")
+              for a in v.codes.atc]
+    if codes:
+        lines.append(r.refs_text("Codes", "; ".join(codes), v.codes.sources))
+    if v.targets:
+        lines.append(r.refs_text("Targets", ", ".join(v.targets)))
+    for ln in lines:
+        head.append("\n")
+        head.append_text(ln)
+    console.print(Panel(head, title="Drug", title_align="left"))
+
+    if v.identity:
+        r.section("Identity", r.stmt(v.identity))
+    r.section("Mechanism", r.bullets(v.mechanism))
+    r.section("Pharmacology", r.bullets(v.pharmacology))
+    r.section("Approvals", r.bullets(v.approvals))
+    r.section("Uses", r.bullets(v.uses))
+    r.section("Evidence in IPEX", r.bullets(v.evidence_in_ipex))
+    if v.literature:
+        blocks: list[RenderableType] = []
+        for x in v.literature:
+            head = Text(x.title, style="bold")
+            head.append(f" {r.legend.refs([x.source])}", style="cyan")
+            head.append(f"\n{x.design}; {x.population}", style="dim")
+            finds = [Text(f.text) + Text(f" ({f.evidence.value})", style="dim italic") for f in x.findings]
+            blocks.append(Group(head, hang(finds, "*")))
+        r.section("Literature", hang(blocks))
+    if v.options:
+        t = Table(box=box.SIMPLE_HEAD)
+        for col in ("disorder", "manifestation", "option", "role", "evidence"):
+            t.add_column(col)
+        for u in v.options:
+            t.add_row(u.disorder.name, u.manifestation.name if u.manifestation else "-",
+                      u.label + (f"\n(via class {u.via_class.name})" if u.via_class else ""),
+                      u.role + (f"\nif {u.condition}" if u.condition else ""), u.evidence_level.value)
+        r.section("Therapy options naming this drug", t)
+
+    sf = v.safety
+    r.section("Boxed warnings", r.bullets(sf.boxed_warnings, "bold red"), "bold red")
+    r.section("Warnings", r.bullets(sf.warnings))
+    if sf.screening:
+        srows: list[RenderableType] = []
+        for sc in sf.screening:
+            head = Text(f"{sc.parameter}: {', '.join(sc.tests)}", style="bold")
+            head.append(f"  {sc.when}", style="magenta")
+            sparts: list[RenderableType] = [head, r.stmt(sc.statement)]
+            if sc.action_if_positive:
+                sparts.append(Text("If positive: ", style="bold") + r.stmt(sc.action_if_positive))
+            srows.append(Group(*sparts))
+        r.section("Screening before treatment", hang(srows))
+    if sf.monitoring:
+        rows: list[RenderableType] = []
+        for m in sf.monitoring:
+            head = Text(m.parameter, style="bold")
+            head.append(f"  at least every {m.interval_days} days" if m.interval_days else "  no fixed interval",
+                        style="magenta")
+            mparts: list[RenderableType] = [head, r.stmt(m.statement)]
+            if m.interval_basis:
+                mparts.append(Text("Interval: ", style="dim") + r.stmt(m.interval_basis, "dim"))
+            rows.append(Group(*mparts))
+        r.section("Monitoring", hang(rows))
+    if sf.vaccines:
+        vt = Text(f"Live vaccines: {sf.vaccines.live_vaccines}. ", style="bold")
+        vt.append_text(r.stmt(sf.vaccines.statement))
+        r.section("Vaccines", vt)
+    if sf.target_ranges:
+        trows: list[RenderableType] = []
+        for tr in sf.target_ranges:
+            head = Text(f"{tr.parameter} {tr.low:g}-{tr.high:g} {tr.unit} ({tr.matrix})", style="bold")
+            head.append(f"  {tr.context}", style="magenta")
+            trows.append(Group(head, r.stmt(tr.statement)))
+        r.section("Reported target ranges (context-specific; not orders)", hang(trows))
+    if v.interactions:
+        iblocks: list[RenderableType] = []
+        for it in v.interactions:
+            sev_style = {"contraindicated": "bold red", "major": "red", "moderate": "yellow"}[it.severity.value]
+            head = Text(f"with {it.other.name}", style="bold") + Text(f"  {it.severity.value}", style=sev_style)
+            parts: list[RenderableType] = [head, r.stmt(it.mechanism)]
+            if it.effect:
+                parts.append(r.stmt(it.effect))
+            instr: list[Text] = []
+            for ins in it.instructions:
+                line = Text(ins.kind, style="bold")
+                extra = []
+                if ins.applies_to:
+                    extra.append(f"applies to {ins.applies_to.name}")
+                if ins.dose_fraction is not None:
+                    extra.append(f"dose x {ins.dose_fraction:.3g}")
+                if ins.separation_hours is not None:
+                    extra.append(f"{ins.separation_hours:g} h apart")
+                if extra:
+                    line.append(f" ({'; '.join(extra)})")
+                line.append(": ")
+                line.append_text(r.stmt(ins.text))
+                instr.append(line)
+            parts.append(hang(instr, ">"))
+            iblocks.append(Group(*parts))
+        r.section("Interactions", hang(iblocks))
+    if v.dosing_caveat:
+        r.section("Dosing", r.stmt(v.dosing_caveat, "yellow"))
+    r.finish(f"Reviewed {v.review.date} by {v.review.reviewer}. Supports, never replaces, clinical judgement "
+             "and the full product label.")
+
+
+def render_class(v: ClassView, console: Console) -> None:
+    r = Renderer(console)
+    head = Text(v.name, style="bold")
+    head.append(f"  ({v.id})", style="dim")
+    if v.synonyms:
+        head.append("\n")
+        head.append_text(r.refs_text("Synonyms", ", ".join(v.synonyms)))
+    if v.atc:
+        head.append("\n")
+        head.append_text(r.refs_text("ATC", ", ".join(v.atc)))
+    if v.ancestors:
+        head.append("\n")
+        head.append_text(r.refs_text("Within", " > ".join(a.name for a in v.ancestors)))
+    if v.subclasses:
+        head.append("\n")
+        head.append_text(r.refs_text("Subclasses", _names(v.subclasses)))
+    console.print(Panel(head, title="Drug class", title_align="left"))
+    r.section("Summary", r.bullets(v.summary))
+    if v.members:
+        t = Table(box=box.SIMPLE_HEAD)
+        t.add_column("drug", style="bold")
+        t.add_column("via class")
+        for m in v.members:
+            t.add_row(m.name, m.via.name if m.via.id != v.id else "-")
+        r.section("Members", t)
+    else:
+        r.section("Members", Text("no drugs of this class in the knowledge base", style="dim"))
+    r.finish(f"Reviewed {v.review.date} by {v.review.reviewer}.")
+
+
+def render_sources(v: SourcesView, console: Console) -> None:
+    t = Table(box=box.SIMPLE_HEAD, show_lines=True)
+    for col in ("id", "kind", "citation", "identifiers", "verified", "cited"):
+        t.add_column(col)
+    for s in v.sources:
+        cit = Text(s.title, style="bold")
+        cit.append(f"\n{s.citation}")
+        if s.sections:
+            cit.append("\nsections: " + "; ".join(f"{x.locator} = {x.heading}" for x in s.sections), style="dim")
+        if s.note:
+            cit.append(f"\n{s.note}", style="dim italic")
+        ident = "\n".join(x for x in (f"DOI {s.doi}" if s.doi else "", f"PMID {s.pmid}" if s.pmid else "",
+                                       s.url or "") if x)
+        t.add_row(s.id, s.kind.value, cit, ident, s.verification + (f"\n{s.accessed}" if s.accessed else ""),
+                  str(s.cited))
+    console.print(t)
+    console.print(Text("verified: primary = read in the source itself; curated = via a curated database; "
+                       "secondary = via a source that quotes it.", style="dim"))
+
+
+def render_search(v: SearchResults, console: Console) -> None:
+    if not v.results:
+        console.print(f"No matches for '{v.query}'.")
+        return
+    t = Table(box=box.SIMPLE_HEAD, title=f"Search: {v.query}", title_justify="left")
+    for col in ("score", "kind", "record", "match", "show with"):
+        t.add_column(col)
+    for h in v.results:
+        t.add_row(f"{h.score:.0f}", h.kind, Text(h.title, style="bold") + Text(f"\n{h.id}", style="dim"),
+                  Text(h.snippet) + Text(f"\n({h.field})", style="dim"), h.command)
+    console.print(t)

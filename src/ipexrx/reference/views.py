@@ -1,0 +1,377 @@
+"""Build the reader-facing views from the knowledge base.
+
+Every function takes an optional ``kb`` (default: the embedded, validated knowledge base from
+``get_kb``) so that tests and the service can pass their own. Every statement is returned with its
+citations resolved to titles and section headings, because a clinician must be able to check any
+line without knowing our source ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..knowledge import KnowledgeBase
+from ..knowledge.schema import (
+    Citation,
+    Drug,
+    InteractionSeverity,
+    Manifestation,
+    Statement,
+    TherapyOption,
+)
+from ._kbcache import memo, resolve_kb
+from .lookup import find_class, find_drug, find_manifestation
+from .models import (
+    AtcView,
+    BrandView,
+    CitationView,
+    ClassMember,
+    ClassView,
+    CodesView,
+    CodingView,
+    ContentInfo,
+    DrugMonograph,
+    DrugUseView,
+    GeneView,
+    IdentifiersView,
+    InstructionView,
+    InteractionView,
+    IpexLikeView,
+    LiteratureFinding,
+    LiteratureView,
+    ManifestationView,
+    MonitoringView,
+    OptionView,
+    Ref,
+    ReviewView,
+    SafetyView,
+    ScreeningView,
+    SectionView,
+    SourcesView,
+    SourceView,
+    StatementView,
+    SummaryView,
+    TargetRangeView,
+    VaccineView,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+class _Builder:
+    """Converts knowledge-base pieces into view pieces for one knowledge base."""
+
+    def __init__(self, kb: KnowledgeBase):
+        self.kb = kb
+        self._cites: dict[tuple[str, str | None], CitationView] = {}
+
+    def cite(self, c: Citation) -> CitationView:
+        key = (c.source, c.locator)
+        view = self._cites.get(key)
+        if view is None:
+            src = self.kb.sources[c.source]  # validation guarantees the source exists
+            section = src.sections.get(c.locator) if c.locator else None
+            if c.locator and section is None:
+                section = f"section {c.locator}"
+            label = f"{src.title}, {section}" if section else src.title
+            view = CitationView(
+                source=src.id, locator=c.locator, kind=src.kind, title=src.title, section=section, label=label,
+                citation=src.citation, doi=src.doi, pmid=src.pmid, url=src.url, verification=src.verification,
+            )
+            self._cites[key] = view
+        return view
+
+    def cites(self, cs: Iterable[Citation]) -> list[CitationView]:
+        return [self.cite(c) for c in cs]
+
+    def stmt(self, s: Statement) -> StatementView:
+        return StatementView(id=s.id, text=s.text, evidence=s.evidence, sources=self.cites(s.sources))
+
+    def opt_stmt(self, s: Statement | None) -> StatementView | None:
+        return self.stmt(s) if s is not None else None
+
+    def stmts(self, ss: Iterable[Statement]) -> list[StatementView]:
+        return [self.stmt(s) for s in ss]
+
+    def drug_ref(self, did: str) -> Ref:
+        d = self.kb.drugs.get(did)
+        return Ref(id=did, name=d.name if d else did)
+
+    def class_ref(self, cid: str) -> Ref:
+        c = self.kb.classes.get(cid)
+        return Ref(id=cid, name=c.name if c else cid)
+
+    def option(self, o: TherapyOption) -> OptionView:
+        return OptionView(
+            id=o.id, label=o.label, role=o.role, condition=o.condition,
+            drugs=[self.drug_ref(d) for d in o.drugs], drug_classes=[self.class_ref(c) for c in o.drug_classes],
+            evidence_level=o.evidence_level, evidence_rank=o.evidence_level.rank,
+            statement=self.stmt(o.statement), evidence=self.stmts(o.evidence), on_source_page=o.on_source_page,
+        )
+
+    def options(self, opts: Iterable[TherapyOption]) -> list[OptionView]:
+        indexed = list(enumerate(opts))
+        indexed.sort(key=lambda io: (io[1].evidence_level.rank, io[0]))
+        return [self.option(o) for _, o in indexed]
+
+    def manifestation(self, m: Manifestation) -> ManifestationView:
+        return ManifestationView(
+            id=m.id, name=m.name, synonyms=list(m.synonyms),
+            hpo=[CodingView(system=h.system, code=h.code, label=h.label) for h in m.hpo],
+            description=self.opt_stmt(m.description), frequency=self.stmts(m.frequency),
+            options=self.options(m.therapy), caveats=self.stmts(m.caveats), on_source_page=m.on_source_page,
+            review=ReviewView(date=m.review.date, reviewer=m.review.reviewer),
+        )
+
+
+def _ancestors(kb: KnowledgeBase, cid: str) -> list[str]:
+    out: list[str] = []
+    cur = kb.classes.get(cid)
+    while cur is not None and cur.parent and cur.parent not in out and cur.parent != cid:
+        out.append(cur.parent)
+        cur = kb.classes.get(cur.parent)
+    return out
+
+
+def _drug_class_closure(kb: KnowledgeBase, drug: Drug) -> list[str]:
+    """The drug's classes followed by all their ancestors (no duplicates)."""
+    out = list(dict.fromkeys(drug.classes))
+    for c in drug.classes:
+        for a in _ancestors(kb, c):
+            if a not in out:
+                out.append(a)
+    return out
+
+
+def _walk_citations(obj: Any) -> Iterator[Any]:
+    """Every CitationView / Citation inside a model tree, in field order."""
+    if isinstance(obj, CitationView | Citation):
+        yield obj
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _walk_citations(getattr(obj, name))
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            yield from _walk_citations(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _walk_citations(item)
+
+
+def _distinct(cites: Iterable[CitationView]) -> list[CitationView]:
+    seen: dict[tuple[str, str | None], CitationView] = {}
+    for c in cites:
+        seen.setdefault((c.source, c.locator), c)
+    return list(seen.values())
+
+
+def _review(r: Any) -> ReviewView:
+    return ReviewView(date=r.date, reviewer=r.reviewer)
+
+
+# --------------------------------------------------------------------------------------------
+# Public views
+# --------------------------------------------------------------------------------------------
+def summary(kb: KnowledgeBase | None = None) -> SummaryView:
+    """The IPEX medication summary: cure, principles, manifestation -> options, caveats, identifiers."""
+    kb = resolve_kb(kb)
+    b = _Builder(kb)
+    d = kb.disease
+    ids = d.identifiers
+    return SummaryView(
+        id=d.id, name=d.name, abbreviation=d.abbreviation, synonyms=list(d.synonyms),
+        gene=GeneView(symbol=d.gene.symbol, hgnc=d.gene.hgnc, location=d.gene.location,
+                      sources=b.cites(d.gene.sources)),
+        inheritance=b.stmt(d.inheritance),
+        identifiers=IdentifiersView(omim=ids.omim, orpha=ids.orpha, mondo=ids.mondo, umls=ids.umls,
+                                    snomed=ids.snomed, icd10=list(ids.icd10), sources=b.cites(ids.sources)),
+        cure=b.stmt(d.cure),
+        principles=b.stmts(d.principles),
+        manifestations=[b.manifestation(m) for m in kb.manifestations.values()],
+        caveats=b.stmts(d.caveats),
+        hsct_evidence=b.stmts(d.hsct_evidence),
+        surveillance=b.stmts(d.surveillance),
+        ipex_like=[
+            IpexLikeView(
+                id=x.id, name=x.name, synonyms=list(x.synonyms),
+                gene=GeneView(symbol=x.gene.symbol, hgnc=x.gene.hgnc, location=x.gene.location,
+                              sources=b.cites(x.gene.sources)),
+                inheritance=b.stmt(x.inheritance),
+                identifiers=[CodingView(system=c.system, code=c.code, label=c.label) for c in x.identifiers],
+                features=b.stmts(x.features), therapies=b.options(x.therapies),
+            )
+            for x in kb.ipex_like.values()
+        ],
+        content=ContentInfo(content_version=kb.meta.content_version, released=kb.meta.released,
+                            source_page=kb.meta.source_page, disclaimer=kb.meta.disclaimer),
+    )
+
+
+def manifestation_view(query: str, kb: KnowledgeBase | None = None) -> ManifestationView:
+    """A manifestation (by id, name, synonym or HPO id) with options strongest evidence first."""
+    kb = resolve_kb(kb)
+    return _Builder(kb).manifestation(find_manifestation(query, kb))
+
+
+_SEVERITY_ORDER = {s: i for i, s in enumerate(InteractionSeverity)}
+
+
+def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph:
+    """The full monograph of a drug named by generic name, brand or synonym (any case)."""
+    kb = resolve_kb(kb)
+    drug = find_drug(query, kb)
+    b = _Builder(kb)
+    did = drug.id
+    closure = _drug_class_closure(kb, drug)
+
+    interactions: list[InteractionView] = []
+    for iid, inter in kb.interactions.items():
+        if did not in inter.drugs:
+            continue
+        other = next((x for x in inter.drugs if x != did), did)
+        interactions.append(InteractionView(
+            id=iid, drug=b.drug_ref(did), other=b.drug_ref(other), severity=inter.severity,
+            mechanism=b.stmt(inter.mechanism), effect=b.opt_stmt(inter.effect),
+            instructions=[
+                InstructionView(kind=i.kind, applies_to=b.drug_ref(i.applies_to) if i.applies_to else None,
+                                dose_fraction=i.dose_fraction, separation_hours=i.separation_hours,
+                                text=b.stmt(i.text))
+                for i in inter.instructions
+            ],
+        ))
+    interactions.sort(key=lambda v: (_SEVERITY_ORDER[v.severity], v.other.name.casefold()))
+
+    ipex = Ref(id=kb.disease.id, name=kb.disease.abbreviation or kb.disease.name)
+    uses: list[DrugUseView] = []
+
+    def add_uses(disorder: Ref, manifestation: Ref | None, opts: Iterable[TherapyOption]) -> None:
+        for o in opts:
+            if did in o.drugs:
+                via = None
+            else:
+                hit = next((c for c in o.drug_classes if c in closure), None)
+                if hit is None:
+                    continue
+                via = b.class_ref(hit)
+            uses.append(DrugUseView(disorder=disorder, manifestation=manifestation, option_id=o.id, label=o.label,
+                                    role=o.role, condition=o.condition, evidence_level=o.evidence_level,
+                                    via_class=via))
+
+    for m in kb.manifestations.values():
+        add_uses(ipex, Ref(id=m.id, name=m.name), m.therapy)
+    for x in kb.ipex_like.values():
+        add_uses(Ref(id=x.id, name=x.name), None, x.therapies)
+
+    statement_ids = {s.id for s in _walk_statements(drug) if s.id}
+    literature = [
+        LiteratureView(
+            id=eid, title=ev.title, design=ev.design, population=ev.population,
+            source=b.cite(Citation(source=ev.source)),
+            findings=[LiteratureFinding(id=f.id, text=f.text, evidence=f.evidence) for f in ev.findings],
+        )
+        for eid, ev in kb.evidence.items()
+        if f"drug:{did}" in ev.supports or any(s.partition(":")[2] in statement_ids
+                                               for s in ev.supports if s.startswith("statement:"))
+    ]
+
+    sf = drug.safety
+    mono = DrugMonograph(
+        id=did, name=drug.name, synonyms=list(drug.synonyms),
+        brands=[BrandView(name=br.name, note=br.note, sources=b.cites(br.sources)) for br in drug.brands],
+        classes=[b.class_ref(c) for c in drug.classes],
+        class_ancestors=[b.class_ref(c) for c in closure if c not in drug.classes],
+        role=drug.role, on_source_page=drug.on_source_page, routes=list(drug.routes),
+        immunosuppressive=drug.immunosuppressive, calcineurin_inhibitor=drug.calcineurin_inhibitor,
+        identity=b.opt_stmt(drug.identity), mechanism=b.stmts(drug.mechanism), targets=list(drug.targets),
+        pharmacology=b.stmts(drug.pharmacology), approvals=b.stmts(drug.approvals), uses=b.stmts(drug.uses),
+        evidence_in_ipex=b.stmts(drug.evidence_in_ipex), literature=literature,
+        codes=CodesView(rxcui=drug.codes.rxcui, rxcui_note=drug.codes.rxcui_note,
+                        atc=[AtcView(code=a.code, scope=a.scope, current=a.current, note=a.note)
+                             for a in drug.codes.atc],
+                        sources=b.cites(drug.codes.sources)),
+        safety=SafetyView(
+            boxed_warnings=b.stmts(sf.boxed_warnings), warnings=b.stmts(sf.warnings),
+            screening=[ScreeningView(id=s.id, parameter=s.parameter.value, tests=list(s.tests), when=s.when,
+                                     action_if_positive=b.opt_stmt(s.action_if_positive),
+                                     statement=b.stmt(s.statement)) for s in sf.screening],
+            monitoring=[MonitoringView(id=m.id, parameter=m.parameter.value, interval_days=m.interval_days,
+                                       interval_basis=b.opt_stmt(m.interval_basis), statement=b.stmt(m.statement))
+                        for m in sf.monitoring],
+            vaccines=VaccineView(live_vaccines=sf.vaccines.live_vaccines, statement=b.stmt(sf.vaccines.statement))
+            if sf.vaccines else None,
+            target_ranges=[TargetRangeView(parameter=t.parameter, low=t.low, high=t.high, unit=t.unit,
+                                           matrix=t.matrix, context=t.context, statement=b.stmt(t.statement))
+                           for t in sf.target_ranges],
+        ),
+        interactions=interactions, options=uses, dosing_caveat=b.opt_stmt(drug.dosing_caveat),
+        review=_review(drug.review), sources=[],
+    )
+    mono.sources = _distinct(_walk_citations(mono))
+    return mono
+
+
+def _walk_statements(obj: Any) -> Iterator[Statement]:
+    if isinstance(obj, Statement):
+        yield obj
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _walk_statements(getattr(obj, name))
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            yield from _walk_statements(item)
+
+
+def class_view(query: str, kb: KnowledgeBase | None = None) -> ClassView:
+    """A drug class (by id, name, synonym or unique prefix): summary, parent chain, subclasses, members."""
+    kb = resolve_kb(kb)
+    cls = find_class(query, kb)
+    b = _Builder(kb)
+    cid = cls.id
+    members: list[ClassMember] = []
+    for did, d in kb.drugs.items():
+        via = next((c for c in d.classes if c == cid or cid in _ancestors(kb, c)), None)
+        if via is not None:
+            members.append(ClassMember(id=did, name=d.name, via=b.class_ref(via)))
+    members.sort(key=lambda m: m.name.casefold())
+    return ClassView(
+        id=cid, name=cls.name, synonyms=list(cls.synonyms), atc=list(cls.atc), summary=b.stmts(cls.summary),
+        parent=b.class_ref(cls.parent) if cls.parent else None,
+        ancestors=[b.class_ref(a) for a in _ancestors(kb, cid)],
+        subclasses=[b.class_ref(k) for k, c in kb.classes.items() if c.parent == cid],
+        members=members, on_source_page=cls.on_source_page, review=_review(cls.review),
+    )
+
+
+def _citation_counts(kb: KnowledgeBase) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind, _rid, rec in kb.records():
+        if kind == "source":
+            continue
+        for c in _walk_citations(rec):
+            counts[c.source] = counts.get(c.source, 0) + 1
+        if kind == "evidence":
+            counts[rec.source] = counts.get(rec.source, 0) + 1  # type: ignore[attr-defined]
+    return counts
+
+
+_KIND_ORDER = {"seed": 0, "label": 1, "paper": 2, "guideline": 3, "database": 4}
+
+
+def list_sources(kb: KnowledgeBase | None = None) -> SourcesView:
+    """The sources registry: what each citation id stands for, how it was verified, how often it is cited."""
+    kb = resolve_kb(kb)
+    counts = memo(kb, "citation-counts", _citation_counts)
+    views = [
+        SourceView(
+            id=s.id, kind=s.kind, title=s.title, citation=s.citation, doi=s.doi, pmid=s.pmid, url=s.url,
+            product=s.product, sections=[SectionView(locator=k, heading=v) for k, v in s.sections.items()],
+            accessed=s.accessed, verification=s.verification, note=s.note, cited=counts.get(s.id, 0),
+        )
+        for s in kb.sources.values()
+    ]
+    views.sort(key=lambda v: (_KIND_ORDER.get(v.kind.value, 9), v.id))
+    return SourcesView(sources=views)
