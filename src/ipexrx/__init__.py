@@ -46,7 +46,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .knowledge import KnowledgeBaseError, get_kb
-    from .reference import (
+    from .reference import (  # type: ignore[no-redef]
         AmbiguousQueryError,
         NotFoundError,
         class_view,
