@@ -1,0 +1,177 @@
+"""What every rule reads: the resolved patient, the knowledge base with its indexes, the date.
+
+Why a context object: rules stay small pure functions ``rule(ctx) -> list[Alert]`` and share the
+per-KB indexes (interaction pairs, resolved citations) that are built once and cached, which is
+what keeps an assessment in the low milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..knowledge.loader import KnowledgeBase
+from ..knowledge.schema import Citation, Drug, Interaction, Statement
+from ..patient.labs import LabKind
+from ..patient.normalize import LabResult, Med, PatientData
+from .models import SourceRef, Trigger
+
+
+@dataclass
+class AssessIndex:
+    """Per-KB lookups built once: interactions by drug pair, resolved citations."""
+
+    kb: KnowledgeBase
+    interactions: dict[frozenset[str], list[Interaction]]
+    _refs: dict[str, SourceRef] = field(default_factory=dict)
+
+    def ref(self, c: Citation) -> SourceRef:
+        key = str(c)
+        hit = self._refs.get(key)
+        if hit is None:
+            src = self.kb.sources.get(c.source)
+            if src is None:
+                hit = SourceRef(citation=key, source=c.source, locator=c.locator)
+            else:
+                hit = SourceRef(citation=key, source=c.source, locator=c.locator, title=src.title,
+                                section=src.sections.get(c.locator) if c.locator else None, kind=src.kind.value,
+                                doi=src.doi, pmid=src.pmid, url=src.url)
+            self._refs[key] = hit
+        return hit
+
+
+_CACHE: dict[int, AssessIndex] = {}
+_LOCK = threading.Lock()
+
+
+def assess_index(kb: KnowledgeBase) -> AssessIndex:
+    hit = _CACHE.get(id(kb))
+    if hit is not None and hit.kb is kb:
+        return hit
+    with _LOCK:
+        pairs: dict[frozenset[str], list[Interaction]] = {}
+        for inter in kb.interactions.values():
+            pairs.setdefault(frozenset(inter.drugs), []).append(inter)
+        idx = AssessIndex(kb, pairs)
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[id(kb)] = idx
+        return idx
+
+
+_FREQ = [
+    (re.compile(r"^(once daily|daily|qd|od|q24h|once a day|every 24 hours|1 per day|nightly|qhs|every morning)$"), 1.0),
+    (re.compile(r"^(twice daily|bid|b\.i\.d\.|q12h|every 12 hours|2 per day|twice a day)$"), 2.0),
+    (re.compile(r"^(three times daily|tid|t\.i\.d\.|q8h|every 8 hours|3 per day)$"), 3.0),
+    (re.compile(r"^(four times daily|qid|q\.i\.d\.|q6h|every 6 hours|4 per day)$"), 4.0),
+    (re.compile(r"^(every other day|qod|alternate days|every 48 hours)$"), 0.5),
+    (re.compile(r"^(weekly|once weekly|once a week|1 per week|every week)$"), 1 / 7),
+]
+
+
+def doses_per_day(frequency: str | None) -> float | None:
+    """Administrations per day from common frequency spellings; None when not recognisable."""
+    if not frequency:
+        return None
+    f = frequency.strip().lower()
+    for pat, n in _FREQ:
+        if pat.match(f):
+            return n
+    m = re.match(r"^(\d+(?:\.\d+)?) per (\d+ )?(day|days|hour|hours)$", f)
+    if m:
+        count = float(m.group(1))
+        per = float(m.group(2) or 1)
+        return count / per * (24 if m.group(3).startswith("hour") else 1)
+    m = re.match(r"^q(\d+)h$", f)
+    if m and int(m.group(1)) > 0:
+        return 24 / int(m.group(1))
+    return None
+
+
+@dataclass
+class Ctx:
+    kb: KnowledgeBase
+    index: AssessIndex
+    patient: PatientData
+    as_of: dt.date
+
+    def drug(self, drug_id: str) -> Drug:
+        return self.kb.drugs[drug_id]
+
+    def label(self, drug_id: str) -> str:
+        return self.kb.drugs[drug_id].name
+
+    @cached_property
+    def active(self) -> list[Med]:
+        """Active medications resolved to the KB (one per drug: the first listed)."""
+        return _unique(self.patient.meds_with("active"))
+
+    @cached_property
+    def planned(self) -> list[Med]:
+        active_ids = {m.drug_id for m in self.active}
+        return [m for m in _unique(self.patient.meds_with("planned")) if m.drug_id not in active_ids]
+
+    @cached_property
+    def current_and_planned(self) -> list[Med]:
+        return self.active + self.planned
+
+    def immunosuppressive(self, meds: Iterable[Med]) -> list[Med]:
+        """Systemic meds whose KB record is flagged immunosuppressive (topical use does not count)."""
+        return [m for m in meds if m.drug_id and m.systemic and self.drug(m.drug_id).immunosuppressive]
+
+    def is_cni(self, m: Med) -> bool:
+        return bool(m.drug_id) and m.systemic and self.drug(m.drug_id).calcineurin_inhibitor  # type: ignore[arg-type]
+
+    def latest(self, kinds: tuple[LabKind, ...]) -> LabResult | None:
+        ids = {k.id for k in kinds}
+        for r in reversed(self.patient.labs):
+            if r.kind.id in ids:
+                return r
+        return None
+
+    def results(self, kinds: tuple[LabKind, ...]) -> list[LabResult]:
+        ids = {k.id for k in kinds}
+        return [r for r in self.patient.labs if r.kind.id in ids]
+
+    def refs(self, *statements: Statement | None) -> list[SourceRef]:
+        out: dict[str, SourceRef] = {}
+        for st in statements:
+            if st is None:
+                continue
+            for c in st.sources:
+                r = self.index.ref(c)
+                out.setdefault(r.citation, r)
+        return list(out.values())
+
+    def dosing_caveat(self, drug_id: str) -> Statement | None:
+        d = self.drug(drug_id)
+        if d.dosing_caveat is not None:
+            return d.dosing_caveat
+        return next((c for c in self.kb.disease.caveats if c.id == "dosing-not-established"), None)
+
+
+def drug_trigger(ctx: Ctx, m: Med) -> Trigger:
+    detail = f"{m.status}: {m.describe()}"
+    return Trigger(kind="drug", ref=m.drug_id or m.text, path=m.path, detail=detail)
+
+
+def lab_trigger(r: LabResult) -> Trigger:
+    return Trigger(kind="lab", ref=r.kind.id, path=r.path, detail=r.show())
+
+
+def _unique(meds: list[Med]) -> list[Med]:
+    seen: set[str] = set()
+    out = []
+    for m in meds:
+        if m.drug_id and m.drug_id not in seen:
+            seen.add(m.drug_id)
+            out.append(m)
+    return out
+
+
+def status_word(m: Med) -> str:
+    return {"active": "current", "planned": "planned", "stopped": "stopped"}.get(m.status, m.status)

@@ -1,0 +1,185 @@
+"""``assess``: from a patient (any supported input) to an :class:`Assessment`.
+
+Why pure and explicit: the result depends only on the input, the knowledge base and ``as_of`` (the
+date the monitoring intervals are measured to), so an assessment can be reproduced exactly in a
+test, an audit or a batch re-run. Nothing here touches the terminal, the network or the clock
+except ``as_of``'s default (today).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from ..knowledge.loader import KnowledgeBase, get_kb
+from ..knowledge.schema import Manifestation, Statement, TherapyOption
+from ..patient.normalize import PatientData
+from ..patient.reader import read_patient
+from .context import Ctx, assess_index
+from .models import (
+    Alert,
+    Assessment,
+    EvidenceFigure,
+    HsctStatus,
+    ManifestationPlan,
+    MedicationView,
+    OptionView,
+    PatientSummary,
+)
+from .rules import RULES
+
+ROLE_ORDER = {"mainstay": 0, "first-line": 1, "targeted": 2, "option": 3, "severe-cases": 4, "supportive": 5}
+_HSCT_FINDING = re.compile(r"HSCT|transplant", re.I)
+FAMILY_ORDER = ["duplication", "interaction", "vaccine", "screening", "result", "infection", "monitoring", "dosing",
+                "record"]
+
+
+def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date | None = None,
+           kb: KnowledgeBase | None = None) -> Assessment:
+    """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses)."""
+    kb = kb or get_kb()
+    as_of = as_of or dt.date.today()
+    patient = source if isinstance(source, PatientData) else read_patient(source, kb, as_of)
+    ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of)
+    alerts: dict[str, Alert] = {}
+    for rule in RULES.values():
+        for alert in rule(ctx):
+            alerts.setdefault(alert.id, alert)
+    ordered = sorted(alerts.values(), key=lambda a: (a.severity.rank, FAMILY_ORDER.index(a.family), a.id))
+    return Assessment(
+        as_of=as_of, kb_version=kb.meta.content_version,
+        patient=PatientSummary(id=patient.id, age_years=round(patient.age_years, 2) if patient.age_years is not None
+                               else None, sex=patient.sex, weight_kg=patient.weight_kg, diagnosis=patient.diagnosis,
+                               foxp3_variant=patient.foxp3_variant,
+                               ipex_like=patient.ipex_like_id or patient.ipex_like_text),
+        hsct=hsct_status(ctx), manifestations=manifestation_plans(ctx), alerts=ordered,
+        medications=medication_views(ctx), warnings=list(patient.warnings), disclaimer=kb.meta.disclaimer,
+    )
+
+
+def hsct_status(ctx: Ctx) -> HsctStatus:
+    """Curative-therapy status; when not transplanted, the suggestion to evaluate, with outcome figures."""
+    kb, p = ctx.kb, ctx.patient
+    cure = kb.disease.cure
+    figures: list[EvidenceFigure] = []
+    statements: list[Statement | None] = [cure, *kb.disease.hsct_evidence]
+    wanted = {f"statement:{s.id}" for s in (cure, *kb.disease.hsct_evidence) if s.id}
+    for ev in kb.evidence.values():
+        if not wanted & set(ev.supports):
+            continue
+        ref = ctx.index.ref(_citation(ev.source))
+        for f in ev.findings:
+            if not _HSCT_FINDING.search(f.text):
+                continue
+            for fig in f.figures:
+                if fig.unit in ("%", "p-value"):
+                    figures.append(EvidenceFigure(finding=f.text, name=fig.name, value=fig.value, unit=fig.unit,
+                                                  ci_low=fig.ci_low, ci_high=fig.ci_high, source=ref))
+    notes: list[str] = [s.text for s in kb.disease.hsct_evidence]
+    if p.diagnosis == "ipex-like":
+        applies = ("IPEX-like disorder: the statements and figures below come from FOXP3 IPEX and may not transfer; "
+                   "HSCT decisions depend on the specific disorder.")
+    elif p.diagnosis == "unconfirmed":
+        applies = "Diagnosis not genetically confirmed: the figures below come from genetically proven IPEX."
+    else:
+        applies = "IPEX (FOXP3)" + (f", variant {p.foxp3_variant}" if p.foxp3_variant else "")
+    if p.hsct_status == "done":
+        rec = None
+        notes.insert(0, f"HSCT performed{f' on {p.hsct_date}' if p.hsct_date else ''}: curative therapy given; "
+                     "post-transplant follow-up and persisting autoimmunity (e.g. diabetes) remain to be managed.")
+    elif p.hsct_status == "planned":
+        rec = (f"HSCT is planned{f' for {p.hsct_date}' if p.hsct_date else ''}; drug therapy is the bridge to "
+               "transplant.")
+    else:
+        rec = ("Consider referral to a transplant centre for HSCT evaluation: it is the only curative therapy "
+               "(statement and outcome figures below, with their sources).")
+        if p.diagnosis != "ipex":
+            rec = "Consider HSCT evaluation once the diagnosis is settled; " + rec[len("Consider "):]
+    refs = ctx.refs(*statements)
+    for fig_view in figures:
+        if all(r.citation != fig_view.source.citation for r in refs):
+            refs.append(fig_view.source)
+    return HsctStatus(status=p.hsct_status, date=p.hsct_date,  # type: ignore[arg-type]
+                      curative_statement=cure.text, recommendation=rec, applies_to_diagnosis=applies,
+                      figures=figures, notes=notes, sources=refs)
+
+
+def _citation(source_id: str) -> Any:
+    from ..knowledge.schema import Citation
+
+    return Citation(source=source_id)
+
+
+def _option_drugs(ctx: Ctx, opt: TherapyOption) -> set[str]:
+    ids = set(opt.drugs)
+    if opt.drug_classes and not ids:
+        wanted = set(opt.drug_classes)
+        ids |= {d.id for d in ctx.kb.drugs.values() if wanted & set(d.classes)}
+    return ids
+
+
+def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
+    members = _option_drugs(ctx, opt)
+    receives = sorted(m.drug_id for m in ctx.active if m.drug_id in members)  # type: ignore[misc]
+    planned = sorted(m.drug_id for m in ctx.planned if m.drug_id in members)  # type: ignore[misc]
+    caveats: list[str] = []
+    if not opt.on_source_page:
+        caveats.append("Beyond the source page (from the literature).")
+    for d in receives + planned:
+        cav = ctx.dosing_caveat(d)
+        if cav is not None and cav.text not in caveats:
+            caveats.append(cav.text)
+    return OptionView(option_id=opt.id, label=opt.label, role=opt.role, drugs=list(opt.drugs),
+                      drug_classes=list(opt.drug_classes), condition=opt.condition,
+                      evidence_level=opt.evidence_level.value, statement=opt.statement.text,
+                      evidence=[e.text for e in opt.evidence], on_source_page=opt.on_source_page,
+                      patient_receives=receives, patient_planned=planned, caveats=caveats,
+                      sources=ctx.refs(opt.statement, *opt.evidence))
+
+
+def _ordered(options: list[TherapyOption]) -> list[TherapyOption]:
+    return sorted(options, key=lambda o: (o.evidence_level.rank, ROLE_ORDER.get(o.role, 9)))
+
+
+def manifestation_plans(ctx: Ctx) -> list[ManifestationPlan]:
+    plans: list[ManifestationPlan] = []
+    seen: set[str] = set()
+    for pm in ctx.patient.manifestations:
+        if pm.manifestation_id is None:
+            plans.append(ManifestationPlan(manifestation_id=None, name=pm.text, input=pm.text, path=pm.path,
+                                           hpo=[pm.hpo] if pm.hpo else [],
+                                           note="Not in the knowledge base: no options shown."))
+            continue
+        if pm.manifestation_id in seen:
+            continue
+        seen.add(pm.manifestation_id)
+        man: Manifestation = ctx.kb.manifestations[pm.manifestation_id]
+        plans.append(ManifestationPlan(
+            manifestation_id=man.id, name=man.name, input=pm.text, path=pm.path, hpo=[c.code for c in man.hpo],
+            options=[_option_view(ctx, o) for o in _ordered(list(man.therapy))],
+            caveats=[c.text for c in man.caveats], sources=ctx.refs(*man.caveats),
+            note=None if man.therapy else "The knowledge base lists no drug options for this manifestation.",
+        ))
+    like_id = ctx.patient.ipex_like_id
+    if like_id and like_id in ctx.kb.ipex_like:
+        dis = ctx.kb.ipex_like[like_id]
+        plans.append(ManifestationPlan(
+            manifestation_id=None, name=f"{dis.name} ({dis.gene.symbol}): disorder-directed options",
+            input=ctx.patient.ipex_like_text or dis.id,
+            options=[_option_view(ctx, o) for o in _ordered(list(dis.therapies))],
+            caveats=[f.text for f in dis.features[:1]], sources=ctx.refs(dis.inheritance, *dis.features),
+            note="IPEX-like disorder: beyond the source page; options come from the literature.",
+        ))
+    return plans
+
+
+def medication_views(ctx: Ctx) -> list[MedicationView]:
+    out = []
+    for m in ctx.patient.meds:
+        cav = ctx.dosing_caveat(m.drug_id) if m.drug_id and m.dose else None
+        out.append(MedicationView(input=m.text, path=m.path, drug_id=m.drug_id, status=m.status,
+                                  dose=str(m.dose) if m.dose else None, route=m.route, frequency=m.frequency,
+                                  start_date=m.start, in_knowledge_base=m.drug_id is not None,
+                                  dosing_caveat=cav.text if cav else None))
+    return out

@@ -1,0 +1,187 @@
+"""Output models of an assessment (pydantic, with a JSON Schema: ``ipexrx schema assessment``).
+
+Why every element carries ``sources``: users must be able to trace each line to a label section,
+the seed page or a paper. Citations are resolved against the knowledge base's source registry
+(:class:`SourceRef`), so the JSON and HTML reports can print titles, sections, DOIs and PMIDs
+without another lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..patient.normalize import InputWarning
+
+SCHEMA_VERSION: Literal["ipexrx-assessment/1"] = "ipexrx-assessment/1"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 0, "warning": 1, "info": 2}[self.value]
+
+
+class SourceRef(_Out):
+    """A resolved citation: ``citation`` as written in the KB plus what the registry says about it."""
+
+    citation: str
+    source: str
+    locator: str | None = None
+    title: str | None = None
+    section: str | None = None
+    kind: str | None = None
+    doi: str | None = None
+    pmid: str | None = None
+    url: str | None = None
+
+    def short(self) -> str:
+        text = self.title or self.source
+        if self.section:
+            text += f", {self.section}"
+        elif self.locator:
+            text += f" #{self.locator}"
+        if self.doi:
+            text += f", doi:{self.doi}"
+        elif self.pmid:
+            text += f", PMID {self.pmid}"
+        return text
+
+
+class Trigger(_Out):
+    """What in the record set off an alert: a drug, a lab result, a vaccine, an infection..."""
+
+    kind: Literal["drug", "lab", "vaccine", "infection", "manifestation", "record"]
+    ref: str = Field(description="KB id (drug) or a label of the datum.")
+    path: str | None = Field(None, description="JSON path of the datum in the input.")
+    detail: str | None = None
+
+
+class Alert(_Out):
+    id: str = Field(description="Stable id: rule name + the ids involved.")
+    rule: str = Field(description="Rule that produced it (e.g. 'interactions.label-instruction').")
+    family: Literal["interaction", "duplication", "screening", "monitoring", "result", "vaccine", "infection",
+                    "dosing", "record"]
+    severity: Severity
+    summary: str
+    reasoning: str
+    action: str
+    triggers: list[Trigger]
+    sources: list[SourceRef]
+    evidence: str | None = None
+
+
+class OptionView(_Out):
+    option_id: str
+    label: str
+    role: str
+    drugs: list[str]
+    drug_classes: list[str]
+    condition: str | None = None
+    evidence_level: str
+    statement: str
+    evidence: list[str] = Field(default_factory=list)
+    on_source_page: bool
+    patient_receives: list[str] = Field(default_factory=list, description="KB drug ids the patient has (active).")
+    patient_planned: list[str] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list)
+    sources: list[SourceRef]
+
+
+class ManifestationPlan(_Out):
+    manifestation_id: str | None
+    name: str
+    input: str
+    path: str | None = None
+    hpo: list[str] = Field(default_factory=list)
+    options: list[OptionView] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list)
+    note: str | None = None
+    sources: list[SourceRef] = Field(default_factory=list)
+
+
+class EvidenceFigure(_Out):
+    finding: str
+    name: str
+    value: float
+    unit: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+    source: SourceRef
+
+
+class HsctStatus(_Out):
+    status: Literal["not-done", "planned", "done"]
+    date: dt.date | None = None
+    curative_statement: str
+    recommendation: str | None = None
+    applies_to_diagnosis: str
+    figures: list[EvidenceFigure] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    sources: list[SourceRef]
+
+
+class MedicationView(_Out):
+    input: str
+    path: str
+    drug_id: str | None
+    status: str
+    dose: str | None = None
+    route: str | None = None
+    frequency: str | None = None
+    start_date: dt.date | None = None
+    in_knowledge_base: bool
+    dosing_caveat: str | None = None
+
+
+class PatientSummary(_Out):
+    id: str | None
+    age_years: float | None
+    sex: str
+    weight_kg: float | None
+    diagnosis: str
+    foxp3_variant: str | None = None
+    ipex_like: str | None = None
+
+
+class Assessment(_Out):
+    schema_version: Literal["ipexrx-assessment/1"] = SCHEMA_VERSION
+    as_of: dt.date
+    kb_version: str
+    patient: PatientSummary
+    hsct: HsctStatus
+    manifestations: list[ManifestationPlan]
+    alerts: list[Alert]
+    medications: list[MedicationView]
+    warnings: list[InputWarning]
+    disclaimer: str
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Severity}
+        for a in self.alerts:
+            out[a.severity.value] += 1
+        return out
+
+    def to_fhir(self, patient_reference: str | None = None) -> dict[str, Any]:
+        """FHIR R4 (R4B models) Bundle: DetectedIssue per alert and a RequestGroup of suggestions."""
+        from .fhir import assessment_to_fhir
+
+        return assessment_to_fhir(self, patient_reference)
+
+
+def assessment_json_schema() -> dict[str, Any]:
+    schema = Assessment.model_json_schema()
+    schema["$id"] = "https://ipexrx.org/schema/assessment-1.json"
+    schema["title"] = "ipexrx assessment (ipexrx-assessment/1)"
+    return schema

@@ -1,0 +1,110 @@
+"""Therapeutic duplication: two calcineurin inhibitors, and a CNI switch without the interval.
+
+Why: cyclosporine and tacrolimus act on the same target and add their kidney toxicity; the
+tacrolimus label says not to give them together and to wait after the last cyclosporine dose
+before the first tacrolimus dose (the KB encodes this as a ``do-not-combine`` and a ``timing``
+instruction with ``separation_hours``). Drugs count as calcineurin inhibitors by the KB flag
+``calcineurin_inhibitor`` and only in systemic use (topical tacrolimus does not).
+
+A *switch* is one CNI with an ``end_date`` and another starting on or after it; anything else with
+two CNIs not stopped is a combination.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from ...knowledge.schema import Instruction, Interaction, Statement
+from ...patient.normalize import Med
+from ...patient.units import fmt_number
+from ..context import Ctx, drug_trigger, status_word
+from ..models import Alert, Severity
+
+
+def _pair_interactions(ctx: Ctx, a: str, b: str) -> list[Interaction]:
+    return ctx.index.interactions.get(frozenset((a, b)), [])
+
+
+def _timing(inters: list[Interaction]) -> Instruction | None:
+    for inter in inters:
+        for ins in inter.instructions:
+            if ins.kind == "timing" and ins.separation_hours:
+                return ins
+    return None
+
+
+def _class_statements(ctx: Ctx) -> list[Statement]:
+    cls = ctx.kb.classes.get("calcineurin-inhibitors")
+    return list(cls.summary) if cls else []
+
+
+def _is_switch(first: Med, second: Med) -> bool:
+    return first.end is not None and second.start is not None and second.start >= first.end
+
+
+def two_calcineurin_inhibitors(ctx: Ctx) -> list[Alert]:
+    """Two systemic CNIs current/planned together (not a dated switch) -> critical."""
+    cnis = [m for m in ctx.current_and_planned if ctx.is_cni(m)]
+    alerts: list[Alert] = []
+    for x, y in combinations(cnis, 2):
+        if _is_switch(x, y) or _is_switch(y, x):
+            continue
+        a, b = sorted((x.drug_id or "", y.drug_id or ""))
+        inters = _pair_interactions(ctx, a, b)
+        statements: list[Statement | None] = [i.text for inter in inters for i in inter.instructions]
+        statements += [inter.mechanism for inter in inters]
+        if not inters:
+            statements += _class_statements(ctx)
+        label_lines = [f"Label instruction: {i.text.text}" for inter in inters for i in inter.instructions
+                       if i.kind in ("do-not-combine", "contraindicated", "timing")]
+        timing = _timing(inters)
+        switch = (f" If this is meant as a switch, record the stop date of the first drug; the label's interval "
+                  f"is at least {fmt_number(timing.separation_hours)} h." if timing and timing.separation_hours else "")
+        alerts.append(Alert(
+            id=f"duplication:cni:{a}+{b}", rule="duplication.two_calcineurin_inhibitors", family="duplication",
+            severity=Severity.CRITICAL,
+            summary=f"Two calcineurin inhibitors: {ctx.label(x.drug_id or '')} ({status_word(x)}) and "
+                    f"{ctx.label(y.drug_id or '')} ({status_word(y)})",
+            reasoning="Both drugs inhibit calcineurin; together they duplicate the effect and add nephrotoxicity. "
+                      + " ".join(inter.mechanism.text for inter in inters),
+            action=" ".join(["Consider using one calcineurin inhibitor only." + switch, *label_lines]),
+            triggers=[drug_trigger(ctx, x), drug_trigger(ctx, y)],
+            sources=ctx.refs(*statements),
+        ))
+    return alerts
+
+
+def cni_switch_interval(ctx: Ctx) -> list[Alert]:
+    """A dated switch between CNIs whose gap is shorter than the label's interval -> warning."""
+    meds = [m for m in ctx.patient.meds if m.drug_id and ctx.is_cni(m)]
+    alerts: list[Alert] = []
+    for first in meds:
+        for second in meds:
+            if first.drug_id == second.drug_id or not _is_switch(first, second):
+                continue
+            inters = _pair_interactions(ctx, first.drug_id or "", second.drug_id or "")
+            timing = _timing(inters)
+            if timing is None or timing.separation_hours is None:
+                continue
+            assert first.end is not None and second.start is not None
+            gap_days = (second.start - first.end).days
+            need_days = timing.separation_hours / 24
+            # Dates carry no time of day: a gap of N calendar days guarantees at least (N-1)*24 h.
+            if (gap_days - 1) * 24 >= timing.separation_hours and gap_days >= need_days:
+                continue
+            certain = gap_days * 24 < timing.separation_hours
+            a, b = ctx.label(first.drug_id or ""), ctx.label(second.drug_id or "")
+            alerts.append(Alert(
+                id=f"duplication:cni-switch:{first.drug_id}->{second.drug_id}", rule="duplication.cni_switch_interval",
+                family="duplication", severity=Severity.WARNING if certain else Severity.INFO,
+                summary=f"Switch {a} -> {b}: {gap_days} day(s) between last {a} ({first.end}) and first {b} "
+                        f"({second.start}); the label asks for at least {fmt_number(timing.separation_hours)} h",
+                reasoning=("The gap between the recorded dates is shorter than the label's interval." if certain else
+                           "With dates only (no times), the gap may be shorter than the label's interval."),
+                action=f"Consider confirming the time of the last {a} dose and timing the first {b} dose at least "
+                       f"{fmt_number(timing.separation_hours)} h later (longer if {a} levels are high). "
+                       f"Label instruction: {timing.text.text}",
+                triggers=[drug_trigger(ctx, first), drug_trigger(ctx, second)],
+                sources=ctx.refs(timing.text),
+            ))
+    return alerts

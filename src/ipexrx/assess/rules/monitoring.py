@@ -1,0 +1,104 @@
+"""Monitoring due or overdue: result dates against the KB's ``Monitoring.interval_days``.
+
+Why: the drugs used in IPEX need regular levels and organ checks (troughs, creatinine, blood
+pressure, lipids, glucose, blood counts, thyroid). Each KB ``Monitoring`` item gives the maximum
+days between results and where that interval comes from (``interval_basis``). Severity:
+
+* latest result older than the interval -> info ("due");
+* older than twice the interval, or never recorded while the drug has been given longer than the
+  interval (or since an unknown date) -> warning ("overdue");
+* never recorded on a drug started less than one interval ago -> info (first result due).
+
+Several drugs asking for the same parameter give one alert (the shortest interval wins). Troughs
+are per drug. Parameters that are clinical observations (infection signs, infusion reactions,
+growth) cannot be read from lab records and are not checked here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from ...knowledge.schema import LabParameter, Monitoring
+from ...patient.labs import LabKind, kinds_for_parameter
+from ...patient.normalize import Med
+from ..context import Ctx, drug_trigger, lab_trigger
+from ..models import Alert, Severity
+
+NOT_FROM_LABS = {LabParameter.INFECTION_SIGNS, LabParameter.INFUSION, LabParameter.GROWTH}
+
+
+@dataclass
+class _Need:
+    key: str
+    parameter: LabParameter
+    kinds: tuple[LabKind, ...]
+    interval: int
+    items: list[tuple[Med, Monitoring]] = field(default_factory=list)
+
+
+def _collect(ctx: Ctx) -> list[_Need]:
+    needs: dict[str, _Need] = {}
+    for med in ctx.active:
+        if med.drug_id is None or not med.systemic:
+            continue
+        for mon in ctx.drug(med.drug_id).safety.monitoring:
+            if mon.interval_days is None or mon.parameter in NOT_FROM_LABS:
+                continue
+            kinds = kinds_for_parameter(mon.parameter, med.drug_id)
+            if not kinds:
+                continue
+            key = mon.parameter.value
+            if mon.parameter is LabParameter.TROUGH:
+                key += f":{med.drug_id}"
+            need = needs.setdefault(key, _Need(key, mon.parameter, kinds, mon.interval_days))
+            need.interval = min(need.interval, mon.interval_days)
+            need.items.append((med, mon))
+    return list(needs.values())
+
+
+def _what(ctx: Ctx, need: _Need) -> str:
+    if need.parameter is LabParameter.TROUGH:
+        return f"{ctx.label(need.items[0][0].drug_id or '')} trough"
+    return need.parameter.value.replace("-", " ")
+
+
+def monitoring_due(ctx: Ctx) -> list[Alert]:
+    """One alert per parameter whose latest result is older than the interval (or missing)."""
+    alerts: list[Alert] = []
+    for need in _collect(ctx):
+        latest = ctx.latest(need.kinds)
+        drugs = ", ".join(ctx.label(m.drug_id or "") for m, _ in need.items)
+        what = _what(ctx, need)
+        starts = [m.start for m, _ in need.items]
+        earliest_start: dt.date | None = None if any(s is None for s in starts) else min(s for s in starts if s)
+        if latest is not None:
+            age = (ctx.as_of - latest.date).days
+            if age <= need.interval:
+                continue
+            sev = Severity.WARNING if age > 2 * need.interval else Severity.INFO
+            state = "overdue" if sev is Severity.WARNING else "due"
+            summary = (f"{what.capitalize()} {state}: last result {age} days ago "
+                       f"(interval {need.interval} days; {drugs})")
+            detail = f"The latest result is {latest.show()}, {age} days before {ctx.as_of}."
+        else:
+            since = (ctx.as_of - earliest_start).days if earliest_start else None
+            if since is not None and since < need.interval:
+                sev, state = Severity.INFO, "first result due"
+                due = earliest_start + dt.timedelta(days=need.interval)  # type: ignore[operator]
+                summary = f"{what.capitalize()}: first result due by {due} ({drugs} started {earliest_start})"
+            else:
+                sev, state = Severity.WARNING, "no result on record"
+                summary = f"{what.capitalize()}: no result on record ({drugs}; interval {need.interval} days)"
+            detail = "No result for this parameter is on record."
+        bases = [mon.interval_basis for _, mon in need.items if mon.interval_basis]
+        reasoning = " ".join([detail, *(mon.statement.text for _, mon in need.items[:2]),
+                              *(b.text for b in bases[:1] if b)])
+        alerts.append(Alert(
+            id=f"monitoring:{need.key}", rule="monitoring.monitoring_due", family="monitoring", severity=sev,
+            summary=summary, reasoning=reasoning,
+            action=f"Consider checking {what} (ipexrx interval {need.interval} days; see the basis below).",
+            triggers=[*(drug_trigger(ctx, m) for m, _ in need.items), *([lab_trigger(latest)] if latest else [])],
+            sources=ctx.refs(*(mon.statement for _, mon in need.items), *bases),
+        ))
+    return alerts

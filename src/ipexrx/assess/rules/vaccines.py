@@ -1,0 +1,128 @@
+"""Live vaccines planned or given under immunosuppression.
+
+Why: a live attenuated vaccine can cause disease in an immunosuppressed child; the labels of the
+IPEX immunosuppressants say to avoid them (KB ``safety.vaccines.live_vaccines``: avoid /
+contraindicated / dose-dependent). Severity is critical when the KB advice is avoid or
+contraindicated. For corticosteroids the advice is dose-dependent; for prednisone ipexrx applies
+the threshold stated in the KB statement (>= 2 mg/kg/day, or >= 20 mg/day above 10 kg, for 14 days
+or more) to the recorded dose, and says so when the dose cannot be computed.
+
+A given vaccine counts as "under immunosuppression" when its date falls inside the drug's
+recorded period (start to end, or to the assessment date for a current drug).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ...patient.normalize import Med, Vaccination
+from ...patient.units import fmt_number
+from ..context import Ctx, doses_per_day, drug_trigger
+from ..models import Alert, Severity, Trigger
+
+PRED_MG_KG_DAY = 2.0
+PRED_MG_DAY = 20.0
+PRED_MIN_WEIGHT = 10.0
+PRED_MIN_DAYS = 14
+
+
+def _vacc_trigger(v: Vaccination) -> Trigger:
+    when = f" on {v.date}" if v.date else ""
+    return Trigger(kind="vaccine", ref=v.name, path=v.path, detail=f"{v.status}{when}")
+
+
+def _during(m: Med, date: dt.date | None, as_of: dt.date) -> bool | None:
+    """Whether a given vaccine date falls in the medication period (None: cannot tell)."""
+    if date is None or (m.start is None and m.status == "stopped"):
+        return None
+    if m.start is not None and date < m.start:
+        return False
+    end = m.end or (as_of if m.status == "active" else None)
+    if end is not None and date > end:
+        return False
+    return True if m.start is not None else None
+
+
+def prednisone_mg_per_day(ctx: Ctx, m: Med) -> tuple[float | None, float | None]:
+    """(mg/day, mg/kg/day) from the recorded dose, frequency and weight; None where not computable."""
+    if m.dose is None:
+        return None, None
+    per_day = doses_per_day(m.frequency)
+    if per_day is None:
+        return None, None
+    w = ctx.patient.weight_kg
+    if m.dose.unit == "mg":
+        mg = m.dose.value * per_day
+        return mg, (mg / w if w else None)
+    if m.dose.unit == "mg/kg":
+        mgkg = m.dose.value * per_day
+        return (mgkg * w if w else None), mgkg
+    return None, None
+
+
+def _dose_dependent(ctx: Ctx, m: Med) -> tuple[Severity, str]:
+    if m.drug_id != "prednisone":
+        return Severity.WARNING, "The KB advice is dose-dependent; ipexrx cannot judge this drug's dose."
+    mg, mgkg = prednisone_mg_per_day(ctx, m)
+    w = ctx.patient.weight_kg
+    if mg is None and mgkg is None:
+        return Severity.WARNING, "The daily prednisone dose cannot be computed from the record (dose, frequency)."
+    high = (mgkg is not None and mgkg >= PRED_MG_KG_DAY) or (
+        mg is not None and w is not None and w > PRED_MIN_WEIGHT and mg >= PRED_MG_DAY)
+    unsure = mgkg is None and (w is None) and mg is not None and mg < PRED_MG_DAY
+    dose_txt = " / ".join(t for t in (f"{fmt_number(mg)} mg/day" if mg is not None else "",
+                                      f"{fmt_number(mgkg)} mg/kg/day" if mgkg is not None else "") if t)
+    if unsure:
+        return Severity.WARNING, f"Prednisone {dose_txt}; without a weight ipexrx cannot apply the mg/kg threshold."
+    if not high:
+        return Severity.INFO, f"Prednisone {dose_txt} is below the dose the KB statement treats as immunosuppressive."
+    days = (ctx.as_of - m.start).days if m.start else None
+    if days is not None and days < PRED_MIN_DAYS:
+        return Severity.WARNING, (f"Prednisone {dose_txt}, given for {days} days so far "
+                                  f"(threshold: {PRED_MIN_DAYS} days).")
+    return Severity.CRITICAL, f"Prednisone {dose_txt} is at or above the immunosuppressive threshold."
+
+
+def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
+    """Live vaccine planned while immunosuppressed, or given during an immunosuppressive drug's period."""
+    alerts: list[Alert] = []
+    for v in ctx.patient.vaccinations:
+        if v.live is not True:
+            continue
+        if v.status == "planned":
+            candidates = [(m, True) for m in ctx.immunosuppressive(ctx.current_and_planned)]
+        else:
+            candidates = []
+            for m in ctx.immunosuppressive([m for m in ctx.patient.meds if m.drug_id and m.status != "planned"]):
+                during = _during(m, v.date, ctx.as_of)
+                if during is not False:
+                    candidates.append((m, during is True))
+        for m, certain in candidates:
+            drug = ctx.drug(m.drug_id or "")
+            advice = drug.safety.vaccines
+            if advice is not None and advice.live_vaccines == "no-restriction":
+                continue
+            if advice is None:
+                sev = Severity.WARNING
+                note = "The KB has no vaccine advice for this drug; it is flagged immunosuppressive."
+            elif advice.live_vaccines == "dose-dependent":
+                sev, note = _dose_dependent(ctx, m)
+            else:
+                sev, note = Severity.CRITICAL, advice.statement.text
+            if not certain and sev is Severity.CRITICAL:
+                sev = Severity.WARNING
+                note += " The record's dates do not show whether the vaccine fell inside the treatment period."
+            verb = "planned" if v.status == "planned" else f"given{f' on {v.date}' if v.date else ''}"
+            alerts.append(Alert(
+                id=f"vaccine:live:{v.path}:{m.drug_id}", rule="vaccines.live_vaccine_under_immunosuppression",
+                family="vaccine", severity=sev,
+                summary=f"Live vaccine {v.name} {verb} under {drug.name}",
+                reasoning=f"{v.name} is a live attenuated vaccine and {drug.name} is immunosuppressive. {note}",
+                action=("Consider deferring the live vaccine and discussing timing with the immunology team."
+                        if v.status == "planned" else
+                        "Consider watching for vaccine-strain infection and discussing with the immunology team."),
+                triggers=[_vacc_trigger(v), drug_trigger(ctx, m)],
+                sources=ctx.refs(advice.statement if advice else None,
+                                 *(drug.safety.boxed_warnings[:1] if advice is None else [])),
+            ))
+    return alerts

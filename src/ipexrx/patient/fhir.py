@@ -1,0 +1,496 @@
+"""Read a FHIR R4 Bundle (validated with fhir.resources' R4B models) into a patient record.
+
+Why R4B models for R4 data: R4B changed nothing in the resources we read (Patient, Condition,
+MedicationStatement/Request, Medication, Observation, Procedure, Immunization), and the
+fhir.resources R4B package gives typed validation of each entry.
+
+Policy -- real EHR exports are imperfect:
+
+* each entry is validated on its own; an invalid or unsupported entry is skipped with a warning
+  saying where it was and why, the rest is used;
+* a lab value without a usable unit, date or code is skipped with a warning (it is never guessed);
+  the monitoring rules then see it as missing, which is the safe reading;
+* only what would make the whole assessment unsafe is an error: not a Bundle, no usable Patient,
+  a negative or absurd dose, an impossible weight. Errors are located by Bundle path
+  (``$.entry[3].resource.dosage[0]...``).
+
+The result is the same :class:`PatientRecord` our JSON format produces, so both inputs go through
+exactly the same resolution and rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
+from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
+from .model import issues_from_validation
+from .normalize import InputWarning
+from .units import normalize_dose
+
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CVX = "http://hl7.org/fhir/sid/cvx"
+UCUM = "http://unitsofmeasure.org"
+HPO_SYSTEMS = ("http://purl.obolibrary.org/obo/hp.owl", "http://human-phenotype-ontology.org",
+               "https://hpo.jax.org", "http://purl.obolibrary.org/obo/hp")
+SNOMED = "http://snomed.info/sct"
+ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm")
+WEIGHT_LOINC = {"29463-7", "3141-9"}
+HEIGHT_LOINC = {"8302-2", "8306-3"}
+ROUTE_SNOMED = {"26643006": "oral", "47625008": "iv", "34206005": "sc", "78421000": "im", "6064005": "topical",
+                "37161004": "rectal", "447694001": "inhaled"}
+ROUTE_TEXT = {"oral": "oral", "po": "oral", "by mouth": "oral", "iv": "iv", "intravenous": "iv", "sc": "sc",
+              "subcutaneous": "sc", "im": "im", "intramuscular": "im", "topical": "topical", "cutaneous": "topical",
+              "rectal": "rectal", "inhalation": "inhaled", "inhaled": "inhaled"}
+HSCT_WORDS = re.compile(r"\b(hsct|stem cell transplant\w*|bone marrow transplant\w*|bmt|haematopoietic|hematopoietic"
+                        r"|cord blood transplant\w*)\b", re.I)
+INFECTION_WORDS = re.compile(r"(infect|sepsis|septic|pneumonia|viremia|viraemia|bacteremia|bacteraemia|fungemia|"
+                             r"candidiasis|aspergillosis|tuberculosis|abscess|cellulitis|colitis due to|"
+                             r"cmv|cytomegalovirus|ebv|epstein|adenovir|varicella|herpes|zoster|pneumocystis|"
+                             r"hepatitis b|covid|influenza|rsv)", re.I)
+PATHOGEN_WORDS = re.compile(r"(cytomegalovirus|cmv|epstein[- ]barr|ebv|adenovirus|candida\w*|aspergill\w*|"
+                            r"pseudomonas\w*|staphylococc\w*|klebsiella\w*|e\. ?coli|escherichia coli|"
+                            r"pneumocystis\w*|mycobacterium tuberculosis|tuberculosis|hepatitis b|hbv|"
+                            r"sars-cov-2|influenza|rsv|respiratory syncytial virus|varicella[- ]zoster|norovirus|"
+                            r"rotavirus|clostridi\w* difficile)", re.I)
+IPEX_WORDS = re.compile(r"\bipex\b|immun\w* dysregulation,? polyendocrinopathy", re.I)
+FOXP3_VARIANT = re.compile(r"\b(c\.[0-9_+\-*]+[^\s,;)]*|p\.\(?[A-Z][a-z]{2}\d+[^\s,;]*)")
+
+SUPPORTED = ("Patient", "Condition", "MedicationStatement", "MedicationRequest", "Medication", "Observation",
+             "Procedure", "Immunization")
+
+
+class _Ctx:
+    def __init__(self) -> None:
+        self.issues: list[InputIssue] = []
+        self.warnings: list[InputWarning] = []
+        self.locations: dict[str, str] = {}
+
+    def warn(self, path: str, message: str, code: str = "skipped") -> None:
+        self.warnings.append(InputWarning(path=path, code=code, message=message))  # type: ignore[arg-type]
+
+
+def _date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", value):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _codings(cc: Any) -> list[Any]:
+    return list(getattr(cc, "coding", None) or []) if cc is not None else []
+
+
+def _text(cc: Any) -> str | None:
+    if cc is None:
+        return None
+    if getattr(cc, "text", None):
+        return str(cc.text)
+    for c in _codings(cc):
+        if c.display:
+            return str(c.display)
+    return None
+
+
+def _code(cc: Any, *systems: str) -> str | None:
+    for c in _codings(cc):
+        if c.system in systems and c.code:
+            return str(c.code)
+    return None
+
+
+def _model_class(rtype: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    return get_fhir_model_class(rtype)
+
+
+def _validate(raw: dict[str, Any], path: str, ctx: _Ctx) -> Any | None:
+    from pydantic import ValidationError
+
+    try:
+        return _model_class(raw["resourceType"]).model_validate(raw)
+    except ValidationError as exc:
+        first = issues_from_validation(exc, path)[0]
+        ctx.warn(path, f"{raw['resourceType']} skipped: not valid FHIR R4 ({first.path}: expected {first.expected}, "
+                 f"got {first.got})")
+    except (TypeError, ValueError, KeyError) as exc:  # fhir.resources may raise these for odd input
+        ctx.warn(path, f"{raw.get('resourceType')} skipped: not valid FHIR R4 ({type(exc).__name__})")
+    return None
+
+
+def _quantity_unit(q: Any) -> str | None:
+    if q is None:
+        return None
+    if q.code and (q.system in (None, UCUM)):
+        return str(q.code)
+    return str(q.unit) if q.unit else None
+
+
+def read_bundle(data: dict[str, Any]) -> tuple[dict[str, Any], list[InputWarning], dict[str, str]]:
+    """Convert a Bundle into our record dict, warnings, and a map record-path -> Bundle-path."""
+    ctx = _Ctx()
+    if data.get("resourceType") != "Bundle":
+        raise MalformedInputError(InputIssue("$.resourceType", "'Bundle' (a FHIR R4 Bundle) or an ipexrx patient "
+                                             "record", repr(data.get("resourceType"))), "not a FHIR Bundle")
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise MalformedInputError(InputIssue("$.entry", "a list of Bundle entries", type(entries).__name__),
+                                  "the Bundle has no entries")
+    by_type: dict[str, list[tuple[str, Any]]] = {t: [] for t in SUPPORTED}
+    for i, entry in enumerate(entries):
+        path = f"$.entry[{i}].resource"
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            ctx.warn(f"$.entry[{i}]", "entry skipped: no resource with a resourceType")
+            continue
+        rtype = res["resourceType"]
+        if rtype not in SUPPORTED:
+            ctx.warn(path, f"{rtype} skipped: resource type not used by the assessment")
+            continue
+        model = _validate(res, path, ctx)
+        if model is not None:
+            by_type[rtype].append((path, model))
+
+    record: dict[str, Any] = {"format": "ipexrx-patient/1", "demographics": {}, "hsct": {"status": "not-done"},
+                              "manifestations": [], "medications": [], "labs": [], "immunizations": [],
+                              "infections": []}
+    _patient(by_type["Patient"], record, ctx)
+    _conditions(by_type["Condition"], record, ctx)
+    meds_by_ref = {f"Medication/{m.id}": m for _, m in by_type["Medication"] if m.id}
+    for path, m in by_type["MedicationStatement"] + by_type["MedicationRequest"]:
+        _medication(path, m, meds_by_ref, record, ctx)
+    for path, o in by_type["Observation"]:
+        _observation(path, o, record, ctx)
+    for path, p in by_type["Procedure"]:
+        _procedure(path, p, record, ctx)
+    for path, imm in by_type["Immunization"]:
+        _immunization(path, imm, record, ctx)
+    if ctx.issues:
+        raise PatientInputError(ctx.issues, "the FHIR Bundle cannot be assessed safely")
+    return record, ctx.warnings, ctx.locations
+
+
+def _patient(patients: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx) -> None:
+    if not patients:
+        raise PatientInputError(InputIssue("$.entry", "one Patient resource", "none"), "the Bundle has no Patient")
+    path, p = patients[0]
+    for other, _ in patients[1:]:
+        ctx.warn(other, "additional Patient skipped: a Bundle must describe one patient (the first is used)")
+    record["id"] = p.id
+    demo = record["demographics"]
+    ctx.locations["$.demographics"] = path
+    if p.gender in ("male", "female", "other", "unknown"):
+        demo["sex"] = p.gender
+    if p.birthDate is not None:
+        d = _date(p.birthDate)
+        if d is None and isinstance(p.birthDate, str) and re.fullmatch(r"\d{4}-\d{2}", p.birthDate):
+            d = dt.date.fromisoformat(p.birthDate + "-15")
+            ctx.warn(f"{path}.birthDate", f"partial birth date {p.birthDate}: the 15th of the month is used",
+                     "incomplete")
+        if d:
+            demo["birth_date"] = d.isoformat()
+            ctx.locations["$.demographics.birth_date"] = f"{path}.birthDate"
+
+
+def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx) -> None:
+    diagnosis: dict[str, Any] | None = None
+    for path, c in conds:
+        vstatus = _code(c.verificationStatus, "http://terminology.hl7.org/CodeSystem/condition-ver-status")
+        if vstatus in ("refuted", "entered-in-error"):
+            ctx.warn(path, f"Condition skipped: verification status '{vstatus}'")
+            continue
+        cstatus = _code(c.clinicalStatus, "http://terminology.hl7.org/CodeSystem/condition-clinical")
+        text = _text(c.code) or ""
+        notes = " ".join(str(n.text) for n in (c.note or []) if n.text)
+        if IPEX_WORDS.search(text) or _is_ipex_code(c.code):
+            diagnosis = {"type": "ipex"}
+            m = FOXP3_VARIANT.search(notes) or FOXP3_VARIANT.search(text)
+            if m:
+                diagnosis["foxp3_variant"] = m.group(1)
+            continue
+        if re.search(r"ipex[- ]like", text, re.I):
+            gene = re.search(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", text + " " + notes, re.I)
+            diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
+            continue
+        if cstatus in ("resolved", "inactive", "remission"):
+            continue
+        if INFECTION_WORDS.search(text):
+            pathogen = PATHOGEN_WORDS.search(text + " " + notes)
+            onset = _date(c.onsetDateTime)
+            inf: dict[str, Any] = {"name": text, "active": True}
+            if pathogen:
+                inf["pathogen"] = pathogen.group(1)
+            if onset:
+                inf["since"] = onset.isoformat()
+            ctx.locations[f"$.infections[{len(record['infections'])}]"] = path
+            record["infections"].append(inf)
+            continue
+        hpo = _code(c.code, *HPO_SYSTEMS)
+        if hpo is None:
+            for cd in _codings(c.code):
+                if cd.code and re.fullmatch(r"HP:\d{7}", str(cd.code)):
+                    hpo = str(cd.code)
+        entry: dict[str, Any] = {"hpo": hpo} if hpo else {}
+        if text:
+            entry["name"] = text
+        if not entry:
+            ctx.warn(path, "Condition skipped: no code or text")
+            continue
+        ctx.locations[f"$.manifestations[{len(record['manifestations'])}]"] = path
+        record["manifestations"].append(entry)
+    if diagnosis is None:
+        ctx.warn("$.entry", "no IPEX or IPEX-like diagnosis Condition found: diagnosis treated as unconfirmed",
+                 "incomplete")
+        diagnosis = {"type": "unconfirmed"}
+    record["diagnosis"] = diagnosis
+
+
+_IPEX_CODES = {("http://snomed.info/sct", "724276006")}
+
+
+def _is_ipex_code(cc: Any) -> bool:
+    for c in _codings(cc):
+        if (c.system, c.code) in _IPEX_CODES:
+            return True
+        if c.system and "orpha" in c.system.lower() and str(c.code).endswith("37042"):
+            return True
+        if c.system and "omim" in c.system.lower() and str(c.code).strip("#") == "304790":
+            return True
+    return False
+
+
+_STATEMENT_STATUS = {"active": "active", "intended": "planned", "completed": "stopped", "stopped": "stopped",
+                     "on-hold": "stopped", "not-taken": None, "entered-in-error": None, "unknown": "active"}
+_REQUEST_STATUS = {"active": "active", "draft": "planned", "on-hold": "stopped", "completed": "stopped",
+                   "stopped": "stopped", "cancelled": None, "entered-in-error": None, "unknown": "active"}
+
+
+def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str, Any], ctx: _Ctx) -> None:
+    rtype = m.get_resource_type()
+    is_request = rtype == "MedicationRequest"
+    status = (_REQUEST_STATUS if is_request else _STATEMENT_STATUS).get(m.status)
+    if status is None:
+        ctx.warn(path, f"{rtype} skipped: status '{m.status}'")
+        return
+    if is_request and m.intent in ("proposal", "plan") and status == "active":
+        status = "planned"
+    concept = m.medicationCodeableConcept
+    if concept is None and m.medicationReference is not None:
+        ref = str(m.medicationReference.reference or "")
+        med = meds_by_ref.get(ref)
+        concept = med.code if med is not None else None
+        if concept is None:
+            concept = type("C", (), {"text": m.medicationReference.display, "coding": []})()
+    name = _text(concept)
+    rxcui = _code(concept, RXNORM)
+    if not name and not rxcui:
+        ctx.warn(path, f"{rtype} skipped: no medication code or text")
+        return
+    i = len(record["medications"])
+    rec: dict[str, Any] = {"drug": name or rxcui, "status": status}
+    if rxcui and re.fullmatch(r"\d{1,8}", rxcui):
+        rec["rxcui"] = rxcui
+    dosages = (m.dosageInstruction if is_request else m.dosage) or []
+    dkey = "dosageInstruction" if is_request else "dosage"
+    if dosages:
+        d = dosages[0]
+        dr = (d.doseAndRate or [None])[0]
+        q = getattr(dr, "doseQuantity", None) if dr is not None else None
+        if q is not None and q.value is not None:
+            qpath = f"{path}.{dkey}[0].doseAndRate[0].doseQuantity"
+            unit = _quantity_unit(q)
+            try:
+                normalize_dose(float(q.value), unit, qpath)
+            except UnitError:
+                ctx.warn(qpath, f"dose {q.value} {unit or '(no unit)'} not used: a dose needs a mass, mass/kg, mass/m2 "
+                         "or IU unit (a volume needs the concentration); the drug is still checked")
+            else:
+                rec["dose"] = {"value": float(q.value), "unit": unit}
+                ctx.locations[f"$.medications[{i}].dose"] = qpath
+        route = _code(d.route, SNOMED)
+        rtext = (_text(d.route) or "").strip().lower()
+        if route in ROUTE_SNOMED:
+            rec["route"] = ROUTE_SNOMED[route]
+        elif rtext in ROUTE_TEXT:
+            rec["route"] = ROUTE_TEXT[rtext]
+        freq = _frequency(d)
+        if freq:
+            rec["frequency"] = freq
+        bounds = getattr(getattr(getattr(d, "timing", None), "repeat", None), "boundsPeriod", None)
+        if bounds is not None and _date(bounds.start):
+            rec["start_date"] = _date(bounds.start).isoformat()  # type: ignore[union-attr]
+    if not is_request:
+        start = _date(m.effectiveDateTime) or _date(getattr(m.effectivePeriod, "start", None))
+        end = _date(getattr(m.effectivePeriod, "end", None))
+        if start:
+            rec["start_date"] = start.isoformat()
+        if end:
+            rec["end_date"] = end.isoformat()
+    elif "start_date" not in rec and _date(m.authoredOn) and status == "active":
+        rec["start_date"] = _date(m.authoredOn).isoformat()  # type: ignore[union-attr]
+    ctx.locations[f"$.medications[{i}]"] = path
+    record["medications"].append(rec)
+
+
+def _frequency(d: Any) -> str | None:
+    timing = getattr(d, "timing", None)
+    if timing is None:
+        return str(d.text) if getattr(d, "text", None) else None
+    if timing.code is not None and _text(timing.code):
+        return _text(timing.code)
+    rep = timing.repeat
+    if rep is not None and rep.frequency and rep.period and rep.periodUnit:
+        unit = {"d": "day", "h": "hour", "wk": "week", "mo": "month"}.get(rep.periodUnit, rep.periodUnit)
+        period = _num(rep.period)
+        per = f"{int(period) if period and period == int(period) else period} {unit}s" if period != 1 else unit
+        return f"{rep.frequency} per {per}"
+    return str(d.text) if getattr(d, "text", None) else None
+
+
+def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
+    if o.status in ("entered-in-error", "cancelled"):
+        ctx.warn(path, f"Observation skipped: status '{o.status}'")
+        return
+    date = _date(o.effectiveDateTime) or _date(getattr(o.effectivePeriod, "start", None)) or _date(o.issued)
+    loinc = _code(o.code, LOINC)
+    if loinc in WEIGHT_LOINC or loinc in HEIGHT_LOINC:
+        _body(path, o, loinc, date, record, ctx)
+        return
+    parts: list[tuple[str, Any, str | None, str]] = []
+    if o.component:
+        for j, comp in enumerate(o.component):
+            parts.append((f"{path}.component[{j}]", comp, _code(comp.code, LOINC), _text(comp.code) or ""))
+    if o.valueQuantity is not None or o.valueString is not None or o.valueCodeableConcept is not None \
+            or o.valueBoolean is not None or not o.component:
+        parts.append((path, o, loinc, _text(o.code) or ""))
+    for ppath, src, code, text in parts:
+        kind = (lab_by_loinc(code) if code else None) or (lab_by_name(text) if text else None)
+        if kind is None:
+            ctx.warn(ppath, f"Observation '{text or code}' skipped: not a lab the rules use", "unknown-lab")
+            continue
+        if date is None:
+            ctx.warn(ppath, f"{kind.label} skipped: no usable effective date (monitoring needs the date)")
+            continue
+        lab: dict[str, Any] = {"test": kind.id, "date": date.isoformat()}
+        if kind.quantity == QUALITATIVE:
+            value = src.valueString or _text(src.valueCodeableConcept) or \
+                (src.valueBoolean if src.valueBoolean is not None else None) or \
+                _text((src.interpretation or [None])[0] if getattr(src, "interpretation", None) else None)
+            if value is None:
+                ctx.warn(ppath, f"{kind.label} skipped: no qualitative result")
+                continue
+            lab["value"] = value
+        else:
+            q = src.valueQuantity
+            if q is None or q.value is None:
+                ctx.warn(ppath, f"{kind.label} skipped: no numeric value")
+                continue
+            unit = _quantity_unit(q)
+            from .units import QUANTITIES, norm_unit
+
+            if unit is None or norm_unit(unit) not in QUANTITIES[kind.quantity].convert:
+                ctx.warn(ppath, f"{kind.label} {q.value} skipped: unit {unit!r} is missing or not one we convert "
+                         f"({', '.join(QUANTITIES[kind.quantity].accepted())}); never guessed")
+                continue
+            lab["value"] = float(q.value)
+            lab["unit"] = unit
+        if code:
+            lab["loinc"] = code
+        ctx.locations[f"$.labs[{len(record['labs'])}]"] = ppath
+        record["labs"].append(lab)
+
+
+def _body(path: str, o: Any, loinc: str, date: dt.date | None, record: dict[str, Any], ctx: _Ctx) -> None:
+    from .units import QUANTITIES, norm_unit
+
+    q = o.valueQuantity
+    kind, field, key = ("weight", "weight_kg", "weight") if loinc in WEIGHT_LOINC else ("length", "height_cm", "height")
+    if q is None or q.value is None:
+        ctx.warn(path, f"{key} skipped: no value")
+        return
+    unit = _quantity_unit(q)
+    fn = QUANTITIES[kind].convert.get(norm_unit(unit)) if unit else None
+    if fn is None:
+        ctx.warn(path, f"{key} skipped: unit {unit!r} is missing or unknown")
+        return
+    demo = record["demographics"]
+    prev = demo.get(f"_{field}_date")
+    if prev is not None and date is not None and date < prev:
+        return
+    demo[field] = fn(float(q.value))
+    if date is not None:
+        demo[f"_{field}_date"] = date
+    ctx.locations[f"$.demographics.{field}"] = f"{path}.valueQuantity.value"
+
+
+def _procedure(path: str, p: Any, record: dict[str, Any], ctx: _Ctx) -> None:
+    text = _text(p.code) or ""
+    if not HSCT_WORDS.search(text):
+        ctx.warn(path, f"Procedure '{text}' skipped: only HSCT is used")
+        return
+    date = _date(p.performedDateTime) or _date(getattr(p.performedPeriod, "start", None))
+    if p.status == "completed":
+        record["hsct"] = {"status": "done", **({"date": date.isoformat()} if date else {})}
+    elif p.status in ("preparation", "in-progress") and record["hsct"]["status"] != "done":
+        record["hsct"] = {"status": "planned", **({"date": date.isoformat()} if date else {})}
+    else:
+        ctx.warn(path, f"HSCT Procedure skipped: status '{p.status}'")
+        return
+    ctx.locations["$.hsct"] = path
+
+
+def _immunization(path: str, imm: Any, record: dict[str, Any], ctx: _Ctx) -> None:
+    if imm.status != "completed":
+        ctx.warn(path, f"Immunization skipped: status '{imm.status}'")
+        return
+    name = _text(imm.vaccineCode)
+    cvx = _code(imm.vaccineCode, CVX)
+    if not name and not cvx:
+        ctx.warn(path, "Immunization skipped: no vaccine code or text")
+        return
+    rec: dict[str, Any] = {"vaccine": name or cvx, "status": "given"}
+    if cvx and re.fullmatch(r"\d{1,3}", cvx):
+        rec["cvx"] = cvx
+    d = _date(imm.occurrenceDateTime)
+    if d:
+        rec["date"] = d.isoformat()
+    ctx.locations[f"$.immunizations[{len(record['immunizations'])}]"] = path
+    record["immunizations"].append(rec)
+
+
+def strip_private(record: dict[str, Any]) -> dict[str, Any]:
+    """Remove bookkeeping keys (``_weight_kg_date``...) before the record is validated."""
+    demo = record.get("demographics", {})
+    for k in [k for k in demo if k.startswith("_")]:
+        del demo[k]
+    return record
+
+
+def relocate(path: str, locations: dict[str, str]) -> str:
+    """Map a record path (``$.labs[2].unit``) back to the Bundle path it came from."""
+    best = ""
+    for prefix in locations:
+        inside = path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
+        if inside and len(prefix) > len(best):
+            best = prefix
+    if not best:
+        return path
+    rest = path[len(best):].lstrip(".")
+    return f"{locations[best]} (field {rest})" if rest else locations[best]

@@ -1,0 +1,215 @@
+"""The ipexrx patient JSON format (``ipexrx-patient/1``), as strict pydantic models.
+
+Why strict (``extra="forbid"``): a misspelt key in a clinical record ("medicatons") silently
+ignored would mean drugs never checked. Every structural problem becomes a located
+:class:`~ipexrx.patient.errors.InputIssue`. Semantic checks that need the knowledge base or units
+(drug names, lab units, plausibility of lab values) happen in :mod:`ipexrx.patient.normalize`.
+
+The format is documented in ``docs/patient-format.md``; ``ipexrx schema patient`` prints the JSON
+Schema generated from these models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InputIssue, MalformedInputError, PatientInputError, _short, json_path
+
+FORMAT_ID: Literal["ipexrx-patient/1"] = "ipexrx-patient/1"
+MAX_WEIGHT_KG = 250.0  # heavier than any paediatric or adult IPEX patient; above it the datum is corrupt
+MIN_WEIGHT_KG = 0.3
+MAX_AGE_YEARS = 120.0
+
+Text = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Demographics(_In):
+    age_years: float | None = Field(None, ge=0, le=MAX_AGE_YEARS, description="Age in years (or give birth_date).")
+    birth_date: dt.date | None = None
+    sex: Literal["male", "female", "other", "unknown"] = "unknown"
+    weight_kg: float | None = Field(None, ge=MIN_WEIGHT_KG, le=MAX_WEIGHT_KG, description="Body weight in kg.")
+    weight_date: dt.date | None = None
+    height_cm: float | None = Field(None, ge=20, le=250)
+
+
+class Diagnosis(_In):
+    type: Literal["ipex", "ipex-like", "unconfirmed"] = Field(
+        description="ipex: FOXP3 variant found; ipex-like: FOXP3 wild-type with another gene; unconfirmed.")
+    foxp3_variant: Text | None = Field(None, description="HGVS description of the FOXP3 variant, e.g. c.1150G>A.")
+    disorder: Text | None = Field(None, description="For ipex-like: the disorder id, name or gene (e.g. 'LRBA').")
+    gene: Text | None = None
+    diagnosed_on: dt.date | None = None
+
+
+class Hsct(_In):
+    status: Literal["not-done", "planned", "done"] = "not-done"
+    date: dt.date | None = Field(None, description="Date of transplant (done) or planned date.")
+    donor: Text | None = None
+    note: Text | None = None
+
+
+_DOSE_RE = re.compile(r"^\s*(-?\d+(?:[.,]\d+)?)\s*([^\d\s].*?)?\s*$")
+
+
+def _parse_dose(value: object) -> object:
+    """Accept ``"0.5 mg"`` as shorthand for ``{"value": 0.5, "unit": "mg"}``."""
+    if isinstance(value, str):
+        m = _DOSE_RE.match(value)
+        if not m:
+            raise ValueError(f"a dose like '0.5 mg' or {{'value': 0.5, 'unit': 'mg'}}, got {value!r}")
+        return {"value": float(m.group(1).replace(",", ".")), "unit": m.group(2)}
+    return value
+
+
+class Dose(_In):
+    value: float = Field(gt=0, le=1e6, description="Amount per administration; must be positive.")
+    unit: str | None = Field(None, description="mg, mcg, g, mg/kg, mcg/kg, mg/m2 or IU (volumes are refused).")
+
+
+class Medication(_In):
+    drug: Text = Field(description="Generic name, brand, synonym or RxCUI.")
+    rxcui: Annotated[str, Field(pattern=r"^\d{1,8}$")] | None = None
+    status: Literal["active", "planned", "stopped"] = "active"
+    dose: Annotated[Dose | None, BeforeValidator(_parse_dose)] = None
+    route: Literal["oral", "iv", "sc", "im", "topical", "inhaled", "rectal", "other"] | None = None
+    frequency: Text | None = Field(None, description="e.g. 'once daily', 'q12h', 'BID'.")
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    indication: Text | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> Medication:
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
+
+class Lab(_In):
+    test: Text = Field(description="Test name (e.g. 'tacrolimus trough', 'creatinine', 'HBsAg') or LOINC code.")
+    loinc: Annotated[str, Field(pattern=r"^\d{1,6}-\d$")] | None = None
+    value: float | bool | Annotated[str, Field(min_length=1, max_length=60)] = Field(
+        description="Number, or a qualitative result ('positive', 'negative', 'indeterminate').")
+    unit: str | None = None
+    date: dt.date
+
+
+class ManifestationEntry(_In):
+    hpo: Annotated[str, Field(pattern=r"^HP:\d{7}$")] | None = None
+    name: Text | None = None
+    status: Literal["active", "resolved"] = "active"
+
+    @model_validator(mode="after")
+    def _some_id(self) -> ManifestationEntry:
+        if not self.hpo and not self.name:
+            raise ValueError("a manifestation needs an 'hpo' id or a 'name'")
+        return self
+
+
+def _parse_manifestation(value: object) -> object:
+    if isinstance(value, str):
+        v = value.strip()
+        return {"hpo": v} if re.match(r"^HP:\d{7}$", v) else {"name": v}
+    return value
+
+
+class Immunization(_In):
+    vaccine: Text = Field(description="Vaccine name (e.g. 'MMR', 'rotavirus') or CVX code.")
+    cvx: Annotated[str, Field(pattern=r"^\d{1,3}$")] | None = None
+    status: Literal["given", "planned"] = "given"
+    date: dt.date | None = None
+    live: bool | None = Field(None, description="Override: whether the vaccine is live attenuated.")
+
+
+class Infection(_In):
+    name: Text
+    pathogen: Text | None = None
+    active: bool = True
+    since: dt.date | None = None
+
+
+class PatientRecord(_In):
+    """One patient, as ipexrx reads it. Only ``diagnosis`` is required."""
+
+    format: Literal["ipexrx-patient/1"] = FORMAT_ID
+    id: Text | None = None
+    demographics: Demographics = Field(default_factory=Demographics)
+    diagnosis: Diagnosis
+    hsct: Hsct = Field(default_factory=Hsct)
+    manifestations: list[Annotated[ManifestationEntry, BeforeValidator(_parse_manifestation)]] = Field(
+        default_factory=list, max_length=200)
+    medications: list[Medication] = Field(default_factory=list, max_length=200)
+    labs: list[Lab] = Field(default_factory=list, max_length=5000)
+    immunizations: list[Immunization] = Field(default_factory=list, max_length=500)
+    infections: list[Infection] = Field(default_factory=list, max_length=200)
+
+
+def _expected(err: Any) -> str:
+    t = err["type"]
+    if t == "missing":
+        return "this required field"
+    if t == "extra_forbidden":
+        return "no such field (check spelling; see docs/patient-format.md)"
+    if t == "literal_error":
+        return "one of " + str(err.get("ctx", {}).get("expected", ""))
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _got(err: Any) -> str:
+    if err["type"] == "missing":
+        return "nothing"
+    return _short(err.get("input"))
+
+
+def issues_from_validation(exc: ValidationError, root: str = "$") -> list[InputIssue]:
+    """Turn pydantic errors into located issues (union branches collapsed to the first useful one)."""
+    seen: set[str] = set()
+    out: list[InputIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {
+            "Dose", "str", "float", "bool", "int", "function-before", "constrained-str", "none"}))]
+        path = json_path(loc, root)
+        if path in seen:
+            continue
+        seen.add(path)
+        out.append(InputIssue(path, _expected(err), _got(err)))
+    return out
+
+
+def parse_record(data: object) -> PatientRecord:
+    """Validate a decoded JSON object as a :class:`PatientRecord`, or raise ``PatientInputError``."""
+    if not isinstance(data, dict):
+        raise MalformedInputError(InputIssue("$", "a JSON object (patient record or FHIR Bundle)",
+                                             type(data).__name__), "not a patient record")
+    try:
+        return PatientRecord.model_validate(data)
+    except ValidationError as exc:
+        raise PatientInputError(issues_from_validation(exc), "the patient record is not valid") from None
+
+
+def decode_json(text: str | bytes, where: str = "input") -> Any:
+    """Decode JSON text; a syntax error becomes ``MalformedInputError`` with line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedInputError(InputIssue("$", "valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}"),
+                                  f"{where} is not valid JSON") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedInputError(InputIssue("$", "UTF-8 JSON text", type(exc).__name__),
+                                  f"{where} is not readable JSON") from None
+
+
+def patient_json_schema() -> dict[str, Any]:
+    """JSON Schema of the patient format (served by ``ipexrx schema patient``)."""
+    schema = PatientRecord.model_json_schema()
+    schema["$id"] = "https://ipexrx.org/schema/patient-1.json"
+    schema["title"] = "ipexrx patient record (ipexrx-patient/1)"
+    return schema
