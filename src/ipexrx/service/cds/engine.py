@@ -1,13 +1,168 @@
-"""Hook call -> patient model -> assessment -> cards."""
+"""Hook call -> patient model -> assessment -> cards.
+
+The prefetch entries (plus the draft orders of order-select / order-sign) are assembled into one
+FHIR Bundle and read by the same reader as an uploaded Bundle, so a CDS call and the assessment
+page can never disagree about a patient. Each record item remembers which Bundle entry it came
+from; that is how an alert is traced back to the draft order that caused it (for order hooks
+only alerts involving a draft order are shown; for order-select only the selected ones).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ApiError
 from ..settings import Settings
+from .cards import DraftOrder, alert_card, unchecked_order_card
+from .fhir import gather
+from .lenient import bundle_entries, repair_resource
 from .models import CdsRequest
-from .services import ServiceDef
+from .services import PREFETCH, ServiceDef
+
+log = logging.getLogger("ipexrx.service.cds")
+
+_ENTRY = re.compile(r"^\$\.entry\[(\d+)\]")
+ORDER_HOOKS = ("order-select", "order-sign")
 
 
-async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base_url: str) -> list[dict[str, Any]]:
-    raise NotImplementedError
+@dataclass
+class Assembled:
+    bundle: dict[str, Any]
+    drafts: dict[int, DraftOrder] = field(default_factory=dict)  # entry index -> draft order
+    fixes: list[str] = field(default_factory=list)
+
+
+def _bad(path: str, expected: str, got: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_request", message, issues=[{"path": path, "expected": expected, "got": got}])
+
+
+def _draft_label(res: dict[str, Any]) -> str:
+    cc = res.get("medicationCodeableConcept") or {}
+    text = cc.get("text") if isinstance(cc, dict) else None
+    if not text and isinstance(cc, dict):
+        for c in cc.get("coding") or []:
+            if isinstance(c, dict) and c.get("display"):
+                text = c["display"]
+                break
+    if not text:
+        ref = res.get("medicationReference") or {}
+        text = ref.get("display") if isinstance(ref, dict) else None
+    return " ".join(str(text or res.get("resourceType", "order")).split())[:80]
+
+
+def assemble(svc: ServiceDef, body: CdsRequest, values: dict[str, Any]) -> Assembled:
+    """One collection Bundle: prefetch resources first, then the draft orders."""
+    ctx = body.context
+    patient_id = ctx.get("patientId")
+    out = Assembled(bundle={"resourceType": "Bundle", "type": "collection", "entry": []})
+    entries: list[dict[str, Any]] = out.bundle["entry"]
+    patient = values.get("patient")
+    if isinstance(patient, dict) and patient.get("id") not in (None, str(patient_id)):
+        raise _bad("$.prefetch.patient.id", f"the patient of the hook ('{patient_id}')", repr(patient.get("id")),
+                   "the prefetched Patient is not the patient of the hook context")
+    for key in PREFETCH:
+        for i, res in enumerate(bundle_entries(values.get(key))):
+            entries.append({"resource": repair_resource(res, f"$.prefetch.{key}.entry[{i}].resource", out.fixes)})
+    if svc.hook in ORDER_HOOKS:
+        draft_bundle = ctx.get("draftOrders")
+        if not isinstance(draft_bundle, dict) or not isinstance(draft_bundle.get("entry", []), list):
+            raise _bad("$.context.draftOrders", "a Bundle of draft orders", type(draft_bundle).__name__,
+                       f"the {svc.hook} hook needs context.draftOrders")
+        selections = ctx.get("selections")
+        if svc.hook == "order-select" and selections is not None and not (
+                isinstance(selections, list) and all(isinstance(s, str) for s in selections)):
+            raise _bad("$.context.selections", "a list of references such as 'MedicationRequest/103'",
+                       type(selections).__name__, "context.selections is malformed")
+        chosen = set(selections) if svc.hook == "order-select" and selections is not None else None
+        for i, res in enumerate(bundle_entries(draft_bundle)):
+            ref = f"{res.get('resourceType')}/{res.get('id')}" if res.get("id") else None
+            idx = len(entries)
+            entries.append({"resource": repair_resource(res, f"$.context.draftOrders.entry[{i}].resource", out.fixes,
+                                                        draft=True)})
+            if ref and res.get("resourceType") in ("MedicationRequest", "MedicationStatement"):
+                out.drafts[idx] = DraftOrder(reference=ref, drug_label=_draft_label(res),
+                                             selected=chosen is None or ref in chosen)
+    return out
+
+
+def _entry_of(path: str | None, locations: dict[str, str]) -> int | None:
+    if not path:
+        return None
+    m = _ENTRY.match(path)
+    if m:
+        return int(m.group(1))
+    best = ""
+    for prefix in locations:
+        inside = path == prefix or path.startswith((prefix + ".", prefix + "["))
+        if inside and len(prefix) > len(best):
+            best = prefix
+    if best:
+        m = _ENTRY.match(locations[best])
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
+             as_of: dt.date | None = None) -> list[dict[str, Any]]:
+    """The synchronous, CPU-bound part: read the patient, assess, build cards."""
+    from ...assess import assess
+    from ...knowledge import get_kb
+    from ...patient import PatientInputError
+    from ...patient.fhir import relocate
+    from ...patient.normalize import normalize
+    from ...patient.reader import load_record
+
+    kb = get_kb()
+    as_of = as_of or dt.datetime.now(dt.UTC).date()
+    asm = assemble(svc, body, values)
+    if asm.fixes:
+        log.debug("hook %s: %d lenient repair(s): %s", body.hookInstance, len(asm.fixes), "; ".join(asm.fixes[:5]))
+    locations: dict[str, str] = {}
+    try:
+        record, warnings, locations = load_record(asm.bundle)
+        if record.diagnosis.type == "unconfirmed":
+            return []  # no IPEX or IPEX-like disorder: this service has nothing to say
+        data = normalize(record, kb, as_of)
+    except PatientInputError as exc:
+        issues = [{"path": relocate(i.path, locations), "expected": i.expected,
+                   "got": i.got} for i in exc.issues]
+        raise ApiError(422, "patient_data", f"the patient data cannot be assessed safely: {exc.summary}",
+                       issues=issues) from None
+    data.warnings = warnings + data.warnings
+    assessment = assess(data, kb=kb, as_of=as_of)
+    names = {d.id: d.name for d in kb.drugs.values()}
+    cards = []
+    order_hook = svc.hook in ORDER_HOOKS
+    for alert in assessment.alerts:
+        involved = []
+        for t in alert.triggers:
+            idx = _entry_of(t.path, locations)
+            if idx is not None and idx in asm.drafts:
+                involved.append(asm.drafts[idx])
+        if order_hook and not any(d.selected for d in involved):
+            continue
+        cards.append(alert_card(alert, hook_instance=body.hookInstance, base=base, drug_names=names,
+                                drafts=[d for d in involved if d.selected]))
+    if order_hook:
+        read = {_entry_of(p, {}) for p in locations.values()}
+        for idx, d in asm.drafts.items():
+            if d.selected and idx not in read:
+                why = next((w.message for w in warnings if _entry_of(w.path, {}) == idx),
+                           "the order could not be read as a medication")
+                cards.append(unchecked_order_card(body.hookInstance, base, d.reference, d.drug_label, why))
+    return [c.wire() for c in cards]
+
+
+async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str) -> list[dict[str, Any]]:
+    ctx = body.context
+    pid = ctx.get("patientId")
+    if not isinstance(pid, str) or not pid.strip():
+        raise _bad("$.context.patientId", "the FHIR id of the patient (a non-empty string)", repr(pid),
+                   "context.patientId is required")
+    gathered = await gather(body, settings)
+    return evaluate(svc, body, gathered.values, base)

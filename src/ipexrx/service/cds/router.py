@@ -65,8 +65,12 @@ async def call_service(
         raise ApiError(400, "wrong_hook", f"service '{svc.id}' answers the '{svc.hook}' hook, got '{body.hook}'",
                        issues=[{"path": "$.hook", "expected": svc.hook, "got": repr(body.hook)}])
     from .engine import run_hook
+    from .fhir import PrefetchUnavailable
 
-    cards = await run_hook(svc, body, settings_of(request), public_base(request))
+    try:
+        cards = await run_hook(svc, body, settings_of(request), public_base(request))
+    except PrefetchUnavailable as exc:
+        return JSONResponse(exc.operation_outcome(), status_code=412, media_type="application/fhir+json")
     return JSONResponse({"cards": cards})
 
 

@@ -1,0 +1,151 @@
+"""Assessment alerts -> CDS Hooks cards.
+
+A card must stand on its own in an EHR side panel: a one-sentence summary under 140 characters,
+the indicator taken from the alert severity, a Markdown detail with what to do, why, and every
+source, and a link (``source.url``) to our page for the drug or rule so the clinician can read the
+full monograph. Suggestions are offered only where the action is obvious and reversible (removing
+a draft order that duplicates or is contraindicated with what the patient takes); they are
+options, never orders, so none is marked as recommended.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .models import Action, Card, Coding, Source, Suggestion
+
+CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
+TOPIC_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/alert-rule"
+OVERRIDE_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/override-reason"
+SUMMARY_MAX = 139  # the spec asks for "<140 characters"
+
+OVERRIDE_REASONS = [
+    Coding(system=OVERRIDE_SYSTEM, code="benefit-outweighs-risk", display="Benefit outweighs the risk; will monitor"),
+    Coding(system=OVERRIDE_SYSTEM, code="already-addressed", display="Already addressed (plan or monitoring in place)"),
+    Coding(system=OVERRIDE_SYSTEM, code="specialist-decision", display="Decided with the IPEX / transplant team"),
+    Coding(system=OVERRIDE_SYSTEM, code="record-incomplete", display="The record is incomplete or wrong"),
+    Coding(system=OVERRIDE_SYSTEM, code="not-applicable", display="Does not apply to this patient"),
+]
+
+_FAMILY_ANCHOR = {"interaction": "interactions", "duplication": "identity", "screening": "screening",
+                  "monitoring": "monitoring", "result": "monitoring", "vaccine": "safety", "infection": "safety",
+                  "dosing": "evidence"}
+_FAMILY_TITLE = {"interaction": "Drug interaction", "duplication": "Duplicate therapy", "screening": "Screening",
+                 "monitoring": "Monitoring", "result": "Result out of range", "vaccine": "Vaccination",
+                 "infection": "Infection", "dosing": "Dosing", "record": "Record"}
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """A draft order of an order-select / order-sign call, as the EHR names it."""
+
+    reference: str  # "MedicationRequest/103"
+    drug_label: str
+    selected: bool
+
+
+def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+def _md(text: str) -> str:
+    """Plain text safe inside GitHub-flavoured Markdown (no raw HTML, no accidental links)."""
+    return " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]")
+
+
+def _source_line(ref: Any, base: str) -> str:
+    title = ref.title or ref.source
+    if ref.section:
+        title += f", {ref.section}"
+    elif ref.locator:
+        title += f" §{ref.locator}"
+    anchor = f"src-{ref.source}-{ref.locator}" if ref.locator else f"src-{ref.source}"
+    line = f"- [{_md(title)}]({base}/sources#{anchor})"
+    if ref.doi:
+        line += f" — [doi:{_md(ref.doi)}](https://doi.org/{ref.doi})"
+    elif ref.pmid:
+        line += f" — [PMID {ref.pmid}](https://pubmed.ncbi.nlm.nih.gov/{ref.pmid}/)"
+    return line
+
+
+def detail_markdown(alert: Any, base: str, extra: list[str] | None = None) -> str:
+    parts = [f"**What to do:** {_md(alert.action)}", f"**Why:** {_md(alert.reasoning)}"]
+    if alert.evidence:
+        parts.append(f"**Evidence:** {_md(alert.evidence)}")
+    parts.extend(extra or [])
+    if alert.sources:
+        seen: set[str] = set()
+        lines = []
+        for ref in alert.sources:
+            line = _source_line(ref, base)
+            if line not in seen:
+                seen.add(line)
+                lines.append(line)
+        parts.append("**Sources**\n\n" + "\n".join(lines))
+    parts.append("_ipexrx supports, and never replaces, clinical judgement._")
+    return "\n\n".join(parts)
+
+
+def card_source(alert: Any, base: str, drug_names: dict[str, str]) -> Source:
+    drug = next((t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names), None)
+    topic = Coding(system=TOPIC_SYSTEM, code=alert.rule,
+                   display=_FAMILY_TITLE.get(alert.family, alert.family.title()))
+    if drug is not None:
+        anchor = _FAMILY_ANCHOR.get(alert.family, "")
+        return Source(label=f"ipexrx: {drug_names[drug]} monograph", url=f"{base}/drugs/{drug}"
+                      + (f"#{anchor}" if anchor else ""), topic=topic)
+    return Source(label="ipexrx IPEX medication reference", url=f"{base}/", topic=topic)
+
+
+def alert_card(
+    alert: Any,
+    *,
+    hook_instance: str,
+    base: str,
+    drug_names: dict[str, str],
+    drafts: list[DraftOrder] | None = None,
+) -> Card:
+    """One card for one alert; ``drafts`` are the draft orders the alert involves."""
+    drafts = drafts or []
+    suggestions: list[Suggestion] = []
+    removable = alert.family == "duplication" or (
+        alert.severity.value == "critical" and alert.family in ("interaction", "vaccine"))
+    if removable:
+        for d in drafts:
+            suggestions.append(Suggestion(
+                label=shorten(f"Remove the draft order for {d.drug_label}", 100),
+                uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|{alert.id}|delete|{d.reference}")),
+                actions=[Action(type="delete", description=f"Remove the draft order {d.reference} ({d.drug_label})",
+                                resourceId=d.reference)],
+            ))
+    card_uuid = str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|{alert.id}"))
+    return Card(
+        uuid=card_uuid,
+        summary=shorten(alert.summary),
+        detail=detail_markdown(alert, base),
+        indicator=alert.severity.value,
+        source=card_source(alert, base, drug_names),
+        suggestions=suggestions or None,
+        selectionBehavior="at-most-one" if suggestions else None,
+        overrideReasons=list(OVERRIDE_REASONS) if alert.severity.value in ("critical", "warning") else None,
+    )
+
+
+def unchecked_order_card(hook_instance: str, base: str, reference: str, label: str, why: str) -> Card:
+    """An info card for a draft order we could not read, so silence is never mistaken for "no problem"."""
+    return Card(
+        uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|unchecked|{reference}")),
+        summary=shorten(f"ipexrx could not check the draft order for {label}"),
+        detail=f"**Why:** {_md(why)}\n\nThe order was not compared with the patient's current medicines; check it "
+        "against the IPEX medication reference by hand.\n\n_ipexrx supports, and never replaces, clinical judgement._",
+        indicator="info",
+        source=Source(label="ipexrx IPEX medication reference", url=f"{base}/drugs"),
+    )

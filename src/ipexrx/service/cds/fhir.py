@@ -1,0 +1,203 @@
+"""Prefetch: check what the EHR sent against our templates, fetch the rest from its FHIR server.
+
+Why so careful: a missing medication list must never read as "takes nothing" (that would hide an
+interaction), so a key we cannot obtain is a 412, never an empty list. The access token from
+``fhirAuthorization`` is sent only to the ``fhirServer`` origin (``next`` links elsewhere are
+refused), never logged, never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..settings import Settings
+from .models import CdsRequest
+from .services import PREFETCH
+
+log = logging.getLogger("ipexrx.service.cds")
+
+MAX_PAGES = 10
+_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
+_ANY_TOKEN = re.compile(r"\{\{[^}]*\}\}")
+
+
+class PrefetchUnavailable(Exception):
+    """Data we need is neither in prefetch nor obtainable from the FHIR server (-> 412)."""
+
+    def __init__(self, keys: list[str], reason: str):
+        self.keys = keys
+        self.reason = reason
+        super().__init__(f"{reason} (prefetch keys: {', '.join(keys)})")
+
+    def operation_outcome(self) -> dict[str, Any]:
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "error",
+                "code": "processing",
+                "details": {"text": f"Cannot evaluate the hook: {self.reason}."},
+                "diagnostics": "Prefetch key(s) absent or unusable and not fetchable from fhirServer: "
+                + ", ".join(self.keys),
+            }],
+        }
+
+
+@dataclass
+class Gathered:
+    """Prefetch values by key (each a FHIR resource or a Bundle; ``None`` = the EHR has no data)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def render_template(template: str, context: dict[str, Any]) -> str | None:
+    """Fill ``{{context.x}}`` tokens; None when a token cannot be filled from primitive context fields."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = context.get(m.group(1))
+        if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+            raise KeyError(m.group(1))
+        return str(value)
+
+    try:
+        out = _TOKEN.sub(sub, template)
+    except KeyError:
+        return None
+    return None if _ANY_TOKEN.search(out) else out
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def _usable(key: str, value: Any) -> bool:
+    """Does a prefetch value answer its template? (``None`` does: the EHR says there is no data.)"""
+    if value is None:
+        return key != "patient"
+    if not isinstance(value, dict) or _is_outcome(value):
+        return False
+    if key == "patient":
+        return value.get("resourceType") == "Patient"
+    return value.get("resourceType") == "Bundle"
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and a.path.startswith(b.path)
+
+
+async def gather(body: CdsRequest, settings: Settings) -> Gathered:
+    out = Gathered()
+    prefetch = body.prefetch or {}
+    missing: list[str] = []
+    for key in PREFETCH:
+        if key in prefetch and _usable(key, prefetch[key]):
+            out.values[key] = prefetch[key]
+        else:
+            if key in prefetch:
+                out.notes.append(f"prefetch '{key}' was unusable ({_describe(prefetch[key])}); fetched instead")
+            missing.append(key)
+    if not missing:
+        return out
+    if not body.fhirServer:
+        raise PrefetchUnavailable(missing, "prefetch is incomplete and no fhirServer was given")
+    parts = urlsplit(body.fhirServer)
+    if parts.scheme != "https" and not (_loopback(parts.hostname or "") or settings.fhir_allow_http):
+        raise PrefetchUnavailable(missing, "fhirServer must use https (plain http only on loopback)")
+    queries: dict[str, str] = {}
+    for key in missing:
+        q = render_template(PREFETCH[key], body.context)
+        if q is None:
+            raise PrefetchUnavailable(missing, f"the '{key}' query needs context fields the request does not carry")
+        queries[key] = q
+    results = await _fetch_all(body, settings, queries)
+    out.values.update(results)
+    out.fetched = sorted(results)
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return f"a {value.get('resourceType', 'JSON object')}"
+    return type(value).__name__
+
+
+async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Accept": "application/fhir+json, application/json"}
+    if body.fhirAuthorization is not None:
+        auth = body.fhirAuthorization
+        headers["Authorization"] = f"{auth.token_type or 'Bearer'} {auth.access_token}"
+    timeout = httpx.Timeout(settings.fhir_timeout, connect=min(settings.fhir_timeout, 3.0))
+    base = body.fhirServer or ""
+    try:
+        async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False) as client:
+            pairs = await asyncio.wait_for(
+                asyncio.gather(*(_fetch_one(client, base, key, q) for key, q in queries.items())),
+                timeout=settings.fhir_timeout * 2,
+            )
+    except PrefetchUnavailable:
+        raise
+    except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+        log.info("FHIR fetch for hook %s failed: %s", body.hookInstance, type(exc).__name__)
+        reason = f"the FHIR server could not be read ({type(exc).__name__})"
+        raise PrefetchUnavailable(sorted(queries), reason) from None
+    return dict(pairs)
+
+
+async def _fetch_one(client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
+    url = f"{base}/{query.lstrip('/')}"
+    resp = await client.get(url)
+    if resp.status_code == 404 and key == "patient":
+        raise PrefetchUnavailable([key], "the FHIR server has no such Patient")
+    if resp.status_code != 200:
+        raise PrefetchUnavailable([key], f"the FHIR server answered {resp.status_code} to the '{key}' query")
+    data = resp.json()
+    if key == "patient":
+        if not isinstance(data, dict) or data.get("resourceType") != "Patient":
+            raise PrefetchUnavailable([key], "the FHIR server did not return a Patient")
+        return key, data
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise PrefetchUnavailable([key], f"the FHIR server did not return a Bundle for '{key}'")
+    entries = list(data.get("entry") or [])
+    pages = 1
+    nxt = _next_link(data)
+    while nxt and pages < MAX_PAGES:
+        if not _same_origin(nxt, base):
+            raise PrefetchUnavailable([key], "a paging link pointed away from fhirServer (token not sent elsewhere)")
+        resp = await client.get(nxt)
+        if resp.status_code != 200:
+            raise PrefetchUnavailable([key], f"the FHIR server answered {resp.status_code} while paging '{key}'")
+        page = resp.json()
+        entries.extend(page.get("entry") or [])
+        nxt = _next_link(page)
+        pages += 1
+    if nxt:
+        raise PrefetchUnavailable([key], f"'{key}' has more than {MAX_PAGES} pages")
+    return key, {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+
+
+def _next_link(bundle: Any) -> str | None:
+    for link in bundle.get("link") or [] if isinstance(bundle, dict) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
