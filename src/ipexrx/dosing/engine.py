@@ -361,6 +361,14 @@ def _phi(alpha: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(small, x * (1 - 0.5 * ax), -np.expm1(-ax) / safe_a)
 
 
+def _dose_groups(design: Design) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    g = design.static.get("__groups__")
+    if g is None:
+        g = [(int(c), design.d_cmt == c, design.d_seg[design.d_cmt == c]) for c in np.unique(design.d_cmt)]
+        design.static["__groups__"] = g  # type: ignore[assignment]
+    return g  # type: ignore[return-value]
+
+
 def dose_quantities(design: Design, params: dict[str, np.ndarray], B: int) -> tuple[np.ndarray, ...]:
     """Per-dose bioavailable amount, lag and infusion duration, each (B, D)."""
     model = design.model
@@ -369,9 +377,7 @@ def dose_quantities(design: Design, params: dict[str, np.ndarray], B: int) -> tu
     F = np.ones((B, D), dtype=dtype)
     lag = np.zeros((B, D), dtype=dtype)
     dur = np.zeros((B, D), dtype=dtype)
-    for c in np.unique(design.d_cmt):
-        sel = design.d_cmt == c
-        seg = design.d_seg[sel]
+    for c, sel, seg in _dose_groups(design):
         f = _eval(model.dose_f[c], params, design, B)[:, seg]
         F[:, sel] = f
         if c in model.dose_lag:
@@ -381,8 +387,38 @@ def dose_quantities(design: Design, params: dict[str, np.ndarray], B: int) -> tu
             dur[:, sel] = np.where(design.d_rate[sel] == -2, dd, 0.0)
     amt = design.d_amt * F
     pos_rate = design.d_rate > 0
-    dur = np.where(pos_rate, amt / np.where(pos_rate, design.d_rate, 1.0), dur)
+    if np.any(pos_rate):
+        dur = np.where(pos_rate, amt / np.where(pos_rate, design.d_rate, 1.0), dur)
     return amt, lag, dur
+
+
+@dataclass
+class _SPCache:
+    tau0: np.ndarray  # (J, D) observation time - dose time
+    oc: np.ndarray
+    dc: np.ndarray
+    ss: np.ndarray  # (D,) bool
+    any_ss: bool
+    ii: np.ndarray  # (D,)
+    maybe_inf: bool
+    has_lag: bool
+    same: np.ndarray  # (J, D) obs compartment == dose compartment
+
+
+def _sp_cache(design: Design) -> _SPCache:
+    c = design.static.get("__sp__")
+    if c is None:
+        model = design.model
+        c = _SPCache(
+            tau0=design.o_time[:, None] - design.d_time[None, :],
+            oc=design.o_cmt[:, None], dc=design.d_cmt[None, :], ss=design.d_ss > 0, any_ss=bool(np.any(design.d_ss > 0)),
+            ii=np.where(design.d_ii > 0, design.d_ii, 1.0),
+            maybe_inf=bool(np.any(design.d_rate != 0)),
+            has_lag=any(int(d) in model.dose_lag for d in np.unique(design.d_cmt)),
+            same=design.o_cmt[:, None] == design.d_cmt[None, :],
+        )
+        design.static["__sp__"] = c  # type: ignore[assignment]
+    return c  # type: ignore[return-value]
 
 
 def predict_superposition(design: Design, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -390,42 +426,46 @@ def predict_superposition(design: Design, params: dict[str, np.ndarray]) -> np.n
     model = design.model
     B = next(iter(params.values())).shape[0]
     dtype = np.result_type(*[v.dtype for v in params.values()])
+    J, D = len(design.o_time), len(design.d_time)
+    if not (D and J):
+        return _to_conc(design, params, np.zeros((B, J), dtype=dtype), B)
+    c = _sp_cache(design)
     K = rate_matrix(design, params, B, dtype)[:, 0]  # (B, m, m)
     lam, P = eigen_projectors(K, model.blocks)
-    J, D = len(design.o_time), len(design.d_time)
-    A = np.zeros((B, J), dtype=dtype)
-    if D and J:
-        amt, lag, dur = dose_quantities(design, params, B)
-        alpha = -lam[:, :, None, None]  # (B, K, 1, 1)
-        Pcd = P[:, :, design.o_cmt[:, None], design.d_cmt[None, :]]  # (B, K, J, D)
-        tau = design.o_time[None, :, None] - design.d_time[None, None, :] - lag[:, None, :]  # (B, J, D)
-        tau = tau[:, None]  # (B, 1, J, D)
-        is_inf = (dur.real > 0)[:, None, None, :]
-        ss = (design.d_ss > 0)[None, None, None, :]
-        ii = np.where(design.d_ii > 0, design.d_ii, 1.0)[None, None, None, :]
-        tr = tau.real
-        shift = np.where(ss & (tr < 0), np.ceil(-tr / ii) * ii, 0.0)
-        taus = tau + shift
-        dur4 = np.where(is_inf, dur[:, None, None, :], 1.0)
-        e_tau = np.exp(-alpha * taus)
-        # zero-order input over `dur`: (1-exp(-a t))/a while infusing, then decay of what entered
-        in_inf = taus.real <= dur4.real
-        tail = np.exp(-alpha * (taus - dur4)) * _phi(alpha, dur4)
-        inf_resp = np.where(in_inf, _phi(alpha, np.where(in_inf, taus, dur4)), tail) / dur4
-        resp = np.where(is_inf, inf_resp, e_tau)
-        if np.any(design.d_ss > 0):
-            geo = 1.0 / (-np.expm1(-alpha * ii))
-            ss_bolus = e_tau * geo
-            ss_inf = inf_resp + np.exp(-alpha * (taus + ii - dur4)) * _phi(alpha, dur4) / dur4 * geo
-            resp = np.where(ss, np.where(is_inf, ss_inf, ss_bolus), resp)
-        active = design.mask[None, :, :] & ((tr[:, 0] >= 0) | (design.d_ss > 0)[None, None, :])
-        contrib = (Pcd * resp).sum(axis=1) * amt[:, None, :]  # (B, J, D)
-        # exact values at the instant of a bolus (the modes cancel to the identity)
-        at0 = (tr[:, 0] == 0) & ~(is_inf[:, 0]) & (design.d_ss == 0)[None, None, :]
-        if np.any(at0):
-            same = (design.o_cmt[:, None] == design.d_cmt[None, :])[None]
-            contrib = np.where(at0, np.where(same, amt[:, None, :], 0.0), contrib)
-        A = np.where(active, contrib, 0.0).sum(axis=2)
+    amt, lag, dur = dose_quantities(design, params, B)
+    alpha = -lam[:, :, None, None]  # (B, K, 1, 1)
+    Pcd = P[:, :, c.oc, c.dc]  # (B, K, J, D)
+    tau = c.tau0[None] - lag[:, None, :] if c.has_lag else c.tau0[None]  # (B|1, J, D)
+    tr = tau.real
+    if c.any_ss:
+        tau = tau + np.where(c.ss & (tr < 0), np.ceil(-tr / c.ii) * c.ii, 0.0)
+    active = design.mask[None] & ((tr >= 0) | c.ss)
+    tau = np.where(active, tau, 0.0)[:, None]  # (B|1, 1, J, D); inactive entries set to 0 (no overflow)
+    e_tau = np.exp(-alpha * tau)
+    is_inf = dur.real > 0
+    if c.maybe_inf and np.any(is_inf):
+        inf4 = is_inf[:, None, None, :]
+        dur4 = np.where(is_inf, dur, 1.0)[:, None, None, :]
+        in_inf = tau.real <= dur4.real
+        ph_d = _phi(alpha, dur4)
+        tail = np.exp(-alpha * np.where(in_inf, 0.0, tau - dur4)) * ph_d
+        inf_resp = np.where(in_inf, _phi(alpha, np.where(in_inf, tau, 0.0)), tail) / dur4
+        resp = np.where(inf4, inf_resp, e_tau)
+        if c.any_ss:
+            geo = 1.0 / (-np.expm1(-alpha * c.ii))
+            ss_inf = inf_resp + np.exp(-alpha * (tau + c.ii - dur4)) * ph_d / dur4 * geo
+            resp = np.where(c.ss, np.where(inf4, ss_inf, e_tau * geo), resp)
+    else:
+        is_inf = np.zeros((1, D), dtype=bool)
+        resp = e_tau
+        if c.any_ss:
+            resp = np.where(c.ss, e_tau / (-np.expm1(-alpha * c.ii)), resp)
+    contrib = np.einsum("bkjd,bkjd->bjd", Pcd, resp) * amt[:, None, :]  # (B, J, D)
+    # exact values at the instant of a bolus (the modes cancel to the identity)
+    at0 = active & (tr == 0) & ~is_inf[:, None, :] & ~c.ss
+    if np.any(at0):
+        contrib = np.where(at0, np.where(c.same, amt[:, None, :], 0.0), contrib)
+    A = np.where(active, contrib, 0.0).sum(axis=2)
     return _to_conc(design, params, A, B)
 
 

@@ -111,16 +111,21 @@ def residual_terms(f: np.ndarray, ot: ObsTerms) -> tuple[np.ndarray, ...]:
 
 @dataclass
 class Evaluation:
-    eta: np.ndarray
-    f: np.ndarray
-    ofv: float
-    grad: np.ndarray
-    hess: np.ndarray
-    info: np.ndarray  # NONMEM's I (expected information / 2, with observed terms for BLQ rows)
+    """Objective and derivatives for a batch of S ETA vectors."""
+
+    eta: np.ndarray  # (S, n)
+    f: np.ndarray  # (S, J)
+    ofv: np.ndarray  # (S,)
+    grad: np.ndarray  # (S, n)
+    hess: np.ndarray  # (S, n, n)
+    info: np.ndarray  # (S, n, n) NONMEM's I (expected information; observed terms for BLQ rows)
+
+    def take(self, k: np.ndarray) -> Evaluation:
+        return Evaluation(self.eta[k], self.f[k], self.ofv[k], self.grad[k], self.hess[k], self.info[k])
 
 
 class Problem:
-    """One subject's MAP problem: predictions, objective and its derivatives."""
+    """One subject's MAP problem: predictions, objective and its derivatives, batched over ETA vectors."""
 
     def __init__(self, design: Design, method: str = "auto") -> None:
         self.design = design
@@ -135,78 +140,86 @@ class Problem:
         self.n_pred_calls += 1
         return np.asarray(predict(self.design, np.atleast_2d(eta), self.method).real)
 
+    def ofv_batch(self, eta: np.ndarray) -> np.ndarray:
+        eta = np.atleast_2d(eta)
+        with np.errstate(all="ignore"):
+            f = self.f(eta)
+            t = residual_terms(f, self.ot)[0]
+            val = np.sum(t, axis=1) + np.einsum("si,ij,sj->s", eta, self.model.omega_inv, eta)
+        ok = np.all(np.isfinite(f), axis=1) & np.isfinite(val)
+        return np.where(ok, val, np.inf)
+
     def ofv(self, eta: np.ndarray) -> float:
-        f = self.f(eta)[0]
-        if not np.all(np.isfinite(f)):
-            return float("inf")
-        t = residual_terms(f, self.ot)[0]
-        val = float(np.sum(t) + eta @ self.model.omega_inv @ eta)
-        return val if np.isfinite(val) else float("inf")
+        return float(self.ofv_batch(np.asarray(eta, dtype=float))[0])
 
     def derivatives(self, eta: np.ndarray, second: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """f (J,), g = df/deta (n, J) and, if asked, d2f/deta2 (n, n, J)."""
-        n = self.n
+        """f (S, J), g = df/deta (S, n, J) and, if asked, d2f/deta2 (S, n, n, J) for ETA rows (S, n)."""
+        eta = np.atleast_2d(eta)
+        S, n = eta.shape
         eye = np.eye(n)
         if self.complex_ok:
-            base = eta[None, :] + 1j * _HC * eye  # (n, n)
-            rows = [base]
+            base = eta[:, None, :] + 1j * _HC * eye[None]  # (S, n, n)
+            blocks = [base]
             if second:
                 for i in range(n):
-                    rows.append(base + _HF * eye[i])
-                    rows.append(base - _HF * eye[i])
+                    blocks.append(base + _HF * eye[i])
+                    blocks.append(base - _HF * eye[i])
+            nb = len(blocks)
+            rows = np.stack(blocks, axis=1).reshape(S * nb * n, n)
             self.n_pred_calls += 1
-            F = predict(self.design, np.concatenate(rows), self.method)
-            f = F[0].real
-            g = F[:n].imag / _HC
+            F = predict(self.design, rows, self.method).reshape(S, nb, n, -1)
+            f = F[:, 0, 0].real
+            g = F[:, 0].imag / _HC
             H = None
             if second:
-                gp = np.stack([F[n * (1 + 2 * i): n * (2 + 2 * i)].imag / _HC for i in range(n)])
-                gm = np.stack([F[n * (2 + 2 * i): n * (3 + 2 * i)].imag / _HC for i in range(n)])
+                gp = F[:, 1::2].imag / _HC  # (S, n_i, n_k, J)
+                gm = F[:, 2::2].imag / _HC
                 H = (gp - gm) / (2 * _HF)
-                H = 0.5 * (H + H.transpose(1, 0, 2))
+                H = 0.5 * (H + H.transpose(0, 2, 1, 3))
             return f, g, H
         # real arithmetic only (ODE path): central differences
         h = 1e-5
-        pts = [eta[None, :]]
+        f = self.f(eta)
+        g = np.empty((S, n, f.shape[1]))
         for i in range(n):
-            pts += [eta[None, :] + h * eye[i], eta[None, :] - h * eye[i]]
-        F = self.f(np.concatenate(pts))
-        f = F[0]
-        g = np.stack([(F[1 + 2 * i] - F[2 + 2 * i]) / (2 * h) for i in range(n)])
+            g[:, i] = (self.f(eta + h * eye[i]) - self.f(eta - h * eye[i])) / (2 * h)
         H = None
         if second:
-            H = np.empty((n, n, len(f)))
+            H = np.empty((S, n, n, f.shape[1]))
             hh = 1e-4
             for i in range(n):
                 for k in range(i, n):
                     e1, e2 = hh * eye[i], hh * eye[k]
-                    Q = self.f(np.stack([eta + e1 + e2, eta + e1 - e2, eta - e1 + e2, eta - e1 - e2]))
-                    H[i, k] = H[k, i] = (Q[0] - Q[1] - Q[2] + Q[3]) / (4 * hh * hh)
+                    q = self.f(eta + e1 + e2) - self.f(eta + e1 - e2) - self.f(eta - e1 + e2) + self.f(eta - e1 - e2)
+                    H[:, i, k] = H[:, k, i] = q / (4 * hh * hh)
         return f, g, H
 
     def evaluate(self, eta: np.ndarray, second: bool = True) -> Evaluation:
-        f, g, H = self.derivatives(eta, second)
-        ot = self.ot
-        t, t1, t2, w, V = residual_terms(f, ot)
-        if np.any(ot.islog):
-            fs = np.where(f > 0, f, 1e-300)
-            lg = ot.islog
+        eta = np.atleast_2d(np.asarray(eta, dtype=float))
+        with np.errstate(all="ignore"):
+            f, g, H = self.derivatives(eta, second)
+            ot = self.ot
+            t, t1, t2, w, V = residual_terms(f, ot)
+            if np.any(ot.islog):
+                fs = np.where(f > 0, f, 1e-300)[:, None, :]
+                lg = ot.islog
+                if H is not None:
+                    H = np.where(lg, H / fs[:, None] - g[:, :, None, :] * g[:, None, :, :] / fs[:, None] ** 2, H)
+                g = np.where(lg, g / fs, g)
+            Oi = self.model.omega_inv
+            ofv = np.sum(t, axis=1) + np.einsum("si,ij,sj->s", eta, Oi, eta)
+            grad = np.einsum("sij,sj->si", g, t1) + 2 * eta @ Oi
+            hess = np.einsum("sij,skj,sj->sik", g, g, t2) + 2 * Oi
             if H is not None:
-                H = np.where(lg, H / fs - g[:, None, :] * g[None, :, :] / fs**2, H)
-            g = np.where(lg, g / fs, g)
-        Oi = self.model.omega_inv
-        ofv = float(np.sum(t) + eta @ Oi @ eta)
-        grad = g @ t1 + 2 * Oi @ eta
-        hess = np.einsum("ij,kj,j->ik", g, g, t2) + 2 * Oi
-        if H is not None:
-            hess = hess + np.einsum("ikj,j->ik", H, t1)
-        wi = np.where(np.isnan(w), 0.0, w)
-        info = Oi + np.einsum("ij,kj,j->ik", g, g, wi)
-        if np.any(ot.blq):  # M3 rows: observed information of their likelihood term (half its Hessian)
-            b = ot.blq
-            info = info + 0.5 * np.einsum("ij,kj,j->ik", g[:, b], g[:, b], t2[b])
-            if H is not None:
-                info = info + 0.5 * np.einsum("ikj,j->ik", H[:, :, b], t1[b])
+                hess = hess + np.einsum("sikj,sj->sik", H, t1)
+            wi = np.where(np.isnan(w), 0.0, w)
+            info = Oi + np.einsum("sij,skj,sj->sik", g, g, wi)
+            if np.any(ot.blq):  # M3 rows: observed information of their likelihood term (half its Hessian)
+                b = ot.blq
+                info = info + 0.5 * np.einsum("sij,skj,sj->sik", g[:, :, b], g[:, :, b], t2[:, b])
+                if H is not None:
+                    info = info + 0.5 * np.einsum("sikj,sj->sik", H[:, :, :, b], t1[:, b])
+        ofv = np.where(np.isfinite(ofv) & np.all(np.isfinite(f), axis=1), ofv, np.inf)
         return Evaluation(eta=eta, f=f, ofv=ofv, grad=grad, hess=hess, info=info)
 
 
@@ -220,64 +233,106 @@ class Optimum:
     start: np.ndarray
 
 
-def newton(problem: Problem, eta0: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12) -> Optimum:
-    eta = np.clip(np.asarray(eta0, dtype=float), -bound, bound)
+def _direction(grad: np.ndarray, hess: np.ndarray, info: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Newton direction when the Hessian is positive definite and gives descent, else Fisher scoring."""
+    try:
+        L = np.linalg.cholesky(hess)
+        d = -np.linalg.solve(L.T, np.linalg.solve(L, grad))
+        if np.all(np.isfinite(d)) and grad @ d < 0:
+            return d, False
+    except np.linalg.LinAlgError:
+        pass
+    return -np.linalg.solve(2 * info, grad), True
+
+
+def newton(problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12) -> list[Optimum]:
+    """Damped Newton from several starts at once (the starts share each vectorised model evaluation)."""
+    starts = np.atleast_2d(np.asarray(starts, dtype=float))
+    S = starts.shape[0]
+    eta = np.clip(starts, -bound, bound)
     ev = problem.evaluate(eta)
-    if not np.isfinite(ev.ofv):
-        return Optimum(eta, float("inf"), False, 0, "objective not finite at the start", eta0)
-    msg = "iteration limit reached"
-    converged = False
-    it = 0
-    for it in range(1, maxit + 1):  # noqa: B007
-        d = None
-        try:
-            L = np.linalg.cholesky(ev.hess)
-            d = -np.linalg.solve(L.T, np.linalg.solve(L, ev.grad))
-        except np.linalg.LinAlgError:
-            d = None
-        fisher = False
-        if d is None or not np.all(np.isfinite(d)) or ev.grad @ d >= 0:
-            d = -np.linalg.solve(2 * ev.info, ev.grad)
-            fisher = True
-        dec = -(ev.grad @ d)
-        if dec < tol:
-            converged, msg = True, "converged (Newton decrement below tolerance)"
+    ofv = ev.ofv.copy()
+    grad, hess, info = ev.grad.copy(), ev.hess.copy(), ev.info.copy()
+    active = np.isfinite(ofv)
+    converged = np.zeros(S, dtype=bool)
+    iters = np.zeros(S, dtype=int)
+    msgs = ["objective not finite at the start" if not a else "iteration limit reached" for a in active]
+    for _ in range(maxit):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
             break
-        big = np.max(np.abs(d) / bound)
-        if big > 0.5:  # never jump more than half the bound width in one step
-            d = d * (0.5 / big)
-        step, accepted = 1.0, False
-        for _ in range(60):
-            trial = np.clip(eta + step * d, -bound, bound)
-            val = problem.ofv(trial)
-            if val <= ev.ofv - 1e-4 * step * dec or (val <= ev.ofv and np.max(np.abs(trial - eta)) < 1e-9):
-                accepted = True
+        D = np.zeros((S, problem.n))
+        dec = np.zeros(S)
+        fisher = np.zeros(S, dtype=bool)
+        for s in idx:
+            D[s], fisher[s] = _direction(grad[s], hess[s], info[s])
+            dec[s] = -(grad[s] @ D[s])
+            iters[s] += 1
+        done = idx[dec[idx] < tol]
+        converged[done] = True
+        active[done] = False
+        for s in done:
+            msgs[s] = "converged (Newton decrement below tolerance)"
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        big = np.max(np.abs(D[idx]) / bound, axis=1)
+        D[idx] *= np.minimum(1.0, 0.5 / np.maximum(big, 1e-300))[:, None]  # at most half a bound width
+        dec[idx] = -np.einsum("si,si->s", grad[idx], D[idx])
+        step = np.ones(S)
+        # first trial: full evaluation (its derivatives are reused when the step is accepted)
+        trial = np.clip(eta[idx] + D[idx], -bound, bound)
+        ev_t = problem.evaluate(trial)
+        acc = (ev_t.ofv <= ofv[idx] - 1e-4 * dec[idx]) | (
+            (ev_t.ofv <= ofv[idx]) & (np.max(np.abs(trial - eta[idx]), axis=1) < 1e-9))
+        new_eta = eta.copy()
+        new_eta[idx[acc]] = trial[acc]
+        moved = np.zeros(S)
+        moved[idx[acc]] = np.max(np.abs(trial[acc] - eta[idx[acc]]), axis=1)
+        ofv[idx[acc]] = ev_t.ofv[acc]
+        grad[idx[acc]], hess[idx[acc]], info[idx[acc]] = ev_t.grad[acc], ev_t.hess[acc], ev_t.info[acc]
+        pending = idx[~acc]
+        for _h in range(60):
+            if pending.size == 0:
                 break
-            step *= 0.5
-        if not accepted:
-            if not fisher:  # retry once along the Fisher direction
-                d = -np.linalg.solve(2 * ev.info, ev.grad)
-                step = 1.0
-                for _ in range(60):
-                    trial = np.clip(eta + step * d, -bound, bound)
-                    val = problem.ofv(trial)
-                    if val <= ev.ofv:
-                        accepted = True
+            step[pending] *= 0.5
+            tr = np.clip(eta[pending] + step[pending, None] * D[pending], -bound, bound)
+            v = problem.ofv_batch(tr)
+            ok = (v <= ofv[pending] - 1e-4 * step[pending] * dec[pending]) | (
+                (v <= ofv[pending]) & (np.max(np.abs(tr - eta[pending]), axis=1) < 1e-9))
+            new_eta[pending[ok]] = tr[ok]
+            moved[pending[ok]] = np.max(np.abs(tr[ok] - eta[pending[ok]]), axis=1)
+            pending = pending[~ok]
+        # starts whose line search failed: retry along the Fisher direction, else stop
+        for s in pending:
+            ok = False
+            if not fisher[s]:
+                d = -np.linalg.solve(2 * info[s], grad[s])
+                st = 1.0
+                for _h in range(60):
+                    tr1 = np.clip(eta[s] + st * d, -bound, bound)
+                    if problem.ofv(tr1) <= ofv[s]:
+                        ok = True
+                        new_eta[s] = tr1
+                        moved[s] = np.max(np.abs(tr1 - eta[s]))
                         break
-                    step *= 0.5
-            if not accepted:
-                gnorm = float(np.max(np.abs(ev.grad)))
-                converged = gnorm < 1e-5
-                msg = "converged (no further decrease at machine precision)" if converged else (
+                    st *= 0.5
+            if not ok:
+                gnorm = float(np.max(np.abs(grad[s])))
+                converged[s] = gnorm < 1e-5
+                msgs[s] = "converged (no further decrease at machine precision)" if converged[s] else (
                     f"line search failed (gradient {gnorm:.2e})")
-                break
-        moved = float(np.max(np.abs(trial - eta)))
-        eta = trial
-        ev = problem.evaluate(eta)
-        if moved < 1e-11:
-            converged, msg = True, "converged (step below 1e-11)"
-            break
-    return Optimum(eta, ev.ofv, converged, it, msg, np.asarray(eta0, dtype=float))
+                active[s] = False
+        re = np.array([s for s in idx if active[s] and not np.array_equal(new_eta[s], eta[s]) and s not in idx[acc]],
+                      dtype=int)
+        eta = new_eta
+        if re.size:
+            e2 = problem.evaluate(eta[re])
+            ofv[re], grad[re], hess[re], info[re] = e2.ofv, e2.grad, e2.hess, e2.info
+        small = np.flatnonzero(active & (moved < 1e-11))
+        for s in small:
+            converged[s], active[s], msgs[s] = True, False, "converged (step below 1e-11)"
+    return [Optimum(eta[s], float(ofv[s]), bool(converged[s]), int(iters[s]), msgs[s], starts[s]) for s in range(S)]
 
 
 @dataclass
@@ -360,7 +415,7 @@ def fit(
         starts.append(np.asarray(s, dtype=float))
     if design.n_obs == 0:
         starts = starts[:1]
-    opts = [newton(problem, s, bound) for s in starts]
+    opts = newton(problem, np.array(starts), bound)
     good = [o for o in opts if o.converged and np.isfinite(o.ofv)]
     pool = good or [o for o in opts if np.isfinite(o.ofv)]
     if not pool:
@@ -377,11 +432,11 @@ def fit(
             f"subject {design.subject_id}: MAP optimisation did not converge from any of {len(starts)} starts "
             f"(best objective {best.ofv:.6g}: {best.message})"
         )
-    ev = problem.evaluate(best.eta)
+    ev = problem.evaluate(best.eta).take(np.array(0))
     try:
         etc = np.linalg.inv(ev.info)
         sign, logdet_i = np.linalg.slogdet(ev.info)
-        obj = ev.ofv + model.logdet_omega + logdet_i if sign > 0 else float("nan")
+        obj = float(ev.ofv) + model.logdet_omega + logdet_i if sign > 0 else float("nan")
     except np.linalg.LinAlgError:
         etc = np.full((n, n), np.nan)
         obj = float("nan")
@@ -423,6 +478,6 @@ def map_objective(model: CompiledModel, subject: Subject | Design, eta: np.ndarr
 def nonmem_obj(model: CompiledModel, subject: Subject | Design, eta: np.ndarray) -> tuple[float, np.ndarray]:
     """NONMEM's phi OBJ and ETC evaluated at given ETAs."""
     design = subject if isinstance(subject, Design) else build_design(model, subject)
-    ev = Problem(design).evaluate(np.asarray(eta, dtype=float))
+    ev = Problem(design).evaluate(np.asarray(eta, dtype=float)).take(np.array(0))
     sign, ld = np.linalg.slogdet(ev.info)
-    return ev.ofv + model.logdet_omega + ld, np.linalg.inv(ev.info)
+    return float(ev.ofv) + model.logdet_omega + ld, np.linalg.inv(ev.info)
