@@ -373,21 +373,25 @@ def render_class(v: ClassView, console: Console) -> None:
 
 
 def render_sources(v: SourcesView, console: Console) -> None:
-    t = Table(box=box.SIMPLE_HEAD, show_lines=True)
-    for col in ("id", "kind", "citation", "identifiers", "verified", "cited"):
-        t.add_column(col)
+    console.print(Text(f"Sources registry ({len(v.sources)} sources)", style="bold"))
+    console.print()
     for s in v.sources:
-        cit = Text(s.title, style="bold")
-        cit.append(f"\n{s.citation}")
+        head = Text(s.id, style="bold cyan")
+        head.append(f"  {s.kind.value}; verified {s.verification}", style="magenta")
+        if s.accessed:
+            head.append(f" (accessed {s.accessed})", style="magenta")
+        head.append(f"; cited {s.cited} time(s)", style="dim")
+        body = Text(s.title, style="bold")
+        body.append(f"\n{s.citation}")
+        for line in (f"DOI {s.doi}" if s.doi else "", f"PMID {s.pmid}" if s.pmid else "", s.url or ""):
+            if line:
+                body.append(f"\n{line}", style="dim")
         if s.sections:
-            cit.append("\nsections: " + "; ".join(f"{x.locator} = {x.heading}" for x in s.sections), style="dim")
+            body.append("\nsections: " + "; ".join(f"{x.locator} = {x.heading}" for x in s.sections), style="dim")
         if s.note:
-            cit.append(f"\n{s.note}", style="dim italic")
-        ident = "\n".join(x for x in (f"DOI {s.doi}" if s.doi else "", f"PMID {s.pmid}" if s.pmid else "",
-                                       s.url or "") if x)
-        t.add_row(s.id, s.kind.value, cit, ident, s.verification + (f"\n{s.accessed}" if s.accessed else ""),
-                  str(s.cited))
-    console.print(t)
+            body.append(f"\n{s.note}", style="dim italic")
+        console.print(head)
+        console.print(hang([body], " "))
     console.print(Text("verified: primary = read in the source itself; curated = via a curated database; "
                        "secondary = via a source that quotes it.", style="dim"))
 
@@ -396,10 +400,12 @@ def render_search(v: SearchResults, console: Console) -> None:
     if not v.results:
         console.print(f"No matches for '{v.query}'.")
         return
-    t = Table(box=box.SIMPLE_HEAD, title=f"Search: {v.query}", title_justify="left")
-    for col in ("score", "kind", "record", "match", "show with"):
-        t.add_column(col)
+    console.print(Text(f"Search: {v.query}  ({len(v.results)} best matches)", style="bold"))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", style="green", no_wrap=True)
+    grid.add_column()
     for h in v.results:
-        t.add_row(f"{h.score:.0f}", h.kind, Text(h.title, style="bold") + Text(f"\n{h.id}", style="dim"),
-                  Text(h.snippet) + Text(f"\n({h.field})", style="dim"), h.command)
-    console.print(t)
+        head = Text(h.title, style="bold") + Text(f"  {h.kind} {h.id}", style="dim")
+        body = Text(h.snippet) + Text(f"  ({h.field})", style="dim")
+        grid.add_row(f"{h.score:.0f}", Group(head, body, Text(f"-> {h.command}", style="cyan")))
+    console.print(grid)
