@@ -253,3 +253,39 @@ def test_breaking_the_class_chain_fails_an_in_class_case(kb: KnowledgeBase) -> N
     mutated = _without(kb, "drugs", "rituximab", classes=["anti-infectives"])
     assert check_case(kb, case) is None
     assert check_case(mutated, case) is not None
+
+
+# --- the on/off-page flag is honest --------------------------------------------------------------
+def _seed_cited(statement: Statement) -> bool:
+    return any(c.source == "seed" for c in statement.sources)
+
+
+def test_options_marked_on_page_cite_the_page(kb: KnowledgeBase) -> None:
+    wrong = [
+        f"{mid}/{opt.id}"
+        for mid, man in kb.manifestations.items()
+        for opt in man.therapy
+        if opt.on_source_page and not _seed_cited(opt.statement)
+    ]
+    assert not wrong, f"options flagged on_source_page but not citing the page: {wrong}"
+
+
+def test_off_page_options_cite_their_own_source(kb: KnowledgeBase) -> None:
+    wrong = [
+        f"{mid}/{opt.id}"
+        for mid, man in kb.manifestations.items()
+        for opt in man.therapy
+        if not opt.on_source_page and all(c.source == "seed" for c in opt.statement.sources)
+    ]
+    assert not wrong, f"options flagged off-page must cite the source they come from: {wrong}"
+
+
+def test_ipex_like_therapies_and_drugs_are_beyond_the_page(kb: KnowledgeBase) -> None:
+    for did, disorder in kb.ipex_like.items():
+        for opt in disorder.therapies:
+            assert not opt.on_source_page, f"{did}/{opt.id} is not on the source page"
+            assert not _seed_cited(opt.statement), f"{did}/{opt.id} cites the page, which covers FOXP3-IPEX only"
+    targeted = [d for d in kb.drugs.values() if d.role == "ipex-like-targeted"]
+    assert {d.id for d in targeted} >= {"abatacept", "ruxolitinib", "baricitinib", "tocilizumab"}
+    for drug in targeted:
+        assert not drug.on_source_page and drug.immunosuppressive, f"{drug.id}: off-page and immunosuppressive"
