@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -48,18 +49,17 @@ class Legend:
                 nums.append(self.numbers[key])
         return "[" + ",".join(map(str, nums)) + "]" if nums else ""
 
-    def table(self) -> Table:
-        t = Table(title="Sources", title_justify="left", box=box.SIMPLE, show_header=False, pad_edge=False)
-        t.add_column("#", style="cyan", no_wrap=True)
-        t.add_column("citation")
-        for i, c in enumerate(self.cites, 1):
+    def table(self) -> Group:
+        rows: list[RenderableType] = []
+        for c in self.cites:
             ident = " ".join(x for x in (f"DOI {c.doi}" if c.doi else "", f"PMID {c.pmid}" if c.pmid else "") if x)
             line = Text(c.label)
             line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind.value}", style="dim")
             line.append(f"; {ident}" if ident else "", style="dim")
             line.append(")", style="dim")
-            t.add_row(f"[{i}]", line)
-        return t
+            rows.append(line)
+        marks = [f"[{i}]" for i in range(1, len(rows) + 1)]
+        return Group(Text("Sources", style="bold"), Hang(rows, marks=marks, mark_style="cyan"))
 
 
 class Renderer:
@@ -77,7 +77,7 @@ class Renderer:
             t.append(f" ({s.evidence.value})", style="dim italic")
         return t
 
-    def bullets(self, items: Iterable[StatementView], style: str = "", mark: str = "-") -> Table | None:
+    def bullets(self, items: Iterable[StatementView], style: str = "", mark: str = "-") -> Hang | None:
         """A hanging-indent list: wrapped lines stay aligned under their text."""
         rows = [self.stmt(s, style) for s in items]
         return hang(rows, mark) if rows else None
@@ -97,13 +97,11 @@ class Renderer:
             t.append(f" {r}", style="cyan")
         return t
 
-    def options_block(self, options: list[OptionView]) -> Table:
+    def options_block(self, options: list[OptionView]) -> Hang:
         """Options as numbered blocks: a heading line (label, role, evidence level, drugs), then the
         statement and its evidence with hanging indents. Tables squeeze long sentences at 80 columns."""
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True, style="bold")
-        grid.add_column()
-        for n, o in enumerate(options, 1):
+        blocks: list[RenderableType] = []
+        for o in options:
             head = Text(o.label, style="bold")
             head.append(f"  {o.role}", style="magenta")
             if o.condition:
@@ -118,8 +116,8 @@ class Renderer:
             ev = self.bullets(o.evidence, "", "*")
             if ev is not None:
                 body.append(ev)
-            grid.add_row(f"{n}.", Group(*body))
-        return grid
+            blocks.append(Group(*body))
+        return Hang(blocks, marks=[f"{n}." for n in range(1, len(blocks) + 1)], mark_style="bold")
 
     def finish(self, footer: str | None = None) -> None:
         if self.legend.cites:
@@ -128,13 +126,34 @@ class Renderer:
             self.console.print(Text(footer, style="dim"))
 
 
-def hang(rows: Sequence[RenderableType], mark: str = "-") -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column()
-    for row in rows:
-        grid.add_row(mark, row)
-    return grid
+class Hang:
+    """A hanging-indent list (marker, then wrapped lines aligned under the text).
+
+    Written as a renderable rather than a ``Table.grid`` because grids measure every cell several
+    times, which made rendering a monograph cost more than the whole knowledge-base load.
+    ``marks`` gives one marker per row (e.g. ``1.``, ``[12]``); otherwise every row gets ``mark``.
+    """
+
+    def __init__(self, rows: Sequence[RenderableType], mark: str = "-", marks: Sequence[str] | None = None,
+                 mark_style: str = ""):
+        self.rows = rows
+        self.marks = list(marks) if marks is not None else [mark] * len(rows)
+        self.mark_style = mark_style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        indent = max((len(m) for m in self.marks), default=0) + 1
+        inner = options.update(width=max(10, options.max_width - indent))
+        rest = Segment(" " * indent)
+        for mark, row in zip(self.marks, self.rows, strict=True):
+            first = Segment(mark.ljust(indent), console.get_style(self.mark_style) if self.mark_style else None)
+            for i, line in enumerate(console.render_lines(row, inner, pad=False)):
+                yield first if i == 0 else rest
+                yield from line
+                yield Segment.line()
+
+
+def hang(rows: Sequence[RenderableType], mark: str = "-") -> Hang:
+    return Hang(rows, mark)
 
 
 def _names(refs: Iterable[Ref]) -> str:
@@ -401,11 +420,9 @@ def render_search(v: SearchResults, console: Console) -> None:
         console.print(f"No matches for '{v.query}'.")
         return
     console.print(Text(f"Search: {v.query}  ({len(v.results)} best matches)", style="bold"))
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(justify="right", style="green", no_wrap=True)
-    grid.add_column()
+    rows: list[RenderableType] = []
     for h in v.results:
         head = Text(h.title, style="bold") + Text(f"  {h.kind} {h.id}", style="dim")
         body = Text(h.snippet) + Text(f"  ({h.field})", style="dim")
-        grid.add_row(f"{h.score:.0f}", Group(head, body, Text(f"-> {h.command}", style="cyan")))
-    console.print(grid)
+        rows.append(Group(head, body, Text(f"-> {h.command}", style="cyan")))
+    console.print(Hang(rows, marks=[f"{h.score:.0f}" for h in v.results], mark_style="green"))

@@ -10,6 +10,10 @@ Lookups resolve names the way a clinician types them (``Neoral``, ``rapamycin``,
 'sirolimus'
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .errors import AmbiguousQueryError, NotFoundError, ReferenceQueryError
 from .lookup import find_class, find_drug, find_manifestation, normalise
 from .models import (
@@ -21,8 +25,21 @@ from .models import (
     SourcesView,
     SummaryView,
 )
-from .search import search
 from .views import class_view, drug_monograph, list_sources, manifestation_view, summary
+
+if TYPE_CHECKING:
+    from ..knowledge import KnowledgeBase
+
+
+def search(text: str, limit: int = 10, kb: KnowledgeBase | None = None) -> SearchResults:
+    """Ranked, typo-tolerant full-text search over the whole knowledge base (best first).
+
+    See :mod:`ipexrx.reference.fulltext`; imported on first use so that lookups do not pay for
+    the search index or rapidfuzz.
+    """
+    from .fulltext import search as _search
+
+    return _search(text, limit=limit, kb=kb)
 
 __all__ = [
     "AmbiguousQueryError",
