@@ -22,6 +22,8 @@ SCHEMAS: dict[str, str] = {
     "class": "ipexrx.reference.models:ClassView",
     "sources": "ipexrx.reference.models:SourcesView",
     "search": "ipexrx.reference.models:SearchResults",
+    "patient": "ipexrx.patient.model:PatientRecord",
+    "assessment": "ipexrx.assess.models:Assessment",
 }
 
 

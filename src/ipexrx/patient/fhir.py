@@ -219,15 +219,15 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx)
         cstatus = _code(c.clinicalStatus, "http://terminology.hl7.org/CodeSystem/condition-clinical")
         text = _text(c.code) or ""
         notes = " ".join(str(n.text) for n in (c.note or []) if n.text)
+        if re.search(r"ipex[- ]like", text, re.I):
+            gene = re.search(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", text + " " + notes, re.I)
+            diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
+            continue
         if IPEX_WORDS.search(text) or _is_ipex_code(c.code):
             diagnosis = {"type": "ipex"}
             m = FOXP3_VARIANT.search(notes) or FOXP3_VARIANT.search(text)
             if m:
                 diagnosis["foxp3_variant"] = m.group(1)
-            continue
-        if re.search(r"ipex[- ]like", text, re.I):
-            gene = re.search(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", text + " " + notes, re.I)
-            diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
             continue
         if cstatus in ("resolved", "inactive", "remission"):
             continue

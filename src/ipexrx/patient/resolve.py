@@ -62,7 +62,9 @@ class ManifestationIndex:
         if hpo and hpo in self.by_hpo:
             return self.by_hpo[hpo]
         if name:
-            return self.by_name.get(name_key(name)) or self.by_hpo.get(name.strip().upper())
+            key = name_key(name)
+            return self.by_name.get(key) or self.by_name.get(key.replace(" ", "-")) \
+                or self.by_hpo.get(name.strip().upper())
         return None
 
 

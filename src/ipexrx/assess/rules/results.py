@@ -101,7 +101,7 @@ def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
     names = ", ".join(ctx.label(m.drug_id or "") for m in cnis)
     return [Alert(
         id="result:creatinine-rise", rule="results.creatinine_rise_on_cni", family="result", severity=Severity.WARNING,
-        summary=f"Creatinine up {fmt_number(rise * 100)}% from baseline on {names}",
+        summary=f"Creatinine up {rise * 100:.0f}% from baseline on {names}",
         reasoning=f"Baseline {baseline.show()}; latest {latest.show()}. Calcineurin inhibitors are nephrotoxic; "
                   f"ipexrx flags rises of {int(CREATININE_RISE * 100)}% or more. "
                   + " ".join(mon.statement.text for mon in mons[:2]),

@@ -1,0 +1,303 @@
+"""``ipexrx assess``: one patient (terminal report, --json, --html, --fhir) or a whole NDJSON batch.
+
+The library does the work (:func:`ipexrx.assess.assess`); this module reads files, chooses the
+output face and turns input errors into a located message and exit code 1 (no traceback).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from . import app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from ..assess.models import Alert, Assessment, SourceRef
+    from ..patient.errors import PatientInputError
+
+SEV_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold white on blue"}
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _read(path: Path) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        typer.echo(f"error: cannot read {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _input_error(exc: PatientInputError, where: str) -> None:
+    typer.echo(f"error: {where}: {exc.summary}", err=True)
+    for issue in exc.issues[:50]:
+        typer.echo(f"  - {issue.path}: expected {issue.expected}; got {issue.got}", err=True)
+    if len(exc.issues) > 50:
+        typer.echo(f"  ... and {len(exc.issues) - 50} more", err=True)
+    raise typer.Exit(1)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"written: {output}", err=True)
+
+
+@app.command("assess")
+def assess_cmd(
+    file: Path | None = typer.Argument(None, help="Patient JSON or FHIR R4 Bundle ('-' for stdin)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the assessment as JSON (schema: ipexrx schema "
+                                 "assessment)."),
+    as_html: bool = typer.Option(False, "--html", help="Print a self-contained printable HTML page."),
+    as_fhir: bool = typer.Option(False, "--fhir", help="Print a FHIR R4 Bundle (DetectedIssue + RequestGroup)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Assessment date YYYY-MM-DD (default: today)."),
+    batch: Path | None = typer.Option(None, "--batch", help="NDJSON file: one patient or Bundle per line."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar in batch mode."),
+) -> None:
+    """Assess a patient: HSCT status, options per manifestation, and safety alerts with sources."""
+    date = _as_of(as_of)
+    if batch is not None:
+        if file is not None:
+            typer.echo("error: give either FILE or --batch FILE.ndjson, not both", err=True)
+            raise typer.Exit(2)
+        _run_batch(batch, output, date, progress)
+        return
+    if file is None:
+        typer.echo("error: missing FILE (a patient JSON or FHIR Bundle), or use --batch FILE.ndjson", err=True)
+        raise typer.Exit(2)
+    if sum((as_json, as_html, as_fhir)) > 1:
+        typer.echo("error: choose one of --json, --html, --fhir", err=True)
+        raise typer.Exit(2)
+    from ..assess import assess
+    from ..patient.errors import PatientInputError
+
+    data = _read(file)
+    try:
+        result = assess(data, as_of=date)
+    except PatientInputError as exc:
+        _input_error(exc, str(file))
+        return
+    if as_json:
+        _write(result.model_dump_json(indent=2), output)
+    elif as_html:
+        from ..report import render_assessment_html
+
+        _write(render_assessment_html(result), output)
+    elif as_fhir:
+        import json
+
+        _write(json.dumps(result.to_fhir(), indent=2), output)
+    else:
+        from rich.console import Console
+
+        if output is not None:
+            with output.open("w", encoding="utf-8") as fh:
+                render_assessment(result, Console(file=fh, highlight=False, width=110))
+            typer.echo(f"written: {output}", err=True)
+        else:
+            render_assessment(result, Console(highlight=False))
+    counts = result.counts()
+    if counts["critical"] and not (as_json or as_html or as_fhir):
+        typer.echo(f"{counts['critical']} critical alert(s).", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal report
+# ---------------------------------------------------------------------------------------------
+class _Cites:
+    """Numbered citations shared by the whole report, printed once at the end."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, tuple[int, SourceRef]] = {}
+
+    def mark(self, sources: list[SourceRef]) -> str:
+        nums = []
+        for s in sources:
+            if s.citation not in self.refs:
+                self.refs[s.citation] = (len(self.refs) + 1, s)
+            nums.append(self.refs[s.citation][0])
+        return "".join(f"[{n}]" for n in sorted(set(nums)))
+
+
+def _alert(console: Console, al: Alert, cites: _Cites) -> None:
+    from rich.text import Text
+
+    head = Text()
+    head.append(f" {al.severity.value.upper()} ", style=SEV_STYLE[al.severity.value])
+    head.append(f" {al.summary} ", style="bold")
+    head.append(cites.mark(al.sources), style="dim")
+    console.print(head)
+    console.print(Text(f"   Why: {al.reasoning}"))
+    console.print(Text(f"   Action: {al.action}", style="italic"))
+    if al.evidence:
+        console.print(Text(f"   Note: {al.evidence}", style="dim"))
+    trig = "; ".join(f"{t.kind} {t.ref}" + (f" [{t.path}]" if t.path else "") for t in al.triggers)
+    console.print(Text(f"   Triggered by: {trig}", style="dim"))
+    if not al.sources:
+        console.print(Text("   (no KB source: this alert reports what the record lacks)", style="dim"))
+
+
+def render_assessment(a: Assessment, console: Console) -> None:
+    """The readable terminal report."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    cites = _Cites()
+    p = a.patient
+    who = f"Patient {p.id or '(no id)'}: {p.diagnosis}"
+    if p.foxp3_variant:
+        who += f", FOXP3 {p.foxp3_variant}"
+    if p.ipex_like:
+        who += f" ({p.ipex_like})"
+    age = f"{p.age_years:.1f} y" if p.age_years is not None else "age not recorded"
+    weight = f"{p.weight_kg} kg" if p.weight_kg is not None else "weight not recorded"
+    console.print(Text(f"IPEX medication assessment - as of {a.as_of} - KB {a.kb_version}", style="bold"))
+    console.print(Text(f"{who}; {age}; {p.sex}; {weight}"))
+    console.print(Text(a.disclaimer, style="dim"))
+
+    h = a.hsct
+    body = Text()
+    body.append(f"Status: {h.status}{f' ({h.date})' if h.date else ''}. ", style="bold")
+    body.append(h.curative_statement + " " + cites.mark(h.sources))
+    if h.recommendation:
+        body.append("\n" + h.recommendation, style="bold")
+    body.append("\n" + h.applies_to_diagnosis, style="dim")
+    for f in h.figures:
+        ci = f" (95% CI {f.ci_low}-{f.ci_high})" if f.ci_low is not None else ""
+        unit = "%" if f.unit == "%" else f" {f.unit}"
+        body.append(f"\n  - {f.name}: {f.value}{unit}{ci} {cites.mark([f.source])}")
+    console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
+
+    counts = a.counts()
+    console.print(Text(f"Alerts: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info",
+                       style="bold underline"))
+    if not a.alerts:
+        console.print("  none")
+    for al in a.alerts:
+        _alert(console, al, cites)
+
+    for m in a.manifestations:
+        title = f"{m.name}" + (f" ({', '.join(m.hpo)})" if m.hpo else "")
+        if not m.options:
+            console.print(Text(f"\n{title}: {m.note or 'no options'}", style="bold"))
+            continue
+        table = Table(title=title, title_justify="left", show_lines=False, expand=True)
+        table.add_column("Option (strongest evidence first)")
+        table.add_column("Evidence")
+        table.add_column("Patient")
+        table.add_column("Statement / caveats", ratio=3)
+        for o in m.options:
+            mark = "receives" if o.patient_receives else "planned" if o.patient_planned else ""
+            text = o.statement + " " + cites.mark(o.sources)
+            for c in o.caveats:
+                text += f"\nCaveat: {c}"
+            table.add_row(o.label, f"{o.evidence_level}\n{o.role}", mark, text)
+        console.print(table)
+        for c in m.caveats:
+            console.print(Text(f"  Caveat: {c}", style="dim"))
+
+    if a.medications:
+        table = Table(title="Medications as read", title_justify="left", expand=True)
+        for col in ("Input", "KB drug", "Status", "Dose", "Route/frequency"):
+            table.add_column(col)
+        for med in a.medications:
+            table.add_row(med.input, med.drug_id or "not in the knowledge base; not checked", med.status,
+                          med.dose or "", " ".join(x for x in (med.route, med.frequency) if x))
+        console.print(table)
+    if a.warnings:
+        console.print(Text("Input warnings", style="bold underline"))
+        for w in a.warnings:
+            console.print(Text(f"  {w.path}: {w.message}"))
+    if cites.refs:
+        console.print(Text("Sources", style="bold underline"))
+        for n, s in sorted(cites.refs.values(), key=lambda x: x[0]):
+            console.print(Text(f"  [{n}] {s.citation}: {s.short()}", style="dim"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch
+# ---------------------------------------------------------------------------------------------
+def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from ..assess import assess_batch
+
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        typer.echo(f"error: cannot read {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    with fh:
+        total = sum(1 for _ in fh)
+        fh.seek(0)
+        err = Console(stderr=True, highlight=False)
+        out: Any = output.open("w", encoding="utf-8") if output else sys.stdout
+        stats = {"patients": 0, "errors": 0, "critical": 0, "warning": 0, "info": 0, "with_critical": 0}
+        errors: list[tuple[int, str]] = []
+        try:
+            with Progress(TextColumn("assessing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err, disable=not show_progress, transient=True) as bar:
+                task = bar.add_task("batch", total=total)
+                last = 0
+                for res in assess_batch(fh, as_of=as_of):
+                    out.write(res.to_json() + "\n")
+                    if res.assessment is not None:
+                        stats["patients"] += 1
+                        c = res.assessment.counts()
+                        for k in ("critical", "warning", "info"):
+                            stats[k] += c[k]
+                        stats["with_critical"] += 1 if c["critical"] else 0
+                    else:
+                        assert res.error is not None
+                        stats["errors"] += 1
+                        first = res.error.issues[0]
+                        errors.append((res.line, f"{res.error.summary}: {first}"))
+                    bar.advance(task, res.line - last)
+                    last = res.line
+        finally:
+            if output:
+                out.close()
+    table = Table(title=f"Batch {path.name} (as of {as_of})", title_justify="left")
+    table.add_column("Measure")
+    table.add_column("Count", justify="right")
+    for label, key in (("patients assessed", "patients"), ("lines with errors", "errors"),
+                       ("patients with a critical alert", "with_critical"), ("critical alerts", "critical"),
+                       ("warning alerts", "warning"), ("info alerts", "info")):
+        table.add_row(label, str(stats[key]))
+    err.print(table)
+    for line, msg in errors[:20]:
+        err.print(Text_(f"line {line}: {msg}"))
+    if len(errors) > 20:
+        err.print(Text_(f"... and {len(errors) - 20} more line errors (see the NDJSON output)"))
+    if output:
+        err.print(Text_(f"results written: {output}"))
+    if stats["patients"] == 0 and stats["errors"]:
+        raise typer.Exit(1)
+
+
+def Text_(s: str) -> Any:  # noqa: N802 - tiny helper so messages are never parsed as markup
+    from rich.text import Text
+
+    return Text(s)
