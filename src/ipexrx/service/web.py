@@ -71,12 +71,36 @@ def html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status)
 
 
-def not_found_page(request: Request, kind: str, query: str, exc: Exception, base: str) -> HTMLResponse:
+def _error_page(kind: str, query: str, exc: Exception, base: str) -> tuple[int, str]:
     suggestions = list(getattr(exc, "suggestions", None) or getattr(exc, "candidates", None) or [])
     status = 409 if type(exc).__name__ == "AmbiguousQueryError" else 404
     title = f"Several {kind} records match" if status == 409 else f"No {kind} named “{query}”"
-    return html(render("error.html", request, title=title, message=str(exc), suggestions=suggestions,
-                       base=base, query=query), status)
+    return status, render("error.html", None, title=title, message=str(exc), suggestions=suggestions,
+                          base=base, query=query)
+
+
+_response_cache: dict[tuple[int, str], tuple[int, str]] = {}
+
+
+def cached_response(key: str, build: Any) -> Response:
+    """A reference page by the name asked for (page, redirect or not-found), rendered once.
+
+    Keyed by the knowledge-base object too, so a reloaded KB never serves stale pages. Bounded:
+    unknown names are cached as well, and a crawler must not grow memory without limit.
+    """
+    from ..knowledge import get_kb
+
+    ck = (id(get_kb()), key)
+    hit = _response_cache.get(ck)
+    if hit is None:
+        if len(_response_cache) > 5000:
+            _response_cache.clear()
+        hit = build()
+        _response_cache[ck] = hit
+    status, body = hit
+    if status in (301, 302, 307, 308):
+        return RedirectResponse(body, status_code=status)
+    return HTMLResponse(body, status_code=status)
 
 
 def mount_web(app: FastAPI) -> None:
@@ -98,15 +122,17 @@ def mount_web(app: FastAPI) -> None:
             lede="Each manifestation of IPEX with its therapy options, strongest evidence first.")))
 
     @app.get("/manifestations/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def manifestation_page(name: str, request: Request) -> HTMLResponse:
-        from ..reference import ReferenceQueryError, manifestation_view
+    def manifestation_page(name: str, request: Request) -> Response:
+        def build() -> tuple[int, str]:
+            from ..reference import ReferenceQueryError, manifestation_view
 
-        try:
-            m = manifestation_view(name)
-        except ReferenceQueryError as exc:
-            return not_found_page(request, "manifestation", name, exc, "/manifestations/")
-        return html(cached_page(f"/manifestations/{m.id}", lambda: render("manifestation.html", None,
-                                                                           title=m.name, m=m)))
+            try:
+                m = manifestation_view(name)
+            except ReferenceQueryError as exc:
+                return _error_page("manifestation", name, exc, "/manifestations/")
+            return 200, render("manifestation.html", None, title=m.name, m=m)
+
+        return cached_response(f"/manifestations/{name}", build)
 
     @app.get("/drugs", response_class=HTMLResponse, include_in_schema=False)
     def drugs_page(request: Request) -> HTMLResponse:
@@ -119,15 +145,18 @@ def mount_web(app: FastAPI) -> None:
 
     @app.get("/drugs/{name}", response_class=HTMLResponse, include_in_schema=False)
     def drug_page(name: str, request: Request) -> Response:
-        from ..reference import ReferenceQueryError, drug_monograph
+        def build() -> tuple[int, str]:
+            from ..reference import ReferenceQueryError, drug_monograph
 
-        try:
-            d = drug_monograph(name)
-        except ReferenceQueryError as exc:
-            return not_found_page(request, "drug", name, exc, "/drugs/")
-        if name != d.id:  # one canonical URL per drug (brands and synonyms redirect)
-            return RedirectResponse(f"/drugs/{d.id}", status_code=307)
-        return html(cached_page(f"/drugs/{d.id}", lambda: render("drug.html", None, title=d.name, d=d)))
+            try:
+                d = drug_monograph(name)
+            except ReferenceQueryError as exc:
+                return _error_page("drug", name, exc, "/drugs/")
+            if name != d.id:  # one canonical URL per drug (brands and synonyms redirect)
+                return 307, f"/drugs/{d.id}"
+            return 200, render("drug.html", None, title=d.name, d=d)
+
+        return cached_response(f"/drugs/{name}", build)
 
     @app.get("/classes", response_class=HTMLResponse, include_in_schema=False)
     def classes_page(request: Request) -> HTMLResponse:
@@ -138,14 +167,17 @@ def mount_web(app: FastAPI) -> None:
             lede="Classes with their parent class; each page lists its drugs.")))
 
     @app.get("/classes/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def class_page(name: str, request: Request) -> HTMLResponse:
-        from ..reference import ReferenceQueryError, class_view
+    def class_page(name: str, request: Request) -> Response:
+        def build() -> tuple[int, str]:
+            from ..reference import ReferenceQueryError, class_view
 
-        try:
-            c = class_view(name)
-        except ReferenceQueryError as exc:
-            return not_found_page(request, "class", name, exc, "/classes/")
-        return html(cached_page(f"/classes/{c.id}", lambda: render("class.html", None, title=c.name, c=c)))
+            try:
+                c = class_view(name)
+            except ReferenceQueryError as exc:
+                return _error_page("class", name, exc, "/classes/")
+            return 200, render("class.html", None, title=c.name, c=c)
+
+        return cached_response(f"/classes/{name}", build)
 
     @app.get("/sources", response_class=HTMLResponse, include_in_schema=False)
     def sources_page(request: Request) -> HTMLResponse:

@@ -20,6 +20,7 @@ CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
 TOPIC_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/alert-rule"
 OVERRIDE_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/override-reason"
 SUMMARY_MAX = 139  # the spec asks for "<140 characters"
+NO_SOURCE = "No source is recorded for this alert in the knowledge base (a content gap); check the monograph."
 
 OVERRIDE_REASONS = [
     Coding(system=OVERRIDE_SYSTEM, code="benefit-outweighs-risk", display="Benefit outweighs the risk; will monitor"),
@@ -90,6 +91,8 @@ def detail_markdown(alert: Any, base: str, extra: list[str] | None = None) -> st
                 seen.add(line)
                 lines.append(line)
         parts.append("**Sources**\n\n" + "\n".join(lines))
+    else:  # never silently: the reader must know this line is unsupported by a citation
+        parts.append(f"**Sources**\n\n{NO_SOURCE}")
     parts.append("_ipexrx supports, and never replaces, clinical judgement._")
     return "\n\n".join(parts)
 

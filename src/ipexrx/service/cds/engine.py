@@ -10,8 +10,11 @@ only alerts involving a draft order are shown; for order-select only the selecte
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,9 +110,42 @@ def _entry_of(path: str | None, locations: dict[str, str]) -> int | None:
     return None
 
 
-def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
-             as_of: dt.date | None = None) -> list[dict[str, Any]]:
-    """The synchronous, CPU-bound part: read the patient, assess, build cards."""
+@dataclass(frozen=True)
+class Analysis:
+    """What a hook call concluded, before it is dressed as cards (cards carry the hookInstance)."""
+
+    alerts: tuple[tuple[Any, tuple[DraftOrder, ...]], ...]  # (alert, selected draft orders it involves)
+    unchecked: tuple[tuple[DraftOrder, str], ...]  # draft orders that could not be read, and why
+
+
+_analysis_cache: OrderedDict[bytes, Analysis] = OrderedDict()
+CACHE_SIZE = 512
+
+
+def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> bytes:
+    from ...knowledge import get_kb
+
+    raw = json.dumps([svc.id, as_of.isoformat(), id(get_kb()), body.context, values], sort_keys=True,
+                     separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).digest()
+
+
+def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
+    """Read the patient and assess. The result depends only on the inputs, the knowledge base and
+    ``as_of``, so identical calls (an EHR reopening the same chart) reuse it from a bounded cache."""
+    key = _cache_key(svc, body, values, as_of)
+    hit = _analysis_cache.get(key)
+    if hit is not None:
+        _analysis_cache.move_to_end(key)
+        return hit
+    result = _analyse(svc, body, values, as_of)
+    _analysis_cache[key] = result
+    if len(_analysis_cache) > CACHE_SIZE:
+        _analysis_cache.popitem(last=False)
+    return result
+
+
+def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
     from ...assess import assess
     from ...knowledge import get_kb
     from ...patient import PatientInputError
@@ -118,7 +154,6 @@ def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: st
     from ...patient.reader import load_record
 
     kb = get_kb()
-    as_of = as_of or dt.datetime.now(dt.UTC).date()
     asm = assemble(svc, body, values)
     if asm.fixes:
         log.debug("hook %s: %d lenient repair(s): %s", body.hookInstance, len(asm.fixes), "; ".join(asm.fixes[:5]))
@@ -126,35 +161,48 @@ def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: st
     try:
         record, warnings, locations = load_record(asm.bundle)
         if record.diagnosis.type == "unconfirmed":
-            return []  # no IPEX or IPEX-like disorder: this service has nothing to say
+            return Analysis((), ())  # no IPEX or IPEX-like disorder: this service has nothing to say
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
-        issues = [{"path": relocate(i.path, locations), "expected": i.expected,
-                   "got": i.got} for i in exc.issues]
+        issues = [{"path": relocate(i.path, locations), "expected": i.expected, "got": i.got} for i in exc.issues]
         raise ApiError(422, "patient_data", f"the patient data cannot be assessed safely: {exc.summary}",
                        issues=issues) from None
     data.warnings = warnings + data.warnings
     assessment = assess(data, kb=kb, as_of=as_of)
-    names = {d.id: d.name for d in kb.drugs.values()}
-    cards = []
     order_hook = svc.hook in ORDER_HOOKS
+    alerts = []
     for alert in assessment.alerts:
         involved = []
         for t in alert.triggers:
             idx = _entry_of(t.path, locations)
-            if idx is not None and idx in asm.drafts:
+            if idx is not None and idx in asm.drafts and asm.drafts[idx] not in involved:
                 involved.append(asm.drafts[idx])
         if order_hook and not any(d.selected for d in involved):
             continue
-        cards.append(alert_card(alert, hook_instance=body.hookInstance, base=base, drug_names=names,
-                                drafts=[d for d in involved if d.selected]))
+        alerts.append((alert, tuple(d for d in involved if d.selected)))
+    unchecked = []
     if order_hook:
         read = {_entry_of(p, {}) for p in locations.values()}
         for idx, d in asm.drafts.items():
             if d.selected and idx not in read:
                 why = next((w.message for w in warnings if _entry_of(w.path, {}) == idx),
                            "the order could not be read as a medication")
-                cards.append(unchecked_order_card(body.hookInstance, base, d.reference, d.drug_label, why))
+                unchecked.append((d, why))
+    return Analysis(tuple(alerts), tuple(unchecked))
+
+
+def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
+             as_of: dt.date | None = None) -> list[dict[str, Any]]:
+    """The synchronous, CPU-bound part: read the patient, assess, build cards."""
+    from ...knowledge import get_kb
+
+    as_of = as_of or dt.datetime.now(dt.UTC).date()
+    analysis = analyse(svc, body, values, as_of)
+    names = {d.id: d.name for d in get_kb().drugs.values()}
+    cards = [alert_card(alert, hook_instance=body.hookInstance, base=base, drug_names=names, drafts=list(drafts))
+             for alert, drafts in analysis.alerts]
+    cards += [unchecked_order_card(body.hookInstance, base, d.reference, d.drug_label, why)
+              for d, why in analysis.unchecked]
     return [c.wire() for c in cards]
 
 

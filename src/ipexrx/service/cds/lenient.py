@@ -35,8 +35,27 @@ def _fix_dosage(d: Any, fixes: list[str], where: str) -> None:
             fixes.append(f"{where}: STU3-style {', '.join(moved)} moved into doseAndRate[0]")
 
 
+def _needs_repair(res: dict[str, Any], draft: bool) -> bool:
+    rtype = res.get("resourceType")
+    if rtype == "MedicationRequest":
+        if "intent" not in res or (draft and "status" not in res):
+            return True
+        dosages = res.get("dosageInstruction")
+    elif rtype == "MedicationStatement":
+        dosages = res.get("dosage")
+    else:
+        return False
+    for d in dosages if isinstance(dosages, list) else []:
+        if isinstance(d, dict) and (isinstance(d.get("doseAndRate"), dict)
+                                    or any(k in d for k in (*_DOSE_FIELDS, *_RATE_FIELDS))):
+            return True
+    return False
+
+
 def repair_resource(res: dict[str, Any], where: str, fixes: list[str], draft: bool = False) -> dict[str, Any]:
-    """A repaired deep copy of one resource (the request body is never modified)."""
+    """The resource, or a repaired deep copy of it (the request body is never modified)."""
+    if not _needs_repair(res, draft):
+        return res
     res = copy.deepcopy(res)
     rtype = res.get("resourceType")
     if rtype == "MedicationRequest":

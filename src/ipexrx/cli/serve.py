@@ -1,0 +1,69 @@
+"""``ipexrx serve``: the web reference, JSON API and CDS Hooks services on one port.
+
+Everything is embedded (knowledge base, templates, migrations); the only state is the SQLite
+database for CDS feedback and JWT replay protection in the user data directory (or
+``$IPEXRX_DATABASE_URL``). Settings come from the environment (see ``docs/api.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import typer
+
+from . import app
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (production: one or two per core)."),
+    dev: bool = typer.Option(False, "--dev", help="Development mode: CDS Hooks JWT verification OFF (never with "
+                             "real patients). Same as IPEXRX_DEV_MODE=1."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the web reference in a browser."),
+    log_level: str = typer.Option("info", help="uvicorn log level (critical, error, warning, info, debug)."),
+) -> None:
+    """Serve the web reference, the JSON API (/api/v1, docs at /docs) and CDS Hooks (/cds-services)."""
+    import uvicorn
+
+    from ..service.settings import Settings
+    from ..storage import Database
+
+    if dev:
+        os.environ["IPEXRX_DEV_MODE"] = "1"
+    try:
+        settings = Settings.from_env()
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: the service settings are invalid: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            typer.echo(f"error: cannot listen on {host}:{port} ({exc.strerror}); is another server running? "
+                       "Choose another port with --port.", err=True)
+            raise typer.Exit(1) from None
+    db = Database(settings.database_url)
+    db.migrate()  # once, here, so that several workers never race on the schema
+    db.dispose()
+    os.environ["IPEXRX_DB_MIGRATE"] = "0"
+
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    typer.echo(f"ipexrx: web reference {url}/  ·  API docs {url}/docs  ·  CDS Hooks {url}/cds-services")
+    typer.echo(f"ipexrx: database {db.url}")
+    if settings.dev_mode:
+        typer.secho("ipexrx: DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Never use with real patients.",
+                    fg="red", bold=True, err=True)
+    elif not settings.issuers:
+        typer.echo("ipexrx: no CDS client configured (IPEXRX_CDS_ISSUERS): CDS Hooks calls will get 401 "
+                   "until one is; the web reference and JSON API work now.", err=True)
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, lambda: webbrowser.open(f"{url}/")).start()
+    uvicorn.run("ipexrx.service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, server_header=False, proxy_headers=False)

@@ -1,0 +1,371 @@
+"""CDS Hooks services end to end: discovery, hooks -> cards, prefetch fetched from a real FHIR
+REST server on loopback (or 412), lenient reading of sloppy EHR FHIR, feedback stored and queried."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ipexrx.service import Settings, create_app
+
+DATA = Path(__file__).parent / "data"
+BASE = "http://testserver"
+FHIR_TOKEN = "opaque-fhir-access-token-1234567890"
+
+
+def payload(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
+    return data
+
+
+def summaries(resp: Any) -> list[str]:
+    return [c["summary"] for c in resp.json()["cards"]]
+
+
+# ------------------------------------------------------------------------------------------
+# A small but real FHIR R4 REST server (read + search with paging), started on loopback.
+# ------------------------------------------------------------------------------------------
+class FhirStore:
+    def __init__(self, resources: list[dict[str, Any]]):
+        self.resources = resources
+        self.requests: list[tuple[str, str | None]] = []
+        self.fail_with: int | None = None
+        self.delay = 0.0
+        self.page_size = 5
+
+
+def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            return
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            store.requests.append((self.path, self.headers.get("Authorization")))
+            if store.delay:
+                time.sleep(store.delay)
+            if self.headers.get("Authorization") != f"Bearer {FHIR_TOKEN}":
+                self._send(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
+                return
+            if store.fail_with:
+                self._send(store.fail_with, {"resourceType": "OperationOutcome",
+                                             "issue": [{"severity": "error", "code": "exception"}]})
+                return
+            parts = urlsplit(self.path)
+            segs = [s for s in parts.path.split("/") if s][1:]  # drop the "fhir" base segment
+            if len(segs) == 2:
+                for r in store.resources:
+                    if r["resourceType"] == segs[0] and r.get("id") == segs[1]:
+                        self._send(200, r)
+                        return
+                self._send(404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]})
+                return
+            q = parse_qs(parts.query)
+            rtype, pid = segs[0], q.get("patient", [""])[0]
+            status = q.get("status", [None])[0]
+            hits = [r for r in store.resources if r["resourceType"] == rtype
+                    and (r.get("subject") or r.get("patient") or {}).get("reference") == f"Patient/{pid}"
+                    and (status is None or r.get("status") == status)]
+            offset = int(q.get("_offset", ["0"])[0])
+            page = hits[offset:offset + store.page_size]
+            bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
+                                      "entry": [{"resource": r, "search": {"mode": "match"}} for r in page]}
+            if offset + store.page_size < len(hits):
+                host, port = self.server.server_address[:2]
+                nxt = f"http://{host}:{port}{parts.path}?patient={pid}&_offset={offset + store.page_size}"
+                if status:
+                    nxt += f"&status={status}"
+                bundle["link"] = [{"relation": "next", "url": nxt}]
+            self._send(200, bundle)
+
+    return Handler
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[tuple[str, FhirStore]]:
+    pv = payload("patient_view")["prefetch"]
+    resources = [pv["patient"]]
+    for key in ("conditions", "medications", "observations", "procedures", "immunizations"):
+        resources += [e["resource"] for e in pv[key]["entry"]]
+    store = FhirStore(resources)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(store))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/fhir", store
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def with_fhir(body: dict[str, Any], url: str, drop: list[str]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    for key in drop:
+        body["prefetch"].pop(key, None)
+    body["fhirServer"] = url
+    body["fhirAuthorization"] = {"access_token": FHIR_TOKEN, "token_type": "Bearer", "expires_in": 300,
+                                 "scope": "user/*.read", "subject": "ipexrx"}
+    return body
+
+
+# ------------------------------------------------------------------------------------------
+def test_discovery_lists_three_hooks_with_all_prefetch_templates(dev_client: TestClient) -> None:
+    services = dev_client.get("/cds-services").json()["services"]
+    assert sorted(s["hook"] for s in services) == ["order-select", "order-sign", "patient-view"]
+    for s in services:
+        assert set(s["prefetch"]) == {"patient", "conditions", "medications", "observations", "procedures",
+                                      "immunizations"}
+        assert s["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        assert s["description"] and s["title"] and s["id"]
+
+
+def test_patient_view_for_an_ipex_patient_returns_cited_cards(dev_client: TestClient) -> None:
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view"))
+    assert resp.status_code == 200
+    cards = resp.json()["cards"]
+    assert cards, "an IPEX patient on tacrolimus gets at least one card"
+    for c in cards:
+        assert "**Sources**" in c["detail"] and "/sources#src-" in c["detail"]
+        assert c["source"]["url"].startswith(BASE + "/")
+
+
+def test_patient_without_ipex_gets_no_cards(dev_client: TestClient) -> None:
+    body = payload("order_sign")
+    body["prefetch"]["conditions"]["entry"] = [e for e in body["prefetch"]["conditions"]["entry"]
+                                               if "IPEX" not in e["resource"]["code"]["text"]]
+    for svc in ("ipexrx-order-sign", "ipexrx-patient-view"):
+        b = copy.deepcopy(body)
+        if svc == "ipexrx-patient-view":
+            b["hook"] = "patient-view"
+            del b["context"]["draftOrders"]
+        resp = dev_client.post(f"/cds-services/{svc}", json=b)
+        assert resp.status_code == 200 and resp.json() == {"cards": []}
+
+
+def test_order_sign_flags_a_second_calcineurin_inhibitor_and_offers_to_delete_the_draft(dev_client: TestClient) -> None:
+    cards = dev_client.post("/cds-services/ipexrx-order-sign", json=payload("order_sign")).json()["cards"]
+    dup = [c for c in cards if c["source"]["topic"]["code"].startswith("duplication")]
+    assert len(dup) == 1
+    card = dup[0]
+    assert card["indicator"] == "critical"
+    assert "calcineurin" in card["summary"].lower()
+    assert card["selectionBehavior"] == "at-most-one"
+    (suggestion,) = card["suggestions"]
+    assert suggestion["actions"] == [{"type": "delete", "resourceId": "MedicationRequest/draft-csa",
+                                      "description": suggestion["actions"][0]["description"]}]
+    assert "isRecommended" not in suggestion  # an option, never an order
+    assert {r["code"] for r in card["overrideReasons"]} >= {"benefit-outweighs-risk", "specialist-decision"}
+
+
+def test_order_hooks_only_report_alerts_about_the_draft_orders(dev_client: TestClient) -> None:
+    pv = summaries(dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")))
+    sign = dev_client.post("/cds-services/ipexrx-order-sign", json=payload("order_sign")).json()["cards"]
+    assert all("trough due" not in c["summary"] for c in sign)  # a monitoring reminder is not about the order
+    assert any("trough" in s for s in pv)
+    assert any("voriconazole" in c["summary"] for c in sign)
+
+
+def test_order_select_judges_only_the_selected_orders(dev_client: TestClient) -> None:
+    body = payload("order_select")
+    texts = summaries(dev_client.post("/cds-services/ipexrx-order-select", json=body))
+    assert any("voriconazole" in t for t in texts)
+    assert not any("Two calcineurin inhibitors" in t for t in texts)  # the cyclosporine draft is not selected
+    body["context"]["selections"] = ["MedicationRequest/draft-amox"]
+    assert dev_client.post("/cds-services/ipexrx-order-select", json=body).json() == {"cards": []}
+
+
+def test_stu3_dose_fields_and_missing_bundle_type_and_intent_are_read(dev_client: TestClient) -> None:
+    body = payload("order_sign")
+    drafts = body["context"]["draftOrders"]
+    assert "type" not in drafts  # as the hook library example and the sandbox send it
+    csa = drafts["entry"][0]["resource"]
+    assert "doseQuantity" in csa["dosageInstruction"][0]  # STU3 style
+    del csa["intent"]
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
+    assert any("Two calcineurin inhibitors" in s for s in summaries(resp))
+    assert not any("could not check" in s for s in summaries(resp))
+
+
+def test_an_unreadable_draft_medication_order_gets_an_info_card(dev_client: TestClient) -> None:
+    body = payload("order_sign")
+    body["context"]["draftOrders"]["entry"].append({"resource": {
+        "resourceType": "MedicationRequest", "id": "draft-bad", "status": "draft", "intent": "order",
+        "subject": {"reference": "Patient/ipex-boy-1"}, "dosageInstruction": "twice daily"}})
+    cards = dev_client.post("/cds-services/ipexrx-order-sign", json=body).json()["cards"]
+    info = [c for c in cards if "could not check" in c["summary"]]
+    assert len(info) == 1 and info[0]["indicator"] == "info"
+
+
+def test_wrong_hook_missing_patient_and_foreign_prefetch_are_precise_4xx(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
+    assert resp.status_code == 400 and resp.json()["issues"][0]["path"] == "$.hook"
+    b = copy.deepcopy(body)
+    del b["context"]["patientId"]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=b)
+    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "$.context.patientId"
+    b = copy.deepcopy(body)
+    b["prefetch"]["patient"]["id"] = "someone-else"
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=b)
+    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "$.prefetch.patient.id"
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json={**body, "hook": "order-sign"})
+    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "$.context.draftOrders"
+    resp = dev_client.post("/cds-services/no-such-service", json=body)
+    assert resp.status_code == 404 and "ipexrx-patient-view" in resp.json()["suggestions"]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", content=b"{not json",
+                           headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "$"
+
+
+def test_missing_prefetch_without_fhir_server_is_412_with_an_operation_outcome(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    del body["prefetch"]["medications"]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 412
+    outcome = resp.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "medications" in outcome["issue"][0]["diagnostics"]
+
+
+def test_an_operation_outcome_in_prefetch_is_not_read_as_no_data(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    body["prefetch"]["medications"] = {"resourceType": "OperationOutcome",
+                                       "issue": [{"severity": "error", "code": "timeout"}]}
+    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 412
+
+
+def test_null_prefetch_means_no_data_not_missing(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    body["prefetch"]["immunizations"] = None
+    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 200
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server(dev_client: TestClient,
+                                                          fhir_server: tuple[str, FhirStore]) -> None:
+    url, store = fhir_server
+    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    body = with_fhir(payload("patient_view"), url, ["patient", "medications", "observations"])
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200
+    assert resp.json() == full  # same cards as with full prefetch
+    paths = [p for p, _ in store.requests]
+    assert "/fhir/Patient/ipex-boy-1" in paths
+    assert any(p.startswith("/fhir/MedicationRequest?patient=ipex-boy-1&status=active") for p in paths)
+    assert any("_offset=5" in p for p in paths)  # 12 observations: the paging links were followed
+    assert all(auth == f"Bearer {FHIR_TOKEN}" for _, auth in store.requests)
+    assert not any(p.startswith("/fhir/Condition") for p in paths)  # prefetched keys are not fetched again
+
+
+def test_everything_can_be_fetched_when_nothing_was_prefetched(dev_client: TestClient,
+                                                              fhir_server: tuple[str, FhirStore]) -> None:
+    url, _store = fhir_server
+    body = with_fhir(payload("order_sign"), url, [])
+    del body["prefetch"]
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
+    assert resp.status_code == 200
+    assert any("Two calcineurin inhibitors" in s for s in summaries(resp))
+
+
+@pytest.mark.parametrize("failure", ["http-500", "unauthorized", "down", "timeout"])
+def test_fhir_server_failures_answer_412(db_url: str, fhir_server: tuple[str, FhirStore], failure: str) -> None:
+    url, store = fhir_server
+    body = with_fhir(payload("patient_view"), url, ["medications"])
+    if failure == "http-500":
+        store.fail_with = 500
+    elif failure == "unauthorized":
+        body["fhirAuthorization"]["access_token"] = "wrong-token"
+    elif failure == "down":
+        body["fhirServer"] = "http://127.0.0.1:9/fhir"  # discard port: nothing listens
+    else:
+        store.delay = 1.5
+    settings = Settings(dev_mode=True, database_url=db_url, fhir_timeout=0.5)
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        started = time.monotonic()
+        resp = c.post("/cds-services/ipexrx-patient-view", json=body)
+        assert time.monotonic() - started < 3.0  # bounded
+    assert resp.status_code == 412
+    assert resp.json()["resourceType"] == "OperationOutcome"
+    assert FHIR_TOKEN not in resp.text
+
+
+def test_plain_http_fhir_server_off_loopback_is_refused(dev_client: TestClient) -> None:
+    body = with_fhir(payload("patient_view"), "http://fhir.example.org/r4", ["medications"])
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 412 and "https" in resp.json()["issue"][0]["details"]["text"]
+
+
+def test_feedback_is_stored_and_queryable(client: TestClient, auth: Any) -> None:
+    path = "/cds-services/ipexrx-order-sign"
+    cards = client.post(path, json=payload("order_sign"), headers=auth(path)).json()["cards"]
+    dup = next(c for c in cards if c.get("suggestions"))
+    fb = {"feedback": [
+        {"card": dup["uuid"], "outcome": "accepted", "acceptedSuggestions": [{"id": dup["suggestions"][0]["uuid"]}],
+         "outcomeTimestamp": "2026-11-25T09:30:00Z"},
+        {"card": cards[-1]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T09:31:00+01:00",
+         "overrideReason": {"reason": dup["overrideReasons"][2], "userComment": "agreed at MDT"}},
+    ]}
+    resp = client.post(path + "/feedback", json=fb, headers=auth(path + "/feedback"))
+    assert resp.status_code == 200 and resp.json() == {"stored": 2}
+    q = "/api/v1/cds-feedback"
+    rows = client.get(q, params={"service": "ipexrx-order-sign"}, headers=auth(q)).json()["feedback"]
+    assert {r["outcome"] for r in rows} == {"accepted", "overridden"}
+    over = next(r for r in rows if r["outcome"] == "overridden")
+    assert over["overrideReason"]["code"] == "specialist-decision" and over["userComment"] == "agreed at MDT"
+    assert over["outcomeTimestamp"] == "2026-11-25T08:31:00Z"  # normalised to UTC
+    assert over["issuer"] == "https://ehr.example.org"
+    acc = client.get(q, params={"outcome": "accepted"}, headers=auth(q)).json()["feedback"]
+    assert [r["acceptedSuggestions"] for r in acc] == [[dup["suggestions"][0]["uuid"]]]
+    assert client.get(q).status_code == 401
+
+
+def test_feedback_body_errors_are_located(dev_client: TestClient) -> None:
+    resp = dev_client.post("/cds-services/ipexrx-order-sign/feedback",
+                           json={"feedback": [{"card": "x", "outcome": "ignored", "outcomeTimestamp": "yesterday"}]})
+    assert resp.status_code == 422
+    paths = {i["path"] for i in resp.json()["issues"]}
+    assert paths == {"$.feedback[0].outcome", "$.feedback[0].outcomeTimestamp"}
+
+
+def test_cors_preflight_allows_authorization_from_any_origin(client: TestClient) -> None:
+    resp = client.options("/cds-services/ipexrx-patient-view", headers={
+        "Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert resp.status_code == 200
+    assert resp.headers["access-control-allow-origin"] == "*"
+    assert "POST" in resp.headers["access-control-allow-methods"]
+    assert "authorization" in resp.headers["access-control-allow-headers"].lower()
+    resp = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert resp.headers["access-control-allow-origin"] == "*"  # also on the 401
+
+
+def test_fhir_access_token_never_reaches_logs_or_error_bodies(dev_client: TestClient, caplog: pytest.LogCaptureFixture,
+                                                              fhir_server: tuple[str, FhirStore]) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    url, store = fhir_server
+    body = with_fhir(payload("patient_view"), url, ["medications"])
+    body["fhirAuthorization"]["expires_in"] = "soon"  # invalid: a 422 must not echo the block
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 422 and FHIR_TOKEN not in resp.text
+    store.fail_with = 503
+    body["fhirAuthorization"]["expires_in"] = 300
+    dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert FHIR_TOKEN not in caplog.text
