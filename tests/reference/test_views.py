@@ -206,3 +206,13 @@ def test_lazy_reexports_from_the_package() -> None:
     assert ipexrx.NotFoundError is NotFoundError
     with pytest.raises(AttributeError):
         _ = ipexrx.no_such_thing  # type: ignore[attr-defined]
+
+
+def test_a_name_of_another_kind_points_to_the_right_command() -> None:
+    with pytest.raises(NotFoundError) as err:
+        find_drug("diarrhea")
+    assert err.value.elsewhere == ["manifestation enteropathy"]
+    assert "ipexrx manifestation enteropathy" in str(err.value)
+    with pytest.raises(NotFoundError) as err2:
+        find_class("sirolimus")
+    assert err2.value.elsewhere == ["drug sirolimus"]

@@ -17,9 +17,13 @@ class ReferenceQueryError(LookupError):
 class NotFoundError(ReferenceQueryError):
     """No record of ``kind`` is named ``query``; ``suggestions`` are the closest names."""
 
-    def __init__(self, kind: str, query: str, suggestions: list[str]):
+    def __init__(self, kind: str, query: str, suggestions: list[str], elsewhere: list[str] | None = None):
         self.suggestions = suggestions
+        self.elsewhere = elsewhere or []  # e.g. ["manifestation enteropathy"]: the name exists as another kind
         hint = f"; closest matches: {', '.join(suggestions)}" if suggestions else ""
+        if self.elsewhere:
+            hint += "; that name belongs to another kind of record, try: " + \
+                " or ".join(f"`ipexrx {e}`" for e in self.elsewhere)
         super().__init__(kind, query, suggestions, f"no {kind} named '{query}'{hint}")
 
 

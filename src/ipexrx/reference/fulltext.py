@@ -48,6 +48,7 @@ class Entry:
     weight: float
     mode: str
     command: str
+    display: str | None = None  # snippet text when the matched text is not informative on its own
     folded: str = ""
     words: list[str] = field(default_factory=list)
 
@@ -76,9 +77,10 @@ class _Adder:
     def __init__(self, out: list[Entry], kind: SearchKind, rid: str, title: str, command: str):
         self.out, self.kind, self.rid, self.title, self.command = out, kind, rid, title, command
 
-    def __call__(self, fld: str, text: str | None, weight: float, mode: str = NAME) -> None:
+    def __call__(self, fld: str, text: str | None, weight: float, mode: str = NAME, display: str | None = None) -> None:
         if text and text.strip():
-            self.out.append(Entry(self.kind, self.rid, self.title, fld, text.strip(), weight, mode, self.command))
+            self.out.append(Entry(self.kind, self.rid, self.title, fld, text.strip(), weight, mode, self.command,
+                                  display))
 
     def names(self, fld: str, texts: list[str] | list[str | None], weight: float) -> None:
         for t in texts:
@@ -136,7 +138,7 @@ def _build(kb: KnowledgeBase) -> SearchIndex:
         names = [kb.drugs[x].name if x in kb.drugs else x for x in inter.drugs]
         a = _Adder(out, "interaction", iid, " + ".join(names), f"ipexrx drug {inter.drugs[0]}")
         a.names("drug", names, 0.6)
-        a("drugs", " ".join(names), 0.8, TEXT)
+        a("drugs", " ".join(names), 0.8, TEXT, display=f"{inter.severity.value}: {inter.mechanism.text}")
         _statement_entries(a, "", inter)
 
     for xid, x in kb.ipex_like.items():
@@ -212,6 +214,8 @@ def _code_score(query: str, e: Entry) -> float:
 
 
 def _snippet(e: Entry, tokens: list[str], width: int = 110) -> str:
+    if e.display:
+        return e.display if len(e.display) <= width else e.display[: width - 3].rstrip() + "..."
     if e.mode == NAME:
         return f"{e.fld}: {e.text}"
     text = e.text

@@ -74,6 +74,25 @@ class NameTable:
         return out[:limit]
 
 
+_COMMAND = {"drug": "drug", "drug class": "class", "manifestation": "manifestation"}
+
+
+def _resolve(kb: KnowledgeBase, kind: str, query: str, *, allow_prefix: bool) -> str:
+    """Resolve in one table; on a miss, say if the name is a record of another kind."""
+    tables = name_tables(kb)
+    try:
+        return tables[kind].resolve(query, allow_prefix=allow_prefix)
+    except NotFoundError as exc:
+        key = normalise(query)
+        elsewhere = [
+            f"{_COMMAND[t.kind]} {sorted(t.keys[key])[0]}"
+            for k, t in tables.items() if k != kind and key in t.keys and len(t.keys[key]) == 1
+        ]
+        if elsewhere:
+            raise NotFoundError(exc.kind, exc.query, exc.suggestions, elsewhere) from None
+        raise
+
+
 def _drug_names(d: Drug) -> list[str | None]:
     return [d.id, d.name, *d.synonyms, *(b.name for b in d.brands), d.codes.rxcui, *(a.code for a in d.codes.atc)]
 
@@ -96,16 +115,16 @@ def name_tables(kb: KnowledgeBase) -> dict[str, NameTable]:
 def find_drug(query: str, kb: KnowledgeBase | None = None) -> Drug:
     """The drug named ``query`` (generic, brand, synonym, ATC code or RxCUI; any case)."""
     kb = resolve_kb(kb)
-    return kb.drugs[name_tables(kb)["drug"].resolve(query, allow_prefix=False)]
+    return kb.drugs[_resolve(kb, "drug", query, allow_prefix=False)]
 
 
 def find_class(query: str, kb: KnowledgeBase | None = None) -> DrugClass:
     """The drug class named ``query`` (id, name, synonym, ATC code, or a unique name prefix)."""
     kb = resolve_kb(kb)
-    return kb.classes[name_tables(kb)["class"].resolve(query, allow_prefix=True)]
+    return kb.classes[_resolve(kb, "class", query, allow_prefix=True)]
 
 
 def find_manifestation(query: str, kb: KnowledgeBase | None = None) -> Manifestation:
     """The manifestation named ``query`` (id, name, synonym, HPO id, or a unique name prefix)."""
     kb = resolve_kb(kb)
-    return kb.manifestations[name_tables(kb)["manifestation"].resolve(query, allow_prefix=True)]
+    return kb.manifestations[_resolve(kb, "manifestation", query, allow_prefix=True)]
