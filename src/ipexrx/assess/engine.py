@@ -31,6 +31,7 @@ from .rules import RULES
 
 ROLE_ORDER = {"mainstay": 0, "first-line": 1, "targeted": 2, "option": 3, "severe-cases": 4, "supportive": 5}
 _HSCT_FINDING = re.compile(r"HSCT|transplant", re.I)
+_HSCT_FIGURE = re.compile(r"HSCT|transplant|immunosuppression|survival|\bOS\b|mortality|^P value", re.I)
 FAMILY_ORDER = ["duplication", "interaction", "vaccine", "screening", "result", "infection", "monitoring", "dosing",
                 "record"]
 
@@ -73,7 +74,7 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
             if not _HSCT_FINDING.search(f.text):
                 continue
             for fig in f.figures:
-                if fig.unit in ("%", "p-value"):
+                if fig.unit in ("%", "p-value") and _HSCT_FIGURE.search(fig.name):
                     figures.append(EvidenceFigure(finding=f.text, name=fig.name, value=fig.value, unit=fig.unit,
                                                   ci_low=fig.ci_low, ci_high=fig.ci_high, source=ref))
     notes: list[str] = [s.text for s in kb.disease.hsct_evidence]

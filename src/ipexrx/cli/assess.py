@@ -156,6 +156,16 @@ def _alert(console: Console, al: Alert, cites: _Cites) -> None:
         console.print(Text("   (no KB source: this alert reports what the record lacks)", style="dim"))
 
 
+def figure_text(f: Any) -> str:
+    """'73.2% (95% CI 59.4-83.0)' or 'P = 0.055'."""
+    from ..patient.units import fmt_number
+
+    if f.unit == "p-value":
+        return f"P = {f.value:g}"
+    ci = f" (95% CI {fmt_number(f.ci_low)}-{fmt_number(f.ci_high)})" if f.ci_low is not None else ""
+    return f"{fmt_number(f.value)}{'%' if f.unit == '%' else ' ' + f.unit}{ci}"
+
+
 def render_assessment(a: Assessment, console: Console) -> None:
     """The readable terminal report."""
     from rich.panel import Panel
@@ -183,9 +193,7 @@ def render_assessment(a: Assessment, console: Console) -> None:
         body.append("\n" + h.recommendation, style="bold")
     body.append("\n" + h.applies_to_diagnosis, style="dim")
     for f in h.figures:
-        ci = f" (95% CI {f.ci_low}-{f.ci_high})" if f.ci_low is not None else ""
-        unit = "%" if f.unit == "%" else f" {f.unit}"
-        body.append(f"\n  - {f.name}: {f.value}{unit}{ci} {cites.mark([f.source])}")
+        body.append(f"\n  - {f.name}: {figure_text(f)} {cites.mark([f.source])}")
     console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
 
     counts = a.counts()

@@ -97,7 +97,7 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
         alerts.append(Alert(
             id=f"monitoring:{need.key}", rule="monitoring.monitoring_due", family="monitoring", severity=sev,
             summary=summary, reasoning=reasoning,
-            action=f"Consider checking {what} (ipexrx interval {need.interval} days; see the basis below).",
+            action=f"Consider checking {what} (ipexrx interval {need.interval} days; basis given above).",
             triggers=[*(drug_trigger(ctx, m) for m, _ in need.items), *([lab_trigger(latest)] if latest else [])],
             sources=ctx.refs(*(mon.statement for _, mon in need.items), *bases),
         ))

@@ -1,0 +1,56 @@
+"""Data-driven rule cases (tests/cases/assess/*.json): each pins one rule family, positive or negative.
+
+A case names the alerts it expects (rule, severity, optional id, the drugs/data that must be among
+the triggers, words the summary/action must contain) and the rules that must stay silent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipexrx.assess import RULES, assess
+
+CASES = sorted((Path(__file__).parents[1] / "cases" / "assess").glob("*.json"))
+
+
+def _matches(alert: Any, exp: dict[str, Any]) -> bool:
+    if alert.rule != exp["rule"] or alert.severity.value != exp["severity"]:
+        return False
+    if "id" in exp and alert.id != exp["id"]:
+        return False
+    refs = {t.ref for t in alert.triggers}
+    if not set(exp.get("triggers", [])) <= refs:
+        return False
+    if any(w not in alert.summary for w in exp.get("summary_contains", [])):
+        return False
+    return all(w in alert.action for w in exp.get("action_contains", []))
+
+
+def test_there_are_cases_for_every_rule() -> None:
+    named = set()
+    for path in CASES:
+        case = json.loads(path.read_text())
+        named |= {e["rule"] for e in case["expect"]} | set(case["absent_rules"])
+    assert set(RULES) <= named, f"rules without a data-driven case: {set(RULES) - named}"
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_case(path: Path) -> None:
+    case = json.loads(path.read_text())
+    result = assess(case["patient"], as_of=dt.date.fromisoformat(case["as_of"]))
+    for exp in case["expect"]:
+        found = [a for a in result.alerts if _matches(a, exp)]
+        assert found, (f"{case['description']}\nexpected {exp}\ngot:\n"
+                       + "\n".join(f"  {a.rule} {a.severity.value} {a.id}: {a.summary} | {a.action}"
+                                   for a in result.alerts))
+        for a in found:
+            assert a.reasoning and a.action and a.summary
+            assert not a.action.lower().startswith(("give ", "start ", "stop ", "administer ")), a.action
+    for rule in case["absent_rules"]:
+        hits = [a for a in result.alerts if a.rule == rule]
+        assert not hits, f"{case['description']}\nunexpected {rule}: {[a.summary for a in hits]}"

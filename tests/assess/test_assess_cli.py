@@ -1,0 +1,78 @@
+"""`ipexrx assess`: terminal report, --json/--html/--fhir, batch with per-line errors; clean failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from ipexrx.cli import get_app
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+runner = CliRunner()
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(get_app(), list(args))
+
+
+def test_terminal_report_shows_alerts_options_and_sources() -> None:
+    r = run("assess", str(EXAMPLES / "sirolimus-azole.json"), "--as-of", "2026-11-25")
+    assert r.exit_code == 0, r.output
+    for text in ("CRITICAL", "voriconazole", "Curative therapy (HSCT)", "Autoimmune enteropathy", "Sources",
+                 "receives"):
+        assert text in r.output, text
+
+
+def test_json_output_is_the_assessment_model() -> None:
+    r = run("assess", str(EXAMPLES / "rituximab-no-hbv-screen.json"), "--json", "--as-of", "2026-11-25")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert data["schema_version"] == "ipexrx-assessment/1"
+    assert any(a["rule"] == "screening.required_screening" for a in data["alerts"])
+
+
+def test_html_output_is_a_page(tmp_path: Path) -> None:
+    out = tmp_path / "a.html"
+    r = run("assess", str(EXAMPLES / "post-hsct.fhir.json"), "--html", "-o", str(out), "--as-of", "2026-11-25")
+    assert r.exit_code == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_fhir_output_is_a_bundle() -> None:
+    r = run("assess", str(EXAMPLES / "two-calcineurin-inhibitors.json"), "--fhir", "--as-of", "2026-11-25")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["resourceType"] == "Bundle"
+
+
+def test_broken_file_fails_cleanly_with_location(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"diagnosis": {"type": "ipex"}, "demographics": {"weight_kg": 400}}')
+    r = run("assess", str(bad))
+    assert r.exit_code == 1
+    assert "$.demographics.weight_kg" in r.output and "Traceback" not in r.output
+    bad.write_text("{not json")
+    r = run("assess", str(bad))
+    assert r.exit_code == 1 and "not valid JSON" in r.output
+
+
+def test_missing_file_and_bad_date_fail_cleanly() -> None:
+    assert run("assess", "/nonexistent/p.json").exit_code == 1
+    assert run("assess", str(EXAMPLES / "post-hsct.json"), "--as-of", "25/11/2026").exit_code == 2
+
+
+def test_batch_reports_line_errors_and_writes_ndjson(tmp_path: Path) -> None:
+    lines = [json.dumps(json.loads((EXAMPLES / n).read_text()))
+             for n in ("post-hsct.json", "sirolimus-azole.fhir.json")]
+    src = tmp_path / "in.ndjson"
+    src.write_text("\n".join([lines[0], "{broken", "", lines[1], '{"diagnosis": {"type": "x"}}']) + "\n")
+    out = tmp_path / "out.ndjson"
+    r = run("assess", "--batch", str(src), "-o", str(out), "--no-progress", "--as-of", "2026-11-25")
+    assert r.exit_code == 0, r.output
+    results = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["line"] for x in results] == [1, 2, 4, 5]
+    assert [x["ok"] for x in results] == [True, False, True, False]
+    assert results[1]["error"]["issues"][0]["path"] == "$"
+    assert "line 2" in r.output and "line 5" in r.output and "patients assessed" in r.output

@@ -1,0 +1,140 @@
+"""Reading FHIR R4 Bundles: usable data is taken, the rest is skipped with a located warning;
+only what makes the assessment unsafe is an error."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipexrx.knowledge import get_kb
+from ipexrx.patient import MalformedInputError, PatientInputError, read_patient
+
+AS_OF = dt.date(2026, 11, 25)
+EXAMPLES = Path(__file__).parents[2] / "examples"
+SUBJ = {"reference": "Patient/p1"}
+
+
+def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    res = [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2020-01-01"},
+           {"resourceType": "Condition", "subject": SUBJ, "code": {"text": "IPEX syndrome"}}, *resources]
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in res]}
+
+
+def _read(doc: Any) -> Any:
+    return read_patient(doc, get_kb(), AS_OF)
+
+
+def _obs(code: str, value: dict[str, Any], date: str = "2026-11-01") -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "subject": SUBJ, "effectiveDateTime": date,
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "valueQuantity": value}
+
+
+def test_example_bundle_reads_brands_rxcui_and_requests() -> None:
+    data = _read(json.loads((EXAMPLES / "sirolimus-azole.fhir.json").read_text()))
+    assert data.diagnosis == "ipex" and data.foxp3_variant
+    by_drug = {m.drug_id: m for m in data.meds}
+    assert by_drug["sirolimus"].status == "active"  # from "Rapamune 1 MG Oral Tablet" text (SBD code not ingredient)
+    assert by_drug["voriconazole"].status == "planned"  # MedicationRequest draft / proposal
+    assert by_drug["voriconazole"].dose is not None and by_drug["voriconazole"].dose.value == 180
+    assert data.weight_kg == pytest.approx(21.5)
+    warnings = {w.path: w.message for w in data.warnings}
+    assert any("Encounter skipped" in m for m in warnings.values())
+    assert any("never guessed" in m for m in warnings.values())
+
+
+def test_loinc_observations_are_converted_with_ucum_units() -> None:
+    data = _read(_bundle(_obs("2160-0", {"value": 0.6, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                                         "code": "mg/dL"}),
+                         _obs("11253-2", {"value": 7.5, "unit": "µg/L"})))
+    values = {r.kind.id: r.value for r in data.labs}
+    assert values["creatinine"] == pytest.approx(53.05, rel=1e-3)
+    assert values["tacrolimus-trough"] == pytest.approx(7.5)
+
+
+def test_observation_without_unit_is_skipped_with_a_located_warning() -> None:
+    data = _read(_bundle(_obs("2160-0", {"value": 0.6})))
+    assert not data.labs
+    w = [w for w in data.warnings if w.path == "$.entry[2].resource"]
+    assert w and "unit" in w[0].message
+
+
+def test_invalid_resource_is_skipped_not_fatal() -> None:
+    bad = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": "abc"}}
+    data = _read(_bundle(bad, {"resourceType": "Encounter", "status": "finished"}))
+    msgs = [w.message for w in data.warnings]
+    assert any("not valid FHIR R4" in m for m in msgs)
+
+
+def test_entered_in_error_and_refuted_are_ignored() -> None:
+    med = {"resourceType": "MedicationStatement", "status": "entered-in-error", "subject": SUBJ,
+           "medicationCodeableConcept": {"text": "tacrolimus"}}
+    data = _read(_bundle(med))
+    assert data.meds == []
+
+
+def test_not_a_bundle_is_refused() -> None:
+    with pytest.raises(MalformedInputError) as err:
+        _read({"resourceType": "Patient", "id": "x"})
+    assert err.value.issues[0].path == "$.resourceType"
+
+
+def test_bundle_without_patient_is_refused() -> None:
+    doc = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    with pytest.raises(PatientInputError) as err:
+        _read(doc)
+    assert "Patient" in str(err.value)
+
+
+def test_absurd_weight_in_a_bundle_is_an_error_located_in_the_bundle() -> None:
+    doc = _bundle(_obs("29463-7", {"value": 400, "unit": "kg"}))
+    with pytest.raises(PatientInputError) as err:
+        _read(doc)
+    assert err.value.issues[0].path.startswith("$.entry[2].resource")
+
+
+def test_negative_dose_in_a_bundle_is_an_error_located_in_the_bundle() -> None:
+    med = {"resourceType": "MedicationStatement", "status": "active", "subject": SUBJ,
+           "medicationCodeableConcept": {"text": "tacrolimus"},
+           "dosage": [{"doseAndRate": [{"doseQuantity": {"value": -1, "unit": "mg"}}]}]}
+    with pytest.raises(PatientInputError) as err:
+        _read(_bundle(med))
+    assert err.value.issues[0].path.startswith("$.entry[2].resource.dosage[0].doseAndRate[0].doseQuantity")
+
+
+def test_dose_in_ml_is_dropped_but_the_drug_is_still_checked() -> None:
+    med = {"resourceType": "MedicationStatement", "status": "active", "subject": SUBJ,
+           "medicationCodeableConcept": {"text": "Rapamune oral solution"},
+           "dosage": [{"doseAndRate": [{"doseQuantity": {"value": 1, "unit": "mL"}}]}]}
+    data = _read(_bundle(med))
+    assert data.meds[0].drug_id == "sirolimus" and data.meds[0].dose is None
+    assert any("volume" in w.message for w in data.warnings)
+
+
+def test_missing_diagnosis_condition_means_unconfirmed_with_a_warning() -> None:
+    doc = _bundle()
+    doc["entry"] = doc["entry"][:1]
+    data = _read(doc)
+    assert data.diagnosis == "unconfirmed"
+    assert any(w.code == "incomplete" for w in data.warnings)
+
+
+def test_ipex_like_condition_and_hsct_procedure() -> None:
+    doc = _bundle({"resourceType": "Procedure", "status": "completed", "subject": SUBJ,
+                   "code": {"text": "Allogeneic stem cell transplant"}, "performedDateTime": "2025-02-01"})
+    doc["entry"][1]["resource"] = {"resourceType": "Condition", "subject": SUBJ,
+                                   "code": {"text": "IPEX-like syndrome, LRBA deficiency"}}
+    data = _read(doc)
+    assert data.diagnosis == "ipex-like" and data.ipex_like_id == "lrba-deficiency"
+    assert data.hsct_status == "done" and data.hsct_date == dt.date(2025, 2, 1)
+
+
+def test_reading_does_not_mutate_the_input() -> None:
+    doc = json.loads((EXAMPLES / "post-hsct.fhir.json").read_text())
+    before = copy.deepcopy(doc)
+    _read(doc)
+    assert doc == before
