@@ -63,7 +63,12 @@ from .models import (
 # Building blocks
 # --------------------------------------------------------------------------------------------
 class _Builder:
-    """Converts knowledge-base pieces into view pieces for one knowledge base."""
+    """Converts knowledge-base pieces into view pieces for one knowledge base.
+
+    Views are made with ``model_construct``: their inputs are the validated knowledge base, and
+    skipping validation means a text lookup never builds a pydantic core schema (start-up budget).
+    The tests re-validate every view's JSON against its model, so a construction error cannot hide.
+    """
 
     def __init__(self, kb: KnowledgeBase):
         self.kb = kb
@@ -78,7 +83,7 @@ class _Builder:
             if c.locator and section is None:
                 section = f"section {c.locator}"
             label = f"{src.title}, {section}" if section else src.title
-            view = CitationView(
+            view = CitationView.model_construct(
                 source=src.id, locator=c.locator, kind=src.kind, title=src.title, section=section, label=label,
                 citation=src.citation, doi=src.doi, pmid=src.pmid, url=src.url, verification=src.verification,
             )
@@ -89,7 +94,7 @@ class _Builder:
         return [self.cite(c) for c in cs]
 
     def stmt(self, s: Statement) -> StatementView:
-        return StatementView(id=s.id, text=s.text, evidence=s.evidence, sources=self.cites(s.sources))
+        return StatementView.model_construct(id=s.id, text=s.text, evidence=s.evidence, sources=self.cites(s.sources))
 
     def opt_stmt(self, s: Statement | None) -> StatementView | None:
         return self.stmt(s) if s is not None else None
@@ -106,7 +111,7 @@ class _Builder:
         return Ref(id=cid, name=c.name if c else cid)
 
     def option(self, o: TherapyOption) -> OptionView:
-        return OptionView(
+        return OptionView.model_construct(
             id=o.id, label=o.label, role=o.role, condition=o.condition,
             drugs=[self.drug_ref(d) for d in o.drugs], drug_classes=[self.class_ref(c) for c in o.drug_classes],
             evidence_level=o.evidence_level, evidence_rank=o.evidence_level.rank,
@@ -119,12 +124,12 @@ class _Builder:
         return [self.option(o) for _, o in indexed]
 
     def manifestation(self, m: Manifestation) -> ManifestationView:
-        return ManifestationView(
+        return ManifestationView.model_construct(
             id=m.id, name=m.name, synonyms=list(m.synonyms),
-            hpo=[CodingView(system=h.system, code=h.code, label=h.label) for h in m.hpo],
+            hpo=[CodingView.model_construct(system=h.system, code=h.code, label=h.label) for h in m.hpo],
             description=self.opt_stmt(m.description), frequency=self.stmts(m.frequency),
             options=self.options(m.therapy), caveats=self.stmts(m.caveats), on_source_page=m.on_source_page,
-            review=ReviewView(date=m.review.date, reviewer=m.review.reviewer),
+            review=ReviewView.model_construct(date=m.review.date, reviewer=m.review.reviewer),
         )
 
 
@@ -170,7 +175,7 @@ def _distinct(cites: Iterable[CitationView]) -> list[CitationView]:
 
 
 def _review(r: Any) -> ReviewView:
-    return ReviewView(date=r.date, reviewer=r.reviewer)
+    return ReviewView.model_construct(date=r.date, reviewer=r.reviewer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,12 +187,12 @@ def summary(kb: KnowledgeBase | None = None) -> SummaryView:
     b = _Builder(kb)
     d = kb.disease
     ids = d.identifiers
-    return SummaryView(
+    return SummaryView.model_construct(
         id=d.id, name=d.name, abbreviation=d.abbreviation, synonyms=list(d.synonyms),
-        gene=GeneView(symbol=d.gene.symbol, hgnc=d.gene.hgnc, location=d.gene.location,
+        gene=GeneView.model_construct(symbol=d.gene.symbol, hgnc=d.gene.hgnc, location=d.gene.location,
                       sources=b.cites(d.gene.sources)),
         inheritance=b.stmt(d.inheritance),
-        identifiers=IdentifiersView(omim=ids.omim, orpha=ids.orpha, mondo=ids.mondo, umls=ids.umls,
+        identifiers=IdentifiersView.model_construct(omim=ids.omim, orpha=ids.orpha, mondo=ids.mondo, umls=ids.umls,
                                     snomed=ids.snomed, icd10=list(ids.icd10), sources=b.cites(ids.sources)),
         cure=b.stmt(d.cure),
         principles=b.stmts(d.principles),
@@ -196,17 +201,18 @@ def summary(kb: KnowledgeBase | None = None) -> SummaryView:
         hsct_evidence=b.stmts(d.hsct_evidence),
         surveillance=b.stmts(d.surveillance),
         ipex_like=[
-            IpexLikeView(
+            IpexLikeView.model_construct(
                 id=x.id, name=x.name, synonyms=list(x.synonyms),
-                gene=GeneView(symbol=x.gene.symbol, hgnc=x.gene.hgnc, location=x.gene.location,
+                gene=GeneView.model_construct(symbol=x.gene.symbol, hgnc=x.gene.hgnc, location=x.gene.location,
                               sources=b.cites(x.gene.sources)),
                 inheritance=b.stmt(x.inheritance),
-                identifiers=[CodingView(system=c.system, code=c.code, label=c.label) for c in x.identifiers],
+                identifiers=[CodingView.model_construct(system=c.system, code=c.code, label=c.label)
+                             for c in x.identifiers],
                 features=b.stmts(x.features), therapies=b.options(x.therapies),
             )
             for x in kb.ipex_like.values()
         ],
-        content=ContentInfo(content_version=kb.meta.content_version, released=kb.meta.released,
+        content=ContentInfo.model_construct(content_version=kb.meta.content_version, released=kb.meta.released,
                             source_page=kb.meta.source_page, disclaimer=kb.meta.disclaimer),
     )
 
@@ -233,11 +239,12 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         if did not in inter.drugs:
             continue
         other = next((x for x in inter.drugs if x != did), did)
-        interactions.append(InteractionView(
+        interactions.append(InteractionView.model_construct(
             id=iid, drug=b.drug_ref(did), other=b.drug_ref(other), severity=inter.severity,
             mechanism=b.stmt(inter.mechanism), effect=b.opt_stmt(inter.effect),
             instructions=[
-                InstructionView(kind=i.kind, applies_to=b.drug_ref(i.applies_to) if i.applies_to else None,
+                InstructionView.model_construct(
+                    kind=i.kind, applies_to=b.drug_ref(i.applies_to) if i.applies_to else None,
                                 dose_fraction=i.dose_fraction, separation_hours=i.separation_hours,
                                 text=b.stmt(i.text))
                 for i in inter.instructions
@@ -257,7 +264,8 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
                 if hit is None:
                     continue
                 via = b.class_ref(hit)
-            uses.append(DrugUseView(disorder=disorder, manifestation=manifestation, option_id=o.id, label=o.label,
+            uses.append(DrugUseView.model_construct(
+                disorder=disorder, manifestation=manifestation, option_id=o.id, label=o.label,
                                     role=o.role, condition=o.condition, evidence_level=o.evidence_level,
                                     via_class=via))
 
@@ -268,10 +276,11 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
 
     statement_ids = {s.id for s in _walk_statements(drug) if s.id}
     literature = [
-        LiteratureView(
+        LiteratureView.model_construct(
             id=eid, title=ev.title, design=ev.design, population=ev.population,
-            source=b.cite(Citation(source=ev.source)),
-            findings=[LiteratureFinding(id=f.id, text=f.text, evidence=f.evidence) for f in ev.findings],
+            source=b.cite(Citation.model_construct(source=ev.source, locator=None)),
+            findings=[LiteratureFinding.model_construct(id=f.id, text=f.text, evidence=f.evidence)
+                      for f in ev.findings],
         )
         for eid, ev in kb.evidence.items()
         if f"drug:{did}" in ev.supports or any(s.partition(":")[2] in statement_ids
@@ -279,9 +288,10 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
     ]
 
     sf = drug.safety
-    mono = DrugMonograph(
+    mono = DrugMonograph.model_construct(
         id=did, name=drug.name, synonyms=list(drug.synonyms),
-        brands=[BrandView(name=br.name, note=br.note, sources=b.cites(br.sources)) for br in drug.brands],
+        brands=[BrandView.model_construct(name=br.name, note=br.note, sources=b.cites(br.sources))
+                for br in drug.brands],
         classes=[b.class_ref(c) for c in drug.classes],
         class_ancestors=[b.class_ref(c) for c in closure if c not in drug.classes],
         role=drug.role, on_source_page=drug.on_source_page, routes=list(drug.routes),
@@ -289,21 +299,24 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         identity=b.opt_stmt(drug.identity), mechanism=b.stmts(drug.mechanism), targets=list(drug.targets),
         pharmacology=b.stmts(drug.pharmacology), approvals=b.stmts(drug.approvals), uses=b.stmts(drug.uses),
         evidence_in_ipex=b.stmts(drug.evidence_in_ipex), literature=literature,
-        codes=CodesView(rxcui=drug.codes.rxcui, rxcui_note=drug.codes.rxcui_note,
-                        atc=[AtcView(code=a.code, scope=a.scope, current=a.current, note=a.note)
+        codes=CodesView.model_construct(rxcui=drug.codes.rxcui, rxcui_note=drug.codes.rxcui_note,
+                        atc=[AtcView.model_construct(code=a.code, scope=a.scope, current=a.current, note=a.note)
                              for a in drug.codes.atc],
                         sources=b.cites(drug.codes.sources)),
-        safety=SafetyView(
+        safety=SafetyView.model_construct(
             boxed_warnings=b.stmts(sf.boxed_warnings), warnings=b.stmts(sf.warnings),
-            screening=[ScreeningView(id=s.id, parameter=s.parameter.value, tests=list(s.tests), when=s.when,
+            screening=[ScreeningView.model_construct(
+                id=s.id, parameter=s.parameter.value, tests=list(s.tests), when=s.when,
                                      action_if_positive=b.opt_stmt(s.action_if_positive),
                                      statement=b.stmt(s.statement)) for s in sf.screening],
-            monitoring=[MonitoringView(id=m.id, parameter=m.parameter.value, interval_days=m.interval_days,
+            monitoring=[MonitoringView.model_construct(
+                id=m.id, parameter=m.parameter.value, interval_days=m.interval_days,
                                        interval_basis=b.opt_stmt(m.interval_basis), statement=b.stmt(m.statement))
                         for m in sf.monitoring],
-            vaccines=VaccineView(live_vaccines=sf.vaccines.live_vaccines, statement=b.stmt(sf.vaccines.statement))
+            vaccines=VaccineView.model_construct(live_vaccines=sf.vaccines.live_vaccines,
+                                                 statement=b.stmt(sf.vaccines.statement))
             if sf.vaccines else None,
-            target_ranges=[TargetRangeView(parameter=t.parameter, low=t.low, high=t.high, unit=t.unit,
+            target_ranges=[TargetRangeView.model_construct(parameter=t.parameter, low=t.low, high=t.high, unit=t.unit,
                                            matrix=t.matrix, context=t.context, statement=b.stmt(t.statement))
                            for t in sf.target_ranges],
         ),
@@ -335,9 +348,9 @@ def class_view(query: str, kb: KnowledgeBase | None = None) -> ClassView:
     for did, d in kb.drugs.items():
         via = next((c for c in d.classes if c == cid or cid in _ancestors(kb, c)), None)
         if via is not None:
-            members.append(ClassMember(id=did, name=d.name, via=b.class_ref(via)))
+            members.append(ClassMember.model_construct(id=did, name=d.name, via=b.class_ref(via)))
     members.sort(key=lambda m: m.name.casefold())
-    return ClassView(
+    return ClassView.model_construct(
         id=cid, name=cls.name, synonyms=list(cls.synonyms), atc=list(cls.atc), summary=b.stmts(cls.summary),
         parent=b.class_ref(cls.parent) if cls.parent else None,
         ancestors=[b.class_ref(a) for a in _ancestors(kb, cid)],
@@ -366,12 +379,13 @@ def list_sources(kb: KnowledgeBase | None = None) -> SourcesView:
     kb = resolve_kb(kb)
     counts = memo(kb, "citation-counts", _citation_counts)
     views = [
-        SourceView(
+        SourceView.model_construct(
             id=s.id, kind=s.kind, title=s.title, citation=s.citation, doi=s.doi, pmid=s.pmid, url=s.url,
-            product=s.product, sections=[SectionView(locator=k, heading=v) for k, v in s.sections.items()],
+            product=s.product,
+            sections=[SectionView.model_construct(locator=k, heading=v) for k, v in s.sections.items()],
             accessed=s.accessed, verification=s.verification, note=s.note, cited=counts.get(s.id, 0),
         )
         for s in kb.sources.values()
     ]
     views.sort(key=lambda v: (_KIND_ORDER.get(v.kind.value, 9), v.id))
-    return SourcesView(sources=views)
+    return SourcesView.model_construct(sources=views)
