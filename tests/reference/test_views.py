@@ -216,3 +216,17 @@ def test_a_name_of_another_kind_points_to_the_right_command() -> None:
     with pytest.raises(NotFoundError) as err2:
         find_class("sirolimus")
     assert err2.value.elsewhere == ["drug sirolimus"]
+
+
+def test_every_record_builds_a_view_that_its_model_accepts() -> None:
+    # views are built without validation (model_construct); re-validating each one proves the
+    # construction matches the published models for all content, not just the examples above
+    kb = get_kb()
+    views: list[BaseModel] = [summary(), list_sources()]
+    views += [drug_monograph(d) for d in kb.drugs]
+    views += [manifestation_view(m) for m in kb.manifestations]
+    views += [class_view(c) for c in kb.classes]
+    for v in views:
+        assert type(v).model_validate_json(v.model_dump_json()) == v
+    for d in kb.drugs:
+        _assert_every_statement_sourced(drug_monograph(d))
