@@ -75,7 +75,8 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
                     if r["resourceType"] == segs[0] and r.get("id") == segs[1]:
                         self._send(200, r)
                         return
-                self._send(404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]})
+                self._send(404, {"resourceType": "OperationOutcome",
+                                 "issue": [{"severity": "error", "code": "not-found"}]})
                 return
             q = parse_qs(parts.query)
             rtype, pid = segs[0], q.get("patient", [""])[0]
@@ -231,7 +232,7 @@ def test_wrong_hook_missing_patient_and_foreign_prefetch_are_precise_4xx(dev_cli
     assert resp.status_code == 404 and "ipexrx-patient-view" in resp.json()["suggestions"]
     resp = dev_client.post("/cds-services/ipexrx-patient-view", content=b"{not json",
                            headers={"Content-Type": "application/json"})
-    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "$"
+    assert resp.status_code == 400 and resp.json()["issues"][0]["path"] == "$"
 
 
 def test_missing_prefetch_without_fhir_server_is_412_with_an_operation_outcome(dev_client: TestClient) -> None:

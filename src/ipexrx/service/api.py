@@ -7,14 +7,16 @@ closest matches; a name that fits several records is a 409 listing them (we neve
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .. import __version__
+from ..assess.models import Assessment
 from ..reference.models import ClassView, DrugMonograph, ManifestationView, SearchResults, SourcesView, SourceView
 from ..reference.models import SummaryView as SummaryModel
 from .errors import ERROR_RESPONSES, ApiError, ErrorBody
@@ -182,3 +184,57 @@ def page_for_record(kind: str, rid: str) -> str:
             "ipex-like": f"/#ipex-like-{rid}", "evidence": f"/sources#evidence-{rid}"}.get(kind, "/")
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Assessment
+# --------------------------------------------------------------------------------------------
+ASSESS_EXAMPLES: dict[str, Any] = {
+    "patient": {"summary": "ipexrx patient JSON", "value": {
+        "diagnosis": {"type": "ipex"}, "demographics": {"age_years": 6, "weight_kg": 18.4},
+        "medications": [{"drug": "tacrolimus", "dose": "1 mg", "frequency": "q12h"},
+                        {"drug": "cyclosporine", "status": "planned"}]}},
+    "bundle": {"summary": "FHIR R4 Bundle", "value": {
+        "resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2020-01-05"}},
+            {"resource": {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+                          "code": {"text": "IPEX syndrome"}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
+                          "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "sirolimus"}}},
+        ]}},
+}
+
+
+def run_assessment(payload: Any, as_of: dt.date | None) -> Any:
+    """assess(), with patient-input errors turned into a located 422."""
+    from ..assess import assess
+    from ..patient import PatientInputError
+
+    try:
+        return assess(payload, as_of=as_of)
+    except PatientInputError as exc:
+        raise ApiError(422, type(exc).__name__, exc.summary, issues=[i.to_dict() for i in exc.issues]) from None
+
+
+@router.post(
+    "/assess",
+    response_model=Assessment,
+    responses={**ERROR_RESPONSES, 400: {"model": ErrorBody, "description": "The body is not JSON."},
+               200: {"description": "The assessment (format=json) or a FHIR R4 Bundle of DetectedIssue and "
+                     "RequestGroup (format=fhir)."}},
+    tags=["Assessment"],
+    summary="Assess a patient (ipexrx patient JSON or a FHIR R4 Bundle): cited options and alerts",
+)
+def post_assess(
+    payload: dict[str, Any] = Body(..., openapi_examples=ASSESS_EXAMPLES,
+                                   description="An ipexrx patient record (docs/patient-format.md) or a FHIR R4 "
+                                   "Bundle (resourceType 'Bundle')."),
+    as_of: dt.date | None = Query(None, description="Date monitoring intervals are measured to (default today)."),
+    format: Literal["json", "fhir"] = Query("json", description="json: ipexrx assessment; fhir: FHIR R4 Bundle."),
+) -> Response:
+    result = run_assessment(payload, as_of)
+    if format == "fhir":
+        import json
+
+        return Response(json.dumps(result.to_fhir()), media_type="application/fhir+json")
+    return _json(result)

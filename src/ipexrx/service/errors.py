@@ -94,7 +94,7 @@ def validation_issues(errors: list[Any]) -> list[dict[str, str]]:
                         "got": f"invalid JSON ({ctx.get('error', 'parse error')})"})
             continue
         expected = msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
-        expected = expected.removeprefix("Value error, ")
+        expected = expected.removeprefix("Value error, ").replace("a valid dictionary", "a JSON object")
         if err.get("type") == "missing":
             expected = "this field (required)"
         out.append({"path": _path(err.get("loc", ())), "expected": expected, "got": _got(err)})
@@ -108,7 +108,12 @@ async def api_error_handler(_request: Request, exc: Exception) -> JSONResponse:
 
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    issues = validation_issues(list(exc.errors()))
+    errors = list(exc.errors())
+    issues = validation_issues(errors)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        body = ErrorBody(error="invalid_json", message=f"the request body is not valid JSON: {issues[0]['got']}",
+                         issues=[IssueModel(**i) for i in issues])
+        return JSONResponse(body.model_dump(), status_code=400)
     n = len(issues)
     first = f"{issues[0]['path']}: expected {issues[0]['expected']}, got {issues[0]['got']}" if issues else ""
     body = ErrorBody(error="invalid_request", message=f"the request has {n} problem(s); first: {first}",

@@ -1,5 +1,5 @@
-// Reads an uploaded patient JSON / FHIR Bundle file into the text area (nothing leaves the browser
-// until the form is submitted to this server).
+// Reads an uploaded patient JSON / FHIR Bundle file (or a bundled example) into the text area.
+// Nothing leaves the browser until the form is submitted to this server.
 (function () {
   var file = document.getElementById("patient-file");
   var text = document.getElementById("patient");
@@ -10,5 +10,12 @@
     var reader = new FileReader();
     reader.onload = function () { text.value = reader.result; };
     reader.readAsText(f);
+  });
+  document.querySelectorAll("a[data-example]").forEach(function (a) {
+    a.addEventListener("click", function (ev) {
+      ev.preventDefault();
+      fetch(a.getAttribute("data-example")).then(function (r) { return r.text(); })
+        .then(function (t) { text.value = t; text.focus(); });
+    });
   });
 })();

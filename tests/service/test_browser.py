@@ -1,0 +1,141 @@
+"""Browser tests: Playwright for Python driving Debian's chromium (/usr/bin/chromium) against a
+real uvicorn server on loopback: search, open a monograph, follow a citation, run an assessment
+from an uploaded file, print view, and basic accessibility of every page kind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+EXAMPLES = Path(__file__).parents[2] / "src" / "ipexrx" / "service" / "static"
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at /usr/bin/chromium "
+                       "(.ci/run installs it with apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    from ipexrx.service import Settings, create_app
+
+    db = tmp_path_factory.mktemp("browser") / "ipexrx.sqlite3"
+    app = create_app(Settings(database_url=f"sqlite:///{db}"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    ctx.close()
+
+
+def test_instant_search_finds_a_drug_by_a_misspelt_synonym_and_opens_its_monograph(page: Any, server: str) -> None:
+    page.goto(f"{server}/search")
+    page.get_by_label("Drug, brand, synonym").fill("rapamycine")
+    link = page.locator("#results a", has_text="sirolimus").first
+    link.wait_for()
+    assert "result(s)" in page.locator("#search-status").inner_text()
+    link.click()
+    page.wait_for_url(f"{server}/drugs/sirolimus")
+    assert page.locator("h1").inner_text() == "sirolimus"
+
+
+def test_monograph_has_the_clinical_sections_and_each_citation_leads_to_its_source(page: Any, server: str) -> None:
+    page.goto(f"{server}/drugs/Prograf")  # a brand redirects to the canonical page
+    assert page.url == f"{server}/drugs/tacrolimus"
+    headings = page.locator("h2").all_inner_texts()
+    for wanted in ("Identity and class", "Mechanism", "Pharmacology", "Evidence in IPEX", "Boxed warnings",
+                   "Screening before the first dose", "Monitoring", "Interactions", "Sources"):
+        assert wanted in headings, (wanted, headings)
+    cite = page.locator("#mechanism + ul .cite a").first
+    target = cite.get_attribute("href").split("#", 1)[1]
+    cite.click()
+    page.wait_for_url(f"{server}/sources#{target}")
+    assert page.locator(f"[id='{target}']").count() == 1
+
+
+def test_assessment_from_an_uploaded_file_shows_the_cited_report(page: Any, server: str) -> None:
+    page.goto(f"{server}/assess")
+    page.get_by_label("Patient file").set_input_files(str(EXAMPLES / "example-patient.json"))
+    page.wait_for_function("document.getElementById('patient').value.includes('ipexrx-patient/1')")
+    page.get_by_label("Assessment date").fill("2026-11-25")
+    page.get_by_role("button", name="Assess").click()
+    page.locator("#report").wait_for()
+    alerts = page.locator(".alert")
+    assert alerts.count() >= 3
+    assert "CRITICAL" in alerts.first.inner_text()
+    assert page.locator(".alert .cite a").count() >= 3  # each alert cites its sources
+
+
+def test_assessment_of_a_bad_record_shows_located_errors(page: Any, server: str) -> None:
+    page.goto(f"{server}/assess")
+    page.get_by_label("Patient JSON or FHIR Bundle").fill('{"diagnosis": {"type": "ipex"}, "medicatons": []}')
+    page.get_by_role("button", name="Assess").click()
+    err = page.locator("#assess-error")
+    err.wait_for()
+    assert "$.medicatons" in err.inner_text()
+
+
+def test_print_view_hides_navigation_and_renders_to_pdf(page: Any, server: str) -> None:
+    page.goto(f"{server}/drugs/sirolimus")
+    assert page.locator("header.site").is_visible()
+    page.emulate_media(media="print")
+    assert not page.locator("header.site").is_visible()
+    assert not page.locator("form[role=search]").first.is_visible()
+    assert page.locator("p.print-only").is_visible()  # content version and page URL on paper
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 20000
+
+
+@pytest.mark.parametrize("path", ["/", "/drugs", "/drugs/rituximab", "/manifestations/enteropathy",
+                                  "/classes/calcineurin-inhibitors", "/sources", "/search?q=tacrolimus", "/assess"])
+def test_pages_have_one_h1_labelled_inputs_and_a_language(page: Any, server: str, path: str) -> None:
+    page.goto(server + path)
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").count() == 1
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, textarea, select')]
+        .filter(el => el.type !== 'hidden' && !el.labels.length && !el.getAttribute('aria-label'))
+        .map(el => el.id || el.name)""")
+    assert unlabelled == []
+    levels = page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1])")
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), levels  # no skipped levels
