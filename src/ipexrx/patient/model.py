@@ -152,14 +152,35 @@ class PatientRecord(_In):
     infections: list[Infection] = Field(default_factory=list, max_length=200)
 
 
+_SIMPLE = {"float_parsing": "a number", "float_type": "a number", "int_type": "a whole number",
+           "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "text",
+           "list_type": "a list", "dict_type": "an object", "model_type": "an object", "model_attributes_type":
+           "an object", "date_type": "a date (YYYY-MM-DD)", "date_parsing": "a date (YYYY-MM-DD)",
+           "date_from_datetime_parsing": "a date (YYYY-MM-DD)", "date_from_datetime_inexact": "a date (YYYY-MM-DD)",
+           "finite_number": "a finite number", "string_too_short": "non-empty text",
+           "string_too_long": "shorter text"}
+_BOUNDS = {"less_than_equal": ("le", "<="), "greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than": ("lt", "<")}
+
+
 def _expected(err: Any) -> str:
     t = err["type"]
+    ctx = err.get("ctx") or {}
     if t == "missing":
         return "this required field"
     if t == "extra_forbidden":
         return "no such field (check spelling; see docs/patient-format.md)"
     if t == "literal_error":
-        return "one of " + str(err.get("ctx", {}).get("expected", ""))
+        return "one of " + str(ctx.get("expected", ""))
+    if t in _BOUNDS:
+        key, sign = _BOUNDS[t]
+        return f"a number {sign} {ctx.get(key)}"
+    if t == "string_pattern_mismatch":
+        return f"text matching {ctx.get('pattern')}"
+    if t == "too_long":
+        return f"at most {ctx.get('max_length')} items"
+    if t in _SIMPLE:
+        return _SIMPLE[t]
     return str(err["msg"]).removeprefix("Value error, ")
 
 
