@@ -265,49 +265,75 @@ def _precompute_static(design: Design) -> None:
 
 def individual_parameters(design: Design, eta: np.ndarray) -> dict[str, np.ndarray]:
     """Individual parameters for a batch of ETA rows: each value has shape (B, n_seg)."""
-    model = design.model
-    eta = np.atleast_2d(eta)
-    B = eta.shape[0]
-    env: dict[str, Any] = {k: v.value for k, v in model.spec.thetas.items()}
-    env.update({k: v[None, :] for k, v in design.cov.items()})
-    out: dict[str, np.ndarray] = {}
-    eta_of = {pi: k for k, pi in enumerate(model.eta_param_index)}
-    for i, name in enumerate(model.param_names):
-        if name in design.static:
-            val: Any = design.static[name][None, :]
-        else:
-            val = model.param_exprs[i](env)
-            if i in eta_of:
-                e = eta[:, eta_of[i]][:, None]
-                kind = model.param_iiv[i]
-                if kind == "exponential":
-                    val = val * np.exp(e)
-                elif kind == "additive":
-                    val = val + e
-                else:  # proportional
-                    val = val * (1.0 + e)
-        val = np.broadcast_to(val, (B, design.n_seg))
-        out[name] = val
-        env[name] = val
-    return out
+    return _Ctx(design, np.atleast_2d(eta)).params
 
 
-def _eval(expr: Any, params: dict[str, np.ndarray], design: Design, B: int) -> np.ndarray:
-    env: dict[str, Any] = {k: v.value for k, v in design.model.spec.thetas.items()}
-    env.update({k: v[None, :] for k, v in design.cov.items()})
-    env.update(params)
-    return np.broadcast_to(expr(env), (B, design.n_seg))
+class _Ctx:
+    """Evaluation context of one prediction call: the symbol table shared by every formula."""
+
+    __slots__ = ("B", "S", "env", "params")
+
+    def __init__(self, design: Design, eta: np.ndarray) -> None:
+        model = design.model
+        B = eta.shape[0]
+        S = design.n_seg
+        self.B, self.S = B, S
+        env: dict[str, Any] = design.static.get("__env0__")  # type: ignore[assignment]
+        if env is None:
+            env = {k: v.value for k, v in model.spec.thetas.items()}
+            env.update({k: v[None, :] for k, v in design.cov.items()})
+            design.static["__env0__"] = env  # type: ignore[assignment]
+        env = dict(env)
+        params: dict[str, np.ndarray] = {}
+        eta_of = design.static.get("__etaof__")
+        if eta_of is None:
+            eta_of = {pi: k for k, pi in enumerate(model.eta_param_index)}
+            design.static["__etaof__"] = eta_of  # type: ignore[assignment]
+        for i, name in enumerate(model.param_names):
+            if name in design.static:
+                val: Any = design.static[name][None, :]
+            else:
+                val = model.param_exprs[i](env)
+                k = eta_of.get(i)  # type: ignore[union-attr]
+                if k is not None:
+                    e = eta[:, k][:, None]
+                    kind = model.param_iiv[i]
+                    if kind == "exponential":
+                        val = val * np.exp(e)
+                    elif kind == "additive":
+                        val = val + e
+                    else:  # proportional
+                        val = val * (1.0 + e)
+            val = np.asarray(val)
+            if val.shape != (B, S):
+                val = np.broadcast_to(val, (B, S))
+            params[name] = val
+            env[name] = val
+        self.env = env
+        self.params = params
+
+    def eval(self, expr: Any) -> np.ndarray:
+        v = expr.constant_value
+        if v is not None:
+            return np.full((self.B, self.S), v)
+        val = np.asarray(expr(self.env))
+        return val if val.shape == (self.B, self.S) else np.broadcast_to(val, (self.B, self.S))
+
+
+def _dtype(ctx: _Ctx) -> Any:
+    return complex if any(np.iscomplexobj(v) for v in ctx.params.values()) else float
 
 
 # ----------------------------------------------------------------------------------------------
 # Linear system: eigenvalues block by block, projectors by Sylvester's formula
 
 
-def rate_matrix(design: Design, params: dict[str, np.ndarray], B: int, dtype: Any) -> np.ndarray:
+def rate_matrix(design: Design, ctx: _Ctx, dtype: Any) -> np.ndarray:
+    B = ctx.B
     m = len(design.model.spec.compartments)
     K = np.zeros((B, design.n_seg, m, m), dtype=dtype)
     for a, b, expr in design.model.flows:
-        k = _eval(expr, params, design, B)
+        k = ctx.eval(expr)
         K[:, :, a, a] -= k
         if b is not None:
             K[:, :, b, a] += k
@@ -333,14 +359,17 @@ def eigen_projectors(K: np.ndarray, blocks: list[list[int]]) -> tuple[np.ndarray
     # near-coincident eigenvalues (e.g. KA == k) make Sylvester's formula ill-conditioned: separate them
     # by a relative 1e-7 (the prediction error this causes is of the same relative order)
     lr = lam.real
-    for k in range(m):
-        for j in range(k):
-            gap = np.abs(lr[..., k] - lr[..., j])
-            scale = np.maximum(np.abs(lr[..., k]), np.abs(lr[..., j]))
-            close = gap < 1e-7 * scale
-            if np.any(close):
-                lam[..., k] = np.where(close, lam[..., k] * (1 + 2e-7), lam[..., k])
-                lr = lam.real
+    if m > 1:
+        srt = np.sort(lr, axis=-1)
+        gaps = np.diff(srt, axis=-1)
+        if np.any(gaps < 1e-7 * np.abs(srt[..., 1:])):
+            for k in range(m):
+                for j in range(k):
+                    gap = np.abs(lr[..., k] - lr[..., j])
+                    close = gap < 1e-7 * np.maximum(np.abs(lr[..., k]), np.abs(lr[..., j]))
+                    if np.any(close):
+                        lam[..., k] = np.where(close, lam[..., k] * (1 + 2e-7), lam[..., k])
+                        lr = lam.real
     eye = np.eye(m)
     P = np.empty(K.shape[:-2] + (m, m, m), dtype=K.dtype)
     for k in range(m):
@@ -369,21 +398,22 @@ def _dose_groups(design: Design) -> list[tuple[int, np.ndarray, np.ndarray]]:
     return g  # type: ignore[return-value]
 
 
-def dose_quantities(design: Design, params: dict[str, np.ndarray], B: int) -> tuple[np.ndarray, ...]:
+def dose_quantities(design: Design, ctx: _Ctx) -> tuple[np.ndarray, ...]:
     """Per-dose bioavailable amount, lag and infusion duration, each (B, D)."""
     model = design.model
     D = len(design.d_time)
-    dtype = np.result_type(*[v.dtype for v in params.values()]) if params else float
+    B = ctx.B
+    dtype = _dtype(ctx)
     F = np.ones((B, D), dtype=dtype)
     lag = np.zeros((B, D), dtype=dtype)
     dur = np.zeros((B, D), dtype=dtype)
     for c, sel, seg in _dose_groups(design):
-        f = _eval(model.dose_f[c], params, design, B)[:, seg]
+        f = ctx.eval(model.dose_f[c])[:, seg]
         F[:, sel] = f
         if c in model.dose_lag:
-            lag[:, sel] = _eval(model.dose_lag[c], params, design, B)[:, seg]
+            lag[:, sel] = ctx.eval(model.dose_lag[c])[:, seg]
         if c in model.dose_dur:
-            dd = _eval(model.dose_dur[c], params, design, B)[:, seg]
+            dd = ctx.eval(model.dose_dur[c])[:, seg]
             dur[:, sel] = np.where(design.d_rate[sel] == -2, dd, 0.0)
     amt = design.d_amt * F
     pos_rate = design.d_rate > 0
@@ -421,18 +451,18 @@ def _sp_cache(design: Design) -> _SPCache:
     return c  # type: ignore[return-value]
 
 
-def predict_superposition(design: Design, params: dict[str, np.ndarray]) -> np.ndarray:
+def predict_superposition(design: Design, ctx: _Ctx) -> np.ndarray:
     """Concentrations (B, J) for constant parameters, by superposition of exact single-dose responses."""
     model = design.model
-    B = next(iter(params.values())).shape[0]
-    dtype = np.result_type(*[v.dtype for v in params.values()])
+    B = ctx.B
+    dtype = _dtype(ctx)
     J, D = len(design.o_time), len(design.d_time)
     if not (D and J):
-        return _to_conc(design, params, np.zeros((B, J), dtype=dtype), B)
+        return _to_conc(design, ctx, np.zeros((B, J), dtype=dtype))
     c = _sp_cache(design)
-    K = rate_matrix(design, params, B, dtype)[:, 0]  # (B, m, m)
+    K = rate_matrix(design, ctx, dtype)[:, 0]  # (B, m, m)
     lam, P = eigen_projectors(K, model.blocks)
-    amt, lag, dur = dose_quantities(design, params, B)
+    amt, lag, dur = dose_quantities(design, ctx)
     alpha = -lam[:, :, None, None]  # (B, K, 1, 1)
     Pcd = P[:, :, c.oc, c.dc]  # (B, K, J, D)
     tau = c.tau0[None] - lag[:, None, :] if c.has_lag else c.tau0[None]  # (B|1, J, D)
@@ -466,17 +496,17 @@ def predict_superposition(design: Design, params: dict[str, np.ndarray]) -> np.n
     if np.any(at0):
         contrib = np.where(at0, np.where(c.same, amt[:, None, :], 0.0), contrib)
     A = np.where(active, contrib, 0.0).sum(axis=2)
-    return _to_conc(design, params, A, B)
+    return _to_conc(design, ctx, A)
 
 
-def _to_conc(design: Design, params: dict[str, np.ndarray], A: np.ndarray, B: int) -> np.ndarray:
+def _to_conc(design: Design, ctx: _Ctx, A: np.ndarray) -> np.ndarray:
     model = design.model
     out = np.empty_like(A)
     for k, (_, scale_expr, factor, _) in enumerate(model.outputs):
         sel = design.o_out == k
         if not np.any(sel):
             continue
-        s = _eval(scale_expr, params, design, B)[:, design.o_seg[sel]]
+        s = ctx.eval(scale_expr)[:, design.o_seg[sel]]
         out[:, sel] = A[:, sel] / s * factor
     return out
 
@@ -501,15 +531,15 @@ def _event_list(design: Design, amt_row: np.ndarray, lag_row: np.ndarray, dur_ro
     return ev
 
 
-def predict_propagation(design: Design, params: dict[str, np.ndarray]) -> np.ndarray:
+def predict_propagation(design: Design, ctx: _Ctx) -> np.ndarray:
     """Concentrations (B, J) advancing the state between events with exact matrix exponentials."""
     model = design.model
-    B = next(iter(params.values())).shape[0]
-    dtype = np.result_type(*[v.dtype for v in params.values()])
+    B = ctx.B
+    dtype = _dtype(ctx)
     m = len(model.spec.compartments)
-    K = rate_matrix(design, params, B, dtype)  # (B, S, m, m)
+    K = rate_matrix(design, ctx, dtype)  # (B, S, m, m)
     lam, P = eigen_projectors(K, model.blocks)  # (B, S, m), (B, S, m, m, m)
-    amt, lag, dur = dose_quantities(design, params, B)
+    amt, lag, dur = dose_quantities(design, ctx)
     J = len(design.o_time)
     A_out = np.zeros((B, J), dtype=dtype)
     evs = [_event_list(design, amt[b], lag[b], dur[b]) for b in range(B)]
@@ -571,25 +601,27 @@ def predict_propagation(design: Design, params: dict[str, np.ndarray]) -> np.nda
                 rate = np.zeros_like(rate)
             else:
                 A_out[idx, k] = A[:, design.o_cmt[k]]
-    return _to_conc(design, params, A_out, B)
+    return _to_conc(design, ctx, A_out)
 
 
 def predict(design: Design, eta: np.ndarray, method: str = "auto") -> np.ndarray:
     """Predicted concentrations (B, J) for ETA rows (B, n); complex ETAs give complex-step derivatives."""
-    eta = np.atleast_2d(eta)
-    params = individual_parameters(design, eta)
+    ctx = _Ctx(design, np.atleast_2d(eta))
     if method == "ode" or not design.model.closed_form:
-        return predict_ode(design, params)
+        return predict_ode(design, ctx)
     if method == "propagation" or design.n_seg > 1:
-        return predict_propagation(design, params)
-    return predict_superposition(design, params)
+        return predict_propagation(design, ctx)
+    return predict_superposition(design, ctx)
 
 
 # ----------------------------------------------------------------------------------------------
 # ODE path
 
 
-def predict_ode(design: Design, params: dict[str, np.ndarray], rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+_ODE_METHOD = "DOP853"  # explicit 8th order: accurate and fast for these mildly stiff linear systems
+
+
+def predict_ode(design: Design, ctx: _Ctx, rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
     """Integrate dA/dt = K A + input with scipy's solve_ivp between events (real ETAs only).
 
     Steady state is reached by integrating repeated intervals until the state repeats (relative 1e-12),
@@ -598,12 +630,12 @@ def predict_ode(design: Design, params: dict[str, np.ndarray], rtol: float = 1e-
     from scipy.integrate import solve_ivp
 
     model = design.model
-    B = next(iter(params.values())).shape[0]
-    if any(np.iscomplexobj(v) for v in params.values()):
+    B = ctx.B
+    if _dtype(ctx) != float:
         raise DosingError("the ODE path works on real parameters only")
     m = len(model.spec.compartments)
-    K = rate_matrix(design, params, B, float)
-    amt, lag, dur = dose_quantities(design, params, B)
+    K = rate_matrix(design, ctx, float)
+    amt, lag, dur = dose_quantities(design, ctx)
     J = len(design.o_time)
     out = np.zeros((B, J))
     rec_time = design.rec_time
@@ -614,8 +646,7 @@ def predict_ode(design: Design, params: dict[str, np.ndarray], rtol: float = 1e-
             return A
         s = 0 if design.n_seg == 1 else int(min(np.searchsorted(rec_time, t1, "left"), R - 1))
         Km = K[b, s]
-        sol = solve_ivp(lambda _t, y: Km @ y + rate, (t0, t1), A, method="Radau", rtol=rtol, atol=atol,
-                        jac=lambda _t, _y: Km)
+        sol = solve_ivp(lambda _t, y: Km @ y + rate, (t0, t1), A, method=_ODE_METHOD, rtol=rtol, atol=atol)
         if not sol.success:
             raise DosingError(f"ODE integration failed: {sol.message}")
         return np.asarray(sol.y[:, -1])
@@ -645,7 +676,7 @@ def predict_ode(design: Design, params: dict[str, np.ndarray], rtol: float = 1e-
                 A, rate = np.zeros(m), np.zeros(m)
             else:
                 out[b, k] = A[design.o_cmt[k]]
-    return _to_conc(design, params, out, B)
+    return _to_conc(design, ctx, out)
 
 
 def _ode_ss_state(Km: np.ndarray, c: int, amt: float, dur: float, ii: float, lag: float,
@@ -664,22 +695,21 @@ def _ode_ss_state(Km: np.ndarray, c: int, amt: float, dur: float, ii: float, lag
         if dur > 0:
             r = np.zeros(m)
             r[c] = amt / dur
-            sol = solve_ivp(lambda _t, y: Km @ y + r, (0, dur), A, method="Radau", rtol=rtol, atol=atol,
-                            jac=lambda _t, _y: Km)
+            sol = solve_ivp(lambda _t, y: Km @ y + r, (0, dur), A, method=_ODE_METHOD, rtol=rtol, atol=atol)
             A, t = sol.y[:, -1], dur
-        sol = solve_ivp(lambda _t, y: Km @ y, (t, ii), A, method="Radau", rtol=rtol, atol=atol, jac=lambda _t, _y: Km)
+        sol = solve_ivp(lambda _t, y: Km @ y, (t, ii), A, method=_ODE_METHOD, rtol=rtol, atol=atol)
         return np.asarray(sol.y[:, -1])
 
-    A = np.zeros(m)
-    for _ in range(100000):
-        start = A.copy()
-        if dur <= 0:
-            start[c] += amt
-        new = one_interval(start)
-        if np.max(np.abs(new - A)) <= 1e-13 * max(1.0, float(np.max(np.abs(new)))):
-            A = new
-            break
-        A = new
+    def one_interval_free(A0: np.ndarray) -> np.ndarray:
+        sol = solve_ivp(lambda _t, y: Km @ y, (0, ii), A0, method=_ODE_METHOD, rtol=rtol, atol=atol)
+        return np.asarray(sol.y[:, -1])
+
+    # the interval map is affine, A -> M A + b; its fixed point is the steady state (m + 1 integrations)
+    b = one_interval(np.eye(m)[c] * amt if dur <= 0 else np.zeros(m))
+    M = np.empty((m, m))
+    for i in range(m):
+        M[:, i] = one_interval_free(np.eye(m)[i])
+    A = np.linalg.solve(np.eye(m) - M, b)  # pre-dose state at steady state
     return A
 
 

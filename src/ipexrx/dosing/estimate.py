@@ -397,9 +397,14 @@ def fit(
     method: str = "auto",
     raise_on_failure: bool = True,
     extra_starts: list[np.ndarray] | None = None,
+    scan: bool = True,
 ) -> FitResult:
     """MAP estimate for one subject. Starts at ETA = 0 and from ``n_starts - 1`` prior draws (seeded by
-    model and subject id, so results are reproducible); keeps the lowest objective."""
+    model and subject id, so results are reproducible); keeps the lowest objective.
+
+    ETAs on dose-timing parameters (lag time, modelled infusion duration) make the objective multimodal:
+    an observation can fall before or after the lagged dose. For these, ``scan`` profiles the objective
+    along each such ETA on a grid (one vectorised evaluation) and restarts from the other valleys."""
     design = subject if isinstance(subject, Design) else build_design(model, subject)
     problem = Problem(design, method)
     n = model.n_eta
@@ -416,6 +421,8 @@ def fit(
     if design.n_obs == 0:
         starts = starts[:1]
     opts = newton(problem, np.array(starts), bound)
+    if scan and design.n_obs:
+        opts += _scan_restarts(problem, opts, bound)
     good = [o for o in opts if o.converged and np.isfinite(o.ofv)]
     pool = good or [o for o in opts if np.isfinite(o.ofv)]
     if not pool:
@@ -467,6 +474,46 @@ def fit(
         dv=design.o_dv[sel], blq=design.o_blq[sel], ipred=ev.f, pred=pred, parameters=pvals, warnings=warnings,
         at_bound=at_bound, design=design,
     )
+
+
+def _timing_etas(model: CompiledModel) -> list[int]:
+    """Indices of ETAs that act on lag times or modelled durations (directly or through other parameters)."""
+    names = model.param_names
+    used: set[str] = set()
+    for e in list(model.dose_lag.values()) + list(model.dose_dur.values()):
+        used |= set(e.symbols)
+    changed = True
+    while changed:  # parameters feeding those parameters
+        changed = False
+        for i, pe in enumerate(model.param_exprs):
+            if names[i] in used:
+                new = {x for x in pe.symbols if x in names} - used
+                if new:
+                    used |= new
+                    changed = True
+    return [k for k, pi in enumerate(model.eta_param_index) if names[pi] in used]
+
+
+def _scan_restarts(problem: Problem, opts: list[Optimum], bound: np.ndarray, n_grid: int = 81) -> list[Optimum]:
+    idx = _timing_etas(problem.model)
+    good = [o for o in opts if np.isfinite(o.ofv)]
+    if not idx or not good:
+        return []
+    best = min(good, key=lambda o: o.ofv)
+    starts = []
+    for k in idx:
+        grid = np.linspace(-0.95 * bound[k], 0.95 * bound[k], n_grid)
+        pts = np.repeat(best.eta[None, :], n_grid, axis=0)
+        pts[:, k] = grid
+        v = problem.ofv_batch(pts)
+        step = grid[1] - grid[0]
+        loc = [i for i in range(n_grid) if np.isfinite(v[i]) and (i == 0 or v[i] <= v[i - 1])
+               and (i == n_grid - 1 or v[i] <= v[i + 1]) and abs(grid[i] - best.eta[k]) > 1.5 * step]
+        for i in sorted(loc, key=lambda i: v[i])[:3]:
+            starts.append(pts[i])
+    if not starts:
+        return []
+    return newton(problem, np.array(starts), bound)
 
 
 def map_objective(model: CompiledModel, subject: Subject | Design, eta: np.ndarray, method: str = "auto") -> float:

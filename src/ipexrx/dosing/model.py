@@ -467,3 +467,13 @@ def get_model(name: str, directory: Path | None = None) -> CompiledModel:
 
 def all_models(directory: Path | None = None) -> list[CompiledModel]:
     return [get_model(f.stem, directory) for f in list_model_files(directory)]
+
+
+def with_thetas(model: CompiledModel, **values: float) -> CompiledModel:
+    """A copy of ``model`` with some typical values replaced (sensitivity analyses, validation tests)."""
+    thetas = dict(model.spec.thetas)
+    for k, v in values.items():
+        if k not in thetas:
+            raise ModelError(f"model {model.id} has no theta {k!r}; thetas: {', '.join(thetas)}")
+        thetas[k] = thetas[k].model_copy(update={"value": float(v), "source": "overridden by the caller"})
+    return compile_model(model.spec.model_copy(update={"thetas": thetas}), None)

@@ -1,0 +1,122 @@
+"""The closed-form engine against the ODE solver, steady state against repeated dosing, NOCB covariates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ipexrx.dosing.data import Record, Subject, read_nmtran
+from ipexrx.dosing.engine import build_design, predict
+from ipexrx.dosing.model import get_model
+
+
+def _subject(records: list[Record], sid: str = "1") -> Subject:
+    return Subject(sid, records)
+
+
+def _agree(model_id: str, subject: Subject, eta: np.ndarray, rtol: float = 1e-7) -> np.ndarray:
+    m = get_model(model_id)
+    d = build_design(m, subject)
+    cf = predict(d, eta[None]).real[0]
+    ode = predict(d, eta[None], "ode")[0]
+    prop = predict(d, eta[None], "propagation").real[0]
+    scale = np.max(np.abs(ode))
+    np.testing.assert_allclose(cf, ode, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(prop, ode, rtol=rtol, atol=rtol * scale)
+    return cf
+
+
+@pytest.mark.parametrize(("model_id", "file", "n_eta"), [
+    ("mapbayr-001", "data_to_fit001.csv", 3), ("mapbayr-006", "data_to_fit006.csv", 4),
+    ("mapbayr-401", "data_to_fit401.csv", 5),
+])
+def test_closed_form_superposition_agrees_with_ode_on_the_mapbayr_examples(data_dir, model_id, file, n_eta):
+    m = get_model(model_id)
+    rng = np.random.default_rng(1)
+    for s in read_nmtran(data_dir / file, m.covariate_names())[:4]:
+        _agree(model_id, s, rng.normal(0, 0.4, n_eta))
+
+
+def test_lag_time_delays_absorption_exactly_and_agrees_with_ode():
+    recs = [Record(time=0, evid=1, amt=100, cmt=1)] + [
+        Record(time=t, cmt=2, dv=1.0) for t in (0.5, 1.0, 1.2, 2.0, 30.0)]
+    f = _agree("nonmem-003", _subject(recs), np.array([0.1, -0.2, 0.3, 0.1]))
+    lag = np.exp(0.1)
+    assert f[0] == 0.0 and f[1] == 0.0  # before the lagged dose arrives: exactly zero (NONMEM's W=1 branch)
+    assert lag < 1.2 and f[2] > 0
+
+
+def test_two_compartment_infusion_agrees_with_ode_during_and_after_the_infusion():
+    recs = [Record(time=0, evid=1, amt=100, cmt=1, rate=40)] + [
+        Record(time=t, cmt=1, dv=1.0) for t in (0.5, 2.5, 3.0, 12.0, 48.0)]
+    _agree("mapbayr-blq", _subject(recs), np.array([0.2, -0.1]))
+
+
+def test_steady_state_bolus_and_infusion_equal_the_limit_of_repeated_doses():
+    m = get_model("mapbayr-blq")
+    eta = np.array([[0.1, 0.05]])
+    for rate in (0.0, 50.0):
+        ss = _subject([Record(time=0, evid=1, amt=100, cmt=1, rate=rate, ii=12, ss=1)]
+                      + [Record(time=t, cmt=1, dv=1.0) for t in (0.5, 3.0, 11.9)])
+        many = _subject([Record(time=-12 * 400, evid=1, amt=100, cmt=1, rate=rate, ii=12, addl=400)]
+                        + [Record(time=t, cmt=1, dv=1.0) for t in (0.5, 3.0, 11.9)])
+        a = predict(build_design(m, ss), eta).real[0]
+        b = predict(build_design(m, many), eta).real[0]
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+        c = predict(build_design(m, ss), eta, "ode")[0]
+        np.testing.assert_allclose(a, c, rtol=1e-7)
+
+
+def test_steady_state_with_lag_time_counts_the_previous_doses_before_the_lag():
+    m = get_model("nonmem-003")
+    eta = np.array([[0.0, 0.0, 0.0, 0.5]])  # lag = e^0.5 = 1.65 h
+    ss = _subject([Record(time=0, evid=1, amt=100, cmt=1, ii=24, ss=1), Record(time=1.0, cmt=2, dv=1.0),
+                   Record(time=5.0, cmt=2, dv=1.0)])
+    many = _subject([Record(time=-24 * 300, evid=1, amt=100, cmt=1, ii=24, addl=300),
+                     Record(time=1.0, cmt=2, dv=1.0), Record(time=5.0, cmt=2, dv=1.0)])
+    a = predict(build_design(m, ss), eta).real[0]
+    b = predict(build_design(m, many), eta).real[0]
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_additional_dose_at_an_observation_time_is_given_after_the_sample():
+    m = get_model("mapbayr-blq")
+    recs = [Record(time=0, evid=1, amt=100, cmt=1, ii=24, addl=2), Record(time=24, cmt=1, dv=1.0)]
+    d = build_design(m, _subject(recs))
+    trough = predict(d, np.zeros((1, 2))).real[0, 0]
+    single = predict(build_design(m, _subject([recs[0].__class__(time=0, evid=1, amt=100, cmt=1),
+                                               Record(time=24, cmt=1, dv=1.0)])), np.zeros((1, 2))).real[0, 0]
+    assert trough == pytest.approx(single, rel=1e-12)
+
+
+def test_time_varying_covariates_use_next_observation_carried_backward(data_dir):
+    m = get_model("mapbayr-301")
+    s = read_nmtran(data_dir / "data_to_fit301.csv", m.covariate_names())[0]
+    d = build_design(m, s)
+    assert d.n_seg == len(s.records)
+    eta = np.array([[0.2, -0.1, 0.1]])
+    prop = predict(d, eta).real[0]
+    ode = predict(d, eta, "ode")[0]
+    np.testing.assert_allclose(prop, ode, rtol=1e-7)
+    # NOCB: the interval (0, 1.5] uses the covariates of the record at 1.5 h (BW 113), not of the dose (BW 77)
+    first = Subject("x", [s.records[0], s.records[1]])
+    d1 = build_design(m, first)
+    const = Subject("y", [Record(time=0, evid=1, amt=10000, cmt=1, covariates={"BW": 113, "SEX": 0}),
+                          Record(time=1.5, cmt=2, dv=1.0, covariates={"BW": 113, "SEX": 0})])
+    a = predict(d1, eta).real[0, 0]
+    b = predict(build_design(m, const), eta).real[0, 0]
+    assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_complex_step_derivatives_match_finite_differences():
+    m = get_model("mapbayr-401")
+    recs = [Record(time=0, evid=1, amt=1000, cmt=1, ii=24, addl=3)] + [
+        Record(time=t, cmt=c, dv=1.0) for t in (2.0, 30.0, 80.0) for c in (2, 3)]
+    d = build_design(m, _subject(recs))
+    eta = np.array([0.1, -0.2, 0.3, 0.05, -0.1])
+    g = predict(d, eta[None] + 1e-20j * np.eye(5)).imag / 1e-20
+    h = 1e-6
+    for i in range(5):
+        e = np.eye(5)[i] * h
+        fd = (predict(d, (eta + e)[None]).real[0] - predict(d, (eta - e)[None]).real[0]) / (2 * h)
+        np.testing.assert_allclose(g[i], fd, rtol=1e-6, atol=1e-7 * np.max(np.abs(fd)))
