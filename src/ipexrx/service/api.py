@@ -221,7 +221,8 @@ def run_assessment(payload: Any, as_of: dt.date | None) -> Any:
     response_model=Assessment,
     responses={**ERROR_RESPONSES, 400: {"model": ErrorBody, "description": "The body is not JSON."},
                200: {"description": "The assessment (format=json) or a FHIR R4 Bundle of DetectedIssue and "
-                     "RequestGroup (format=fhir)."}},
+                     "RequestGroup (format=fhir).",
+                     "content": {"application/fhir+json": {"schema": {"type": "object"}}}}},
     tags=["Assessment"],
     summary="Assess a patient (ipexrx patient JSON or a FHIR R4 Bundle): cited options and alerts",
 )

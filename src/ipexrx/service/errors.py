@@ -45,6 +45,7 @@ class ApiError(Exception):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
     404: {"model": ErrorBody, "description": "Unknown record (with closest matches)."},
     422: {"model": ErrorBody, "description": "The request is malformed; issues locate each problem."},
 }

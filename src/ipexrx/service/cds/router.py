@@ -49,9 +49,11 @@ def _service(service_id: str) -> Any:
 @router.post(
     "/cds-services/{service_id}",
     response_model=CdsResponse,
-    responses={**UNAUTHORIZED, **ERROR_RESPONSES, 400: {"model": ErrorBody, "description": "Wrong hook."},
+    responses={**UNAUTHORIZED, **ERROR_RESPONSES,
+               400: {"model": ErrorBody, "description": "Wrong hook for this service, or the body is not JSON."},
                412: {"description": "Prefetch missing and the FHIR server could not supply it "
-                     "(body: an OperationOutcome)."}},
+                     "(body: an OperationOutcome).",
+                     "content": {"application/fhir+json": {"schema": {"type": "object"}}}}},
     summary="Call a CDS service (patient-view, order-select or order-sign)",
 )
 async def call_service(
