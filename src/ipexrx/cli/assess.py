@@ -204,23 +204,25 @@ def render_assessment(a: Assessment, console: Console) -> None:
     for al in a.alerts:
         _alert(console, al, cites)
 
+    console.print(Text("Manifestations: options, strongest evidence first", style="bold underline"))
+    if not a.manifestations:
+        console.print("  no active manifestations recorded")
     for m in a.manifestations:
         title = f"{m.name}" + (f" ({', '.join(m.hpo)})" if m.hpo else "")
-        if not m.options:
-            console.print(Text(f"\n{title}: {m.note or 'no options'}", style="bold"))
-            continue
-        table = Table(title=title, title_justify="left", show_lines=False, expand=True)
-        table.add_column("Option (strongest evidence first)")
-        table.add_column("Evidence")
-        table.add_column("Patient")
-        table.add_column("Statement / caveats", ratio=3)
-        for o in m.options:
-            mark = "receives" if o.patient_receives else "planned" if o.patient_planned else ""
-            text = o.statement + " " + cites.mark(o.sources)
+        console.print(Text(f"\n{title}", style="bold"))
+        if m.note:
+            console.print(Text(f"  {m.note}", style="dim"))
+        for n, o in enumerate(m.options, start=1):
+            line = Text(f"  {n}. {o.label}", style="bold")
+            line.append(f"  {o.evidence_level}, {o.role}" + (f", {o.condition}" if o.condition else ""), style="")
+            if o.patient_receives:
+                line.append("  [patient receives]", style="bold green")
+            elif o.patient_planned:
+                line.append("  [planned]", style="bold cyan")
+            console.print(line)
+            console.print(Text(f"     {o.statement} {cites.mark(o.sources)}"))
             for c in o.caveats:
-                text += f"\nCaveat: {c}"
-            table.add_row(o.label, f"{o.evidence_level}\n{o.role}", mark, text)
-        console.print(table)
+                console.print(Text(f"     Caveat: {c}", style="dim"))
         for c in m.caveats:
             console.print(Text(f"  Caveat: {c}", style="dim"))
 
