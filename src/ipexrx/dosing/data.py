@@ -181,6 +181,8 @@ def validate_subject(s: Subject, n_cmt: int | None = None) -> None:
         raise DataError(f"subject {s.id}: no records")
     for r in s.records:
         where = f"subject {s.id}" + (f", row {r.row}" if r.row else "") + f" (time {r.time:g})"
+        if not (math.isfinite(r.amt) and math.isfinite(r.rate) and math.isfinite(r.ii)):
+            raise DataError(f"{where}: AMT, RATE and II must be finite numbers")
         if not math.isfinite(r.time):
             raise DataError(f"{where}: TIME must be finite")
         if r.time < prev:
@@ -208,6 +210,8 @@ def validate_subject(s: Subject, n_cmt: int | None = None) -> None:
                     raise DataError(f"{where}: BLQ observation needs LLOQ > 0")
             elif r.dv is None:
                 raise DataError(f"{where}: observation (EVID 0, MDV 0) has no DV")
+            elif not math.isfinite(r.dv):
+                raise DataError(f"{where}: DV must be a finite number, got {r.dv}")
 
 
 def subjects_from_rows(rows: list[dict[str, Any]]) -> list[Subject]:

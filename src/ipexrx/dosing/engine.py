@@ -76,11 +76,17 @@ def _check_covariates(model: CompiledModel, subject: Subject, values: dict[str, 
                 f"got {sorted(set(v.tolist()))}"
             )
         lo, hi = float(np.min(v)), float(np.max(v))
+        if (c.hard_min is not None and lo < c.hard_min) or (c.hard_max is not None and hi > c.hard_max):
+            raise CovariateError(
+                f"subject {subject.id}: covariate {name} ({c.description}) = {lo:g}" + (f"..{hi:g}" if hi != lo else "")
+                + f" is not a plausible value in {c.unit} (expected {c.hard_min:g}-{c.hard_max:g} {c.unit}); check the unit"
+            )
         outside = (c.min is not None and lo < c.min) or (c.max is not None and hi > c.max)
         if outside:
+            rng = f"{c.min if c.min is not None else '-inf'}-{c.max if c.max is not None else 'inf'}"
             msg = (
                 f"covariate {name} = {lo:g}" + (f"..{hi:g}" if hi != lo else "") + f" {c.unit} lies outside the "
-                f"range the model {model.id} was developed on ({c.min:g}-{c.max:g} {c.unit})"
+                f"range the model {model.id} was developed on ({rng} {c.unit})"
             )
             if c.out_of_range == "refuse":
                 raise CovariateError(f"subject {subject.id}: {msg}; the model refuses extrapolation")

@@ -59,6 +59,8 @@ class Covariate(_Strict):
     allowed: list[float] | None = Field(None, description="For categorical codes: the permitted values.")
     default: float | None = Field(None, description="Used when the covariate is absent; None = required.")
     out_of_range: Literal["warn", "refuse"] = "warn"
+    hard_min: float | None = Field(None, description="Physically impossible below this (wrong unit?): always refused.")
+    hard_max: float | None = Field(None, description="Physically impossible above this (wrong unit?): always refused.")
 
     @model_validator(mode="after")
     def _check(self) -> Covariate:
@@ -214,7 +216,8 @@ class DosageForm(_Strict):
     concentration: float | None = Field(None, description="Oral solution/suspension strength, `unit` per mL.")
     unit: str = "mg"
     measurable_ml: float | None = Field(None, description="Smallest measurable volume step for liquids (mL).")
-    source: str | None = None
+    source: str
+    verified: bool = False
 
 
 class ModelSpec(_Strict):
