@@ -1,0 +1,53 @@
+"""Small pieces the rules rely on: frequency parsing, live-vaccine recognition, rule documentation."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from typer.testing import CliRunner
+
+from ipexrx.assess import RULES
+from ipexrx.assess.context import doses_per_day
+from ipexrx.assess.rules.interactions import severity_of
+from ipexrx.cli import get_app
+from ipexrx.knowledge import get_kb
+from ipexrx.patient.vaccines import is_live
+
+
+@pytest.mark.parametrize(("text", "n"), [("once daily", 1), ("BID", 2), ("q12h", 2), ("TID", 3), ("q6h", 4),
+                                         ("every other day", 0.5), ("2 per day", 2), ("1 per 12 hours", 2),
+                                         ("weekly", 1 / 7), ("when needed", None), (None, None)])
+def test_doses_per_day(text: str | None, n: float | None) -> None:
+    assert doses_per_day(text) == (pytest.approx(n) if n is not None else None)
+
+
+@pytest.mark.parametrize(("name", "cvx", "live"), [("MMR", None, True), ("rotavirus (RotaTeq)", None, True),
+                                                   ("x", "21", True), ("BCG", None, True), ("DTaP", None, False),
+                                                   ("inactivated influenza", None, False),
+                                                   ("recombinant zoster (Shingrix)", None, False),
+                                                   ("local vaccine", None, None)])
+def test_live_vaccine_recognition(name: str, cvx: str | None, live: bool | None) -> None:
+    assert is_live(name, cvx) is live
+
+
+def test_every_rule_documents_why() -> None:
+    for name, fn in RULES.items():
+        assert fn.__doc__ and len(fn.__doc__) > 30, name
+        module_doc = inspect.getmodule(fn).__doc__  # type: ignore[union-attr]
+        assert module_doc and "Why" in module_doc, name
+
+
+def test_contraindicated_kb_interactions_map_to_critical() -> None:
+    kb = get_kb()
+    for inter in kb.interactions.values():
+        kinds = {i.kind for i in inter.instructions}
+        if inter.severity.value == "contraindicated" or "do-not-combine" in kinds:
+            assert severity_of(inter).value == "critical", inter.id
+
+
+def test_schema_command_knows_patient_and_assessment() -> None:
+    runner = CliRunner()
+    for name in ("patient", "assessment"):
+        r = runner.invoke(get_app(), ["schema", name])
+        assert r.exit_code == 0 and '"properties"' in r.stdout
