@@ -19,6 +19,7 @@ RULES: dict[str, Rule] = {
     "interactions.label_instruction": interactions.label_instruction,
     "duplication.two_calcineurin_inhibitors": duplication.two_calcineurin_inhibitors,
     "duplication.cni_switch_interval": duplication.cni_switch_interval,
+    "duplication.same_class": duplication.same_class,
     "screening.required_screening": screening.required_screening,
     "monitoring.monitoring_due": monitoring.monitoring_due,
     "results.trough_out_of_range": results.trough_out_of_range,

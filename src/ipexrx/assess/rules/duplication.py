@@ -8,6 +8,10 @@ instruction with ``separation_hours``). Drugs count as calcineurin inhibitors by
 
 A *switch* is one CNI with an ``end_date`` and another starting on or after it; anything else with
 two CNIs not stopped is a combination.
+
+Beyond CNIs, two systemic drugs of the same class among :data:`SAME_CLASS` (two corticosteroids, two
+azoles...) get an info alert: often intended (steroid pulses on maintenance, a switch), sometimes
+an error of reconciliation, and the pharmacist should see it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from ...patient.normalize import Med
 from ...patient.units import fmt_number
 from ..context import Ctx, drug_trigger, status_word
 from ..models import Alert, Severity
+
+SAME_CLASS = ("systemic-corticosteroids", "azole-antifungals", "mtor-inhibitors", "anti-cd20-antibodies",
+              "anti-tnf-agents", "jak-inhibitors", "il6-receptor-antagonists", "antithyroid-agents")
 
 
 def _pair_interactions(ctx: Ctx, a: str, b: str) -> list[Interaction]:
@@ -106,5 +113,31 @@ def cni_switch_interval(ctx: Ctx) -> list[Alert]:
                        f"Label instruction: {timing.text.text}",
                 triggers=[drug_trigger(ctx, first), drug_trigger(ctx, second)],
                 sources=ctx.refs(timing.text),
+            ))
+    return alerts
+
+
+def same_class(ctx: Ctx) -> list[Alert]:
+    """Two systemic drugs of one class in SAME_CLASS, current/planned together (not a dated switch) -> info."""
+    meds = [m for m in ctx.current_and_planned if m.drug_id and m.systemic and not ctx.is_cni(m)]
+    alerts: list[Alert] = []
+    for cls_id in SAME_CLASS:
+        cls = ctx.kb.classes.get(cls_id)
+        members = [m for m in meds if cls_id in ctx.drug(m.drug_id or "").classes]
+        for x, y in combinations(members, 2):
+            if _is_switch(x, y) or _is_switch(y, x):
+                continue
+            name = cls.name if cls else cls_id
+            alerts.append(Alert(
+                id=f"duplication:class:{cls_id}:{x.drug_id}+{y.drug_id}", rule="duplication.same_class",
+                family="duplication", severity=Severity.INFO,
+                summary=f"Two {name}: {ctx.label(x.drug_id or '')} ({status_word(x)}) and "
+                        f"{ctx.label(y.drug_id or '')} ({status_word(y)})",
+                reasoning=f"Both drugs belong to the class '{name}' in the knowledge base; together they may "
+                          "duplicate an effect.",
+                action="Consider checking that both are intended (for example pulses on top of maintenance, or a "
+                       "switch: record the stop date of the first).",
+                triggers=[drug_trigger(ctx, x), drug_trigger(ctx, y)],
+                sources=ctx.refs(*(cls.summary if cls else [])),
             ))
     return alerts

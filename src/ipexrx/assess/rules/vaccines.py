@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ...knowledge.schema import Statement
 from ...patient.normalize import Med, Vaccination
 from ...patient.units import fmt_number
 from ..context import Ctx, doses_per_day, drug_trigger
@@ -97,6 +98,7 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
                 during = _during(m, v.date, ctx.as_of)
                 if during is not False:
                     candidates.append((m, during is True))
+        parts: list[tuple[Med, Severity, str, list[Statement | None]]] = []
         for m, certain in candidates:
             drug = ctx.drug(m.drug_id or "")
             advice = drug.safety.vaccines
@@ -104,7 +106,7 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
                 continue
             if advice is None:
                 sev = Severity.WARNING
-                note = "The KB has no vaccine advice for this drug; it is flagged immunosuppressive."
+                note = "the KB has no vaccine advice for this drug; it is flagged immunosuppressive."
             elif advice.live_vaccines == "dose-dependent":
                 sev, note = _dose_dependent(ctx, m)
             else:
@@ -112,17 +114,23 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
             if not certain and sev is Severity.CRITICAL:
                 sev = Severity.WARNING
                 note += " The record's dates do not show whether the vaccine fell inside the treatment period."
-            verb = "planned" if v.status == "planned" else f"given{f' on {v.date}' if v.date else ''}"
-            alerts.append(Alert(
-                id=f"vaccine:live:{v.path}:{m.drug_id}", rule="vaccines.live_vaccine_under_immunosuppression",
-                family="vaccine", severity=sev,
-                summary=f"Live vaccine {v.name} {verb} under {drug.name}",
-                reasoning=f"{v.name} is a live attenuated vaccine and {drug.name} is immunosuppressive. {note}",
-                action=("Consider deferring the live vaccine and discussing timing with the immunology team."
-                        if v.status == "planned" else
-                        "Consider watching for vaccine-strain infection and discussing with the immunology team."),
-                triggers=[_vacc_trigger(v), drug_trigger(ctx, m)],
-                sources=ctx.refs(advice.statement if advice else None,
-                                 *(drug.safety.boxed_warnings[:1] if advice is None else [])),
-            ))
+            stmts: list[Statement | None] = [advice.statement] if advice else list(drug.safety.boxed_warnings[:1])
+            parts.append((m, sev, f"{drug.name}: {note}", stmts))
+        if not parts:
+            continue
+        sev = min((p[1] for p in parts), key=lambda x: x.rank)
+        names = ", ".join(ctx.label(p[0].drug_id or "") for p in parts)
+        verb = "planned" if v.status == "planned" else f"given{f' on {v.date}' if v.date else ''}"
+        alerts.append(Alert(
+            id=f"vaccine:live:{v.path}", rule="vaccines.live_vaccine_under_immunosuppression",
+            family="vaccine", severity=sev,
+            summary=(f"Live vaccine {v.name} {verb} under immunosuppression ({names})" if sev is not Severity.INFO
+                     else f"Live vaccine {v.name} {verb} while on {names} (below the immunosuppressive dose)"),
+            reasoning=f"{v.name} is a live attenuated vaccine. " + " ".join(p[2] for p in parts),
+            action=("Consider deferring the live vaccine and discussing timing with the immunology team."
+                    if v.status == "planned" else
+                    "Consider watching for vaccine-strain infection and discussing with the immunology team."),
+            triggers=[_vacc_trigger(v), *(drug_trigger(ctx, p[0]) for p in parts)],
+            sources=ctx.refs(*(st for p in parts for st in p[3])),
+        ))
     return alerts
