@@ -38,6 +38,27 @@ _FAMILY_TITLE = {"interaction": "Drug interaction", "duplication": "Duplicate th
                  "infection": "Infection", "dosing": "Dosing", "record": "Record"}
 
 
+def card_uuid(hook_instance: str, seed: str) -> str:
+    """Card and suggestion uuids: stable within one hook call, un-guessable across calls."""
+    return str(uuid.uuid5(CARD_NAMESPACE, hook_instance + seed))
+
+
+@dataclass(frozen=True)
+class CardTemplate:
+    """A wired card without its uuids, so a cached analysis is dressed per call in microseconds."""
+
+    card: dict[str, Any]
+    seed: str
+    suggestion_seeds: tuple[str, ...] = ()
+
+    def instantiate(self, hook_instance: str) -> dict[str, Any]:
+        out = {**self.card, "uuid": card_uuid(hook_instance, self.seed)}
+        if "suggestions" in out:
+            out["suggestions"] = [{**sg, "uuid": card_uuid(hook_instance, seed)}
+                                  for sg, seed in zip(out["suggestions"], self.suggestion_seeds, strict=True)]
+        return out
+
+
 @dataclass(frozen=True)
 class DraftOrder:
     """A draft order of an order-select / order-sign call, as the EHR names it."""
@@ -125,13 +146,12 @@ def alert_card(
         for d in drafts:
             suggestions.append(Suggestion(
                 label=shorten(f"Remove the draft order for {d.drug_label}", 100),
-                uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|{alert.id}|delete|{d.reference}")),
+                uuid=card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}"),
                 actions=[Action(type="delete", description=f"Remove the draft order {d.reference} ({d.drug_label})",
                                 resourceId=d.reference)],
             ))
-    card_uuid = str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|{alert.id}"))
     return Card(
-        uuid=card_uuid,
+        uuid=card_uuid(hook_instance, f"|{alert.id}"),
         summary=shorten(alert.summary),
         detail=detail_markdown(alert, base),
         indicator=alert.severity.value,
@@ -142,10 +162,20 @@ def alert_card(
     )
 
 
+def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder]) -> CardTemplate:
+    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts)
+    seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
+    return CardTemplate(card.wire(), f"|{alert.id}", seeds)
+
+
+def unchecked_template(base: str, reference: str, label: str, why: str) -> CardTemplate:
+    return CardTemplate(unchecked_order_card("", base, reference, label, why).wire(), f"|unchecked|{reference}")
+
+
 def unchecked_order_card(hook_instance: str, base: str, reference: str, label: str, why: str) -> Card:
     """An info card for a draft order we could not read, so silence is never mistaken for "no problem"."""
     return Card(
-        uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}|unchecked|{reference}")),
+        uuid=card_uuid(hook_instance, f"|unchecked|{reference}"),
         summary=shorten(f"ipexrx could not check the draft order for {label}"),
         detail=f"**Why:** {_md(why)}\n\nThe order was not compared with the patient's current medicines; check it "
         "against the IPEX medication reference by hand.\n\n_ipexrx supports, and never replaces, clinical judgement._",

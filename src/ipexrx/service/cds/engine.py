@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..settings import Settings
-from .cards import DraftOrder, alert_card, unchecked_order_card
+from .cards import CardTemplate, DraftOrder, alert_template, unchecked_template
 from .fhir import gather
 from .lenient import bundle_entries, repair_resource
 from .models import CdsRequest
@@ -191,19 +191,37 @@ def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: d
     return Analysis(tuple(alerts), tuple(unchecked))
 
 
+_template_cache: OrderedDict[tuple[int, str], tuple[CardTemplate, ...]] = OrderedDict()
+
+
+def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
+    from ...knowledge import get_kb
+
+    key = (id(analysis), base)
+    hit = _template_cache.get(key)
+    if hit is not None and _template_owner.get(key) is analysis:
+        return hit
+    names = {d.id: d.name for d in get_kb().drugs.values()}
+    out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts))
+                for alert, drafts in analysis.alerts)
+    out += tuple(unchecked_template(base, d.reference, d.drug_label, why) for d, why in analysis.unchecked)
+    _template_cache[key] = out
+    _template_owner[key] = analysis
+    if len(_template_cache) > CACHE_SIZE:
+        old, _ = _template_cache.popitem(last=False)
+        _template_owner.pop(old, None)
+    return out
+
+
+_template_owner: dict[tuple[int, str], Analysis] = {}
+
+
 def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
              as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """The synchronous, CPU-bound part: read the patient, assess, build cards."""
-    from ...knowledge import get_kb
-
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     analysis = analyse(svc, body, values, as_of)
-    names = {d.id: d.name for d in get_kb().drugs.values()}
-    cards = [alert_card(alert, hook_instance=body.hookInstance, base=base, drug_names=names, drafts=list(drafts))
-             for alert, drafts in analysis.alerts]
-    cards += [unchecked_order_card(body.hookInstance, base, d.reference, d.drug_label, why)
-              for d, why in analysis.unchecked]
-    return [c.wire() for c in cards]
+    return [t.instantiate(body.hookInstance) for t in _templates(analysis, base)]
 
 
 async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str) -> list[dict[str, Any]]:

@@ -1,0 +1,213 @@
+"""Load benchmark of ``ipexrx serve`` on loopback with wrk (Debian package ``wrk``).
+
+Starts the server as a user would in production (``ipexrx serve --workers N``, JWT verification
+ON with a real ES384 key set), pre-signs one JWT per request (every ``jti`` is used once, as the
+replay check demands), and drives four scenarios at 32 connections:
+
+* ``discovery``           GET  /cds-services                        (JWT verified)
+* ``drug-page``           GET  /drugs/sirolimus                     (HTML monograph)
+* ``patient-view``        POST /cds-services/ipexrx-patient-view    (JWT, realistic prefetch: the
+                          same patient every time, as when an EHR reopens a chart -> analysis cache hit)
+* ``patient-view-distinct`` the same, but cycling through 1,000 distinct patients (cache miss: the
+                          full FHIR read + assessment on every call)
+
+Prints requests per second, p50 and p99 latency, and non-2xx counts. Usage::
+
+    python benchmarks/service_load.py [--workers 2] [--duration 15] [--connections 32]
+
+Machine load from other processes skews the figures; the script prints the load average first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = ROOT / "tests" / "service" / "data" / "patient_view.json"
+ISSUER = "https://bench-ehr.example.org"
+
+LUA = r"""
+local nthreads = %(nthreads)d
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  tokens = {}
+  local n = 0
+  for line in io.lines("%(tokens)s") do
+    if n %% nthreads == id then table.insert(tokens, line) end
+    n = n + 1
+  end
+  bodies = {}
+  %(bodies_loader)s
+  i = 0
+end
+function request()
+  i = i + 1
+  local headers = {}
+  headers["Authorization"] = "Bearer " .. tokens[((i - 1) %% #tokens) + 1]
+  local body = nil
+  if #bodies > 0 then
+    headers["Content-Type"] = "application/json"
+    body = bodies[((i - 1) %% #bodies) + 1]
+  end
+  return wrk.format("%(method)s", "%(path)s", headers, body)
+end
+"""
+
+BODIES_LOADER = r"""
+  local f = io.open("%s", "r")
+  for line in f:lines() do table.insert(bodies, line) end
+  f:close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_keys(tmp: Path) -> Any:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="bench-1", alg="ES384", use="sig")
+    (tmp / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    return key
+
+
+def sign_tokens(key: Any, aud: str, n: int, path: Path) -> None:
+    import jwt
+
+    now = int(time.time())
+    with path.open("w") as fh:
+        for _ in range(n):
+            claims = {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())}
+            fh.write(jwt.encode(claims, key, algorithm="ES384", headers={"kid": "bench-1", "typ": "JWT"}) + "\n")
+
+
+def distinct_bodies(n: int, path: Path) -> None:
+    base = json.loads(PAYLOAD.read_text())
+    with path.open("w") as fh:
+        for i in range(n):
+            body = copy.deepcopy(base)
+            pid = f"bench-{i}"
+            body["context"]["patientId"] = pid
+            body["hookInstance"] = str(uuid.uuid4())
+            body["prefetch"]["patient"]["id"] = pid
+            obs = body["prefetch"]["observations"]["entry"]
+            obs[0]["resource"]["valueQuantity"]["value"] = 15 + (i % 200) / 10  # a different weight each
+            fh.write(json.dumps(body, separators=(",", ":")) + "\n")
+
+
+def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s",
+           str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> str:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+\w+)", out, re.M)
+        return m.group(1) if m else "?"
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "requests": int(total.group(1)) if total else 0, "raw": out}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-rate", type=int, default=6000, help="tokens signed per second of test (upper bound)")
+    ap.add_argument("--only", nargs="*", help="run only these scenarios")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ipexrx-bench-"))
+    key = make_keys(tmp)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+           "IPEXRX_CDS_ISSUERS": json.dumps({ISSUER: {"jwks_file": str(tmp / "jwks.json")}}),
+           "IPEXRX_BASE_URL": base, "IPEXRX_DEV_MODE": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--workers", str(args.workers), "--port",
+                               str(port), "--log-level", "warning"], env=env, cwd=tmp)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/v1/version", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.exit("the server did not start")
+                time.sleep(0.3)
+        for _ in range(20 * args.workers):  # warm every worker (KB, templates, caches)
+            urllib.request.urlopen(f"{base}/drugs/sirolimus", timeout=10).read()
+
+        n_tokens = args.max_rate * args.duration
+        pv_body = tmp / "pv.ndjson"
+        pv_body.write_text(json.dumps(json.loads(PAYLOAD.read_text()), separators=(",", ":")) + "\n")
+        distinct_bodies(1000, tmp / "pv-distinct.ndjson")
+        scenarios = {
+            "discovery": ("GET", "/cds-services", None),
+            "drug-page": ("GET", "/drugs/sirolimus", None),
+            "patient-view": ("POST", "/cds-services/ipexrx-patient-view", pv_body),
+            "patient-view-distinct": ("POST", "/cds-services/ipexrx-patient-view", tmp / "pv-distinct.ndjson"),
+        }
+        print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}; workers: {args.workers}; "
+              f"{args.connections} connections, {args.threads} wrk threads, {args.duration} s each")
+        rows = []
+        for name, (method, path, bodies) in scenarios.items():
+            if args.only and name not in args.only:
+                continue
+            tokens = tmp / f"{name}.tokens"
+            sign_tokens(key, base + path, n_tokens if path.startswith("/cds") else args.threads, tokens)
+            script = tmp / f"{name}.lua"
+            script.write_text(LUA % {"nthreads": args.threads, "tokens": tokens, "method": method, "path": path,
+                                     "bodies_loader": BODIES_LOADER % bodies if bodies else ""})
+            res = run_wrk(base + path, script, args)
+            if args.verbose:
+                print(res["raw"])
+            rows.append((name, res))
+            time.sleep(1)
+        print("\n| scenario | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|")
+        for name, r in rows:
+            print(f"| {name} | {r['rps']:.0f} | {r['p50']} | {r['p99']} | {r['requests']} | {r['non2xx']} |")
+        print(f"\nload average after: {os.getloadavg()}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
