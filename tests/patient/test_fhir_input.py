@@ -138,3 +138,17 @@ def test_reading_does_not_mutate_the_input() -> None:
     before = copy.deepcopy(doc)
     _read(doc)
     assert doc == before
+
+
+@pytest.mark.parametrize(("coding", "expected"), [
+    ({"system": "http://hl7.org/fhir/sid/icd-10", "code": "E10.9"}, "type-1-diabetes"),
+    ({"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E06.3"}, "autoimmune-thyroiditis"),
+    ({"system": "http://snomed.info/sct", "code": "40930008"}, "hypothyroidism"),
+    ({"system": "http://hl7.org/fhir/sid/icd-10", "code": "Z99.9"}, None),
+])
+def test_snomed_and_icd10_conditions_map_to_manifestations(coding: dict[str, str], expected: str | None) -> None:
+    cond = {"resourceType": "Condition", "subject": SUBJ, "code": {"coding": [coding]}}
+    data = _read(_bundle(cond))
+    assert [m.manifestation_id for m in data.manifestations] == [expected]
+    if expected is None:
+        assert any(w.code == "unknown-manifestation" for w in data.warnings)

@@ -25,6 +25,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from .codes import manifestation_for_code
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .model import issues_from_validation
@@ -250,6 +251,15 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx)
         entry: dict[str, Any] = {"hpo": hpo} if hpo else {}
         if text:
             entry["name"] = text
+        if not hpo:
+            mapped = next((mid for cd in _codings(c.code) if (mid := manifestation_for_code(cd.system, cd.code))),
+                          None)
+            if mapped:
+                entry["name"] = mapped  # a KB manifestation id, resolved like a name
+            elif not text:
+                first = next((cd for cd in _codings(c.code) if cd.code), None)
+                if first is not None:
+                    entry["name"] = f"{first.system or 'code'} {first.code}"
         if not entry:
             ctx.warn(path, "Condition skipped: no code or text")
             continue
