@@ -31,12 +31,15 @@ def _matches(alert: Any, exp: dict[str, Any]) -> bool:
     return all(w in alert.action for w in exp.get("action_contains", []))
 
 
-def test_there_are_cases_for_every_rule() -> None:
-    named = set()
+def test_every_rule_has_a_positive_and_a_negative_case() -> None:
+    positive: set[str] = set()
+    negative: set[str] = set()
     for path in CASES:
         case = json.loads(path.read_text())
-        named |= {e["rule"] for e in case["expect"]} | set(case["absent_rules"])
-    assert set(RULES) <= named, f"rules without a data-driven case: {set(RULES) - named}"
+        positive |= {e["rule"] for e in case["expect"]}
+        negative |= set(case["absent_rules"])
+    assert set(RULES) <= positive, f"rules without a positive case: {set(RULES) - positive}"
+    assert set(RULES) <= negative, f"rules without a negative case: {set(RULES) - negative}"
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
