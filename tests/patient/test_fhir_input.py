@@ -152,3 +152,16 @@ def test_snomed_and_icd10_conditions_map_to_manifestations(coding: dict[str, str
     assert [m.manifestation_id for m in data.manifestations] == [expected]
     if expected is None:
         assert any(w.code == "unknown-manifestation" for w in data.warnings)
+
+
+def test_contained_medication_and_qualitative_interpretation() -> None:
+    req = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order", "subject": SUBJ,
+           "contained": [{"resourceType": "Medication", "id": "m1", "code": {"text": "Rituxan 100 mg/10 mL vial"}}],
+           "medicationReference": {"reference": "#m1"}}
+    hbs = {"resourceType": "Observation", "status": "final", "subject": SUBJ, "effectiveDateTime": "2026-11-01",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]},
+           "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                           "code": "NEG"}]}]}
+    data = _read(_bundle(req, hbs))
+    assert [(m.drug_id, m.status) for m in data.meds] == [("rituximab", "planned")]
+    assert [(r.kind.id, r.qualitative) for r in data.labs] == [("hbsag", "negative")]

@@ -302,13 +302,15 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
     if is_request and m.intent in ("proposal", "plan") and status == "active":
         status = "planned"
     concept = m.medicationCodeableConcept
+    name: str | None = None
     if concept is None and m.medicationReference is not None:
         ref = str(m.medicationReference.reference or "")
-        med = meds_by_ref.get(ref)
+        contained = {f"#{r.id}": r for r in (m.contained or []) if r.get_resource_type() == "Medication" and r.id}
+        med = contained.get(ref) or meds_by_ref.get(ref)
         concept = med.code if med is not None else None
-        if concept is None:
-            concept = type("C", (), {"text": m.medicationReference.display, "coding": []})()
-    name = _text(concept)
+        if concept is None and m.medicationReference.display:
+            name = str(m.medicationReference.display)
+    name = _text(concept) or name
     rxcui = _code(concept, RXNORM)
     if not name and not rxcui:
         ctx.warn(path, f"{rtype} skipped: no medication code or text")
@@ -400,9 +402,7 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
             continue
         lab: dict[str, Any] = {"test": kind.id, "date": date.isoformat()}
         if kind.quantity == QUALITATIVE:
-            value = src.valueString or _text(src.valueCodeableConcept) or \
-                (src.valueBoolean if src.valueBoolean is not None else None) or \
-                _text((src.interpretation or [None])[0] if getattr(src, "interpretation", None) else None)
+            value = _qualitative(src)
             if value is None:
                 ctx.warn(ppath, f"{kind.label} skipped: no qualitative result")
                 continue
@@ -425,6 +425,24 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
             lab["loinc"] = code
         ctx.locations[f"$.labs[{len(record['labs'])}]"] = ppath
         record["labs"].append(lab)
+
+
+def _qualitative(src: Any) -> str | bool | None:
+    """A qualitative result from valueString, valueCodeableConcept, valueBoolean or interpretation."""
+    if src.valueString:
+        return str(src.valueString)
+    if _text(src.valueCodeableConcept):
+        return _text(src.valueCodeableConcept)
+    if src.valueBoolean is not None:
+        return bool(src.valueBoolean)
+    for interp in getattr(src, "interpretation", None) or []:
+        text = _text(interp)
+        if text:
+            return text
+        code = _code(interp, "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation")
+        if code in ("POS", "NEG", "IND"):
+            return {"POS": "positive", "NEG": "negative", "IND": "indeterminate"}[code]
+    return None
 
 
 def _body(path: str, o: Any, loinc: str, date: dt.date | None, record: dict[str, Any], ctx: _Ctx) -> None:
