@@ -183,3 +183,41 @@ def test_settings_from_env_reads_issuers_tenants_and_dev_mode(tmp_path: Any, jwk
     s = Settings.from_env(env)
     assert s.tenants == ["a", "b"] and not s.dev_mode and s.base_url == "https://cds.example.org"
     assert s.issuers[ISSUER].jwks_file == path
+
+
+def test_jwks_url_is_fetched_on_first_use_and_is_the_only_jku_accepted(db_url: str, jwks: dict[str, Any],
+                                                                       make_token: Any) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Jwks(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            raw = json.dumps(jwks).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    try:
+        s = Settings(issuers={ISSUER: {"jwks_url": url}}, database_url=db_url)
+        app = create_app(s)  # no network at start-up
+        assert hits == []
+        with TestClient(app, base_url=BASE) as c:
+            assert c.get("/cds-services", headers=_h(make_token(DISCOVERY, headers={"jku": url}))).status_code == 200
+            assert c.get("/cds-services", headers=_h(make_token(DISCOVERY))).status_code == 200
+            assert len(hits) == 1  # cached
+            _assert_bare_401(c.get("/cds-services", headers=_h(make_token(DISCOVERY, headers={"jku": url + "x"}))))
+    finally:
+        server.shutdown()
+        server.server_close()

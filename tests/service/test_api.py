@@ -1,0 +1,164 @@
+"""JSON API and web pages: reference views, assessment, errors, and the `ipexrx serve` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from fastapi.testclient import TestClient
+
+STATIC = Path(__file__).parents[2] / "src" / "ipexrx" / "service" / "static"
+
+
+def test_reference_views_match_the_library(dev_client: TestClient) -> None:
+    from ipexrx.reference import drug_monograph, summary
+
+    assert dev_client.get("/api/v1/drugs/Rapamune").json() == json.loads(drug_monograph("sirolimus").model_dump_json())
+    assert dev_client.get("/api/v1/summary").json()["cure"] == json.loads(summary().cure.model_dump_json())
+    drugs = dev_client.get("/api/v1/drugs").json()["items"]
+    assert {"id": "tacrolimus", "page": "/drugs/tacrolimus"}.items() <= next(
+        d for d in drugs if d["id"] == "tacrolimus").items()
+    assert dev_client.get("/api/v1/manifestations/HP:0002028").json()["id"] == "enteropathy"
+    assert dev_client.get("/api/v1/classes/calcineurin").json()["id"] == "calcineurin-inhibitors"
+    hits = dev_client.get("/api/v1/search", params={"q": "FKBP12"}).json()["results"]
+    assert hits[0]["id"] in ("sirolimus", "tacrolimus")
+    assert dev_client.get("/api/v1/sources/seed").json()["kind"] == "seed"
+
+
+def test_unknown_names_are_404_with_closest_matches_and_ambiguous_ones_409(dev_client: TestClient) -> None:
+    resp = dev_client.get("/api/v1/drugs/rapamycn")
+    assert resp.status_code == 404
+    body = resp.json()
+    assert body["error"] == "not_found" and "sirolimus" in body["suggestions"] and "rapamycn" in body["message"]
+    resp = dev_client.get("/api/v1/classes/anti")
+    assert resp.status_code == 409 and "antifungals" in resp.json()["suggestions"]
+    assert dev_client.get("/api/v1/sources/sed").json()["suggestions"][0] == "seed"
+    resp = dev_client.get("/api/v1/nothing-here")
+    assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+
+
+def test_bad_query_parameters_are_located_422(dev_client: TestClient) -> None:
+    resp = dev_client.get("/api/v1/search", params={"q": "x", "limit": 0})
+    assert resp.status_code == 422
+    assert resp.json()["issues"][0]["path"] == "query:limit"
+    resp = dev_client.get("/api/v1/search")
+    assert resp.status_code == 422 and resp.json()["issues"][0]["path"] == "query:q"
+
+
+def test_assess_accepts_our_json_and_fhir_bundles(dev_client: TestClient) -> None:
+    patient = json.loads((STATIC / "example-patient.json").read_text())
+    a = dev_client.post("/api/v1/assess", params={"as_of": "2026-11-25"}, json=patient).json()
+    assert a["schema_version"] == "ipexrx-assessment/1"
+    assert any(al["severity"] == "critical" for al in a["alerts"])
+    assert all(al["sources"] for al in a["alerts"] if al["family"] == "interaction")
+    bundle = json.loads((STATIC / "example-bundle.json").read_text())
+    resp = dev_client.post("/api/v1/assess", params={"as_of": "2026-11-25", "format": "fhir"}, json=bundle,
+                           headers={"Content-Type": "application/fhir+json"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/fhir+json")
+    assert resp.json()["resourceType"] == "Bundle"
+
+
+def test_assess_errors_are_precise(dev_client: TestClient) -> None:
+    resp = dev_client.post("/api/v1/assess", json={"diagnosis": {"type": "ipex"},
+                                                   "medications": [{"drug": "tacrolimus", "dose": "-1 mg"}]})
+    assert resp.status_code == 422
+    assert resp.json()["issues"][0]["path"].startswith("$.medications[0].dose")
+    resp = dev_client.post("/api/v1/assess", content=b'{"diagnosis": ', headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_json"
+    resp = dev_client.post("/api/v1/assess", json=["not", "an", "object"])
+    assert resp.status_code == 422 and resp.json()["issues"][0]["expected"] == "a JSON object"
+
+
+def test_openapi_documents_the_api_and_the_cds_services(dev_client: TestClient) -> None:
+    spec = dev_client.get("/openapi.json").json()
+    for path in ("/api/v1/drugs/{name}", "/api/v1/assess", "/cds-services", "/cds-services/{service_id}",
+                 "/cds-services/{service_id}/feedback", "/api/v1/cds-feedback"):
+        assert path in spec["paths"], path
+    assert dev_client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path,text", [
+    ("/", "Manifestations and their options"), ("/drugs", "tacrolimus"), ("/drugs/rituximab", "Boxed warnings"),
+    ("/manifestations/enteropathy", "Options"), ("/classes", "Calcineurin"), ("/classes/mtor-inhibitors", "sirolimus"),
+    ("/sources", "src-seed"), ("/search?q=neoral", "cyclosporine"), ("/assess", "Patient JSON or FHIR Bundle"),
+])
+def test_web_pages_render_with_citations(dev_client: TestClient, path: str, text: str) -> None:
+    resp = dev_client.get(path)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert text in resp.text
+    if path.startswith(("/drugs/", "/manifestations/")) or path == "/":
+        assert 'href="/sources#src-' in resp.text  # statements link to their sources
+
+
+def test_web_unknown_drug_page_suggests_and_brand_redirects(dev_client: TestClient) -> None:
+    resp = dev_client.get("/drugs/rapamycn")
+    assert resp.status_code == 404 and 'href="/drugs/sirolimus"' in resp.text
+    resp = dev_client.get("/drugs/Neoral", follow_redirects=False)
+    assert resp.status_code == 307 and resp.headers["location"] == "/drugs/cyclosporine"
+
+
+def test_web_assessment_form_shows_report_and_errors(dev_client: TestClient) -> None:
+    form = {"patient": (STATIC / "example-bundle.json").read_text(), "as_of": "2026-11-25"}
+    resp = dev_client.post("/assess", content=urlencode(form),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 200 and 'id="report"' in resp.text and 'class="cite"' in resp.text
+    resp = dev_client.post("/assess", content=urlencode({"patient": "{oops"}),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 422 and "not valid JSON" in resp.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ipexrx_serve_starts_everything_on_one_port(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env.pop("IPEXRX_DEV_MODE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "ipexrx serve did not answer within 30 s"
+                time.sleep(0.2)
+        assert "IPEX" in home and "Manifestations and their options" in home
+        api: Any = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version").read())
+        assert api["software"]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/cds-services")
+            raise AssertionError("CDS discovery without a JWT must be refused")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert f"http://127.0.0.1:{port}/" in out
+    assert "no CDS client configured" in err
+
+
+def test_ipexrx_serve_on_a_busy_port_fails_cleanly() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "ipexrx", "serve", "--port", str(port)], capture_output=True,
+                             text=True, timeout=60)
+    assert res.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr
