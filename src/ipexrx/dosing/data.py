@@ -143,10 +143,8 @@ def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None
         amt = get("AMT") or 0.0
         mdv_raw = get("MDV")
         evid_raw = get("EVID")
-        if evid_raw is None:
-            evid = 1 if amt > 0 else (2 if mdv_raw == 1 else 0)
-        else:
-            evid = _int(evid_raw, "EVID", lineno, sid)
+        evid = (1 if amt > 0 else (2 if mdv_raw == 1 else 0)) if evid_raw is None else _int(
+            evid_raw, "EVID", lineno, sid)
         mdv = _int(mdv_raw, "MDV", lineno, sid, default=0 if evid == 0 else 1)
         if evid not in (0, 1, 2, 3, 4):
             raise DataError(f"subject {sid}, row {lineno}: EVID expected 0-4, got {evid}")
@@ -186,7 +184,8 @@ def validate_subject(s: Subject, n_cmt: int | None = None) -> None:
         if not math.isfinite(r.time):
             raise DataError(f"{where}: TIME must be finite")
         if r.time < prev:
-            raise DataError(f"{where}: times are not sorted (previous record at {prev:g}); expected non-decreasing TIME")
+            raise DataError(
+                f"{where}: times are not sorted (previous record at {prev:g}); expected non-decreasing TIME")
         prev = r.time
         if r.amt < 0:
             raise DataError(f"{where}: negative dose AMT {r.amt:g}; expected AMT >= 0")

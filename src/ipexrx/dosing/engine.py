@@ -58,7 +58,7 @@ class Design:
     mask: np.ndarray  # (J, D) dose d contributes to observation j
     resets: list[tuple[float, int]]  # (time, position) of reset events
     warnings: list[str] = field(default_factory=list)
-    static: dict[str, np.ndarray] = field(default_factory=dict)
+    static: dict[str, Any] = field(default_factory=dict)  # per-subject caches (typical values, index arrays)
 
     @property
     def n_obs(self) -> int:
@@ -79,7 +79,7 @@ def _check_covariates(model: CompiledModel, subject: Subject, values: dict[str, 
         if (c.hard_min is not None and lo < c.hard_min) or (c.hard_max is not None and hi > c.hard_max):
             raise CovariateError(
                 f"subject {subject.id}: covariate {name} ({c.description}) = {lo:g}" + (f"..{hi:g}" if hi != lo else "")
-                + f" is not a plausible value in {c.unit} (expected {c.hard_min:g}-{c.hard_max:g} {c.unit}); check the unit"
+                + f" is not a plausible value in {c.unit} (expected {c.hard_min}-{c.hard_max} {c.unit}); check the unit"
             )
         outside = (c.min is not None and lo < c.min) or (c.max is not None and hi > c.max)
         if outside:
@@ -119,7 +119,8 @@ def build_design(
                     f"unit {c.unit}) and the data have none"
                 )
             arr = np.full(R, float(c.default))
-            warnings.append(f"covariate {name} absent: the model default {c.default:g} {c.unit} was used")
+            u = "" if c.unit == "1" else f" {c.unit}"
+            warnings.append(f"covariate {name} ({c.description}) absent: the model default {c.default:g}{u} was used")
         else:
             filled: list[float | None] = list(vals)
             nxt: float | None = None
@@ -186,7 +187,7 @@ def build_design(
     def seg_of(t: float) -> int:
         if n_seg == 1:
             return 0
-        return int(min(np.searchsorted(rec_time, t, side="left"), R - 1))
+        return min(int(np.searchsorted(rec_time, t, side="left")), R - 1)
 
     d_rows: list[tuple[float, float, int, float, int, float, int, int]] = []
     o_rows: list[tuple[float, int, int, int, int, float, bool, float, bool]] = []
@@ -447,7 +448,8 @@ def _sp_cache(design: Design) -> _SPCache:
         model = design.model
         c = _SPCache(
             tau0=design.o_time[:, None] - design.d_time[None, :],
-            oc=design.o_cmt[:, None], dc=design.d_cmt[None, :], ss=design.d_ss > 0, any_ss=bool(np.any(design.d_ss > 0)),
+            oc=design.o_cmt[:, None], dc=design.d_cmt[None, :], ss=design.d_ss > 0,
+            any_ss=bool(np.any(design.d_ss > 0)),
             ii=np.where(design.d_ii > 0, design.d_ii, 1.0),
             maybe_inf=bool(np.any(design.d_rate != 0)),
             has_lag=any(int(d) in model.dose_lag for d in np.unique(design.d_cmt)),
@@ -570,7 +572,7 @@ def predict_propagation(design: Design, ctx: _Ctx) -> np.ndarray:
                 t_ev = t_now
             dt = t_ev - t_now
             if np.any(dt.real > 0):
-                s = 0 if design.n_seg == 1 else int(min(np.searchsorted(rec_time, float(t_ev[0].real), "left"), R - 1))
+                s = 0 if design.n_seg == 1 else min(int(np.searchsorted(rec_time, float(t_ev[0].real), "left")), R - 1)
                 lam_s, P_s = lam[idx, s], P[idx, s]
                 e = np.exp(lam_s * dt[:, None])
                 ph = _phi(-lam_s, dt[:, None])
@@ -637,7 +639,7 @@ def predict_ode(design: Design, ctx: _Ctx, rtol: float = 1e-10, atol: float = 1e
 
     model = design.model
     B = ctx.B
-    if _dtype(ctx) != float:
+    if _dtype(ctx) is not float:
         raise DosingError("the ODE path works on real parameters only")
     m = len(model.spec.compartments)
     K = rate_matrix(design, ctx, float)
@@ -650,7 +652,7 @@ def predict_ode(design: Design, ctx: _Ctx, rtol: float = 1e-10, atol: float = 1e
     def advance(A: np.ndarray, rate: np.ndarray, t0: float, t1: float, b: int) -> np.ndarray:
         if t1 <= t0:
             return A
-        s = 0 if design.n_seg == 1 else int(min(np.searchsorted(rec_time, t1, "left"), R - 1))
+        s = 0 if design.n_seg == 1 else min(int(np.searchsorted(rec_time, t1, "left")), R - 1)
         Km = K[b, s]
         sol = solve_ivp(lambda _t, y: Km @ y + rate, (t0, t1), A, method=_ODE_METHOD, rtol=rtol, atol=atol)
         if not sol.success:

@@ -245,7 +245,9 @@ def _direction(grad: np.ndarray, hess: np.ndarray, info: np.ndarray) -> tuple[np
     return -np.linalg.solve(2 * info, grad), True
 
 
-def newton(problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12) -> list[Optimum]:
+def newton(
+    problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12
+) -> list[Optimum]:
     """Damped Newton from several starts at once (the starts share each vectorised model evaluation)."""
     starts = np.atleast_2d(np.asarray(starts, dtype=float))
     S = starts.shape[0]
@@ -467,7 +469,7 @@ def fit(
     params = individual_parameters(design, best.eta[None, :])
     pvals = {k: float(v[0, 0].real) for k, v in params.items()}
     return FitResult(
-        model_id=model.id, subject_id=design.subject_id, eta_names=model.eta_names, eta=best.eta, ofv=ev.ofv,
+        model_id=model.id, subject_id=design.subject_id, eta_names=model.eta_names, eta=best.eta, ofv=float(ev.ofv),
         obj=float(obj), etc=etc, cov_observed=cov_obs, converged=best.converged, message=best.message,
         n_starts=len(starts), n_converged=len(good), distinct_optima=distinct,
         iterations=sum(o.iterations for o in opts), times=design.o_time[sel], cmt=design.o_cmt[sel],

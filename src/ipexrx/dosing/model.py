@@ -181,7 +181,8 @@ class Output(_Strict):
     name: str
     compartment: str
     scale: str = Field(..., description="Formula for the volume the amount is divided by.")
-    unit_factor: float = Field(1.0, description="Multiplier from amount/volume units to the output unit (mg/L->ng/mL: 1000).")
+    unit_factor: float = Field(
+        1.0, description="Multiplier from amount/volume units to the output unit (mg/L->ng/mL: 1000).")
     unit: str
     error: ResidualError
 

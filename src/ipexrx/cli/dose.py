@@ -1,0 +1,238 @@
+"""``ipexrx dose ...``: population-PK models, MAP fits and dose suggestions in the terminal.
+
+Thin face over :mod:`ipexrx.dosing` (imported inside the commands, so the CLI starts fast). Bad input
+(unknown model, covariate out of a refused range, unsorted times, wrong units...) prints ``error: ...``
+and exits 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from . import app
+
+dose_app = typer.Typer(help="Model-informed dosing: model library, MAP-Bayesian fits, dose suggestions.",
+                       no_args_is_help=True)
+app.add_typer(dose_app, name="dose")
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    from ..dosing.errors import DosingError
+
+    try:
+        return fn()
+    except DosingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _parse_covs(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for it in items:
+        if "=" not in it:
+            typer.echo(f"error: --cov expects NAME=VALUE (in the model's unit), got {it!r}", err=True)
+            raise typer.Exit(1)
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            typer.echo(f"error: --cov {k}: expected a number, got {v!r}", err=True)
+            raise typer.Exit(1) from None
+    return out
+
+
+@dose_app.command("models")
+def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the library as JSON.")) -> None:
+    """The model library: drug, population, citation, covariates with units and ranges, what was verified."""
+    from ..dosing.engine import covariate_range_text
+    from ..dosing.model import all_models
+
+    models = _guard(all_models)
+    if as_json:
+        out = []
+        for m in models:
+            s = m.spec
+            out.append({
+                "id": s.id, "title": s.title, "drug": s.drug, "kind": s.kind, "citation": s.citation.model_dump(),
+                "verification": s.verification, "population": s.population.model_dump(),
+                "covariates": {k: v.model_dump() for k, v in s.covariates.items()},
+                "etas": m.eta_names, "omega": m.omega.tolist(),
+                "targets": [t.model_dump() for t in s.targets], "caveats": s.caveats,
+            })
+        typer.echo(json.dumps(out, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="ipexrx dosing models", show_lines=True)
+    for col in ("id", "drug / population", "citation", "covariates"):
+        t.add_column(col)
+    for m in models:
+        s = m.spec
+        cite = s.citation.text.split(".")[0] + (f"\ndoi:{s.citation.doi}" if s.citation.doi else "")
+        pop = f"{s.drug} ({s.kind})\n{s.population.description}"
+        t.add_row(s.id, pop, cite, "\n".join(covariate_range_text(m)) or "-")
+    Console().print(t)
+
+
+def _read(model_name: str, data: Path, subject_id: str | None) -> tuple[Any, list[Any]]:
+    from ..dosing.data import read_nmtran
+    from ..dosing.model import get_model
+
+    m = get_model(model_name)
+    subjects = read_nmtran(data, m.covariate_names())
+    if subject_id is not None:
+        subjects = [s for s in subjects if s.id == subject_id]
+        if not subjects:
+            from ..dosing.errors import DataError
+
+            raise DataError(f"subject {subject_id!r} not in {data}")
+    return m, subjects
+
+
+@dose_app.command("fit")
+def fit_cmd(
+    model: str = typer.Option(..., "--model", help="Model id (see `ipexrx dose models`) or path to a model YAML."),
+    data: Path = typer.Option(..., "--data", help="NM-TRAN style CSV (ID,TIME,EVID,AMT,CMT,...,DV)."),
+    subject_id: str | None = typer.Option(None, "--id", help="Fit only this subject."),
+    starts: int = typer.Option(3, "--starts", min=1, help="Optimiser starts per subject (0 + prior draws)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    png: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (one subject: use --id)."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot (one subject: use --id)."),
+) -> None:
+    """MAP-Bayesian fit per subject: ETAs, objective (mapbayr OFV and NONMEM OBJ), individual parameters."""
+
+    def run() -> None:
+        from ..dosing.estimate import fit
+
+        m, subjects = _read(model, data, subject_id)
+        results = [fit(m, s, n_starts=starts, raise_on_failure=False) for s in subjects]
+        if (png or html_out) and len(results) != 1:
+            from ..dosing.errors import DataError
+
+            raise DataError(f"--plot/--html need a single subject (use --id); the file has {len(results)}")
+        if png or html_out:
+            from ..dosing import plot
+
+            curve = plot.fit_curve(m, subjects[0], results[0])
+            if png:
+                plot.write_png(curve, png)
+            if html_out:
+                plot.write_html(curve, html_out, [m.spec.citation.text])
+        failed = [r.subject_id for r in results if not r.converged]
+        if as_json:
+            typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+        else:
+            cols = ["ID", "obs"] + [f"eta_{e}" for e in m.eta_names] + ["OFV", "OBJ"] + list(m.param_names) + ["status"]
+            rows = []
+            for r in results:
+                status = "ok" if r.converged else "NOT-CONVERGED"
+                rows.append([r.subject_id, str(len(r.times)), *[f"{x:.5f}" for x in r.eta], f"{r.ofv:.4f}",
+                             f"{r.obj:.4f}", *[f"{r.parameters[k]:.4g}" for k in m.param_names], status])
+            widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+            typer.echo(f"MAP fits, model {m.id} (OFV: MAP objective as mapbayr; OBJ: NONMEM's phi OBJ)")
+            typer.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+            for row in rows:
+                typer.echo("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+            for r in results:
+                for w in r.warnings:
+                    typer.echo(f"warning: subject {r.subject_id}: {w}")
+            doi = f" doi:{m.spec.citation.doi}" if m.spec.citation.doi else ""
+            typer.echo(f"model: {m.spec.citation.text}{doi}")
+        if failed:
+            typer.echo(f"error: the fit did not converge for subject(s) {', '.join(failed)}", err=True)
+            raise typer.Exit(1)
+
+    _guard(run)
+
+
+@dose_app.command("recommend")
+def recommend_cmd(
+    model: str | None = typer.Option(None, "--model", help="Model id; or give --drug for the default model."),
+    drug: str | None = typer.Option(None, "--drug", help="tacrolimus, sirolimus or cyclosporine."),
+    data: Path | None = typer.Option(None, "--data", help="NM-TRAN CSV with the patient's doses and levels."),
+    subject_id: str | None = typer.Option(None, "--id", help="Subject in --data (required if several)."),
+    cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE in the model's unit (repeatable)."),
+    level: float | None = typer.Option(None, "--level", help="A steady-state level on the current regimen."),
+    level_unit: str | None = typer.Option(None, "--level-unit", help="Unit of --level (must match the model)."),
+    current_dose: float | None = typer.Option(None, "--dose", help="Current dose (mg) for --level."),
+    hours_after: float | None = typer.Option(
+        None, "--hours-after-dose", help="When --level was drawn (default: trough)."),
+    interval: float | None = typer.Option(None, "--interval", help="Dosing interval in hours (default: model's)."),
+    metric: str | None = typer.Option(None, "--metric", help="trough (default), peak or auc24."),
+    low: float | None = typer.Option(None, "--low", help="Target low (overrides the model's study target)."),
+    high: float | None = typer.Option(None, "--high", help="Target high."),
+    unit: str | None = typer.Option(None, "--unit", help="Target unit (required with --low/--high)."),
+    form: int = typer.Option(0, "--form", help="Dosage form index (see --json 'dosage_forms')."),
+    as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
+    png: Path | None = typer.Option(None, "--plot", help="Write a PNG of the suggested regimen."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot of the suggested regimen."),
+) -> None:
+    """Suggest a dose and interval whose steady-state exposure is in the target range, rounded to a real
+    dosage form, with the predicted value, its 90 % interval, the model's citation and caveats."""
+
+    def run() -> None:
+        from ..dosing.errors import DosingError
+        from ..dosing.model import get_model
+        from ..dosing.recommend import DEFAULT_MODELS, recommend, recommend_from_trough
+
+        if model is None and drug is None:
+            raise DosingError("give --model or --drug")
+        mid = model or DEFAULT_MODELS.get((drug or "").lower())
+        if mid is None:
+            raise DosingError(f"no dosing model for drug {drug!r}; modelled drugs: {', '.join(sorted(DEFAULT_MODELS))}")
+        m = get_model(mid)
+        covs = _parse_covs(cov)
+        if level is not None:
+            if current_dose is None or interval is None or level_unit is None:
+                raise DosingError("--level needs --level-unit, --dose (mg) and --interval (h) of the current regimen")
+            rec = recommend_from_trough(m.spec.drug, level, level_unit, current_dose, interval, covs, model_id=m.id,
+                                        hours_after_dose=hours_after, target_low=low, target_high=high)
+        else:
+            subject = None
+            if data is not None:
+                _, subjects = _read(m.id, data, subject_id)
+                if len(subjects) != 1:
+                    raise DosingError(f"{data} holds {len(subjects)} subjects; choose one with --id")
+                subject = subjects[0]
+            rec = recommend(m, subject, covs, interval_h=interval, metric=metric, target_low=low, target_high=high,
+                            target_unit=unit, form_index=form)
+        if png or html_out:
+            from ..dosing import plot
+
+            allc = dict(covs)
+            if rec.fit is not None and rec.fit.design is not None:
+                allc = {**{k: float(v[-1]) for k, v in rec.fit.design.cov.items()}, **covs}
+            curve = plot.recommendation_curve(m, rec, allc)
+            if png:
+                plot.write_png(curve, png)
+            if html_out:
+                plot.write_html(curve, html_out, [f"Suggested: {rec.dose_mg:g} mg ({rec.administration}) every "
+                                                  f"{rec.interval_h:g} h", f"Model: {rec.citation}", *rec.caveats])
+        if as_json:
+            d = rec.as_dict()
+            d["dosage_forms"] = [f.model_dump() for f in m.spec.dosage_forms]
+            typer.echo(json.dumps(d, indent=2, default=str))
+            return
+        from rich.console import Console
+
+        con = Console(highlight=False)
+        con.print(f"[bold]Suggestion (not an order):[/bold] {rec.drug} {rec.dose_mg:g} mg every {rec.interval_h:g} h "
+                  f"({rec.daily_dose_mg:g} mg/day) as {rec.form}: {rec.administration}")
+        con.print(f"Predicted steady-state {rec.metric}: {rec.predicted:.3g} {rec.target_unit} "
+                  f"(90 % interval {rec.predicted_low:.3g}-{rec.predicted_high:.3g}); probability in "
+                  f"{rec.target_low:g}-{rec.target_high:g} {rec.target_unit}: {100 * rec.probability_in_target:.0f} %")
+        con.print(f"Target: {rec.target_context} - source: {rec.target_source}")
+        con.print(f"Basis: {rec.basis}; exact dose {rec.exact_dose_mg:.3g} mg before rounding")
+        con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
+        for c in rec.caveats:
+            con.print(f"[bold yellow]caveat:[/bold yellow] {c}")
+        for w in rec.warnings:
+            con.print(f"[yellow]warning:[/yellow] {w}")
+
+    _guard(run)

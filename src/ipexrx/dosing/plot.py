@@ -1,0 +1,153 @@
+"""Concentration-time plots: individual prediction with its band, observed levels and the target band.
+
+PNG through matplotlib (Agg, no display); HTML as a self-contained page with an inline SVG whose points carry
+tooltips (no JavaScript library, no network).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Record, Subject
+from .estimate import FitResult
+from .model import CompiledModel
+from .recommend import Recommendation, dose_compartment, prediction_band
+
+
+@dataclass
+class Curve:
+    title: str
+    unit: str
+    times: np.ndarray
+    ipred: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    obs_t: np.ndarray
+    obs_y: np.ndarray
+    blq_t: np.ndarray
+    target: tuple[float, float] | None
+    note: str
+
+
+def fit_curve(model: CompiledModel, subject: Subject, fr: FitResult, n: int = 400) -> Curve:
+    t_end = max(r.time for r in subject.records)
+    tau = next((r.ii for r in reversed(subject.records) if r.is_dose and r.ii > 0), model.spec.default_interval_h or 24)
+    times = np.linspace(min(r.time for r in subject.records), t_end + tau, n)
+    ip, lo, hi, _ = prediction_band(model, subject, fr.eta, fr.etc, times)
+    sel = ~fr.blq & (fr.cmt == model.outputs[0][0])
+    tgt = next(((t.low, t.high) for t in model.spec.targets if t.metric == "trough"), None)
+    return Curve(
+        title=f"{model.spec.drug}: subject {fr.subject_id} ({model.id})", unit=model.spec.outputs[0].unit,
+        times=times, ipred=ip, lo=lo, hi=hi, obs_t=fr.times[sel], obs_y=fr.dv[sel], blq_t=fr.times[fr.blq],
+        target=tgt, note="band: 90 % interval of the individual prediction (parameter uncertainty)",
+    )
+
+
+def recommendation_curve(model: CompiledModel, rec: Recommendation, covariates: dict[str, float],
+                         n_intervals: int = 2, n: int = 400) -> Curve:
+    tau = rec.interval_h
+    c = dose_compartment(model) + 1
+    subj = Subject("regimen", [Record(time=0, evid=1, amt=rec.dose_mg, cmt=c, ii=tau, ss=1,
+                                      addl=n_intervals - 1, covariates=covariates)])
+    times = np.linspace(0, n_intervals * tau, n)
+    times[0] = 1e-9 * tau  # just after the steady-state dose record (a point at 0 would precede it)
+    if rec.fit is not None:
+        eta, cov = rec.fit.eta, rec.fit.etc
+    else:
+        eta, cov = np.zeros(model.n_eta), model.omega
+    ip, lo, hi, _ = prediction_band(model, subj, eta, cov, times)
+    return Curve(
+        title=f"{model.spec.drug} {rec.dose_mg:g} mg every {tau:g} h at steady state ({model.id})",
+        unit=rec.target_unit, times=times, ipred=ip, lo=lo, hi=hi, obs_t=np.array([]), obs_y=np.array([]),
+        blq_t=np.array([]), target=(rec.target_low, rec.target_high),
+        note=f"{rec.basis}; band: 90 % interval; target {rec.target_low:g}-{rec.target_high:g} {rec.target_unit} "
+             f"({rec.target_context})",
+    )
+
+
+def write_png(curve: Curve, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if curve.target:
+        ax.axhspan(curve.target[0], curve.target[1], color="tab:green", alpha=0.15, label="target range")
+    ax.fill_between(curve.times, curve.lo, curve.hi, color="tab:blue", alpha=0.2, label="90 % prediction band")
+    ax.plot(curve.times, curve.ipred, color="tab:blue", lw=1.6, label="individual prediction")
+    if curve.obs_t.size:
+        ax.plot(curve.obs_t, curve.obs_y, "o", color="black", ms=5, label="observed level")
+    for t in curve.blq_t:
+        ax.axvline(t, color="grey", ls=":", lw=1)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel(f"concentration ({curve.unit})")
+    ax.set_title(curve.title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.text(0.01, 0.01, curve.note, fontsize=7, color="dimgrey")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    p = Path(path)
+    fig.savefig(p)
+    plt.close(fig)
+    return p
+
+
+def write_html(curve: Curve, path: str | Path, details: list[str] | None = None) -> Path:
+    W, H, ml, mr, mt, mb = 820, 420, 70, 20, 40, 50
+    ys = [curve.hi.max(), curve.ipred.max()] + ([curve.target[1]] if curve.target else [])
+    if curve.obs_y.size:
+        ys.append(float(np.max(curve.obs_y)))
+    ymax = float(max(ys)) * 1.08 or 1.0
+    t0, t1 = float(curve.times[0]), float(curve.times[-1])
+
+    def X(t: float) -> float:
+        return ml + (t - t0) / (t1 - t0 or 1) * (W - ml - mr)
+
+    def Y(y: float) -> float:
+        return H - mb - y / ymax * (H - mt - mb)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" '
+             f'aria-label="{html.escape(curve.title)}">']
+    if curve.target:
+        lo, hi = curve.target
+        parts.append(f'<rect x="{ml}" y="{Y(hi):.1f}" width="{W - ml - mr}" height="{Y(lo) - Y(hi):.1f}" '
+                     f'fill="green" fill-opacity="0.15"><title>target {lo:g}-{hi:g} {curve.unit}</title></rect>')
+    band = " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times, curve.hi, strict=True))
+    band += " " + " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times[::-1], curve.lo[::-1], strict=True))
+    parts.append(f'<polygon points="{band}" fill="steelblue" fill-opacity="0.25"><title>90 % band</title></polygon>')
+    line = " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times, curve.ipred, strict=True))
+    parts.append(f'<polyline points="{line}" fill="none" stroke="steelblue" stroke-width="2"/>')
+    step = max(1, len(curve.times) // 60)
+    for t, y, lo_, hi_ in list(zip(curve.times, curve.ipred, curve.lo, curve.hi, strict=True))[::step]:
+        parts.append(f'<circle cx="{X(t):.1f}" cy="{Y(y):.1f}" r="6" fill="transparent"><title>t = {t:.1f} h: '
+                     f'{y:.3g} {curve.unit} (90 %: {lo_:.3g}-{hi_:.3g})</title></circle>')
+    for t, y in zip(curve.obs_t, curve.obs_y, strict=True):
+        parts.append(f'<circle cx="{X(t):.1f}" cy="{Y(y):.1f}" r="4" fill="black"><title>observed at {t:g} h: '
+                     f'{y:g} {curve.unit}</title></circle>')
+    parts.append(f'<line x1="{ml}" y1="{H - mb}" x2="{W - mr}" y2="{H - mb}" stroke="black"/>')
+    parts.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{H - mb}" stroke="black"/>')
+    for k in range(6):
+        yv = ymax * k / 5
+        parts.append(f'<text x="{ml - 6}" y="{Y(yv) + 4:.1f}" font-size="11" text-anchor="end">{yv:.3g}</text>')
+        tv = t0 + (t1 - t0) * k / 5
+        parts.append(f'<text x="{X(tv):.1f}" y="{H - mb + 16}" font-size="11" text-anchor="middle">{tv:.0f}</text>')
+    parts.append(f'<text x="{(W + ml) / 2}" y="{H - 10}" font-size="12" text-anchor="middle">time (h)</text>')
+    parts.append(f'<text x="16" y="{H / 2}" font-size="12" transform="rotate(-90 16 {H / 2})" '
+                 f'text-anchor="middle">concentration ({html.escape(curve.unit)})</text>')
+    parts.append("</svg>")
+    items = "".join(f"<li>{html.escape(d)}</li>" for d in (details or []))
+    page = (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
+        f"{html.escape(curve.title)}</title><style>body{{font-family:sans-serif;max-width:880px;margin:1em auto}}"
+        "li{margin:.2em 0}</style></head><body>"
+        f"<h1 style=\"font-size:1.1em\">{html.escape(curve.title)}</h1>{''.join(parts)}"
+        f"<p style=\"color:#555;font-size:.85em\">{html.escape(curve.note)}. Hover the curve for values.</p>"
+        f"<ul>{items}</ul></body></html>"
+    )
+    p = Path(path)
+    p.write_text(page, encoding="utf-8")
+    return p
