@@ -104,3 +104,24 @@ def test_cli_recommend_writes_plots_and_reports_errors_without_traceback(tmp_pat
     assert bad.exit_code == 1 and "plausible" in bad.output and "Traceback" not in bad.output
     bad2 = runner.invoke(get_app(), ["dose", "fit", "--model", "nope", "--data", "x.csv"])
     assert bad2.exit_code == 1 and "unknown model" in bad2.output
+
+
+def test_patient_json_and_fhir_inputs_give_the_same_suggestion():
+    import datetime as dt
+    from pathlib import Path
+
+    from ipexrx.dosing.patient_input import interval_from_frequency, recommend_for_patient
+    from ipexrx.knowledge import get_kb
+    from ipexrx.patient import read_patient
+
+    ex = Path(__file__).resolve().parents[2] / "examples"
+    out = []
+    for name in ("sirolimus-azole.json", "sirolimus-azole.fhir.json"):
+        p = read_patient((ex / name).read_text(), get_kb(), dt.date(2026, 11, 25))
+        r = recommend_for_patient(p, "sirolimus")
+        assert r.basis.startswith("a posteriori") and r.dose_mg < 1.2  # trough 17.5 ng/mL on 1.2 mg daily: lower
+        out.append((r.dose_mg, round(r.predicted, 6)))
+    assert out[0] == out[1]
+    assert interval_from_frequency("BID") == 12 and interval_from_frequency("every 8 hours") == 8
+    with pytest.raises(DosingError, match="frequency"):
+        interval_from_frequency("when needed")
