@@ -68,14 +68,32 @@ def make_token(ec_key: ec.EllipticCurvePrivateKey, rsa_key: rsa.RSAPrivateKey) -
     return factory
 
 
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database migrated once per session; tests get a copy (migrations are tested in test_storage)."""
+    from ipexrx.storage import Database
+
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+    return path
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ipexrx.sqlite3'}"
+def db_url(tmp_path: Path, migrated_db: Path) -> str:
+    import shutil
+
+    target = tmp_path / "ipexrx.sqlite3"
+    shutil.copyfile(migrated_db, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture
 def settings(jwks: dict[str, Any], db_url: str) -> Settings:
-    return Settings(issuers={ISSUER: {"jwks": jwks}}, database_url=db_url)
+    return Settings(issuers={ISSUER: {"jwks": jwks}}, database_url=db_url, auto_migrate=False)
 
 
 @pytest.fixture
@@ -86,7 +104,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def dev_client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(dev_mode=True, database_url=db_url)), base_url=BASE) as c:
+    with TestClient(create_app(Settings(dev_mode=True, database_url=db_url, auto_migrate=False)), base_url=BASE) as c:
         yield c
 
 

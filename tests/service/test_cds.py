@@ -296,7 +296,7 @@ def test_fhir_server_failures_answer_412(db_url: str, fhir_server: tuple[str, Fh
         body["fhirServer"] = "http://127.0.0.1:9/fhir"  # discard port: nothing listens
     else:
         store.delay = 1.5
-    settings = Settings(dev_mode=True, database_url=db_url, fhir_timeout=0.5)
+    settings = Settings(dev_mode=True, database_url=db_url, fhir_timeout=0.5, auto_migrate=False)
     with TestClient(create_app(settings), base_url=BASE) as c:
         started = time.monotonic()
         resp = c.post("/cds-services/ipexrx-patient-view", json=body)

@@ -129,7 +129,7 @@ def test_key_of_the_wrong_type_for_the_alg_is_refused(client: TestClient, make_t
 
 
 def test_tenant_allow_list(jwks: dict[str, Any], db_url: str, make_token: Any) -> None:
-    s = Settings(issuers={ISSUER: {"jwks": jwks}}, tenants=["hospital-a"], database_url=db_url)
+    s = Settings(issuers={ISSUER: {"jwks": jwks}}, tenants=["hospital-a"], database_url=db_url, auto_migrate=False)
     with TestClient(create_app(s), base_url=BASE) as c:
         assert c.get("/cds-services", headers=_h(make_token(DISCOVERY, tenant="hospital-a"))).status_code == 200
         _assert_bare_401(c.get("/cds-services", headers=_h(make_token(DISCOVERY))))  # missing tenant
@@ -137,7 +137,8 @@ def test_tenant_allow_list(jwks: dict[str, Any], db_url: str, make_token: Any) -
 
 
 def test_configured_base_url_is_the_expected_audience(jwks: dict[str, Any], db_url: str, make_token: Any) -> None:
-    s = Settings(issuers={ISSUER: {"jwks": jwks}}, base_url="https://cds.example.org/", database_url=db_url)
+    s = Settings(issuers={ISSUER: {"jwks": jwks}}, base_url="https://cds.example.org/", database_url=db_url,
+                 auto_migrate=False)
     with TestClient(create_app(s), base_url=BASE) as c:
         assert c.get("/cds-services", headers=_h(make_token("https://cds.example.org/cds-services"))).status_code == 200
         _assert_bare_401(c.get("/cds-services", headers=_h(make_token(DISCOVERY))))
@@ -166,7 +167,7 @@ def test_hmac_issuer_configuration_is_rejected_at_start_up(jwks: dict[str, Any])
 
 def test_dev_mode_lets_calls_through_and_says_so_loudly(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    with TestClient(create_app(Settings(dev_mode=True, database_url=db_url)), base_url=BASE) as c:
+    with TestClient(create_app(Settings(dev_mode=True, database_url=db_url, auto_migrate=False)), base_url=BASE) as c:
         resp = c.get("/cds-services")
     assert resp.status_code == 200
     assert resp.headers["x-ipexrx-dev-mode"] == "jwt-verification-disabled"
@@ -210,7 +211,7 @@ def test_jwks_url_is_fetched_on_first_use_and_is_the_only_jku_accepted(db_url: s
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
     try:
-        s = Settings(issuers={ISSUER: {"jwks_url": url}}, database_url=db_url)
+        s = Settings(issuers={ISSUER: {"jwks_url": url}}, database_url=db_url, auto_migrate=False)
         app = create_app(s)  # no network at start-up
         assert hits == []
         with TestClient(app, base_url=BASE) as c:
