@@ -46,7 +46,7 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)
 class Strict(BaseModel):
     """Base: unknown keys are errors, models are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------
