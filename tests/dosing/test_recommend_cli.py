@@ -59,6 +59,9 @@ def test_a_priori_dose_from_covariates_scales_with_weight():
     big = recommend("fan2024-sirolimus", covariates={"WT": 40}, form_index=0)
     assert small.basis.startswith("a priori") and big.dose_mg > small.dose_mg
     assert "mL of 1 mg/mL" in small.administration
+    # Fan 2024 used 12- and 24-hourly dosing: both are compared and the other one is reported
+    assert {small.interval_h, small.alternatives[0]["interval_h"]} == {12.0, 24.0}
+    assert small.probability_in_target >= small.alternatives[0]["probability_in_target"] - 0.02
 
 
 def test_recommend_refuses_unknown_drug_and_mismatched_units():

@@ -229,6 +229,10 @@ def recommend_cmd(
                   f"{rec.target_low:g}-{rec.target_high:g} {rec.target_unit}: {100 * rec.probability_in_target:.0f} %")
         con.print(f"Target: {rec.target_context} - source: {rec.target_source}")
         con.print(f"Basis: {rec.basis}; exact dose {rec.exact_dose_mg:.3g} mg before rounding")
+        for alt in rec.alternatives:
+            con.print(f"Also considered: {alt['dose_mg']:g} mg every {alt['interval_h']:g} h, predicted "
+                      f"{alt['predicted']:.3g} {rec.target_unit}, probability in range "
+                      f"{100 * alt['probability_in_target']:.0f} %")
         con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
         for c in rec.caveats:
             con.print(f"[bold yellow]caveat:[/bold yellow] {c}")

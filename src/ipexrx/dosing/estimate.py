@@ -30,6 +30,7 @@ from .errors import EstimationError
 from .model import CompiledModel
 
 _HC = 1e-20  # complex-step size
+_SCAN_MARGIN = float("inf")  # restart only from profile valleys whose objective is below best + margin
 _HF = 1e-5  # forward-difference step for second derivatives of f
 
 
@@ -508,7 +509,8 @@ def _scan_restarts(problem: Problem, opts: list[Optimum], bound: np.ndarray, n_g
         v = problem.ofv_batch(pts)
         step = grid[1] - grid[0]
         loc = [i for i in range(n_grid) if np.isfinite(v[i]) and (i == 0 or v[i] <= v[i - 1])
-               and (i == n_grid - 1 or v[i] <= v[i + 1]) and abs(grid[i] - best.eta[k]) > 1.5 * step]
+               and (i == n_grid - 1 or v[i] <= v[i + 1]) and abs(grid[i] - best.eta[k]) > 1.5 * step
+               and v[i] < best.ofv + _SCAN_MARGIN]
         for i in sorted(loc, key=lambda i: v[i])[:3]:
             starts.append(pts[i])
     if not starts:

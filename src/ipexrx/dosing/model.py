@@ -243,6 +243,8 @@ class ModelSpec(_Strict):
     targets: list[Target] = []
     dosage_forms: list[DosageForm] = []
     default_interval_h: float | None = None
+    allowed_intervals_h: list[float] = Field(
+        [], description="Intervals the source population used; recommend() compares them when none is imposed.")
     caveats: list[str] = []
 
 

@@ -70,6 +70,7 @@ class Recommendation:
     warnings: list[str] = field(default_factory=list)
     parameters: dict[str, float] = field(default_factory=dict)
     fit: FitResult | None = field(default=None, repr=False)
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "fit"}
@@ -240,26 +241,36 @@ def recommend(
     d0 = build_design(m, Subject("c", [Record(time=0, evid=1, amt=1.0, cmt=dose_compartment(m) + 1,
                                               covariates=covs)]))
     warnings += [w for w in d0.warnings if w not in warnings]
-    expo = steady_state_exposure(m, covs, tau, etas, target.metric)
-    per_mg = expo.per_mg
-    if not np.all(np.isfinite(per_mg)) or per_mg[0] <= 0:
-        raise DosingError("the model predicts no exposure for this regimen; check the covariates")
     goal = math.sqrt(target.low * target.high)  # geometric middle of the range
-    exact = goal / per_mg[0]
-    cands = candidate_doses(form, max_dose=exact * 3)
-    if not cands:
-        raise DosingError(f"no dose of {form.form} fits; the exact dose would be {exact:.3g} mg")
+    taus = [tau] if interval_h else sorted({tau, *(m.spec.allowed_intervals_h or [])})
+    options = []
+    for t in taus:
+        per_mg = steady_state_exposure(m, covs, t, etas, target.metric).per_mg
+        if not np.all(np.isfinite(per_mg)) or per_mg[0] <= 0:
+            raise DosingError("the model predicts no exposure for this regimen; check the covariates")
+        exact_t = goal / per_mg[0]
+        cands = candidate_doses(form, max_dose=exact_t * 3)
+        if not cands:
+            raise DosingError(f"no dose of {form.form} fits; the exact dose would be {exact_t:.3g} mg")
 
-    def score(c: tuple[float, str]) -> tuple[int, float]:
-        pred = c[0] * per_mg[0]
-        inside = target.low <= pred <= target.high
-        return (0 if inside else 1, abs(math.log(pred / goal)))
+        def score(c: tuple[float, str], pm: np.ndarray = per_mg) -> tuple[int, float]:
+            pr = c[0] * pm[0]
+            return (0 if target.low <= pr <= target.high else 1, abs(math.log(pr / goal)))
 
-    dose, how = min(cands, key=score)
-    pred_s = dose * per_mg
+        d_t, how_t = min(cands, key=score)
+        ps = d_t * per_mg
+        p_t = float(np.mean((ps[1:] >= target.low) & (ps[1:] <= target.high)))
+        options.append((t, d_t, how_t, ps, p_t, exact_t))
+    # the interval with the highest probability in range; the model's default wins near-ties (within 2 %)
+    best_p = max(o[4] for o in options)
+    chosen = next((o for o in options if o[0] == tau and o[4] >= best_p - 0.02), None) or max(
+        options, key=lambda o: o[4])
+    tau, dose, how, pred_s, p_in, exact = chosen
+    alternatives = [
+        {"interval_h": o[0], "dose_mg": o[1], "administration": o[2], "predicted": float(o[3][0]),
+         "probability_in_target": o[4]} for o in options if o is not chosen]
     pred = float(pred_s[0])
     lo, hi = np.quantile(pred_s[1:], [0.05, 0.95])
-    p_in = float(np.mean((pred_s[1:] >= target.low) & (pred_s[1:] <= target.high)))
     inside = target.low <= pred <= target.high
     if not inside:
         warnings.append(
@@ -281,6 +292,7 @@ def recommend(
         target_source=target.source, target_context=target.context, target_verified=target.verified,
         predicted=pred, predicted_low=float(lo), predicted_high=float(hi), probability_in_target=p_in,
         exact_dose_mg=float(exact), in_target=inside, caveats=caveats, warnings=warnings, parameters=params, fit=fr,
+        alternatives=alternatives,
     )
 
 
