@@ -331,6 +331,9 @@ def test_feedback_is_stored_and_queryable(client: TestClient, auth: Any) -> None
     assert over["overrideReason"]["code"] == "specialist-decision" and over["userComment"] == "agreed at MDT"
     assert over["outcomeTimestamp"] == "2026-11-25T08:31:00Z"  # normalised to UTC
     assert over["issuer"] == "https://ehr.example.org"
+    accepted = next(r for r in rows if r["outcome"] == "accepted")
+    assert accepted["rule"] == "duplication.two_calcineurin_inhibitors"  # traced through the issued-card log
+    assert accepted["indicator"] == "critical" and "cyclosporine" in accepted["alert"]
     acc = client.get(q, params={"outcome": "accepted"}, headers=auth(q)).json()["feedback"]
     assert [r["acceptedSuggestions"] for r in acc] == [[dup["suggestions"][0]["uuid"]]]
     assert client.get(q).status_code == 401

@@ -6,7 +6,9 @@ argument, so settings come from the environment (see :mod:`ipexrx.service.settin
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..storage import Database
+from .cardlog import CardLog
 from .deps import Unauthorized, unauthorized_handler
 from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from .security import JwtVerifier
@@ -60,7 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     elif not settings.issuers:
         log.warning("no CDS client issuers configured (IPEXRX_CDS_ISSUERS): every CDS Hooks call will get 401")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.cardlog.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ipexrx",
         version=__version__,
         description="Computable medication reference and clinical decision support for IPEX syndrome (FOXP3). "
@@ -72,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.verifier = JwtVerifier(settings, db)
+    app.state.cardlog = CardLog(db)
 
     handlers: list[tuple[Any, Any]] = [
         (ApiError, api_error_handler),

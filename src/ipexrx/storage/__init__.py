@@ -13,11 +13,12 @@ in the user data directory; ``$IPEXRX_DATABASE_URL`` selects another (any SQLAlc
 from __future__ import annotations
 
 from .db import ENV_DATABASE_URL, Database, default_database_url, user_data_dir
-from .models import Base, CdsFeedback, SeenToken
+from .models import Base, CdsCard, CdsFeedback, SeenToken
 
 __all__ = [
     "ENV_DATABASE_URL",
     "Base",
+    "CdsCard",
     "CdsFeedback",
     "Database",
     "SeenToken",

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, delete, event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import CdsFeedback, SeenToken
+from .models import CdsCard, CdsFeedback, SeenToken
 
 ENV_DATABASE_URL = "IPEXRX_DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -93,6 +93,28 @@ class Database:
             s.add_all(objs)
             s.flush()
             return [o.id for o in objs]
+
+    def add_cards(self, rows: list[dict[str, Any]]) -> None:
+        """Record issued cards (dicts of CdsCard columns); a uuid already recorded is left as it is
+        (an EHR may repeat a hook call with the same hookInstance)."""
+        if not rows:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(CdsCard), rows)
+        except IntegrityError:
+            for row in rows:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(insert(CdsCard).values(**row))
+                except IntegrityError:
+                    continue
+
+    def cards_by_uuid(self, uuids: list[str]) -> dict[str, CdsCard]:
+        if not uuids:
+            return {}
+        with self.session() as s:
+            return {c.uuid: c for c in s.scalars(select(CdsCard).where(CdsCard.uuid.in_(uuids)))}
 
     def query_feedback(
         self,

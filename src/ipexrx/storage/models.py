@@ -48,3 +48,23 @@ class SeenToken(Base):
     expires_at: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_seen_token_expires_at", "expires_at"),)
+
+
+class CdsCard(Base):
+    """A card we returned: lets feedback (which names only the card uuid) be traced to its rule.
+
+    No patient data: the alert id is built from rule and knowledge-base ids (e.g.
+    ``duplication.two_calcineurin_inhibitors:cyclosporine+tacrolimus``).
+    """
+
+    __tablename__ = "cds_card"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(200))
+    hook_instance: Mapped[str] = mapped_column(String(200))
+    alert_id: Mapped[str] = mapped_column(String(500))
+    rule: Mapped[str] = mapped_column(String(200), index=True)
+    indicator: Mapped[str] = mapped_column(String(20))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    tenant: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -50,6 +50,8 @@ class CardTemplate:
     card: dict[str, Any]
     seed: str
     suggestion_seeds: tuple[str, ...] = ()
+    alert_id: str = ""
+    rule: str = ""
 
     def instantiate(self, hook_instance: str) -> dict[str, Any]:
         out = {**self.card, "uuid": card_uuid(hook_instance, self.seed)}
@@ -165,11 +167,12 @@ def alert_card(
 def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder]) -> CardTemplate:
     card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts)
     seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
-    return CardTemplate(card.wire(), f"|{alert.id}", seeds)
+    return CardTemplate(card.wire(), f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
 
 
 def unchecked_template(base: str, reference: str, label: str, why: str) -> CardTemplate:
-    return CardTemplate(unchecked_order_card("", base, reference, label, why).wire(), f"|unchecked|{reference}")
+    return CardTemplate(unchecked_order_card("", base, reference, label, why).wire(), f"|unchecked|{reference}",
+                        alert_id=f"unchecked:{reference}", rule="unchecked-order")
 
 
 def unchecked_order_card(hook_instance: str, base: str, reference: str, label: str, why: str) -> Card:

@@ -217,14 +217,16 @@ _template_owner: dict[tuple[int, str], Analysis] = {}
 
 
 def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
-             as_of: dt.date | None = None) -> list[dict[str, Any]]:
-    """The synchronous, CPU-bound part: read the patient, assess, build cards."""
+             as_of: dt.date | None = None) -> list[tuple[dict[str, Any], CardTemplate]]:
+    """The synchronous, CPU-bound part: read the patient, assess, build cards (with their templates,
+    which name the alert and rule behind each card)."""
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     analysis = analyse(svc, body, values, as_of)
-    return [t.instantiate(body.hookInstance) for t in _templates(analysis, base)]
+    return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base)]
 
 
-async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str) -> list[dict[str, Any]]:
+async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings,
+                   base: str) -> list[tuple[dict[str, Any], CardTemplate]]:
     ctx = body.context
     pid = ctx.get("patientId")
     if not isinstance(pid, str) or not pid.strip():

@@ -189,6 +189,9 @@ class FeedbackRecord(BaseModel):
     receivedAt: dt.datetime
     issuer: str | None = None
     tenant: str | None = None
+    rule: str | None = Field(None, description="Rule behind the card, when the card was issued by this server.")
+    alert: str | None = Field(None, description="Alert id behind the card (rule + knowledge-base ids).")
+    indicator: str | None = None
 
 
 class FeedbackList(BaseModel):

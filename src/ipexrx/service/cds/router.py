@@ -70,10 +70,17 @@ async def call_service(
     from .fhir import PrefetchUnavailable
 
     try:
-        cards = await run_hook(svc, body, settings_of(request), public_base(request))
+        issued = await run_hook(svc, body, settings_of(request), public_base(request))
     except PrefetchUnavailable as exc:
         return JSONResponse(exc.operation_outcome(), status_code=412, media_type="application/fhir+json")
-    return JSONResponse({"cards": cards})
+    if issued:
+        now = dt.datetime.now(dt.UTC)
+        request.app.state.cardlog.record([
+            {"uuid": card["uuid"], "service_id": svc.id, "hook_instance": body.hookInstance[:200],
+             "alert_id": t.alert_id[:500], "rule": t.rule, "indicator": card["indicator"], "issued_at": now,
+             "issuer": auth.issuer, "tenant": auth.tenant}
+            for card, t in issued])
+    return JSONResponse({"cards": [card for card, _ in issued]})
 
 
 @router.post(
@@ -131,10 +138,14 @@ async def query_feedback(
 ) -> FeedbackList:
     if service is not None:
         _service(service)
-    rows = db_of(request).query_feedback(service_id=service, outcome=outcome, card_uuid=card,
+    request.app.state.cardlog.flush()
+    db = db_of(request)
+    rows = db.query_feedback(service_id=service, outcome=outcome, card_uuid=card,
                                          since=_utc(since) if since else None, limit=limit, offset=offset)
+    cards = db.cards_by_uuid([r.card_uuid for r in rows])
     out = []
     for r in rows:
+        issued = cards.get(r.card_uuid)
         reason = {k: v for k, v in (("system", r.override_reason_system), ("code", r.override_reason_code),
                                     ("display", r.override_reason_display)) if v}
         out.append(FeedbackRecord(
@@ -142,5 +153,7 @@ async def query_feedback(
             acceptedSuggestions=list(r.accepted_suggestions or []), overrideReason=reason or None,
             userComment=r.user_comment, outcomeTimestamp=_utc(r.outcome_timestamp),
             receivedAt=_utc(r.received_at), issuer=r.issuer, tenant=r.tenant,
+            rule=issued.rule if issued else None, alert=issued.alert_id if issued else None,
+            indicator=issued.indicator if issued else None,
         ))
     return FeedbackList(feedback=out)
