@@ -48,7 +48,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "weight_z": (-8, 8, "SD"),
     "insulin_u_kg_day": (0, 5, "units/kg/day"),
     "oi_score": (0, 10, "points"),
-    "trough_ng_ml": (0, 200, "ng/mL"),
+    "trough_ng_ml": (0, 1000, "ng/mL"),
     "chimerism_donor_pct": (0, 100, "%"),
 }
 EARLIEST_BIRTH_YEAR = 1950

@@ -1,0 +1,273 @@
+"""Comparative analyses: time on therapy per drug, reasons stopped, response, HSCT versus
+immunosuppression survival, organ-involvement (OI) strata.
+
+Definitions (ipexrx conventions, printed in the report so nobody has to guess):
+
+* Time on therapy: course start to stop (event = stopped for any reason); ongoing courses are
+  censored at the patient's last follow-up (or death).
+* Response at 3, 6, 12 months: the OI score at the visit closest to start + 91/182/365 days
+  (within 45 days, course still running) compared with the baseline OI score (the last visit up to
+  the start, at most 90 days before): improved (lower), stable, worse; "stopped before" when the
+  course had ended; "not evaluable" when a visit is missing. Nothing is imputed.
+* Overall survival, HSCT versus immunosuppression only: from diagnosis to death (censored at last
+  follow-up); group = ever transplanted. Grouping by a later event favours the transplanted group
+  (immortal time), so a landmark analysis from the HSCT date is reported beside it.
+* Disease-free survival: from the start of the strategy (HSCT date, or first immunosuppressive
+  course) to death or the onset of a manifestation episode after that start.
+* OI strata: 0-2 versus 3 or more (the split used by Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013),
+  on the pre-HSCT score for transplanted patients and the first score on record otherwise.
+* Patients who withdrew consent are left out entirely.
+
+Kaplan-Meier estimates, Greenwood-based confidence intervals (lifelines' exponential/log-log
+transform) and the log-rank test come from lifelines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Course, Hsct, ManifestationEpisode, Patient, Visit
+
+RESPONSE_DAYS = {3: 91, 6: 182, 12: 365}
+WINDOW_DAYS = 45
+BASELINE_DAYS = 90
+YEAR = 365.25
+
+
+@dataclass
+class KmCurve:
+    label: str
+    n: int
+    events: int
+    times: list[float]  # in the unit of the analysis (days or years), step times including 0
+    survival: list[float]
+    lower: list[float]
+    upper: list[float]
+    median: float | None
+    at: dict[float, tuple[float, float, float]] = field(default_factory=dict)  # t -> (S, lo, hi)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "n": self.n, "events": self.events, "median": self.median,
+                "at": {str(k): v for k, v in self.at.items()}}
+
+
+def kaplan_meier(durations: list[float], events: list[bool], label: str, at: tuple[float, ...] = ()) -> KmCurve:
+    from lifelines import KaplanMeierFitter
+
+    if not durations:
+        return KmCurve(label, 0, 0, [0.0], [1.0], [1.0], [1.0], None)
+    kmf = KaplanMeierFitter(label=label).fit(durations, event_observed=events)
+    sf = kmf.survival_function_[label]
+    ci = kmf.confidence_interval_survival_function_
+    med = float(kmf.median_survival_time_)
+    points = {}
+    for t in at:
+        s = float(kmf.survival_function_at_times(t).iloc[0])
+        lo = float(ci.iloc[:, 0][ci.index <= t].iloc[-1])
+        hi = float(ci.iloc[:, 1][ci.index <= t].iloc[-1])
+        points[t] = (s, lo, hi)
+    return KmCurve(label, len(durations), int(sum(events)), [float(x) for x in sf.index], [float(x) for x in sf],
+                   [float(x) for x in ci.iloc[:, 0]], [float(x) for x in ci.iloc[:, 1]],
+                   None if med == float("inf") else med, points)
+
+
+def logrank(d1: list[float], e1: list[bool], d2: list[float], e2: list[bool]) -> tuple[float, float] | None:
+    """(chi-square statistic, p) or None when a group is empty."""
+    from lifelines.statistics import logrank_test
+
+    if not d1 or not d2:
+        return None
+    r = logrank_test(d1, d2, event_observed_A=e1, event_observed_B=e2)
+    return float(r.test_statistic), float(r.p_value)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Cohort:
+    patients: dict[int, Patient]
+    courses: list[Course]
+    visits: dict[int, list[Visit]]
+    hsct: dict[int, Hsct]
+    manifestations: dict[int, list[ManifestationEpisode]]
+    synthetic: bool
+
+
+def load(s: Session, centre_id: int | None = None) -> Cohort:
+    """Patients in scope (one centre, or all), minus withdrawn consent, with their follow-up."""
+    ps = select(Patient).where(Patient.consent_withdrawn_date.is_(None))
+    if centre_id is not None:
+        ps = ps.where(Patient.centre_id == centre_id)
+    patients = {p.id: p for p in s.scalars(ps)}
+    ids = select(Patient.id).where(Patient.consent_withdrawn_date.is_(None))
+    if centre_id is not None:
+        ids = ids.where(Patient.centre_id == centre_id)
+    courses = list(s.scalars(select(Course).where(Course.patient_id.in_(ids))))
+    visits: dict[int, list[Visit]] = {}
+    for v in s.scalars(select(Visit).where(Visit.patient_id.in_(ids)).order_by(Visit.patient_id, Visit.date)):
+        visits.setdefault(v.patient_id, []).append(v)
+    hsct: dict[int, Hsct] = {}
+    for h in s.scalars(select(Hsct).where(Hsct.patient_id.in_(ids)).order_by(Hsct.date.desc())):
+        hsct[h.patient_id] = h  # the first transplant (ordered newest first, so the oldest wins)
+    mans: dict[int, list[ManifestationEpisode]] = {}
+    for m in s.scalars(select(ManifestationEpisode).where(ManifestationEpisode.patient_id.in_(ids))):
+        mans.setdefault(m.patient_id, []).append(m)
+    return Cohort(patients, courses, visits, hsct, mans, bool(patients) and all(p.synthetic for p in
+                                                                                  patients.values()))
+
+
+def _end(p: Patient) -> dt.date:
+    return p.death_date or p.last_followup_date or p.diagnosis_date
+
+
+def _visit_near(visits: list[Visit], target: dt.date, window: int) -> Visit | None:
+    best = None
+    for v in visits:
+        if v.oi_score is None:
+            continue
+        gap = abs((v.date - target).days)
+        if gap <= window and (best is None or gap < abs((best.date - target).days)):
+            best = v
+    return best
+
+
+def response(c: Course, visits: list[Visit], end: dt.date, months: int) -> str:
+    target = c.start_date + dt.timedelta(days=RESPONSE_DAYS[months])
+    stop = c.stop_date or end
+    if stop < target:
+        return "stopped before"
+    base = [v for v in visits if v.oi_score is not None and c.start_date - dt.timedelta(days=BASELINE_DAYS) <= v.date
+            <= c.start_date]
+    at = _visit_near([v for v in visits if v.date <= stop], target, WINDOW_DAYS)
+    if not base or at is None or at.oi_score is None or base[-1].oi_score is None:
+        return "not evaluable"
+    b, a = base[-1].oi_score, at.oi_score
+    return "improved" if a < b else "stable" if a == b else "worse"
+
+
+@dataclass
+class DrugSummary:
+    drug_id: str
+    courses: int
+    patients: int
+    ongoing: int
+    reasons: dict[str, int]
+    km: KmCurve
+    response: dict[int, dict[str, int]]
+
+
+def drug_summaries(c: Cohort) -> list[DrugSummary]:
+    by_drug: dict[str, list[Course]] = {}
+    for co in c.courses:
+        by_drug.setdefault(co.drug_id, []).append(co)
+    out = []
+    for drug, cs in sorted(by_drug.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        dur: list[float] = []
+        ev: list[bool] = []
+        reasons: dict[str, int] = {}
+        resp: dict[int, dict[str, int]] = {m: {} for m in RESPONSE_DAYS}
+        for co in cs:
+            p = c.patients[co.patient_id]
+            stop = co.stop_date or _end(p)
+            dur.append(max(0, (stop - co.start_date).days))
+            ev.append(co.stop_date is not None)
+            key = co.reason_stopped or "ongoing"
+            reasons[key] = reasons.get(key, 0) + 1
+            for m in RESPONSE_DAYS:
+                r = response(co, c.visits.get(co.patient_id, []), _end(p), m)
+                resp[m][r] = resp[m].get(r, 0) + 1
+        out.append(DrugSummary(drug, len(cs), len({co.patient_id for co in cs}), reasons.get("ongoing", 0), reasons,
+                               kaplan_meier(dur, ev, drug, at=(182.0, 365.0)), resp))
+    return out
+
+
+def _years(a: dt.date, b: dt.date) -> float:
+    return max(0.0, (b - a).days / YEAR)
+
+
+@dataclass
+class Comparison:
+    title: str
+    curves: list[KmCurve]
+    logrank: tuple[float, float] | None
+    note: str
+
+
+def survival_comparisons(c: Cohort) -> list[Comparison]:
+    at = (1.0, 5.0, 10.0)
+    os_: dict[str, tuple[list[float], list[bool]]] = {"HSCT": ([], []), "Immunosuppression only": ([], [])}
+    land: tuple[list[float], list[bool]] = ([], [])
+    dfs: dict[str, tuple[list[float], list[bool]]] = {"HSCT": ([], []), "Immunosuppression only": ([], [])}
+    oi: dict[str, tuple[list[float], list[bool]]] = {"OI score 0-2": ([], []), "OI score 3 or more": ([], [])}
+    first_course: dict[int, dt.date] = {}
+    for co in c.courses:
+        if co.patient_id not in first_course or co.start_date < first_course[co.patient_id]:
+            first_course[co.patient_id] = co.start_date
+    for pid, p in c.patients.items():
+        end, dead = _end(p), p.death_date is not None
+        h = c.hsct.get(pid)
+        group = "HSCT" if h else "Immunosuppression only"
+        os_[group][0].append(_years(p.diagnosis_date, end))
+        os_[group][1].append(dead)
+        if h:
+            land[0].append(_years(h.date, end))
+            land[1].append(dead)
+        origin = h.date if h else first_course.get(pid)
+        if origin is not None:
+            relapse = [m.onset_date for m in c.manifestations.get(pid, []) if m.onset_date > origin]
+            ev_date = min([*relapse, *([p.death_date] if p.death_date else [])], default=None)
+            dfs[group][0].append(_years(origin, ev_date or end))
+            dfs[group][1].append(ev_date is not None)
+        score = h.pre_hsct_oi_score if h and h.pre_hsct_oi_score is not None else next(
+            (v.oi_score for v in c.visits.get(pid, []) if v.oi_score is not None), None)
+        if score is not None:
+            key = "OI score 0-2" if score <= 2 else "OI score 3 or more"
+            oi[key][0].append(_years(p.diagnosis_date, end))
+            oi[key][1].append(dead)
+
+    def comp(title: str, groups: dict[str, tuple[list[float], list[bool]]], note: str) -> Comparison:
+        (k1, (d1, e1)), (k2, (d2, e2)) = groups.items()
+        return Comparison(title, [kaplan_meier(d1, e1, k1, at), kaplan_meier(d2, e2, k2, at)],
+                          logrank(d1, e1, d2, e2), note)
+
+    return [
+        comp("Overall survival from diagnosis: HSCT versus immunosuppression only", os_,
+             "Grouped by transplant at any time: transplanted patients had to survive until HSCT (immortal time "
+             "bias in their favour). Read with the landmark curve."),
+        Comparison("Overall survival from the HSCT date (transplanted patients)",
+                   [kaplan_meier(land[0], land[1], "HSCT (from transplant)", at)], None,
+                   "Time origin at the transplant: no immortal time."),
+        comp("Disease-free survival from the start of the strategy", dfs,
+             "Event: death or onset of a manifestation episode after the HSCT date or the first immunosuppressive "
+             "course (ipexrx convention)."),
+        comp("Overall survival from diagnosis by organ-involvement score", oi,
+             "OI score as recorded by the centre (Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013): pre-HSCT score "
+             "for transplanted patients, first recorded score otherwise; split 0-2 versus 3 or more as in that "
+             "paper."),
+    ]
+
+
+@dataclass
+class Report:
+    generated_at: str
+    scope: str
+    synthetic: bool
+    patients: int
+    centres: int
+    deaths: int
+    drugs: list[DrugSummary]
+    comparisons: list[Comparison]
+
+
+def build_report(s: Session, centre_id: int | None, scope: str) -> Report:
+    c = load(s, centre_id)
+    return Report(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), scope, c.synthetic, len(c.patients),
+                  len({p.centre_id for p in c.patients.values()}),
+                  sum(p.death_date is not None for p in c.patients.values()), drug_summaries(c),
+                  survival_comparisons(c))

@@ -1,0 +1,326 @@
+"""Operations over the whole registry: demo cohort, analytics, de-identified and CSV export, data
+dictionary, backup and restore. Each goes through the same permission check and audit as a
+single-record write."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, text
+
+from . import audit
+from .analytics import Report, build_report
+from .core import Actor, Registry, row_dict
+from .errors import Conflict, ValidationFailed
+from .models import (
+    AdverseEvent,
+    ApiToken,
+    AuditEntry,
+    AuditHead,
+    Centre,
+    Course,
+    Hsct,
+    ManifestationEpisode,
+    Patient,
+    TroughLevel,
+    User,
+    Visit,
+)
+from .schemas import (
+    RANGES,
+    AdverseEventIn,
+    CentreIn,
+    CourseIn,
+    HsctIn,
+    ManifestationIn,
+    PatientIn,
+    TroughIn,
+    VisitIn,
+)
+from .synthetic import centres as synthetic_centres
+from .synthetic import cohort
+
+BACKUP_FORMAT = "ipexrx-registry-backup/1"
+# Dump/restore order respects foreign keys.
+TABLES: list[Any] = [Centre, User, ApiToken, Patient, ManifestationEpisode, Course, TroughLevel, Visit, AdverseEvent,
+                     Hsct, AuditEntry]
+
+
+def load_demo(reg: Registry, actor: Actor, n_patients: int = 500, n_centres: int = 20, seed: int = 20180101,
+              chunk: int = 200) -> dict[str, int]:
+    """Load the synthetic cohort (idempotent per centre set: refuses if synthetic patients exist)."""
+    with reg.tx() as s:
+        if s.scalar(select(func.count()).select_from(Patient).where(Patient.synthetic.is_(True))):
+            raise Conflict("synthetic patients are already loaded; use a fresh database for another demo")
+        have = set(s.scalars(select(Centre.code)))
+    for c in synthetic_centres(n_centres):
+        if c["code"] not in have:
+            reg.create_centre(actor, c)
+    batch: list[Any] = []
+    done = 0
+    for b in cohort(n_patients, n_centres, seed):
+        batch.append(b)
+        if len(batch) >= chunk:
+            done += len(reg.add_bundles(actor, batch, action="import"))
+            batch = []
+    if batch:
+        done += len(reg.add_bundles(actor, batch, action="import"))
+    return {"centres": n_centres, "patients": done}
+
+
+def analytics_report(reg: Registry, actor: Actor) -> Report:
+    """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre."""
+    reg.require(actor, "analytics")
+    centre_id = actor.centre_id if actor.role in ("clinician", "data_manager") else None
+    with reg.tx() as s:
+        scope = "all centres (pooled)" if centre_id is None else \
+            f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
+        r = build_report(s, centre_id, scope)
+        audit.append(s, actor.audit(), "analytics", "report", "*", centre_id=centre_id,
+                     after={"scope": scope, "patients": r.patients})
+    return r
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+# ----------------------------------------------------------------------------------------------
+DATE_FIELDS = {"onset_date", "diagnosis_date", "consent_date", "consent_withdrawn_date", "death_date",
+               "last_followup_date", "resolution_date", "start_date", "stop_date", "date", "chimerism_date"}
+DROPPED_DEID = {"pseudonym", "centre_id", "variant_hgvs", "reason_other", "created_at", "updated_at", "id",
+                "patient_id", "course_id"}
+
+
+def _patient_rows(reg: Registry, centre_id: int | None) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    with reg.tx() as s:
+        ps = select(Patient).where(Patient.consent_withdrawn_date.is_(None)).order_by(Patient.id)
+        if centre_id is not None:
+            ps = ps.where(Patient.centre_id == centre_id)
+        patients = list(s.scalars(ps))
+        ids = [p.id for p in patients]
+        codes = dict(s.execute(select(Centre.id, Centre.code)).tuples().all())
+        out["patient"] = [{**row_dict(p), "centre_code": codes[p.centre_id]} for p in patients]
+        pseud = {p.id: p.pseudonym for p in patients}
+        models: list[tuple[str, Any]] = [("manifestation", ManifestationEpisode), ("course", Course),
+                                         ("visit", Visit), ("adverse_event", AdverseEvent), ("hsct", Hsct)]
+        for name, model in models:
+            out[name] = [{"pseudonym": pseud[r.patient_id], **row_dict(r)} for r in
+                         s.scalars(select(model).where(model.patient_id.in_(ids)).order_by(model.id))] if ids else []
+        course_patient = {c["id"]: c["pseudonym"] for c in out["course"]}
+        out["trough"] = [{"pseudonym": course_patient[t.course_id], **row_dict(t)} for t in
+                         s.scalars(select(TroughLevel).where(TroughLevel.course_id.in_(list(course_patient)))
+                                   .order_by(TroughLevel.id))] if course_patient else []
+    return out
+
+
+def export_centre(reg: Registry, actor: Actor) -> dict[str, list[dict[str, Any]]]:
+    """The data manager's own centre, pseudonymised (exact dates): for the centre's own use."""
+    reg.require(actor, "export.centre")
+    rows = _patient_rows(reg, actor.centre_id if actor.role != "system" else None)
+    with reg.tx() as s:
+        audit.append(s, actor.audit(), "export", "patient", "*", centre_id=actor.centre_id,
+                     after={"kind": "pseudonymised", "patients": len(rows["patient"])})
+    return rows
+
+
+def deidentify(rows: dict[str, list[dict[str, Any]]], rng: secrets.SystemRandom | None = None) -> dict[str, Any]:
+    """Shift every date of a patient by one random offset (-365..+365 days, intervals kept), shift birth
+    year/month with it, replace the pseudonym with a fresh export-only id, drop identifiers and free text."""
+    rng = rng or secrets.SystemRandom()
+    shift: dict[str, int] = {}
+    new_id: dict[str, str] = {}
+    order = list(range(len(rows["patient"])))
+    rng.shuffle(order)
+    for n, i in enumerate(order):
+        p = rows["patient"][i]
+        shift[p["pseudonym"]] = rng.randint(-365, 365)
+        new_id[p["pseudonym"]] = f"DEID-{n + 1:06d}"
+    out: dict[str, Any] = {}
+    for table, rs in rows.items():
+        new_rows = []
+        for r in rs:
+            d = shift[r["pseudonym"]]
+            nr: dict[str, Any] = {"subject": new_id[r["pseudonym"]]}
+            for k, v in r.items():
+                if k in DROPPED_DEID or k == "centre_code":
+                    continue
+                if k in DATE_FIELDS and v:
+                    v = (dt.date.fromisoformat(v) + dt.timedelta(days=d)).isoformat()
+                nr[k] = v
+            if table == "patient":
+                born = dt.date(r["birth_year"], r["birth_month"], 15) + dt.timedelta(days=d)
+                nr["birth_year"], nr["birth_month"] = born.year, born.month
+            new_rows.append(nr)
+        new_rows.sort(key=lambda x: (x["subject"], x.get("date") or x.get("start_date") or x.get("onset_date") or ""))
+        out[table] = new_rows
+    return out
+
+
+def export_deidentified(reg: Registry, actor: Actor) -> dict[str, list[dict[str, Any]]]:
+    reg.require(actor, "export.deidentified")
+    centre_id = actor.centre_id if actor.role in ("clinician", "data_manager") else None
+    rows = deidentify(_patient_rows(reg, centre_id))
+    with reg.tx() as s:
+        audit.append(s, actor.audit(), "export", "patient", "*", centre_id=centre_id,
+                     after={"kind": "de-identified", "patients": len(rows["patient"])})
+    return rows
+
+
+def write_csv(tables: dict[str, list[dict[str, Any]]], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, rs in tables.items():
+        p = out_dir / f"{name}.csv"
+        cols: list[str] = []
+        for r in rs:
+            cols += [k for k in r if k not in cols]
+        with p.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rs)
+        paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# data dictionary (REDCap-style: one row per field), generated from the input models
+# ----------------------------------------------------------------------------------------------
+DICTIONARY_COLUMNS = ["Variable / Field Name", "Form Name", "Field Type", "Field Label", "Choices", "Units",
+                      "Text Validation Type", "Min", "Max", "Required Field?", "Identifier?"]
+FORMS: list[tuple[str, type[BaseModel]]] = [
+    ("centre", CentreIn), ("patient", PatientIn), ("manifestation", ManifestationIn), ("course", CourseIn),
+    ("trough", TroughIn), ("visit", VisitIn), ("adverse_event", AdverseEventIn), ("hsct", HsctIn)]
+RANGE_OF = {"stool_ml_kg_day": "stool_ml_kg_day", "weight_z": "weight_z", "insulin_u_kg_day": "insulin_u_kg_day",
+            "oi_score": "oi_score", "pre_hsct_oi_score": "oi_score", "value_ng_ml": "trough_ng_ml",
+            "chimerism_donor_pct": "chimerism_donor_pct"}
+LABELS = {
+    "variant_hgvs": "FOXP3 variant in HGVS notation (required for IPEX)",
+    "hpo_code": "HPO code (one of the knowledge-base manifestation codings)",
+    "drug_id": "Knowledge-base drug id",
+    "ipex_like_id": "Knowledge-base IPEX-like disorder id",
+    "oi_score": "Organ-involvement score (Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013), as computed by the centre",
+    "pre_hsct_oi_score": "Organ-involvement score before HSCT (Barzaghi 2018)",
+}
+
+
+def data_dictionary() -> list[dict[str, str]]:
+    rows = []
+    for form, model in FORMS:
+        schema = model.model_json_schema()
+        required = set(schema.get("required", []))
+        for name, prop in schema["properties"].items():
+            if name in ("troughs",):
+                continue
+            opts = prop.get("anyOf", [prop])
+            typ = next((o for o in opts if o.get("type") != "null"), prop)
+            enum = typ.get("enum") or (typ.get("items", {}) or {}).get("enum")
+            fmt = typ.get("format", "")
+            ftype = "dropdown" if enum and typ.get("type") != "array" else "checkbox" if enum else \
+                "yesno" if typ.get("type") == "boolean" else "text"
+            validation = {"date": "date_ymd", "integer": "integer", "number": "number"}.get(
+                fmt or typ.get("type", ""), "")
+            lo, hi, unit = RANGES.get(RANGE_OF.get(name, ""), ("", "", ""))
+            lo = typ.get("minimum", typ.get("exclusiveMinimum", lo))
+            hi = typ.get("maximum", hi)
+            rows.append({
+                "Variable / Field Name": name, "Form Name": form, "Field Type": ftype,
+                "Field Label": LABELS.get(name) or prop.get("description") or name.replace("_", " "),
+                "Choices": " | ".join(str(e) for e in enum) if enum else (typ.get("pattern") or ""),
+                "Units": unit, "Text Validation Type": validation, "Min": str(lo), "Max": str(hi),
+                "Required Field?": "y" if name in required else "", "Identifier?": "",
+            })
+    return rows
+
+
+def data_dictionary_csv() -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=DICTIONARY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(data_dictionary())
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# backup / restore (logical, dialect-neutral: a SQLite backup restores into PostgreSQL and back)
+# ----------------------------------------------------------------------------------------------
+def _json(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
+
+
+def backup(reg: Registry, actor: Actor, path: Path) -> dict[str, int]:
+    """Write every registry table (audit log included) to a gzipped JSON-lines file, from one snapshot."""
+    counts: dict[str, int] = {}
+    with reg.tx() as s:
+        audit.append(s, actor.audit(), "backup", "registry", "*", after={"file": path.name})
+    tmp = path.with_suffix(path.suffix + ".part")
+    with reg.tx() as s, gzip.open(tmp, "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps({"format": BACKUP_FORMAT, "created": dt.datetime.now(dt.UTC).isoformat()}) + "\n")
+        for model in TABLES:
+            n = 0
+            for obj in s.scalars(select(model).execution_options(yield_per=2000)):
+                row = {c.key: _json(getattr(obj, c.key)) for c in model.__table__.columns}
+                fh.write(json.dumps({"t": model.__tablename__, "r": row}) + "\n")
+                n += 1
+            counts[model.__tablename__] = n
+    tmp.replace(path)
+    return counts
+
+
+def restore(reg: Registry, actor: Actor, path: Path) -> dict[str, int]:
+    """Load a backup into an EMPTY registry, then verify the audit chain; refuse a broken chain."""
+    from sqlalchemy import Date, DateTime, insert
+
+    with reg.tx() as s:
+        for model in TABLES:
+            if s.scalar(select(func.count()).select_from(model)):
+                raise Conflict(f"restore needs an empty registry, but {model.__tablename__} has rows")
+    counts: dict[str, int] = {}
+    by_name = {m.__tablename__: m for m in TABLES}
+    with reg.tx() as s, gzip.open(path, "rt", encoding="utf-8") as fh:
+        header = json.loads(fh.readline() or "{}")
+        if header.get("format") != BACKUP_FORMAT:
+            raise ValidationFailed([f"expected a {BACKUP_FORMAT} file, got {header.get('format')!r}"], "backup file")
+        pending: dict[str, list[dict[str, Any]]] = {}
+        last: dict[str, Any] | None = None
+        for line in fh:
+            rec = json.loads(line)
+            model = by_name[rec["t"]]
+            row = rec["r"]
+            for c in model.__table__.columns:
+                v = row.get(c.key)
+                if v is not None and isinstance(c.type, DateTime):
+                    row[c.key] = dt.datetime.fromisoformat(v)
+                elif v is not None and isinstance(c.type, Date):
+                    row[c.key] = dt.date.fromisoformat(v)
+            pending.setdefault(rec["t"], []).append(row)
+            if model is AuditEntry:
+                last = row
+            if len(pending[rec["t"]]) >= 1000:
+                s.execute(insert(model), pending.pop(rec["t"]))
+                counts[rec["t"]] = counts.get(rec["t"], 0) + 1000
+        for name, rows in pending.items():
+            s.execute(insert(by_name[name]), rows)
+            counts[name] = counts.get(name, 0) + len(rows)
+        if last is not None:
+            head = s.get(AuditHead, 1)
+            assert head is not None
+            head.seq, head.hash = last["seq"], last["hash"]
+        if reg.engine.dialect.name == "postgresql":  # keep sequences ahead of the restored ids
+            for model in TABLES:
+                if model is not AuditEntry:
+                    t = model.__tablename__
+                    s.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
+                                   f"COALESCE((SELECT MAX(id) FROM {t}), 0) + 1, false)"))
+        result = audit.verify(s)
+        if not result.ok:
+            raise ValidationFailed(result.problems, "backup (audit chain broken; nothing restored)")
+        audit.append(s, actor.audit(), "restore", "registry", "*", after={"file": path.name, "rows": counts})
+    return counts
