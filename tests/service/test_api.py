@@ -90,6 +90,7 @@ def test_openapi_documents_the_api_and_the_cds_services(dev_client: TestClient) 
     ("/", "Manifestations and their options"), ("/drugs", "tacrolimus"), ("/drugs/rituximab", "Boxed warnings"),
     ("/manifestations/enteropathy", "Options"), ("/classes", "Calcineurin"), ("/classes/mtor-inhibitors", "sirolimus"),
     ("/sources", "src-seed"), ("/search?q=neoral", "cyclosporine"), ("/assess", "Patient JSON or FHIR Bundle"),
+    ("/rules", "rule-duplication.two_calcineurin_inhibitors"),
 ])
 def test_web_pages_render_with_citations(dev_client: TestClient, path: str, text: str) -> None:
     resp = dev_client.get(path)

@@ -128,7 +128,8 @@ def test_print_view_hides_navigation_and_renders_to_pdf(page: Any, server: str) 
 
 
 @pytest.mark.parametrize("path", ["/", "/drugs", "/drugs/rituximab", "/manifestations/enteropathy",
-                                  "/classes/calcineurin-inhibitors", "/sources", "/search?q=tacrolimus", "/assess"])
+                                  "/classes/calcineurin-inhibitors", "/sources", "/search?q=tacrolimus", "/assess",
+                                  "/rules"])
 def test_pages_have_one_h1_labelled_inputs_and_a_language(page: Any, server: str, path: str) -> None:
     page.goto(server + path)
     assert page.locator("html").get_attribute("lang") == "en"

@@ -186,6 +186,20 @@ def mount_web(app: FastAPI) -> None:
         return html(cached_page("/sources", lambda: render("sources.html", None, title="Sources",
                                                            sources=list_sources().sources)))
 
+    @app.get("/rules", response_class=HTMLResponse, include_in_schema=False)
+    def rules_page(request: Request) -> HTMLResponse:
+        import inspect
+
+        from ..assess import RULES
+
+        def build() -> str:
+            rules = [{"id": rid, "family": rid.split(".", 1)[0],
+                      "doc": " ".join((inspect.getdoc(fn) or "").split("\n\n", 1)[0].split())}
+                     for rid, fn in RULES.items()]
+            return render("rules.html", None, title="Assessment rules", rules=rules)
+
+        return html(cached_page("/rules", build))
+
     @app.get("/interactions/{iid}", include_in_schema=False)
     def interaction_page(iid: str, request: Request) -> Response:
         from ..knowledge import get_kb

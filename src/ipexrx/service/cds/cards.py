@@ -116,7 +116,8 @@ def detail_markdown(alert: Any, base: str, extra: list[str] | None = None) -> st
         parts.append("**Sources**\n\n" + "\n".join(lines))
     else:  # never silently: the reader must know this line is unsupported by a citation
         parts.append(f"**Sources**\n\n{NO_SOURCE}")
-    parts.append("_ipexrx supports, and never replaces, clinical judgement._")
+    parts.append(f"Rule: [{_md(alert.rule)}]({base}/rules#rule-{alert.rule}) · "
+                 "_ipexrx supports, and never replaces, clinical judgement._")
     return "\n\n".join(parts)
 
 
@@ -128,7 +129,7 @@ def card_source(alert: Any, base: str, drug_names: dict[str, str]) -> Source:
         anchor = _FAMILY_ANCHOR.get(alert.family, "")
         return Source(label=f"ipexrx: {drug_names[drug]} monograph", url=f"{base}/drugs/{drug}"
                       + (f"#{anchor}" if anchor else ""), topic=topic)
-    return Source(label="ipexrx IPEX medication reference", url=f"{base}/", topic=topic)
+    return Source(label="ipexrx assessment rules", url=f"{base}/rules#rule-{alert.rule}", topic=topic)
 
 
 def alert_card(
