@@ -288,10 +288,21 @@ def restore(reg: Registry, actor: Actor, path: Path) -> dict[str, int]:
         header = json.loads(fh.readline() or "{}")
         if header.get("format") != BACKUP_FORMAT:
             raise ValidationFailed([f"expected a {BACKUP_FORMAT} file, got {header.get('format')!r}"], "backup file")
-        pending: dict[str, list[dict[str, Any]]] = {}
+        batch: list[dict[str, Any]] = []
+        current: str | None = None
         last: dict[str, Any] | None = None
-        for line in fh:
+
+        def flush() -> None:
+            if batch and current:
+                s.execute(insert(by_name[current]), batch)
+                counts[current] = counts.get(current, 0) + len(batch)
+                batch.clear()
+
+        for line in fh:  # the file is in foreign-key order, one table after another
             rec = json.loads(line)
+            if rec["t"] != current or len(batch) >= 1000:
+                flush()
+                current = rec["t"]
             model = by_name[rec["t"]]
             row = rec["r"]
             for c in model.__table__.columns:
@@ -300,15 +311,10 @@ def restore(reg: Registry, actor: Actor, path: Path) -> dict[str, int]:
                     row[c.key] = dt.datetime.fromisoformat(v)
                 elif v is not None and isinstance(c.type, Date):
                     row[c.key] = dt.date.fromisoformat(v)
-            pending.setdefault(rec["t"], []).append(row)
+            batch.append(row)
             if model is AuditEntry:
                 last = row
-            if len(pending[rec["t"]]) >= 1000:
-                s.execute(insert(model), pending.pop(rec["t"]))
-                counts[rec["t"]] = counts.get(rec["t"], 0) + 1000
-        for name, rows in pending.items():
-            s.execute(insert(by_name[name]), rows)
-            counts[name] = counts.get(name, 0) + len(rows)
+        flush()
         if last is not None:
             head = s.get(AuditHead, 1)
             assert head is not None

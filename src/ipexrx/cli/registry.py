@@ -1,0 +1,190 @@
+"""``ipexrx registry``: set up, fill (synthetic demo), verify, report, export, back up, restore.
+
+Local operator commands (init, demo, audit verify, backup, restore) act as the ``system`` operator:
+whoever can open the database file or URL already holds everything. Commands that read patient
+data as a user (report, export) take that user's API token (``--token`` or
+``$IPEXRX_REGISTRY_TOKEN``) so that the same roles and centre scoping apply as in the web API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from . import app
+
+registry_app = typer.Typer(help="Multi-centre IPEX registry (pseudonymised, audited). See docs/registry.md.",
+                           no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+registry_app.add_typer(audit_app, name="audit")
+app.add_typer(registry_app, name="registry")
+
+DB_OPT = typer.Option(None, "--db", help="Database URL (default: $IPEXRX_DATABASE_URL or SQLite in the user data dir).")
+
+
+def _open(db: str | None) -> Any:
+    from ..registry import Registry
+
+    return Registry(db)
+
+
+def _run(fn: Any) -> Any:
+    from ..registry.errors import RegistryError
+
+    try:
+        return fn()
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _actor(reg: Any, token: str | None) -> Any:
+    from ..registry import SYSTEM
+
+    token = token or os.environ.get("IPEXRX_REGISTRY_TOKEN")
+    if not token:
+        return SYSTEM
+    return reg.actor_for_token(token)
+
+
+@registry_app.command("init")
+def init(
+    admin: str = typer.Option(..., help="Username of the first administrator."),
+    password_env: str = typer.Option("IPEXRX_ADMIN_PASSWORD", help="Environment variable holding the password "
+                                     "(not a command-line argument: it would land in shell history)."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Create the schema and the first administrator (only when the registry has no user yet)."""
+    from ..registry import SYSTEM
+
+    password = os.environ.get(password_env) or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    reg = _open(db)
+    if reg.has_users():
+        typer.echo("error: the registry already has users; add more with the API as an administrator", err=True)
+        raise typer.Exit(1)
+    _run(lambda: reg.create_user(SYSTEM, {"username": admin, "password": password, "role": "admin"}))
+    typer.echo(f"registry ready at {reg.url}; administrator '{admin}' created")
+
+
+@registry_app.command("demo")
+def demo(
+    patients: int = typer.Option(500, min=1, max=200_000, help="Synthetic patients."),
+    centres: int = typer.Option(20, min=1, max=99, help="Synthetic centres."),
+    seed: int = typer.Option(20180101, help="Random seed (same seed, same cohort)."),
+    report_dir: Path | None = typer.Option(None, help="Also write the analytics report here."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Load a SYNTHETIC multi-centre cohort (flagged synthetic everywhere) so every screen has data."""
+    from ..registry import SYSTEM, ops
+    from ..registry.synthetic import SYNTHETIC_LABEL
+
+    reg = _open(db)
+    counts = _run(lambda: ops.load_demo(reg, SYSTEM, patients, centres, seed))
+    typer.echo(f"{SYNTHETIC_LABEL}\nloaded {counts['patients']} synthetic patients in {counts['centres']} "
+               f"synthetic centres into {reg.url}")
+    if report_dir:
+        _write_report(reg, SYSTEM, report_dir)
+
+
+def _write_report(reg: Any, actor: Any, out: Path) -> None:
+    from ..registry import ops
+    from ..registry.report import write_report
+
+    rep = _run(lambda: ops.analytics_report(reg, actor))
+    paths = write_report(rep, out)
+    typer.echo(f"report: {paths[0]} ({len(paths) - 1} figures)")
+
+
+@registry_app.command("report")
+def report(
+    out: Path = typer.Option(Path("registry-report"), "--out", help="Output directory."),
+    token: str | None = typer.Option(None, help="API token of the acting user (default $IPEXRX_REGISTRY_TOKEN)."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Printable HTML report with Kaplan-Meier plots (analysts: pooled; centre users: their centre)."""
+    reg = _open(db)
+    _write_report(reg, _run(lambda: _actor(reg, token)), out)
+
+
+@registry_app.command("export")
+def export(
+    out: Path = typer.Option(..., "--out", help="Output directory (one CSV per table)."),
+    deidentified: bool = typer.Option(True, "--deidentified/--pseudonymised",
+                                      help="De-identified (dates shifted per patient, identifiers dropped) or "
+                                      "the centre's pseudonymised data (data managers)."),
+    token: str | None = typer.Option(None, help="API token of the acting user (default $IPEXRX_REGISTRY_TOKEN)."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Export as CSV, with the data dictionary alongside."""
+    from ..registry import ops
+
+    reg = _open(db)
+    actor = _run(lambda: _actor(reg, token))
+    tables = _run(lambda: ops.export_deidentified(reg, actor) if deidentified else ops.export_centre(reg, actor))
+    paths = ops.write_csv(tables, out)
+    (out / "data-dictionary.csv").write_text(ops.data_dictionary_csv(), encoding="utf-8")
+    typer.echo(f"wrote {len(paths)} tables and data-dictionary.csv to {out} "
+               f"({len(tables['patient'])} patients, {'de-identified' if deidentified else 'pseudonymised'})")
+
+
+@registry_app.command("data-dictionary")
+def data_dictionary(out: Path | None = typer.Option(None, "--out", help="File (default: stdout).")) -> None:
+    """The REDCap-style data dictionary (one row per field), generated from the input models."""
+    from ..registry import ops
+
+    text = ops.data_dictionary_csv()
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: str | None = typer.Option(None, help="A head hash noted earlier (outside the database): it must "
+                                           "still be in the chain."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Recompute the audit hash chain; exit 1 if any entry was edited, deleted or inserted."""
+    from ..registry import SYSTEM
+
+    reg = _open(db)
+    r = _run(lambda: reg.verify_audit(SYSTEM, expect_head))
+    if as_json:
+        typer.echo(json.dumps({"ok": r.ok, "entries": r.entries, "head_seq": r.head_seq, "head_hash": r.head_hash,
+                               "problems": r.problems}))
+    elif r.ok:
+        typer.echo(f"audit chain OK: {r.entries} entries, head {r.head_hash} (note it somewhere safe)")
+    else:
+        typer.echo(f"audit chain BROKEN ({len(r.problems)} problem(s)):", err=True)
+        for p in r.problems:
+            typer.echo(f"  - {p}", err=True)
+    if not r.ok:
+        raise typer.Exit(1)
+
+
+@registry_app.command("backup")
+def backup(out: Path = typer.Argument(..., help="Backup file (gzipped JSON lines)."), db: str | None = DB_OPT) -> None:
+    """Logical backup of the whole registry, audit log included (restores on SQLite or PostgreSQL)."""
+    from ..registry import SYSTEM, ops
+
+    reg = _open(db)
+    counts = _run(lambda: ops.backup(reg, SYSTEM, out))
+    typer.echo(f"backup written to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@registry_app.command("restore")
+def restore(src: Path = typer.Argument(..., exists=True, dir_okay=False, help="Backup file."),
+            db: str | None = DB_OPT) -> None:
+    """Restore a backup into an EMPTY registry; the audit chain is verified before anything is committed."""
+    from ..registry import SYSTEM, ops
+
+    reg = _open(db)
+    counts = _run(lambda: ops.restore(reg, SYSTEM, src))
+    typer.echo(f"restored into {reg.url}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) +
+               "; audit chain verified")
