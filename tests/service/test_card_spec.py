@@ -123,14 +123,20 @@ def test_every_card_we_can_produce_meets_the_card_rules(dev_client: TestClient) 
     select["hook"] = "order-select"
     select["context"]["selections"] = [e["resource"]["resourceType"] + "/" + e["resource"]["id"]
                                        for e in sign["context"]["draftOrders"]["entry"][::2]]
+    broken = copy.deepcopy(sign)  # an IPEX record that cannot be assessed safely: a negative dose
+    broken["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"] = [
+        {"doseAndRate": [{"doseQuantity": {"value": -5, "unit": "mg"}}]}]
     cards: list[dict[str, Any]] = []
-    for service, body in (("patient-view", pv), ("order-sign", sign), ("order-select", select)):
+    for service, body in (("patient-view", pv), ("order-sign", sign), ("order-select", select),
+                          ("order-sign", broken)):
         got = dev_client.post(f"/cds-services/ipexrx-{service}", json=body).json()["cards"]
         assert len({c["uuid"] for c in got}) == len(got), f"card uuids repeat within one {service} call"
         cards += got
-    topics = {c["source"].get("topic", {}).get("code", "unchecked-order").split(".")[0] for c in cards}
+    topics = {c["source"].get("topic", {}).get("code", c["summary"][:30]).split(".")[0] for c in cards}
     # the wide patient exercises every alert family that drugs and results can trigger
-    assert {"interactions", "duplication", "monitoring", "screening", "results", "unchecked-order"} <= topics, topics
+    assert {"interactions", "duplication", "monitoring", "screening", "results"} <= topics, topics
+    assert any("could not check the draft order" in c["summary"] for c in cards)
+    assert any("could not check this IPEX patient" in c["summary"] for c in cards)
     assert len(cards) > 30
     assert any(c.get("suggestions") for c in cards)
     assert {c["indicator"] for c in cards} == INDICATORS

@@ -373,3 +373,24 @@ def test_fhir_access_token_never_reaches_logs_or_error_bodies(dev_client: TestCl
     body["fhirAuthorization"]["expires_in"] = 300
     dev_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert FHIR_TOKEN not in caplog.text
+
+
+def _negative_dose(body: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]["doseQuantity"]["value"] = -50
+    return body
+
+
+def test_an_ipex_record_that_cannot_be_assessed_gets_a_warning_card_not_silence(dev_client: TestClient) -> None:
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=_negative_dose(payload("order_sign")))
+    assert resp.status_code == 200
+    (card,) = resp.json()["cards"]
+    assert card["indicator"] == "warning" and "could not check" in card["summary"]
+    assert "$.context.draftOrders.entry[0].resource.dosageInstruction[0]" in card["detail"]  # located in the request
+
+
+def test_a_non_ipex_record_that_cannot_be_assessed_gets_no_cards(dev_client: TestClient) -> None:
+    body = _negative_dose(payload("order_sign"))
+    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # drop the IPEX Condition
+    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
+    assert resp.status_code == 200 and resp.json() == {"cards": []}

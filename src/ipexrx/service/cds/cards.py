@@ -85,6 +85,11 @@ def _md(text: str) -> str:
     return " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]")
 
 
+def _code(text: str) -> str:
+    """Text for inside a Markdown code span (no escapes apply there; only backticks must go)."""
+    return " ".join(str(text).split()).replace("`", "'")
+
+
 def _source_line(ref: Any, base: str) -> str:
     title = ref.title or ref.source
     if ref.section:
@@ -174,6 +179,26 @@ def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts:
 def unchecked_template(base: str, reference: str, label: str, why: str) -> CardTemplate:
     return CardTemplate(unchecked_order_card("", base, reference, label, why).wire(), f"|unchecked|{reference}",
                         alert_id=f"unchecked:{reference}", rule="unchecked-order")
+
+
+def unassessable_template(base: str, problems: list[dict[str, str]]) -> CardTemplate:
+    """A warning card for an IPEX patient whose record cannot be assessed safely (e.g. a negative dose,
+    an impossible weight, a lab value without a unit): the checks did not run, and the EHR must say so."""
+    lines = [f"- `{_code(p['path'])}`: expected {_md(p['expected'])}, got {_md(p['got'])}" for p in problems[:10]]
+    more = f"\n- ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    card = Card(
+        uuid=card_uuid("", "|unassessable"),
+        summary=shorten(f"ipexrx could not check this IPEX patient's medicines: {len(problems)} problem(s) in the "
+                        "record"),
+        detail="**Why:** the record holds data that cannot be used safely, so no interaction, duplication, "
+        "screening or monitoring check was made.\n\n" + "\n".join(lines) + more
+        + "\n\n**What to do:** correct the record, or check the medicines against the IPEX reference by hand."
+        "\n\n_ipexrx supports, and never replaces, clinical judgement._",
+        indicator="warning",
+        source=Source(label="ipexrx IPEX medication reference", url=f"{base}/assess"),
+        overrideReasons=list(OVERRIDE_REASONS),
+    )
+    return CardTemplate(card.wire(), "|unassessable", alert_id="unassessable", rule="unassessable-record")
 
 
 def unchecked_order_card(hook_instance: str, base: str, reference: str, label: str, why: str) -> Card:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..settings import Settings
-from .cards import CardTemplate, DraftOrder, alert_template, unchecked_template
+from .cards import CardTemplate, DraftOrder, alert_template, unassessable_template, unchecked_template
 from .fhir import gather
 from .lenient import bundle_entries, repair_resource
 from .models import CdsRequest
@@ -37,6 +37,29 @@ class Assembled:
     bundle: dict[str, Any]
     drafts: dict[int, DraftOrder] = field(default_factory=dict)  # entry index -> draft order
     fixes: list[str] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # entry index -> where the EHR sent it
+
+    def origin(self, path: str) -> str:
+        """Translate a path into our assembled Bundle back to the request (``$.prefetch.x.entry[i]...``)."""
+        m = _ENTRY.match(path)
+        if not m or int(m.group(1)) >= len(self.origins):
+            return path
+        rest = path[m.end():]
+        rest = rest[len(".resource"):] if rest.startswith(".resource") else rest
+        return self.origins[int(m.group(1))] + rest
+
+
+def _diagnosis_only(asm: Assembled) -> str:
+    """The diagnosis read from the Patient and Conditions alone ('unconfirmed' when that fails too)."""
+    from ...patient import PatientInputError
+    from ...patient.fhir import read_bundle
+
+    keep = [e for e in asm.bundle["entry"] if e["resource"].get("resourceType") in ("Patient", "Condition")]
+    try:
+        record, _, _ = read_bundle({"resourceType": "Bundle", "type": "collection", "entry": keep})
+    except PatientInputError:
+        return "unconfirmed"
+    return str(record.get("diagnosis", {}).get("type", "unconfirmed"))
 
 
 def _bad(path: str, expected: str, got: str, message: str) -> ApiError:
@@ -68,8 +91,11 @@ def assemble(svc: ServiceDef, body: CdsRequest, values: dict[str, Any]) -> Assem
         raise _bad("$.prefetch.patient.id", f"the patient of the hook ('{patient_id}')", repr(patient.get("id")),
                    "the prefetched Patient is not the patient of the hook context")
     for key in PREFETCH:
-        for i, res in enumerate(bundle_entries(values.get(key))):
-            entries.append({"resource": repair_resource(res, f"$.prefetch.{key}.entry[{i}].resource", out.fixes)})
+        value = values.get(key)
+        for i, res in enumerate(bundle_entries(value)):
+            where = f"$.prefetch.{key}" if res is value else f"$.prefetch.{key}.entry[{i}].resource"
+            entries.append({"resource": repair_resource(res, where, out.fixes)})
+            out.origins.append(where)
     if svc.hook in ORDER_HOOKS:
         draft_bundle = ctx.get("draftOrders")
         if not isinstance(draft_bundle, dict) or not isinstance(draft_bundle.get("entry", []), list):
@@ -84,8 +110,9 @@ def assemble(svc: ServiceDef, body: CdsRequest, values: dict[str, Any]) -> Assem
         for i, res in enumerate(bundle_entries(draft_bundle)):
             ref = f"{res.get('resourceType')}/{res.get('id')}" if res.get("id") else None
             idx = len(entries)
-            entries.append({"resource": repair_resource(res, f"$.context.draftOrders.entry[{i}].resource", out.fixes,
-                                                        draft=True)})
+            where = f"$.context.draftOrders.entry[{i}].resource"
+            entries.append({"resource": repair_resource(res, where, out.fixes, draft=True)})
+            out.origins.append(where)
             if ref and res.get("resourceType") in ("MedicationRequest", "MedicationStatement"):
                 out.drafts[idx] = DraftOrder(reference=ref, drug_label=_draft_label(res),
                                              selected=chosen is None or ref in chosen)
@@ -116,6 +143,7 @@ class Analysis:
 
     alerts: tuple[tuple[Any, tuple[DraftOrder, ...]], ...]  # (alert, selected draft orders it involves)
     unchecked: tuple[tuple[DraftOrder, str], ...]  # draft orders that could not be read, and why
+    problems: tuple[dict[str, str], ...] = ()  # an IPEX patient whose record cannot be assessed safely
 
 
 _analysis_cache: OrderedDict[bytes, Analysis] = OrderedDict()
@@ -164,9 +192,13 @@ def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: d
             return Analysis((), ())  # no IPEX or IPEX-like disorder: this service has nothing to say
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
-        issues = [{"path": relocate(i.path, locations), "expected": i.expected, "got": i.got} for i in exc.issues]
-        raise ApiError(422, "patient_data", f"the patient data cannot be assessed safely: {exc.summary}",
-                       issues=issues) from None
+        # Silence must not read as "no problem" for an IPEX patient; for anyone else, stay silent.
+        if _diagnosis_only(asm) == "unconfirmed":
+            return Analysis((), ())
+        issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got}
+                       for i in exc.issues)
+        log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
+        return Analysis((), (), issues)
     data.warnings = warnings + data.warnings
     assessment = assess(data, kb=kb, as_of=as_of)
     order_hook = svc.hook in ORDER_HOOKS
@@ -205,6 +237,8 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
     out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts))
                 for alert, drafts in analysis.alerts)
     out += tuple(unchecked_template(base, d.reference, d.drug_label, why) for d, why in analysis.unchecked)
+    if analysis.problems:
+        out += (unassessable_template(base, list(analysis.problems)),)
     _template_cache[key] = out
     _template_owner[key] = analysis
     if len(_template_cache) > CACHE_SIZE:
