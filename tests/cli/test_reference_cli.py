@@ -113,3 +113,12 @@ def test_broken_knowledge_base_is_reported_cleanly_with_exit_3(tmp_path: Path) -
     assert proc.returncode == 3
     assert "knowledge base failed to load" in proc.stderr and "drugs/sirolimus.yaml" in proc.stderr
     assert "bogus" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_every_registered_schema_loads_and_prints(name: str) -> None:
+    # the registry holds "module:Model" strings: a typo would only show when someone asks for it
+    result = run("schema", name)
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert schema["type"] == "object" and schema["properties"]
