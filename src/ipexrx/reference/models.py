@@ -11,8 +11,8 @@ Conventions: ``id`` fields are knowledge-base record ids; lists are in a stable,
 optional facts are ``null`` when the content does not state them (never guessed).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: pydantic would then compile and evaluate every
+# field annotation from a string at import time, which the CLI pays on every lookup.
 import datetime as dt
 from typing import Literal
 
