@@ -104,11 +104,11 @@ class _Builder:
 
     def drug_ref(self, did: str) -> Ref:
         d = self.kb.drugs.get(did)
-        return Ref(id=did, name=d.name if d else did)
+        return Ref.model_construct(id=did, name=d.name if d else did)
 
     def class_ref(self, cid: str) -> Ref:
         c = self.kb.classes.get(cid)
-        return Ref(id=cid, name=c.name if c else cid)
+        return Ref.model_construct(id=cid, name=c.name if c else cid)
 
     def option(self, o: TherapyOption) -> OptionView:
         return OptionView.model_construct(
@@ -252,7 +252,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         ))
     interactions.sort(key=lambda v: (_SEVERITY_ORDER[v.severity], v.other.name.casefold()))
 
-    ipex = Ref(id=kb.disease.id, name=kb.disease.abbreviation or kb.disease.name)
+    ipex = Ref.model_construct(id=kb.disease.id, name=kb.disease.abbreviation or kb.disease.name)
     uses: list[DrugUseView] = []
 
     def add_uses(disorder: Ref, manifestation: Ref | None, opts: Iterable[TherapyOption]) -> None:
@@ -270,9 +270,9 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
                                     via_class=via))
 
     for m in kb.manifestations.values():
-        add_uses(ipex, Ref(id=m.id, name=m.name), m.therapy)
+        add_uses(ipex, Ref.model_construct(id=m.id, name=m.name), m.therapy)
     for x in kb.ipex_like.values():
-        add_uses(Ref(id=x.id, name=x.name), None, x.therapies)
+        add_uses(Ref.model_construct(id=x.id, name=x.name), None, x.therapies)
 
     statement_ids = {s.id for s in _walk_statements(drug) if s.id}
     literature = [
