@@ -51,3 +51,17 @@ with contextlib.redirect_stdout(io.StringIO()):
 """
     # every other command module is registered too: none may import a heavy library at import time
     assert _loaded(code) == ["rich", "typer"]
+
+
+def test_building_a_view_compiles_no_pydantic_schema() -> None:
+    # views are assembled from validated content with model_construct; building validators for
+    # ~40 view models would cost a noticeable share of the lookup budget
+    code = """
+from ipexrx.reference import drug_monograph, manifestation_view, models
+drug_monograph("sirolimus"); manifestation_view("enteropathy")
+built = sorted(n for n, c in vars(models).items()
+               if isinstance(c, type) and issubclass(c, models.View) and c.__pydantic_complete__)
+print(built)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
