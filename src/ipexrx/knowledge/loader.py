@@ -11,6 +11,8 @@ Layout of a knowledge-base directory (the embedded default is ``ipexrx/knowledge
     interactions.yaml    list[Interaction]       and/or interactions/*.yaml
     evidence.yaml        list[EvidenceRecord]    and/or evidence/*.yaml
     ipex_like.yaml       list[IpexLikeDisorder]  and/or ipex_like/*.yaml
+    vaccines.yaml        list[Vaccine]           optional: which vaccines are live (ACIP), CVX codes
+    thresholds.yaml      list[LabThreshold]      optional: drug-independent lab thresholds (neutropenia...)
 
 A list kind may be split over several files (``<kind>.yaml`` plus ``<kind>/*.yaml``) so that
 topics (e.g. label sources vs papers) live apart; ids stay unique across all of them.
@@ -43,8 +45,10 @@ from .schema import (
     EvidenceRecord,
     Interaction,
     IpexLikeDisorder,
+    LabThreshold,
     Manifestation,
     Source,
+    Vaccine,
 )
 
 DEFAULT_DATA_DIR = Path(__file__).parent / "data"
@@ -96,6 +100,8 @@ class KnowledgeBase:
     ipex_like: dict[str, IpexLikeDisorder]
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
     data_dir: Path = DEFAULT_DATA_DIR
+    vaccines: dict[str, Vaccine] = field(default_factory=dict)
+    thresholds: dict[str, LabThreshold] = field(default_factory=dict)
 
     def records(self) -> Iterator[tuple[str, str, BaseModel]]:
         """Yield (kind, id, record) for every record, in a stable order."""
@@ -108,6 +114,8 @@ class KnowledgeBase:
             ("interaction", self.interactions),
             ("evidence", self.evidence),
             ("ipex-like", self.ipex_like),
+            ("vaccine", self.vaccines),
+            ("threshold", self.thresholds),
         ):
             for rid, rec in table.items():
                 yield kind, rid, rec
@@ -155,13 +163,13 @@ def _validate(model: type[M], data: Any, file: str, problems: list[Problem]) -> 
 
 def _load_list(
     stem: str, model: type[M], kind: str, base: Path, problems: list[Problem],
-    origin: dict[tuple[str, str], str],
+    origin: dict[tuple[str, str], str], required: bool = True,
 ) -> dict[str, M]:
-    """Load ``<stem>.yaml`` and every ``<stem>/*.yaml``; at least one of them must exist."""
+    """Load ``<stem>.yaml`` and every ``<stem>/*.yaml``; at least one of them must exist if ``required``."""
     paths = [base / f"{stem}.yaml"] if (base / f"{stem}.yaml").exists() else []
     if (base / stem).is_dir():
         paths += sorted((base / stem).glob("*.yaml"))
-    if not paths:
+    if not paths and required:
         problems.append(Problem(f"{stem}.yaml", "", "", f"no {kind} file ({stem}.yaml or {stem}/*.yaml)"))
     out: dict[str, M] = {}
     for path in paths:
@@ -211,6 +219,8 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     interactions = _load_list("interactions", Interaction, "interaction", base, problems, origin)
     evidence = _load_list("evidence", EvidenceRecord, "evidence", base, problems, origin)
     ipex_like = _load_list("ipex_like", IpexLikeDisorder, "ipex-like", base, problems, origin)
+    vaccines = _load_list("vaccines", Vaccine, "vaccine", base, problems, origin, required=False)
+    thresholds = _load_list("thresholds", LabThreshold, "threshold", base, problems, origin, required=False)
 
     drugs: dict[str, Drug] = {}
     drug_dir = base / "drugs"
@@ -236,7 +246,7 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     return KnowledgeBase(
         meta=meta, disease=disease, sources=sources, manifestations=manifestations, classes=classes,
         drugs=drugs, interactions=interactions, evidence=evidence, ipex_like=ipex_like,
-        origin=origin, data_dir=base,
+        origin=origin, data_dir=base, vaccines=vaccines, thresholds=thresholds,
     )
 
 

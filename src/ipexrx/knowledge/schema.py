@@ -35,6 +35,9 @@ LOINC_PATTERN = r"^\d{1,6}-\d$"
 ID_PATTERN = r"^[a-z0-9][a-z0-9\-]*[a-z0-9]$"
 DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 PMID_PATTERN = r"^\d{1,9}$"
+SNOMED_PATTERN = r"^\d{6,18}$"
+ICD10_PATTERN = r"^[A-Z]\d{2}(\.\d{1,4})?$"
+CVX_PATTERN = r"^\d{1,3}$"
 
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 HpoId = Annotated[str, StringConstraints(pattern=HPO_PATTERN)]
@@ -154,6 +157,7 @@ class Coding(Strict):
     system: Literal["HPO", "SNOMED", "ICD-10", "ICD-11", "UMLS", "LOINC", "OMIM", "ORPHA", "MONDO"]
     code: NonEmpty
     label: str | None = None
+    sources: Citations = Field(default_factory=list, description="Where the code was checked (terminology source).")
 
     @model_validator(mode="after")
     def _pattern(self) -> Coding:
@@ -241,6 +245,11 @@ class Manifestation(Record):
     name: NonEmpty
     synonyms: list[str] = Field(default_factory=list)
     hpo: list[Coding] = Field(min_length=1)
+    codings: list[Coding] = Field(
+        default_factory=list,
+        description="EHR codes (SNOMED CT, ICD-10) that map a coded condition onto this manifestation; ICD-10 "
+        "codes also match their subcodes (E10 covers E10.9). Each with its terminology source.",
+    )
     description: Statement | None = None
     frequency: list[Statement] = Field(default_factory=list)
     therapy: list[TherapyOption] = Field(default_factory=list)
@@ -253,6 +262,20 @@ class Manifestation(Record):
         for c in v:
             if c.system != "HPO":
                 raise ValueError(f"manifestation codes must be HPO, got {c.system}")
+        return v
+
+    @field_validator("codings")
+    @classmethod
+    def _ehr_codes(cls, v: list[Coding]) -> list[Coding]:
+        for c in v:
+            if c.system not in ("SNOMED", "ICD-10"):
+                raise ValueError(f"manifestation codings must be SNOMED or ICD-10 (HPO goes in 'hpo'), got {c.system}")
+            if c.system == "SNOMED" and not re.match(SNOMED_PATTERN, c.code):
+                raise ValueError(f"malformed SNOMED CT code '{c.code}' (expected pattern {SNOMED_PATTERN})")
+            if c.system == "ICD-10" and not re.match(ICD10_PATTERN, c.code):
+                raise ValueError(f"malformed ICD-10 code '{c.code}' (expected pattern {ICD10_PATTERN})")
+            if not c.sources:
+                raise ValueError(f"{c.system} code '{c.code}' needs a source (where it was checked)")
         return v
 
 
@@ -364,6 +387,49 @@ class TargetRange(Strict):
         return self
 
 
+class ResultThreshold(Strict):
+    """A sourced lab threshold a rule acts on: ``parameter comparison value unit``.
+
+    ``relative_to_baseline``: the value is a percentage change from the patient's baseline (e.g. serum
+    creatinine >= 25% above the pre-treatment level) rather than an absolute level. ``origin`` says
+    whether the number is a label's, a guideline's, a reference definition's or an ipexrx convention
+    (shown as such to users). ``action`` is what the source says to do when it is crossed.
+    """
+
+    id: RecordId
+    parameter: LabParameter
+    comparison: Literal["<", "<=", ">", ">="]
+    value: float
+    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL"]
+    relative_to_baseline: bool = False
+    severity: Literal["critical", "warning", "info"] = "warning"
+    grade: str | None = Field(None, description="Short name of the band, e.g. 'severe'.")
+    origin: Literal["label", "guideline", "reference", "convention"]
+    statement: Statement
+    action: Statement | None = None
+
+    @model_validator(mode="after")
+    def _units(self) -> ResultThreshold:
+        if self.relative_to_baseline and self.unit != "%":
+            raise ValueError(f"threshold '{self.id}': a change from baseline is expressed in %, got {self.unit}")
+        if not self.relative_to_baseline and self.unit == "%":
+            raise ValueError(f"threshold '{self.id}': unit % needs relative_to_baseline: true")
+        return self
+
+    def crossed(self, value: float, limit: float | None = None) -> bool:
+        """Whether ``value`` meets the threshold: against ``self.value`` (in ``unit``; a % change when
+        relative), or against ``limit`` when the caller converted the threshold to another unit."""
+        lim = self.value if limit is None else limit
+        return {"<": value < lim, "<=": value <= lim, ">": value > lim, ">=": value >= lim}[self.comparison]
+
+
+class SteroidEquivalence(Strict):
+    """How many mg of prednisone one mg of this corticosteroid counts as (prednisone itself: 1)."""
+
+    factor: float = Field(gt=0, description="Prednisone-equivalent mg per mg of this drug (methylprednisolone 1.25).")
+    statement: Statement
+
+
 class SteroidThreshold(Strict):
     """Dose above which a corticosteroid counts as immunosuppressive for live vaccines (ACIP style)."""
 
@@ -380,6 +446,9 @@ class VaccineAdvice(Strict):
     threshold: SteroidThreshold | None = Field(
         None, description="For 'dose-dependent' advice: the machine-readable dose threshold."
     )
+    prednisone_equivalence: SteroidEquivalence | None = Field(
+        None, description="For corticosteroids judged against a prednisone threshold: the dose conversion factor."
+    )
 
 
 class Safety(Strict):
@@ -389,6 +458,9 @@ class Safety(Strict):
     monitoring: list[Monitoring] = Field(default_factory=list)
     vaccines: VaccineAdvice | None = None
     target_ranges: list[TargetRange] = Field(default_factory=list)
+    result_thresholds: list[ResultThreshold] = Field(
+        default_factory=list, description="Sourced lab thresholds for results on this drug (e.g. creatinine rise)."
+    )
 
 
 class Drug(Record):
@@ -502,6 +574,50 @@ class IpexLikeDisorder(Record):
     features: list[Statement] = Field(min_length=1)
     therapies: list[TherapyOption] = Field(default_factory=list)
     beyond_source_page: Literal[True] = True
+
+
+# --------------------------------------------------------------------------------------------
+# Vaccines and drug-independent lab thresholds
+# --------------------------------------------------------------------------------------------
+class Vaccine(Record):
+    """A vaccine (or group of products) and whether it is live, with the source that says so.
+
+    ``names`` are matched as whole words in a record's vaccine text (lower case); ``cvx`` are CDC CVX
+    codes. The live-vaccine rule cites ``statement`` when it flags the vaccine.
+    """
+
+    name: NonEmpty
+    live: bool
+    kind: Literal["live-viral", "live-bacterial", "non-live"]
+    names: list[Annotated[str, StringConstraints(min_length=2, strip_whitespace=True, to_lower=True)]] = Field(
+        min_length=1)
+    cvx: list[Annotated[str, StringConstraints(pattern=CVX_PATTERN)]] = Field(default_factory=list)
+    cvx_sources: Citations = Field(default_factory=list)
+    statement: Statement
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Vaccine:
+        if self.live != (self.kind != "non-live"):
+            raise ValueError(f"vaccine '{self.id}': live={self.live} contradicts kind '{self.kind}'")
+        if self.cvx and not self.cvx_sources:
+            raise ValueError(f"vaccine '{self.id}': CVX codes need cvx_sources")
+        return self
+
+
+class LabThreshold(Record):
+    """Thresholds that do not belong to one drug (e.g. the definition of neutropenia), used by the rules."""
+
+    name: NonEmpty
+    parameter: LabParameter
+    thresholds: list[ResultThreshold] = Field(min_length=1)
+    context: Statement | None = Field(None, description="Limits of the definition (age, ancestry...).")
+
+    @model_validator(mode="after")
+    def _same_parameter(self) -> LabThreshold:
+        for t in self.thresholds:
+            if t.parameter is not self.parameter:
+                raise ValueError(f"threshold '{t.id}' is for {t.parameter.value}, record is for {self.parameter.value}")
+        return self
 
 
 class ContentMeta(Strict):

@@ -173,6 +173,28 @@ def _check_codes(kb: KnowledgeBase) -> list[Problem]:
     return problems
 
 
+def _check_unique_codes(kb: KnowledgeBase) -> list[Problem]:
+    """A CVX code, a vaccine name or an EHR condition code must lead to exactly one record."""
+    problems: list[Problem] = []
+    owner: dict[tuple[str, str], str] = {}
+
+    def claim(key: tuple[str, str], rid: str, kind: str, path: str) -> None:
+        if key in owner and owner[key] != rid:
+            problems.append(Problem(kb.origin[(kind, rid)], rid, path,
+                                    f"{key[0]} '{key[1]}' is also used by '{owner[key]}'"))
+        owner.setdefault(key, rid)
+
+    for vid, vac in kb.vaccines.items():
+        for j, code in enumerate(vac.cvx):
+            claim(("CVX code", code.lstrip("0").zfill(2)), vid, "vaccine", f"cvx[{j}]")
+        for j, name in enumerate(vac.names):
+            claim(("vaccine name", name), vid, "vaccine", f"names[{j}]")
+    for mid, man in kb.manifestations.items():
+        for j, c in enumerate(man.codings):
+            claim((f"{c.system} code", c.code.upper()), mid, "manifestation", f"codings[{j}]")
+    return problems
+
+
 def validate_kb(kb: KnowledgeBase) -> list[Problem]:
     """Run every cross-record check; an empty list means the knowledge base is valid."""
     return [
@@ -181,4 +203,5 @@ def validate_kb(kb: KnowledgeBase) -> list[Problem]:
         *_check_statement_ids(kb),
         *_check_names(kb),
         *_check_codes(kb),
+        *_check_unique_codes(kb),
     ]

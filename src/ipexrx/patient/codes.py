@@ -1,46 +1,65 @@
 """SNOMED CT and ICD-10 codes of conditions -> knowledge-base manifestation ids.
 
-Why: the knowledge base codes manifestations with HPO only, while EHR Conditions usually carry
-SNOMED CT or ICD-10. This small table covers the IPEX manifestations whose codes are unambiguous;
-ICD-10 entries match the code and its subcodes (``E10`` covers ``E10.9``). A target id that is not
-in the loaded knowledge base is ignored, and a condition no code or name maps is reported as a
-warning, never guessed. Codes were checked against published SNOMED/ICD-10 mapping tables.
+Why from the knowledge base: EHR Conditions usually carry SNOMED CT or ICD-10 rather than HPO, and
+which code means which manifestation is clinical content that editors own and cite
+(``Manifestation.codings`` in manifestations.yaml, each code with its terminology source), not a
+table in code. ICD-10 entries match the code and its subcodes (``E10`` covers ``E10.9``). A condition
+no code or name maps is reported as a warning by the reader, never guessed.
 """
 
 from __future__ import annotations
 
-ICD10: dict[str, str] = {
-    "E10": "type-1-diabetes",          # Type 1 diabetes mellitus
-    "E03": "hypothyroidism",           # Other hypothyroidism (E03.9 unspecified)
-    "E05": "hyperthyroidism",          # Thyrotoxicosis [hyperthyroidism]
-    "E06.3": "autoimmune-thyroiditis",  # Autoimmune thyroiditis
-    "D59.1": "autoimmune-hemolytic-anemia",  # Other autoimmune haemolytic anaemias
-    "D69.3": "thrombocytopenia",       # Immune thrombocytopenic purpura
-    "D69.6": "thrombocytopenia",       # Thrombocytopenia, unspecified
-    "D70": "neutropenia",              # Agranulocytosis / neutropenia
-    "L20": "dermatitis",               # Atopic dermatitis
-    "L30.9": "dermatitis",             # Dermatitis, unspecified
-    "R62.51": "failure-to-thrive",     # Failure to thrive (child), ICD-10-CM
-}
-SNOMED: dict[str, str] = {
-    "46635009": "type-1-diabetes",     # Diabetes mellitus type 1
-    "40930008": "hypothyroidism",      # Hypothyroidism
-    "34486009": "hyperthyroidism",     # Hyperthyroidism
-    "43116000": "dermatitis",          # Eczema
-    "24079001": "dermatitis",          # Atopic dermatitis
-}
+import threading
+from dataclasses import dataclass
+
+from ..knowledge.loader import KnowledgeBase, get_kb
 
 
-def manifestation_for_code(system: str | None, code: str | None) -> str | None:
-    """KB manifestation id for a SNOMED CT or ICD-10 code, or None."""
+@dataclass(frozen=True)
+class CodeIndex:
+    """Condition code -> manifestation id, per terminology (codes upper-cased)."""
+
+    icd10: dict[str, str]
+    snomed: dict[str, str]
+
+
+_CACHE: dict[int, tuple[KnowledgeBase, CodeIndex]] = {}
+_LOCK = threading.Lock()
+
+
+def code_index(kb: KnowledgeBase | None = None) -> CodeIndex:
+    """The code tables of a knowledge base, built once per KB object."""
+    kb = kb or get_kb()
+    hit = _CACHE.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
+    with _LOCK:
+        icd10: dict[str, str] = {}
+        snomed: dict[str, str] = {}
+        for man in kb.manifestations.values():
+            for c in man.codings:
+                table = icd10 if c.system == "ICD-10" else snomed if c.system == "SNOMED" else None
+                if table is not None:
+                    table.setdefault(c.code.strip().upper(), man.id)
+        idx = CodeIndex(icd10, snomed)
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[id(kb)] = (kb, idx)
+        return idx
+
+
+def manifestation_for_code(system: str | None, code: str | None, kb: KnowledgeBase | None = None) -> str | None:
+    """KB manifestation id for a SNOMED CT or ICD-10 code (system URI or name), or None."""
     if not system or not code:
         return None
+    idx = code_index(kb)
     code = code.strip().upper()
+    system = system.lower()
     if "snomed" in system:
-        return SNOMED.get(code)
+        return idx.snomed.get(code)
     if "icd-10" in system or "icd10" in system:
         parts = code.split(".")
         for candidate in (code, parts[0] + "." + parts[1][:1] if len(parts) > 1 else None, parts[0]):
-            if candidate and candidate in ICD10:
-                return ICD10[candidate]
+            if candidate and candidate in idx.icd10:
+                return idx.icd10[candidate]
     return None

@@ -25,6 +25,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from ..knowledge.loader import KnowledgeBase
 from .codes import manifestation_for_code
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
@@ -144,8 +145,12 @@ def _quantity_unit(q: Any) -> str | None:
     return str(q.unit) if q.unit else None
 
 
-def read_bundle(data: dict[str, Any]) -> tuple[dict[str, Any], list[InputWarning], dict[str, str]]:
-    """Convert a Bundle into our record dict, warnings, and a map record-path -> Bundle-path."""
+def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None,
+                ) -> tuple[dict[str, Any], list[InputWarning], dict[str, str]]:
+    """Convert a Bundle into our record dict, warnings, and a map record-path -> Bundle-path.
+
+    ``kb`` supplies the SNOMED CT / ICD-10 condition codings (default: the standard knowledge base).
+    """
     ctx = _Ctx()
     if data.get("resourceType") != "Bundle":
         raise MalformedInputError(InputIssue("$.resourceType", "'Bundle' (a FHIR R4 Bundle) or an ipexrx patient "
@@ -173,7 +178,7 @@ def read_bundle(data: dict[str, Any]) -> tuple[dict[str, Any], list[InputWarning
                               "manifestations": [], "medications": [], "labs": [], "immunizations": [],
                               "infections": []}
     _patient(by_type["Patient"], record, ctx)
-    _conditions(by_type["Condition"], record, ctx)
+    _conditions(by_type["Condition"], record, ctx, kb)
     meds_by_ref = {f"Medication/{m.id}": m for _, m in by_type["Medication"] if m.id}
     for path, m in by_type["MedicationStatement"] + by_type["MedicationRequest"]:
         _medication(path, m, meds_by_ref, record, ctx)
@@ -210,7 +215,8 @@ def _patient(patients: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx)
             ctx.locations["$.demographics.birth_date"] = f"{path}.birthDate"
 
 
-def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx) -> None:
+def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
+                kb: KnowledgeBase | None = None) -> None:
     diagnosis: dict[str, Any] | None = None
     for path, c in conds:
         vstatus = _code(c.verificationStatus, "http://terminology.hl7.org/CodeSystem/condition-ver-status")
@@ -252,7 +258,7 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx)
         if text:
             entry["name"] = text
         if not hpo:
-            mapped = next((mid for cd in _codings(c.code) if (mid := manifestation_for_code(cd.system, cd.code))),
+            mapped = next((mid for cd in _codings(c.code) if (mid := manifestation_for_code(cd.system, cd.code, kb))),
                           None)
             if mapped:
                 entry["name"] = mapped  # a KB manifestation id, resolved like a name

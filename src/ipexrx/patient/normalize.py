@@ -15,6 +15,7 @@ All problems are collected and raised together, each located by JSON path.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,9 +27,12 @@ from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualita
 from .model import PatientRecord
 from .resolve import kb_index, name_key
 from .units import QUANTITIES, NormDose, convert, fmt_number, normalize_dose
-from .vaccines import is_live
+from .vaccines import classify_vaccine
 
 SYSTEMIC_ROUTES = frozenset({None, "oral", "iv", "sc", "im", "rectal", "other", "inhaled"})
+# Dosage-form words that make a product topical when the record gives no route ("tacrolimus
+# ointment 0.1%"): without this, a skin product would count as a systemic calcineurin inhibitor.
+TOPICAL_FORMS = re.compile(r"\b(ointment|cream|lotion|topical|cutaneous|dermal)\b", re.I)
 
 
 class InputWarning(BaseModel):
@@ -98,6 +102,7 @@ class Vaccination:
     live: bool | None
     status: str  # given | planned
     date: dt.date | None
+    vaccine_id: str | None = None  # KB vaccine record that decided ``live`` (None: record override or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +228,17 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
                 unit_issues.extend(exc.issues)
         if med.status != "planned":
             _future(med.start_date, as_of, f"{path}.start_date", issues, "a start date")
-        meds.append(Med(path, med.drug, drug_id, med.status, dose, med.route, med.frequency, med.start_date,
+        route = med.route
+        if route is None and drug_id is not None:
+            kb_routes = kb.drugs[drug_id].routes
+            form = TOPICAL_FORMS.search(med.drug)
+            if form or kb_routes == ["topical"]:
+                route = "topical"
+                why = f"the name says '{form.group(1)}'" if form else "the drug is only used topically"
+                warnings.append(InputWarning(path=f"{path}.route", code="incomplete",
+                                             message=f"no route given for '{med.drug}'; read as topical because "
+                                             f"{why} (not counted as systemic)"))
+        meds.append(Med(path, med.drug, drug_id, med.status, dose, route, med.frequency, med.start_date,
                         med.end_date))
 
     labs: list[LabResult] = []
@@ -262,14 +277,16 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
     vaccinations: list[Vaccination] = []
     for i, imm in enumerate(record.immunizations):
         path = f"$.immunizations[{i}]"
-        live = imm.live if imm.live is not None else is_live(imm.vaccine, imm.cvx)
+        live, vaccine_id = classify_vaccine(imm.vaccine, imm.cvx, kb)
+        if imm.live is not None:
+            live, vaccine_id = imm.live, (vaccine_id if live == imm.live else None)
         if live is None:
             warnings.append(InputWarning(path=f"{path}.vaccine", code="unknown-vaccine",
                                          message=f"vaccine '{imm.vaccine}' not recognised: whether it is live is "
                                          "unknown; set \"live\" to have it checked"))
         if imm.status == "given":
             _future(imm.date, as_of, f"{path}.date", issues, "a vaccination date")
-        vaccinations.append(Vaccination(path, imm.vaccine, live, imm.status, imm.date))
+        vaccinations.append(Vaccination(path, imm.vaccine, live, imm.status, imm.date, vaccine_id))
 
     infections = [ActiveInfection(f"$.infections[{i}]", inf.name, inf.pathogen, inf.since)
                   for i, inf in enumerate(record.infections) if inf.active]

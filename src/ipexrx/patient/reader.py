@@ -16,14 +16,18 @@ from .model import PatientRecord, decode_json, parse_record
 from .normalize import InputWarning, PatientData, normalize
 
 
-def load_record(source: str | bytes | dict[str, Any] | Any) -> tuple[PatientRecord, list[InputWarning], dict[str, str]]:
-    """Decode and validate; returns the record, reader warnings (FHIR) and the FHIR location map."""
+def load_record(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase | None = None,
+                ) -> tuple[PatientRecord, list[InputWarning], dict[str, str]]:
+    """Decode and validate; returns the record, reader warnings (FHIR) and the FHIR location map.
+
+    ``kb`` is used for FHIR condition codes (SNOMED CT / ICD-10 -> manifestation); default: standard KB.
+    """
     data = decode_json(bytes(source) if isinstance(source, bytearray) else source) \
         if isinstance(source, str | bytes | bytearray) else source
     if isinstance(data, dict) and "resourceType" in data:
         from .fhir import read_bundle, relocate, strip_private
 
-        record_dict, warnings, locations = read_bundle(data)
+        record_dict, warnings, locations = read_bundle(data, kb)
         try:
             record = parse_record(strip_private(record_dict))
         except PatientInputError as exc:
@@ -35,7 +39,7 @@ def load_record(source: str | bytes | dict[str, Any] | Any) -> tuple[PatientReco
 
 def read_patient(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase, as_of: dt.date) -> PatientData:
     """Read any supported input into resolved, unit-normalised :class:`PatientData` (or raise PatientInputError)."""
-    record, warnings, locations = load_record(source)
+    record, warnings, locations = load_record(source, kb)
     try:
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:

@@ -1,53 +1,106 @@
-"""Which vaccines are live attenuated: names and CVX codes.
+"""Which vaccines are live attenuated: names and CVX codes, read from the knowledge base.
 
-Why a fixed list: the live-vaccine rule must know whether "MMR" or CVX 116 is live; an unknown
-vaccine is reported as "live status unknown" instead of being assumed inactivated. A record may
-override with ``"live": true/false`` (e.g. a local product name). CVX codes are from the CDC CVX
-table; only codes of live products are listed here, inactivated ones fall back to name matching.
+Why from the knowledge base: whether a vaccine is live is a clinical statement that must carry its
+source (ACIP's altered-immunocompetence guidance; CDC CVX codes), and editors change data, not code.
+``data/vaccines.yaml`` lists vaccine records with ``live``, matching ``names`` and ``cvx`` codes;
+this module only matches a record's text and code against them. An unknown vaccine is reported as
+"live status unknown" instead of being assumed inactivated; a record may override with
+``"live": true/false`` (e.g. a local product name).
+
+Matching order (unchanged from the earlier fixed list): a live CVX code; then the words
+"inactivated" / "recombinant" (a non-live product even when a live vaccine's name appears, e.g.
+recombinant zoster); then live names; then other non-live names.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from dataclasses import dataclass
 
-LIVE_NAMES = (
-    "mmr", "measles", "mumps", "rubella", "mmrv", "proquad", "priorix", "m-m-r ii", "varicella", "varivax",
-    "chickenpox", "rotavirus", "rotateq", "rotarix", "bcg", "opv", "oral polio", "oral poliovirus",
-    "yellow fever", "yf-vax", "stamaril", "laiv", "flumist", "live attenuated influenza", "nasal influenza",
-    "ty21a", "oral typhoid", "vivotif", "zostavax", "zoster live", "cholera live", "vaxchora", "dengvaxia",
-    "smallpox", "acam2000", "japanese encephalitis live", "imojev",
-)
-INACTIVATED_NAMES = (
-    "dtap", "dtp", "tdap", "td", "ipv", "inactivated polio", "hib", "hepatitis b", "hepb", "hepatitis a", "hepa",
-    "pcv13", "pcv15", "pcv20", "pcv", "ppsv23", "pneumococcal", "meningococcal", "menacwy", "menb",
-    "inactivated influenza", "influenza inactivated", "iiv", "hpv", "covid-19 mrna", "covid-19", "shingrix",
-    "recombinant zoster", "rabies", "typhoid vi", "tick-borne encephalitis", "hexavalent", "pentavalent",
-)
-# CVX codes of live vaccines (CDC CVX table).
-LIVE_CVX = {"03": "MMR", "04": "measles-rubella", "05": "measles", "06": "rubella", "07": "mumps", "94": "MMRV",
-            "21": "varicella", "116": "rotavirus, pentavalent", "119": "rotavirus, monovalent",
-            "122": "rotavirus, unspecified", "19": "BCG", "02": "OPV", "37": "yellow fever", "111": "LAIV",
-            "149": "LAIV4", "25": "typhoid, oral", "121": "zoster live", "174": "cholera, live oral"}
+from ..knowledge.loader import KnowledgeBase, get_kb
 
-_LIVE = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(LIVE_NAMES, key=len, reverse=True)) + r")\b")
-_INACT = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(INACTIVATED_NAMES, key=len, reverse=True))
-                    + r")\b")
+_NON_LIVE_MARKERS = ("inactivated", "recombinant")
 
 
-def is_live(name: str, cvx: str | None = None) -> bool | None:
-    """True for a live vaccine, False for a known inactivated one, None when we cannot tell."""
+@dataclass(frozen=True)
+class VaccineIndex:
+    """Per-KB matcher: CVX code -> vaccine id, and one whole-word pattern per liveness."""
+
+    live: dict[str, bool]  # vaccine id -> live
+    by_cvx: dict[str, str]
+    by_name: dict[str, str]
+    live_pattern: re.Pattern[str] | None
+    non_live_pattern: re.Pattern[str] | None
+    marker_pattern: re.Pattern[str] | None
+
+
+def _pattern(names: list[str]) -> re.Pattern[str] | None:
+    if not names:
+        return None
+    return re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b")
+
+
+def _cvx_key(code: str) -> str:
+    return (code.strip().lstrip("0") or "0").zfill(2)
+
+
+_CACHE: dict[int, tuple[KnowledgeBase, VaccineIndex]] = {}
+_LOCK = threading.Lock()
+
+
+def vaccine_index(kb: KnowledgeBase | None = None) -> VaccineIndex:
+    """The vaccine matcher of a knowledge base, built once per KB object."""
+    kb = kb or get_kb()
+    hit = _CACHE.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
+    with _LOCK:
+        live: dict[str, bool] = {}
+        by_cvx: dict[str, str] = {}
+        by_name: dict[str, str] = {}
+        live_names: list[str] = []
+        other_names: list[str] = []
+        markers: list[str] = []
+        for vac in kb.vaccines.values():
+            live[vac.id] = vac.live
+            for code in vac.cvx:
+                by_cvx.setdefault(_cvx_key(code), vac.id)
+            for name in vac.names:
+                by_name.setdefault(name, vac.id)
+                if vac.live:
+                    live_names.append(name)
+                elif name in _NON_LIVE_MARKERS:
+                    markers.append(name)
+                else:
+                    other_names.append(name)
+        idx = VaccineIndex(live, by_cvx, by_name, _pattern(live_names), _pattern(other_names), _pattern(markers))
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[id(kb)] = (kb, idx)
+        return idx
+
+
+def classify_vaccine(name: str, cvx: str | None = None,
+                     kb: KnowledgeBase | None = None) -> tuple[bool | None, str | None]:
+    """(live, KB vaccine id) for a vaccine text and optional CVX code; (None, None) when unknown."""
+    idx = vaccine_index(kb)
     if cvx is not None:
-        code = cvx.strip().lstrip("0") or "0"
-        code = code.zfill(2)
-        if code in LIVE_CVX:
-            return True
+        vid = idx.by_cvx.get(_cvx_key(cvx))
+        if vid is not None and idx.live[vid]:
+            return True, vid
     text = name.strip().lower()
     if text.isdigit():
-        return True if text.zfill(2) in LIVE_CVX else None
-    if "inactivated" in text or "recombinant" in text:
-        return False
-    if _LIVE.search(text):
-        return True
-    if _INACT.search(text):
-        return False
-    return None
+        vid = idx.by_cvx.get(_cvx_key(text))
+        return (idx.live[vid], vid) if vid is not None and idx.live[vid] else (None, None)
+    for pattern in (idx.marker_pattern, idx.live_pattern, idx.non_live_pattern):
+        m = pattern.search(text) if pattern is not None else None
+        if m:
+            vid = idx.by_name[m.group(1)]
+            return idx.live[vid], vid
+    return None, None
+
+
+def is_live(name: str, cvx: str | None = None, kb: KnowledgeBase | None = None) -> bool | None:
+    """True for a live vaccine, False for a known non-live one, None when we cannot tell."""
+    return classify_vaccine(name, cvx, kb)[0]

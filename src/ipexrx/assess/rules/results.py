@@ -6,26 +6,25 @@ Why each check exists:
   only from the KB (``safety.target_ranges``, each with its context and source). A drug with no
   range in the KB gets an info saying the value cannot be judged; we never invent a range.
 * **rising creatinine on a calcineurin inhibitor** -- both CNIs are nephrotoxic and their labels
-  ask for renal monitoring. ipexrx flags a rise of >= 25% over the baseline (the earliest result
-  on or before the drug's start, else the earliest on record); the 25% figure is an ipexrx rule
-  parameter (the cyclosporine label's psoriasis/RA sections act on rises of this size), cited
-  through the KB's creatinine monitoring statement of the drug.
-* **neutropenia under immunosuppression** -- an absolute neutrophil count below 1.5 x 10^9/L
-  (ipexrx rule parameter, the usual lower limit of normal in children past infancy) in a patient
+  ask for renal monitoring. The threshold is KB data (``safety.result_thresholds`` of the drug,
+  relative to baseline): the cyclosporine label's psoriasis dosing section acts on a rise of 25% or
+  more over the pre-treatment value. The baseline is the last result on or before the drug's start,
+  else the earliest on record. A CNI whose label gives no figure (tacrolimus) borrows the figure of
+  another KB calcineurin inhibitor, and the alert says that this extension is an ipexrx convention.
+* **neutropenia under immunosuppression** -- an absolute neutrophil count below the KB definition of
+  neutropenia (``thresholds.yaml``: below 1.5 x 10^9/L, severe below 0.5, each sourced) in a patient
   on an immunosuppressive drug raises the infection risk the drug labels warn about.
 """
 
 from __future__ import annotations
 
-from ...knowledge.schema import LabParameter, Statement
+from ...knowledge.schema import Drug, LabParameter, ResultThreshold, Statement
+from ...patient.errors import UnitError
 from ...patient.labs import kinds_for_parameter, lab_by_id
-from ...patient.units import fmt_number
+from ...patient.normalize import Med
+from ...patient.units import convert, fmt_number
 from ..context import Ctx, drug_trigger, lab_trigger
 from ..models import Alert, Severity
-
-CREATININE_RISE = 0.25
-ANC_LOW = 1.5  # 10^9/L
-ANC_SEVERE = 0.5
 
 
 def trough_out_of_range(ctx: Ctx) -> list[Alert]:
@@ -77,8 +76,35 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
     return alerts
 
 
+def _relative_thresholds(drug: Drug, parameter: LabParameter) -> list[ResultThreshold]:
+    return [t for t in drug.safety.result_thresholds if t.parameter is parameter and t.relative_to_baseline]
+
+
+def cni_creatinine_thresholds(ctx: Ctx, cnis: list[Med]) -> list[tuple[Med, ResultThreshold, Drug | None]]:
+    """(CNI, threshold, lender) per patient CNI: its own KB thresholds, else those of another KB CNI.
+
+    ``lender`` is the drug the threshold was borrowed from (None when it is the drug's own), so the
+    alert can say that applying one label's figure to another drug is an ipexrx convention.
+    """
+    lenders = [d for d in ctx.kb.drugs.values()
+               if d.calcineurin_inhibitor and _relative_thresholds(d, LabParameter.CREATININE)]
+    out: list[tuple[Med, ResultThreshold, Drug | None]] = []
+    for m in cnis:
+        drug = ctx.drug(m.drug_id or "")
+        own = _relative_thresholds(drug, LabParameter.CREATININE)
+        if own:
+            out += [(m, t, None) for t in own]
+        elif lenders:
+            out += [(m, t, lenders[0]) for t in _relative_thresholds(lenders[0], LabParameter.CREATININE)]
+    return out
+
+
+def _severity(t: ResultThreshold) -> Severity:
+    return Severity(t.severity)
+
+
 def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
-    """Creatinine >= 25% above baseline while on a systemic calcineurin inhibitor -> warning."""
+    """Creatinine at or above the KB rise threshold (vs baseline) on a systemic calcineurin inhibitor -> alert."""
     cnis = [m for m in ctx.active if ctx.is_cni(m)]
     kind = lab_by_id("creatinine")
     if not cnis or kind is None:
@@ -94,47 +120,86 @@ def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
     if latest is baseline or latest.value is None or baseline.value is None or baseline.value <= 0:
         return []
     rise = latest.value / baseline.value - 1
-    if rise < CREATININE_RISE:
+    crossed = [x for x in cni_creatinine_thresholds(ctx, cnis) if x[1].crossed(rise * 100)]
+    if not crossed:
         return []
+    sev = min((_severity(t) for _, t, _ in crossed), key=lambda x: x.rank)
     mons = [mon for m in cnis for mon in ctx.drug(m.drug_id or "").safety.monitoring
             if mon.parameter is LabParameter.CREATININE]
     names = ", ".join(ctx.label(m.drug_id or "") for m in cnis)
+    seen: set[str] = set()
+    why: list[str] = []
+    statements: list[Statement | None] = []
+    for m, t, lender in crossed:
+        if t.id not in seen:
+            seen.add(t.id)
+            why.append(t.statement.text)
+            if t.action is not None:
+                why.append(t.action.text)
+            statements += [t.statement, t.action]
+        if lender is not None:
+            why.append(f"The {ctx.label(m.drug_id or '')} label in the knowledge base gives no such figure; applying "
+                       f"the {lender.name} label's {fmt_number(t.value)}% to it is an ipexrx convention.")
     return [Alert(
-        id="result:creatinine-rise", rule="results.creatinine_rise_on_cni", family="result", severity=Severity.WARNING,
+        id="result:creatinine-rise", rule="results.creatinine_rise_on_cni", family="result", severity=sev,
         summary=f"Creatinine up {rise * 100:.0f}% from baseline on {names}",
-        reasoning=f"Baseline {baseline.show()}; latest {latest.show()}. Calcineurin inhibitors are nephrotoxic; "
-                  f"ipexrx flags rises of {int(CREATININE_RISE * 100)}% or more. "
-                  + " ".join(mon.statement.text for mon in mons[:2]),
+        reasoning=f"Baseline {baseline.show()}; latest {latest.show()}. Calcineurin inhibitors are nephrotoxic. "
+                  + " ".join(why) + " " + " ".join(mon.statement.text for mon in mons[:2]),
         action=f"Consider checking the {names} level and reviewing the dose and other nephrotoxic drugs.",
         triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(baseline), lab_trigger(latest)],
-        sources=ctx.refs(*(mon.statement for mon in mons)),
+        sources=ctx.refs(*statements, *(mon.statement for mon in mons)),
     )]
 
 
+def _absolute_thresholds(ctx: Ctx, parameter: LabParameter) -> list[tuple[ResultThreshold, Statement | None]]:
+    return [(t, rec.context) for rec in ctx.kb.thresholds.values() if rec.parameter is parameter
+            for t in rec.thresholds if not t.relative_to_baseline]
+
+
 def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
-    """Latest ANC < 1.5 x 10^9/L while on an immunosuppressive drug -> warning."""
+    """Latest ANC below the KB neutropenia threshold while on an immunosuppressive drug -> alert."""
     kind = lab_by_id("neutrophils")
     immuno = ctx.immunosuppressive(ctx.active)
     if kind is None or not immuno:
         return []
     latest = ctx.latest((kind,))
-    if latest is None or latest.value is None or latest.value >= ANC_LOW:
+    if latest is None or latest.value is None:
         return []
-    severe = latest.value < ANC_SEVERE
+    crossed: list[tuple[ResultThreshold, Statement | None, float]] = []
+    for t, context in _absolute_thresholds(ctx, LabParameter.NEUTROPHILS):
+        try:
+            limit = convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
+        except UnitError:
+            continue  # a KB unit the lab quantity does not know: validate.py keeps this from happening
+        if t.crossed(latest.value, limit):
+            crossed.append((t, context, limit))
+    if not crossed:
+        return []
+    base = [c for c in crossed if c[0].grade is None] or crossed
+    graded = [c for c in crossed if c[0].grade is not None]
+    worst = min(graded, key=lambda c: c[2]) if graded else None
+    sev = min((_severity(c[0]) for c in crossed), key=lambda x: x.rank)
     names = ", ".join(ctx.label(m.drug_id or "") for m in immuno)
-    stmts: list[Statement | None] = []
+    stmts: list[Statement | None] = [c[0].statement for c in crossed]
+    stmts += [c[1] for c in crossed]
     for m in immuno:
         d = ctx.drug(m.drug_id or "")
         stmts += [mon.statement for mon in d.safety.monitoring
                   if mon.parameter in (LabParameter.NEUTROPHILS, LabParameter.CBC)]
         stmts += [w for w in d.safety.boxed_warnings if "infect" in w.text.lower()][:1]
+    unit = f"x{latest.unit}" if latest.unit.startswith("10^") else latest.unit
+    main = max(base, key=lambda c: c[2])
+    grade_txt = f"; below {fmt_number(worst[2])} {unit} is {worst[0].grade}" if worst else ""
+    label = f"{worst[0].grade.capitalize()} n" if worst and worst[0].grade else "N"
     return [Alert(
         id="result:neutropenia", rule="results.neutropenia_on_immunosuppression", family="result",
-        severity=Severity.WARNING,
-        summary=f"{'Severe n' if severe else 'N'}eutropenia: ANC {fmt_number(latest.value)} x10^9/L on {names}",
-        reasoning=f"Latest {latest.show()} is below {ANC_LOW} x10^9/L (ipexrx threshold"
-                  f"{'; below 0.5 is severe' if severe else ''}). Immunosuppression adds to the infection risk; "
-                  "autoimmune neutropenia is also an IPEX manifestation.",
+        severity=sev,
+        summary=f"{label}eutropenia: ANC {fmt_number(latest.value)} {unit} on {names}",
+        reasoning=f"Latest {latest.show()} is below {fmt_number(main[2])} {unit}{grade_txt}. "
+                  + " ".join(dict.fromkeys(c[0].statement.text for c in crossed))
+                  + (f" {main[1].text}" if main[1] else "")
+                  + " Immunosuppression adds to the infection risk; autoimmune neutropenia is also an IPEX "
+                    "manifestation.",
         action="Consider reviewing infection risk and the immunosuppressive drugs; repeat the count.",
         triggers=[*(drug_trigger(ctx, m) for m in immuno), lab_trigger(latest)], sources=ctx.refs(*stmts),
     )]
