@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,32 +132,63 @@ class Registry:
         if migrate:
             self.db.migrate()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back (nothing half-written) on any error."""
-        with self._sessions() as s, s.begin():
-            yield s
+        """One transaction: committed on success, rolled back (nothing half-written) on any error.
+
+        A refusal raised inside the transaction is audited after the rollback, in its own transaction.
+        """
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except PermissionDenied as exc:
+            pending = getattr(exc, "pending_audit", None)
+            if pending is not None:
+                exc.pending_audit = None  # type: ignore[attr-defined]
+                self._audit_denial(*pending)
+            raise
+        finally:
+            self._local.depth -= 1
 
     # ---------------------------------------------------------------------------------------
     # permissions
     # ---------------------------------------------------------------------------------------
-    def _deny(self, actor: Actor, action: str, target: str, why: str) -> PermissionDenied:
-        with self.tx() as s:
+    def _audit_denial(self, actor: Actor, action: str, target: str, why: str) -> None:
+        with self._sessions() as s, s.begin():
             audit.append(s, actor.audit(), "denied", action, target, centre_id=actor.centre_id, after={"why": why})
-        return PermissionDenied(f"{actor.username} ({actor.role}) may not {action}: {why}")
 
-    def require(self, actor: Actor, action: str, centre_id: int | None = None, target: str = "-") -> None:
+    def _denied(self, actor: Actor, action: str, target: str, why: str) -> PermissionDenied:
+        exc = PermissionDenied(f"{actor.username} ({actor.role}) may not {action}: {why}")
+        exc.pending_audit = (actor, action, target, why)  # type: ignore[attr-defined]
+        return exc
+
+    @staticmethod
+    def why_not(actor: Actor, action: str, centre_id: int | None = None) -> str | None:
+        """None when ``actor`` may do ``action`` (on a patient of ``centre_id``), else the reason."""
         if actor.role == "system":
-            return
+            return None
         if actor.role not in PERMISSIONS.get(action, frozenset()):
             allowed = ", ".join(sorted(PERMISSIONS.get(action, ()))) or "nobody"
-            raise self._deny(actor, action, target, f"role '{actor.role}' lacks it (allowed: {allowed})")
+            return f"role '{actor.role}' lacks it (allowed: {allowed})"
         if actor.role in CENTRE_ROLES and centre_id is not None and centre_id != actor.centre_id:
-            raise self._deny(actor, action, target, "the patient belongs to another centre")
+            return "the patient belongs to another centre"
+        return None
+
+    def require(self, actor: Actor, action: str, centre_id: int | None = None, target: str = "-") -> None:
+        """Raise (and audit) a refusal. Inside a transaction the refusal is audited after its rollback."""
+        why = self.why_not(actor, action, centre_id)
+        if why is not None:
+            exc = self._denied(actor, action, target, why)
+            if not getattr(self._local, "depth", 0):
+                exc.pending_audit = None  # type: ignore[attr-defined]
+                self._audit_denial(actor, action, target, why)
+            raise exc
 
     # ---------------------------------------------------------------------------------------
     # centres and users
@@ -381,22 +413,12 @@ class Registry:
         audit.append(s, actor.audit(), action, "patient", p.pseudonym, centre_id=cid, after=after)
         return p.pseudonym
 
-    def _patient(self, s: Session, actor: Actor, pseudonym: str, action: str) -> Patient:
-        p = s.scalar(select(Patient).where(Patient.pseudonym == pseudonym))
-        if p is None:
-            # Same answer whether the patient exists elsewhere or not at all: no probing other centres.
-            if actor.role in CENTRE_ROLES or actor.role == "system":
-                raise NotFound(f"no patient '{pseudonym}' in your centre")
-            self.require(actor, action, target=pseudonym)
-            raise NotFound(f"no patient '{pseudonym}'")
-        return p
-
     def _scoped_patient(self, actor: Actor, s: Session, pseudonym: str, action: str) -> Patient:
         self.require(actor, action, target=pseudonym)
-        p = self._patient(s, actor, pseudonym, action)
-        if actor.role in CENTRE_ROLES and p.centre_id != actor.centre_id:
-            s.rollback()
-            raise self._deny(actor, action, pseudonym, "the patient belongs to another centre")
+        p = s.scalar(select(Patient).where(Patient.pseudonym == pseudonym))
+        if p is None:
+            raise NotFound(f"no patient '{pseudonym}'")
+        self.require(actor, action, p.centre_id, target=pseudonym)
         return p
 
     def get_patient(self, actor: Actor, pseudonym: str) -> dict[str, Any]:

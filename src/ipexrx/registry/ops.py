@@ -106,7 +106,7 @@ def _patient_rows(reg: Registry, centre_id: int | None) -> dict[str, list[dict[s
             ps = ps.where(Patient.centre_id == centre_id)
         patients = list(s.scalars(ps))
         ids = [p.id for p in patients]
-        codes = dict(s.execute(select(Centre.id, Centre.code)).tuples().all())
+        codes = {cid: code for cid, code in s.execute(select(Centre.id, Centre.code))}
         out["patient"] = [{**row_dict(p), "centre_code": codes[p.centre_id]} for p in patients]
         pseud = {p.id: p.pseudonym for p in patients}
         models: list[tuple[str, Any]] = [("manifestation", ManifestationEpisode), ("course", Course),
