@@ -26,6 +26,9 @@ from ..context import Ctx, drug_trigger, lab_trigger
 from ..models import Alert, Severity
 
 NOT_FROM_LABS = {LabParameter.INFECTION_SIGNS, LabParameter.INFUSION, LabParameter.GROWTH}
+# ipexrx convention (no source): a result older than this many intervals is "overdue" (warning) rather
+# than "due" (info). Alerts that use it say so.
+OVERDUE_FACTOR = 2
 
 
 @dataclass
@@ -76,11 +79,13 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
             age = (ctx.as_of - latest.date).days
             if age <= need.interval:
                 continue
-            sev = Severity.WARNING if age > 2 * need.interval else Severity.INFO
+            sev = Severity.WARNING if age > OVERDUE_FACTOR * need.interval else Severity.INFO
             state = "overdue" if sev is Severity.WARNING else "due"
             summary = (f"{what.capitalize()} {state}: last result {age} days ago "
                        f"(interval {need.interval} days; {drugs})")
             detail = f"The latest result is {latest.show()}, {age} days before {ctx.as_of}."
+            if sev is Severity.WARNING:
+                detail += (f" Calling it overdue beyond {OVERDUE_FACTOR}x the interval is an ipexrx convention.")
         else:
             since = (ctx.as_of - earliest_start).days if earliest_start else None
             if since is not None and since < need.interval:
@@ -92,8 +97,11 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
                 summary = f"{what.capitalize()}: no result on record ({drugs}; interval {need.interval} days)"
             detail = "No result for this parameter is on record."
         bases = [mon.interval_basis for _, mon in need.items if mon.interval_basis]
+        chosen = [mon for _, mon in need.items if mon.interval_days == need.interval]
+        origin = [f"The {need.interval}-day interval is an ipexrx convention, not a label or guideline figure."
+                  for mon in chosen[:1] if mon.interval_origin == "convention"]
         reasoning = " ".join([detail, *(mon.statement.text for _, mon in need.items[:2]),
-                              *(b.text for b in bases[:1] if b)])
+                              *(b.text for b in bases[:1] if b), *origin])
         alerts.append(Alert(
             id=f"monitoring:{need.key}", rule="monitoring.monitoring_due", family="monitoring", severity=sev,
             summary=summary, reasoning=reasoning,
