@@ -1,0 +1,97 @@
+"""Export, data dictionary, backup and restore."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ipexrx.cli import get_app
+from ipexrx.registry import SYSTEM, Conflict, Registry, ops
+
+from .conftest import World, patient_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_data_dictionary_is_current() -> None:
+    committed = (ROOT / "docs" / "data-dictionary.csv").read_text(encoding="utf-8")
+    assert committed == ops.data_dictionary_csv(), \
+        "regenerate: ipexrx registry data-dictionary --out docs/data-dictionary.csv"
+
+
+def test_data_dictionary_has_one_row_per_input_field() -> None:
+    rows = ops.data_dictionary()
+    keys = {(r["Form Name"], r["Variable / Field Name"]) for r in rows}
+    assert ("course", "reason_stopped") in keys and ("visit", "oi_score") in keys
+    reason = next(r for r in rows if r["Variable / Field Name"] == "reason_stopped")
+    assert reason["Choices"] == "inefficacy | toxicity | remission | hsct | other"
+    trough = next(r for r in rows if r["Variable / Field Name"] == "value_ng_ml")
+    assert (trough["Units"], trough["Max"]) == ("ng/mL", "1000")
+
+
+def test_deidentified_export_shifts_dates_per_patient_keeping_intervals(world: World) -> None:
+    a = world.actors["clinician"]
+    world.reg.add_visit(a, world.pa, {"date": "2020-03-01", "oi_score": 1})
+    out = ops.export_deidentified(world.reg, world.actors["analyst"])
+    orig = world.reg.get_patient(a, world.pa)
+    diag = dt.date.fromisoformat(orig["patient"]["diagnosis_date"])
+    start = dt.date.fromisoformat(orig["courses"][0]["start_date"])
+    course = out["course"][0]
+    subject = course["subject"]
+    p = next(r for r in out["patient"] if r["subject"] == subject)
+    shifted_gap = dt.date.fromisoformat(course["start_date"]) - dt.date.fromisoformat(p["diagnosis_date"])
+    assert shifted_gap == start - diag
+    assert "variant_hgvs" not in p and "pseudonym" not in p and "centre_code" not in p
+
+
+def test_backup_restore_round_trip(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "reg.jsonl.gz"
+    counts = ops.backup(world.reg, SYSTEM, path)
+    target = Registry(f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    restored = ops.restore(target, SYSTEM, path)
+    assert {k: v for k, v in counts.items() if v} == restored
+    assert target.verify_audit(SYSTEM).ok
+    assert target.authenticate("clinician.user", "a long test password 1").username == "clinician.user"
+    assert target.get_patient(target.authenticate("clinician.user", "a long test password 1"), world.pa)
+    with pytest.raises(Conflict, match="empty registry"):
+        ops.restore(target, SYSTEM, path)
+    # new writes after a restore keep extending the restored chain
+    target.add_patient(SYSTEM, {"patient": patient_data("CTR-A")})
+    assert target.verify_audit(SYSTEM).ok
+
+
+def test_restore_refuses_a_tampered_backup(world: World, tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "reg.jsonl.gz"
+    ops.backup(world.reg, SYSTEM, path)
+    with gzip.open(path, "rt") as fh:
+        lines = fh.read().splitlines()
+    i = next(i for i, ln in enumerate(lines) if '"t": "reg_audit"' in ln and '"seq": 3,' in ln)
+    lines[i] = lines[i].replace('"username": "system"', '"username": "mallory"')
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    target = Registry(f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    from ipexrx.registry import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="entry 3: content does not match its hash"):
+        ops.restore(target, SYSTEM, path)
+    assert ops.backup(target, SYSTEM, tmp_path / "empty.gz")["reg_patient"] == 0  # nothing was restored
+
+
+def test_cli_demo_report_export(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    runner = CliRunner()
+    r = runner.invoke(get_app(), ["registry", "demo", "--patients", "30", "--centres", "3", "--db", url,
+                                  "--report-dir", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert "SYNTHETIC DATA" in r.output and (tmp_path / "rep" / "report.html").exists()
+    r = runner.invoke(get_app(), ["registry", "export", "--out", str(tmp_path / "exp"), "--db", url])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "exp" / "patient.csv").read_text().count("\n") == 31
+    assert (tmp_path / "exp" / "data-dictionary.csv").exists()
+    r = runner.invoke(get_app(), ["registry", "demo", "--patients", "3", "--db", url])
+    assert r.exit_code == 1 and "already loaded" in r.output
