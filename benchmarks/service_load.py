@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--max-rate", type=int, default=6000, help="tokens signed per second of test (upper bound)")
     ap.add_argument("--only", nargs="*", help="run only these scenarios")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--dev", action="store_true", help="diagnostic: JWT verification off (tokens still sent)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -154,7 +155,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
            "IPEXRX_CDS_ISSUERS": json.dumps({ISSUER: {"jwks_file": str(tmp / "jwks.json")}}),
-           "IPEXRX_BASE_URL": base, "IPEXRX_DEV_MODE": "0"}
+           "IPEXRX_BASE_URL": base, "IPEXRX_DEV_MODE": "1" if args.dev else "0"}
     server = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--workers", str(args.workers), "--port",
                                str(port), "--log-level", "warning"], env=env, cwd=tmp)
     try:
@@ -171,8 +172,12 @@ def main() -> None:
             urllib.request.urlopen(f"{base}/drugs/sirolimus", timeout=10).read()
 
         n_tokens = args.max_rate * args.duration
-        pv_body = tmp / "pv.ndjson"
-        pv_body.write_text(json.dumps(json.loads(PAYLOAD.read_text()), separators=(",", ":")) + "\n")
+        pv_body = tmp / "pv.ndjson"  # one patient; a new hookInstance per call, as EHRs send
+        one = json.loads(PAYLOAD.read_text())
+        with pv_body.open("w") as fh:
+            for _ in range(2000):
+                one["hookInstance"] = str(uuid.uuid4())
+                fh.write(json.dumps(one, separators=(",", ":")) + "\n")
         distinct_bodies(1000, tmp / "pv-distinct.ndjson")
         scenarios = {
             "discovery": ("GET", "/cds-services", None),

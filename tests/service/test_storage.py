@@ -49,3 +49,15 @@ def test_database_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_database_url() == f"sqlite:///{tmp_path / 'ipexrx' / 'ipexrx.sqlite3'}"
+
+
+def test_issued_cards_are_recorded_once_per_uuid(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'd.sqlite3'}")
+    db.migrate()
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    row = {"uuid": "u1", "service_id": "s", "hook_instance": "h", "alert_id": "a", "rule": "r", "indicator": "info",
+           "issued_at": now}
+    db.add_cards([row, row])
+    db.add_cards([row, {**row, "uuid": "u2", "rule": "r2"}])  # a repeated hook call
+    cards = db.cards_by_uuid(["u1", "u2", "u3"])
+    assert sorted(cards) == ["u1", "u2"] and cards["u2"].rule == "r2"

@@ -97,18 +97,28 @@ class Database:
     def add_cards(self, rows: list[dict[str, Any]]) -> None:
         """Record issued cards (dicts of CdsCard columns); a uuid already recorded is left as it is
         (an EHR may repeat a hook call with the same hookInstance)."""
-        if not rows:
+        unique = list({r["uuid"]: r for r in rows}.values())
+        if not unique:
             return
-        try:
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             with self.engine.begin() as conn:
-                conn.execute(insert(CdsCard), rows)
-        except IntegrityError:
-            for row in rows:
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(insert(CdsCard).values(**row))
-                except IntegrityError:
-                    continue
+                conn.execute(sqlite_insert(CdsCard).on_conflict_do_nothing(index_elements=["uuid"]), unique)
+            return
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            with self.engine.begin() as conn:
+                conn.execute(pg_insert(CdsCard).on_conflict_do_nothing(index_elements=["uuid"]), unique)
+            return
+        for row in unique:  # other databases: one by one, skipping uuids already there
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(CdsCard).values(**row))
+            except IntegrityError:
+                continue
 
     def cards_by_uuid(self, uuids: list[str]) -> dict[str, CdsCard]:
         if not uuids:
