@@ -12,6 +12,7 @@ from .engine import assess
 from .models import (
     Alert,
     Assessment,
+    DoseSuggestion,
     HsctStatus,
     ManifestationPlan,
     OptionView,
@@ -23,6 +24,6 @@ from .models import (
 from .rules import RULES
 
 __all__ = [
-    "RULES", "Alert", "Assessment", "BatchResult", "HsctStatus", "ManifestationPlan", "OptionView", "Severity",
-    "SourceRef", "Trigger", "assess", "assess_batch", "assessment_json_schema",
+    "RULES", "Alert", "Assessment", "BatchResult", "DoseSuggestion", "HsctStatus", "ManifestationPlan", "OptionView",
+    "Severity", "SourceRef", "Trigger", "assess", "assess_batch", "assessment_json_schema",
 ]

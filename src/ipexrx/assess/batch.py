@@ -42,8 +42,11 @@ class BatchResult:
 
 
 def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
-                 kb: KnowledgeBase | None = None) -> Iterator[BatchResult]:
-    """Assess each non-blank line; yields results in input order (1-based line numbers)."""
+                 kb: KnowledgeBase | None = None, dose_suggestions: bool = True) -> Iterator[BatchResult]:
+    """Assess each non-blank line; yields results in input order (1-based line numbers).
+
+    ``dose_suggestions=False`` skips the model-based doses on trough alerts (faster for large batches).
+    """
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
     for n, raw in enumerate(lines, start=1):
@@ -51,6 +54,7 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
         if not text.strip():
             continue
         try:
-            yield BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb))
+            yield BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb,
+                                                              dose_suggestions=dose_suggestions))
         except PatientInputError as exc:
             yield BatchResult(line=n, error=exc)

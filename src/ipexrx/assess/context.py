@@ -98,6 +98,7 @@ class Ctx:
     index: AssessIndex
     patient: PatientData
     as_of: dt.date
+    dose_suggestions: bool = True  # model-based doses for out-of-range troughs (imports numpy/scipy lazily)
 
     def drug(self, drug_id: str) -> Drug:
         return self.kb.drugs[drug_id]

@@ -37,12 +37,16 @@ FAMILY_ORDER = ["duplication", "interaction", "vaccine", "screening", "result", 
 
 
 def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date | None = None,
-           kb: KnowledgeBase | None = None) -> Assessment:
-    """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses)."""
+           kb: KnowledgeBase | None = None, dose_suggestions: bool = True) -> Assessment:
+    """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses).
+
+    ``dose_suggestions``: attach a model-based regimen to trough alerts of modelled drugs (about 0.1 s
+    per such alert; the dosing stack is imported only then). Throughput-bound callers may turn it off.
+    """
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
     patient = source if isinstance(source, PatientData) else read_patient(source, kb, as_of)
-    ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of)
+    ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of, dose_suggestions=dose_suggestions)
     alerts: dict[str, Alert] = {}
     for rule in RULES.values():
         for alert in rule(ctx):

@@ -68,6 +68,37 @@ class Trigger(_Out):
     detail: str | None = None
 
 
+class DoseSuggestion(_Out):
+    """A model-based regimen for an out-of-range trough: a suggestion to check, never an order.
+
+    Computed by :mod:`ipexrx.dosing` (population PK model of another paediatric population, MAP fit of
+    the patient's level at steady state on the recorded regimen). ``not_computed`` says why no numbers
+    are given (no model, dose not in mg, a covariate the model needs is missing...).
+    """
+
+    drug: str
+    model_id: str | None = None
+    model_citation: str | None = None
+    model_doi: str | None = None
+    basis: str | None = None
+    dose_mg: float | None = None
+    interval_h: float | None = None
+    daily_dose_mg: float | None = None
+    form: str | None = None
+    administration: str | None = None
+    target_low: float | None = None
+    target_high: float | None = None
+    target_unit: str | None = None
+    target_context: str | None = None
+    predicted_trough: float | None = None
+    predicted_low: float | None = Field(None, description="5th percentile of the predicted steady-state trough.")
+    predicted_high: float | None = Field(None, description="95th percentile of the predicted steady-state trough.")
+    probability_in_target: float | None = None
+    caveats: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    not_computed: str | None = None
+
+
 class Alert(_Out):
     id: str = Field(description="Stable id: rule name + the ids involved.")
     rule: str = Field(description="Rule that produced it (e.g. 'interactions.label-instruction').")
@@ -80,6 +111,8 @@ class Alert(_Out):
     triggers: list[Trigger]
     sources: list[SourceRef]
     evidence: str | None = None
+    dose_suggestion: DoseSuggestion | None = Field(
+        None, description="Trough alerts on a modelled drug: the model-based regimen (or why none was computed).")
 
 
 class OptionView(_Out):

@@ -24,7 +24,8 @@ from ...patient.labs import kinds_for_parameter, lab_by_id
 from ...patient.normalize import Med
 from ...patient.units import convert, fmt_number
 from ..context import Ctx, drug_trigger, lab_trigger
-from ..models import Alert, Severity
+from ..dose_link import suggest_dose, suggestion_statements
+from ..models import Alert, DoseSuggestion, Severity
 
 
 def trough_out_of_range(ctx: Ctx) -> list[Alert]:
@@ -64,16 +65,35 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
             sev, word = Severity.INFO, "below"
         else:
             sev, word = Severity.INFO, "outside some of the"
+        action = (f"Consider reviewing the {name} dose and repeating the level; look for interacting drugs."
+                  if word == "above" else f"Consider whether the {name} level fits the treatment goal.")
+        suggestion = suggest_dose(ctx, med, latest, list(ranges)) if ctx.dose_suggestions else None
+        if suggestion is not None:
+            action += " " + describe_suggestion(suggestion)
+            statements += suggestion_statements(ctx, suggestion)
         alerts.append(Alert(
             id=f"result:trough:{med.drug_id}:{word.split()[0]}", rule="results.trough_out_of_range", family="result",
             severity=sev, summary=f"{name} trough {fmt_number(v)} ng/mL is {word} target range(s) ({latest.date})",
             reasoning=f"Latest level {latest.show()}. Ranges in the knowledge base: {ctxs}. "
                       "Ranges come from other indications unless stated; none is established for IPEX.",
-            action=(f"Consider reviewing the {name} dose and repeating the level; look for interacting drugs."
-                    if word == "above" else f"Consider whether the {name} level fits the treatment goal."),
-            triggers=[drug_trigger(ctx, med), lab_trigger(latest)], sources=ctx.refs(*statements),
+            action=action, triggers=[drug_trigger(ctx, med), lab_trigger(latest)], sources=ctx.refs(*statements),
+            dose_suggestion=suggestion,
         ))
     return alerts
+
+
+def describe_suggestion(s: DoseSuggestion) -> str:
+    """One readable sentence for the alert's action; the structured numbers stay on ``dose_suggestion``."""
+    if s.not_computed or s.dose_mg is None or s.interval_h is None:
+        return f"No model-based dose suggestion: {s.not_computed or 'not computed'}."
+    pred = (f"predicted steady-state trough {fmt_number(s.predicted_trough or 0)} {s.target_unit} "
+            f"(5th-95th percentile {fmt_number(s.predicted_low or 0)}-{fmt_number(s.predicted_high or 0)})")
+    target = (f" for the range {fmt_number(s.target_low or 0)}-{fmt_number(s.target_high or 0)} {s.target_unit}"
+              f" ({s.target_context})" if s.target_low is not None else "")
+    how = f"{s.administration}{f' ({s.form})' if s.form else ''} " if s.administration else ""
+    return (f"Model-based suggestion to check, not an order: {how}every {fmt_number(s.interval_h)} h "
+            f"({fmt_number(s.dose_mg)} mg per dose), {pred}{target}; model: {s.model_citation} "
+            + " ".join(s.caveats[:1]))
 
 
 def _relative_thresholds(drug: Drug, parameter: LabParameter) -> list[ResultThreshold]:
