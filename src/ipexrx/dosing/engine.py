@@ -365,27 +365,30 @@ def eigen_projectors(K: np.ndarray, blocks: list[list[int]]) -> tuple[np.ndarray
             lam[..., j] = l2
     # near-coincident eigenvalues (e.g. KA == k) make Sylvester's formula ill-conditioned: separate them
     # by a relative 1e-7 (the prediction error this causes is of the same relative order)
-    lr = lam.real
     if m > 1:
-        srt = np.sort(lr, axis=-1)
-        gaps = np.diff(srt, axis=-1)
-        if np.any(gaps < 1e-7 * np.abs(srt[..., 1:])):
+        lr = lam.real
+        iu = np.triu_indices(m, 1)
+        diff = np.abs(lr[..., :, None] - lr[..., None, :])[..., iu[0], iu[1]]
+        scale = np.maximum(np.abs(lr[..., :, None]), np.abs(lr[..., None, :]))[..., iu[0], iu[1]]
+        if np.any(diff < 1e-7 * scale):
             for k in range(m):
                 for j in range(k):
-                    gap = np.abs(lr[..., k] - lr[..., j])
-                    close = gap < 1e-7 * np.maximum(np.abs(lr[..., k]), np.abs(lr[..., j]))
-                    if np.any(close):
-                        lam[..., k] = np.where(close, lam[..., k] * (1 + 2e-7), lam[..., k])
-                        lr = lam.real
+                    lr = lam.real
+                    close = np.abs(lr[..., k] - lr[..., j]) < 1e-7 * np.maximum(np.abs(lr[..., k]), np.abs(lr[..., j]))
+                    lam[..., k] = np.where(close, lam[..., k] * (1 + 2e-7), lam[..., k])
     eye = np.eye(m)
     P = np.empty(K.shape[:-2] + (m, m, m), dtype=K.dtype)
-    for k in range(m):
-        Pk = np.broadcast_to(eye, K.shape).astype(K.dtype)
+    acc = None
+    for k in range(m - 1):  # Sylvester: P_k = prod_{j != k} (K - l_j I) / (l_k - l_j)
+        Pk = None
         for j in range(m):
             if j == k:
                 continue
-            Pk = np.matmul(Pk, (K - lam[..., j, None, None] * eye)) / (lam[..., k] - lam[..., j])[..., None, None]
+            f = (K - lam[..., j, None, None] * eye) / (lam[..., k] - lam[..., j])[..., None, None]
+            Pk = f if Pk is None else np.matmul(Pk, f)
         P[..., k, :, :] = Pk
+        acc = Pk if acc is None else acc + Pk
+    P[..., m - 1, :, :] = eye - acc if acc is not None else eye  # projectors sum to the identity
     return lam, P
 
 

@@ -281,11 +281,15 @@ def newton(
         D[idx] *= np.minimum(1.0, 0.5 / np.maximum(big, 1e-300))[:, None]  # at most half a bound width
         dec[idx] = -np.einsum("si,si->s", grad[idx], D[idx])
         step = np.ones(S)
+        # nearly converged (decrement below 1e-8, i.e. OFV changes at the level of rounding): a Newton step is
+        # accurate to second order, so it is taken without asking for a decrease that rounding cannot show
+        final = np.isin(idx, idx[(dec[idx] < 1e-8) & ~fisher[idx]])
         # first trial: full evaluation (its derivatives are reused when the step is accepted)
         trial = np.clip(eta[idx] + D[idx], -bound, bound)
         ev_t = problem.evaluate(trial)
         acc = (ev_t.ofv <= ofv[idx] - 1e-4 * dec[idx]) | (
-            (ev_t.ofv <= ofv[idx]) & (np.max(np.abs(trial - eta[idx]), axis=1) < 1e-9))
+            (ev_t.ofv <= ofv[idx]) & (np.max(np.abs(trial - eta[idx]), axis=1) < 1e-9)) | (
+            final & (ev_t.ofv <= ofv[idx] + 1e-12 * (1 + np.abs(ofv[idx]))))
         new_eta = eta.copy()
         new_eta[idx[acc]] = trial[acc]
         moved = np.zeros(S)
@@ -293,16 +297,25 @@ def newton(
         ofv[idx[acc]] = ev_t.ofv[acc]
         grad[idx[acc]], hess[idx[acc]], info[idx[acc]] = ev_t.grad[acc], ev_t.hess[acc], ev_t.info[acc]
         pending = idx[~acc]
-        for _h in range(60):
+        last = np.full(S, np.inf)
+        last[pending] = ev_t.ofv[~acc]
+        for _h in range(40):
             if pending.size == 0:
                 break
-            step[pending] *= 0.5
+            # backtrack to the minimum of the quadratic through f(0), f'(0) = -dec and the rejected trial,
+            # kept within [0.1, 0.5] of the previous step (Armijo backtracking with interpolation)
+            a, f0, dd, fa = step[pending], ofv[pending], dec[pending], last[pending]
+            with np.errstate(all="ignore"):
+                q = dd * a * a / (2 * (fa - f0 + dd * a))
+            q = np.where(np.isfinite(q), q, 0.25 * a)
+            step[pending] = np.clip(q, 0.1 * a, 0.5 * a)
             tr = np.clip(eta[pending] + step[pending, None] * D[pending], -bound, bound)
             v = problem.ofv_batch(tr)
             ok = (v <= ofv[pending] - 1e-4 * step[pending] * dec[pending]) | (
                 (v <= ofv[pending]) & (np.max(np.abs(tr - eta[pending]), axis=1) < 1e-9))
             new_eta[pending[ok]] = tr[ok]
             moved[pending[ok]] = np.max(np.abs(tr[ok] - eta[pending[ok]]), axis=1)
+            last[pending] = v
             pending = pending[~ok]
         # starts whose line search failed: retry along the Fisher direction, else stop
         for s in pending:
@@ -333,6 +346,9 @@ def newton(
         small = np.flatnonzero(active & (moved < 1e-11))
         for s in small:
             converged[s], active[s], msgs[s] = True, False, "converged (step below 1e-11)"
+        for s in idx[acc & final]:
+            if active[s]:
+                converged[s], active[s], msgs[s] = True, False, "converged (final Newton step)"
     return [Optimum(eta[s], float(ofv[s]), bool(converged[s]), int(iters[s]), msgs[s], starts[s]) for s in range(S)]
 
 
@@ -422,7 +438,7 @@ def fit(
     if design.n_obs == 0:
         starts = starts[:1]
     opts = newton(problem, np.array(starts), bound)
-    if scan and design.n_obs:
+    if scan and design.n_obs:  # valleys of the objective along dose-timing ETAs, seen from the best optimum
         opts += _scan_restarts(problem, opts, bound)
     good = [o for o in opts if o.converged and np.isfinite(o.ofv)]
     pool = good or [o for o in opts if np.isfinite(o.ofv)]
@@ -495,24 +511,30 @@ def _timing_etas(model: CompiledModel) -> list[int]:
     return [k for k, pi in enumerate(model.eta_param_index) if names[pi] in used]
 
 
-def _scan_restarts(problem: Problem, opts: list[Optimum], bound: np.ndarray, n_grid: int = 81) -> list[Optimum]:
+def _profile_valleys(problem: Problem, center: np.ndarray, center_ofv: float, bound: np.ndarray,
+                     n_grid: int = 81, max_per_eta: int = 3) -> list[np.ndarray]:
+    """Local minima of the objective along each dose-timing ETA (others held at ``center``), one evaluation."""
     idx = _timing_etas(problem.model)
-    good = [o for o in opts if np.isfinite(o.ofv)]
-    if not idx or not good:
-        return []
-    best = min(good, key=lambda o: o.ofv)
-    starts = []
+    out: list[np.ndarray] = []
     for k in idx:
         grid = np.linspace(-0.95 * bound[k], 0.95 * bound[k], n_grid)
-        pts = np.repeat(best.eta[None, :], n_grid, axis=0)
+        pts = np.repeat(center[None, :], n_grid, axis=0)
         pts[:, k] = grid
         v = problem.ofv_batch(pts)
         step = grid[1] - grid[0]
         loc = [i for i in range(n_grid) if np.isfinite(v[i]) and (i == 0 or v[i] <= v[i - 1])
-               and (i == n_grid - 1 or v[i] <= v[i + 1]) and abs(grid[i] - best.eta[k]) > 1.5 * step
-               and v[i] < best.ofv + _SCAN_MARGIN]
-        for i in sorted(loc, key=lambda i: v[i])[:3]:
-            starts.append(pts[i])
+               and (i == n_grid - 1 or v[i] <= v[i + 1]) and abs(grid[i] - center[k]) > 1.5 * step
+               and v[i] < center_ofv + _SCAN_MARGIN]
+        out += [pts[i] for i in sorted(loc, key=lambda i: v[i])[:max_per_eta]]
+    return out
+
+
+def _scan_restarts(problem: Problem, opts: list[Optimum], bound: np.ndarray) -> list[Optimum]:
+    good = [o for o in opts if np.isfinite(o.ofv)]
+    if not good:
+        return []
+    best = min(good, key=lambda o: o.ofv)
+    starts = _profile_valleys(problem, best.eta, best.ofv, bound)
     if not starts:
         return []
     return newton(problem, np.array(starts), bound)
