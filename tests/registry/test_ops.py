@@ -95,3 +95,23 @@ def test_cli_demo_report_export(tmp_path: Path) -> None:
     assert (tmp_path / "exp" / "data-dictionary.csv").exists()
     r = runner.invoke(get_app(), ["registry", "demo", "--patients", "3", "--db", url])
     assert r.exit_code == 1 and "already loaded" in r.output
+
+
+def test_fhir_export_is_a_valid_r4_bundle_with_every_resource_type(world: World) -> None:
+    a = world.actors["clinician"]
+    world.reg.add_manifestation(a, world.pa, {"hpo_code": "HP:0002028", "onset_date": "2019-07-01"})
+    world.reg.add_visit(a, world.pa, {"date": "2019-12-01", "oi_score": 3, "weight_z": -2.1})
+    world.reg.add_hsct(a, world.pa, {"date": "2020-06-01", "donor": "matched-sibling", "conditioning": "myeloablative",
+                                     "chimerism_donor_pct": 95, "chimerism_date": "2020-09-01"})
+    doc = ops.export_fhir(world.reg, world.actors["data_manager"])
+    types = [e["resource"]["resourceType"] for e in doc["entry"]]
+    assert {"Patient", "Condition", "MedicationStatement", "Observation", "Procedure"} <= set(types)
+    patients = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert [p["id"] for p in patients] == [world.pa]  # own centre only
+    assert patients[0]["birthDate"] == "2019-05" and "name" not in patients[0]
+    dx = next(e["resource"] for e in doc["entry"] if e["resource"]["id"] == f"{world.pa}-dx")
+    assert {"system": "http://www.orpha.net", "code": "37042"}.items() <= dx["code"]["coding"][0].items()
+    med = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "MedicationStatement")
+    assert med["medicationCodeableConcept"]["coding"][0]["code"] == "35302"  # sirolimus RxCUI from the KB
+    obs = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert any(o["valueQuantity"]["unit"] == "{SD}" and o["valueQuantity"]["value"] == -2.1 for o in obs)

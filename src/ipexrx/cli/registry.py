@@ -112,7 +112,9 @@ def report(
 
 @registry_app.command("export")
 def export(
-    out: Path = typer.Option(..., "--out", help="Output directory (one CSV per table)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (one CSV per table, or bundle.json)."),
+    fmt: str = typer.Option("csv", "--format", help="csv (with data dictionary) or fhir (R4 collection Bundle; "
+                            "pseudonymised, data managers)."),
     deidentified: bool = typer.Option(True, "--deidentified/--pseudonymised",
                                       help="De-identified (dates shifted per patient, identifiers dropped) or "
                                       "the centre's pseudonymised data (data managers)."),
@@ -124,6 +126,15 @@ def export(
 
     reg = _open(db)
     actor = _run(lambda: _actor(reg, token))
+    if fmt == "fhir":
+        doc = _run(lambda: ops.export_fhir(reg, actor))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bundle.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        typer.echo(f"wrote {out / 'bundle.json'} ({len(doc.get('entry', []))} resources, pseudonymised)")
+        return
+    if fmt != "csv":
+        typer.echo(f"error: --format expects csv or fhir, got '{fmt}'", err=True)
+        raise typer.Exit(2)
     tables = _run(lambda: ops.export_deidentified(reg, actor) if deidentified else ops.export_centre(reg, actor))
     paths = ops.write_csv(tables, out)
     (out / "data-dictionary.csv").write_text(ops.data_dictionary_csv(), encoding="utf-8")

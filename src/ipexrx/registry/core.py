@@ -90,6 +90,10 @@ class Actor:
 SYSTEM = Actor(None, "system", "system", None)
 
 
+def _field(data: Any, name: str) -> str:
+    return str(getattr(data, name, None) or (data.get(name) if isinstance(data, dict) else None) or "-")[:60]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -194,8 +198,8 @@ class Registry:
     # centres and users
     # ---------------------------------------------------------------------------------------
     def create_centre(self, actor: Actor, data: CentreIn | dict[str, Any]) -> int:
+        self.require(actor, "centre.create", target=_field(data, "code"))  # refuse before judging the input
         c_in: CentreIn = parse(CentreIn, data, "centre")
-        self.require(actor, "centre.create", target=c_in.code)
         with self.tx() as s:
             if s.scalar(select(Centre.id).where(Centre.code == c_in.code)) is not None:
                 raise Conflict(f"centre '{c_in.code}' already exists")
@@ -218,8 +222,8 @@ class Registry:
         return cid
 
     def create_user(self, actor: Actor, data: UserIn | dict[str, Any]) -> int:
+        self.require(actor, "user.create", target=_field(data, "username"))
         u_in: UserIn = parse(UserIn, data, "user")
-        self.require(actor, "user.create", target=u_in.username)
         problems = password_problems(u_in.password, u_in.username)
         if problems:
             raise ValidationFailed(problems, "user")
@@ -342,6 +346,7 @@ class Registry:
 
     def add_patient(self, actor: Actor, data: PatientBundle | PatientIn | dict[str, Any]) -> str:
         """Create a patient (optionally with the whole follow-up); return the registry pseudonym."""
+        self.require(actor, "patient.write")  # the role first; the centre once the input names it
         if isinstance(data, PatientIn) or (isinstance(data, dict) and "patient" not in data):
             data = {"patient": data}
         bundle: PatientBundle = parse(PatientBundle, data, "patient")
@@ -468,6 +473,7 @@ class Registry:
         self.update_patient(actor, pseudonym, {"consent_withdrawn_date": date})
 
     def _add_child(self, actor: Actor, pseudonym: str, field: str, model: type, data: Any) -> int:
+        self.require(actor, "patient.write", target=pseudonym)
         item = parse(model, data, field.rstrip("s").replace("_", " "))
         with self.tx() as s:
             p = self._scoped_patient(actor, s, pseudonym, "patient.write")

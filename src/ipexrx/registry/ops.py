@@ -330,3 +330,19 @@ def restore(reg: Registry, actor: Actor, path: Path) -> dict[str, int]:
             raise ValidationFailed(result.problems, "backup (audit chain broken; nothing restored)")
         audit.append(s, actor.audit(), "restore", "registry", "*", after={"file": path.name, "rows": counts})
     return counts
+
+
+def export_fhir(reg: Registry, actor: Actor) -> dict[str, Any]:
+    """The data manager's own centre (system: all) as one FHIR R4 collection Bundle, pseudonymised."""
+    from .core import patient_record
+    from .fhir import bundle
+
+    reg.require(actor, "export.centre")
+    with reg.tx() as s:
+        stmt = select(Patient).where(Patient.consent_withdrawn_date.is_(None)).order_by(Patient.id)
+        if actor.role != "system":
+            stmt = stmt.where(Patient.centre_id == actor.centre_id)
+        records = [patient_record(s, p) for p in s.scalars(stmt)]
+        audit.append(s, actor.audit(), "export", "patient", "*", centre_id=actor.centre_id,
+                     after={"kind": "fhir", "patients": len(records)})
+    return bundle(records)

@@ -87,7 +87,10 @@ def _png(curves: list[KmCurve], xlabel: str, title: str) -> str:
     ax.set_ylabel("Probability")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if any(k.n for k in curves):
+        ax.legend(fontsize=7, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no patients in this group", ha="center", transform=ax.transAxes)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
