@@ -95,8 +95,10 @@ def test_replayed_jti_is_refused(client: TestClient, make_token: Any) -> None:
     _assert_bare_401(client.get("/cds-services", headers=_h(token)))
 
 
-def test_replay_is_refused_across_app_instances_sharing_a_database(settings: Settings, make_token: Any) -> None:
-    # Two uvicorn workers are two app instances; the jti store is the shared database.
+@pytest.mark.parametrize("store", ["file", "database"])
+def test_replay_is_refused_across_app_instances(settings: Settings, make_token: Any, store: str) -> None:
+    # Two uvicorn workers are two app instances; the jti store (files or database) is shared.
+    settings = settings.model_copy(update={"replay_store": store})
     token = make_token(DISCOVERY)
     with TestClient(create_app(settings), base_url=BASE) as a, TestClient(create_app(settings), base_url=BASE) as b:
         assert a.get("/cds-services", headers=_h(token)).status_code == 200

@@ -61,3 +61,45 @@ def test_issued_cards_are_recorded_once_per_uuid(tmp_path: Path) -> None:
     db.add_cards([row, {**row, "uuid": "u2", "rule": "r2"}])  # a repeated hook call
     cards = db.cards_by_uuid(["u1", "u2", "u3"])
     assert sorted(cards) == ["u1", "u2"] and cards["u2"].rule == "r2"
+
+
+@pytest.mark.parametrize("kind", ["file", "database"])
+def test_replay_stores_accept_a_token_id_once_per_issuer(tmp_path: Path, kind: str) -> None:
+    from ipexrx.storage.replay import make_replay_store
+
+    db = Database(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    db.migrate()
+    a = make_replay_store(db, kind)
+    b = make_replay_store(db, kind)  # another worker process sees the same store
+    assert a.remember("iss", "j1", 2_000_000_000, 1_700_000_000)
+    assert not b.remember("iss", "j1", 2_000_000_000, 1_700_000_000)
+    assert b.remember("iss2", "j1", 2_000_000_000, 1_700_000_000)
+
+
+RACE = """
+import sys
+from ipexrx.storage.replay import FileReplayStore
+store = FileReplayStore(sys.argv[1])
+print(sum(store.remember("iss", f"jti-{i}", 2_000_000_000, 1_700_000_000) for i in range(300)))
+"""
+
+
+def test_file_replay_store_is_atomic_across_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path / "seen")], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    wins = sum(int(p.communicate(timeout=60)[0]) for p in procs)
+    assert wins == 300  # each token id accepted exactly once over all processes
+
+
+def test_file_replay_store_purges_expired_buckets(tmp_path: Path) -> None:
+    from ipexrx.storage.replay import BUCKET_SECONDS, FileReplayStore
+
+    store = FileReplayStore(tmp_path / "seen")
+    assert store.remember("iss", "old", expires_at=1000, now=900)
+    assert (tmp_path / "seen" / str(1000 // BUCKET_SECONDS)).is_dir()
+    assert store.remember("iss", "new", expires_at=10_000, now=5000)  # purge runs: bucket of 1000 expired
+    assert not (tmp_path / "seen" / str(1000 // BUCKET_SECONDS)).exists()
+    assert not store.remember("iss", "new", expires_at=10_000, now=5001)

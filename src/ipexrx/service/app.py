@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..storage import Database
+from ..storage.replay import make_replay_store
 from .cardlog import CardLog
 from .deps import Unauthorized, unauthorized_handler
 from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.verifier = JwtVerifier(settings, db)
+    app.state.verifier = JwtVerifier(settings, make_replay_store(db, settings.replay_store, settings.replay_dir))
     app.state.cardlog = CardLog(db)
 
     handlers: list[tuple[Any, Any]] = [

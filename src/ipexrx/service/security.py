@@ -20,7 +20,7 @@ from typing import Any
 
 import jwt
 
-from ..storage import Database
+from ..storage.replay import ReplayStore
 from .settings import FORBIDDEN_ALGORITHMS, IssuerConfig, Settings
 
 log = logging.getLogger("ipexrx.service.security")
@@ -112,9 +112,9 @@ class _IssuerKeys:
 
 
 class JwtVerifier:
-    def __init__(self, settings: Settings, db: Database):
+    def __init__(self, settings: Settings, replay: ReplayStore):
         self.settings = settings
-        self.db = db
+        self.replay = replay
         self.issuers = {iss: _IssuerKeys(iss, cfg) for iss, cfg in settings.issuers.items()}
 
     async def verify(self, token: str, audience: str) -> AuthContext:
@@ -173,6 +173,6 @@ class JwtVerifier:
         tenant = claims.get("tenant")
         if self.settings.tenants is not None and (not isinstance(tenant, str) or tenant not in self.settings.tenants):
             raise AuthError(f"tenant {tenant!r} not allow-listed")
-        if not self.db.remember_token(iss, jti, int(exp) + self.settings.clock_skew, now):
+        if not self.replay.remember(iss, jti, int(exp) + self.settings.clock_skew, now):
             raise AuthError(f"jti {jti!r} replayed")
         return AuthContext(issuer=iss, tenant=tenant if isinstance(tenant, str) else None, jti=jti, verified=True)

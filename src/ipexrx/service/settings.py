@@ -12,6 +12,8 @@ Environment variables
 ``IPEXRX_DATABASE_URL``        SQLAlchemy URL (default: SQLite in the user data directory).
 ``IPEXRX_FHIR_TIMEOUT``        seconds for each FHIR request made to fill missing prefetch (default 5).
 ``IPEXRX_FHIR_ALLOW_HTTP``     ``1`` allows plain-http FHIR servers other than loopback (never for PHI).
+``IPEXRX_REPLAY_STORE``        ``file`` or ``database``: where seen JWT ids are kept (see ipexrx.storage.replay).
+``IPEXRX_REPLAY_DIR``          directory of the file replay store.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -64,6 +66,11 @@ class Settings(BaseModel):
     max_token_lifetime: int = Field(3600, gt=0, description="Longest exp - iat accepted, seconds.")
     clock_skew: int = Field(30, ge=0, le=300, description="Leeway for exp / iat, seconds.")
     auto_migrate: bool = Field(True, description="Run database migrations when the app starts.")
+    replay_store: Literal["file", "database"] | None = Field(
+        None, description="Where seen JWT ids are kept: 'file' (one host; default with SQLite) or 'database' "
+        "(shared by several hosts; default otherwise).")
+    replay_dir: Path | None = Field(None, description="Directory of the file replay store (default: next to the "
+                                    "SQLite database).")
 
     @model_validator(mode="after")
     def _normalise(self) -> Settings:
@@ -91,6 +98,8 @@ class Settings(BaseModel):
             fhir_timeout=float(e.get("IPEXRX_FHIR_TIMEOUT") or 5.0),
             fhir_allow_http=_truthy(e.get("IPEXRX_FHIR_ALLOW_HTTP")),
             auto_migrate=not _falsy(e.get("IPEXRX_DB_MIGRATE")),
+            replay_store=e.get("IPEXRX_REPLAY_STORE") or None,  # type: ignore[arg-type]
+            replay_dir=Path(e["IPEXRX_REPLAY_DIR"]) if e.get("IPEXRX_REPLAY_DIR") else None,
         )
 
 
