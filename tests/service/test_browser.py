@@ -140,3 +140,13 @@ def test_pages_have_one_h1_labelled_inputs_and_a_language(page: Any, server: str
     assert unlabelled == []
     levels = page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1])")
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), levels  # no skipped levels
+
+
+def test_api_docs_render_from_local_files_only(page: Any, server: str) -> None:
+    requested: list[str] = []
+    page.on("request", lambda req: requested.append(req.url))
+    page.goto(f"{server}/docs")
+    page.locator(".opblock").first.wait_for()
+    assert page.locator(".opblock").count() >= 15  # every operation of the API is listed
+    outside = [u for u in requested if not u.startswith(server) and not u.startswith("data:")]
+    assert outside == []  # no CDN: the page works with no network

@@ -54,6 +54,23 @@ class DevModeHeader:
         await self.app(scope, receive, send_wrapper)
 
 
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle-v2 package (FastAPI's default uses a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/static/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ipexrx API",
+                                   swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="data:,")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -76,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Computable medication reference and clinical decision support for IPEX syndrome (FOXP3). "
         "Every statement carries its source. Supports, never replaces, clinical judgement.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: no CDN, no network at run time
         redoc_url=None,
     )
     app.state.settings = settings
@@ -97,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .cds.router import router as cds_router
     from .web import mount_web
 
+    _mount_docs(app)
     app.include_router(api_router)
     app.include_router(cds_router)
     mount_web(app)
