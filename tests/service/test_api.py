@@ -163,3 +163,21 @@ def test_ipexrx_serve_on_a_busy_port_fails_cleanly() -> None:
                              text=True, timeout=60)
     assert res.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_every_citation_link_on_every_reference_page_lands_on_its_source(dev_client: TestClient) -> None:
+    import re
+
+    from ipexrx.knowledge import get_kb
+
+    anchors = set(re.findall(r'id="([^"]+)"', dev_client.get("/sources").text))
+    kb = get_kb()
+    pages = ["/", *(f"/drugs/{d}" for d in kb.drugs), *(f"/manifestations/{m}" for m in kb.manifestations),
+             *(f"/classes/{c}" for c in kb.classes)]
+    broken, links = [], 0
+    for page in pages:
+        for target in re.findall(r'href="/sources#([^"]+)"', dev_client.get(page).text):
+            links += 1
+            if target not in anchors:
+                broken.append((page, target))
+    assert links > 500 and broken == []
