@@ -282,3 +282,54 @@ def test_overdue_monitoring_and_convention_intervals_are_called_conventions() ->
     assert trough.severity.value == "warning"
     assert "2x the interval is an ipexrx convention" in trough.reasoning
     assert "14-day interval is an ipexrx convention" in trough.reasoning
+
+
+# ---------------------------------------------------------------- validation of the new data
+def _problems_with(tmp_path: Path, rel: str, change: Callable[[Any], Any]) -> list[str]:
+    dest = tmp_path / "data"
+    shutil.copytree(DEFAULT_DATA_DIR, dest)
+    path = dest / rel
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    from ipexrx.knowledge.loader import KnowledgeBaseError
+
+    try:
+        return [str(p) for p in validate_kb(load_kb(dest))]
+    except KnowledgeBaseError as exc:
+        return [str(p) for p in exc.problems]
+
+
+def test_a_cvx_code_claimed_by_two_vaccines_is_reported(tmp_path: Path) -> None:
+    def dup(d: list[dict[str, Any]]) -> None:
+        next(v for v in d if v["id"] == "bcg")["cvx"].append("21")
+
+    assert any("CVX code '21' is also used by 'varicella'" in p for p in _problems_with(tmp_path, "vaccines.yaml", dup))
+
+
+def test_a_condition_code_without_source_or_malformed_is_reported(tmp_path: Path) -> None:
+    def bad(d: list[dict[str, Any]]) -> None:
+        man = next(m for m in d if m["id"] == "type-1-diabetes")
+        man["codings"][0]["sources"] = []
+        man["codings"].append({"system": "ICD-10", "code": "E10-9", "sources": ["icd10-who"]})
+
+    problems = _problems_with(tmp_path, "manifestations.yaml", bad)
+    assert any("needs a source" in p for p in problems)
+    assert any("malformed ICD-10 code 'E10-9'" in p for p in problems)
+
+
+def test_a_percentage_threshold_must_be_relative_to_baseline(tmp_path: Path) -> None:
+    def absolute(d: dict[str, Any]) -> None:
+        d["safety"]["result_thresholds"][0]["relative_to_baseline"] = False
+
+    problems = _problems_with(tmp_path, "drugs/cyclosporine.yaml", absolute)
+    assert any("relative_to_baseline" in p for p in problems)
+
+
+def test_a_level_on_topical_tacrolimus_is_not_judged_against_systemic_ranges() -> None:
+    patient = _patient([{"drug": "tacrolimus", "route": "topical", "dose": {"value": 1, "unit": "mg"},
+                         "frequency": "twice daily", "start_date": "2026-01-01"}],
+                       [{"test": "tacrolimus trough", "value": 25, "unit": "ng/mL", "date": "2026-11-20"}])
+    assert not _alerts(patient, "results.trough_out_of_range")
+    systemic = {**patient, "medications": [{**patient["medications"][0], "route": "oral"}]}
+    assert _alerts(systemic, "results.trough_out_of_range")

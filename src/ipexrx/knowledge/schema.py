@@ -267,15 +267,18 @@ class Manifestation(Record):
     @field_validator("codings")
     @classmethod
     def _ehr_codes(cls, v: list[Coding]) -> list[Coding]:
+        errors: list[str] = []
         for c in v:
             if c.system not in ("SNOMED", "ICD-10"):
-                raise ValueError(f"manifestation codings must be SNOMED or ICD-10 (HPO goes in 'hpo'), got {c.system}")
-            if c.system == "SNOMED" and not re.match(SNOMED_PATTERN, c.code):
-                raise ValueError(f"malformed SNOMED CT code '{c.code}' (expected pattern {SNOMED_PATTERN})")
-            if c.system == "ICD-10" and not re.match(ICD10_PATTERN, c.code):
-                raise ValueError(f"malformed ICD-10 code '{c.code}' (expected pattern {ICD10_PATTERN})")
+                errors.append(f"manifestation codings must be SNOMED or ICD-10 (HPO goes in 'hpo'), got {c.system}")
+            elif c.system == "SNOMED" and not re.match(SNOMED_PATTERN, c.code):
+                errors.append(f"malformed SNOMED CT code '{c.code}' (expected pattern {SNOMED_PATTERN})")
+            elif c.system == "ICD-10" and not re.match(ICD10_PATTERN, c.code):
+                errors.append(f"malformed ICD-10 code '{c.code}' (expected pattern {ICD10_PATTERN})")
             if not c.sources:
-                raise ValueError(f"{c.system} code '{c.code}' needs a source (where it was checked)")
+                errors.append(f"{c.system} code '{c.code}' needs a source (where it was checked)")
+        if errors:
+            raise ValueError("; ".join(errors))
         return v
 
 

@@ -32,8 +32,8 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
     """Latest trough of each current drug against the KB ranges for that drug."""
     alerts: list[Alert] = []
     for med in ctx.active:
-        if med.drug_id is None:
-            continue
+        if med.drug_id is None or not med.systemic:
+            continue  # ranges and dosing models are for systemic use, never for an ointment
         kinds = kinds_for_parameter(LabParameter.TROUGH, med.drug_id)
         latest = ctx.latest(kinds) if kinds else None
         if latest is None or latest.value is None:
