@@ -333,3 +333,10 @@ def test_a_level_on_topical_tacrolimus_is_not_judged_against_systemic_ranges() -
     assert not _alerts(patient, "results.trough_out_of_range")
     systemic = {**patient, "medications": [{**patient["medications"][0], "route": "oral"}]}
     assert _alerts(systemic, "results.trough_out_of_range")
+
+
+@pytest.mark.parametrize(("cvx", "vaccine_id"), [("03", "measles-mumps-rubella"), ("3", "measles-mumps-rubella"),
+                                                ("94", "mmrv"), ("182", "polio-oral"), ("183", "yellow-fever"),
+                                                ("149", "influenza-live"), ("25", "typhoid-oral")])
+def test_live_cvx_codes_come_from_the_kb(cvx: str, vaccine_id: str) -> None:
+    assert classify_vaccine("vaccine", cvx) == (True, vaccine_id)
