@@ -347,6 +347,9 @@ def rate_matrix(design: Design, ctx: _Ctx, dtype: Any) -> np.ndarray:
     return K
 
 
+_TRIU: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def eigen_projectors(K: np.ndarray, blocks: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (..., m) and spectral projectors (..., m, m, m) of compartmental rate matrices."""
     m = K.shape[-1]
@@ -367,7 +370,9 @@ def eigen_projectors(K: np.ndarray, blocks: list[list[int]]) -> tuple[np.ndarray
     # by a relative 1e-7 (the prediction error this causes is of the same relative order)
     if m > 1:
         lr = lam.real
-        iu = np.triu_indices(m, 1)
+        iu = _TRIU.get(m)
+        if iu is None:
+            iu = _TRIU[m] = np.triu_indices(m, 1)
         diff = np.abs(lr[..., :, None] - lr[..., None, :])[..., iu[0], iu[1]]
         scale = np.maximum(np.abs(lr[..., :, None]), np.abs(lr[..., None, :]))[..., iu[0], iu[1]]
         if np.any(diff < 1e-7 * scale):

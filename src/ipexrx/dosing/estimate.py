@@ -244,6 +244,23 @@ def _direction(grad: np.ndarray, hess: np.ndarray, info: np.ndarray) -> tuple[np
     return -np.linalg.solve(2 * info, grad), True
 
 
+def _directions(grad: np.ndarray, hess: np.ndarray, info: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched :func:`_direction`: Newton where the Hessian is positive definite and gives descent."""
+    with np.errstate(all="ignore"):
+        w = np.linalg.eigvalsh(hess)
+    pd = np.all(np.isfinite(w), axis=1) & (w[:, 0] > 1e-12 * np.maximum(np.abs(w[:, -1]), 1e-300))
+    D = np.empty_like(grad)
+    fisher = ~pd
+    if np.any(pd):
+        D[pd] = -np.linalg.solve(hess[pd], grad[pd][..., None])[..., 0]
+        bad = pd.copy()
+        bad[pd] = ~(np.all(np.isfinite(D[pd]), axis=1) & (np.einsum("si,si->s", grad[pd], D[pd]) < 0))
+        fisher |= bad
+    if np.any(fisher):
+        D[fisher] = -np.linalg.solve(2 * info[fisher], grad[fisher][..., None])[..., 0]
+    return D, fisher
+
+
 def newton(
     problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12
 ) -> list[Optimum]:
@@ -265,10 +282,9 @@ def newton(
         D = np.zeros((S, problem.n))
         dec = np.zeros(S)
         fisher = np.zeros(S, dtype=bool)
-        for s in idx:
-            D[s], fisher[s] = _direction(grad[s], hess[s], info[s])
-            dec[s] = -(grad[s] @ D[s])
-            iters[s] += 1
+        D[idx], fisher[idx] = _directions(grad[idx], hess[idx], info[idx])
+        dec[idx] = -np.einsum("si,si->s", grad[idx], D[idx])
+        iters[idx] += 1
         done = idx[dec[idx] < tol]
         converged[done] = True
         active[done] = False
