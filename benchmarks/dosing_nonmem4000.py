@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,9 +82,10 @@ def run(data_dir: Path, run_id: str, limit: int | None, starts: int) -> bool:
         ok = ok and deta_a.max() <= 1e-4 and dobj_a.max() <= 1e-3 and detc_a.max() <= 1e-3
     cms = np.array(cpu) * 1000
     print(f"  wall time per fit: median {np.median(ms):.2f} ms, p95 {np.quantile(ms, 0.95):.2f} ms; "
-          f"all {n} subjects {total:.1f} s (one process, includes the comparison)")
+          f"all {n} fits {ms.sum() / 1000:.1f} s (one process; {total:.1f} s elapsed with the comparison)")
     print(f"  CPU time per fit:  median {np.median(cms):.2f} ms, p95 {np.quantile(cms, 0.95):.2f} ms; "
-          f"all {n} subjects {total_cpu:.1f} s CPU (the machine's other load inflates wall time)")
+          f"all {n} fits {cms.sum() / 1000:.1f} s CPU ({total_cpu:.1f} s with the comparison); "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  acceptance: {'PASS' if ok else 'FAIL'}")
     return ok
 
