@@ -80,11 +80,21 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lib
     Console().print(t)
 
 
-def _read(model_name: str, data: Path, subject_id: str | None) -> tuple[Any, list[Any]]:
+def _read(model_name: str, data: Path, subject_id: str | None, fhir: bool = False,
+          covs: dict[str, float] | None = None) -> tuple[Any, list[Any]]:
     from ..dosing.data import read_nmtran
+    from ..dosing.errors import DataError
     from ..dosing.model import get_model
 
     m = get_model(model_name)
+    if fhir:
+        from ..dosing.fhir_input import subject_from_fhir
+
+        try:
+            text = data.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"cannot read {data}: {exc.strerror}") from None
+        return m, [subject_from_fhir(text, m, subject_id or data.stem, covariates=covs)]
     subjects = read_nmtran(data, m.covariate_names())
     if subject_id is not None:
         subjects = [s for s in subjects if s.id == subject_id]
@@ -98,7 +108,10 @@ def _read(model_name: str, data: Path, subject_id: str | None) -> tuple[Any, lis
 @dose_app.command("fit")
 def fit_cmd(
     model: str = typer.Option(..., "--model", help="Model id (see `ipexrx dose models`) or path to a model YAML."),
-    data: Path = typer.Option(..., "--data", help="NM-TRAN style CSV (ID,TIME,EVID,AMT,CMT,...,DV)."),
+    data: Path = typer.Option(..., "--data", help="NM-TRAN style CSV (ID,TIME,EVID,AMT,CMT,...,DV), or a FHIR Bundle "
+                              "with --fhir."),
+    fhir: bool = typer.Option(False, "--fhir", help="--data is a FHIR R4 Bundle (doses and LOINC-coded levels)."),
+    cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE for --fhir input (model's unit)."),
     subject_id: str | None = typer.Option(None, "--id", help="Fit only this subject."),
     starts: int = typer.Option(3, "--starts", min=1, help="Optimiser starts per subject (0 + prior draws)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -110,7 +123,7 @@ def fit_cmd(
     def run() -> None:
         from ..dosing.estimate import fit
 
-        m, subjects = _read(model, data, subject_id)
+        m, subjects = _read(model, data, subject_id, fhir, _parse_covs(cov))
         results = [fit(m, s, n_starts=starts, raise_on_failure=False) for s in subjects]
         if (png or html_out) and len(results) != 1:
             from ..dosing.errors import DataError
@@ -155,7 +168,9 @@ def fit_cmd(
 def recommend_cmd(
     model: str | None = typer.Option(None, "--model", help="Model id; or give --drug for the default model."),
     drug: str | None = typer.Option(None, "--drug", help="tacrolimus, sirolimus or cyclosporine."),
-    data: Path | None = typer.Option(None, "--data", help="NM-TRAN CSV with the patient's doses and levels."),
+    data: Path | None = typer.Option(None, "--data", help="NM-TRAN CSV (or FHIR Bundle with --fhir) with the "
+                                     "patient's doses and levels."),
+    fhir: bool = typer.Option(False, "--fhir", help="--data is a FHIR R4 Bundle."),
     subject_id: str | None = typer.Option(None, "--id", help="Subject in --data (required if several)."),
     cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE in the model's unit (repeatable)."),
     level: float | None = typer.Option(None, "--level", help="A steady-state level on the current regimen."),
@@ -196,7 +211,7 @@ def recommend_cmd(
         else:
             subject = None
             if data is not None:
-                _, subjects = _read(m.id, data, subject_id)
+                _, subjects = _read(m.id, data, subject_id, fhir, covs)
                 if len(subjects) != 1:
                     raise DosingError(f"{data} holds {len(subjects)} subjects; choose one with --id")
                 subject = subjects[0]

@@ -1,0 +1,185 @@
+"""Dosing history and levels from a FHIR R4 Bundle, as an event-level :class:`Subject` for MAP fitting.
+
+Reads MedicationAdministration (one dose at ``effectiveDateTime``), MedicationStatement (a regimen:
+``dosage.timing.repeat`` frequency/period from ``effectivePeriod.start``), and Observations coded in LOINC:
+drug levels (tacrolimus 11253-2, sirolimus 29247-4, cyclosporine 3520-4) and covariates (body weight 29463-7,
+haematocrit 4544-3, total bilirubin 1975-2). Units are converted explicitly; an unknown or missing unit, a
+missing time, or an extended-release product for an immediate-release model is an error, never a guess.
+Times become hours since the first event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from .data import Record, Subject, validate_subject
+from .errors import DataError
+from .model import CompiledModel
+
+LEVEL_LOINC = {"11253-2": "tacrolimus", "29247-4": "sirolimus", "3520-4": "cyclosporine"}
+COVARIATE_LOINC = {"29463-7": "WT", "4544-3": "HCT", "1975-2": "TBIL"}
+DRUG_NAMES = {
+    "tacrolimus": ("tacrolimus", "prograf", "modigraf", "fk506"),
+    "sirolimus": ("sirolimus", "rapamune", "rapamycin"),
+    "cyclosporine": ("cyclosporine", "ciclosporin", "neoral", "gengraf", "sandimmune"),
+}
+EXTENDED_RELEASE = ("advagraf", "envarsus", "astagraf", "extended", "prolonged", " xl", " er")
+_DOSE_UNITS = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
+_LEVEL_UNITS = {"ng/ml": 1.0, "ug/l": 1.0, "µg/l": 1.0, "mcg/l": 1.0, "mg/l": 1000.0}
+_COV_UNITS = {
+    "WT": {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237},
+    "HCT": {"l/l": 1.0, "%": 0.01, "1": 1.0},
+    "TBIL": {"umol/l": 1.0, "µmol/l": 1.0, "mg/dl": 17.104},
+}
+
+
+def _time(value: str | None, where: str) -> dt.datetime:
+    if not value:
+        raise DataError(f"{where}: no time (expected effectiveDateTime or effectivePeriod.start with a time)")
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise DataError(f"{where}: time {value!r} is not an ISO 8601 date-time") from None
+    if "T" not in value:
+        raise DataError(f"{where}: {value!r} has a date but no time of day; level fitting needs clock times")
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _unit(q: dict[str, Any], table: dict[str, float], where: str, expected: str) -> float:
+    unit = (q.get("code") or q.get("unit") or "").strip()
+    if not unit:
+        raise DataError(f"{where}: the quantity has no unit; expected {expected}")
+    factor = table.get(unit.lower())
+    if factor is None:
+        raise DataError(f"{where}: unit {unit!r} not understood; expected {expected}")
+    v = q.get("value")
+    if not isinstance(v, (int, float)) or v < 0:
+        raise DataError(f"{where}: expected a non-negative number, got {v!r}")
+    return float(v) * factor
+
+
+def _loinc(resource: dict[str, Any]) -> str | None:
+    for c in (resource.get("code") or {}).get("coding", []) or []:
+        if "loinc" in (c.get("system") or "") and c.get("code"):
+            return str(c["code"])
+    return None
+
+
+def _drug_text(resource: dict[str, Any]) -> str:
+    cc = resource.get("medicationCodeableConcept") or {}
+    parts = [cc.get("text") or ""] + [c.get("display") or "" for c in cc.get("coding", []) or []]
+    return " ".join(parts).lower()
+
+
+def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subject_id: str = "fhir",
+                      covariates: dict[str, float] | None = None) -> Subject:
+    """Event-level subject for ``model`` (its drug's doses and levels, and its covariates) from a Bundle.
+
+    ``covariates`` supplies model covariates the Bundle does not carry (genotype, donor type, eGFR...),
+    in the model's units; values found in the Bundle take precedence at their times."""
+    if isinstance(bundle, str):
+        try:
+            bundle = json.loads(bundle)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"FHIR input is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        got = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        raise DataError(f"expected a FHIR Bundle, got {got!r}")
+    drug = model.spec.drug.lower()
+    names = DRUG_NAMES.get(drug, (drug,))
+    dose_cmt = min(model.dose_f) + 1
+    obs_cmt = model.outputs[0][0] + 1
+    events: list[tuple[dt.datetime, int, dict[str, Any]]] = []
+    covs: list[tuple[dt.datetime, str, float]] = []
+    for i, entry in enumerate(bundle.get("entry", []) or []):
+        res = (entry or {}).get("resource") or {}
+        rtype = res.get("resourceType")
+        where = f"entry[{i}] {rtype}"
+        if rtype in ("MedicationAdministration", "MedicationStatement"):
+            text = _drug_text(res)
+            if not any(n in text for n in names):
+                continue
+            if res.get("status") in ("entered-in-error", "not-done", "stopped", "cancelled", "intended"):
+                continue
+            if any(x in f" {text}" for x in EXTENDED_RELEASE):
+                raise DataError(f"{where}: {text.strip()!r} is an extended-release product; the model {model.id} "
+                                "describes immediate-release dosing")
+            if rtype == "MedicationAdministration":
+                dose_q = ((res.get("dosage") or {}).get("dose")) or {}
+                amt = _unit(dose_q, _DOSE_UNITS, f"{where} dosage.dose", "mg, g or ug")
+                t = _time(res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start"), where)
+                events.append((t, 1, {"amt": amt}))
+            else:
+                dosage = (res.get("dosage") or [{}])[0]
+                dr = (dosage.get("doseAndRate") or [{}])[0]
+                amt = _unit(dr.get("doseQuantity") or {}, _DOSE_UNITS, f"{where} doseAndRate.doseQuantity",
+                            "mg, g or ug")
+                rep = ((dosage.get("timing") or {}).get("repeat")) or {}
+                freq, period, unit = rep.get("frequency"), rep.get("period"), rep.get("periodUnit")
+                hours = {"h": 1.0, "d": 24.0, "wk": 168.0}.get(unit or "")
+                if not freq or not period or hours is None:
+                    raise DataError(f"{where}: dosage.timing.repeat needs frequency, period and periodUnit h/d/wk")
+                ii = period * hours / freq
+                per = res.get("effectivePeriod") or {}
+                start = _time(per.get("start"), f"{where} effectivePeriod.start")
+                end = _time(per["end"], f"{where} effectivePeriod.end") if per.get("end") else None
+                events.append((start, 1, {"amt": amt, "ii": ii, "end": end}))
+        elif rtype == "Observation":
+            code = _loinc(res)
+            if res.get("status") in ("entered-in-error", "cancelled"):
+                continue
+            t_raw = res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
+            if code in LEVEL_LOINC and LEVEL_LOINC[code] == drug:
+                q = res.get("valueQuantity") or {}
+                val = _unit(q, _LEVEL_UNITS, f"{where} valueQuantity", "ng/mL, ug/L or mg/L")
+                factor = 1.0 if model.spec.outputs[0].unit == "ng/mL" else None
+                if factor is None:
+                    raise DataError(f"the model {model.id} predicts in {model.spec.outputs[0].unit}, not ng/mL")
+                events.append((_time(t_raw, where), 0, {"dv": val}))
+            elif code in COVARIATE_LOINC and COVARIATE_LOINC[code] in model.spec.covariates:
+                name = COVARIATE_LOINC[code]
+                q = res.get("valueQuantity") or {}
+                val = _unit(q, _COV_UNITS[name], f"{where} valueQuantity", ", ".join(_COV_UNITS[name]))
+                covs.append((_time(t_raw, where) if t_raw and "T" in t_raw else _day(t_raw, where), name, val))
+    if not any(e[1] == 1 for e in events):
+        raise DataError(f"the Bundle has no {drug} MedicationAdministration or MedicationStatement with a dose")
+    t0 = min(e[0] for e in events)
+    last = max(e[0] for e in events)
+
+    def h(t: dt.datetime) -> float:
+        return (t - t0).total_seconds() / 3600.0
+
+    def cov_at(t: dt.datetime) -> dict[str, float]:
+        out: dict[str, float] = dict(covariates or {})
+        for name in {c[1] for c in covs}:
+            vals = sorted((c for c in covs if c[1] == name), key=lambda c: c[0])
+            before = [v for v in vals if v[0] <= t]
+            out[name] = (before[-1] if before else vals[0])[2]
+        return out
+
+    recs: list[Record] = []
+    for t, evid, d in sorted(events, key=lambda e: (e[0], -e[1])):
+        if evid == 1 and "ii" in d:
+            stop = min(d["end"] or last, last)
+            n = int((stop - t).total_seconds() / 3600.0 // d["ii"])
+            recs.append(Record(time=h(t), evid=1, amt=d["amt"], cmt=dose_cmt, ii=d["ii"], addl=max(n, 0),
+                               covariates=cov_at(t)))
+        elif evid == 1:
+            recs.append(Record(time=h(t), evid=1, amt=d["amt"], cmt=dose_cmt, covariates=cov_at(t)))
+        else:
+            recs.append(Record(time=h(t), evid=0, cmt=obs_cmt, dv=d["dv"], covariates=cov_at(t)))
+    s = Subject(subject_id, recs)
+    validate_subject(s, n_cmt=len(model.spec.compartments))
+    return s
+
+
+def _day(value: str | None, where: str) -> dt.datetime:
+    if not value:
+        raise DataError(f"{where}: no effective date")
+    try:
+        d = dt.date.fromisoformat(value[:10])
+    except ValueError:
+        raise DataError(f"{where}: {value!r} is not an ISO 8601 date") from None
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
