@@ -87,6 +87,31 @@ def append(
     return entry
 
 
+def append_many(session: Session, actor: AuditActor,
+                entries: list[tuple[str, str, str | int, int | None, Any, Any]]) -> None:
+    """Several entries (action, entity, entity_id, centre_id, before, after) under one head lock and
+    one multi-row INSERT: the bulk-import path. Same chain as calling :func:`append` repeatedly."""
+    if not entries:
+        return
+    from sqlalchemy import insert
+
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    seq, prev = head.seq, head.hash
+    rows = []
+    ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    for action, entity, entity_id, centre_id, before, after in entries:
+        seq += 1
+        values: dict[str, Any] = {"seq": seq, "ts": ts, "user_id": actor.user_id, "username": actor.username,
+                                  "role": actor.role, "action": action, "entity": entity, "entity_id": str(entity_id),
+                                  "centre_id": centre_id, "before": canonical(before), "after": canonical(after),
+                                  "prev_hash": prev}
+        values["hash"] = prev = entry_hash(values)
+        rows.append(values)
+    session.execute(insert(AuditEntry), rows)
+    head.seq, head.hash = seq, prev
+    session.flush()
+
+
 @dataclass
 class VerifyResult:
     ok: bool

@@ -94,6 +94,21 @@ def _field(data: Any, name: str) -> str:
     return str(getattr(data, name, None) or (data.get(name) if isinstance(data, dict) else None) or "-")[:60]
 
 
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.date | dt.datetime) else v for k, v in row.items()}
+
+
+def _insert(s: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Multi-row INSERT ... RETURNING id, ids in the order of ``rows``."""
+    if not rows:
+        return []
+    from sqlalchemy import insert
+
+    table = model.__table__
+    res = s.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(r[0]) for r in res]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -360,7 +375,7 @@ class Registry:
         if problems:
             raise ValidationFailed(problems, "patient" if len(bundles) == 1 else f"import of {len(bundles)} patients")
         hpo = kb_hpo_index()
-        out = []
+        items: list[tuple[PatientBundle, int, str]] = []
         with self.tx() as s:
             codes: dict[str, int] = {}
             for b in bundles:
@@ -374,49 +389,80 @@ class Registry:
                     cid = codes.get(code) or self._centre_id(s, code)
                 codes[code] = cid
                 self.require(actor, "import" if action == "import" else "patient.write", cid, target=code)
-                out.append(self._write_bundle(s, actor, b, cid, code, hpo, action))
-        return out
+                items.append((b, cid, code))
+            return self._write_bundles(s, actor, items, hpo, action)
 
-    def _write_bundle(self, s: Session, actor: Actor, b: PatientBundle, cid: int, code: str,
-                      hpo: dict[str, tuple[str, str]], action: str) -> str:
+    def _write_bundles(self, s: Session, actor: Actor, items: list[tuple[PatientBundle, int, str]],
+                       hpo: dict[str, tuple[str, str]], action: str) -> list[str]:
+        """Insert validated bundles with one multi-row INSERT per table (not per patient), then one
+        audit entry per patient holding everything written for them. Same transaction as the caller."""
         now = _now()
-        pt = b.patient
-        p = Patient(pseudonym=self._new_pseudonym(s, code), centre_id=cid,
-                    **pt.model_dump(exclude={"centre_code"}), created_at=now, updated_at=now)
-        s.add(p)
-        s.flush()
-        children: dict[str, list[Any]] = {"manifestations": [], "courses": [], "visits": [], "adverse_events": [],
-                                          "hsct": []}
-        for m in b.manifestations:
-            children["manifestations"].append(ManifestationEpisode(
-                patient_id=p.id, hpo_code=m.hpo_code, manifestation_id=hpo[m.hpo_code][0], onset_date=m.onset_date,
-                resolution_date=m.resolution_date))
-        course_objs = []
-        for c in b.courses:
-            co = Course(patient_id=p.id, **c.model_dump(exclude={"troughs"}))
-            course_objs.append(co)
-            children["courses"].append(co)
-        for v in b.visits:
-            children["visits"].append(Visit(patient_id=p.id, **v.model_dump(exclude={"organs"}),
-                                            organs=";".join(v.organs)))
-        for h in b.hsct:
-            children["hsct"].append(Hsct(patient_id=p.id, **h.model_dump()))
-        for objs in children.values():
-            s.add_all(objs)
-        s.flush()
-        troughs = []
-        for c, co in zip(b.courses, course_objs, strict=True):
-            troughs += [TroughLevel(course_id=co.id, date=t.date, value_ng_ml=t.value_ng_ml) for t in c.troughs]
-        for a in b.adverse_events:
-            course_id = course_objs[a.course_index].id if a.course_index is not None else None
-            children["adverse_events"].append(AdverseEvent(patient_id=p.id, course_id=course_id,
-                                                           **a.model_dump(exclude={"course_index"})))
-        s.add_all(troughs + children["adverse_events"])
-        s.flush()
-        after = {"patient": row_dict(p), **{k: [row_dict(o) for o in v] for k, v in children.items()},
-                 "troughs": [row_dict(t) for t in troughs]}
-        audit.append(s, actor.audit(), action, "patient", p.pseudonym, centre_id=cid, after=after)
-        return p.pseudonym
+        pseudonyms = self._new_pseudonyms(s, [code for _, _, code in items])
+        prow = [{"pseudonym": ps, "centre_id": cid, **b.patient.model_dump(exclude={"centre_code"}),
+                 "created_at": now, "updated_at": now} for ps, (b, cid, _) in zip(pseudonyms, items, strict=True)]
+        pids = _insert(s, Patient, prow)
+        for r, i in zip(prow, pids, strict=True):
+            r["id"] = i
+        per: list[dict[str, list[dict[str, Any]]]] = [
+            {"manifestations": [], "courses": [], "visits": [], "adverse_events": [], "hsct": [], "troughs": []}
+            for _ in items]
+        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in per[0]}
+        owner: dict[str, list[int]] = {k: [] for k in per[0]}
+
+        def add(kind: str, k: int, row: dict[str, Any]) -> None:
+            rows[kind].append(row)
+            owner[kind].append(k)
+            per[k][kind].append(row)
+
+        for k, ((b, _, _), pid) in enumerate(zip(items, pids, strict=True)):
+            for m in b.manifestations:
+                add("manifestations", k, {"patient_id": pid, "hpo_code": m.hpo_code,
+                                          "manifestation_id": hpo[m.hpo_code][0], "onset_date": m.onset_date,
+                                          "resolution_date": m.resolution_date})
+            for c in b.courses:
+                add("courses", k, {"patient_id": pid, **c.model_dump(exclude={"troughs"})})
+            for v in b.visits:
+                add("visits", k, {"patient_id": pid, **v.model_dump(exclude={"organs"}), "organs": ";".join(v.organs)})
+            for h in b.hsct:
+                add("hsct", k, {"patient_id": pid, **h.model_dump()})
+        first: list[tuple[str, Any]] = [("manifestations", ManifestationEpisode), ("courses", Course),
+                                        ("visits", Visit), ("hsct", Hsct)]
+        for kind, model in first:
+            for r, i in zip(rows[kind], _insert(s, model, rows[kind]), strict=True):
+                r["id"] = i
+        for k, (b, _, _) in enumerate(items):
+            course_ids = [c["id"] for c in per[k]["courses"]]
+            for c, cid_ in zip(b.courses, course_ids, strict=True):
+                for t in c.troughs:
+                    add("troughs", k, {"course_id": cid_, "date": t.date, "value_ng_ml": t.value_ng_ml})
+            for a in b.adverse_events:
+                add("adverse_events", k, {"patient_id": pids[k], "serious": a.serious, "date": a.date, "term": a.term,
+                                          "grade": a.grade,
+                                          "course_id": course_ids[a.course_index] if a.course_index is not None
+                                          else None})
+        second: list[tuple[str, Any]] = [("troughs", TroughLevel), ("adverse_events", AdverseEvent)]
+        for kind, model in second:
+            for r, i in zip(rows[kind], _insert(s, model, rows[kind]), strict=True):
+                r["id"] = i
+        audit.append_many(s, actor.audit(), [
+            (action, "patient", r["pseudonym"], r["centre_id"], None,
+             {"patient": _jsonable(r), **{kind: [_jsonable(x) for x in xs] for kind, xs in per[k].items()}})
+            for k, r in enumerate(prow)])
+        return pseudonyms
+
+    def _new_pseudonyms(self, s: Session, centre_codes: list[str]) -> list[str]:
+        out: list[str] = []
+        while len(out) < len(centre_codes):
+            cand = [f"{code}-" + "".join(secrets.choice(PSEUDONYM_ALPHABET) for _ in range(8))
+                    for code in centre_codes[len(out):]]
+            taken = set(s.scalars(select(Patient.pseudonym).where(Patient.pseudonym.in_(cand)))) if cand else set()
+            seen = set(out)
+            for c in cand:
+                if c in taken or c in seen:
+                    break  # regenerate from here (astronomically rare: 32^8 per centre)
+                out.append(c)
+                seen.add(c)
+        return out
 
     def _scoped_patient(self, actor: Actor, s: Session, pseudonym: str, action: str) -> Patient:
         self.require(actor, action, target=pseudonym)
