@@ -85,3 +85,12 @@ def test_assessments_without_an_out_of_range_trough_do_not_import_the_dosing_sta
             "print(json.dumps(sorted(m for m in ('numpy', 'scipy', 'ipexrx.dosing.recommend') if m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_suggestion_warns_that_it_holds_only_with_the_current_interacting_drugs() -> None:
+    patient = _patient("sirolimus", 1.5, 22)
+    patient["medications"].append({"drug": "voriconazole", "start_date": "2026-10-01"})
+    s = _trough_alert(patient).dose_suggestion
+    assert s is not None and any("voriconazole" in c and "unchanged" in c for c in s.caveats)
+    alone = _trough_alert(_patient("sirolimus", 1.5, 22)).dose_suggestion
+    assert alone is not None and not any("unchanged" in c for c in alone.caveats)

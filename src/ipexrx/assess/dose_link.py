@@ -57,6 +57,12 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
     except DosingError as exc:
         return DoseSuggestion(drug=drug_id, model_id=DEFAULT_MODELS[drug_id], caveats=caveats,
                               not_computed=str(exc))
+    partners = sorted({ctx.label(m.drug_id) for m in ctx.active if m.drug_id and m.drug_id != drug_id
+                       and ctx.index.interactions.get(frozenset((drug_id, m.drug_id)))})
+    if partners:
+        caveats.append(f"The level was fitted on the current regimen, which includes {', '.join(partners)} "
+                       f"(interacting with {ctx.label(drug_id)} in the knowledge base): the suggestion holds only "
+                       "while that combination is unchanged.")
     for c in rec.caveats:
         if target is not None and c.startswith("Target range (user-supplied"):
             continue  # the target is the KB's range, cited on the alert with its context
