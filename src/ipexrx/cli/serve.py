@@ -14,6 +14,8 @@ import typer
 
 from . import app
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 @app.command("serve")
 def serve(
@@ -31,6 +33,9 @@ def serve(
     from ..service.settings import Settings
     from ..storage import Database
 
+    if log_level not in LOG_LEVELS:
+        typer.echo(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}, got '{log_level}'", err=True)
+        raise typer.Exit(2)
     if dev:
         os.environ["IPEXRX_DEV_MODE"] = "1"
     try:
