@@ -142,6 +142,25 @@ def export(
                f"({len(tables['patient'])} patients, {'de-identified' if deidentified else 'pseudonymised'})")
 
 
+@registry_app.command("import")
+def import_(
+    src: Path = typer.Argument(..., exists=True, file_okay=False, help="Directory with patient.csv and optional "
+                               "manifestation/course/trough/visit/adverse_event/hsct.csv (the export format)."),
+    token: str | None = typer.Option(None, help="API token of the acting data manager (default "
+                                     "$IPEXRX_REGISTRY_TOKEN)."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Import patients from CSV, all or nothing; prints each record key with its new pseudonym."""
+    from ..registry import ops
+
+    reg = _open(db)
+    actor = _run(lambda: _actor(reg, token))
+    mapping = _run(lambda: ops.import_csv(reg, actor, src))
+    for k, p in mapping.items():
+        typer.echo(f"{k}\t{p}")
+    typer.echo(f"imported {len(mapping)} patients", err=True)
+
+
 @registry_app.command("data-dictionary")
 def data_dictionary(out: Path | None = typer.Option(None, "--out", help="File (default: stdout).")) -> None:
     """The REDCap-style data dictionary (one row per field), generated from the input models."""

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select, text
 
 from . import audit
@@ -346,3 +346,99 @@ def export_fhir(reg: Registry, actor: Actor) -> dict[str, Any]:
         audit.append(s, actor.audit(), "export", "patient", "*", centre_id=actor.centre_id,
                      after={"kind": "fhir", "patients": len(records)})
     return bundle(records)
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV import (the pseudonymised CSV export format; rows linked by a record key that is not stored)
+# ----------------------------------------------------------------------------------------------
+IMPORT_FILES = ("patient", "manifestation", "course", "trough", "visit", "adverse_event", "hsct")
+IMPORT_IGNORED = {"id", "patient_id", "course_id", "pseudonym", "record", "created_at", "updated_at", "centre_id",
+                  "manifestation_id"}
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
+    """(record keys, validated bundles) from ``patient.csv`` and the optional follow-up files.
+
+    Rows are linked by ``record`` (or ``pseudonym``, as the export writes it); troughs and adverse
+    events name their course by the course row's ``id``. Keys only link rows within the files; the
+    registry assigns new pseudonyms. Every problem is reported with its file and row.
+    """
+    from .schemas import PatientBundle, describe_errors
+
+    tables = {name: _read_csv(directory / f"{name}.csv") for name in IMPORT_FILES
+              if (directory / f"{name}.csv").exists()}
+    if "patient" not in tables:
+        raise ValidationFailed([f"{directory / 'patient.csv'}: required file not found"], "import")
+    problems: list[str] = []
+
+    def key(row: dict[str, Any], where: str) -> str:
+        k = row.get("record") or row.get("pseudonym")
+        if not k:
+            problems.append(f"{where}: expected a 'record' (or 'pseudonym') column linking the row, got none")
+        return str(k or "")
+
+    def clean(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in IMPORT_IGNORED}
+
+    bundles: dict[str, dict[str, Any]] = {}
+    rownum: dict[str, int] = {}
+    for i, row in enumerate(tables["patient"], start=2):
+        k = key(row, f"patient.csv row {i}")
+        if k in bundles:
+            problems.append(f"patient.csv row {i}: record '{k}' appears twice")
+        bundles[k] = {"patient": clean(row), "manifestations": [], "courses": [], "visits": [], "adverse_events": [],
+                      "hsct": []}
+        rownum[k] = i
+    course_pos: dict[tuple[str, str], int] = {}
+    plural = {"manifestation": "manifestations", "course": "courses", "visit": "visits", "hsct": "hsct"}
+    for name, field in plural.items():
+        for i, row in enumerate(tables.get(name, []), start=2):
+            k = key(row, f"{name}.csv row {i}")
+            if k not in bundles:
+                problems.append(f"{name}.csv row {i}: record '{k}' is not in patient.csv")
+                continue
+            r = clean(row)
+            if name == "visit":
+                r["organs"] = [o for o in (r.get("organs") or "").split(";") if o]
+            if name == "course":
+                r["troughs"] = []
+                if row.get("id"):
+                    course_pos[(k, str(row["id"]))] = len(bundles[k]["courses"])
+            bundles[k][field].append(r)
+    for name in ("trough", "adverse_event"):
+        for i, row in enumerate(tables.get(name, []), start=2):
+            k = key(row, f"{name}.csv row {i}")
+            if k not in bundles:
+                problems.append(f"{name}.csv row {i}: record '{k}' is not in patient.csv")
+                continue
+            pos = course_pos.get((k, str(row.get("course_id")))) if row.get("course_id") else None
+            if name == "trough":
+                if pos is None:
+                    problems.append(f"trough.csv row {i}: course_id '{row.get('course_id')}' is not a course row "
+                                    f"'id' of record '{k}'")
+                    continue
+                bundles[k]["courses"][pos]["troughs"].append({"date": row.get("date"),
+                                                              "value_ng_ml": row.get("value_ng_ml")})
+            else:
+                bundles[k]["adverse_events"].append({**clean(row), "course_index": pos})
+    out: list[Any] = []
+    for k, b in bundles.items():
+        try:
+            out.append(PatientBundle.model_validate(b))
+        except ValidationError as exc:
+            problems += [f"record '{k}' (patient.csv row {rownum[k]}): {p}" for p in describe_errors(exc)]
+    if problems:
+        raise ValidationFailed(problems, f"import from {directory}")
+    return list(bundles), out
+
+
+def import_csv(reg: Registry, actor: Actor, directory: Path) -> dict[str, str]:
+    """Import all patients of a CSV directory in ONE transaction; returns record key -> new pseudonym."""
+    reg.require(actor, "import")
+    keys, bundles = read_csv_bundles(directory)
+    return dict(zip(keys, reg.add_bundles(actor, bundles, action="import"), strict=True))
