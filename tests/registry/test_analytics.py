@@ -96,3 +96,16 @@ def test_report_on_synthetic_cohort(tmp_path: Path) -> None:
         pseudonym = s.scalars(select(Patient.pseudonym).limit(1)).one()
     reg.withdraw_consent(SYSTEM, pseudonym, dt.date(2026, 1, 1))
     assert ops.analytics_report(reg, SYSTEM).patients == 59
+
+
+def test_followup_due_lists_living_patients_without_a_visit_for_a_year() -> None:
+    from ipexrx.registry.analytics import Cohort, followup_due
+    from ipexrx.registry.models import Patient
+
+    def pt(i: int, status: str) -> Patient:
+        return Patient(id=i, pseudonym=f"P{i}", vital_status=status, diagnosis_date=dt.date(2020, 1, 1))
+
+    c = Cohort({1: pt(1, "alive"), 2: pt(2, "alive"), 3: pt(3, "dead"), 4: pt(4, "alive")}, [],
+               {1: _visits(("2024-01-01", 1)), 2: _visits(("2025-06-01", 1)), 3: _visits(("2023-01-01", 1))}, {}, {},
+               False)
+    assert followup_due(c, dt.date(2025, 12, 1)) == [("P4", "2020-01-01"), ("P1", "2024-01-01")]

@@ -100,8 +100,10 @@ def test_centre_user_lists_only_own_centre(world: World) -> None:
 
 
 def test_analyst_report_is_pooled_and_centre_report_is_scoped(world: World) -> None:
-    assert ops.analytics_report(world.reg, world.actors["analyst"]).patients == 2
-    assert ops.analytics_report(world.reg, world.actors["clinician"]).patients == 1
+    pooled = ops.analytics_report(world.reg, world.actors["analyst"])
+    assert pooled.patients == 2 and pooled.followup_due == []  # the pooled report names no patient
+    own = ops.analytics_report(world.reg, world.actors["clinician"])
+    assert own.patients == 1 and [p for p, _ in own.followup_due] == [world.pa]
 
 
 def test_deidentified_export_has_no_pseudonym_or_centre(world: World) -> None:

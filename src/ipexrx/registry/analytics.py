@@ -37,6 +37,7 @@ RESPONSE_DAYS = {3: 91, 6: 182, 12: 365}
 WINDOW_DAYS = 45
 BASELINE_DAYS = 90
 YEAR = 365.25
+FOLLOWUP_DAYS = 365
 
 
 @dataclass
@@ -263,11 +264,28 @@ class Report:
     deaths: int
     drugs: list[DrugSummary]
     comparisons: list[Comparison]
+    followup_due: list[tuple[str, str]] = field(default_factory=list)  # centre scope only: (pseudonym, last visit)
 
 
-def build_report(s: Session, centre_id: int | None, scope: str) -> Report:
+def followup_due(c: Cohort, today: dt.date, days: int = FOLLOWUP_DAYS) -> list[tuple[str, str]]:
+    """Living patients (not lost) whose last visit is more than ``days`` ago: the yearly ESID-style follow-up."""
+    out = []
+    for pid, p in c.patients.items():
+        if p.vital_status != "alive":
+            continue
+        visits = c.visits.get(pid, [])
+        last = visits[-1].date if visits else p.diagnosis_date
+        if (today - last).days > days:
+            out.append((p.pseudonym, last.isoformat()))
+    return sorted(out, key=lambda x: x[1])
+
+
+def build_report(s: Session, centre_id: int | None, scope: str, today: dt.date | None = None) -> Report:
+    """The report; with ``centre_id`` (a centre's own dashboard) it also lists follow-up visits due,
+    by pseudonym. The pooled report names no patient."""
     c = load(s, centre_id)
     return Report(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), scope, c.synthetic, len(c.patients),
                   len({p.centre_id for p in c.patients.values()}),
                   sum(p.death_date is not None for p in c.patients.values()), drug_summaries(c),
-                  survival_comparisons(c))
+                  survival_comparisons(c),
+                  followup_due(c, today or dt.date.today()) if centre_id is not None else [])

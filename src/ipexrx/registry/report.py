@@ -25,6 +25,10 @@ font-weight:bold}.note{color:#444;font-size:.9rem}img{max-width:100%}section{pag
 generated {{ r.generated_at }}. Patients who withdrew consent are excluded. Kaplan-Meier estimates with 95%
 confidence intervals (lifelines); definitions at the end. Observational registry data: associations, not effects
 of treatment; this report supports, never replaces, clinical judgement.</p>
+{% if r.followup_due %}<h2>Yearly follow-up due ({{ r.followup_due|length }})</h2>
+<p class="note">Living patients of this centre with no visit in the last 365 days.</p>
+<table><tr><th>Pseudonym</th><th>Last visit</th></tr>
+{% for p, d in r.followup_due %}<tr><td>{{ p }}</td><td>{{ d }}</td></tr>{% endfor %}</table>{% endif %}
 <h2>Drugs</h2>
 <table><tr><th>Drug</th><th>Courses</th><th>Patients</th><th>Ongoing</th><th>Median days on drug</th>
 <th>On drug at 6 months (95% CI)</th><th>At 12 months (95% CI)</th></tr>
