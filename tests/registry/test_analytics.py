@@ -86,7 +86,10 @@ def test_report_on_synthetic_cohort(tmp_path: Path) -> None:
     paths = write_report(rep, tmp_path / "out")
     html = paths[0].read_text()
     assert html.count("SYNTHETIC DATA") == 2 and "Log-rank test" in html
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths[1:])
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths[1:-1])
+    interactive = paths[-1].read_text()
+    assert "<svg" in interactive and "<title>HSCT" in interactive and "95% CI" in interactive
+    assert "data:image/png" not in interactive and interactive.count("SYNTHETIC DATA") == 2
     # consent withdrawal removes a patient from the analyses
     with reg.tx() as s:
         from sqlalchemy import select

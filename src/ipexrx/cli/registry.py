@@ -96,7 +96,7 @@ def _write_report(reg: Any, actor: Any, out: Path) -> None:
 
     rep = _run(lambda: ops.analytics_report(reg, actor))
     paths = write_report(rep, out)
-    typer.echo(f"report: {paths[0]} ({len(paths) - 1} figures)")
+    typer.echo(f"report: {paths[0]} (printable, {len(paths) - 2} PNG figures) and {paths[-1]} (interactive)")
 
 
 @registry_app.command("report")

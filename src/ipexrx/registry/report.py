@@ -15,7 +15,8 @@ TEMPLATE = """<!doctype html>
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:1.5rem auto;color:#111;line-height:1.4}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #999;padding:.2rem .45rem;text-align:right}
-th:first-child,td:first-child{text-align:left}.banner{background:#fde68a;border:2px solid #b45309;padding:.5rem;
+th:first-child,td:first-child{text-align:left}svg .pt{fill:transparent}svg .pt:hover{fill:#000}svg .off{display:none}
+svg text{font-size:11px}.legend{cursor:pointer}.banner{background:#fde68a;border:2px solid #b45309;padding:.5rem;
 font-weight:bold}.note{color:#444;font-size:.9rem}img{max-width:100%}section{page-break-inside:avoid}
 @media print{.banner{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 </style></head><body>
@@ -45,7 +46,8 @@ of treatment; this report supports, never replaces, clinical judgement.</p>
 {% for d in r.drugs %}<tr><td>{{ d.drug_id }}</td>{% for m in (3, 6, 12) %}<td>{{ fmt_resp(d.response[m]) }}</td>
 {% endfor %}</tr>{% endfor %}</table>
 <section><h3>Time on therapy</h3>
-<img alt="Kaplan-Meier time on therapy per drug" src="data:image/png;base64,{{ plots.drugs }}"></section>
+{% if svgs %}{{ svgs.drugs|safe }}{% else %}
+<img alt="Kaplan-Meier time on therapy per drug" src="data:image/png;base64,{{ plots.drugs }}">{% endif %}</section>
 <h2>Survival</h2>
 {% for c in r.comparisons %}<section><h3>{{ c.title }}</h3>
 <table><tr><th>Group</th><th>n</th><th>Events</th><th>1 year</th><th>5 years</th><th>10 years</th></tr>
@@ -54,7 +56,8 @@ of treatment; this report supports, never replaces, clinical judgement.</p>
 {% if c.logrank %}<p>Log-rank test: chi-square {{ '%.2f' % c.logrank[0] }}, p = {{ fmt_p(c.logrank[1]) }}.</p>
 {% endif %}
 <p class="note">{{ c.note }}</p>
-<img alt="{{ c.title }}" src="data:image/png;base64,{{ plots['c%d' % loop.index0] }}"></section>
+{% if svgs %}{{ svgs['c%d' % loop.index0]|safe }}{% else %}
+<img alt="{{ c.title }}" src="data:image/png;base64,{{ plots['c%d' % loop.index0] }}">{% endif %}</section>
 {% endfor %}
 <h2>Definitions</h2><div class="note">{{ definitions }}</div>
 {% if r.synthetic %}<p class="banner">{{ synthetic_label }}</p>{% endif %}
@@ -102,18 +105,78 @@ def _png(curves: list[KmCurve], xlabel: str, title: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def render_html(r: Report) -> str:
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def svg_plot(curves: list[KmCurve], xlabel: str, unit: str, max_points: int = 150) -> str:
+    """Kaplan-Meier curves as inline SVG: hover a step for time, estimate, 95% CI; click a legend
+    entry to hide or show its curve. No script library, no network."""
+    from html import escape
+
+    w, h, left, right, top, bottom = 720, 360, 50, 10, 10, 40
+    xmax = max((k.times[-1] for k in curves if k.n), default=1.0) or 1.0
+
+    def x(t: float) -> float:
+        return left + (w - left - right) * t / xmax
+
+    def y(v: float) -> float:
+        return top + (h - top - bottom) * (1 - v)
+
+    parts = [f'<svg viewBox="0 0 {w} {h + 20 * len(curves)}" width="100%" role="img" '
+             f'aria-label="Kaplan-Meier curves" xmlns="http://www.w3.org/2000/svg">',
+             f'<rect x="{left}" y="{top}" width="{w - left - right}" height="{h - top - bottom}" fill="none" '
+             'stroke="#999"/>']
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+        parts.append(f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
+    for i in range(6):
+        t = xmax * i / 5
+        parts.append(f'<text x="{x(t):.1f}" y="{h - bottom + 15}" text-anchor="middle">{t:.0f}</text>')
+    parts.append(f'<text x="{(left + w) / 2}" y="{h - 5}" text-anchor="middle">{escape(xlabel)}</text>')
+    for n, k in enumerate(c for c in curves if c.n):
+        col = COLOURS[n % len(COLOURS)]
+        line = " ".join(f"{x(t):.1f},{y(sv):.1f} {x(k.times[j + 1]):.1f},{y(sv):.1f}"
+                        for j, (t, sv) in enumerate(zip(k.times[:-1], k.survival[:-1], strict=True)))
+        band = [(x(t), y(u)) for t, u in zip(k.times, k.upper, strict=True)] + \
+            [(x(t), y(lo)) for t, lo in reversed(list(zip(k.times, k.lower, strict=True)))]
+        step = max(1, len(k.times) // max_points)
+        pts = "".join(
+            f'<circle class="pt" cx="{x(t):.1f}" cy="{y(sv):.1f}" r="4"><title>{escape(k.label)}: '
+            f'{t:.1f} {unit}: {100 * sv:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f})</title></circle>'
+            for t, sv, lo, hi in list(zip(k.times, k.survival, k.lower, k.upper, strict=True))[::step])
+        gid = f"g{n}"
+        parts.append(f'<g id="{gid}"><polygon points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in band)}" '
+                     f'fill="{col}" opacity="0.12"/><polyline points="{line}" fill="none" stroke="{col}" '
+                     f'stroke-width="1.6"/>{pts}</g>')
+        ly = h + 15 + 20 * n
+        parts.append(f'<g class="legend" onclick="this.ownerSVGElement.querySelector(\'[id={gid}]\')'
+                     f'.classList.toggle(\'off\')"><rect x="{left}" y="{ly - 9}" width="12" height="12" '
+                     f'fill="{col}"/><text x="{left + 18}" y="{ly + 1}">{escape(k.label)} (n={k.n}, events '
+                     f'{k.events}) - click to hide/show</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(r: Report, interactive: bool = False) -> str:
+    """The printable report; ``interactive`` swaps the PNGs for hoverable SVG curves."""
     from jinja2 import Environment
 
     from . import analytics
 
-    plots = {"drugs": _png([d.km for d in r.drugs[:8]], "Days since course start", "Still on the drug")}
-    for i, c in enumerate(r.comparisons):
-        plots[f"c{i}"] = _png(c.curves, "Years", c.title)
+    plots: dict[str, str] = {}
+    svgs: dict[str, str] = {}
+    if interactive:
+        svgs["drugs"] = svg_plot([d.km for d in r.drugs[:8]], "Days since course start", "days")
+        for i, c in enumerate(r.comparisons):
+            svgs[f"c{i}"] = svg_plot(c.curves, "Years", "years")
+    else:
+        plots["drugs"] = _png([d.km for d in r.drugs[:8]], "Days since course start", "Still on the drug")
+        for i, c in enumerate(r.comparisons):
+            plots[f"c{i}"] = _png(c.curves, "Years", c.title)
     reasons = ["inefficacy", "toxicity", "remission", "hsct", "other", "ongoing"]
     env = Environment(autoescape=True)
     return env.from_string(TEMPLATE).render(
-        r=r, plots=plots, reasons=reasons, fmt_at=_fmt_at, fmt_resp=_fmt_resp,
+        r=r, plots=plots, svgs=svgs, reasons=reasons, fmt_at=_fmt_at, fmt_resp=_fmt_resp,
         fmt_med=lambda m: "-" if m is None else f"{m:.0f}", fmt_p=lambda p: "< 0.001" if p < 0.001 else f"{p:.3f}",
         definitions=(analytics.__doc__ or "").split("Definitions (ipexrx conventions, printed in the report so "
                                                       "nobody has to guess):")[-1],
@@ -121,15 +184,18 @@ def render_html(r: Report) -> str:
 
 
 def write_report(r: Report, out_dir: Path) -> list[Path]:
-    """report.html (self-contained, printable) plus one PNG per figure."""
+    """report.html (self-contained, printable), one PNG per figure, and report-interactive.html (hoverable
+    SVG curves; listed last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     html = render_html(r)
     paths = [out_dir / "report.html"]
     paths[0].write_text(html, encoding="utf-8")
+    interactive = out_dir / "report-interactive.html"
+    interactive.write_text(render_html(r, interactive=True), encoding="utf-8")
     import re
 
     for i, b64 in enumerate(re.findall(r'src="data:image/png;base64,([^"]+)"', html)):
         p = out_dir / f"figure-{i + 1}.png"
         p.write_bytes(base64.b64decode(b64))
         paths.append(p)
-    return paths
+    return [*paths, interactive]
