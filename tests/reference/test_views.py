@@ -153,7 +153,7 @@ def test_sirolimus_monograph_gathers_classes_codes_safety_interactions_and_uses(
 def test_interactions_are_listed_most_severe_first() -> None:
     order = {"contraindicated": 0, "major": 1, "moderate": 2}
     for drug in ("sirolimus", "tacrolimus", "cyclosporine"):
-        sev = [order[i.severity.value] for i in drug_monograph(drug).interactions]
+        sev = [order[i.severity] for i in drug_monograph(drug).interactions]
         assert sev == sorted(sev)
 
 
@@ -183,8 +183,8 @@ def test_sources_view_lists_every_source_with_citation_counts() -> None:
     assert {s.id for s in v.sources} == set(kb.sources)
     seed = next(s for s in v.sources if s.id == "seed")
     assert seed.cited > 0 and any(x.locator == "medication-summary" for x in seed.sections)
-    assert v.sources[0].kind.value == "seed"
-    papers = [s for s in v.sources if s.kind.value == "paper"]
+    assert v.sources[0].kind == "seed"
+    papers = [s for s in v.sources if s.kind == "paper"]
     assert papers and all(s.doi or s.pmid for s in papers)
 
 
@@ -197,6 +197,18 @@ def test_views_round_trip_through_their_json(build: Any) -> None:
     again = type(v).model_validate_json(v.model_dump_json())
     assert again == v
     assert again.model_dump_json() == v.model_dump_json()  # deterministic
+
+
+def test_view_literal_types_match_the_knowledge_base_enums() -> None:
+    # models.py repeats the enum values as Literal types so that it need not import the schema
+    from typing import get_args
+
+    from ipexrx.knowledge import schema
+    from ipexrx.reference import models
+
+    assert list(get_args(models.EvidenceLevel)) == [e.value for e in schema.EvidenceLevel]
+    assert set(get_args(models.SourceKind)) == {e.value for e in schema.SourceKind}
+    assert list(get_args(models.InteractionSeverity)) == [e.value for e in schema.InteractionSeverity]
 
 
 def test_lazy_reexports_from_the_package() -> None:

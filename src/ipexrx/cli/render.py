@@ -54,7 +54,7 @@ class Legend:
         for c in self.cites:
             ident = " ".join(x for x in (f"DOI {c.doi}" if c.doi else "", f"PMID {c.pmid}" if c.pmid else "") if x)
             line = Text(c.label)
-            line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind.value}", style="dim")
+            line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind}", style="dim")
             line.append(f"; {ident}" if ident else "", style="dim")
             line.append(")", style="dim")
             rows.append(line)
@@ -74,7 +74,7 @@ class Renderer:
         if refs:
             t.append(f" {refs}", style="cyan")
         if s.evidence:
-            t.append(f" ({s.evidence.value})", style="dim italic")
+            t.append(f" ({s.evidence})", style="dim italic")
         return t
 
     def bullets(self, items: Iterable[StatementView], style: str = "", mark: str = "-") -> Hang | None:
@@ -106,7 +106,7 @@ class Renderer:
             head.append(f"  {o.role}", style="magenta")
             if o.condition:
                 head.append(f" (if {o.condition})", style="magenta")
-            head.append(f"  evidence: {o.evidence_level.value}", style="green")
+            head.append(f"  evidence: {o.evidence_level}", style="green")
             if not o.on_source_page:
                 head.append("  [beyond source page]", style="dim")
             names = ", ".join(r.name for r in [*o.drugs, *o.drug_classes])
@@ -281,7 +281,7 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
             head = Text(x.title, style="bold")
             head.append(f" {r.legend.refs([x.source])}", style="cyan")
             head.append(f"\n{x.design}; {x.population}", style="dim")
-            finds = [Text(f.text) + Text(f" ({f.evidence.value})", style="dim italic") for f in x.findings]
+            finds = [Text(f.text) + Text(f" ({f.evidence})", style="dim italic") for f in x.findings]
             blocks.append(Group(head, hang(finds, "*")))
         r.section("Literature", hang(blocks))
     if v.options:
@@ -291,7 +291,7 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
         for u in v.options:
             t.add_row(u.disorder.name, u.manifestation.name if u.manifestation else "-",
                       u.label + (f"\n(via class {u.via_class.name})" if u.via_class else ""),
-                      u.role + (f"\nif {u.condition}" if u.condition else ""), u.evidence_level.value)
+                      u.role + (f"\nif {u.condition}" if u.condition else ""), u.evidence_level)
         r.section("Therapy options naming this drug", t)
 
     sf = v.safety
@@ -332,8 +332,8 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
     if v.interactions:
         iblocks: list[RenderableType] = []
         for it in v.interactions:
-            sev_style = {"contraindicated": "bold red", "major": "red", "moderate": "yellow"}[it.severity.value]
-            head = Text(f"with {it.other.name}", style="bold") + Text(f"  {it.severity.value}", style=sev_style)
+            sev_style = {"contraindicated": "bold red", "major": "red", "moderate": "yellow"}[it.severity]
+            head = Text(f"with {it.other.name}", style="bold") + Text(f"  {it.severity}", style=sev_style)
             parts: list[RenderableType] = [head, r.stmt(it.mechanism)]
             if it.effect:
                 parts.append(r.stmt(it.effect))
@@ -396,7 +396,7 @@ def render_sources(v: SourcesView, console: Console) -> None:
     console.print()
     for s in v.sources:
         head = Text(s.id, style="bold cyan")
-        head.append(f"  {s.kind.value}; verified {s.verification}", style="magenta")
+        head.append(f"  {s.kind}; verified {s.verification}", style="magenta")
         if s.accessed:
             head.append(f" (accessed {s.accessed})", style="magenta")
         head.append(f"; cited {s.cited} time(s)", style="dim")

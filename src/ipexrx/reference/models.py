@@ -18,7 +18,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..knowledge.schema import EvidenceLevel, InteractionSeverity, SourceKind
+# The knowledge-base enums, as literal types. This module must not import the knowledge schema:
+# a lookup served from the compiled view cache never loads it (start-up budget). The values are
+# pinned to the enums in ipexrx.knowledge.schema by tests/reference/test_views.py.
+EvidenceLevel = Literal["regulatory", "guideline", "cohort", "case-series", "case-report", "review",
+                        "expert-opinion", "extrapolated"]
+SourceKind = Literal["seed", "label", "paper", "database", "guideline"]
+InteractionSeverity = Literal["contraindicated", "major", "moderate"]
 
 
 class View(BaseModel):

@@ -9,19 +9,20 @@ line without knowing our source ids.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
 from ..knowledge import KnowledgeBase
+from ..knowledge import schema as kbs
 from ..knowledge.schema import (
     Citation,
     Drug,
-    InteractionSeverity,
     Manifestation,
     Statement,
     TherapyOption,
 )
+from . import models as m_
 from ._kbcache import memo, resolve_kb
 from .lookup import find_class, find_drug, find_manifestation
 from .models import (
@@ -59,6 +60,23 @@ from .models import (
 )
 
 
+# Knowledge-base enums -> the literal types of the view models (same values; see models.py).
+def _level(x: kbs.EvidenceLevel) -> m_.EvidenceLevel:
+    return cast(m_.EvidenceLevel, x.value)
+
+
+def _opt_level(x: kbs.EvidenceLevel | None) -> m_.EvidenceLevel | None:
+    return _level(x) if x is not None else None
+
+
+def _kind(x: kbs.SourceKind) -> m_.SourceKind:
+    return cast(m_.SourceKind, x.value)
+
+
+def _severity(x: kbs.InteractionSeverity) -> m_.InteractionSeverity:
+    return cast(m_.InteractionSeverity, x.value)
+
+
 # --------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------
@@ -84,7 +102,7 @@ class _Builder:
                 section = f"section {c.locator}"
             label = f"{src.title}, {section}" if section else src.title
             view = CitationView.model_construct(
-                source=src.id, locator=c.locator, kind=src.kind, title=src.title, section=section, label=label,
+                source=src.id, locator=c.locator, kind=_kind(src.kind), title=src.title, section=section, label=label,
                 citation=src.citation, doi=src.doi, pmid=src.pmid, url=src.url, verification=src.verification,
             )
             self._cites[key] = view
@@ -94,7 +112,8 @@ class _Builder:
         return [self.cite(c) for c in cs]
 
     def stmt(self, s: Statement) -> StatementView:
-        return StatementView.model_construct(id=s.id, text=s.text, evidence=s.evidence, sources=self.cites(s.sources))
+        return StatementView.model_construct(id=s.id, text=s.text, evidence=_opt_level(s.evidence),
+                                             sources=self.cites(s.sources))
 
     def opt_stmt(self, s: Statement | None) -> StatementView | None:
         return self.stmt(s) if s is not None else None
@@ -114,7 +133,7 @@ class _Builder:
         return OptionView.model_construct(
             id=o.id, label=o.label, role=o.role, condition=o.condition,
             drugs=[self.drug_ref(d) for d in o.drugs], drug_classes=[self.class_ref(c) for c in o.drug_classes],
-            evidence_level=o.evidence_level, evidence_rank=o.evidence_level.rank,
+            evidence_level=_level(o.evidence_level), evidence_rank=o.evidence_level.rank,
             statement=self.stmt(o.statement), evidence=self.stmts(o.evidence), on_source_page=o.on_source_page,
         )
 
@@ -223,7 +242,7 @@ def manifestation_view(query: str, kb: KnowledgeBase | None = None) -> Manifesta
     return _Builder(kb).manifestation(find_manifestation(query, kb))
 
 
-_SEVERITY_ORDER = {s: i for i, s in enumerate(InteractionSeverity)}
+_SEVERITY_ORDER: dict[str, int] = {s.value: i for i, s in enumerate(kbs.InteractionSeverity)}
 
 
 def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph:
@@ -240,7 +259,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
             continue
         other = next((x for x in inter.drugs if x != did), did)
         interactions.append(InteractionView.model_construct(
-            id=iid, drug=b.drug_ref(did), other=b.drug_ref(other), severity=inter.severity,
+            id=iid, drug=b.drug_ref(did), other=b.drug_ref(other), severity=_severity(inter.severity),
             mechanism=b.stmt(inter.mechanism), effect=b.opt_stmt(inter.effect),
             instructions=[
                 InstructionView.model_construct(
@@ -266,7 +285,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
                 via = b.class_ref(hit)
             uses.append(DrugUseView.model_construct(
                 disorder=disorder, manifestation=manifestation, option_id=o.id, label=o.label,
-                                    role=o.role, condition=o.condition, evidence_level=o.evidence_level,
+                                    role=o.role, condition=o.condition, evidence_level=_level(o.evidence_level),
                                     via_class=via))
 
     for m in kb.manifestations.values():
@@ -279,7 +298,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         LiteratureView.model_construct(
             id=eid, title=ev.title, design=ev.design, population=ev.population,
             source=b.cite(Citation.model_construct(source=ev.source, locator=None)),
-            findings=[LiteratureFinding.model_construct(id=f.id, text=f.text, evidence=f.evidence)
+            findings=[LiteratureFinding.model_construct(id=f.id, text=f.text, evidence=_level(f.evidence))
                       for f in ev.findings],
         )
         for eid, ev in kb.evidence.items()
@@ -380,12 +399,12 @@ def list_sources(kb: KnowledgeBase | None = None) -> SourcesView:
     counts = memo(kb, "citation-counts", _citation_counts)
     views = [
         SourceView.model_construct(
-            id=s.id, kind=s.kind, title=s.title, citation=s.citation, doi=s.doi, pmid=s.pmid, url=s.url,
+            id=s.id, kind=_kind(s.kind), title=s.title, citation=s.citation, doi=s.doi, pmid=s.pmid, url=s.url,
             product=s.product,
             sections=[SectionView.model_construct(locator=k, heading=v) for k, v in s.sections.items()],
             accessed=s.accessed, verification=s.verification, note=s.note, cited=counts.get(s.id, 0),
         )
         for s in kb.sources.values()
     ]
-    views.sort(key=lambda v: (_KIND_ORDER.get(v.kind.value, 9), v.id))
+    views.sort(key=lambda v: (_KIND_ORDER.get(v.kind, 9), v.id))
     return SourcesView.model_construct(sources=views)
