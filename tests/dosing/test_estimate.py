@@ -75,6 +75,17 @@ def test_lag_model_escapes_the_local_optimum_of_subject_475(data_dir):
     assert np.max(np.abs(r.eta - ref.eta)) < 1e-4
 
 
+@pytest.mark.parametrize("sid", ["2107", "975"])
+def test_lag_model_crosses_dose_arrival_kinks(data_dir, sid):
+    """2107: NONMEM's optimum lies just across the lag value where a dose arrives at a sampling time;
+    975: the optimum sits on such a crossing, where only the other ETAs can still improve."""
+    m = get_model("nonmem-003")
+    s = next(x for x in read_nmtran(data_dir / "nm4000_sample_003.csv") if x.id == sid)
+    ref = read_phi(data_dir / "nm4000_sample_run003.phi")[sid]
+    r = fit(m, s)
+    assert r.ofv <= map_objective(m, s, ref.eta) + 1e-6
+
+
 def test_time_varying_covariates_reproduce_mapbayr_clearance_on_row_1(data_dir):
     m = get_model("mapbayr-301")
     s = read_nmtran(data_dir / "data_to_fit301.csv", ["BW"])[0]  # SEX column dropped: default 0

@@ -262,9 +262,12 @@ def _directions(grad: np.ndarray, hess: np.ndarray, info: np.ndarray) -> tuple[n
 
 
 def newton(
-    problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12
+    problem: Problem, starts: np.ndarray, bound: np.ndarray, maxit: int = 200, tol: float = 1e-12,
+    free: np.ndarray | None = None,
 ) -> list[Optimum]:
-    """Damped Newton from several starts at once (the starts share each vectorised model evaluation)."""
+    """Damped Newton from several starts at once (the starts share each vectorised model evaluation).
+
+    ``free`` (boolean mask over ETAs) optimises a subspace, the other ETAs staying at their start values."""
     starts = np.atleast_2d(np.asarray(starts, dtype=float))
     S = starts.shape[0]
     eta = np.clip(starts, -bound, bound)
@@ -282,7 +285,13 @@ def newton(
         D = np.zeros((S, problem.n))
         dec = np.zeros(S)
         fisher = np.zeros(S, dtype=bool)
-        D[idx], fisher[idx] = _directions(grad[idx], hess[idx], info[idx])
+        if free is None:
+            D[idx], fisher[idx] = _directions(grad[idx], hess[idx], info[idx])
+        else:
+            fi = np.flatnonzero(free)
+            sub = np.ix_(idx, fi, fi)
+            Dsub, fisher[idx] = _directions(grad[np.ix_(idx, fi)], hess[sub], info[sub])
+            D[np.ix_(idx, fi)] = Dsub
         dec[idx] = -np.einsum("si,si->s", grad[idx], D[idx])
         iters[idx] += 1
         done = idx[dec[idx] < tol]
@@ -338,6 +347,10 @@ def newton(
             ok = False
             if not fisher[s]:
                 d = -np.linalg.solve(2 * info[s], grad[s])
+                if free is not None:
+                    d = np.zeros_like(d)
+                    fi = np.flatnonzero(free)
+                    d[fi] = -np.linalg.solve(2 * info[s][np.ix_(fi, fi)], grad[s][fi])
                 st = 1.0
                 for _h in range(60):
                     tr1 = np.clip(eta[s] + st * d, -bound, bound)
@@ -545,15 +558,64 @@ def _profile_valleys(problem: Problem, center: np.ndarray, center_ofv: float, bo
     return out
 
 
+def _lag_kinks(problem: Problem, center: np.ndarray, k: int, bound: np.ndarray) -> np.ndarray:
+    """ETA_k values where a lagged dose arrives exactly at an observation time (others at ``center``).
+
+    The objective is smooth between these values and not across them, so each interval is a candidate valley."""
+    design = problem.design
+    grid = np.linspace(-bound[k], bound[k], 401)
+    pts = np.repeat(center[None, :], grid.size, axis=0)
+    pts[:, k] = grid
+    from .engine import _Ctx, dose_quantities
+
+    lag = dose_quantities(design, _Ctx(design, pts))[1].real  # (G, D)
+    obs = design.o_time[design.o_is_data]
+    gap = obs[None, :, None] - design.d_time[None, None, :] - lag[:, None, :]  # (G, J, D)
+    sign = np.sign(gap)
+    change = np.any(sign[1:] != sign[:-1], axis=(1, 2))
+    cells = np.flatnonzero(change)
+    lo, hi = grid[cells], grid[cells + 1]
+    pair_sign = sign[cells]  # sign pattern at the low end of each cell
+    for _ in range(30):  # bisection of all crossings at once, one parameter evaluation per step
+        mid = 0.5 * (lo + hi)
+        p = np.repeat(center[None, :], mid.size, axis=0)
+        p[:, k] = mid
+        lm = dose_quantities(design, _Ctx(design, p))[1].real
+        s_mid = np.sign(obs[None, :, None] - design.d_time[None, None, :] - lm[:, None, :])
+        moved = np.any(s_mid != pair_sign, axis=(1, 2))
+        hi = np.where(moved, mid, hi)
+        lo = np.where(moved, lo, mid)
+        pair_sign = np.where(moved[:, None, None], pair_sign, s_mid)
+    out = 0.5 * (lo + hi)
+    return np.asarray(out)
+
+
 def _scan_restarts(problem: Problem, opts: list[Optimum], bound: np.ndarray) -> list[Optimum]:
+    """Restarts for dose-timing ETAs: profile valleys, both sides of each lag/observation crossing, and a
+    polish of the other ETAs when the optimum sits on a crossing (where the objective has a kink)."""
     good = [o for o in opts if np.isfinite(o.ofv)]
     if not good:
         return []
     best = min(good, key=lambda o: o.ofv)
     starts = _profile_valleys(problem, best.eta, best.ofv, bound)
-    if not starts:
-        return []
-    return newton(problem, np.array(starts), bound)
+    out: list[Optimum] = []
+    for k in _timing_etas(problem.model):
+        if not problem.model.dose_lag:
+            break
+        kinks = _lag_kinks(problem, best.eta, k, bound)
+        kinks = kinks[np.abs(kinks) < 0.95 * bound[k]]
+        below, above = kinks[kinks < best.eta[k] - 1e-6], kinks[kinks > best.eta[k] + 1e-6]
+        for kv in ([below.max() - 1e-4] if below.size else []) + ([above.min() + 1e-4] if above.size else []):
+            p = best.eta.copy()  # just across the nearest crossings: the neighbouring smooth pieces
+            p[k] = kv
+            starts.append(p)
+        if kinks.size and np.min(np.abs(kinks - best.eta[k])) < 1e-6:  # optimum on a kink: polish the rest
+            free = np.ones(problem.n, dtype=bool)
+            free[k] = False
+            out += newton(problem, best.eta[None], bound, free=free)
+    if starts:
+        out += newton(problem, np.array(starts), bound)
+    return out
 
 
 def map_objective(model: CompiledModel, subject: Subject | Design, eta: np.ndarray, method: str = "auto") -> float:
