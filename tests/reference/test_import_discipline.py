@@ -14,7 +14,7 @@ PROBE = """
 import json, sys
 {code}
 heavy = ["rapidfuzz", "yaml", "rich", "typer", "numpy", "scipy", "fastapi", "fhir", "matplotlib", "sqlalchemy",
-         "uvicorn", "jinja2", "httpx", "starlette"]
+         "uvicorn", "jinja2", "httpx", "starlette", "ipexrx.knowledge.schema"]
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
 """
 
@@ -26,7 +26,8 @@ def _loaded(code: str) -> list[str]:
     return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def test_library_lookup_loads_no_yaml_search_or_terminal_code() -> None:
+def test_library_lookup_loads_no_yaml_schema_search_or_terminal_code() -> None:
+    # served from the compiled view cache: not even the knowledge-base schema is imported
     assert _loaded("from ipexrx.reference import drug_monograph; drug_monograph('Neoral')") == []
 
 
