@@ -181,3 +181,20 @@ def test_every_citation_link_on_every_reference_page_lands_on_its_source(dev_cli
             if target not in anchors:
                 broken.append((page, target))
     assert links > 500 and broken == []
+
+
+def test_oversized_bodies_are_refused_with_413(dev_client: TestClient) -> None:
+    big = b'{"diagnosis": {"type": "ipex"}, "pad": "' + b"x" * (21 * 1024 * 1024) + b'"}'
+    resp = dev_client.post("/api/v1/assess", content=big, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["error"] == "payload_too_large"
+
+
+def test_oversized_streamed_bodies_are_refused_with_413(dev_client: TestClient) -> None:
+    def chunks() -> Any:
+        yield b'{"pad": "'
+        for _ in range(22):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    resp = dev_client.post("/api/v1/assess", content=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413

@@ -54,6 +54,63 @@ class DevModeHeader:
         await self.app(scope, receive, send_wrapper)
 
 
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+class BodyLimit:
+    """Refuses request bodies over MAX_BODY_BYTES with a JSON 413 (declared or streamed), so an
+    oversized upload cannot exhaust memory."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        import json
+
+        body = json.dumps({"error": "payload_too_large", "message": f"the request body is larger than "
+                           f"{self.limit // 2**20} MB", "issues": [], "suggestions": []}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _mount_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the swagger-ui-bundle-v2 package (FastAPI's default uses a CDN)."""
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -128,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Content-Type", "Authorization"],
         max_age=600,
     )
+    app.add_middleware(BodyLimit)
     if settings.dev_mode:
         app.add_middleware(DevModeHeader)
     return app
