@@ -20,11 +20,9 @@ def _emit(view: Any, as_json: bool, render: str) -> None:
     if as_json:
         typer.echo(view.model_dump_json(indent=2))
         return
-    from rich.console import Console
-
     from . import render as _render
 
-    getattr(_render, render)(view, Console(highlight=False))
+    getattr(_render, render)(view, _render.console())
 
 
 @app.command("summary")

@@ -4,6 +4,9 @@ Sources stay visible without drowning the text: each statement ends with bracket
 (``[1,3]``) and an evidence tag, and a numbered legend at the end of the view spells out each
 citation (source title, section heading, DOI/PMID). Numbers are assigned in order of first
 appearance, so the same view always prints the same numbers.
+
+Consoles are made by :func:`console` with markup and emoji codes off: content text is data, and a
+bracket or colon pair in a statement must print as written.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from ..reference.models import (
     StatementView,
     SummaryView,
 )
+
+
+def console() -> Console:
+    return Console(highlight=False, markup=False, emoji=False)
 
 
 class Legend:
@@ -143,13 +150,16 @@ class Hang:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         indent = max((len(m) for m in self.marks), default=0) + 1
         inner = options.update(width=max(10, options.max_width - indent))
-        rest = Segment(" " * indent)
+        rest, newline = Segment(" " * indent), Segment.line()
+        style = console.get_style(self.mark_style) if self.mark_style else None
+        out: list[Segment] = []  # a list, not a generator: far fewer frame switches per segment
         for mark, row in zip(self.marks, self.rows, strict=True):
-            first = Segment(mark.ljust(indent), console.get_style(self.mark_style) if self.mark_style else None)
+            first = Segment(mark.ljust(indent), style)
             for i, line in enumerate(console.render_lines(row, inner, pad=False)):
-                yield first if i == 0 else rest
-                yield from line
-                yield Segment.line()
+                out.append(first if i == 0 else rest)
+                out.extend(line)
+                out.append(newline)
+        return out
 
 
 def hang(rows: Sequence[RenderableType], mark: str = "-") -> Hang:
