@@ -109,6 +109,15 @@ def _insert(s: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     return [int(r[0]) for r in res]
 
 
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -300,7 +309,9 @@ class Registry:
         """Check a password; the attempt (success or failure) is audited."""
         with self.tx() as s:
             u = s.scalar(select(User).where(User.username == username))
-            ok, upgraded = verify_password(u.password_hash, password) if u is not None else (False, None)
+            # An unknown user costs one hash verification too, so timing does not reveal which usernames exist.
+            ok, upgraded = verify_password(u.password_hash if u is not None else _dummy_hash(), password)
+            ok = ok and u is not None
             if u is None or not ok or not u.active:
                 audit.append(s, audit.AuditActor(None, username, "anonymous"), "login-failed", "user", username)
                 failure = NotAuthenticated("unknown user, wrong password or deactivated account")
