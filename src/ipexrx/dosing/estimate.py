@@ -12,8 +12,12 @@ I = Omega^-1 + sum_j g_j g_j' (1/V_j + V'_j^2 / (2 V_j^2)) and g_j = df_j/deta (
 
 Optimisation: damped Newton with the exact Hessian (derivatives of f by complex step, second derivatives
 by forward differences of complex-step gradients, all in one vectorised evaluation), falling back to the
-always positive-definite Fisher matrix 2I when the Hessian is not, with a backtracking line search; it
-is restarted from prior draws and the best optimum is kept. Non-convergence is reported, never hidden.
+always positive-definite Fisher matrix 2I when the Hessian is not, with an interpolating backtracking line
+search; it is restarted from prior draws (all starts share each vectorised evaluation) and the best optimum is
+kept. ETAs on lag times make the objective piecewise smooth (a sample falls before or after a lagged dose), so
+for them the optimiser also restarts from the valleys of a profile along that ETA and from just across the
+nearest dose-arrival crossings, and polishes the other ETAs when the optimum sits on a crossing.
+Non-convergence is reported, never hidden.
 """
 
 from __future__ import annotations
