@@ -46,8 +46,14 @@ def test_two_drug_names_find_their_interaction() -> None:
 
 def test_words_spread_over_one_record_combine() -> None:
     # "hepatitis B" sits in a warning, the screening tests elsewhere in the same monograph
-    top = _ids("hepatitis B screening", 3)
+    from ipexrx.knowledge import get_kb
+
+    kb = get_kb()
+    top = _ids("hepatitis B screening", 5)
     assert ("drug", "rituximab") in top
+    first_kind, first_id = top[0]
+    assert first_kind == "drug"
+    assert any(s.parameter.value == "hbv-serology" for s in kb.drugs[first_id].safety.screening)
 
 
 def test_results_are_sorted_by_score_and_carry_snippets() -> None:
