@@ -154,3 +154,28 @@ def test_long_summaries_are_shortened_below_140_characters() -> None:
     short = shorten(text)
     assert len(short) < 140 and short.endswith("…") and short.startswith("Tacrolimus and voriconazole")
     assert shorten("Short one") == "Short one"
+
+
+_KEY_OF = {"Condition": "conditions", "MedicationRequest": "medications", "MedicationStatement": "medications",
+           "Observation": "observations", "Procedure": "procedures", "Immunization": "immunizations"}
+
+
+def test_the_example_fhir_bundles_as_prefetch_give_valid_cards(dev_client: TestClient) -> None:
+    examples = sorted((Path(__file__).parents[2] / "examples").glob("*.fhir.json"))
+    assert examples, "the repository ships FHIR examples"
+    for path in examples:
+        bundle = json.loads(path.read_text())
+        resources = [e["resource"] for e in bundle["entry"]]
+        patient = next(r for r in resources if r["resourceType"] == "Patient")
+        prefetch: dict[str, Any] = {"patient": patient, **{k: {"resourceType": "Bundle", "type": "searchset",
+                                                               "entry": []} for k in set(_KEY_OF.values())}}
+        for r in resources:
+            if r["resourceType"] in _KEY_OF:
+                prefetch[_KEY_OF[r["resourceType"]]]["entry"].append({"resource": r})
+        body = {"hook": "patient-view", "hookInstance": f"example-{path.stem}",
+                "context": {"userId": "Practitioner/1", "patientId": patient["id"]}, "prefetch": prefetch}
+        resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+        assert resp.status_code == 200, (path.name, resp.text[:300])
+        cards = resp.json()["cards"]
+        assert cards, f"{path.name}: an IPEX example patient gets cards"
+        assert {c["summary"][:50]: spec_problems(c) for c in cards if spec_problems(c)} == {}, path.name
