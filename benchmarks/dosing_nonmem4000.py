@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO.parent / "shared" / "reference" / "tdm-validation" / "nonmem-4000"
 
 
-def run(data_dir: Path, run_id: str, limit: int | None, starts: int) -> bool:
+def run(data_dir: Path, run_id: str, limit: int | None, starts: int | None) -> bool:
     model = get_model(f"nonmem-{run_id}")
     subjects = read_nmtran(data_dir / f"data_to_fit{run_id}.csv", model.covariate_names())
     phi = read_phi(data_dir / f"run{run_id}.phi")
@@ -64,7 +64,7 @@ def run(data_dir: Path, run_id: str, limit: int | None, starts: int) -> bool:
     ms = np.array(times) * 1000
     deta_a, dobj_a, detc_a = np.array(deta), np.array(dobj), np.array(detc)
     print(f"\n== run{run_id} ({model.spec.outputs[0].error.model} error{', lag' if lag else ''}): {n} subjects, "
-          f"{starts} starts per subject")
+          f"{starts or 'default'} starts per subject")
     print(f"  convergence failures: {len(failures)} {failures[:10]}")
     print(f"  max |dETA| {deta_a.max():.2e}   p99 {np.quantile(deta_a, 0.99):.2e}   "
           f"Excellent (<= log 1.001) {100 * excellent / n:.2f} %")
@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--runs", nargs="+", default=["001", "405", "003"])
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--starts", type=int, default=3)
+    ap.add_argument("--starts", type=int, default=None, help="random starts (default: the library's choice)")
     a = ap.parse_args()
     if not a.data.is_dir():
         print(f"reference data not found at {a.data}", file=sys.stderr)

@@ -113,7 +113,8 @@ def fit_cmd(
     fhir: bool = typer.Option(False, "--fhir", help="--data is a FHIR R4 Bundle (doses and LOINC-coded levels)."),
     cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE for --fhir input (model's unit)."),
     subject_id: str | None = typer.Option(None, "--id", help="Fit only this subject."),
-    starts: int = typer.Option(3, "--starts", min=1, help="Optimiser starts per subject (0 + prior draws)."),
+    starts: int | None = typer.Option(None, "--starts", min=1, help="Optimiser starts per subject (ETA=0 + prior "
+                                      "draws; default 3, or 1 plus structured restarts for lag models)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     png: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (one subject: use --id)."),
     html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot (one subject: use --id)."),

@@ -442,7 +442,7 @@ def _seed(model_id: str, subject_id: str) -> int:
 def fit(
     model: CompiledModel,
     subject: Subject | Design,
-    n_starts: int = 3,
+    n_starts: int | None = None,
     bound_sd: float = 5.0,
     method: str = "auto",
     raise_on_failure: bool = True,
@@ -450,7 +450,8 @@ def fit(
     scan: bool = True,
 ) -> FitResult:
     """MAP estimate for one subject. Starts at ETA = 0 and from ``n_starts - 1`` prior draws (seeded by
-    model and subject id, so results are reproducible); keeps the lowest objective.
+    model and subject id, so results are reproducible); keeps the lowest objective. ``n_starts`` defaults to
+    3, or 1 for models with dose-timing ETAs, which get the structured restarts described next.
 
     ETAs on dose-timing parameters (lag time, modelled infusion duration) make the objective multimodal:
     an observation can fall before or after the lagged dose. For these, ``scan`` profiles the objective
@@ -458,6 +459,10 @@ def fit(
     design = subject if isinstance(subject, Design) else build_design(model, subject)
     problem = Problem(design, method)
     n = model.n_eta
+    if n_starts is None:
+        # models with dose-timing ETAs get structured restarts below (profile valleys, dose-arrival crossings),
+        # which found every NONMEM optimum on the 4,000 subjects of run003 without random starts
+        n_starts = 1 if (scan and _timing_etas(model)) else 3
     sd = np.sqrt(np.diag(model.omega))
     bound = bound_sd * sd
     starts = [np.zeros(n)]
