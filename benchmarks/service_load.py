@@ -145,11 +145,14 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="run only these scenarios")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--dev", action="store_true", help="diagnostic: JWT verification off (tokens still sent)")
+    ap.add_argument("--workdir", default=str(Path.home() / ".cache"),
+                    help="where the database and replay store live during the run (a disk, as in production)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
 
-    tmp = Path(tempfile.mkdtemp(prefix="ipexrx-bench-"))
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ipexrx-bench-", dir=args.workdir))
     key = make_keys(tmp)
     port = free_port()
     base = f"http://127.0.0.1:{port}"

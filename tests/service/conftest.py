@@ -20,6 +20,22 @@ ISSUER = "https://ehr.example.org"
 BASE = "http://testserver"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the default replay-store directories of the apps under test out of the real /dev/shm."""
+    import os
+
+    d = tmp_path_factory.mktemp("runtime")
+    d.chmod(0o700)
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(d)
+    yield
+    if old is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP384R1())
@@ -93,7 +109,8 @@ def db_url(tmp_path: Path, migrated_db: Path) -> str:
 
 @pytest.fixture
 def settings(jwks: dict[str, Any], db_url: str) -> Settings:
-    return Settings(issuers={ISSUER: {"jwks": jwks}}, database_url=db_url, auto_migrate=False)
+    return Settings(issuers={ISSUER: {"jwks": jwks}}, database_url=db_url, auto_migrate=False,
+                    replay_dir=Path(db_url.removeprefix("sqlite:///")).parent / "seen")
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 from ipexrx.service import Settings, create_app  # noqa: E402
 
 # Development mode so that generated CDS Hooks calls reach the services instead of stopping at 401.
-_app = create_app(Settings(dev_mode=True, database_url=f"sqlite:///{tempfile.mkdtemp()}/schemathesis.sqlite3"))
+_dir = tempfile.mkdtemp()
+_app = create_app(Settings(dev_mode=True, database_url=f"sqlite:///{_dir}/schemathesis.sqlite3",
+                           replay_dir=f"{_dir}/seen"))
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 

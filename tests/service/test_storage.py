@@ -103,3 +103,21 @@ def test_file_replay_store_purges_expired_buckets(tmp_path: Path) -> None:
     assert store.remember("iss", "new", expires_at=10_000, now=5000)  # purge runs: bucket of 1000 expired
     assert not (tmp_path / "seen" / str(1000 // BUCKET_SECONDS)).exists()
     assert not store.remember("iss", "new", expires_at=10_000, now=5001)
+
+
+def test_default_replay_dir_is_private_and_per_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.storage.replay import default_replay_dir
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    a = default_replay_dir(Database(f"sqlite:///{tmp_path / 'a.sqlite3'}"))
+    b = default_replay_dir(Database(f"sqlite:///{tmp_path / 'b.sqlite3'}"))
+    assert a.parent == runtime and b.parent == runtime and a != b
+    assert a.stat().st_mode & 0o777 == 0o700
+    # a directory someone else could write to is never used: fall back next to the database
+    c_db = Database(f"sqlite:///{tmp_path / 'sub' / 'c.sqlite3'}")
+    c = default_replay_dir(c_db)
+    c.chmod(0o777)
+    monkeypatch.setattr("ipexrx.storage.replay.os.path.isdir", lambda p: p == str(runtime))
+    assert default_replay_dir(c_db) == tmp_path / "sub" / "ipexrx-seen-jti"

@@ -4,8 +4,8 @@ Two stores, same contract (``remember`` is an atomic "add if absent", False on a
 
 * :class:`FileReplayStore` -- one empty file per token id, created with ``O_CREAT | O_EXCL`` (atomic
   across processes on one host), in buckets of ten minutes of expiry that are deleted whole once
-  expired. About 20 microseconds and no lock waits, so it is the default when the database is
-  SQLite (one host by nature);
+  expired; by default on a memory file system (see :func:`default_replay_dir`). About 15
+  microseconds and no lock waits, so it is the default when the database is SQLite (one host);
 * :class:`DatabaseReplayStore` -- the ``seen_token`` table (a primary-key insert); use it when
   several hosts serve the same clients (``IPEXRX_REPLAY_STORE=database``, shared database).
 """
@@ -72,10 +72,36 @@ class FileReplayStore:
             self._lock.release()
 
 
+def _private_dir(path: Path) -> bool:
+    """Create ``path`` (0700) if needed; True only if it is a directory owned by us that nobody else can
+    write to (a shared tmpfs must not let another user pre-create it and delete our token ids)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.lstat()
+    except OSError:
+        return False
+    import stat
+
+    getuid = getattr(os, "getuid", None)
+    return stat.S_ISDIR(st.st_mode) and (getuid is None or st.st_uid == getuid()) and not st.st_mode & 0o077
+
+
 def default_replay_dir(db: Database) -> Path:
-    """Next to the SQLite file (so each database has its own), else in the user data directory."""
-    if db.engine.dialect.name == "sqlite" and db.engine.url.database not in (None, "", ":memory:"):
-        return Path(str(db.engine.url.database)).expanduser().resolve().parent / "ipexrx-seen-jti"
+    """A memory file system (``$XDG_RUNTIME_DIR`` or ``/dev/shm``) when there is one: creating a file there
+    takes microseconds whatever the disks are doing, while on a busy disk it can take milliseconds. One
+    directory per database. Token ids then do not survive a reboot of the machine (tokens live minutes);
+    choose ``IPEXRX_REPLAY_DIR`` on a disk, or the database store, to keep them across reboots."""
+    url_db = db.engine.url.database if db.engine.dialect.name == "sqlite" else None
+    if url_db and url_db != ":memory:":
+        db_path = Path(str(url_db)).expanduser().resolve()
+        tag = hashlib.sha256(str(db_path).encode()).hexdigest()[:16]
+        uid = getattr(os, "getuid", lambda: 0)()
+        for runtime in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+            if runtime and os.path.isdir(runtime):
+                candidate = Path(runtime) / f"ipexrx-seen-jti-{uid}-{tag}"
+                if _private_dir(candidate):
+                    return candidate
+        return db_path.parent / "ipexrx-seen-jti"
     from .db import user_data_dir
 
     return user_data_dir() / "seen-jti"
