@@ -71,16 +71,16 @@ def test_response_classification() -> None:
 
 def test_report_on_synthetic_cohort(tmp_path: Path) -> None:
     reg = Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}")
-    ops.load_demo(reg, SYSTEM, n_patients=60, n_centres=4, seed=7)
+    ops.load_demo(reg, SYSTEM, n_patients=40, n_centres=4, seed=7)
     rep = ops.analytics_report(reg, SYSTEM)
-    assert rep.patients == 60 and rep.centres <= 4 and rep.synthetic
+    assert rep.patients == 40 and rep.centres <= 4 and rep.synthetic
     assert {d.drug_id for d in rep.drugs} <= {"sirolimus", "tacrolimus", "cyclosporine", "prednisone", "rituximab",
                                              "abatacept"}
     for d in rep.drugs:
         assert sum(d.reasons.values()) == d.courses
         assert all(sum(r.values()) == d.courses for r in d.response.values())
     os_ = rep.comparisons[0]
-    assert sum(k.n for k in os_.curves) == 60 and os_.logrank is not None
+    assert sum(k.n for k in os_.curves) == 40 and os_.logrank is not None
     from ipexrx.registry.report import write_report
 
     paths = write_report(rep, tmp_path / "out")
@@ -98,7 +98,7 @@ def test_report_on_synthetic_cohort(tmp_path: Path) -> None:
 
         pseudonym = s.scalars(select(Patient.pseudonym).limit(1)).one()
     reg.withdraw_consent(SYSTEM, pseudonym, dt.date(2026, 1, 1))
-    assert ops.analytics_report(reg, SYSTEM).patients == 59
+    assert ops.analytics_report(reg, SYSTEM).patients == 39
 
 
 def test_followup_due_lists_living_patients_without_a_visit_for_a_year() -> None:
