@@ -214,6 +214,12 @@ def main() -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+        from ipexrx.storage import Database
+        from ipexrx.storage.replay import default_replay_dir
+
+        db = Database(env["IPEXRX_DATABASE_URL"])
+        shutil.rmtree(default_replay_dir(db), ignore_errors=True)  # the server's replay store (memory fs)
+        db.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
