@@ -1,25 +1,51 @@
-"""The JSON API router: every role against every endpoint (same table as the library), plus
-authentication and error shapes. Runs on a minimal FastAPI app that mounts the router."""
+"""The registry HTTP API (``ipexrx.registry.http.ROUTES``) mounted on a minimal FastAPI app with the
+same glue the service uses: every role against every endpoint, authentication, error shapes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 
-from ipexrx.registry.api import router
+from ipexrx.registry import Registry
+from ipexrx.registry.http import PREFIX, ROUTES, Route, call
 
 from .conftest import PASSWORD, World, patient_data
+
+
+def mount(app: FastAPI, registry: Registry) -> None:
+    """FastAPI glue for the route table (what the service does to serve the registry API)."""
+    import json
+
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    def make(route: Route) -> Any:
+        async def endpoint(request: Request) -> Response:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                return JSONResponse({"detail": {"message": "request body: expected JSON"}}, status_code=400)
+            status, payload, headers = await run_in_threadpool(
+                call, registry, route, request.headers.get("authorization"), dict(request.path_params), body)
+            if route.html and status < 400:
+                return HTMLResponse(payload, status_code=status)
+            return JSONResponse(jsonable_encoder(payload), status_code=status, headers=headers)
+
+        return endpoint
+
+    for route in ROUTES:
+        app.add_api_route(PREFIX + route.path, make(route), methods=[route.method], summary=route.summary)
 
 
 @pytest.fixture
 def client(world: World) -> TestClient:
     app = FastAPI()
-    app.state.registry = world.reg
-    app.include_router(router)
+    mount(app, world.reg)
     return TestClient(app)
 
 
@@ -100,6 +126,17 @@ def test_invalid_input_is_422_with_every_problem(world: World, client: TestClien
     assert r.status_code == 422
     problems = r.json()["detail"]["problems"]
     assert any("weight_z: expected -8..8 SD, got 40" in p for p in problems)
+
+
+def test_malformed_bodies_are_clear_4xx(world: World, client: TestClient) -> None:
+    headers = _token(client, "clinician.user")
+    r = client.post("/api/v1/registry/patients", headers=headers, content=b"{not json")
+    assert r.status_code == 400
+    r = client.post("/api/v1/registry/patients", headers=headers, json=[1, 2])
+    assert r.status_code == 422 and "expected a JSON object, got list" in r.json()["detail"]["problems"][0]
+    r = client.post(f"/api/v1/registry/patients/{world.pa}/courses/x/stop", headers=headers,
+                    json={"stop_date": "2020-01-01", "reason_stopped": "toxicity"})
+    assert r.status_code == 404
 
 
 def test_unknown_patient_is_404_and_does_not_reveal_other_centres(world: World, client: TestClient) -> None:
