@@ -585,7 +585,7 @@ def _lag_kinks(problem: Problem, center: np.ndarray, k: int, bound: np.ndarray) 
     cells = np.flatnonzero(change)
     lo, hi = grid[cells], grid[cells + 1]
     pair_sign = sign[cells]  # sign pattern at the low end of each cell
-    for _ in range(30):  # bisection of all crossings at once, one parameter evaluation per step
+    for _ in range(18):  # bisection of all crossings at once, one parameter evaluation per step
         mid = 0.5 * (lo + hi)
         p = np.repeat(center[None, :], mid.size, axis=0)
         p[:, k] = mid
