@@ -143,8 +143,7 @@ def test_every_card_we_can_produce_meets_the_card_rules(dev_client: TestClient) 
     problems = {c["summary"][:60]: spec_problems(c) for c in cards}
     assert {k: v for k, v in problems.items() if v} == {}
     unsourced = sorted(c["summary"] for c in cards if NO_SOURCE in c.get("detail", ""))
-    # content gaps are shown on the card, never hidden; this list is reported to the content team
-    assert len(unsourced) <= 3, unsourced
+    assert unsourced == []  # a gap would be shown on the card (never hidden), but every alert must cite
 
 
 def test_long_summaries_are_shortened_below_140_characters() -> None:
