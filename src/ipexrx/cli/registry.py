@@ -61,13 +61,107 @@ def init(
     """Create the schema and the first administrator (only when the registry has no user yet)."""
     from ..registry import SYSTEM
 
-    password = os.environ.get(password_env) or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _secret(password_env, "Password", confirm=True)
     reg = _open(db)
     if reg.has_users():
         typer.echo("error: the registry already has users; add more with the API as an administrator", err=True)
         raise typer.Exit(1)
     _run(lambda: reg.create_user(SYSTEM, {"username": admin, "password": password, "role": "admin"}))
     typer.echo(f"registry ready at {reg.url}; administrator '{admin}' created")
+
+
+def _secret(env: str, prompt: str, confirm: bool = False) -> str:
+    return os.environ.get(env) or typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def _token_actor(reg: Any, token: str | None) -> Any:
+    token = token or os.environ.get("IPEXRX_REGISTRY_TOKEN")
+    if not token:
+        typer.echo("error: this command acts as a registry user: give --token or set $IPEXRX_REGISTRY_TOKEN "
+                   "(get one with `ipexrx registry token --user NAME`)", err=True)
+        raise typer.Exit(2)
+    return _run(lambda: reg.actor_for_token(token))
+
+
+TOKEN_OPT = typer.Option(None, "--token", help="API token of the acting user (default $IPEXRX_REGISTRY_TOKEN).")
+
+
+@registry_app.command("token")
+def token_cmd(
+    user: str = typer.Option(..., "--user", help="Your registry username."),
+    label: str = typer.Option("cli", help="What the token is for (shown in the audit log)."),
+    days: int = typer.Option(90, min=1, max=3650, help="Validity in days."),
+    db: str | None = DB_OPT,
+) -> None:
+    """Log in (password from $IPEXRX_PASSWORD or a prompt) and print a new API token, once."""
+    reg = _open(db)
+    password = _secret("IPEXRX_PASSWORD", "Password")
+    actor = _run(lambda: reg.authenticate(user, password))
+    typer.echo(_run(lambda: reg.issue_token(actor, label, ttl_days=days)))
+
+
+centre_app = typer.Typer(help="Centres (administrators).", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their roles (administrators).", no_args_is_help=True)
+registry_app.add_typer(centre_app, name="centre")
+registry_app.add_typer(user_app, name="user")
+
+
+@centre_app.command("add")
+def centre_add(
+    code: str = typer.Argument(..., help="Short upper-case code, e.g. MIL-TIGET."),
+    name: str = typer.Argument(..., help="Centre name."),
+    country: str | None = typer.Option(None, help="ISO 3166-1 alpha-2 country code."),
+    token: str | None = TOKEN_OPT,
+    db: str | None = DB_OPT,
+) -> None:
+    """Add a centre."""
+    reg = _open(db)
+    actor = _token_actor(reg, token)
+    _run(lambda: reg.create_centre(actor, {"code": code, "name": name, "country": country}))
+    typer.echo(f"centre {code} added")
+
+
+@centre_app.command("list")
+def centre_list(token: str | None = TOKEN_OPT, db: str | None = DB_OPT) -> None:
+    """List centres."""
+    reg = _open(db)
+    actor = _token_actor(reg, token)
+    for c in _run(lambda: reg.centres(actor)):
+        typer.echo(f"{c['code']}\t{c['name']}" + ("\t(synthetic)" if c["synthetic"] else ""))
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Argument(...),
+    role: str = typer.Option(..., help="clinician, data_manager, analyst or admin."),
+    centre: str | None = typer.Option(None, help="Centre code (clinicians and data managers)."),
+    token: str | None = TOKEN_OPT,
+    db: str | None = DB_OPT,
+) -> None:
+    """Add a user; the new user's password comes from $IPEXRX_NEW_PASSWORD or a prompt."""
+    reg = _open(db)
+    actor = _token_actor(reg, token)
+    password = _secret("IPEXRX_NEW_PASSWORD", f"Password for {username}", confirm=True)
+    _run(lambda: reg.create_user(actor, {"username": username, "password": password, "role": role,
+                                         "centre_code": centre}))
+    typer.echo(f"user {username} ({role}{', ' + centre if centre else ''}) added")
+
+
+@user_app.command("set")
+def user_set(
+    username: str = typer.Argument(...),
+    role: str | None = typer.Option(None, help="New role."),
+    centre: str | None = typer.Option(None, help="New centre code."),
+    active: bool | None = typer.Option(None, "--active/--inactive", help="Reactivate or deactivate (revokes "
+                                       "the user's tokens)."),
+    token: str | None = TOKEN_OPT,
+    db: str | None = DB_OPT,
+) -> None:
+    """Change a user's role, centre or active flag (audited as a permission change)."""
+    reg = _open(db)
+    actor = _token_actor(reg, token)
+    _run(lambda: reg.change_user(actor, username, role=role, centre_code=centre, active=active))
+    typer.echo(f"user {username} changed")
 
 
 @registry_app.command("demo")
