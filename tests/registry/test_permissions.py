@@ -177,3 +177,17 @@ def test_production_hasher_uses_rfc9106_parameters() -> None:
     assert params.type is Type.ID and params.memory_cost >= 65536 and params.time_cost >= 3
     assert verify_password(h, "correct horse battery staple") == (True, None)
     assert verify_password(h, "wrong")[0] is False
+
+
+def test_web_session_needs_the_matching_csrf_token(world: World) -> None:
+    session, csrf = world.reg.start_session("clinician.user", PASSWORD)
+    assert world.reg.actor_for_form(session, csrf).username == "clinician.user"
+    other_session, other_csrf = world.reg.start_session("clin.b", PASSWORD)
+    for bad in (None, "", other_csrf, csrf[:-1] + ("0" if csrf[-1] != "0" else "1")):
+        with pytest.raises(PermissionDenied, match="CSRF"):
+            world.reg.actor_for_form(session, bad)
+    from ipexrx.registry.models import ApiToken
+
+    with world.reg.tx() as s:
+        kinds = s.scalars(select(ApiToken.kind)).all()
+    assert kinds.count("session") == 2

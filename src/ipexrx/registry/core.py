@@ -48,10 +48,19 @@ from .schemas import (
     kb_hpo_index,
     parse,
 )
-from .security import hash_password, new_token, password_problems, token_digest, verify_password
+from .security import (
+    check_csrf,
+    csrf_token,
+    hash_password,
+    new_token,
+    password_problems,
+    token_digest,
+    verify_password,
+)
 
 ROLES = ("clinician", "data_manager", "analyst", "admin")
 CENTRE_ROLES = frozenset({"clinician", "data_manager"})
+SESSION_HOURS = 12
 
 # action -> roles allowed. Centre roles are further limited to their own centre's patients.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -336,6 +345,32 @@ class Registry:
             audit.append(s, actor.audit(), "issue-token", "token", t.id, centre_id=actor.centre_id,
                          after={"kind": kind, "label": t.label, "expires_at": t.expires_at})
         return token
+
+    def start_session(self, username: str, password: str, hours: int = SESSION_HOURS) -> tuple[str, str]:
+        """Web login: (session token for an HttpOnly cookie, CSRF token for the forms of that session).
+
+        The CSRF token is derived from the session token (HMAC), so nothing more is stored, and a
+        form posted from another site cannot carry it (it never sees the cookie's value).
+        """
+        actor = self.authenticate(username, password)
+        if actor.user_id is None:  # pragma: no cover - authenticate only returns real users
+            raise NotAuthenticated("no user")
+        token = new_token()
+        with self.tx() as s:
+            t = ApiToken(user_id=actor.user_id, token_hash=token_digest(token), kind="session", label="web",
+                         created_at=_now(), expires_at=_now() + dt.timedelta(hours=hours))
+            s.add(t)
+            s.flush()
+            audit.append(s, actor.audit(), "issue-token", "token", t.id, centre_id=actor.centre_id,
+                         after={"kind": "session", "expires_at": t.expires_at})
+        return token, csrf_token(token)
+
+    def actor_for_form(self, session_token: str, csrf: str | None) -> Actor:
+        """The user of a web session posting a form: the session must be valid and the CSRF token match."""
+        if not csrf or not check_csrf(session_token, csrf):
+            raise PermissionDenied("the form's CSRF token is missing or does not match this session; reload the "
+                                   "page and submit again")
+        return self.actor_for_token(session_token)
 
     def revoke_token(self, actor: Actor, token: str) -> None:
         with self.tx() as s:

@@ -51,3 +51,16 @@ def password_problems(password: str, username: str) -> list[str]:
     if username and username.lower() in password.lower():
         problems.append("password: must not contain the username")
     return problems
+
+
+def csrf_token(session_token: str) -> str:
+    """CSRF token bound to a session (HMAC-SHA256 keyed by the session token)."""
+    import hmac
+
+    return hmac.new(session_token.encode(), b"ipexrx-registry-csrf", hashlib.sha256).hexdigest()
+
+
+def check_csrf(session_token: str, candidate: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(csrf_token(session_token), candidate)
