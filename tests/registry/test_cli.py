@@ -60,3 +60,8 @@ def test_user_commands_need_a_token(tmp_path: Path) -> None:
     out = _run(["centre", "add", "CTR-A", "Centre A", "--db", f"sqlite:///{tmp_path / 'r.sqlite3'}"],
                env={"IPEXRX_REGISTRY_TOKEN": ""}, code=2)
     assert "give --token" in out
+
+
+def test_bad_database_url_is_one_clear_line() -> None:
+    out = _run(["audit", "verify", "--db", "nonsense"], code=1)
+    assert out.startswith("error: not a database URL: 'nonsense'") and "Traceback" not in out

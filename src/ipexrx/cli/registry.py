@@ -27,9 +27,22 @@ DB_OPT = typer.Option(None, "--db", help="Database URL (default: $IPEXRX_DATABAS
 
 
 def _open(db: str | None) -> Any:
+    """The registry, or one clear line when the database URL is wrong or the server is unreachable."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     from ..registry import Registry
 
-    return Registry(db)
+    try:
+        return Registry(db)
+    except ModuleNotFoundError as exc:
+        typer.echo(f"error: no database driver '{exc.name}' for {db or 'the configured URL'}; for PostgreSQL use "
+                   "postgresql+psycopg://user:password@host/db", err=True)
+    except ArgumentError as exc:
+        typer.echo(f"error: not a database URL: {db!r} ({exc}); expected e.g. sqlite:////path/file.sqlite3 or "
+                   "postgresql+psycopg://user:password@host/db", err=True)
+    except OperationalError as exc:
+        typer.echo(f"error: cannot open the database: {str(exc.orig).strip().splitlines()[0]}", err=True)
+    raise typer.Exit(1)
 
 
 def _run(fn: Any) -> Any:
