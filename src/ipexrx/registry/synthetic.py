@@ -167,7 +167,7 @@ def patient(rng: random.Random, centre_code: str, cutoff: dt.date) -> dict[str, 
                        "skin_severity": ["none", "mild", "moderate", "severe"][min(3, oi // 2)],
                        "organs": organs[: max(0, min(len(organs), oi))]})
         k += 1
-        d = _add(diagnosis, k * (91 if k <= 8 else 182))
+        d = _add(diagnosis, k * 91 if k <= 8 else 728 + (k - 8) * 182)
     b["visits"] = visits
     return b
 

@@ -108,6 +108,18 @@ _PAGES = {
     "patient": """<p>{{ r.patient.diagnosis }} · {{ r.patient.gene }} {{ r.patient.variant_hgvs or '' }} · born
 {{ r.patient.birth_year }}-{{ '%02d' % r.patient.birth_month }} · diagnosed {{ r.patient.diagnosis_date }} ·
 {{ r.patient.vital_status }}{% if r.patient.synthetic %} · <span class="syn">SYNTHETIC</span>{% endif %}</p>
+<h2>Manifestations</h2><table><tr><th>HPO</th><th>Manifestation</th><th>Onset</th><th>Resolved</th></tr>
+{% for m in r.manifestations %}<tr><td>{{ m.hpo_code }}</td><td>{{ m.manifestation_id }}</td><td>{{ m.onset_date }}</td>
+<td>{{ m.resolution_date or '' }}</td></tr>{% endfor %}</table>
+{% if r.hsct %}<h2>HSCT</h2><table><tr><th>Date</th><th>Donor</th><th>Conditioning</th><th>Donor chimerism</th>
+<th>Acute GvHD</th><th>Chronic GvHD</th><th>Pre-HSCT OI score</th></tr>{% for h in r.hsct %}<tr><td>{{ h.date }}</td>
+<td>{{ h.donor }}</td><td>{{ h.conditioning }}</td>
+<td>{% if h.chimerism_donor_pct is not none %}{{ h.chimerism_donor_pct }}% ({{ h.chimerism_date }}){% endif %}</td>
+<td>{{ h.acute_gvhd_grade if h.acute_gvhd_grade is not none else '' }}</td><td>{{ h.chronic_gvhd or '' }}</td>
+<td>{{ h.pre_hsct_oi_score if h.pre_hsct_oi_score is not none else '' }}</td></tr>{% endfor %}</table>{% endif %}
+{% if r.adverse_events %}<h2>Adverse events</h2><table><tr><th>Date</th><th>Term (CTCAE)</th><th>Grade</th>
+<th>Serious</th></tr>{% for x in r.adverse_events %}<tr><td>{{ x.date }}</td><td>{{ x.term }}</td><td>{{ x.grade }}</td>
+<td>{{ 'yes' if x.serious else 'no' }}</td></tr>{% endfor %}</table>{% endif %}
 <h2>Courses</h2><table><tr><th>Drug</th><th>Start</th><th>Stop</th><th>Dose</th><th>Reason stopped</th></tr>
 {% for c in r.courses %}<tr><td>{{ c.drug_id }}</td><td>{{ c.start_date }}</td><td>{{ c.stop_date or 'ongoing' }}</td>
 <td>{{ c.dose if c.dose is not none else '' }} {{ c.dose_unit or '' }}</td><td>{{ c.reason_stopped or '' }}</td>
