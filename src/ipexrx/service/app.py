@@ -172,10 +172,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from .api import router as api_router
     from .cds.router import router as cds_router
+    from .dosing_api import router as dosing_router
     from .web import mount_web
 
     _mount_docs(app)
     app.include_router(api_router)
+    app.include_router(dosing_router)
     app.include_router(cds_router)
     mount_web(app)
 

@@ -1,0 +1,173 @@
+"""JSON API for model-informed dosing under ``/api/v1/dosing``: the model library, MAP-Bayesian fits
+of NM-TRAN data, and dose suggestions.
+
+A thin face over :mod:`ipexrx.dosing` (numpy/scipy load on the first dosing call, not at start-up).
+Every suggestion carries the model's citation and the "optimal dosing in IPEX not established"
+caveat; a :class:`~ipexrx.dosing.errors.DosingError` (unknown model, covariate outside a refused
+range, unit that differs from the model's, unsorted times...) is a 422 with its message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import ERROR_RESPONSES, ApiError, ErrorBody
+
+router = APIRouter(prefix="/api/v1/dosing", tags=["Dosing"])
+
+
+class CitationOut(BaseModel):
+    text: str
+    doi: str | None = None
+
+
+class ModelSummary(BaseModel):
+    id: str
+    title: str
+    drug: str
+    kind: str
+    citation: CitationOut
+    population: str
+    covariates: list[str] = Field(description="Covariate names with unit and validated range.")
+    etas: list[str]
+    targets: list[dict[str, Any]]
+    caveats: list[str]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class RecommendRequest(BaseModel):
+    """Either a measured level on the current regimen (a posteriori) or covariates only (a priori)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drug: Literal["tacrolimus", "sirolimus", "cyclosporine"] | None = Field(
+        None, description="Use the library's default paediatric model for this drug.")
+    model: str | None = Field(None, description="A model id from GET /api/v1/dosing/models.")
+    covariates: dict[str, float] = Field(default_factory=dict, description="Covariates in the model's units.")
+    level: float | None = Field(None, gt=0, description="A steady-state level on the current regimen.")
+    level_unit: str | None = Field(None, description="Unit of level; must equal the model's output unit.")
+    dose_mg: float | None = Field(None, gt=0, description="Current dose in mg (with level).")
+    interval_h: float | None = Field(None, gt=0, le=168, description="Dosing interval in hours.")
+    hours_after_dose: float | None = Field(None, gt=0, description="When the level was drawn (default: trough).")
+    metric: Literal["trough", "peak", "auc24"] | None = None
+    target_low: float | None = Field(None, gt=0)
+    target_high: float | None = Field(None, gt=0)
+    target_unit: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecommendRequest:
+        if (self.drug is None) == (self.model is None):
+            raise ValueError("give exactly one of 'drug' or 'model'")
+        if self.level is not None and (self.level_unit is None or self.dose_mg is None or self.interval_h is None):
+            raise ValueError("a level needs level_unit, dose_mg and interval_h (the regimen it was measured on)")
+        if (self.target_low is None) != (self.target_high is None):
+            raise ValueError("give both target_low and target_high, or neither")
+        if self.target_low is not None and self.target_high is not None and self.target_low >= self.target_high:
+            raise ValueError("target_low must be below target_high")
+        return self
+
+
+class FitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="A model id from GET /api/v1/dosing/models.")
+    data_csv: str = Field(min_length=1, max_length=5_000_000,
+                          description="NM-TRAN style CSV text (ID,TIME,EVID,AMT,CMT,...,DV; '.' = missing).")
+    subject_id: str | None = Field(None, description="Fit only this subject.")
+
+
+def _finite(obj: Any) -> Any:
+    """JSON cannot carry NaN/inf: map them to null rather than emit invalid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _json(obj: Any) -> Response:
+    import json
+
+    return Response(json.dumps(_finite(obj)), media_type="application/json")
+
+
+def _dosing_error(exc: Exception) -> ApiError:
+    return ApiError(422, "dosing_error", str(exc))
+
+
+@router.get("/models", response_model=ModelList, summary="The population-PK model library with citations")
+def list_models() -> Response:
+    from ..dosing.engine import covariate_range_text
+    from ..dosing.model import all_models
+
+    out = []
+    for m in all_models():
+        s = m.spec
+        out.append(ModelSummary(
+            id=s.id, title=s.title, drug=s.drug, kind=s.kind,
+            citation=CitationOut(text=s.citation.text, doi=s.citation.doi),
+            population=s.population.description, covariates=covariate_range_text(m), etas=list(m.eta_names),
+            targets=[t.model_dump() for t in s.targets], caveats=list(s.caveats),
+        ).model_dump())
+    return _json({"models": out})
+
+
+@router.post("/recommend", summary="Suggest a dose and interval (not an order)",
+             responses={**ERROR_RESPONSES})
+def recommend(body: RecommendRequest) -> Response:
+    from ..dosing.errors import DosingError
+    from ..dosing.recommend import DEFAULT_MODELS, recommend, recommend_from_trough
+
+    try:
+        model_id = body.model or DEFAULT_MODELS[body.drug or ""]
+        if body.level is not None:
+            assert body.level_unit is not None and body.dose_mg is not None and body.interval_h is not None
+            rec = recommend_from_trough(
+                body.drug or "", body.level, body.level_unit, body.dose_mg, body.interval_h, body.covariates,
+                model_id=model_id, hours_after_dose=body.hours_after_dose,
+                target_low=body.target_low, target_high=body.target_high,
+            )
+        else:
+            rec = recommend(model_id, None, body.covariates, interval_h=body.interval_h, metric=body.metric,
+                            target_low=body.target_low, target_high=body.target_high,
+                            target_unit=body.target_unit)
+    except DosingError as exc:
+        raise _dosing_error(exc) from None
+    return _json(rec.as_dict())
+
+
+@router.post("/fit", summary="MAP-Bayesian fit of NM-TRAN data, one result per subject",
+             responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Too many subjects."}})
+def fit(body: FitRequest) -> Response:
+    import io
+
+    from ..dosing.data import read_nmtran
+    from ..dosing.errors import DosingError
+    from ..dosing.estimate import fit as map_fit
+    from ..dosing.model import get_model
+
+    if "/" in body.model or body.model.endswith((".yaml", ".yml")):
+        raise ApiError(422, "dosing_error", "model must be a library id, not a path")
+    try:
+        m = get_model(body.model)
+        subjects = read_nmtran(io.StringIO(body.data_csv), m.covariate_names())
+        if body.subject_id is not None:
+            subjects = [s for s in subjects if s.id == body.subject_id]
+            if not subjects:
+                raise ApiError(404, "not_found", f"subject {body.subject_id!r} is not in the data")
+        if len(subjects) > 200:
+            raise ApiError(413, "too_large", f"at most 200 subjects per call, got {len(subjects)}")
+        results = [map_fit(m, s, raise_on_failure=False).as_dict() for s in subjects]
+    except DosingError as exc:
+        raise _dosing_error(exc) from None
+    return _json({"model": m.id, "citation": m.spec.citation.text, "results": results})
