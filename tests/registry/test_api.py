@@ -6,46 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 
-from ipexrx.registry import Registry
-from ipexrx.registry.http import PREFIX, ROUTES, Route, call
+from ipexrx.service.registry_mount import mount_registry_api
 
 from .conftest import PASSWORD, World, patient_data
-
-
-def mount(app: FastAPI, registry: Registry) -> None:
-    """FastAPI glue for the route table (what the service does to serve the registry API)."""
-    import json
-
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-
-    def make(route: Route) -> Any:
-        async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                return JSONResponse({"detail": {"message": "request body: expected JSON"}}, status_code=400)
-            status, payload, headers = await run_in_threadpool(
-                call, registry, route, request.headers.get("authorization"), dict(request.path_params), body)
-            if route.html and status < 400:
-                return HTMLResponse(payload, status_code=status)
-            return JSONResponse(jsonable_encoder(payload), status_code=status, headers=headers)
-
-        return endpoint
-
-    for route in ROUTES:
-        app.add_api_route(PREFIX + route.path, make(route), methods=[route.method], summary=route.summary)
 
 
 @pytest.fixture
 def client(world: World) -> TestClient:
     app = FastAPI()
-    mount(app, world.reg)
+    mount_registry_api(app, world.reg)
     return TestClient(app)
 
 

@@ -4,39 +4,21 @@ cookie, dashboard, patient and follow-up forms, CSRF, centre scoping, validation
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ipexrx.registry import Registry
-from ipexrx.registry.web import COOKIE, WEB_PREFIX, WEB_ROUTES, WebRequest, WebRoute, handle, parse_form
+from ipexrx.registry.web import COOKIE
+from ipexrx.service.registry_mount import mount_registry_web
 
 from .conftest import PASSWORD, World
-
-
-def mount_web(app: FastAPI, registry: Registry) -> None:
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import Response
-
-    def make(route: WebRoute) -> Any:
-        async def page(request: Request) -> Response:
-            form = parse_form(await request.body()) if route.method == "POST" else {}
-            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form)
-            res = await run_in_threadpool(handle, registry, route, req)
-            return Response(res.html, status_code=res.status, headers=res.headers)
-
-        return page
-
-    for route in WEB_ROUTES:
-        app.add_api_route(WEB_PREFIX + route.path, make(route), methods=[route.method], include_in_schema=False)
 
 
 @pytest.fixture
 def web(world: World) -> TestClient:
     app = FastAPI()
-    mount_web(app, world.reg)
+    mount_registry_web(app, world.reg)
     return TestClient(app, base_url="https://testserver", follow_redirects=False)
 
 

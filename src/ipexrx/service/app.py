@@ -180,6 +180,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dosing_router)
     app.include_router(cds_router)
     mount_web(app)
+    if settings.registry:
+        from ..registry import Registry
+        from .registry_mount import mount_registry
+
+        # the registry shares the service's database (migrated above with the same Alembic chain)
+        app.state.registry = Registry(db.url, migrate=False)
+        mount_registry(app, app.state.registry)
 
     # As the CDS Hooks reference services do: any origin, GET/POST/OPTIONS, Content-Type and
     # Authorization allowed, so browser-based EHRs (the sandbox) can preflight and call us.

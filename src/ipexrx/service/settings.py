@@ -66,6 +66,7 @@ class Settings(BaseModel):
     max_token_lifetime: int = Field(3600, gt=0, description="Longest exp - iat accepted, seconds.")
     clock_skew: int = Field(30, ge=0, le=300, description="Leeway for exp / iat, seconds.")
     auto_migrate: bool = Field(True, description="Run database migrations when the app starts.")
+    registry: bool = Field(True, description="Serve the registry (JSON API /api/v1/registry, web /registry).")
     replay_store: Literal["file", "database"] | None = Field(
         None, description="Where seen JWT ids are kept: 'file' (one host; default with SQLite) or 'database' "
         "(shared by several hosts; default otherwise).")
@@ -98,6 +99,7 @@ class Settings(BaseModel):
             fhir_timeout=float(e.get("IPEXRX_FHIR_TIMEOUT") or 5.0),
             fhir_allow_http=_truthy(e.get("IPEXRX_FHIR_ALLOW_HTTP")),
             auto_migrate=not _falsy(e.get("IPEXRX_DB_MIGRATE")),
+            registry=not _falsy(e.get("IPEXRX_REGISTRY")),
             replay_store=e.get("IPEXRX_REPLAY_STORE") or None,  # type: ignore[arg-type]
             replay_dir=Path(e["IPEXRX_REPLAY_DIR"]) if e.get("IPEXRX_REPLAY_DIR") else None,
         )

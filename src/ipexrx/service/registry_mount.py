@@ -1,0 +1,65 @@
+"""Serve the registry's framework-free route tables (JSON API under ``/api/v1/registry``, web
+forms under ``/registry``) from the FastAPI app.
+
+The registry library decides everything (authentication, role and centre checks, validation,
+audit); this module only moves bytes between HTTP and :func:`ipexrx.registry.http.call` /
+:func:`ipexrx.registry.web.handle`, in a thread pool because both do blocking database work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+
+
+def mount_registry_api(app: FastAPI, registry: Registry) -> None:
+    from ..registry.http import PREFIX, ROUTES, Route, call
+
+    def make(route: Route) -> Any:
+        async def endpoint(request: Request) -> Response:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                return JSONResponse({"detail": {"message": "request body: expected JSON"}}, status_code=400)
+            status, payload, headers = await run_in_threadpool(
+                call, registry, route, request.headers.get("authorization"), dict(request.path_params), body)
+            if route.html and status < 400:
+                return HTMLResponse(payload, status_code=status)
+            return JSONResponse(jsonable_encoder(payload), status_code=status, headers=headers)
+
+        return endpoint
+
+    for route in ROUTES:
+        app.add_api_route(PREFIX + route.path, make(route), methods=[route.method], summary=route.summary,
+                          tags=["Registry"], include_in_schema=False)
+
+
+def mount_registry_web(app: FastAPI, registry: Registry) -> None:
+    from ..registry.web import COOKIE, WEB_PREFIX, WEB_ROUTES, WebRequest, WebRoute, handle, parse_form
+
+    def make(route: WebRoute) -> Any:
+        async def page(request: Request) -> Response:
+            form = parse_form(await request.body()) if route.method == "POST" else {}
+            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form)
+            res = await run_in_threadpool(handle, registry, route, req)
+            return Response(res.html, status_code=res.status, headers=res.headers)
+
+        return page
+
+    for route in WEB_ROUTES:
+        app.add_api_route(WEB_PREFIX + route.path, make(route), methods=[route.method], include_in_schema=False)
+
+
+def mount_registry(app: FastAPI, registry: Registry) -> None:
+    """Both faces of the registry on one app, sharing one Registry (and so one database)."""
+    mount_registry_api(app, registry)
+    mount_registry_web(app, registry)
