@@ -72,6 +72,8 @@ def assess_cmd(
     as_of: str | None = typer.Option(None, "--as-of", help="Assessment date YYYY-MM-DD (default: today)."),
     batch: Path | None = typer.Option(None, "--batch", help="NDJSON file: one patient or Bundle per line."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar in batch mode."),
+    save: bool = typer.Option(False, "--save", help="Keep the assessment in the local database (see "
+                              "`ipexrx assessments`; $IPEXRX_DATABASE_URL selects another database)."),
 ) -> None:
     """Assess a patient: HSCT status, options per manifestation, and safety alerts with sources."""
     date = _as_of(as_of)
@@ -96,6 +98,8 @@ def assess_cmd(
     except PatientInputError as exc:
         _input_error(exc, str(file))
         return
+    if save:
+        _save(result, data)
     if as_json:
         _write(result.model_dump_json(indent=2), output)
     elif as_html:
@@ -118,6 +122,81 @@ def assess_cmd(
     counts = result.counts()
     if counts["critical"] and not (as_json or as_html or as_fhir):
         typer.echo(f"{counts['critical']} critical alert(s).", err=True)
+
+
+def _save(result: Any, raw: bytes) -> None:
+    import json
+
+    from .. import __version__
+    from ..storage import Database
+
+    db = Database()
+    db.migrate()
+    aid = db.save_assessment(json.loads(result.model_dump_json()), raw, __version__)
+    typer.echo(f"saved as assessment #{aid} in {db.url} (ipexrx assessments show {aid})", err=True)
+
+
+assessments_app = typer.Typer(help="Saved assessments (made with `ipexrx assess FILE --save`).",
+                              no_args_is_help=True)
+app.add_typer(assessments_app, name="assessments")
+
+
+@assessments_app.command("list")
+def assessments_list(
+    patient: str | None = typer.Option(None, "--patient", help="Only this patient id."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Saved assessments, newest first: when, which patient, KB version, alert counts."""
+    import json
+
+    from ..storage import Database
+
+    db = Database()
+    db.migrate()
+    rows = db.saved_assessments(patient, limit)
+    if as_json:
+        typer.echo(json.dumps([{
+            "id": r.id, "saved_at": r.saved_at.isoformat(), "patient_id": r.patient_id, "as_of": r.as_of.isoformat(),
+            "kb_version": r.kb_version, "software_version": r.software_version, "input_sha256": r.input_sha256,
+            "critical": r.critical, "warning": r.warning, "info": r.info} for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"saved assessments ({db.url})")
+    for col in ("id", "saved", "patient", "as of", "KB", "critical", "warning", "info"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(str(r.id), r.saved_at.strftime("%Y-%m-%d %H:%M"), r.patient_id or "-", r.as_of.isoformat(),
+                  r.kb_version, str(r.critical), str(r.warning), str(r.info))
+    Console().print(t)
+
+
+@assessments_app.command("show")
+def assessments_show(
+    assessment_id: int = typer.Argument(..., help="Id printed by `--save` or `ipexrx assessments list`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored assessment JSON."),
+) -> None:
+    """One saved assessment, exactly as it was produced (with the KB version it was made with)."""
+    from ..assess.models import Assessment
+    from ..storage import Database
+
+    db = Database()
+    db.migrate()
+    row = db.saved_assessment(assessment_id)
+    if row is None:
+        typer.echo(f"error: no saved assessment #{assessment_id} in {db.url}", err=True)
+        raise typer.Exit(1)
+    result = Assessment.model_validate(row.assessment)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    from rich.console import Console
+
+    typer.echo(f"saved assessment #{row.id}, {row.saved_at:%Y-%m-%d %H:%M} UTC, software {row.software_version}, "
+               f"input sha256 {row.input_sha256[:12]}...")
+    render_assessment(result, Console(highlight=False))
 
 
 # ---------------------------------------------------------------------------------------------

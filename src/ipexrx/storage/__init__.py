@@ -13,7 +13,7 @@ in the user data directory; ``$IPEXRX_DATABASE_URL`` selects another (any SQLAlc
 from __future__ import annotations
 
 from .db import ENV_DATABASE_URL, Database, default_database_url, user_data_dir
-from .models import Base, CdsCard, CdsFeedback, SeenToken
+from .models import Base, CdsCard, CdsFeedback, SavedAssessment, SeenToken
 
 __all__ = [
     "ENV_DATABASE_URL",
@@ -21,6 +21,7 @@ __all__ = [
     "CdsCard",
     "CdsFeedback",
     "Database",
+    "SavedAssessment",
     "SeenToken",
     "default_database_url",
     "user_data_dir",

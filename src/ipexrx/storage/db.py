@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import sys
 import threading
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, create_engine, delete, event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import CdsCard, CdsFeedback, SeenToken
+from .models import CdsCard, CdsFeedback, SavedAssessment, SeenToken
 
 ENV_DATABASE_URL = "IPEXRX_DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -83,6 +84,39 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    # -- saved assessments ----------------------------------------------------------------
+    def save_assessment(self, assessment: dict[str, Any], input_bytes: bytes, software_version: str) -> int:
+        """Store an assessment (its JSON form, as ``Assessment.model_dump(mode="json")``); return its id.
+
+        The storage layer takes plain JSON so that it stays below the assessment layer."""
+        counts = {"critical": 0, "warning": 0, "info": 0}
+        for alert in assessment.get("alerts", []):
+            sev = alert.get("severity")
+            if sev in counts:
+                counts[sev] += 1
+        row = SavedAssessment(
+            saved_at=dt.datetime.now(dt.UTC), patient_id=(assessment.get("patient") or {}).get("id"),
+            as_of=dt.date.fromisoformat(assessment["as_of"]), kb_version=assessment["kb_version"],
+            software_version=software_version, input_sha256=hashlib.sha256(input_bytes).hexdigest(),
+            assessment=assessment, **counts,
+        )
+        with self.session() as s:
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def saved_assessments(self, patient_id: str | None = None, limit: int = 50) -> list[SavedAssessment]:
+        """Newest first; optionally one patient's."""
+        with self.session() as s:
+            q = select(SavedAssessment).order_by(SavedAssessment.saved_at.desc(), SavedAssessment.id.desc())
+            if patient_id is not None:
+                q = q.where(SavedAssessment.patient_id == patient_id)
+            return list(s.scalars(q.limit(limit)))
+
+    def saved_assessment(self, assessment_id: int) -> SavedAssessment | None:
+        with self.session() as s:
+            return s.get(SavedAssessment, assessment_id)
 
     # -- CDS feedback ---------------------------------------------------------------------
     def add_feedback(self, rows: list[dict[str, Any]]) -> list[int]:

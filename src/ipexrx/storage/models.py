@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -68,3 +68,27 @@ class CdsCard(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
     tenant: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class SavedAssessment(Base):
+    """An assessment kept for later review (``ipexrx assess FILE --save``).
+
+    It stores the assessment as produced (JSON, with its sources resolved), the knowledge-base and
+    software versions it was made with, and a SHA-256 of the input, so a clinician can later show
+    what the system said on that day and re-run it to see what changed. It holds patient data
+    (the assessment's patient summary): it lives in the user's own database, like a saved report.
+    """
+
+    __tablename__ = "saved_assessment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    saved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    kb_version: Mapped[str] = mapped_column(String(50))
+    software_version: Mapped[str] = mapped_column(String(50))
+    input_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    critical: Mapped[int] = mapped_column(Integer)
+    warning: Mapped[int] = mapped_column(Integer)
+    info: Mapped[int] = mapped_column(Integer)
+    assessment: Mapped[dict[str, Any]] = mapped_column(JSON)
