@@ -110,7 +110,7 @@ def test_kb_validate_reads_the_yaml_not_the_cache(kb_copy: Path, monkeypatch: py
     def no_cache(*_a: object, **_k: object) -> None:
         raise AssertionError("kb validate must not read the compiled cache")
 
-    monkeypatch.setattr(loader, "_read_compiled", no_cache)
+    monkeypatch.setattr(loader.cachefile, "read", no_cache)
     result = CliRunner().invoke(get_app(), ["kb", "validate", "--data-dir", str(kb_copy)])
     assert result.exit_code == 0, result.output
     assert "knowledge base OK" in result.stdout

@@ -23,13 +23,8 @@ editor fixing content wants the whole list at once, not one error per run.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
 import os
-import pickle
-import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +32,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from . import cachefile
 from .schema import (
     ContentMeta,
     Disease,
@@ -260,81 +256,14 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
 # reads the cache.
 # --------------------------------------------------------------------------------------------
 CACHE_FORMAT = 1
-ENV_CACHE_DIR = "IPEXRX_CACHE_DIR"
-ENV_NO_CACHE = "IPEXRX_NO_CACHE"
-_CODE_FILES = ("schema.py", "loader.py", "validate.py")
-
-
-def cache_dir() -> Path:
-    """Where compiled knowledge bases live: ``$IPEXRX_CACHE_DIR``, else ``$XDG_CACHE_HOME/ipexrx``,
-    else ``~/.cache/ipexrx``."""
-    explicit = os.environ.get(ENV_CACHE_DIR)
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ipexrx"
-
-
-def _stat_line(path: Path, rel: str) -> str:
-    st = path.stat()
-    return f"{rel}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n"
+_CODE_FILES = ("schema.py", "loader.py", "validate.py", "cachefile.py")
+cache_dir = cachefile.cache_dir
 
 
 def content_fingerprint(data_dir: str | Path) -> str:
     """A hash that changes whenever any content file (or the code that loads it) changes."""
-    from pydantic.version import VERSION as PYDANTIC_VERSION
-
-    from .. import __version__
-
-    base = Path(data_dir)
-    h = hashlib.sha256()
-    h.update(f"{CACHE_FORMAT}|{__version__}|{sys.version}|{PYDANTIC_VERSION}|{base}\n".encode())
     here = Path(__file__).parent
-    for name in _CODE_FILES:
-        h.update(_stat_line(here / name, name).encode())
-    for root, dirs, files in os.walk(base):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith((".yaml", ".yml")):
-                path = Path(root) / name
-                h.update(_stat_line(path, str(path.relative_to(base))).encode())
-    return h.hexdigest()
-
-
-def _cache_file(base: str) -> Path:
-    return cache_dir() / f"kb-{hashlib.sha256(base.encode()).hexdigest()[:16]}.pickle"
-
-
-def _read_compiled(path: Path, fingerprint: str) -> KnowledgeBase | None:
-    try:
-        with path.open("rb") as fh:
-            if fh.readline().rstrip(b"\n") != fingerprint.encode():
-                return None
-            kb = pickle.load(fh)  # noqa: S301 - our own file in the user's cache directory
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a corrupt or incompatible cache is rebuilt, never fatal
-        return None
-    return kb if isinstance(kb, KnowledgeBase) else None
-
-
-def _write_compiled(path: Path, fingerprint: str, kb: KnowledgeBase) -> None:
-    """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(fingerprint.encode() + b"\n")
-            pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass  # read-only or full cache directory: run without the cache
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    return cachefile.fingerprint(f"kb|{CACHE_FORMAT}", data_dir, [(here / n, n) for n in _CODE_FILES])
 
 
 def _load_validated(data_dir: str) -> KnowledgeBase:
@@ -349,17 +278,17 @@ def _load_validated(data_dir: str) -> KnowledgeBase:
 
 @functools.lru_cache(maxsize=4)
 def _cached(data_dir: str) -> KnowledgeBase:
-    if os.environ.get(ENV_NO_CACHE):
+    if cachefile.disabled():
         return _load_validated(data_dir)
     try:
         fingerprint = content_fingerprint(data_dir)
     except OSError:  # e.g. the directory does not exist: let load_kb report it
         return _load_validated(data_dir)
-    path = _cache_file(data_dir)
-    kb = _read_compiled(path, fingerprint)
+    path = cachefile.cache_file("kb", data_dir)
+    kb = cachefile.read(path, fingerprint, KnowledgeBase)
     if kb is None:
         kb = _load_validated(data_dir)
-        _write_compiled(path, fingerprint, kb)
+        cachefile.write(path, fingerprint, kb)
     return kb
 
 

@@ -17,24 +17,20 @@ turns it off.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import pickle
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..knowledge import cachefile
 from .names import ALLOW_PREFIX, NameTable, resolve_in
 
 FORMAT = 1
 ENV_DATA_DIR = "IPEXRX_KB_DIR"  # same variables as ipexrx.knowledge.loader
-ENV_CACHE_DIR = "IPEXRX_CACHE_DIR"
-ENV_NO_CACHE = "IPEXRX_NO_CACHE"
 _PKG = Path(__file__).resolve().parent.parent
-_CODE = ("knowledge/schema.py", "knowledge/loader.py", "knowledge/validate.py", "reference/models.py",
+_CODE = ("knowledge/schema.py", "knowledge/loader.py", "knowledge/validate.py", "knowledge/cachefile.py",
+         "reference/models.py",
          "reference/views.py", "reference/lookup.py", "reference/names.py", "reference/_viewcache.py")
 
 
@@ -47,13 +43,7 @@ class ViewStore:
 _stores: dict[str, ViewStore | None] = {}
 
 
-def cache_dir() -> Path:
-    """Same directory as the compiled knowledge base (``ipexrx.knowledge.loader.cache_dir``)."""
-    explicit = os.environ.get(ENV_CACHE_DIR)
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ipexrx"
+cache_dir = cachefile.cache_dir
 
 
 def data_dir() -> str:
@@ -62,64 +52,8 @@ def data_dir() -> str:
     return str(Path(chosen).resolve())
 
 
-def _stat_line(path: Path, rel: str) -> str:
-    st = path.stat()
-    return f"{rel}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n"
-
-
 def fingerprint(base: str) -> str:
-    from pydantic.version import VERSION as PYDANTIC_VERSION
-
-    from .. import __version__
-
-    h = hashlib.sha256()
-    h.update(f"views|{FORMAT}|{__version__}|{sys.version}|{PYDANTIC_VERSION}|{base}\n".encode())
-    for rel in _CODE:
-        h.update(_stat_line(_PKG / rel, rel).encode())
-    if not os.path.isdir(base):
-        raise FileNotFoundError(base)
-    for root, dirs, files in os.walk(base):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith((".yaml", ".yml")):
-                path = Path(root) / name
-                h.update(_stat_line(path, os.path.relpath(path, base)).encode())
-    return h.hexdigest()
-
-
-def _file(base: str) -> Path:
-    return cache_dir() / f"views-{hashlib.sha256(base.encode()).hexdigest()[:16]}.pickle"
-
-
-def _read(path: Path, fp: str) -> ViewStore | None:
-    try:
-        with path.open("rb") as fh:
-            if fh.readline().rstrip(b"\n") != fp.encode():
-                return None
-            store = pickle.load(fh)  # noqa: S301 - our own file in the user's cache directory
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a corrupt or incompatible cache is rebuilt, never fatal
-        return None
-    return store if isinstance(store, ViewStore) else None
-
-
-def _write(path: Path, fp: str, store: ViewStore) -> None:
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(fp.encode() + b"\n")
-            pickle.dump(store, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass  # read-only or full cache directory: views are computed directly
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    return cachefile.fingerprint(f"views|{FORMAT}", base, [(_PKG / rel, rel) for rel in _CODE])
 
 
 def build(base: str) -> ViewStore:
@@ -150,11 +84,11 @@ def _store(base: str) -> ViewStore | None:
         fp = fingerprint(base)
     except OSError:  # e.g. the directory does not exist: the direct path reports it properly
         return None
-    path = _file(base)
-    store = _read(path, fp)
+    path = cachefile.cache_file("views", base)
+    store = cachefile.read(path, fp, ViewStore)
     if store is None:
         store = build(base)  # KnowledgeBaseError propagates: invalid content is reported, not hidden
-        _write(path, fp, store)
+        cachefile.write(path, fp, store)
     _stores[base] = store
     return store
 
@@ -165,7 +99,7 @@ def cached_view(kind: str, query: str | None = None) -> Any | None:
     ``kind`` is "summary", "sources", "drug", "manifestation" or "class". An unknown or ambiguous
     name raises the same errors as the direct lookup, with the same suggestions.
     """
-    if os.environ.get(ENV_NO_CACHE):
+    if cachefile.disabled():
         return None
     store = _store(data_dir())
     if store is None:
