@@ -131,6 +131,22 @@ def _mount_docs(app: FastAPI) -> None:
                                    swagger_favicon_url="data:,")
 
 
+def _warm_up() -> None:
+    """Load the knowledge base and the assessment code before the first request, then freeze the
+    objects made so far out of the garbage collector's view.
+
+    Why: the first CDS call would otherwise pay for loading everything, and every later full
+    collection would re-scan the (large, immortal) knowledge base."""
+    import gc
+
+    from ..assess import assess  # noqa: F401  (imports the rules and patient readers)
+    from ..knowledge import get_kb
+
+    get_kb()
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -143,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _warm_up()
         yield
         app.state.cardlog.close()
 
