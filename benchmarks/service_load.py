@@ -36,8 +36,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ipexrx.service.cds import samples
+
 ROOT = Path(__file__).resolve().parents[1]
-PAYLOAD = ROOT / "tests" / "service" / "data" / "patient_view.json"
 ISSUER = "https://bench-ehr.example.org"
 
 LUA = r"""
@@ -106,7 +107,7 @@ def sign_tokens(key: Any, aud: str, n: int, path: Path) -> None:
 
 
 def distinct_bodies(n: int, path: Path) -> None:
-    base = json.loads(PAYLOAD.read_text())
+    base = samples.load("patient_view")
     with path.open("w") as fh:
         for i in range(n):
             body = copy.deepcopy(base)
@@ -176,7 +177,7 @@ def main() -> None:
 
         n_tokens = args.max_rate * args.duration
         pv_body = tmp / "pv.ndjson"  # one patient; a new hookInstance per call, as EHRs send
-        one = json.loads(PAYLOAD.read_text())
+        one = samples.load("patient_view")
         with pv_body.open("w") as fh:
             for _ in range(2000):
                 one["hookInstance"] = str(uuid.uuid4())

@@ -114,3 +114,16 @@ def test_kb_validate_reads_the_yaml_not_the_cache(kb_copy: Path, monkeypatch: py
     result = CliRunner().invoke(get_app(), ["kb", "validate", "--data-dir", str(kb_copy)])
     assert result.exit_code == 0, result.output
     assert "knowledge base OK" in result.stdout
+
+
+def test_a_relative_kb_dir_follows_the_working_directory(kb_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_kb remembers how an absolute directory resolves (it is asked on every CDS call); a relative
+    one must be resolved afresh, or a change of working directory would serve the wrong content."""
+    other = kb_copy.parent / "elsewhere" / "data"
+    shutil.copytree(kb_copy, other)
+    _add_synonym(other, "zz-elsewhere")
+    monkeypatch.chdir(kb_copy.parent)
+    assert "zz-elsewhere" not in get_kb("data").drugs["sirolimus"].synonyms
+    monkeypatch.chdir(other.parent)
+    assert "zz-elsewhere" in get_kb("data").drugs["sirolimus"].synonyms
+    assert get_kb(kb_copy) is get_kb(str(kb_copy))  # absolute: the same object every time

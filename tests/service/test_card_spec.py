@@ -16,9 +16,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from ipexrx.knowledge import get_kb
+from ipexrx.service.cds import samples
 from ipexrx.service.cds.cards import NO_SOURCE
 
-DATA = Path(__file__).parent / "data"
 INDICATORS = {"info", "warning", "critical"}
 ACTION_TYPES = {"create", "update", "delete"}
 
@@ -86,7 +86,7 @@ def _med(i: int, name: str, status: str) -> dict[str, Any]:
 
 def _everything() -> tuple[dict[str, Any], dict[str, Any]]:
     kb = get_kb()
-    pv = json.loads((DATA / "patient_view.json").read_text())
+    pv = samples.load("patient_view")
     drugs = sorted(kb.drugs.values(), key=lambda d: d.id)
     pv["prefetch"]["medications"]["entry"] = [{"resource": _med(i, d.name, "active")} for i, d in enumerate(drugs)]
     obs = pv["prefetch"]["observations"]["entry"]

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,15 +16,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ipexrx.service import Settings, create_app
+from ipexrx.service.cds import samples
 
-DATA = Path(__file__).parent / "data"
 BASE = "http://testserver"
 FHIR_TOKEN = "opaque-fhir-access-token-1234567890"
 
 
 def payload(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
-    return data
+    return samples.load(name)
 
 
 def summaries(resp: Any) -> list[str]:

@@ -295,6 +295,7 @@ def _cached(data_dir: str) -> KnowledgeBase:
 def clear_cache() -> None:
     """Forget the in-process copies (the on-disk cache is self-checking and needs no clearing)."""
     _cached.cache_clear()
+    _resolved.clear()
 
 
 def get_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
@@ -303,5 +304,13 @@ def get_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     Served from the compiled cache when every content file is unchanged (see ``cache_dir``);
     set ``$IPEXRX_NO_CACHE=1`` to always parse the YAML.
     """
-    chosen = data_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
-    return _cached(str(Path(chosen).resolve()))
+    chosen = str(data_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)
+    resolved = _resolved.get(chosen)
+    if resolved is None:
+        resolved = str(Path(chosen).resolve())
+        if os.path.isabs(chosen):  # resolving costs system calls and the service asks on every request;
+            _resolved[chosen] = resolved  # a relative path depends on the working directory: never kept
+    return _cached(resolved)
+
+
+_resolved: dict[str, str] = {}

@@ -49,6 +49,10 @@ class CardLog:
             self._thread.join(timeout=5)
         self.flush()
 
+    def start(self) -> None:
+        """Start the writer now (at service start-up) rather than on the first card."""
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
             with self._lock:

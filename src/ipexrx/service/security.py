@@ -135,6 +135,22 @@ class JwtVerifier:
         self.replay = replay
         self.issuers = {iss: _IssuerKeys(iss, cfg) for iss, cfg in settings.issuers.items()}
 
+    def warm_up(self) -> int:
+        """Parse every configured static key for each algorithm its issuer allows, before the first
+        call (parsing imports the crypto backends: tens of milliseconds paid once, not by a client).
+        Returns how many (key, algorithm) pairs are ready; pairs that do not fit are skipped here and
+        refused, as before, when a token uses them."""
+        ready = 0
+        for keys in self.issuers.values():
+            for jwk in keys.static.values():
+                for alg in keys.cfg.algorithms:
+                    try:
+                        keys.key_for(jwk, alg)
+                    except (jwt.PyJWTError, ValueError, TypeError):
+                        continue
+                    ready += 1
+        return ready
+
     async def verify(self, token: str, audience: str) -> AuthContext:
         header, unverified = _peek(token)  # unverified: only to choose the issuer's keys
         alg = header.get("alg")

@@ -40,20 +40,21 @@ class FileReplayStore:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._dir = str(self.dir)
         self._last_purge = 0
         self._lock = threading.Lock()
 
     def remember(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         self._maybe_purge(now)
-        bucket = self.dir / str(expires_at // BUCKET_SECONDS)
+        bucket = os.path.join(self._dir, str(expires_at // BUCKET_SECONDS))  # str paths: on every CDS call
         name = hashlib.sha256(f"{issuer}\0{jti}".encode()).hexdigest()
         for _ in range(2):
             try:
-                fd = os.open(bucket / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                fd = os.open(os.path.join(bucket, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             except FileExistsError:
                 return False
             except FileNotFoundError:  # first token of this bucket (or the bucket was just purged)
-                bucket.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.makedirs(bucket, mode=0o700, exist_ok=True)
                 continue
             os.close(fd)
             return True

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from ..errors import ApiError
 from ..settings import Settings
@@ -24,7 +25,7 @@ from .cards import CardTemplate, DraftOrder, alert_template, unassessable_templa
 from .fhir import gather
 from .lenient import bundle_entries, repair_resource
 from .models import CdsRequest
-from .services import PREFETCH, ServiceDef
+from .services import PREFETCH, SERVICES, ServiceDef
 
 log = logging.getLogger("ipexrx.service.cds")
 
@@ -153,9 +154,9 @@ CACHE_SIZE = 512
 def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> bytes:
     from ...knowledge import get_kb
 
-    raw = json.dumps([svc.id, as_of.isoformat(), id(get_kb()), body.context, values], sort_keys=True,
-                     separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).digest()
+    raw = orjson.dumps([svc.id, as_of.isoformat(), id(get_kb()), body.context, values],
+                       option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return hashlib.sha256(raw).digest()
 
 
 def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
@@ -268,3 +269,22 @@ async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings,
                    "context.patientId is required")
     gathered = await gather(body, settings)
     return evaluate(svc, body, gathered.values, base)
+
+
+def warm_up(base: str = "http://localhost") -> int:
+    """Evaluate the packaged sample request of every service once, the whole way to cards.
+
+    Why: fhir.resources builds each resource model, and our readers import their helpers, on
+    first use; without this the first real CDS call of each worker stalls for a hundred
+    milliseconds or more, which is exactly the tail latency an EHR notices. Returns the number
+    of cards produced (a sanity check: the samples are IPEX patients with alerts)."""
+    from . import samples
+
+    cards = 0
+    for svc in SERVICES.values():
+        body = CdsRequest.model_validate(samples.load(svc.hook.replace("-", "_")))
+        cards += len(evaluate(svc, body, dict(body.prefetch or {}), base))
+    _analysis_cache.clear()
+    _template_cache.clear()
+    _template_owner.clear()
+    return cards

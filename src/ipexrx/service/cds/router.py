@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ..deps import cds_auth, db_of, public_base, settings_of
 from ..errors import ERROR_RESPONSES, ApiError, ErrorBody
+from ..responses import FastJSONResponse
 from ..security import AuthContext
 from .models import (
     CdsRequest,
@@ -36,7 +37,7 @@ _DISCOVERY = Discovery(services=[
 @router.get("/cds-services", response_model=Discovery, responses=UNAUTHORIZED,
             summary="CDS Hooks discovery: our services and their prefetch templates")
 async def discovery(_auth: AuthContext = Depends(cds_auth)) -> JSONResponse:
-    return JSONResponse(_DISCOVERY)
+    return FastJSONResponse(_DISCOVERY)
 
 
 def _service(service_id: str) -> Any:
@@ -80,7 +81,7 @@ async def call_service(
              "alert_id": t.alert_id[:500], "rule": t.rule, "indicator": card["indicator"], "issued_at": now,
              "issuer": auth.issuer, "tenant": auth.tenant}
             for card, t in issued])
-    return JSONResponse({"cards": [card for card, _ in issued]})
+    return FastJSONResponse({"cards": [card for card, _ in issued]})
 
 
 @router.post(

@@ -1,0 +1,60 @@
+"""Start-up warm-up: everything a first CDS call would pay for is done before the first request."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi.testclient import TestClient
+
+from ipexrx.service import Settings, create_app
+from ipexrx.service.cds import engine, samples
+from ipexrx.service.responses import FastJSONResponse
+
+
+def test_warm_up_runs_every_service_to_cards_and_leaves_the_caches_empty() -> None:
+    cards = engine.warm_up()
+    assert cards > 0  # the samples are IPEX patients with alerts: a silent warm-up would prove nothing
+    assert not engine._analysis_cache and not engine._template_cache
+
+
+def test_after_start_up_the_fhir_models_are_already_imported(settings: Settings) -> None:
+    with TestClient(create_app(settings)):
+        for name in ("Patient", "Condition", "MedicationRequest", "Observation", "Procedure", "Immunization"):
+            assert f"fhir.resources.R4B.{name.lower()}" in sys.modules
+
+
+def test_verifier_warm_up_parses_each_static_key_for_the_algorithms_it_fits(settings: Settings) -> None:
+    app = create_app(settings)
+    ready = app.state.verifier.warm_up()
+    # one EC P-384 key (ES384) and one RSA key (RS256/RS384/RS512/PS*): at least one pair each
+    parsed = [k for keys in app.state.verifier.issuers.values() for k in keys.parsed.values()]
+    assert ready == len(parsed) >= 2
+    assert any(isinstance(k, ec.EllipticCurvePublicKey) for k in parsed)
+    assert any(isinstance(k, rsa.RSAPublicKey) for k in parsed)
+
+
+def test_card_log_writer_runs_from_start_up(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        thread = client.app.state.cardlog._thread  # type: ignore[attr-defined]
+        assert thread is not None and thread.is_alive()
+
+
+def test_sample_requests_are_ipex_patients_for_each_hook() -> None:
+    for name in samples.NAMES:
+        body = samples.load(name)
+        assert body["hook"] == name.replace("_", "-")
+        codes = json.dumps(body["prefetch"]["conditions"])
+        assert "FOXP3" in codes or "IPEX" in codes.upper()
+    with pytest.raises(ValueError, match="must be one of"):
+        samples.load("order_dispatch")
+
+
+@pytest.mark.parametrize("content", [{"cards": []}, {"a": "é ü 中", "n": 1.5, "b": None, "l": [1, 2]}])
+def test_fast_json_response_writes_the_same_json_as_the_standard_encoder(content: dict[str, Any]) -> None:
+    body = FastJSONResponse(content).body
+    assert json.loads(body) == content
+    assert body.decode() == json.dumps(content, ensure_ascii=False, separators=(",", ":"))
