@@ -233,6 +233,16 @@ def test_wrong_hook_missing_patient_and_foreign_prefetch_are_precise_4xx(dev_cli
     assert resp.status_code == 400 and resp.json()["issues"][0]["path"] == "$"
 
 
+@pytest.mark.parametrize("raw", [b'{"hook": "patient-view", "weight": NaN}', b'{"hook": "patient-view"} trailing',
+                                 b'\xff\xfe', b'{"a": "\\ud800"}'])
+def test_bodies_that_are_not_strict_json_are_refused_with_400(dev_client: TestClient, raw: bytes) -> None:
+    """CDS bodies are parsed with orjson: NaN literals, trailing data, bytes that are not UTF-8 and lone
+    surrogates are refused, never half-read."""
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", content=raw,
+                           headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["issues"][0]["path"] == "$"
+
+
 def test_missing_prefetch_without_fhir_server_is_412_with_an_operation_outcome(dev_client: TestClient) -> None:
     body = payload("patient_view")
     del body["prefetch"]["medications"]

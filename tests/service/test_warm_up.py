@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from ipexrx.service import Settings, create_app
 from ipexrx.service.cds import engine, samples
-from ipexrx.service.responses import FastJSONResponse
+from ipexrx.service.fastjson import FastJSONResponse
 
 
 def test_warm_up_runs_every_service_to_cards_and_leaves_the_caches_empty() -> None:

@@ -26,4 +26,6 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'ipexrx.knowledge' has no attribute {name!r}")
-    return getattr(import_module(f".{mod}", __name__), name)
+    value = getattr(import_module(f".{mod}", __name__), name)
+    globals()[name] = value  # later lookups (the service asks for get_kb on every call) skip this hook
+    return value

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ..deps import cds_auth, db_of, public_base, settings_of
 from ..errors import ERROR_RESPONSES, ApiError, ErrorBody
-from ..responses import FastJSONResponse
+from ..fastjson import FastJSONResponse, FastJSONRoute
 from ..security import AuthContext
 from .models import (
     CdsRequest,
@@ -24,7 +24,7 @@ from .models import (
 )
 from .services import PREFETCH, SERVICES
 
-router = APIRouter(tags=["CDS Hooks"])
+router = APIRouter(tags=["CDS Hooks"], route_class=FastJSONRoute)
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or refused JWT (no detail given)."}}
 
