@@ -117,6 +117,24 @@ def test_web_assessment_form_shows_report_and_errors(dev_client: TestClient) -> 
     assert resp.status_code == 422 and "not valid JSON" in resp.text
 
 
+def test_web_assessment_form_takes_an_uploaded_file_over_the_text(dev_client: TestClient) -> None:
+    bundle = (STATIC / "example-bundle.json").read_bytes()
+    resp = dev_client.post("/assess", data={"patient": "{ignored", "as_of": "2026-11-25"},
+                           files={"patient_file": ("bundle.json", bundle, "application/fhir+json")})
+    assert resp.status_code == 200 and 'id="report"' in resp.text and 'class="cite"' in resp.text
+    # no file chosen (the browser sends an empty part): the text area is assessed
+    resp = dev_client.post("/assess", data={"patient": bundle.decode(), "as_of": "2026-11-25"},
+                           files={"patient_file": ("", b"", "application/octet-stream")})
+    assert resp.status_code == 200 and 'id="report"' in resp.text
+    resp = dev_client.post("/assess", files={"patient_file": ("p.json", b"\xff\xfe{}", "application/json")})
+    assert resp.status_code == 422 and "is not UTF-8 text" in resp.text
+    resp = dev_client.post("/assess", files={"patient_file": ("p.json", b"{oops", "application/json")})
+    assert resp.status_code == 422 and "not valid JSON" in resp.text
+    resp = dev_client.post("/assess", content=b"--xyz\r\nbroken", headers={
+        "Content-Type": "multipart/form-data; boundary=xyz"})
+    assert resp.status_code in (400, 422) and "<html" in resp.text.lower()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

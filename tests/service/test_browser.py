@@ -107,6 +107,24 @@ def test_assessment_from_an_uploaded_file_shows_the_cited_report(page: Any, serv
     assert page.locator(".alert .cite a").count() >= 3  # each alert cites its sources
 
 
+def test_assessment_from_an_uploaded_file_works_without_javascript(browser: Any, server: str) -> None:
+    """The browser uploads the chosen file itself (multipart form) when scripts are off."""
+    ctx = browser.new_context(java_script_enabled=False)
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(15000)
+        page.goto(f"{server}/assess")
+        page.get_by_label("Patient file").set_input_files(str(EXAMPLES / "example-bundle.json"))
+        assert page.get_by_label("Patient JSON or FHIR Bundle").input_value() == ""  # no script read it
+        page.get_by_role("button", name="Assess").click()
+        page.locator("#report").wait_for()
+        assert page.locator(".alert").count() >= 1
+        assert page.locator(".alert .cite a").count() >= 1
+        assert '"resourceType": "Bundle"' in page.get_by_label("Patient JSON or FHIR Bundle").input_value()
+    finally:
+        ctx.close()
+
+
 def test_assessment_of_a_bad_record_shows_located_errors(page: Any, server: str) -> None:
     page.goto(f"{server}/assess")
     page.get_by_label("Patient JSON or FHIR Bundle").fill('{"diagnosis": {"type": "ipex"}, "medicatons": []}')

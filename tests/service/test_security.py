@@ -176,6 +176,24 @@ def test_dev_mode_lets_calls_through_and_says_so_loudly(db_url: str, caplog: pyt
     assert "JWT verification is OFF" in caplog.text
 
 
+@pytest.mark.parametrize("path", ["/", "/drugs/sirolimus", "/assess", "/docs", "/registry/login"])
+def test_dev_mode_puts_a_banner_on_every_html_page(dev_client: TestClient, client: TestClient, path: str) -> None:
+    resp = dev_client.get(path)
+    assert resp.status_code == 200
+    head = resp.text[:6000]
+    assert 'id="ipexrx-dev-mode" role="alert"' in head and "JWT verification is OFF" in head
+    assert head.index("ipexrx-dev-mode") > head.lower().index("<body")
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    assert "ipexrx-dev-mode" not in client.get(path).text  # production pages carry no banner
+
+
+def test_dev_mode_leaves_json_and_static_files_intact(dev_client: TestClient) -> None:
+    resp = dev_client.get("/api/v1/drugs/sirolimus")
+    assert resp.status_code == 200 and resp.json()["id"] == "sirolimus"
+    assert resp.headers["x-ipexrx-dev-mode"] == "jwt-verification-disabled"
+    assert "ipexrx-dev-mode" not in dev_client.get("/static/site.css").text
+
+
 def test_settings_from_env_reads_issuers_tenants_and_dev_mode(tmp_path: Any, jwks: dict[str, Any]) -> None:
     import json
 

@@ -34,8 +34,18 @@ DEV_MODE_BANNER = (
 )
 
 
-class DevModeHeader:
-    """Marks every response while JWT verification is off, so nobody mistakes it for production."""
+DEV_MODE_HTML = (
+    '<div id="ipexrx-dev-mode" role="alert" style="background:#8b0000;color:#fff;padding:.6em 1em;'
+    'font:bold 1rem/1.4 system-ui,sans-serif;text-align:center;border-bottom:4px solid #000">'
+    "DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Any caller can invoke the CDS services. "
+    "Never use with real patient data or on a reachable network.</div>"
+)
+
+
+class DevModeMarker:
+    """Marks every response while JWT verification is off, so nobody mistakes it for production:
+    an ``x-ipexrx-dev-mode`` header on all of them, and a red banner at the top of every HTML page
+    (reference, assessment, registry, API docs), injected here so no page or page cache can miss it."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -44,14 +54,37 @@ class DevModeHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start: Message | None = None
+        chunks: list[bytes] = []
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal start
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"].append((b"x-ipexrx-dev-mode", b"jwt-verification-disabled"))
+                headers = [*message.get("headers", []), (b"x-ipexrx-dev-mode", b"jwt-verification-disabled")]
+                message = {**message, "headers": headers}
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if ctype.startswith(b"text/html"):
+                    start = message  # hold it: the body grows by the banner
+                    return
+            elif start is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _with_banner(b"".join(chunks))
+                headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                message = {"type": "http.response.body", "body": body}
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+def _with_banner(body: bytes) -> bytes:
+    """The page with the banner right after ``<body ...>`` (at the very top when there is no body tag)."""
+    lower = body[:4096].lower()
+    at = lower.find(b"<body")
+    end = body.find(b">", at) + 1 if at >= 0 else 0
+    return body[:end] + DEV_MODE_HTML.encode() + body[end:]
 
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -221,5 +254,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimit)
     if settings.dev_mode:
-        app.add_middleware(DevModeHeader)
+        app.add_middleware(DevModeMarker)
     return app

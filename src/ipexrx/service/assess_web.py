@@ -1,15 +1,16 @@
 """The assessment page: paste or upload a patient JSON / FHIR Bundle, read the cited report.
 
-The form posts ``application/x-www-form-urlencoded`` (parsed here, so no multipart dependency);
-an uploaded file is read into the text area by a few lines of JavaScript in the browser, so the
-patient data goes only to this server, and only when the user presses the button. Nothing is stored.
+The form posts ``multipart/form-data`` so that a chosen file is uploaded by the browser itself,
+with no JavaScript; with JavaScript, a chosen file is also shown in the text area (and then sent
+from there, so edits to it count). ``application/x-www-form-urlencoded`` posts (text only) are
+accepted too. The patient data goes only to this server, only when the user presses the button,
+and nothing is stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -36,13 +37,26 @@ def mount_assess(app: FastAPI) -> None:
         from ..patient import PatientInputError
         from ..patient.model import decode_json
 
-        raw = await request.body()
-        if len(raw) > MAX_FORM_BYTES:
-            return _page(request, 413, error={"message": f"the upload is larger than {MAX_FORM_BYTES // 2**20} MB",
-                                              "issues": []})
-        form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
-        text = (form.get("patient") or [""])[0]
-        as_of_text = (form.get("as_of") or [""])[0].strip()
+        try:
+            form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_FORM_BYTES)
+        except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
+            detail = getattr(exc, "detail", None) or type(exc).__name__
+            return _page(request, 400, error={"message": f"the form could not be read: {detail}", "issues": []})
+        text = form.get("patient")
+        text = text if isinstance(text, str) else ""
+        upload = form.get("patient_file")
+        as_of_text = str(form.get("as_of") or "").strip()
+        if upload is not None and not isinstance(upload, str) and upload.filename:
+            data = await upload.read(MAX_FORM_BYTES + 1)
+            if len(data) > MAX_FORM_BYTES:
+                return _page(request, 413, error={"message": f"the file is larger than {MAX_FORM_BYTES // 2**20} MB",
+                                                  "issues": []})
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                return _page(request, 422, error={"message": f"the file '{upload.filename}' is not UTF-8 text (byte "
+                                                  f"{exc.start}): expected a JSON patient record or FHIR Bundle",
+                                                  "issues": []}, as_of=as_of_text)
         ctx: dict[str, Any] = {"patient_text": text, "as_of": as_of_text}
         if not text.strip():
             return _page(request, 422, error={"message": "paste a patient JSON or a FHIR Bundle, or choose a file",
