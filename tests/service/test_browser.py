@@ -1,6 +1,7 @@
 """Browser tests: Playwright for Python driving Debian's chromium (/usr/bin/chromium) against a
 real uvicorn server on loopback: search, open a monograph, follow a citation, run an assessment
-from an uploaded file, print view, and basic accessibility of every page kind."""
+from an uploaded file (with and without JavaScript), print view, and accessibility of every page kind
+(structure checks of our own plus axe-core's WCAG 2.1 A/AA rules, contrast included)."""
 
 from __future__ import annotations
 
@@ -158,6 +159,39 @@ def test_pages_have_one_h1_labelled_inputs_and_a_language(page: Any, server: str
     assert unlabelled == []
     levels = page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1])")
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), levels  # no skipped levels
+
+
+A11Y_PAGES = ["/", "/drugs", "/drugs/rituximab", "/manifestations/enteropathy", "/classes/calcineurin-inhibitors",
+              "/sources", "/search?q=tacrolimus", "/assess", "/rules", "/registry/login"]
+
+
+@pytest.mark.parametrize("path", A11Y_PAGES)
+def test_pages_pass_the_axe_wcag_aa_checks(page: Any, server: str, path: str) -> None:
+    """axe-core (bundled with axe-playwright-python, run offline) over WCAG 2.x A and AA: contrast,
+    names, landmarks, list and table structure, language."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.goto(server + path)
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
+                                                                              "wcag21aa"]},
+                                       "resultTypes": ["violations"]})
+    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
+    assert found == [], found
+
+
+def test_an_assessment_report_passes_the_axe_wcag_aa_checks(page: Any, server: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.goto(f"{server}/assess")
+    page.get_by_label("Patient JSON or FHIR Bundle").fill((EXAMPLES / "example-bundle.json").read_text())
+    page.get_by_label("Assessment date").fill("2026-11-25")
+    page.get_by_role("button", name="Assess").click()
+    page.locator("#report").wait_for()
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
+                                                                              "wcag21aa"]},
+                                       "resultTypes": ["violations"]})
+    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
+    assert found == [], found
 
 
 def test_api_docs_render_from_local_files_only(page: Any, server: str) -> None:
