@@ -402,3 +402,32 @@ def test_a_non_ipex_record_that_cannot_be_assessed_gets_no_cards(dev_client: Tes
     body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # drop the IPEX Condition
     resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
     assert resp.status_code == 200 and resp.json() == {"cards": []}
+
+
+def test_openapi_still_describes_the_cds_request_body(dev_client: TestClient) -> None:
+    """The service route reads its body itself (for speed); the document must still say what it takes."""
+    spec = dev_client.get("/openapi.json").json()
+    op = spec["paths"]["/cds-services/{service_id}"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CdsRequest"}
+    req = spec["components"]["schemas"]["CdsRequest"]
+    assert {"hook", "hookInstance", "context"} <= set(req["required"])
+    assert "FhirAuthorization" in spec["components"]["schemas"]
+
+
+def test_a_body_not_declared_as_json_is_415_and_a_schema_violation_is_422_with_paths(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", content=json.dumps(body),
+                           headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 415 and "application/json" in resp.json()["message"]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", content=json.dumps(body),
+                           headers={"Content-Type": "application/fhir+json; charset=utf-8"})
+    assert resp.status_code == 200
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json={**body, "hookInstance": 42, "context": []})
+    assert resp.status_code == 422
+    assert {i["path"] for i in resp.json()["issues"]} == {"$.hookInstance", "$.context"}
+
+
+def test_authentication_comes_before_reading_the_body(client: TestClient) -> None:
+    resp = client.post("/cds-services/ipexrx-patient-view", content=b"{not json",
+                       headers={"Content-Type": "application/json"})
+    assert resp.status_code == 401 and resp.json() == {"error": "unauthorized"}

@@ -255,4 +255,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     if settings.dev_mode:
         app.add_middleware(DevModeMarker)
+    _describe_cds_body(app)
     return app
+
+
+def _describe_cds_body(app: FastAPI) -> None:
+    """The CDS service route reads its body itself (cds/body.py); add the body's models to the OpenAPI
+    components so /openapi.json and /docs still describe it."""
+    from .cds.body import add_schemas
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_schemas(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,11 +1,14 @@
 """Background writer for the cards we issue (``cds_card``), so a CDS call never waits on the
-database: rows are queued and written in batches by one thread per worker process."""
+database: each call's cards are queued as one item, and one thread per worker process turns them
+into rows and writes them in batches (building the rows there keeps that work off the request)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..storage import Database
@@ -14,25 +17,34 @@ log = logging.getLogger("ipexrx.service.cardlog")
 
 BATCH = 500
 INTERVAL_SECONDS = 0.2
-MAX_QUEUED = 100_000  # beyond this, rows are dropped (and counted) rather than exhausting memory
+MAX_QUEUED = 20_000  # hook calls waiting; beyond this, cards are dropped (and counted), not memory exhausted
 
 
 class CardLog:
     def __init__(self, db: Database):
         self.db = db
-        self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=MAX_QUEUED)
+        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=MAX_QUEUED)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.dropped = 0
 
-    def record(self, rows: list[dict[str, Any]]) -> None:
+    def record_call(self, service_id: str, hook_instance: str, issued: Sequence[tuple[dict[str, Any], Any]],
+                    issuer: str | None, tenant: str | None) -> None:
+        """Queue the cards of one hook call: ``issued`` pairs each card with the template (alert id, rule)
+        it came from. Beyond MAX_QUEUED waiting calls, the call's cards are dropped and counted."""
         self._ensure_thread()
-        for row in rows:
-            try:
-                self._q.put_nowait(row)
-            except queue.Full:
-                self.dropped += 1
+        try:
+            self._q.put_nowait((service_id, hook_instance, tuple(issued), issuer, tenant, dt.datetime.now(dt.UTC)))
+        except queue.Full:
+            self.dropped += len(issued)
+
+    @staticmethod
+    def _rows(item: tuple[Any, ...]) -> list[dict[str, Any]]:
+        service_id, hook_instance, issued, issuer, tenant, now = item
+        return [{"uuid": card["uuid"], "service_id": service_id, "hook_instance": hook_instance[:200],
+                 "alert_id": t.alert_id[:500], "rule": t.rule, "indicator": card["indicator"], "issued_at": now,
+                 "issuer": issuer, "tenant": tenant} for card, t in issued]
 
     def flush(self) -> None:
         """Write everything queued so far (called before feedback is read back, and at shutdown)."""
@@ -64,7 +76,7 @@ class CardLog:
         out: list[dict[str, Any]] = []
         while len(out) < BATCH:
             try:
-                out.append(self._q.get_nowait())
+                out.extend(self._rows(self._q.get_nowait()))
             except queue.Empty:
                 break
         return out

@@ -6,14 +6,14 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..deps import cds_auth, db_of, public_base, settings_of
 from ..errors import ERROR_RESPONSES, ApiError, ErrorBody
 from ..fastjson import FastJSONResponse, FastJSONRoute
 from ..security import AuthContext
+from .body import OPENAPI_BODY, read_cds_request
 from .models import (
-    CdsRequest,
     CdsResponse,
     Discovery,
     FeedbackList,
@@ -54,16 +54,17 @@ def _service(service_id: str) -> Any:
                400: {"model": ErrorBody, "description": "Wrong hook for this service, or the body is not JSON."},
                412: {"description": "Prefetch missing and the FHIR server could not supply it "
                      "(body: an OperationOutcome).",
-                     "content": {"application/fhir+json": {"schema": {"type": "object"}}}}},
+                     "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+               415: {"model": ErrorBody, "description": "The body is not declared as JSON."}},
     summary="Call a CDS service (patient-view, order-select or order-sign)",
+    openapi_extra=OPENAPI_BODY,
 )
-async def call_service(
-    service_id: str,
-    request: Request,
-    body: CdsRequest = Body(...),
-    auth: AuthContext = Depends(cds_auth),
-) -> JSONResponse:
+async def call_service(service_id: str, request: Request) -> Response:
+    # The hot path: JWT, body and answer handled here rather than by FastAPI's dependency and body
+    # machinery (see cds/body.py for why); the checks and the errors are the same.
+    auth = await cds_auth(request)
     svc = _service(service_id)
+    body = await read_cds_request(request)
     if body.hook != svc.hook:
         raise ApiError(400, "wrong_hook", f"service '{svc.id}' answers the '{svc.hook}' hook, got '{body.hook}'",
                        issues=[{"path": "$.hook", "expected": svc.hook, "got": repr(body.hook)}])
@@ -75,12 +76,7 @@ async def call_service(
     except PrefetchUnavailable as exc:
         return JSONResponse(exc.operation_outcome(), status_code=412, media_type="application/fhir+json")
     if issued:
-        now = dt.datetime.now(dt.UTC)
-        request.app.state.cardlog.record([
-            {"uuid": card["uuid"], "service_id": svc.id, "hook_instance": body.hookInstance[:200],
-             "alert_id": t.alert_id[:500], "rule": t.rule, "indicator": card["indicator"], "issued_at": now,
-             "issuer": auth.issuer, "tenant": auth.tenant}
-            for card, t in issued])
+        request.app.state.cardlog.record_call(svc.id, body.hookInstance, issued, auth.issuer, auth.tenant)
     return FastJSONResponse({"cards": [card for card, _ in issued]})
 
 
