@@ -9,8 +9,9 @@ at 32 connections:
 * ``drug-page``           GET  /drugs/sirolimus                     (HTML monograph)
 * ``patient-view``        POST /cds-services/ipexrx-patient-view    (JWT, realistic prefetch: the
                           same patient every time, as when an EHR reopens a chart -> analysis cache hit)
-* ``patient-view-distinct`` the same, but cycling through 1,000 distinct patients (cache miss: the
-                          full FHIR read + assessment on every call)
+* ``patient-view-distinct`` the same, but every wrk thread cycles through its own 2,000 distinct
+                          patients, more than a worker's analysis cache holds (512): a cache miss,
+                          the full FHIR read + assessment, on every call
 
 The CDS scenarios run once per JWT algorithm (``--algs``, default both): a P-384 signature check
 costs the server about 0.5 ms of CPU (OpenSSL; ``openssl speed ecdsap384``), an RSA one about
@@ -44,6 +45,7 @@ from ipexrx.service.cds import samples
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER = "https://bench-ehr.example.org"
+DISTINCT = 4000  # distinct patients, split between the wrk threads
 
 LUA = r"""
 local nthreads = %(nthreads)d
@@ -78,7 +80,11 @@ end
 
 BODIES_LOADER = r"""
   local f = io.open("%s", "r")
-  for line in f:lines() do table.insert(bodies, line) end
+  local k = 0
+  for line in f:lines() do
+    if k %% nthreads == id then table.insert(bodies, line) end  -- each wrk thread its own bodies
+    k = k + 1
+  end
   f:close()
 """
 
@@ -215,7 +221,7 @@ def main() -> None:
             for _ in range(2000):
                 one["hookInstance"] = str(uuid.uuid4())
                 fh.write(json.dumps(one, separators=(",", ":")) + "\n")
-        distinct_bodies(1000, tmp / "pv-distinct.ndjson")
+        distinct_bodies(DISTINCT, tmp / "pv-distinct.ndjson")
         scenarios = {
             "discovery": ("GET", "/cds-services", None),
             "drug-page": ("GET", "/drugs/sirolimus", None),

@@ -170,6 +170,28 @@ def test_ipexrx_serve_starts_everything_on_one_port(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=15)
     assert f"http://127.0.0.1:{port}/" in out
     assert "no CDS client configured" in err
+    assert '"GET / HTTP/1.1"' not in out + err  # no access log at warning level
+
+
+def test_ipexrx_serve_logs_each_request_at_info_level(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--port", str(port), "--log-level", "info"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "ipexrx serve did not answer within 30 s"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert '"GET /api/v1/version HTTP/1.1" 200' in out  # uvicorn's access log goes to stdout
 
 
 def test_ipexrx_serve_on_a_busy_port_fails_cleanly() -> None:

@@ -70,5 +70,7 @@ def serve(
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(f"{url}/")).start()
+    # No access log above "info": it would be discarded anyway, after being formatted on every request.
+    access_log = LOG_LEVELS.index(log_level) >= LOG_LEVELS.index("info")
     uvicorn.run("ipexrx.service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, server_header=False, proxy_headers=False)
+                log_level=log_level, access_log=access_log, server_header=False, proxy_headers=False)
