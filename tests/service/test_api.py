@@ -141,22 +141,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_ipexrx_serve_starts_everything_on_one_port(tmp_path: Path) -> None:
-    port = _free_port()
+def _serve(tmp_path: Path, port: int, log_level: str) -> subprocess.Popen[str]:
+    """``ipexrx serve`` as a user runs it (production mode, its own database)."""
     env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     env.pop("IPEXRX_DEV_MODE", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--port", str(port), "--log-level", "warning"],
+    return subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--port", str(port), "--log-level", log_level],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _first_answer(proc: subprocess.Popen[str], url: str) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return str(urllib.request.urlopen(url, timeout=2).read().decode())
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "ipexrx serve did not answer within 30 s"
+            time.sleep(0.2)
+
+
+def test_ipexrx_serve_starts_everything_on_one_port(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _serve(tmp_path, port, "warning")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "ipexrx serve did not answer within 30 s"
-                time.sleep(0.2)
+        home = _first_answer(proc, f"http://127.0.0.1:{port}/")
         assert "IPEX" in home and "Manifestations and their options" in home
         api: Any = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version").read())
         assert api["software"]
@@ -175,19 +183,9 @@ def test_ipexrx_serve_starts_everything_on_one_port(tmp_path: Path) -> None:
 
 def test_ipexrx_serve_logs_each_request_at_info_level(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "IPEXRX_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    proc = subprocess.Popen([sys.executable, "-m", "ipexrx", "serve", "--port", str(port), "--log-level", "info"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _serve(tmp_path, port, "info")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "ipexrx serve did not answer within 30 s"
-                time.sleep(0.2)
+        _first_answer(proc, f"http://127.0.0.1:{port}/api/v1/version")
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)

@@ -161,6 +161,15 @@ def test_pages_have_one_h1_labelled_inputs_and_a_language(page: Any, server: str
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), levels  # no skipped levels
 
 
+def _axe_violations(page: Any) -> list[tuple[str, str, list[Any]]]:
+    """axe-core's WCAG 2.0/2.1 A and AA violations on the page: (rule, impact, first offending nodes)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}, "resultTypes": ["violations"]})
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
+
+
 A11Y_PAGES = ["/", "/drugs", "/drugs/rituximab", "/manifestations/enteropathy", "/classes/calcineurin-inhibitors",
               "/sources", "/search?q=tacrolimus", "/assess", "/rules", "/registry/login"]
 
@@ -169,29 +178,17 @@ A11Y_PAGES = ["/", "/drugs", "/drugs/rituximab", "/manifestations/enteropathy", 
 def test_pages_pass_the_axe_wcag_aa_checks(page: Any, server: str, path: str) -> None:
     """axe-core (bundled with axe-playwright-python, run offline) over WCAG 2.x A and AA: contrast,
     names, landmarks, list and table structure, language."""
-    from axe_playwright_python.sync_playwright import Axe
-
     page.goto(server + path)
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
-                                                                              "wcag21aa"]},
-                                       "resultTypes": ["violations"]})
-    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
-    assert found == [], found
+    assert _axe_violations(page) == []
 
 
 def test_an_assessment_report_passes_the_axe_wcag_aa_checks(page: Any, server: str) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
     page.goto(f"{server}/assess")
     page.get_by_label("Patient JSON or FHIR Bundle").fill((EXAMPLES / "example-bundle.json").read_text())
     page.get_by_label("Assessment date").fill("2026-11-25")
     page.get_by_role("button", name="Assess").click()
     page.locator("#report").wait_for()
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
-                                                                              "wcag21aa"]},
-                                       "resultTypes": ["violations"]})
-    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
-    assert found == [], found
+    assert _axe_violations(page) == []
 
 
 def test_api_docs_render_from_local_files_only(page: Any, server: str) -> None:
