@@ -72,7 +72,8 @@ function request()
   local body = nil
   if #bodies > 0 then
     headers["Content-Type"] = "application/json"
-    body = bodies[((i - 1) %% #bodies) + 1]
+    local b = bodies[((i - 1) %% #bodies) + 1]
+    body = b[1] .. id .. "-" .. i .. b[2]  -- a new hookInstance on every call, as the spec demands
   end
   return wrk.format("%(method)s", "%(path)s", headers, body)
 end
@@ -82,7 +83,10 @@ BODIES_LOADER = r"""
   local f = io.open("%s", "r")
   local k = 0
   for line in f:lines() do
-    if k %% nthreads == id then table.insert(bodies, line) end  -- each wrk thread its own bodies
+    if k %% nthreads == id then  -- each wrk thread its own bodies, split around the hookInstance slot
+      local a, b = string.find(line, "@HOOK@", 1, true)
+      table.insert(bodies, {line:sub(1, a - 1), line:sub(b + 1)})
+    end
     k = k + 1
   end
   f:close()
@@ -144,12 +148,13 @@ def sign_tokens(key: Any, alg: str, aud: str, n: int, path: Path) -> None:
 
 def distinct_bodies(n: int, path: Path) -> None:
     base = samples.load("patient_view")
+    run = str(uuid.uuid4())
     with path.open("w") as fh:
         for i in range(n):
             body = copy.deepcopy(base)
             pid = f"bench-{i}"
             body["context"]["patientId"] = pid
-            body["hookInstance"] = str(uuid.uuid4())
+            body["hookInstance"] = run + "-@HOOK@"  # wrk fills in a per-call number
             body["prefetch"]["patient"]["id"] = pid
             obs = body["prefetch"]["observations"]["entry"]
             obs[0]["resource"]["valueQuantity"]["value"] = 15 + (i % 200) / 10  # a different weight each
@@ -215,12 +220,10 @@ def main() -> None:
             urllib.request.urlopen(f"{base}/drugs/sirolimus", timeout=10).read()
 
         n_tokens = args.max_rate * args.duration
-        pv_body = tmp / "pv.ndjson"  # one patient; a new hookInstance per call, as EHRs send
+        pv_body = tmp / "pv.ndjson"  # one patient; wrk gives every call a new hookInstance, as EHRs do
         one = samples.load("patient_view")
-        with pv_body.open("w") as fh:
-            for _ in range(2000):
-                one["hookInstance"] = str(uuid.uuid4())
-                fh.write(json.dumps(one, separators=(",", ":")) + "\n")
+        one["hookInstance"] = str(uuid.uuid4()) + "-@HOOK@"
+        pv_body.write_text("\n".join([json.dumps(one, separators=(",", ":"))] * args.threads) + "\n")
         distinct_bodies(DISTINCT, tmp / "pv-distinct.ndjson")
         scenarios = {
             "discovery": ("GET", "/cds-services", None),
@@ -261,6 +264,10 @@ def main() -> None:
         from ipexrx.storage.replay import default_replay_dir
 
         db = Database(env["IPEXRX_DATABASE_URL"])
+        with db.engine.connect() as conn:  # the server flushed its card logs on shutdown
+            cards = conn.exec_driver_sql("SELECT count(*), count(DISTINCT hook_instance) FROM cds_card").one()
+        print(f"cards logged by the server: {cards[0]} from {cards[1]} hook calls with cards "
+              "(each CDS call with cards must appear; compare with the request counts above)")
         shutil.rmtree(default_replay_dir(db), ignore_errors=True)  # the server's replay store (memory fs)
         db.dispose()
         shutil.rmtree(tmp, ignore_errors=True)

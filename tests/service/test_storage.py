@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,16 +54,64 @@ def test_database_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert default_database_url() == f"sqlite:///{tmp_path / 'ipexrx' / 'ipexrx.sqlite3'}"
 
 
-def test_issued_cards_are_recorded_once_per_uuid(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'd.sqlite3'}")
-    db.migrate()
-    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated service database on SQLite, and on a fresh PostgreSQL database when
+    ``$IPEXRX_TEST_POSTGRES_URL`` names a server (``.ci/run`` starts one)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'any.sqlite3'}")
+        db.migrate()
+        yield db
+        db.dispose()
+        return
+    admin = os.environ.get("IPEXRX_TEST_POSTGRES_URL")
+    if not admin:
+        pytest.skip("PostgreSQL variant: set IPEXRX_TEST_POSTGRES_URL")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"ipexrx_svc_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    db = Database(url.set(database=name).render_as_string(hide_password=False))
+    try:
+        db.migrate()
+        yield db
+    finally:
+        db.dispose()
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_issued_cards_are_recorded_once_per_uuid(any_db: Database) -> None:
+    db = any_db
+    now = dt.datetime(2026, 11, 25, 10, 30, 5, 123456, tzinfo=dt.UTC)
     row = {"uuid": "u1", "service_id": "s", "hook_instance": "h", "alert_id": "a", "rule": "r", "indicator": "info",
            "issued_at": now}
     db.add_cards([row, row])
-    db.add_cards([row, {**row, "uuid": "u2", "rule": "r2"}])  # a repeated hook call
+    db.add_cards([row, {**row, "uuid": "u2", "rule": "r2", "tenant": "t"}])  # a repeated hook call
     cards = db.cards_by_uuid(["u1", "u2", "u3"])
-    assert sorted(cards) == ["u1", "u2"] and cards["u2"].rule == "r2"
+    assert sorted(cards) == ["u1", "u2"] and cards["u2"].rule == "r2" and cards["u2"].tenant == "t"
+    issued = cards["u1"].issued_at
+    assert (issued if issued.tzinfo else issued.replace(tzinfo=dt.UTC)) == now  # read back as written
+    assert cards["u1"].issuer is None
+
+
+def test_many_cards_go_in_several_statements_and_odd_text_is_stored_verbatim(any_db: Database) -> None:
+    from ipexrx.storage import db as dbmod
+
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    n = 2 * dbmod.CARD_ROWS_PER_STATEMENT + 7
+    rows = [{"uuid": f"c{i}", "service_id": "s", "hook_instance": "h'); DROP TABLE cds_card; --",
+             "alert_id": "a % %s ? :x", "rule": "r", "indicator": "warning", "issued_at": now} for i in range(n)]
+    any_db.add_cards(rows)
+    cards = any_db.cards_by_uuid([f"c{i}" for i in range(n)])
+    assert len(cards) == n
+    assert cards["c3"].hook_instance == "h'); DROP TABLE cds_card; --" and cards["c3"].alert_id == "a % %s ? :x"
+    with pytest.raises(ValueError, match="no column"):
+        any_db.add_cards([{**rows[0], "uuid": "x", "patient_name": "never stored"}])
 
 
 @pytest.mark.parametrize("kind", ["file", "database"])

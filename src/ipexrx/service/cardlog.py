@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..storage import Database
 
 log = logging.getLogger("ipexrx.service.cardlog")
 
-BATCH = 500
+BATCH = 200
 INTERVAL_SECONDS = 0.2
 MAX_QUEUED = 20_000  # hook calls waiting; beyond this, cards are dropped (and counted), not memory exhausted
 
@@ -88,8 +89,18 @@ class CardLog:
             log.warning("could not record %d issued card(s): %s", len(batch), type(exc).__name__)
 
     def _run(self) -> None:
+        # Each tick writes everything queued (a busy service queues thousands of rows a second), in
+        # small batches with a pause between them: the thread needs the GIL to build rows, and a
+        # long hold would stall the event loop, i.e. the very CDS calls being logged.
         while not self._stop.wait(INTERVAL_SECONDS):
+            self._tick()
+
+    def _tick(self) -> None:
+        while True:
             with self._lock:
                 batch = self._drain()
                 if batch:
                     self._write(batch)
+            if len(batch) < BATCH:
+                return
+            time.sleep(0.001)

@@ -1,0 +1,68 @@
+"""The card log: every card a CDS call returns is written, even when calls outpace one batch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from ipexrx.service import cardlog
+from ipexrx.service.cardlog import CardLog
+from ipexrx.storage import Database
+
+
+@dataclass(frozen=True)
+class _Template:
+    alert_id: str
+    rule: str
+
+
+def _issued(call: int, n: int) -> list[tuple[dict[str, str], _Template]]:
+    return [({"uuid": f"card-{call}-{i}", "indicator": "warning"}, _Template(f"alert-{i}", "interaction"))
+            for i in range(n)]
+
+
+def _count(db: Database) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM cds_card").scalar_one())
+
+
+def test_one_tick_writes_everything_queued_not_just_one_batch(db_url: str) -> None:
+    db = Database(db_url)
+    log = CardLog(db)
+    calls = 3 * cardlog.BATCH  # 3 cards each: nine batches' worth
+    for c in range(calls):
+        log.record_call("ipexrx-patient-view", f"hook-{c}", _issued(c, 3), "https://ehr.example.org", None)
+    log._tick()  # what the writer thread does every INTERVAL_SECONDS
+    assert _count(db) == 3 * calls and log.dropped == 0
+    rows = db.cards_by_uuid(["card-7-2"])
+    assert rows["card-7-2"].rule == "interaction" and rows["card-7-2"].alert_id == "alert-2"
+    db.dispose()
+
+
+def test_the_writer_thread_writes_queued_cards_within_moments(db_url: str) -> None:
+    db = Database(db_url)
+    log = CardLog(db)
+    log.start()
+    log.record_call("ipexrx-order-sign", "hook-x", _issued(0, 2), None, "tenant-a")
+    deadline = time.monotonic() + 10
+    while _count(db) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.close()
+    assert _count(db) == 2
+    db.dispose()
+
+
+def test_calls_beyond_the_queue_limit_are_counted_as_dropped_not_kept(db_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cardlog, "MAX_QUEUED", 2)
+    db = Database(db_url)
+    log = CardLog(db)
+    log._ensure_thread = lambda: None  # type: ignore[method-assign]  # no writer: the queue only fills
+    for c in range(4):
+        log.record_call("ipexrx-patient-view", f"hook-{c}", _issued(c, 2), None, None)
+    assert log.dropped == 4  # two calls of two cards did not fit
+    log.flush()
+    assert _count(db) == 4
+    db.dispose()
