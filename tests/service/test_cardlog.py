@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -66,3 +68,26 @@ def test_calls_beyond_the_queue_limit_are_counted_as_dropped_not_kept(db_url: st
     log.flush()
     assert _count(db) == 4
     db.dispose()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="per-thread niceness is a Linux feature")
+def test_the_writer_thread_runs_at_a_lower_priority_than_the_server(db_url: str) -> None:
+    db = Database(db_url)
+    log = CardLog(db)
+    log.start()
+    try:
+        deadline = time.monotonic() + 5
+        tid = log._thread.native_id if log._thread is not None else None
+        while tid is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        nice = None
+        while time.monotonic() < deadline:  # the thread lowers its own priority as it starts
+            nice = os.getpriority(os.PRIO_PROCESS, tid)  # type: ignore[arg-type]
+            if nice >= os.getpriority(os.PRIO_PROCESS, 0) + 1:
+                break
+            time.sleep(0.01)
+        assert nice is not None and nice > os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        log.close()
+        db.dispose()
