@@ -49,6 +49,7 @@ DISTINCT = 4000  # distinct patients, split between the wrk threads
 
 LUA = r"""
 local nthreads = %(nthreads)d
+local nonce = "%(nonce)s"  -- new for every wrk run: hookInstances never repeat across runs
 local counter = 0
 function setup(thread)
   thread:set("id", counter)
@@ -73,7 +74,7 @@ function request()
   if #bodies > 0 then
     headers["Content-Type"] = "application/json"
     local b = bodies[((i - 1) %% #bodies) + 1]
-    body = b[1] .. id .. "-" .. i .. b[2]  -- a new hookInstance on every call, as the spec demands
+    body = b[1] .. nonce .. "-" .. id .. "-" .. i .. b[2]  -- a new hookInstance on every call, as the spec demands
   end
   return wrk.format("%(method)s", "%(path)s", headers, body)
 end
@@ -243,7 +244,8 @@ def main() -> None:
                 sign_tokens(keys[alg], alg, base + path, n_tokens if path.startswith("/cds") else args.threads,
                             tokens)
                 script = tmp / f"{name}-{alg}.lua"
-                script.write_text(LUA % {"nthreads": args.threads, "tokens": tokens, "method": method, "path": path,
+                script.write_text(LUA % {"nthreads": args.threads, "nonce": uuid.uuid4().hex, "tokens": tokens,
+                                         "method": method, "path": path,
                                          "bodies_loader": BODIES_LOADER % bodies if bodies else ""})
                 res = run_wrk(base + path, script, args)
                 if args.verbose:

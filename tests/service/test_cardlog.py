@@ -56,8 +56,8 @@ def test_the_writer_thread_writes_queued_cards_within_moments(db_url: str) -> No
     db.dispose()
 
 
-def test_calls_beyond_the_queue_limit_are_counted_as_dropped_not_kept(db_url: str,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calls_beyond_the_queue_limit_are_counted_as_dropped_not_kept(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(cardlog, "MAX_QUEUED", 2)
     db = Database(db_url)
     log = CardLog(db)
@@ -65,6 +65,7 @@ def test_calls_beyond_the_queue_limit_are_counted_as_dropped_not_kept(db_url: st
     for c in range(4):
         log.record_call("ipexrx-patient-view", f"hook-{c}", _issued(c, 2), None, None)
     assert log.dropped == 4  # two calls of two cards did not fit
+    assert caplog.text.count("card log queue full") == 1  # said once, not per dropped call
     log.flush()
     assert _count(db) == 4
     db.dispose()

@@ -31,6 +31,7 @@ class CardLog:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.dropped = 0
+        self._last_drop_warning = -1e9
 
     def record_call(self, service_id: str, hook_instance: str, issued: Sequence[tuple[dict[str, Any], Any]],
                     issuer: str | None, tenant: str | None) -> None:
@@ -41,6 +42,11 @@ class CardLog:
             self._q.put_nowait((service_id, hook_instance, tuple(issued), issuer, tenant, dt.datetime.now(dt.UTC)))
         except queue.Full:
             self.dropped += len(issued)
+            now = time.monotonic()
+            if now - self._last_drop_warning > 10:  # say so, but not once per call
+                self._last_drop_warning = now
+                log.warning("card log queue full (%d calls waiting): %d issued card(s) not recorded so far; "
+                            "feedback on them cannot be traced to its rule", MAX_QUEUED, self.dropped)
 
     @staticmethod
     def _rows(item: tuple[Any, ...]) -> list[dict[str, Any]]:
