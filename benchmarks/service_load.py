@@ -2,7 +2,7 @@
 
 Starts the server as a user would in production (``ipexrx serve --workers N``, JWT verification
 ON with a real key set: a P-384 key for ES384 and an RSA-2048 key for RS384), pre-signs one JWT
-per request (every ``jti`` is used once, as the replay check demands), and drives four scenarios
+per request (every ``jti`` is used once, as the replay check demands), and drives five scenarios
 at 32 connections:
 
 * ``discovery``           GET  /cds-services                        (JWT verified)
@@ -12,6 +12,8 @@ at 32 connections:
 * ``patient-view-distinct`` the same, but every wrk thread cycles through its own 2,000 distinct
                           patients, more than a worker's analysis cache holds (512): a cache miss,
                           the full FHIR read + assessment, on every call
+* ``patient-view-not-ipex`` distinct patients as above, without an IPEX diagnosis: what nearly every
+                          chart an EHR opens looks like (no cards; decided from the Conditions)
 
 The CDS scenarios run once per JWT algorithm (``--algs``, default both): a P-384 signature check
 costs the server about 0.5 ms of CPU (OpenSSL; ``openssl speed ecdsap384``), an RSA one about
@@ -147,8 +149,11 @@ def sign_tokens(key: Any, alg: str, aud: str, n: int, path: Path) -> None:
             fh.writelines(t + "\n" for t in chunk)
 
 
-def distinct_bodies(n: int, path: Path) -> None:
+def distinct_bodies(n: int, path: Path, ipex: bool = True) -> None:
     base = samples.load("patient_view")
+    if not ipex:  # the same record without its IPEX diagnosis: what nearly every chart opened looks like
+        conds = base["prefetch"]["conditions"]["entry"]
+        base["prefetch"]["conditions"]["entry"] = [e for e in conds if "IPEX" not in json.dumps(e)]
     run = str(uuid.uuid4())
     with path.open("w") as fh:
         for i in range(n):
@@ -226,11 +231,13 @@ def main() -> None:
         one["hookInstance"] = str(uuid.uuid4()) + "-@HOOK@"
         pv_body.write_text("\n".join([json.dumps(one, separators=(",", ":"))] * args.threads) + "\n")
         distinct_bodies(DISTINCT, tmp / "pv-distinct.ndjson")
+        distinct_bodies(DISTINCT, tmp / "pv-not-ipex.ndjson", ipex=False)
         scenarios = {
             "discovery": ("GET", "/cds-services", None),
             "drug-page": ("GET", "/drugs/sirolimus", None),
             "patient-view": ("POST", "/cds-services/ipexrx-patient-view", pv_body),
             "patient-view-distinct": ("POST", "/cds-services/ipexrx-patient-view", tmp / "pv-distinct.ndjson"),
+            "patient-view-not-ipex": ("POST", "/cds-services/ipexrx-patient-view", tmp / "pv-not-ipex.ndjson"),
         }
         print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}; workers: {args.workers}; "
               f"{args.connections} connections, {args.threads} wrk threads, {args.duration} s each")

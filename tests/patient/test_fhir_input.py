@@ -165,3 +165,49 @@ def test_contained_medication_and_qualitative_interpretation() -> None:
     data = _read(_bundle(req, hbs))
     assert [(m.drug_id, m.status) for m in data.meds] == [("rituximab", "planned")]
     assert [(r.kind.id, r.qualitative) for r in data.labs] == [("hbsag", "negative")]
+
+
+def _conditions_bundle(*codes: dict[str, Any], verification: str | None = None) -> dict[str, Any]:
+    conds = []
+    for code in codes:
+        c: dict[str, Any] = {"resourceType": "Condition", "subject": SUBJ, "code": code}
+        if verification:
+            c["verificationStatus"] = {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]}
+        conds.append(c)
+    res = [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2020-01-01"}, *conds,
+           _obs("29463-7", {"value": 12.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"})]
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in res]}
+
+
+BUNDLES_BY_DIAGNOSIS = {
+    "ipex-text": (_conditions_bundle({"text": "IPEX syndrome"}), "ipex"),
+    "ipex-snomed": (_conditions_bundle({"coding": [{"system": "http://snomed.info/sct", "code": "724276006"}]}),
+                    "ipex"),
+    "ipex-like": (_conditions_bundle({"text": "IPEX-like syndrome (LRBA deficiency)"}), "ipex-like"),
+    "refuted-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="refuted"), "unconfirmed"),
+    "asthma-only": (_conditions_bundle({"text": "Asthma"}), "unconfirmed"),
+    "no-conditions": (_conditions_bundle(), "unconfirmed"),
+    "invalid-ipex-condition": (_conditions_bundle({"text": "IPEX syndrome", "coding": "not a list"}), "unconfirmed"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES_BY_DIAGNOSIS))
+def test_the_diagnosis_from_conditions_alone_is_what_the_full_read_finds(name: str) -> None:
+    """The CDS services decide 'not an IPEX patient' from the Conditions alone (fast path); that must
+    never differ from reading the whole record."""
+    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+
+    bundle, expected = BUNDLES_BY_DIAGNOSIS[name]
+    assert bundle_diagnosis(bundle) == expected
+    record, _, _ = read_bundle(bundle)
+    assert record["diagnosis"]["type"] == expected
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.fhir.json")), ids=lambda p: p.name)
+def test_the_diagnosis_from_conditions_alone_matches_on_the_examples(path: Path) -> None:
+    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+
+    bundle = json.loads(path.read_text())
+    record, _, _ = read_bundle(bundle)
+    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"] != "unconfirmed"

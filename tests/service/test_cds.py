@@ -404,6 +404,35 @@ def test_a_non_ipex_record_that_cannot_be_assessed_gets_no_cards(dev_client: Tes
     assert resp.status_code == 200 and resp.json() == {"cards": []}
 
 
+def test_an_ipex_patient_whose_patient_resource_is_unusable_gets_the_cannot_check_card(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    body["prefetch"]["patient"]["birthDate"] = "not-a-date"  # not valid FHIR: the Patient cannot be read
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200
+    (card,) = resp.json()["cards"]
+    assert "could not check" in card["summary"]
+    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # not IPEX: silence
+    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).json() == {"cards": []}
+
+
+def test_a_patient_without_ipex_is_answered_without_reading_the_rest_of_the_record(
+        dev_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nearly every chart an EHR opens is not an IPEX patient's: decided from the Conditions alone."""
+    from ipexrx.patient import reader
+    from ipexrx.service.cds import engine
+
+    engine._analysis_cache.clear()
+
+    def no_full_read(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the whole record was read for a patient without IPEX")
+
+    monkeypatch.setattr(reader, "load_record", no_full_read)
+    body = payload("patient_view")
+    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200 and resp.json() == {"cards": []}
+
+
 def test_openapi_still_describes_the_cds_request_body(dev_client: TestClient) -> None:
     """The service route reads its body itself (for speed); the document must still say what it takes."""
     spec = dev_client.get("/openapi.json").json()

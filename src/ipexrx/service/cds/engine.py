@@ -50,19 +50,6 @@ class Assembled:
         return self.origins[int(m.group(1))] + rest
 
 
-def _diagnosis_only(asm: Assembled) -> str:
-    """The diagnosis read from the Patient and Conditions alone ('unconfirmed' when that fails too)."""
-    from ...patient import PatientInputError
-    from ...patient.fhir import read_bundle
-
-    keep = [e for e in asm.bundle["entry"] if e["resource"].get("resourceType") in ("Patient", "Condition")]
-    try:
-        record, _, _ = read_bundle({"resourceType": "Bundle", "type": "collection", "entry": keep})
-    except PatientInputError:
-        return "unconfirmed"
-    return str(record.get("diagnosis", {}).get("type", "unconfirmed"))
-
-
 def _bad(path: str, expected: str, got: str, message: str) -> ApiError:
     return ApiError(422, "invalid_request", message, issues=[{"path": path, "expected": expected, "got": got}])
 
@@ -179,7 +166,7 @@ def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: d
     from ...assess import assess
     from ...knowledge import get_kb
     from ...patient import PatientInputError
-    from ...patient.fhir import relocate
+    from ...patient.fhir import bundle_diagnosis, relocate
     from ...patient.normalize import normalize
     from ...patient.reader import load_record
 
@@ -187,16 +174,16 @@ def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: d
     asm = assemble(svc, body, values)
     if asm.fixes:
         log.debug("hook %s: %d lenient repair(s): %s", body.hookInstance, len(asm.fixes), "; ".join(asm.fixes[:5]))
+    if bundle_diagnosis(asm.bundle, kb) == "unconfirmed":
+        # No IPEX or IPEX-like disorder (nearly every chart an EHR opens): nothing to say, decided from
+        # the Conditions alone, before the cost of reading the rest of the record.
+        return Analysis((), ())
     locations: dict[str, str] = {}
     try:
         record, warnings, locations = load_record(asm.bundle)
-        if record.diagnosis.type == "unconfirmed":
-            return Analysis((), ())  # no IPEX or IPEX-like disorder: this service has nothing to say
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
-        # Silence must not read as "no problem" for an IPEX patient; for anyone else, stay silent.
-        if _diagnosis_only(asm) == "unconfirmed":
-            return Analysis((), ())
+        # An IPEX patient whose record cannot be read safely: say so; silence would read as "no problem".
         issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got}
                        for i in exc.issues)
         log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
