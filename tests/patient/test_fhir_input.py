@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipexrx.knowledge import get_kb
 from ipexrx.patient import MalformedInputError, PatientInputError, read_patient
@@ -185,6 +187,13 @@ BUNDLES_BY_DIAGNOSIS = {
     "ipex-snomed": (_conditions_bundle({"coding": [{"system": "http://snomed.info/sct", "code": "724276006"}]}),
                     "ipex"),
     "ipex-like": (_conditions_bundle({"text": "IPEX-like syndrome (LRBA deficiency)"}), "ipex-like"),
+    "ipex-display-only": (_conditions_bundle({"coding": [{"system": "http://example.org/local", "code": "X1",
+                                                          "display": "Ipex syndrome"}]}), "ipex"),
+    "ipex-long-name": (_conditions_bundle({"text": "Immune dysregulation, polyendocrinopathy, enteropathy, X-linked"}),
+                       "ipex"),
+    "ipex-orpha": (_conditions_bundle({"coding": [{"system": "http://www.orpha.net", "code": "ORPHA:37042"}]}),
+                   "ipex"),
+    "ipex-omim": (_conditions_bundle({"coding": [{"system": "https://omim.org", "code": "#304790"}]}), "ipex"),
     "refuted-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="refuted"), "unconfirmed"),
     "asthma-only": (_conditions_bundle({"text": "Asthma"}), "unconfirmed"),
     "no-conditions": (_conditions_bundle(), "unconfirmed"),
@@ -211,3 +220,35 @@ def test_the_diagnosis_from_conditions_alone_matches_on_the_examples(path: Path)
     bundle = json.loads(path.read_text())
     record, _, _ = read_bundle(bundle)
     assert bundle_diagnosis(bundle) == record["diagnosis"]["type"] != "unconfirmed"
+
+
+_WORDS = ["IPEX", "ipex-like", "IPEX like", "Immune", "immune dysregulation,", "polyendocrinopathy", "syndrome",
+          "LRBA", "asthma", "enteropathy", "X-linked", "dysregulation", "FOXP3", "c.1150G>A", "refuted"]
+_CODINGS = [("http://snomed.info/sct", "724276006"), ("http://snomed.info/sct", "195967001"),
+            ("http://www.orpha.net", "ORPHA:37042"), ("http://www.orpha.net", "ORPHA:1234"),
+            ("https://omim.org", "304790"), ("https://omim.org", "#304790"),
+            ("http://hl7.org/fhir/sid/icd-10", "D82.8")]
+
+
+@given(st.lists(st.tuples(st.lists(st.sampled_from(_WORDS), max_size=6),
+                          st.lists(st.sampled_from(_CODINGS), max_size=2),
+                          st.sampled_from([None, "confirmed", "refuted"])), max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
+        conds: list[tuple[list[str], list[tuple[str, str]], str | None]]) -> None:
+    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+
+    resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p1", "gender": "male",
+                                        "birthDate": "2020-01-01"}]
+    for words, codings, verification in conds:
+        code: dict[str, Any] = {"coding": [{"system": s, "code": c} for s, c in codings]}
+        if words:
+            code["text"] = " ".join(words)
+        cond: dict[str, Any] = {"resourceType": "Condition", "subject": SUBJ, "code": code}
+        if verification:
+            cond["verificationStatus"] = {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]}
+        resources.append(cond)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+    record, _, _ = read_bundle(bundle)
+    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"]

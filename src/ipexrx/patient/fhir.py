@@ -21,6 +21,7 @@ exactly the same resolution and rules.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -205,7 +206,7 @@ def bundle_diagnosis(data: dict[str, Any], kb: KnowledgeBase | None = None) -> s
     conditions: list[tuple[str, Any]] = []
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "Condition":
+        if isinstance(res, dict) and res.get("resourceType") == "Condition" and _may_name_ipex(res):
             path = f"$.entry[{i}].resource"
             model = _validate(res, path, ctx)
             if model is not None:
@@ -301,6 +302,18 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
 
 
 _IPEX_CODES = {("http://snomed.info/sct", "724276006")}
+
+# Every string through which _conditions can recognise IPEX or an IPEX-like disorder in a
+# Condition's ``code`` (the only element its diagnosis decision reads): IPEX_WORDS ("ipex",
+# "immun... dysregulation, polyendocrinopathy"), "ipex-like", and the codes _is_ipex_code accepts.
+# A Condition whose code holds none of them cannot name IPEX, so it need not be validated to find
+# that out (validation is ~0.15 ms a resource). Keep in step with those two.
+_IPEX_NEEDLES = ("ipex", "dysregulation", "724276006", "37042", "304790")
+
+
+def _may_name_ipex(resource: dict[str, Any]) -> bool:
+    raw = json.dumps(resource.get("code"), ensure_ascii=False, default=str).lower()
+    return any(needle in raw for needle in _IPEX_NEEDLES)
 
 
 def _is_ipex_code(cc: Any) -> bool:
