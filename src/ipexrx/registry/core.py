@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..storage import Database
@@ -59,6 +59,10 @@ from .security import (
 )
 
 ROLES = ("clinician", "data_manager", "analyst", "admin")
+MAX_FAILED_LOGINS = 5
+LOCKOUT_MINUTES = 15
+LOGIN_REFUSED = (f"unknown user, wrong password or deactivated account (after {MAX_FAILED_LOGINS} failed sign-ins "
+                 f"in a row an account is locked for {LOCKOUT_MINUTES} minutes)")
 CENTRE_ROLES = frozenset({"clinician", "data_manager"})
 SESSION_HOURS = 12
 
@@ -129,6 +133,10 @@ def _dummy_hash() -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value  # SQLite returns naive UTC
 
 
 def row_dict(obj: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -315,21 +323,44 @@ class Registry:
         return Actor(u.id, u.username, u.role, u.centre_id)
 
     def authenticate(self, username: str, password: str) -> Actor:
-        """Check a password; the attempt (success or failure) is audited."""
+        """Check a password; every attempt (success, failure, refusal while locked) is audited.
+
+        MAX_FAILED_LOGINS consecutive failures lock the account for LOCKOUT_MINUTES: while locked,
+        even the right password is refused, so guessing is capped at a few tries per quarter hour.
+        The answer is the same whatever the reason (unknown user, wrong password, deactivated or
+        locked account), and each attempt costs one hash verification, so neither the message nor
+        the timing tells which usernames exist."""
         with self.tx() as s:
             u = s.scalar(select(User).where(User.username == username))
-            # An unknown user costs one hash verification too, so timing does not reveal which usernames exist.
-            ok, upgraded = verify_password(u.password_hash if u is not None else _dummy_hash(), password)
-            ok = ok and u is not None
+            now = _now()
+            locked = u is not None and u.locked_until is not None and _utc(u.locked_until) > now
+            ok, upgraded = verify_password(
+                u.password_hash if u is not None and not locked else _dummy_hash(), password)
+            ok = ok and u is not None and not locked
             if u is None or not ok or not u.active:
-                audit.append(s, audit.AuditActor(None, username, "anonymous"), "login-failed", "user", username)
-                failure = NotAuthenticated("unknown user, wrong password or deactivated account")
+                action = "login-refused-locked" if locked else "login-failed"
+                audit.append(s, audit.AuditActor(None, username, "anonymous"), action, "user", username)
+                if u is not None and not locked:
+                    self._count_failure(s, u, now)
+                failure = NotAuthenticated(LOGIN_REFUSED)
             else:
                 if upgraded:
                     u.password_hash = upgraded
+                u.failed_logins = 0
+                u.locked_until = None
                 audit.append(s, self._actor(u).audit(), "login", "user", u.id, centre_id=u.centre_id)
                 return self._actor(u)
         raise failure
+
+    def _count_failure(self, s: Session, u: User, now: dt.datetime) -> None:
+        # One atomic UPDATE ... RETURNING, so failures counted by several workers at once all count.
+        count = s.execute(update(User).where(User.id == u.id).values(failed_logins=User.failed_logins + 1)
+                          .returning(User.failed_logins)).scalar_one()
+        if count >= MAX_FAILED_LOGINS:
+            until = now + dt.timedelta(minutes=LOCKOUT_MINUTES)
+            s.execute(update(User).where(User.id == u.id).values(failed_logins=0, locked_until=until))
+            audit.append(s, audit.AuditActor(None, u.username, "anonymous"), "account-locked", "user", u.id,
+                         centre_id=u.centre_id, after={"locked_until": until.isoformat(), "failures": count})
 
     def issue_token(self, actor: Actor, label: str = "", *, kind: str = "api", ttl_days: int | None = 90) -> str:
         """A new bearer token for the acting user. The plain token is returned once and never stored."""
