@@ -64,6 +64,66 @@ def test_patient_visit_and_course_forms(world: World, web: TestClient) -> None:
     assert "sirolimus" in page and "gut, skin" in page and "2020-08-01" in page
 
 
+def test_manifestation_adverse_event_and_hsct_forms(world: World, web: TestClient) -> None:
+    csrf = _login(web)
+    url = f"/registry/patients/{world.pa}"
+    page = web.get(url).text
+    for legend in ("Add a manifestation episode", "Add an adverse event", "Record an HSCT", "Withdraw consent"):
+        assert legend in page
+    assert 'value="HP:0002028"' in page  # the HPO choices come from the knowledge base
+    r = web.post(url + "/manifestations", data={"csrf": csrf, "hpo_code": "HP:0000964", "onset_date": "2020-06-01"})
+    assert r.status_code == 303, r.text
+    r = web.post(url + "/adverse-events", data={"csrf": csrf, "date": "2020-07-01", "term": "Hypertension",
+                                                "grade": "2", "serious": "true"})
+    assert r.status_code == 303, r.text
+    r = web.post(url + "/hsct", data={"csrf": csrf, "date": "2021-01-15", "donor": "matched-unrelated",
+                                      "conditioning": "reduced-toxicity", "chimerism_donor_pct": "96",
+                                      "chimerism_date": "2021-04-15", "acute_gvhd_grade": "1", "chronic_gvhd": "none",
+                                      "pre_hsct_oi_score": "3"})
+    assert r.status_code == 303, r.text
+    rec = world.reg.get_patient(world.actors["clinician"], world.pa)
+    assert any(m["hpo_code"] == "HP:0000964" for m in rec["manifestations"])
+    (ae,) = rec["adverse_events"]
+    assert (ae["term"], ae["grade"], ae["serious"]) == ("Hypertension", 2, True)
+    (h,) = rec["hsct"]
+    assert (h["donor"], h["chimerism_donor_pct"], h["acute_gvhd_grade"]) == ("matched-unrelated", 96.0, 1)
+    page = web.get(url).text
+    assert "Hypertension" in page and "matched-unrelated" in page and "96.0%" in page
+
+
+def test_child_form_errors_are_listed_and_nothing_saved(world: World, web: TestClient) -> None:
+    csrf = _login(web)
+    url = f"/registry/patients/{world.pa}"
+    before = world.reg.get_patient(world.actors["clinician"], world.pa)
+    r = web.post(url + "/manifestations", data={"csrf": csrf, "hpo_code": "HP:0000964", "onset_date": "2020-06-01",
+                                                "resolution_date": "2020-01-01"})
+    assert r.status_code == 422 and "Not saved" in r.text
+    r = web.post(url + "/adverse-events", data={"csrf": csrf, "date": "2020-07-01", "term": "Rash", "grade": "7"})
+    assert r.status_code == 422 and "grade" in r.text
+    r = web.post(url + "/hsct", data={"csrf": csrf, "date": "2021-01-15", "donor": "a neighbour",
+                                      "conditioning": "none"})
+    assert r.status_code == 422 and "donor" in r.text
+    after = world.reg.get_patient(world.actors["clinician"], world.pa)
+    for key in ("manifestations", "adverse_events", "hsct"):
+        assert after[key] == before[key]
+
+
+def test_consent_withdrawal_needs_a_date_and_a_confirmation(world: World, web: TestClient) -> None:
+    csrf = _login(web)
+    url = f"/registry/patients/{world.pa}"
+    r = web.post(url + "/withdraw-consent", data={"csrf": csrf, "date": "2024-02-01"})
+    assert r.status_code == 422 and "confirm" in r.text
+    r = web.post(url + "/withdraw-consent", data={"csrf": csrf, "date": "yesterday", "confirm": "yes"})
+    assert r.status_code == 422 and "expected a date" in r.text
+    assert world.reg.get_patient(world.actors["clinician"], world.pa)["patient"]["consent_withdrawn_date"] is None
+    r = web.post(url + "/withdraw-consent", data={"csrf": csrf, "date": "2024-02-01", "confirm": "yes"})
+    assert r.status_code == 303, r.text
+    rec = world.reg.get_patient(world.actors["clinician"], world.pa)
+    assert str(rec["patient"]["consent_withdrawn_date"]) == "2024-02-01"
+    page = web.get(url).text
+    assert "Consent withdrawn on 2024-02-01" in page and "Withdraw consent</legend>" not in page
+
+
 def test_validation_errors_are_listed_and_nothing_saved(world: World, web: TestClient) -> None:
     csrf = _login(web)
     r = web.post(f"/registry/patients/{world.pa}/courses", data={

@@ -1,4 +1,5 @@
-"""Registry web pages (login, centre dashboard, patient, visit and course forms) as a framework-free
+"""Registry web pages (login, centre dashboard, patient page with forms for visits, courses,
+manifestations, adverse events, HSCT and consent withdrawal) as a framework-free
 route table, like :mod:`.http`: each handler takes the parsed request and returns the page, so the
 service mounts them with a few lines of glue and every rule stays in the library.
 
@@ -16,7 +17,18 @@ from urllib.parse import parse_qs, quote
 
 from .core import Actor, Registry
 from .errors import NotAuthenticated, NotFound, PermissionDenied, RegistryError, ValidationFailed
-from .schemas import CONSENT_SCOPES, DONORS, DOSE_UNITS, ORGANS, REASONS_STOPPED, SEX, SKIN
+from .schemas import (
+    CHRONIC_GVHD,
+    CONDITIONING,
+    CONSENT_SCOPES,
+    DONORS,
+    DOSE_UNITS,
+    ORGANS,
+    REASONS_STOPPED,
+    SEX,
+    SKIN,
+    kb_hpo_index,
+)
 
 WEB_PREFIX = "/registry"
 COOKIE = "ipexrx_registry_session"
@@ -108,6 +120,8 @@ _PAGES = {
     "patient": """<p>{{ r.patient.diagnosis }} · {{ r.patient.gene }} {{ r.patient.variant_hgvs or '' }} · born
 {{ r.patient.birth_year }}-{{ '%02d' % r.patient.birth_month }} · diagnosed {{ r.patient.diagnosis_date }} ·
 {{ r.patient.vital_status }}{% if r.patient.synthetic %} · <span class="syn">SYNTHETIC</span>{% endif %}</p>
+{% if r.patient.consent_withdrawn_date %}<p class="err">Consent withdrawn on {{ r.patient.consent_withdrawn_date }}:
+left out of analyses and exports from that date.</p>{% endif %}
 <h2>Manifestations</h2><table><tr><th>HPO</th><th>Manifestation</th><th>Onset</th><th>Resolved</th></tr>
 {% for m in r.manifestations %}<tr><td>{{ m.hpo_code }}</td><td>{{ m.manifestation_id }}</td><td>{{ m.onset_date }}</td>
 <td>{{ m.resolution_date or '' }}</td></tr>{% endfor %}</table>
@@ -157,7 +171,49 @@ _PAGES = {
 <label>Reason stopped <select name="reason_stopped"><option value=""></option>{% for o in reasons %}
 <option value="{{ o }}">{{ o }}</option>{% endfor %}</select></label>
 <label>Other reason <input name="reason_other" maxlength="200"></label>
-<button>Save course</button></fieldset></form>""",
+<button>Save course</button></fieldset></form>
+<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/manifestations"><fieldset>
+<legend>Add a manifestation episode</legend>
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Manifestation (HPO) <select name="hpo_code" required>{% for code, label in hpo %}<option value="{{ code }}">
+{{ label }} ({{ code }})</option>{% endfor %}</select></label>
+<label>Onset <input name="onset_date" type="date" required></label>
+<label>Resolved <input name="resolution_date" type="date"></label>
+<button>Save manifestation</button></fieldset></form>
+<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/adverse-events"><fieldset>
+<legend>Add an adverse event</legend>
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Date <input name="date" type="date" required></label>
+<label>Term (CTCAE) <input name="term" minlength="2" maxlength="100" required></label>
+<label>Grade (CTCAE) <select name="grade">{% for g in range(1, 6) %}<option>{{ g }}</option>{% endfor %}
+</select></label>
+<label><input type="checkbox" name="serious" value="true"> Serious adverse event</label>
+<button>Save adverse event</button></fieldset></form>
+<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/hsct"><fieldset>
+<legend>Record an HSCT</legend>
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Date <input name="date" type="date" required></label>
+<label>Donor <select name="donor">{% for o in donors %}<option>{{ o }}</option>{% endfor %}</select></label>
+<label>Conditioning <select name="conditioning">{% for o in conditioning %}<option>{{ o }}</option>{% endfor %}
+</select></label>
+<label>Donor chimerism (%) <input name="chimerism_donor_pct" inputmode="decimal"></label>
+<label>Chimerism date <input name="chimerism_date" type="date"></label>
+<label>Acute GvHD grade (0-4) <select name="acute_gvhd_grade"><option value=""></option>{% for g in range(0, 5) %}
+<option>{{ g }}</option>{% endfor %}</select></label>
+<label>Chronic GvHD <select name="chronic_gvhd"><option value=""></option>{% for o in chronic_gvhd %}
+<option>{{ o }}</option>{% endfor %}</select></label>
+<label>OI score before HSCT (0-10) <input name="pre_hsct_oi_score" inputmode="numeric"></label>
+<button>Save HSCT</button></fieldset></form>
+{% if not r.patient.consent_withdrawn_date %}
+<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/withdraw-consent"><fieldset>
+<legend>Withdraw consent</legend>
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<p>From this date the patient leaves every analysis and export; the record stays, for the audit trail.</p>
+<label>Date consent was withdrawn <input name="date" type="date" required></label>
+<label><input type="checkbox" name="confirm" value="yes" required> The patient (or guardian) has withdrawn
+consent</label>
+<button>Withdraw consent</button></fieldset></form>
+{% endif %}""",
     "error": """<p>{{ message }}</p><p><a href="{{ p }}">Back to the dashboard</a></p>""",
 }
 
@@ -251,23 +307,54 @@ def _patient_page(reg: Registry, a: Actor | None, req: WebRequest, problems: lis
     rec = reg.get_patient(a, req.path_params["pseudonym"])
     return _render("patient", f"Patient {rec['patient']['pseudonym']}", status, actor=a, csrf=_csrf(req), r=rec,
                    problems=problems, skin=SKIN, organs=ORGANS, units=DOSE_UNITS, reasons=REASONS_STOPPED,
-                   donors=DONORS, **_kb_choices())
+                   donors=DONORS, conditioning=CONDITIONING, chronic_gvhd=CHRONIC_GVHD,
+                   hpo=sorted(((code, label) for code, (_m, label) in kb_hpo_index().items()), key=lambda x: x[1]),
+                   **_kb_choices())
 
 
 def _child_submit(kind: str, fields: tuple[str, ...]) -> Callable[[Registry, Actor | None, WebRequest], WebResponse]:
+    """A handler for one of the patient page's forms: the fields filled in go to the library's add_*
+    method; its validation problems re-render the page with nothing written."""
+    add = {"visit": Registry.add_visit, "course": Registry.add_course, "manifestation": Registry.add_manifestation,
+           "adverse event": Registry.add_adverse_event, "hsct": Registry.add_hsct}[kind]
+
     def handler(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
         assert a is not None
         data: dict[str, Any] = {k: req.one(k) for k in fields if req.one(k) is not None}
         if kind == "visit":
             data["organs"] = [o for o in req.form.get("organs", []) if o]
+        if kind == "adverse event":
+            data["serious"] = req.one("serious") == "true"
         pseudonym = req.path_params["pseudonym"]
         try:
-            (reg.add_visit if kind == "visit" else reg.add_course)(a, pseudonym, data)
+            add(reg, a, pseudonym, data)
         except ValidationFailed as exc:
             return _patient_page(reg, a, req, exc.problems, 422)
         return _redirect(f"{WEB_PREFIX}/patients/{quote(pseudonym)}")
 
     return handler
+
+
+def _withdraw_consent(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
+    import datetime as dt
+
+    assert a is not None
+    pseudonym = req.path_params["pseudonym"]
+    raw = req.one("date") or ""
+    problems = []
+    if req.one("confirm") != "yes":
+        problems.append("confirm: tick the box to confirm that consent was withdrawn")
+    try:
+        date = dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(f"date: expected a date YYYY-MM-DD, got '{raw}'")
+    if problems:
+        return _patient_page(reg, a, req, problems, 422)
+    try:
+        reg.withdraw_consent(a, pseudonym, date)
+    except ValidationFailed as exc:
+        return _patient_page(reg, a, req, exc.problems, 422)
+    return _redirect(f"{WEB_PREFIX}/patients/{quote(pseudonym)}")
 
 
 def _csrf(req: WebRequest) -> str:
@@ -290,6 +377,14 @@ WEB_ROUTES: list[WebRoute] = [
     WebRoute("POST", "/patients/{pseudonym}/courses",
              _child_submit("course", ("drug_id", "start_date", "stop_date", "dose", "dose_unit", "reason_stopped",
                                       "reason_other"))),
+    WebRoute("POST", "/patients/{pseudonym}/manifestations",
+             _child_submit("manifestation", ("hpo_code", "onset_date", "resolution_date"))),
+    WebRoute("POST", "/patients/{pseudonym}/adverse-events",
+             _child_submit("adverse event", ("date", "term", "grade"))),
+    WebRoute("POST", "/patients/{pseudonym}/hsct",
+             _child_submit("hsct", ("date", "donor", "conditioning", "chimerism_donor_pct", "chimerism_date",
+                                    "acute_gvhd_grade", "chronic_gvhd", "pre_hsct_oi_score"))),
+    WebRoute("POST", "/patients/{pseudonym}/withdraw-consent", _withdraw_consent),
 ]
 
 
