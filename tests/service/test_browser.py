@@ -29,6 +29,22 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-dev-shm-usage"]
 
 
+REG_USER, REG_PASSWORD = "browser.clinician", "a long browser password 1"
+
+
+def _registry_user_and_patient(reg: Any) -> None:
+    from ipexrx.registry import SYSTEM
+
+    reg.create_centre(SYSTEM, {"code": "CTR-W", "name": "Web test centre"})
+    reg.create_user(SYSTEM, {"username": REG_USER, "password": REG_PASSWORD, "role": "clinician",
+                             "centre_code": "CTR-W"})
+    actor = reg.authenticate(REG_USER, REG_PASSWORD)
+    reg.add_patient(actor, {"patient": {"birth_year": 2021, "birth_month": 4, "sex": "male", "diagnosis": "ipex",
+                                        "gene": "FOXP3", "variant_hgvs": "c.1150G>A", "diagnosis_date": "2021-08-01",
+                                        "consent_date": "2021-08-02",
+                                        "consent_scope": "registry"}})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import uvicorn
@@ -37,6 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     db = tmp_path_factory.mktemp("browser") / "ipexrx.sqlite3"
     app = create_app(Settings(database_url=f"sqlite:///{db}"))
+    _registry_user_and_patient(app.state.registry)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -188,6 +205,18 @@ def test_an_assessment_report_passes_the_axe_wcag_aa_checks(page: Any, server: s
     page.get_by_label("Assessment date").fill("2026-11-25")
     page.get_by_role("button", name="Assess").click()
     page.locator("#report").wait_for()
+    assert _axe_violations(page) == []
+
+
+def test_registry_dashboard_and_patient_forms_pass_the_axe_wcag_aa_checks(page: Any, server: str) -> None:
+    page.goto(f"{server}/registry/login")
+    page.get_by_label("Username").fill(REG_USER)
+    page.get_by_label("Password").fill(REG_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server}/registry")
+    assert _axe_violations(page) == []
+    page.locator("a", has_text="CTR-W-").first.click()
+    page.get_by_text("Record an HSCT").wait_for()
     assert _axe_violations(page) == []
 
 
