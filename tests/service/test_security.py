@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from ipexrx.service import Settings, create_app
+from ipexrx.service.app import DEV_MODE_HTML, DevModeMarker
 
 BASE = "http://testserver"
 DISCOVERY = BASE + "/cds-services"
@@ -185,6 +186,21 @@ def test_dev_mode_puts_a_banner_on_every_html_page(dev_client: TestClient, clien
     assert head.index("ipexrx-dev-mode") > head.lower().index("<body")
     assert int(resp.headers["content-length"]) == len(resp.content)
     assert "ipexrx-dev-mode" not in client.get(path).text  # production pages carry no banner
+
+
+def test_dev_mode_banner_leaves_head_answers_alone() -> None:
+    """A HEAD answer has no body: its Content-Length must stay the page's own (no banner to add)."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    page = "<html><body><p>hello</p></body></html>"
+    inner = Starlette(routes=[Route("/", lambda _r: HTMLResponse(page), methods=["GET", "HEAD"])])
+    with TestClient(DevModeMarker(inner)) as c:
+        head, get = c.head("/"), c.get("/")
+    assert head.content == b"" and int(head.headers["content-length"]) == len(page)
+    assert head.headers["x-ipexrx-dev-mode"] == "jwt-verification-disabled"
+    assert get.text.startswith("<html><body>" + DEV_MODE_HTML) and get.text.endswith("<p>hello</p></body></html>")
 
 
 def test_dev_mode_leaves_json_and_static_files_intact(dev_client: TestClient) -> None:

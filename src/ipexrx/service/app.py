@@ -63,7 +63,7 @@ class DevModeMarker:
                 headers = [*message.get("headers", []), (b"x-ipexrx-dev-mode", b"jwt-verification-disabled")]
                 message = {**message, "headers": headers}
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                if ctype.startswith(b"text/html"):
+                if ctype.startswith(b"text/html") and scope.get("method") != "HEAD":
                     start = message  # hold it: the body grows by the banner
                     return
             elif start is not None and message["type"] == "http.response.body":
