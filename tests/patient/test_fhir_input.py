@@ -66,10 +66,35 @@ def test_observation_without_unit_is_skipped_with_a_located_warning() -> None:
 
 
 def test_invalid_resource_is_skipped_not_fatal() -> None:
-    bad = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": "abc"}}
+    bad = {"resourceType": "Observation", "status": "final", "code": {"text": "serum creatinine"},
+           "valueQuantity": {"value": "abc"}}
     data = _read(_bundle(bad, {"resourceType": "Encounter", "status": "finished"}))
     msgs = [w.message for w in data.warnings]
     assert any("not valid FHIR R4" in m for m in msgs)
+
+
+def test_an_observation_holding_no_lab_the_rules_use_is_noted_without_being_validated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.patient import fhir
+
+    validated: list[str] = []
+    real = fhir._validate
+
+    def spy(raw: dict[str, Any], path: str, ctx: Any) -> Any:
+        validated.append(raw["resourceType"] + ":" + str((raw.get("code") or {}).get("text")))
+        return real(raw, path, ctx)
+
+    monkeypatch.setattr(fhir, "_validate", spy)
+    vitals = _obs("8867-4", {"value": 120, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"})
+    vitals["code"]["text"] = "Heart rate"
+    invalid_unused = {"resourceType": "Observation", "status": "final", "code": {"text": "Pain score"},
+                      "valueQuantity": {"value": "abc"}}
+    data = _read(_bundle(vitals, invalid_unused, _obs("2160-0", {"value": 30, "unit": "umol/L"})))
+    assert "Observation:Heart rate" not in validated and "Observation:Pain score" not in validated
+    msgs = [w.message for w in data.warnings]
+    assert "Observation 'Heart rate' skipped: not a lab the rules use" in msgs
+    assert "Observation 'Pain score' skipped: not a lab the rules use" in msgs  # unused, so not called invalid
+    assert [lab.kind.id for lab in data.labs] == ["creatinine"]  # the lab the rules use is read as before
 
 
 def test_entered_in_error_and_refuted_are_ignored() -> None:
@@ -252,3 +277,62 @@ def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
     record, _, _ = read_bundle(bundle)
     assert bundle_diagnosis(bundle) == record["diagnosis"]["type"]
+
+
+_OBS_CODINGS = [("http://loinc.org", "2160-0"), ("http://loinc.org", "29463-7"), ("http://loinc.org", "8302-2"),
+                ("http://loinc.org", "11253-2"), ("http://loinc.org", "8867-4"), ("http://loinc.org", "85354-9"),
+                ("http://snomed.info/sct", "2160-0"), ("http://example.org/local", "CREAT"), (None, "29247-4")]
+_OBS_TEXTS = [None, "serum creatinine", "Creatinine", "Heart rate", "tacrolimus trough", "Blood pressure", "HbA1c",
+              "weight"]
+_OBS_VALUES = [None, {"valueQuantity": {"value": 1.2, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                                        "code": "mg/dL"}},
+               {"valueQuantity": {"value": 14, "unit": "kg"}}, {"valueString": "positive"},
+               {"valueBoolean": False}]
+
+
+def _concept(codings: list[tuple[str | None, str]], text: str | None, display: bool) -> dict[str, Any]:
+    cc: dict[str, Any] = {"coding": [{**({"system": s} if s else {}), "code": c,
+                                      **({"display": f"d {c}"} if display else {})} for s, c in codings]}
+    if text:
+        cc["text"] = text
+    return cc
+
+
+_concepts = st.builds(_concept, st.lists(st.sampled_from(_OBS_CODINGS), max_size=2), st.sampled_from(_OBS_TEXTS),
+                      st.booleans())
+
+
+@st.composite
+def _observations(draw: st.DrawFn) -> dict[str, Any]:
+    obs: dict[str, Any] = {"resourceType": "Observation", "subject": SUBJ, "code": draw(_concepts),
+                           "status": draw(st.sampled_from(["final", "amended", "entered-in-error", "cancelled"])),
+                           "effectiveDateTime": draw(st.sampled_from(["2026-11-01", "2026-10-15T08:00:00Z"]))}
+    value = draw(st.sampled_from(_OBS_VALUES))
+    if value:
+        obs.update(value)
+    comps = draw(st.lists(st.tuples(_concepts, st.sampled_from(_OBS_VALUES)), max_size=2))
+    if comps:
+        obs["component"] = [{"code": cc, **(v or {})} for cc, v in comps]
+    return obs
+
+
+@given(st.lists(_observations(), max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_screening_unused_observations_never_changes_the_record_or_its_notes(obs: list[dict[str, Any]]) -> None:
+    from ipexrx.patient.fhir import read_bundle
+
+    bundle = _bundle(*obs)
+    fast = read_bundle(bundle, screen_observations=True)
+    full = read_bundle(bundle, screen_observations=False)
+    assert fast[0] == full[0] and fast[2] == full[2]
+    assert [(w.path, w.message, w.code) for w in fast[1]] == [(w.path, w.message, w.code) for w in full[1]]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.fhir.json")), ids=lambda p: p.name)
+def test_screening_unused_observations_changes_nothing_on_the_examples(path: Path) -> None:
+    from ipexrx.patient.fhir import read_bundle
+
+    bundle = json.loads(path.read_text())
+    fast, full = read_bundle(bundle), read_bundle(bundle, screen_observations=False)
+    assert fast[0] == full[0] and fast[2] == full[2]
+    assert [(w.path, w.message) for w in fast[1]] == [(w.path, w.message) for w in full[1]]
