@@ -121,7 +121,7 @@ WRITER_NICENESS = 15
 def _lower_this_threads_priority() -> None:
     """Let the operating system run the event loops before this thread (Linux: niceness applies per
     thread). Why: on a saturated server the SQLite work of the writer competed for the CPU with the
-    CDS calls being answered and doubled their p99 latency (measured with
+    CDS calls being answered and raised their p99 latency by a third (measured with
     ``benchmarks/service_load.py``: p99 26-32 ms with, 21-22 ms without, all cards still logged).
     Elsewhere, or if refused, the thread keeps the normal priority."""
     if not sys.platform.startswith("linux"):
