@@ -261,7 +261,7 @@ _CODINGS = [("http://snomed.info/sct", "724276006"), ("http://snomed.info/sct", 
 @settings(max_examples=150, deadline=None)
 def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
         conds: list[tuple[list[str], list[tuple[str, str]], str | None]]) -> None:
-    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+    from ipexrx.patient.fhir import bundle_diagnosis, may_name_ipex, read_bundle
 
     resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p1", "gender": "male",
                                         "birthDate": "2020-01-01"}]
@@ -277,6 +277,7 @@ def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
     record, _, _ = read_bundle(bundle)
     assert bundle_diagnosis(bundle) == record["diagnosis"]["type"]
+    assert may_name_ipex(bundle) or record["diagnosis"]["type"] == "unconfirmed"  # the raw screen never hides one
 
 
 _OBS_CODINGS = [("http://loinc.org", "2160-0"), ("http://loinc.org", "29463-7"), ("http://loinc.org", "8302-2"),

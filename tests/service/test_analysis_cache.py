@@ -95,3 +95,16 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         b["prefetch"]["observations"]["entry"][0]["resource"]["valueQuantity"]["value"] = 10 + i
         _call(b)
     assert len(engine._analysis_cache) == 3
+
+
+def test_a_record_without_any_ipex_condition_is_answered_before_hashing_or_caching(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_key(*_a: Any, **_k: Any) -> bytes:
+        raise AssertionError("a record that cannot be an IPEX patient's was hashed")
+
+    monkeypatch.setattr(engine, "_cache_key", no_key)
+    body = samples.load("patient_view")
+    body["prefetch"]["conditions"]["entry"] = [e for e in body["prefetch"]["conditions"]["entry"]
+                                               if "IPEX" not in str(e)]
+    assert _call(body) == []
+    assert not engine._analysis_cache

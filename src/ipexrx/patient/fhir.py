@@ -204,6 +204,18 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
     return record, ctx.warnings, ctx.locations
 
 
+def may_name_ipex(data: dict[str, Any]) -> bool:
+    """False when no Condition of the Bundle can name IPEX or an IPEX-like disorder, so that
+    ``bundle_diagnosis`` is certain to say 'unconfirmed'; decided on the raw JSON, validating
+    nothing (microseconds, whatever the size of the record)."""
+    entries = data.get("entry") if isinstance(data, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == "Condition" and _may_name_ipex(res):
+            return True
+    return False
+
+
 def bundle_diagnosis(data: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
     """The diagnosis type ``read_bundle`` would give this Bundle ('ipex', 'ipex-like' or
     'unconfirmed'), decided from its Condition resources alone.

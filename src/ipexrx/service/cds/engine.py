@@ -147,22 +147,34 @@ def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of:
     return hashlib.sha256(raw).digest()
 
 
+NOTHING = Analysis((), ())
+
+
 def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
     """Read the patient and assess. The result depends only on the inputs, the knowledge base and
-    ``as_of``, so identical calls (an EHR reopening the same chart) reuse it from a bounded cache."""
+    ``as_of``, so identical calls (an EHR reopening the same chart) reuse it from a bounded cache.
+
+    Before any of that: the request's structure is checked (the same 422s for every patient), and a
+    record in which no Condition can name IPEX (nearly every chart an EHR opens) is answered at once,
+    without hashing or reading it."""
+    from ...patient.fhir import may_name_ipex
+
+    asm = assemble(svc, body, values)
+    if not may_name_ipex(asm.bundle):
+        return NOTHING
     key = _cache_key(svc, body, values, as_of)
     hit = _analysis_cache.get(key)
     if hit is not None:
         _analysis_cache.move_to_end(key)
         return hit
-    result = _analyse(svc, body, values, as_of)
+    result = _analyse(svc, body, asm, as_of)
     _analysis_cache[key] = result
     if len(_analysis_cache) > CACHE_SIZE:
         _analysis_cache.popitem(last=False)
     return result
 
 
-def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
+def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) -> Analysis:
     from ...assess import assess
     from ...knowledge import get_kb
     from ...patient import PatientInputError
@@ -171,13 +183,12 @@ def _analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: d
     from ...patient.reader import load_record
 
     kb = get_kb()
-    asm = assemble(svc, body, values)
     if asm.fixes:
         log.debug("hook %s: %d lenient repair(s): %s", body.hookInstance, len(asm.fixes), "; ".join(asm.fixes[:5]))
     if bundle_diagnosis(asm.bundle, kb) == "unconfirmed":
-        # No IPEX or IPEX-like disorder (nearly every chart an EHR opens): nothing to say, decided from
-        # the Conditions alone, before the cost of reading the rest of the record.
-        return Analysis((), ())
+        # A Condition mentioned IPEX but does not make the diagnosis (refuted, say): nothing to say,
+        # decided from the Conditions alone, before the cost of reading the rest of the record.
+        return NOTHING
     locations: dict[str, str] = {}
     try:
         record, warnings, locations = load_record(asm.bundle)
