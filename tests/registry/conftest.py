@@ -42,25 +42,6 @@ def _pg_template() -> Iterator[str | None]:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _pg_database(template: str | None) -> Iterator[str]:
-    admin_url = os.environ.get(PG_ENV)
-    if not admin_url or template is None:
-        pytest.skip(f"PostgreSQL variant: set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5433/postgres)")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(admin_url)
-    name = f"ipexrx_test_{uuid.uuid4().hex[:12]}"
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(autouse=True)
 def _cheap_argon2(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Argon2id with minimal cost in tests (the production cost is ~0.4 s per hash on CI machines);
@@ -79,7 +60,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     else:
-        yield from _pg_database(request.getfixturevalue("_pg_template"))
+        template = request.getfixturevalue("_pg_template")
+        if template is None:
+            pytest.skip(f"PostgreSQL variant: set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5433/postgres)")
+        with request.getfixturevalue("fresh_pg_database")(template) as url:
+            yield url
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,25 +62,13 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]
         yield db
         db.dispose()
         return
-    admin = os.environ.get("IPEXRX_TEST_POSTGRES_URL")
-    if not admin:
-        pytest.skip("PostgreSQL variant: set IPEXRX_TEST_POSTGRES_URL")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(admin)
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"ipexrx_svc_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(conninfo, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    db = Database(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        db.migrate()
-        yield db
-    finally:
-        db.dispose()
-        with psycopg.connect(conninfo, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with request.getfixturevalue("fresh_pg_database")() as url:
+        db = Database(url)
+        try:
+            db.migrate()
+            yield db
+        finally:
+            db.dispose()
 
 
 def test_issued_cards_are_recorded_once_per_uuid(any_db: Database) -> None:

@@ -420,9 +420,7 @@ class Registry:
             if row is None:
                 raise NotAuthenticated("unknown token")
             t, u = row
-            exp = t.expires_at
-            if exp is not None and exp.tzinfo is None:  # SQLite returns naive UTC
-                exp = exp.replace(tzinfo=dt.UTC)
+            exp = _utc(t.expires_at) if t.expires_at is not None else None
             if t.revoked_at is not None or not u.active or (exp is not None and exp < _now()):
                 raise NotAuthenticated("token revoked or expired, or the account is deactivated")
             return self._actor(u)
