@@ -13,6 +13,7 @@ Layout of a knowledge-base directory (the embedded default is ``ipexrx/knowledge
     ipex_like.yaml       list[IpexLikeDisorder]  and/or ipex_like/*.yaml
     vaccines.yaml        list[Vaccine]           optional: which vaccines are live (ACIP), CVX codes
     thresholds.yaml      list[LabThreshold]      optional: drug-independent lab thresholds (neutropenia...)
+    mechanisms.yaml      list[Mechanism]         and/or mechanisms/*.yaml, optional: interaction mechanism groups
 
 A list kind may be split over several files (``<kind>.yaml`` plus ``<kind>/*.yaml``) so that
 topics (e.g. label sources vs papers) live apart; ids stay unique across all of them.
@@ -43,6 +44,7 @@ from .schema import (
     IpexLikeDisorder,
     LabThreshold,
     Manifestation,
+    Mechanism,
     Source,
     Vaccine,
 )
@@ -98,6 +100,7 @@ class KnowledgeBase:
     data_dir: Path = DEFAULT_DATA_DIR
     vaccines: dict[str, Vaccine] = field(default_factory=dict)
     thresholds: dict[str, LabThreshold] = field(default_factory=dict)
+    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
 
     def records(self) -> Iterator[tuple[str, str, BaseModel]]:
         """Yield (kind, id, record) for every record, in a stable order."""
@@ -112,6 +115,7 @@ class KnowledgeBase:
             ("ipex-like", self.ipex_like),
             ("vaccine", self.vaccines),
             ("threshold", self.thresholds),
+            ("mechanism", self.mechanisms),
         ):
             for rid, rec in table.items():
                 yield kind, rid, rec
@@ -217,6 +221,7 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     ipex_like = _load_list("ipex_like", IpexLikeDisorder, "ipex-like", base, problems, origin)
     vaccines = _load_list("vaccines", Vaccine, "vaccine", base, problems, origin, required=False)
     thresholds = _load_list("thresholds", LabThreshold, "threshold", base, problems, origin, required=False)
+    mechanisms = _load_list("mechanisms", Mechanism, "mechanism", base, problems, origin, required=False)
 
     drugs: dict[str, Drug] = {}
     drug_dir = base / "drugs"
@@ -242,7 +247,7 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
     return KnowledgeBase(
         meta=meta, disease=disease, sources=sources, manifestations=manifestations, classes=classes,
         drugs=drugs, interactions=interactions, evidence=evidence, ipex_like=ipex_like,
-        origin=origin, data_dir=base, vaccines=vaccines, thresholds=thresholds,
+        origin=origin, data_dir=base, vaccines=vaccines, thresholds=thresholds, mechanisms=mechanisms,
     )
 
 
@@ -255,7 +260,7 @@ def load_kb(data_dir: str | Path | None = None) -> KnowledgeBase:
 # a changed file can never be served stale. ``load_kb`` (and so ``ipexrx kb validate``) never
 # reads the cache.
 # --------------------------------------------------------------------------------------------
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _CODE_FILES = ("schema.py", "loader.py", "validate.py", "cachefile.py")
 cache_dir = cachefile.cache_dir
 

@@ -38,6 +38,7 @@ PMID_PATTERN = r"^\d{1,9}$"
 SNOMED_PATTERN = r"^\d{6,18}$"
 ICD10_PATTERN = r"^[A-Z]\d{2}(\.\d{1,4})?$"
 CVX_PATTERN = r"^\d{1,3}$"
+SETID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 RecordId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 HpoId = Annotated[str, StringConstraints(pattern=HPO_PATTERN)]
@@ -79,6 +80,10 @@ class Source(Strict):
         description="Named sections that citations may point at (locator -> heading).",
     )
     accessed: dt.date | None = None
+    setid: Annotated[str, StringConstraints(pattern=SETID_PATTERN)] | None = Field(
+        None, description="For US labels: the DailyMed SPL set id (a UUID), stable across label versions.")
+    version: str | None = Field(
+        None, description="For labels: the SPL version number or revision date that was read (e.g. '2024-08').")
     verification: Literal["primary", "secondary", "curated"] = Field(
         "primary",
         description="primary: read in the source itself; curated: via a curated database; "
@@ -232,6 +237,9 @@ class TherapyOption(Strict):
     statement: Statement
     evidence: list[Statement] = Field(default_factory=list)
     evidence_level: EvidenceLevel
+    preference: int | None = Field(
+        None, ge=1, description="Order of preference the sources state among options of equal evidence "
+        "(1 first); cite the statement of preference in `evidence`.")
     on_source_page: bool = True
 
     @model_validator(mode="after")
@@ -294,10 +302,137 @@ class DrugClass(Record):
     on_source_page: bool = True
 
 
+Route = Literal["oral", "iv", "sc", "im", "topical", "inhaled", "rectal", "ophthalmic", "nasal", "transdermal",
+                "enteral", "intrathecal"]
+# Routes by which a drug reaches the blood in amounts the labels' systemic warnings and interactions are about.
+# Inhaled, topical, eye and nose products act locally (an inhaled or topical steroid is not systemic therapy).
+SYSTEMIC_ROUTES: frozenset[str] = frozenset({"oral", "iv", "sc", "im", "rectal", "transdermal", "enteral",
+                                             "intrathecal"})
+
+
 class Brand(Strict):
+    """A proprietary name. ``formulation`` ties it to one of the drug's formulations (products that
+    are not interchangeable mg for mg); ``route`` is set when the brand exists for one route only
+    (Protopic is an ointment), so that a record naming only the brand gets its route."""
+
     name: NonEmpty
     note: str | None = None
+    rxcui: Rxcui | None = Field(None, description="RxNorm brand-name (BN) concept.")
+    formulation: RecordId | None = None
+    route: Route | None = None
     sources: Citations = Field(default_factory=list)
+
+
+class RxNormCode(Strict):
+    """One RxNorm concept for a product: a clinical (SCD) or branded (SBD) drug, a dose-form group or pack."""
+
+    code: Rxcui
+    tty: Literal["SCD", "SBD", "SCDF", "SBDF", "GPCK", "BPCK", "SCDG", "SBDG"]
+    name: NonEmpty = Field(description="RxNorm's normalised name, e.g. 'tacrolimus 0.5 MG Oral Capsule'.")
+
+
+class Strength(Strict):
+    """An amount of drug per unit of product: per capsule, per mL (``per_ml``), or a % for skin products."""
+
+    value: float = Field(gt=0)
+    unit: Literal["mg", "mcg", "g", "IU", "%", "mmol"]
+    per_ml: float | None = Field(None, gt=0, description="For liquids: the volume the amount is in (250 mg / 5 mL -> 5).")
+
+    def mg_per_ml(self) -> float | None:
+        """Concentration in mg/mL for a liquid strength in a mass unit, else None."""
+        if self.per_ml is None or self.unit not in ("mg", "mcg", "g"):
+            return None
+        return self.value * {"mg": 1.0, "mcg": 0.001, "g": 1000.0}[self.unit] / self.per_ml
+
+
+class Product(Strict):
+    """A dosage form as an EHR orders it, with its RxNorm SCD/SBD codes and the route it implies."""
+
+    id: RecordId
+    form: NonEmpty = Field(description="Dose form in words: 'capsule', 'extended-release tablet', 'ointment'...")
+    route: Route
+    strengths: list[Strength] = Field(default_factory=list)
+    brands: list[NonEmpty] = Field(default_factory=list, description="Brand names (from `brands`) sold in this form.")
+    formulation: RecordId | None = None
+    rxnorm: list[RxNormCode] = Field(default_factory=list)
+    sources: Citations = Field(min_length=1)
+
+
+class Formulation(Strict):
+    """A family of products that can be exchanged for one another (Prograf capsules and generic
+    immediate-release tacrolimus) but not mg for mg with another family (Envarsus XR)."""
+
+    id: RecordId
+    name: NonEmpty
+    switch: Statement = Field(description="What the label says about switching to or from this formulation.")
+
+
+class DoseRange(Strict):
+    """The labelled usual dose for a route and age band, and the largest dose the label allows.
+
+    ``basis`` is the unit the range is written in: an amount (mg, or IU for insulin) per day, per week
+    or per dose, optionally per kg of body weight or per m2 of body surface. ``high`` is the top of the
+    usual range; ``maximum`` (same basis) the label's ceiling, when it states one; ``absolute_max`` a cap
+    in plain mg or IU per the same period whatever the weight (e.g. 'not more than 1 g per day').
+    """
+
+    id: RecordId
+    routes: list[Route] = Field(min_length=1)
+    formulation: RecordId | None = Field(None, description="Only for this formulation (e.g. Envarsus XR).")
+    age_min_years: float | None = Field(None, ge=0)
+    age_max_years: float | None = Field(None, gt=0, description="Upper bound, exclusive.")
+    context: NonEmpty = Field(description="Indication or phase, e.g. 'kidney transplant, maintenance'.")
+    basis: Literal["mg/kg/day", "mg/m2/day", "mg/day", "mg/kg/week", "mg/m2/week", "mg/week",
+                   "mg/kg/dose", "mg/m2/dose", "mg/dose", "IU/kg/day", "IU/day"]
+    low: float | None = Field(None, ge=0)
+    high: float = Field(gt=0)
+    maximum: float | None = Field(None, gt=0)
+    absolute_max: float | None = Field(None, gt=0)
+    statement: Statement
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DoseRange:
+        if self.low is not None and self.low > self.high:
+            raise ValueError(f"dose range '{self.id}': low {self.low} is above high {self.high}")
+        if self.maximum is not None and self.maximum < self.high:
+            raise ValueError(f"dose range '{self.id}': maximum {self.maximum} is below the usual high {self.high}")
+        if (self.age_min_years is not None and self.age_max_years is not None
+                and self.age_min_years >= self.age_max_years):
+            raise ValueError(f"dose range '{self.id}': age band {self.age_min_years}-{self.age_max_years} is empty")
+        return self
+
+    @property
+    def amount_unit(self) -> str:
+        return self.basis.split("/")[0]
+
+    @property
+    def per_size(self) -> str | None:
+        parts = self.basis.split("/")
+        return parts[1] if len(parts) == 3 else None
+
+    @property
+    def period(self) -> str:
+        return self.basis.split("/")[-1]
+
+
+class AdverseReactions(Strict):
+    common: list[Statement] = Field(default_factory=list, description="The most frequent reactions in the label.")
+    serious: list[Statement] = Field(default_factory=list, description="Serious or fatal reactions.")
+
+
+class VictimRule(Strict):
+    """How this drug (the victim) is affected by every drug of one interaction mechanism, in its label's words.
+
+    A pair-specific :class:`Interaction` record between this drug and a member of the mechanism
+    overrides the rule for that pair (e.g. voriconazole + sirolimus: contraindicated, where the
+    class rule says avoid).
+    """
+
+    id: RecordId
+    mechanism: RecordId
+    severity: "InteractionSeverity"
+    effect: Statement
+    instructions: list["Instruction"] = Field(min_length=1)
 
 
 class AtcEntry(Strict):
@@ -309,9 +444,13 @@ class AtcEntry(Strict):
 
 
 class DrugCodes(Strict):
-    rxcui: Rxcui | None = None
+    rxcui: Rxcui | None = Field(None, description="RxNorm ingredient (IN) concept.")
     rxcui_note: str | None = None
+    rxcui_other: list[Rxcui] = Field(
+        default_factory=list, description="Other RxNorm ingredient concepts that mean this drug (salts as PIN, "
+        "a multi-ingredient MIN, the pro-drug an EHR codes instead).")
     atc: list[AtcEntry] = Field(default_factory=list)
+    atc_note: str | None = Field(None, description="Why there is no ATC code (a food, a herbal product).")
     sources: Citations = Field(default_factory=list)
 
 
@@ -456,7 +595,11 @@ class VaccineAdvice(Strict):
 
 class Safety(Strict):
     boxed_warnings: list[Statement] = Field(default_factory=list)
+    contraindications: list[Statement] = Field(default_factory=list)
     warnings: list[Statement] = Field(default_factory=list)
+    adverse_reactions: AdverseReactions = Field(default_factory=AdverseReactions)
+    pregnancy: list[Statement] = Field(default_factory=list)
+    lactation: list[Statement] = Field(default_factory=list)
     screening: list[Screening] = Field(default_factory=list)
     monitoring: list[Monitoring] = Field(default_factory=list)
     vaccines: VaccineAdvice | None = None
@@ -471,12 +614,13 @@ class Drug(Record):
     synonyms: list[str] = Field(default_factory=list, description="Abbreviations, old names, INN variants.")
     brands: list[Brand] = Field(default_factory=list)
     classes: list[RecordId] = Field(min_length=1)
-    role: Literal["monograph", "supportive", "interacting", "ipex-like-targeted"] = Field(
+    role: Literal["monograph", "supportive", "interacting", "ipex-like-targeted", "related"] = Field(
         description="monograph: has a monograph on the source page; supportive: named by role on "
-        "the page; interacting: in the KB because of interactions; ipex-like-targeted: beyond the page."
+        "the page; interacting: in the KB because of interactions; ipex-like-targeted: beyond the page; "
+        "related: another member of a class the page uses (prednisolone, mycophenolate), because charts hold it."
     )
     on_source_page: bool
-    routes: list[Literal["oral", "iv", "sc", "im", "topical", "inhaled"]] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
     immunosuppressive: bool = Field(
         False, description="Drives infection / live-vaccine rules in the assessment."
     )
@@ -489,8 +633,39 @@ class Drug(Record):
     uses: list[Statement] = Field(default_factory=list)
     evidence_in_ipex: list[Statement] = Field(default_factory=list)
     codes: DrugCodes = Field(default_factory=DrugCodes)
+    formulations: list[Formulation] = Field(default_factory=list)
+    products: list[Product] = Field(default_factory=list, description="Dosage forms and strengths, with codes.")
+    dosing: list[Statement] = Field(default_factory=list, description="Usual paediatric and adult dosing, in words.")
+    dose_ranges: list[DoseRange] = Field(default_factory=list, description="Machine-readable usual and maximum doses.")
     safety: Safety = Field(default_factory=Safety)
+    interaction_rules: list[VictimRule] = Field(
+        default_factory=list, description="This drug's label instruction per interaction mechanism.")
+    molar_mass: float | None = Field(None, gt=0, description="g/mol, for molar concentration units.")
     dosing_caveat: Statement | None = None
+
+    @model_validator(mode="after")
+    def _internal_refs(self) -> Drug:
+        forms = {f.id for f in self.formulations}
+        brands = {b.name for b in self.brands}
+        errors: list[str] = []
+        for b in self.brands:
+            if b.formulation and b.formulation not in forms:
+                errors.append(f"brand '{b.name}' names unknown formulation '{b.formulation}'")
+        for p in self.products:
+            if p.formulation and p.formulation not in forms:
+                errors.append(f"product '{p.id}' names unknown formulation '{p.formulation}'")
+            errors += [f"product '{p.id}' names brand '{n}' that is not in brands" for n in p.brands if n not in brands]
+        for r in self.dose_ranges:
+            if r.formulation and r.formulation not in forms:
+                errors.append(f"dose range '{r.id}' names unknown formulation '{r.formulation}'")
+        for v in self.interaction_rules:
+            for ins in v.instructions:
+                if ins.applies_to not in (None, self.id):
+                    errors.append(f"interaction rule '{v.id}': an instruction can only change this drug "
+                                  f"('{self.id}'), not '{ins.applies_to}'")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,6 +699,27 @@ class Instruction(Strict):
         if self.kind == "timing" and self.separation_hours is None:
             raise ValueError("a timing instruction needs separation_hours")
         return self
+
+
+class MechanismMember(Strict):
+    """A drug that acts through a mechanism; ``routes`` narrows it (aminoglycosides: not when inhaled or topical)."""
+
+    drug: RecordId
+    routes: list[Route] = Field(default_factory=list, description="Only by these routes (empty: every systemic route).")
+    note: str | None = None
+    sources: Citations = Field(min_length=1)
+
+
+class Mechanism(Record):
+    """A group of perpetrators that act the same way on other drugs, as labels reason about them
+    ('strong CYP3A4 inhibitors', 'nephrotoxic drugs'). Victims say what it does to them
+    (:class:`VictimRule`); the group says who is in it, each membership with its source."""
+
+    name: NonEmpty
+    kind: Literal["enzyme-inhibitor", "enzyme-inducer", "transporter-inhibitor", "additive-toxicity",
+                  "immunosuppression", "food"]
+    description: Statement
+    members: list[MechanismMember] = Field(min_length=1)
 
 
 class Interaction(Record):

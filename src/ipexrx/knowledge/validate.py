@@ -8,8 +8,11 @@ Each check returns :class:`Problem` objects located by file, record and field pa
 * cross-references resolve: therapy -> drug / class, drug -> class, class -> parent,
   interaction -> drug, instruction.applies_to -> one of the interacting drugs,
   evidence -> source and supported records;
-* names used for lookup (generic, brand, synonym) are unambiguous across drugs;
-* every drug cited on the source page has an RxCUI and ATC code.
+* names used for lookup (generic, brand, synonym) and RxNorm codes (ingredient, brand, product) are
+  unambiguous across drugs;
+* every drug has an RxCUI and an ATC code, or a note saying why it has none (a food has no ATC code);
+* every interaction instruction (pair records and victims' mechanism rules) cites a source section,
+  and mechanism groups, victim rules and dose ranges point at things that exist.
 """
 
 from __future__ import annotations
@@ -101,6 +104,28 @@ def _check_references(kb: KnowledgeBase) -> list[Problem]:
             if ins.applies_to and ins.applies_to not in inter.drugs:
                 problems.append(Problem(file, iid, f"instructions[{j}].applies_to",
                                         f"'{ins.applies_to}' is not one of the interacting drugs {inter.drugs}"))
+    for mid, mech in kb.mechanisms.items():
+        file = kb.origin[("mechanism", mid)]
+        seen_members: set[str] = set()
+        for j, mem in enumerate(mech.members):
+            need(kb.drugs, mem.drug, "drug", file, mid, f"members[{j}].drug")
+            if mem.drug in seen_members:
+                problems.append(Problem(file, mid, f"members[{j}].drug", f"'{mem.drug}' is listed twice"))
+            seen_members.add(mem.drug)
+    for did, drug in kb.drugs.items():
+        file = kb.origin[("drug", did)]
+        for j, rule in enumerate(drug.interaction_rules):
+            need(kb.mechanisms, rule.mechanism, "mechanism", file, did, f"interaction_rules[{j}].mechanism")
+        seen_rules = [r.mechanism for r in drug.interaction_rules]
+        for j, rule in enumerate(drug.interaction_rules):
+            if seen_rules.index(rule.mechanism) != j:
+                problems.append(Problem(file, did, f"interaction_rules[{j}].mechanism",
+                                        f"a second rule for mechanism '{rule.mechanism}' (merge them)"))
+        for j, r in enumerate(drug.dose_ranges):
+            off = [x for x in r.routes if drug.routes and x not in drug.routes]
+            if off:
+                problems.append(Problem(file, did, f"dose_ranges[{j}].routes",
+                                        f"route(s) {off} not among the drug's routes {drug.routes}"))
     seen_pairs: dict[frozenset[str], str] = {}
     for iid, inter in kb.interactions.items():
         pair = frozenset(inter.drugs)
@@ -159,17 +184,37 @@ def _check_names(kb: KnowledgeBase) -> list[Problem]:
 
 
 def _check_codes(kb: KnowledgeBase) -> list[Problem]:
+    """Every drug is codable: an EHR names it by RxNorm and registries by ATC; a gap must say why."""
     problems: list[Problem] = []
     for did, drug in kb.drugs.items():
         file = kb.origin[("drug", did)]
-        if drug.role in ("monograph", "supportive") and drug.on_source_page:
-            if not drug.codes.rxcui and not drug.codes.rxcui_note:
-                problems.append(Problem(file, did, "codes.rxcui",
-                                        "a drug from the source page needs an RxCUI (or an rxcui_note why not)"))
-            if not drug.codes.atc:
-                problems.append(Problem(file, did, "codes.atc", "a drug from the source page needs an ATC code"))
+        if not drug.codes.rxcui and not drug.codes.rxcui_note:
+            problems.append(Problem(file, did, "codes.rxcui", "a drug needs an RxNorm ingredient RxCUI "
+                                    "(or an rxcui_note saying why it has none)"))
+        if not drug.codes.atc and not drug.codes.atc_note:
+            problems.append(Problem(file, did, "codes.atc", "a drug needs an ATC code (or an atc_note saying why "
+                                    "it has none)"))
         if (drug.codes.rxcui or drug.codes.atc) and not drug.codes.sources:
             problems.append(Problem(file, did, "codes.sources", "codes need a source"))
+    return problems
+
+
+def _check_instructions(kb: KnowledgeBase) -> list[Problem]:
+    """An interaction instruction is the label's: it must cite the section that says it."""
+    problems: list[Problem] = []
+
+    def check(ins_list: list[Any], file: str, rid: str, path: str) -> None:
+        for j, ins in enumerate(ins_list):
+            if not any(c.locator for c in ins.text.sources):
+                problems.append(Problem(file, rid, f"{path}[{j}].text.sources",
+                                        "an interaction instruction must cite the section that gives it "
+                                        "(source#section)"))
+
+    for iid, inter in kb.interactions.items():
+        check(inter.instructions, kb.origin[("interaction", iid)], iid, "instructions")
+    for did, drug in kb.drugs.items():
+        for k, rule in enumerate(drug.interaction_rules):
+            check(rule.instructions, kb.origin[("drug", did)], did, f"interaction_rules[{k}].instructions")
     return problems
 
 
@@ -192,6 +237,17 @@ def _check_unique_codes(kb: KnowledgeBase) -> list[Problem]:
     for mid, man in kb.manifestations.items():
         for j, c in enumerate(man.codings):
             claim((f"{c.system} code", c.code.upper()), mid, "manifestation", f"codings[{j}]")
+    for did, drug in kb.drugs.items():
+        if drug.codes.rxcui:
+            claim(("RxCUI", drug.codes.rxcui), did, "drug", "codes.rxcui")
+        for j, code in enumerate(drug.codes.rxcui_other):
+            claim(("RxCUI", code), did, "drug", f"codes.rxcui_other[{j}]")
+        for j, br in enumerate(drug.brands):
+            if br.rxcui:
+                claim(("RxCUI", br.rxcui), did, "drug", f"brands[{j}].rxcui")
+        for j, prod in enumerate(drug.products):
+            for k, rx in enumerate(prod.rxnorm):
+                claim(("RxCUI", rx.code), did, "drug", f"products[{j}].rxnorm[{k}]")
     return problems
 
 
@@ -203,5 +259,6 @@ def validate_kb(kb: KnowledgeBase) -> list[Problem]:
         *_check_statement_ids(kb),
         *_check_names(kb),
         *_check_codes(kb),
+        *_check_instructions(kb),
         *_check_unique_codes(kb),
     ]
