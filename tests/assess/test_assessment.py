@@ -117,10 +117,19 @@ def test_trough_without_a_kb_range_is_info_not_judged() -> None:
                if a.rule == "results.trough_out_of_range")
 
 
-def test_unknown_drug_is_listed_as_not_checked() -> None:
-    res = assess({"diagnosis": {"type": "ipex"}, "medications": [{"drug": "mycophenolate"}]}, as_of=AS_OF)
+def test_a_known_drug_outside_the_kb_is_listed_as_not_checked() -> None:
+    res = assess({"diagnosis": {"type": "ipex"}, "medications": [{"drug": "amlodipine 5 mg tablet"}]}, as_of=AS_OF)
     assert res.medications[0].in_knowledge_base is False
-    assert any(w.code == "unknown-drug" and "not checked" in w.message for w in res.warnings)
+    warning = next(w for w in res.warnings if w.code == "outside-kb-drug")
+    assert "Amlodipine is a known drug without IPEX content" in warning.message and "not checked" in warning.message
+
+
+def test_an_unrecognised_name_is_named_back_with_a_question() -> None:
+    res = assess({"diagnosis": {"type": "ipex"}, "medications": [{"drug": "Sirolimis"}]}, as_of=AS_OF)
+    warning = next(w for w in res.warnings if w.code == "unknown-drug")
+    assert "'Sirolimis' was not recognised - did you mean sirolimus?" in warning.message
+    assert "interactions" in warning.message and "did not run" in warning.message
+    assert res.medications[0].drug_id is None
 
 
 def test_to_fhir_builds_valid_detected_issues_and_a_request_group(example_results: dict[str, Assessment]) -> None:

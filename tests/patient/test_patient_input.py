@@ -71,8 +71,10 @@ def test_lab_values_are_converted_and_drugs_resolved_by_brand_synonym_and_rxcui(
     assert [m.drug_id for m in data.meds] == ["tacrolimus", "sirolimus", "cyclosporine", None]
     assert data.labs[0].value == pytest.approx(44.21)
     assert data.labs[1].kind.id == "creatinine"
-    unknown = [w for w in data.warnings if w.code == "unknown-drug"]
-    assert unknown and unknown[0].path == "$.medications[3].drug" and "not checked" in unknown[0].message
+    outside = [w for w in data.warnings if w.code == "outside-kb-drug"]
+    assert outside and outside[0].path == "$.medications[3].drug"
+    assert "Cyclophosphamide is a known drug without IPEX content" in outside[0].message
+    assert "not checked" in outside[0].message
 
 
 def test_broken_json_is_a_malformed_input_error_with_position() -> None:

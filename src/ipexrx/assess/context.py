@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..knowledge.loader import KnowledgeBase
-from ..knowledge.schema import Citation, Drug, Interaction, Statement
+from ..knowledge.schema import Citation, Drug, Interaction, Mechanism, MechanismMember, Statement
 from ..patient.labs import LabKind
 from ..patient.normalize import LabResult, Med, PatientData
 from .models import SourceRef, Trigger
@@ -23,10 +23,11 @@ from .models import SourceRef, Trigger
 
 @dataclass
 class AssessIndex:
-    """Per-KB lookups built once: interactions by drug pair, resolved citations."""
+    """Per-KB lookups built once: interactions by drug pair, mechanism groups by member, resolved citations."""
 
     kb: KnowledgeBase
     interactions: dict[frozenset[str], list[Interaction]]
+    memberships: dict[str, dict[str, tuple[Mechanism, MechanismMember]]] = field(default_factory=dict)
     _refs: dict[str, SourceRef] = field(default_factory=dict)
 
     def ref(self, c: Citation) -> SourceRef:
@@ -56,7 +57,11 @@ def assess_index(kb: KnowledgeBase) -> AssessIndex:
         pairs: dict[frozenset[str], list[Interaction]] = {}
         for inter in kb.interactions.values():
             pairs.setdefault(frozenset(inter.drugs), []).append(inter)
-        idx = AssessIndex(kb, pairs)
+        members: dict[str, dict[str, tuple[Mechanism, MechanismMember]]] = {}
+        for mech in kb.mechanisms.values():
+            for mem in mech.members:
+                members.setdefault(mem.drug, {})[mech.id] = (mech, mem)
+        idx = AssessIndex(kb, pairs, members)
         if len(_CACHE) > 8:
             _CACHE.clear()
         _CACHE[id(kb)] = idx
@@ -89,6 +94,13 @@ def doses_per_day(frequency: str | None) -> float | None:
     m = re.match(r"^q(\d+)h$", f)
     if m and int(m.group(1)) > 0:
         return 24 / int(m.group(1))
+    m = re.match(r"^(?:(\d+(?:\.\d+)?) per|(?:once )?every) (\d+ )?(week|weeks|month|months)$", f) \
+        or re.match(r"^(?:(\d+) )?q(\d+)(w|wk)$", f)
+    if m:
+        count = float(m.group(1) or 1)
+        n = float(m.group(2) or 1)
+        days = 7.0 if m.group(3).startswith("w") else 30.4375
+        return count / (n * days)
     return None
 
 
@@ -108,13 +120,14 @@ class Ctx:
 
     @cached_property
     def active(self) -> list[Med]:
-        """Active medications resolved to the KB (one per drug: the first listed)."""
+        """Active medications resolved to the KB: one record per drug and kind of use (systemic or local),
+        the first listed, so a topical record never hides a systemic one of the same drug."""
         return _unique(self.patient.meds_with("active"))
 
     @cached_property
     def planned(self) -> list[Med]:
-        active_ids = {m.drug_id for m in self.active}
-        return [m for m in _unique(self.patient.meds_with("planned")) if m.drug_id not in active_ids]
+        active_keys = {(m.drug_id, m.systemic) for m in self.active}
+        return [m for m in _unique(self.patient.meds_with("planned")) if (m.drug_id, m.systemic) not in active_keys]
 
     @cached_property
     def current_and_planned(self) -> list[Med]:
@@ -165,11 +178,11 @@ def lab_trigger(r: LabResult) -> Trigger:
 
 
 def _unique(meds: list[Med]) -> list[Med]:
-    seen: set[str] = set()
+    seen: set[tuple[str, bool]] = set()
     out = []
     for m in meds:
-        if m.drug_id and m.drug_id not in seen:
-            seen.add(m.drug_id)
+        if m.drug_id and (m.drug_id, m.systemic) not in seen:
+            seen.add((m.drug_id, m.systemic))
             out.append(m)
     return out
 

@@ -29,7 +29,6 @@ from .models import (
 )
 from .rules import RULES
 
-ROLE_ORDER = {"mainstay": 0, "first-line": 1, "targeted": 2, "option": 3, "severe-cases": 4, "supportive": 5}
 _HSCT_FINDING = re.compile(r"HSCT|transplant", re.I)
 _HSCT_FIGURE = re.compile(r"HSCT|transplant|immunosuppression|survival|\bOS\b|mortality|^P value", re.I)
 FAMILY_ORDER = ["duplication", "interaction", "vaccine", "screening", "result", "infection", "monitoring", "dosing",
@@ -126,8 +125,8 @@ def _option_drugs(ctx: Ctx, opt: TherapyOption) -> set[str]:
 
 def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
     members = _option_drugs(ctx, opt)
-    receives = sorted(m.drug_id for m in ctx.active if m.drug_id in members)  # type: ignore[misc]
-    planned = sorted(m.drug_id for m in ctx.planned if m.drug_id in members)  # type: ignore[misc]
+    receives = sorted({m.drug_id for m in ctx.active if m.drug_id in members})  # type: ignore[type-var]
+    planned = sorted({m.drug_id for m in ctx.planned if m.drug_id in members})  # type: ignore[type-var]
     caveats: list[str] = []
     if not opt.on_source_page:
         caveats.append("Beyond the source page (from the literature).")
@@ -144,7 +143,7 @@ def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
 
 
 def _ordered(options: list[TherapyOption]) -> list[TherapyOption]:
-    return sorted(options, key=lambda o: (o.evidence_level.rank, ROLE_ORDER.get(o.role, 9)))
+    return sorted(options, key=lambda o: o.sort_key)
 
 
 def manifestation_plans(ctx: Ctx) -> list[ManifestationPlan]:
@@ -186,5 +185,8 @@ def medication_views(ctx: Ctx) -> list[MedicationView]:
         out.append(MedicationView(input=m.text, path=m.path, drug_id=m.drug_id, status=m.status,
                                   dose=str(m.dose) if m.dose else None, route=m.route, frequency=m.frequency,
                                   start_date=m.start, in_knowledge_base=m.drug_id is not None,
-                                  dosing_caveat=cav.text if cav else None))
+                                  dosing_caveat=cav.text if cav else None, brand=m.brand, product=m.product_id,
+                                  formulation=m.formulation, identified_by=m.identified_by,
+                                  route_basis=m.route_basis, did_you_mean=list(m.suggestions),
+                                  known_outside_kb=m.outside_name))
     return out

@@ -176,6 +176,14 @@ class MedicationView(_Out):
     start_date: dt.date | None = None
     in_knowledge_base: bool
     dosing_caveat: str | None = None
+    brand: str | None = None
+    product: str | None = Field(None, description="KB product (dosage form) the record's code or text names.")
+    formulation: str | None = None
+    identified_by: str | None = Field(
+        None, description="rxnorm-product | rxnorm-brand | rxnorm-ingredient | atc | name | brand | text")
+    route_basis: str | None = Field(None, description="Where the route came from when the record gave none.")
+    did_you_mean: list[str] = Field(default_factory=list, description="KB drugs an unrecognised name may mean.")
+    known_outside_kb: str | None = Field(None, description="Dictionary name of a known drug without IPEX content.")
 
 
 class PatientSummary(_Out):

@@ -304,9 +304,41 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
                       u.role + (f"\nif {u.condition}" if u.condition else ""), u.evidence_level)
         r.section("Therapy options naming this drug", t)
 
+    if v.formulations:
+        frows = [Group(Text(f.name, style="bold"), r.stmt(f.switch)) for f in v.formulations]
+        r.section("Formulations (not interchangeable mg for mg)", hang(frows))
+    if v.products:
+        pt = Table(box=box.SIMPLE_HEAD)
+        for col in ("form", "route", "strengths", "brands", "RxNorm"):
+            pt.add_column(col)
+        for p in v.products:
+            pt.add_row(p.form, p.route, ", ".join(p.strengths), ", ".join(p.brands) or "generic",
+                       "\n".join(f"{x.code} {x.tty}" for x in p.rxnorm) or "-")
+        r.section("Dosage forms and strengths", pt)
+    r.section("Dosing", r.bullets(v.dosing))
+    if v.dose_ranges:
+        dt_ = Table(box=box.SIMPLE_HEAD)
+        for col in ("route", "ages", "context", "usual", "maximum"):
+            dt_.add_column(col)
+        for d in v.dose_ranges:
+            ages = (f"{d.age_min_years or 0:g}-{d.age_max_years:g} y" if d.age_max_years is not None
+                    else f"{d.age_min_years or 0:g} y and over")
+            usual = (f"{d.low:g}-" if d.low is not None else "up to ") + f"{d.high:g} {d.basis}"
+            mx = [f"{d.maximum:g} {d.basis}"] if d.maximum else []
+            if d.absolute_max:
+                mx.append(f"{d.absolute_max:g} {d.basis.split('/')[0]}/{d.basis.split('/')[-1]} at most")
+            dt_.add_row(", ".join(d.routes), ages, d.context + (f" ({d.formulation})" if d.formulation else ""),
+                        usual, "; ".join(mx) or "-")
+        r.section("Labelled dose ranges (checked by the assessment; not orders)", Group(dt_, r.bullets(
+            [d.statement for d in v.dose_ranges])))
     sf = v.safety
     r.section("Boxed warnings", r.bullets(sf.boxed_warnings, "bold red"), "bold red")
+    r.section("Contraindications", r.bullets(sf.contraindications))
     r.section("Warnings", r.bullets(sf.warnings))
+    r.section("Common adverse reactions", r.bullets(sf.adverse_reactions_common))
+    r.section("Serious adverse reactions", r.bullets(sf.adverse_reactions_serious))
+    r.section("Pregnancy", r.bullets(sf.pregnancy))
+    r.section("Lactation", r.bullets(sf.lactation))
     if sf.screening:
         srows: list[RenderableType] = []
         for sc in sf.screening:
@@ -365,8 +397,23 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
             parts.append(hang(instr, ">"))
             iblocks.append(Group(*parts))
         r.section("Interactions", hang(iblocks))
+    for title, rules in (("Interactions by mechanism (this drug's label)", v.interaction_rules),
+                         ("Drugs whose labels name this drug's group", v.affects)):
+        if not rules:
+            continue
+        mblocks: list[RenderableType] = []
+        for mr in rules:
+            sev_style = {"contraindicated": "bold red", "major": "red", "moderate": "yellow"}[mr.severity]
+            head = Text(f"{mr.victim.name} with {mr.mechanism.name}", style="bold") + Text(f"  {mr.severity}",
+                                                                                         style=sev_style)
+            mparts2: list[RenderableType] = [head, Text("Group: " + _names(mr.members), style="dim"),
+                                             r.stmt(mr.effect)]
+            mparts2.append(hang([Text(ins.kind, style="bold") + Text(": ") + r.stmt(ins.text)
+                                 for ins in mr.instructions], ">"))
+            mblocks.append(Group(*mparts2))
+        r.section(title, hang(mblocks))
     if v.dosing_caveat:
-        r.section("Dosing", r.stmt(v.dosing_caveat, "yellow"))
+        r.section("Dosing in IPEX", r.stmt(v.dosing_caveat, "yellow"))
     r.finish(f"Reviewed {v.review.date} by {v.review.reviewer}. Supports, never replaces, clinical judgement "
              "and the full product label.")
 

@@ -159,7 +159,7 @@ class Review(Strict):
 
 
 class Coding(Strict):
-    system: Literal["HPO", "SNOMED", "ICD-10", "ICD-11", "UMLS", "LOINC", "OMIM", "ORPHA", "MONDO"]
+    system: Literal["HPO", "SNOMED", "ICD-10", "ICD-10-CM", "ICD-11", "UMLS", "LOINC", "OMIM", "ORPHA", "MONDO"]
     code: NonEmpty
     label: str | None = None
     sources: Citations = Field(default_factory=list, description="Where the code was checked (terminology source).")
@@ -221,6 +221,9 @@ class Disease(Record):
 # --------------------------------------------------------------------------------------------
 # Manifestations and therapy options
 # --------------------------------------------------------------------------------------------
+ROLE_ORDER = {"mainstay": 0, "first-line": 1, "targeted": 2, "option": 3, "severe-cases": 4, "supportive": 5}
+
+
 class TherapyOption(Strict):
     """One therapy the sources assign to a manifestation.
 
@@ -241,6 +244,12 @@ class TherapyOption(Strict):
         None, ge=1, description="Order of preference the sources state among options of equal evidence "
         "(1 first); cite the statement of preference in `evidence`.")
     on_source_page: bool = True
+
+    @property
+    def sort_key(self) -> tuple[int, int, int, str]:
+        """Strongest evidence first, then the preference the sources state, then role; the label breaks
+        remaining ties, so the order of options in a content file never decides what is shown first."""
+        return (self.evidence_level.rank, self.preference or 99, ROLE_ORDER.get(self.role, 9), self.label.casefold())
 
     @model_validator(mode="after")
     def _has_target(self) -> TherapyOption:
@@ -277,12 +286,13 @@ class Manifestation(Record):
     def _ehr_codes(cls, v: list[Coding]) -> list[Coding]:
         errors: list[str] = []
         for c in v:
-            if c.system not in ("SNOMED", "ICD-10"):
-                errors.append(f"manifestation codings must be SNOMED or ICD-10 (HPO goes in 'hpo'), got {c.system}")
+            if c.system not in ("SNOMED", "ICD-10", "ICD-10-CM"):
+                errors.append(f"manifestation codings must be SNOMED, ICD-10 (WHO) or ICD-10-CM (HPO goes in 'hpo'), "
+                              f"got {c.system}")
             elif c.system == "SNOMED" and not re.match(SNOMED_PATTERN, c.code):
                 errors.append(f"malformed SNOMED CT code '{c.code}' (expected pattern {SNOMED_PATTERN})")
-            elif c.system == "ICD-10" and not re.match(ICD10_PATTERN, c.code):
-                errors.append(f"malformed ICD-10 code '{c.code}' (expected pattern {ICD10_PATTERN})")
+            elif c.system in ("ICD-10", "ICD-10-CM") and not re.match(ICD10_PATTERN, c.code):
+                errors.append(f"malformed {c.system} code '{c.code}' (expected pattern {ICD10_PATTERN})")
             if not c.sources:
                 errors.append(f"{c.system} code '{c.code}' needs a source (where it was checked)")
         if errors:
@@ -336,7 +346,8 @@ class Strength(Strict):
 
     value: float = Field(gt=0)
     unit: Literal["mg", "mcg", "g", "IU", "%", "mmol"]
-    per_ml: float | None = Field(None, gt=0, description="For liquids: the volume the amount is in (250 mg / 5 mL -> 5).")
+    per_ml: float | None = Field(None, gt=0,
+                                 description="For liquids: the volume the amount is in (250 mg / 5 mL -> 5).")
 
     def mg_per_ml(self) -> float | None:
         """Concentration in mg/mL for a liquid strength in a mass unit, else None."""
@@ -430,9 +441,9 @@ class VictimRule(Strict):
 
     id: RecordId
     mechanism: RecordId
-    severity: "InteractionSeverity"
+    severity: InteractionSeverity
     effect: Statement
-    instructions: list["Instruction"] = Field(min_length=1)
+    instructions: list[Instruction] = Field(min_length=1)
 
 
 class AtcEntry(Strict):

@@ -19,8 +19,9 @@ from ..knowledge.loader import KnowledgeBase, get_kb
 class CodeIndex:
     """Condition code -> manifestation id, per terminology (codes upper-cased)."""
 
-    icd10: dict[str, str]
+    icd10: dict[str, str]  # WHO ICD-10 (also valid in ICD-10-CM)
     snomed: dict[str, str]
+    icd10cm: dict[str, str]  # codes that exist only in the US clinical modification (R62.51)
 
 
 _CACHE: dict[int, tuple[KnowledgeBase, CodeIndex]] = {}
@@ -36,12 +37,14 @@ def code_index(kb: KnowledgeBase | None = None) -> CodeIndex:
     with _LOCK:
         icd10: dict[str, str] = {}
         snomed: dict[str, str] = {}
+        icd10cm: dict[str, str] = {}
+        tables = {"ICD-10": icd10, "SNOMED": snomed, "ICD-10-CM": icd10cm}
         for man in kb.manifestations.values():
             for c in man.codings:
-                table = icd10 if c.system == "ICD-10" else snomed if c.system == "SNOMED" else None
+                table = tables.get(c.system)
                 if table is not None:
                     table.setdefault(c.code.strip().upper(), man.id)
-        idx = CodeIndex(icd10, snomed)
+        idx = CodeIndex(icd10, snomed, icd10cm)
         if len(_CACHE) > 8:
             _CACHE.clear()
         _CACHE[id(kb)] = (kb, idx)
@@ -58,8 +61,12 @@ def manifestation_for_code(system: str | None, code: str | None, kb: KnowledgeBa
     if "snomed" in system:
         return idx.snomed.get(code)
     if "icd-10" in system or "icd10" in system:
+        # An ICD-10-CM system may carry CM-only codes; a WHO ICD-10 system never does.
+        cm = "cm" in system.replace("icd-10", "").replace("icd10", "")
+        tables = (idx.icd10cm, idx.icd10) if cm else (idx.icd10,)
         parts = code.split(".")
         for candidate in (code, parts[0] + "." + parts[1][:1] if len(parts) > 1 else None, parts[0]):
-            if candidate and candidate in idx.icd10:
-                return idx.icd10[candidate]
+            for table in tables:
+                if candidate and candidate in table:
+                    return table[candidate]
     return None

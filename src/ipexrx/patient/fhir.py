@@ -26,17 +26,20 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ..knowledge.loader import KnowledgeBase
+from ..knowledge.loader import KnowledgeBase, get_kb
 from .codes import manifestation_for_code
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
+from .medtext import read_product_text
 from .model import issues_from_validation
 from .normalize import InputWarning
-from .units import normalize_dose
+from .units import normalize_dose, volume_ml
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CVX = "http://hl7.org/fhir/sid/cvx"
+ATC_SYSTEMS = ("http://www.whocc.no/atc", "https://www.whocc.no/atc", "http://www.whocc.no/atc/",
+               "urn:oid:2.16.840.1.113883.6.73")
 UCUM = "http://unitsofmeasure.org"
 HPO_SYSTEMS = ("http://purl.obolibrary.org/obo/hp.owl", "http://human-phenotype-ontology.org",
                "https://hpo.jax.org", "http://purl.obolibrary.org/obo/hp")
@@ -45,10 +48,15 @@ ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-
 WEIGHT_LOINC = {"29463-7", "3141-9"}
 HEIGHT_LOINC = {"8302-2", "8306-3"}
 ROUTE_SNOMED = {"26643006": "oral", "47625008": "iv", "34206005": "sc", "78421000": "im", "6064005": "topical",
-                "37161004": "rectal", "447694001": "inhaled"}
+                "37161004": "rectal", "447694001": "inhaled", "54485002": "ophthalmic",
+                "46713006": "nasal", "45890007": "transdermal", "127490009": "enteral", "72607000": "intrathecal",
+                "127492001": "enteral"}
 ROUTE_TEXT = {"oral": "oral", "po": "oral", "by mouth": "oral", "iv": "iv", "intravenous": "iv", "sc": "sc",
-              "subcutaneous": "sc", "im": "im", "intramuscular": "im", "topical": "topical", "cutaneous": "topical",
-              "rectal": "rectal", "inhalation": "inhaled", "inhaled": "inhaled"}
+              "subcutaneous": "sc", "subcut": "sc", "im": "im", "intramuscular": "im", "topical": "topical",
+              "cutaneous": "topical", "skin": "topical", "rectal": "rectal", "pr": "rectal", "inhalation": "inhaled",
+              "inhaled": "inhaled", "ophthalmic": "ophthalmic", "eye": "ophthalmic", "nasal": "nasal",
+              "intranasal": "nasal", "transdermal": "transdermal", "enteral": "enteral", "nasogastric": "enteral",
+              "ng tube": "enteral", "g tube": "enteral", "gastrostomy": "enteral", "intrathecal": "intrathecal"}
 HSCT_WORDS = re.compile(r"\b(hsct|stem cell transplant\w*|bone marrow transplant\w*|bmt|haematopoietic|hematopoietic"
                         r"|cord blood transplant\w*)\b", re.I)
 INFECTION_WORDS = re.compile(r"(infect|sepsis|septic|pneumonia|viremia|viraemia|bacteremia|bacteraemia|fungemia|"
@@ -189,7 +197,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
     _conditions(by_type["Condition"], record, ctx, kb)
     meds_by_ref = {f"Medication/{m.id}": m for _, m in by_type["Medication"] if m.id}
     for path, m in by_type["MedicationStatement"] + by_type["MedicationRequest"]:
-        _medication(path, m, meds_by_ref, record, ctx)
+        _medication(path, m, meds_by_ref, record, ctx, kb)
     for path, o in by_type["Observation"]:
         if isinstance(o, _Unread):
             _unused_observation(path, o.raw, ctx)
@@ -441,7 +449,37 @@ _REQUEST_STATUS = {"active": "active", "draft": "planned", "on-hold": "stopped",
                    "stopped": "stopped", "cancelled": None, "entered-in-error": None, "unknown": "active"}
 
 
-def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str, Any], ctx: _Ctx) -> None:
+def _best_rxcui(codes: list[str], kb: KnowledgeBase | None) -> str | None:
+    """Of a concept's RxNorm codings, the most specific one the knowledge base knows (a product before a
+    brand before an ingredient), else the first: an EHR often sends the SCD beside its ingredient."""
+    if len(codes) <= 1:
+        return codes[0] if codes else None
+    from .resolve import kb_index
+
+    table = kb_index(kb or get_kb()).drugs.by_rxcui
+    rank = {"product": 0, "brand": 1, "ingredient": 2}
+    known = sorted((rank[table[c].kind], i, c) for i, c in enumerate(codes) if c in table)
+    return known[0][2] if known else codes[0]
+
+
+def _concentration_known(name: str | None, rxcui: str | None, kb: KnowledgeBase | None) -> bool:
+    """Whether a dose in mL can become mg: the text gives a concentration, or the coded product has one."""
+    if name and read_product_text(name).mg_per_ml is not None:
+        return True
+    if not rxcui:
+        return False
+    from .resolve import kb_index
+
+    drugs = kb_index(kb or get_kb()).drugs
+    hit = drugs.by_rxcui.get(rxcui)
+    if hit is None or hit.product_id is None:
+        return False
+    product = drugs.products[hit.product_id][1]
+    return len({c for st in product.strengths if (c := st.mg_per_ml()) is not None}) == 1
+
+
+def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str, Any], ctx: _Ctx,
+                kb: KnowledgeBase | None = None) -> None:
     rtype = m.get_resource_type()
     is_request = rtype == "MedicationRequest"
     status = (_REQUEST_STATUS if is_request else _STATEMENT_STATUS).get(m.status)
@@ -460,14 +498,18 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
         if concept is None and m.medicationReference.display:
             name = str(m.medicationReference.display)
     name = _text(concept) or name
-    rxcui = _code(concept, RXNORM)
-    if not name and not rxcui:
+    rxcuis = [str(c.code) for c in _codings(concept) if c.system == RXNORM and c.code]
+    rxcui = _best_rxcui(rxcuis, kb)
+    atc = _code(concept, *ATC_SYSTEMS)
+    if not name and not rxcui and not atc:
         ctx.warn(path, f"{rtype} skipped: no medication code or text")
         return
     i = len(record["medications"])
-    rec: dict[str, Any] = {"drug": name or rxcui, "status": status}
+    rec: dict[str, Any] = {"drug": name or rxcui or atc, "status": status}
     if rxcui and re.fullmatch(r"\d{1,8}", rxcui):
         rec["rxcui"] = rxcui
+    if atc and re.fullmatch(r"[A-Z]\d{2}[A-Z]{2}\d{2}", atc.strip().upper()):
+        rec["atc"] = atc.strip().upper()
     dosages = (m.dosageInstruction if is_request else m.dosage) or []
     dkey = "dosageInstruction" if is_request else "dosage"
     if dosages:
@@ -478,10 +520,13 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
             qpath = f"{path}.{dkey}[0].doseAndRate[0].doseQuantity"
             unit = _quantity_unit(q)
             try:
-                normalize_dose(float(q.value), unit, qpath)
+                if volume_ml(float(q.value), unit) is not None and _concentration_known(name, rxcui, kb):
+                    pass  # a volume of a known concentration: converted to mg when the record is normalised
+                else:
+                    normalize_dose(float(q.value), unit, qpath)
             except UnitError:
                 ctx.warn(qpath, f"dose {q.value} {unit or '(no unit)'} not used: a dose needs a mass, mass/kg, mass/m2 "
-                         "or IU unit (a volume needs the concentration); the drug is still checked")
+                         "or IU unit (a volume needs the concentration); the drug is still checked, its dose is not")
             else:
                 rec["dose"] = {"value": float(q.value), "unit": unit}
                 ctx.locations[f"$.medications[{i}].dose"] = qpath

@@ -72,15 +72,24 @@ def _parse_dose(value: object) -> object:
 
 class Dose(_In):
     value: float = Field(gt=0, le=1e6, description="Amount per administration; must be positive.")
-    unit: str | None = Field(None, description="mg, mcg, g, mg/kg, mcg/kg, mg/m2 or IU (volumes are refused).")
+    unit: str | None = Field(None, description="mg, mcg, g, mg/kg, mcg/kg, mg/m2 or IU; mL only when the drug text "
+                             "gives the concentration ('250 mg/5 mL').")
+
+
+ROUTES = ("oral", "iv", "sc", "im", "topical", "inhaled", "rectal", "ophthalmic", "nasal", "transdermal", "enteral",
+          "intrathecal", "other")
 
 
 class Medication(_In):
-    drug: Text = Field(description="Generic name, brand, synonym or RxCUI.")
-    rxcui: Annotated[str, Field(pattern=r"^\d{1,8}$")] | None = None
+    drug: Text = Field(description="Generic name, brand, synonym, RxCUI, or a product text such as "
+                       "'Prograf 0.5 mg capsule' or 'clarithromycin 250 mg/5 mL suspension'.")
+    rxcui: Annotated[str, Field(pattern=r"^\d{1,8}$")] | None = Field(
+        None, description="RxNorm code: ingredient, brand, or clinical/branded drug (SCD/SBD).")
+    atc: Annotated[str, Field(pattern=r"^[A-Z]\d{2}[A-Z]{2}\d{2}$")] | None = Field(None, description="WHO ATC code.")
     status: Literal["active", "planned", "stopped"] = "active"
     dose: Annotated[Dose | None, BeforeValidator(_parse_dose)] = None
-    route: Literal["oral", "iv", "sc", "im", "topical", "inhaled", "rectal", "other"] | None = None
+    route: Literal["oral", "iv", "sc", "im", "topical", "inhaled", "rectal", "ophthalmic", "nasal", "transdermal",
+                   "enteral", "intrathecal", "other"] | None = None
     frequency: Text | None = Field(None, description="e.g. 'once daily', 'q12h', 'BID'.")
     start_date: dt.date | None = None
     end_date: dt.date | None = None

@@ -15,24 +15,27 @@ All problems are collected and raised together, each located by JSON path.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..knowledge.loader import KnowledgeBase
+from ..knowledge.schema import SYSTEMIC_ROUTES as KB_SYSTEMIC_ROUTES
+from ..knowledge.schema import Product
 from .errors import InputIssue, PatientInputError, UnitError
 from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualitative
-from .model import PatientRecord
-from .resolve import kb_index, name_key
-from .units import QUANTITIES, NormDose, convert, fmt_number, normalize_dose
+from .medtext import read_product_text
+from .model import Medication, PatientRecord
+from .resolve import DrugIndex, Identification, kb_index, name_key
+from .units import QUANTITIES, NormDose, convert, fmt_number, normalize_dose, volume_ml
 from .vaccines import classify_vaccine
 
-SYSTEMIC_ROUTES = frozenset({None, "oral", "iv", "sc", "im", "rectal", "other", "inhaled"})
-# Dosage-form words that make a product topical when the record gives no route ("tacrolimus
-# ointment 0.1%"): without this, a skin product would count as a systemic calcineurin inhibitor.
-TOPICAL_FORMS = re.compile(r"\b(ointment|cream|lotion|topical|cutaneous|dermal)\b", re.I)
+# A record counts as systemic unless its route says the drug acts locally. An unknown route counts as
+# systemic: the safe reading for interaction and immunosuppression rules (and it is named back).
+SYSTEMIC_ROUTES = frozenset({None, "other"}) | KB_SYSTEMIC_ROUTES
+# Every check a medication record takes part in; named back when a record cannot be identified.
+MED_CHECKS = "interactions, duplication, dose range, monitoring, screening and vaccine checks"
 
 
 class InputWarning(BaseModel):
@@ -41,13 +44,19 @@ class InputWarning(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     path: str
-    code: Literal["unknown-drug", "unknown-manifestation", "unknown-lab", "unknown-vaccine", "skipped",
-                  "unknown-disorder", "incomplete"]
+    code: Literal["unknown-drug", "outside-kb-drug", "ambiguous-drug", "unknown-manifestation", "unknown-lab",
+                  "unknown-vaccine", "skipped", "unknown-disorder", "incomplete"]
     message: str
 
 
 @dataclass(frozen=True, slots=True)
 class Med:
+    """One medication record as written, and what it was identified as.
+
+    Each record stays its own record: a topical and an oral tacrolimus in one chart are two ``Med`` s,
+    and rules read the one whose route they are about.
+    """
+
     path: str
     text: str
     drug_id: str | None
@@ -57,6 +66,13 @@ class Med:
     frequency: str | None
     start: dt.date | None
     end: dt.date | None
+    brand: str | None = None  # the brand the record names (KB spelling)
+    product_id: str | None = None  # the KB product its code or text names
+    formulation: str | None = None  # the KB formulation (non-interchangeable family) it belongs to
+    identified_by: str | None = None  # rxnorm-product | rxnorm-brand | rxnorm-ingredient | atc | name | brand | text
+    route_basis: str | None = None  # where the route came from when the record gave none
+    suggestions: tuple[str, ...] = ()  # KB drug ids the unidentified text may mean (a question, never an identity)
+    outside_name: str | None = None  # the drug dictionary's name of a known drug without IPEX content
 
     @property
     def systemic(self) -> bool:
@@ -141,6 +157,7 @@ class PatientData:
     vaccinations: list[Vaccination]
     infections: list[ActiveInfection]
     warnings: list[InputWarning] = field(default_factory=list)
+    height_cm: float | None = None
 
     def meds_with(self, *statuses: str) -> list[Med]:
         return [m for m in self.meds if m.status in statuses and m.drug_id]
@@ -180,6 +197,119 @@ def _lab_kind(test: str, loinc: str | None) -> LabKind | None:
     return k
 
 
+def _identify(med: Medication, drugs: DrugIndex) -> Identification:
+    codes = [c for c in (med.rxcui, med.drug.strip() if med.drug.strip().isdigit() else None) if c]
+    return drugs.identify(med.drug, codes, [med.atc] if med.atc else [])
+
+
+def _unidentified(med: Medication, path: str, found: Identification, drugs: DrugIndex,
+                  warnings: list[InputWarning]) -> tuple[tuple[str, ...], str | None]:
+    """Name an unidentified record back: ambiguous, a known drug outside the KB, or a probable typo."""
+    from . import lexicon
+
+    if found.candidates:
+        names = ", ".join(found.candidates)
+        warnings.append(InputWarning(path=f"{path}.drug", code="ambiguous-drug", message=(
+            f"'{med.drug}' names more than one drug ({names}); it was not identified, so {MED_CHECKS} did not run "
+            "for it. Give one drug per medication record.")))
+        return found.candidates, None
+    outside = lexicon.known_name(med.drug)
+    if outside is not None:
+        kb_id = drugs.resolve(outside)
+        if kb_id is None:
+            warnings.append(InputWarning(path=f"{path}.drug", code="outside-kb-drug", message=(
+                f"'{med.drug}': {outside} is a known drug without IPEX content in the knowledge base; its "
+                f"interactions, dose range and monitoring were not checked.")))
+            return (), outside
+    suggestions = lexicon.suggest(med.drug, drugs.kb_names())
+    kb_ids = tuple(dict.fromkeys(s.drug_id for s in suggestions if s.drug_id))
+    if kb_ids:
+        ask = " or ".join(dict.fromkeys(s.name for s in suggestions if s.drug_id))
+        warnings.append(InputWarning(path=f"{path}.drug", code="unknown-drug", message=(
+            f"'{med.drug}' was not recognised - did you mean {ask}? Until the record is corrected, {MED_CHECKS} "
+            "did not run for it.")))
+    else:
+        near = [s.name for s in suggestions]
+        hint = f" (closest known names: {', '.join(near)})" if near else ""
+        warnings.append(InputWarning(path=f"{path}.drug", code="unknown-drug", message=(
+            f"'{med.drug}' was not recognised as a drug{hint}; {MED_CHECKS} did not run for it.")))
+    return kb_ids, None
+
+
+def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex, as_of: dt.date,
+                issues: list[InputIssue], unit_issues: list[InputIssue], warnings: list[InputWarning]) -> Med:
+    found = _identify(med, drugs)
+    drug_id = found.drug_id
+    suggestions: tuple[str, ...] = ()
+    outside = None
+    if drug_id is None:
+        suggestions, outside = _unidentified(med, path, found, drugs, warnings)
+    text = read_product_text(med.drug)
+    drug = kb.drugs[drug_id] if drug_id else None
+    product = drugs.products[found.product_id][1] if found.product_id in drugs.products else None
+    brand = next((b for b in drug.brands if b.name == found.brand), None) if drug and found.brand else None
+    formulation = (brand.formulation if brand else None) or (product.formulation if product else None)
+
+    route, basis = med.route, None
+    if route is None and drug is not None:
+        if found.route:
+            route, basis = found.route, ("the product code" if found.via and "product" in found.via else
+                                         "the brand code" if found.via and "brand" in found.via else "the ATC code")
+        elif text.route and text.route != "injection":
+            route, basis = text.route, f"the dose form in the text ('{text.form}')"
+        elif brand is not None and brand.route:
+            route, basis = brand.route, f"the brand ({brand.name} exists only as {brand.route})"
+        elif drug.routes and len(set(drug.routes)) == 1:
+            route, basis = drug.routes[0], f"the drug is only used by the {drug.routes[0]} route"
+        if route is not None and route not in SYSTEMIC_ROUTES:
+            # Said out loud because it takes the record out of every systemic check; a systemic reading
+            # changes nothing the rules do and is shown with the medication (route_basis).
+            warnings.append(InputWarning(path=f"{path}.route", code="incomplete", message=(
+                f"no route given for '{med.drug}'; read as {route} from {basis} (not counted as systemic)")))
+    elif route is not None and drug is not None and text.route and text.route != "injection":
+        local_text = text.route not in SYSTEMIC_ROUTES
+        if local_text != (route not in SYSTEMIC_ROUTES):
+            warnings.append(InputWarning(path=f"{path}.route", code="incomplete", message=(
+                f"the route '{route}' and the dose form in '{med.drug}' ('{text.form}') disagree; the record's route "
+                "is used")))
+
+    dose = None
+    if med.dose is not None:
+        dose = _dose(med, path, text.mg_per_ml, text.concentration_text, product, unit_issues)
+    if med.status != "planned":
+        _future(med.start_date, as_of, f"{path}.start_date", issues, "a start date")
+    return Med(path, med.drug, drug_id, med.status, dose, route, med.frequency, med.start_date, med.end_date,
+               brand=brand.name if brand else None, product_id=product.id if product else None,
+               formulation=formulation, identified_by=found.via, route_basis=basis, suggestions=suggestions,
+               outside_name=outside)
+
+
+def _dose(med: Medication, path: str, mg_per_ml: float | None, conc_text: str | None, product: Product | None,
+          unit_issues: list[InputIssue]) -> NormDose | None:
+    """The record's dose in mg (or mg/kg, mg/m2, IU); a volume only with a known concentration."""
+    assert med.dose is not None
+    value, unit = med.dose.value, med.dose.unit
+    ml = volume_ml(value, unit)
+    if ml is not None:
+        if mg_per_ml is None and product is not None:
+            concs = {c for st in product.strengths if (c := st.mg_per_ml()) is not None}
+            if len(concs) == 1:
+                mg_per_ml = concs.pop()
+                conc_text = f"{fmt_number(mg_per_ml)} mg/mL, from the product code"
+        if mg_per_ml is None:
+            unit_issues.append(InputIssue(f"{path}.dose.unit", (
+                "a dose in mg, mcg, g, mg/kg, mg/m2 or IU, or a volume with the concentration written in the drug text "
+                "(e.g. 'clarithromycin 250 mg/5 mL suspension')"), f"{fmt_number(value)} {unit} with no concentration"))
+            return None
+        mg = ml * mg_per_ml
+        return NormDose(mg, "mg", f"{fmt_number(value)} {unit} of {conc_text} = {fmt_number(mg)} mg")
+    try:
+        return normalize_dose(value, unit, f"{path}.dose.unit")
+    except UnitError as exc:
+        unit_issues.extend(exc.issues)
+        return None
+
+
 def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> PatientData:
     """Resolve and convert a record; raise with *all* located problems, or return data + warnings."""
     idx = kb_index(kb)
@@ -216,30 +346,7 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
     meds: list[Med] = []
     for i, med in enumerate(record.medications):
         path = f"$.medications[{i}]"
-        drug_id = idx.drugs.resolve(med.drug, med.rxcui) or idx.drugs.resolve_text(med.drug)
-        if drug_id is None:
-            warnings.append(InputWarning(path=f"{path}.drug", code="unknown-drug",
-                                         message=f"'{med.drug}' is not in the knowledge base; not checked"))
-        dose = None
-        if med.dose is not None:
-            try:
-                dose = normalize_dose(med.dose.value, med.dose.unit, f"{path}.dose.unit")
-            except UnitError as exc:
-                unit_issues.extend(exc.issues)
-        if med.status != "planned":
-            _future(med.start_date, as_of, f"{path}.start_date", issues, "a start date")
-        route = med.route
-        if route is None and drug_id is not None:
-            kb_routes = kb.drugs[drug_id].routes
-            form = TOPICAL_FORMS.search(med.drug)
-            if form or kb_routes == ["topical"]:
-                route = "topical"
-                why = f"the name says '{form.group(1)}'" if form else "the drug is only used topically"
-                warnings.append(InputWarning(path=f"{path}.route", code="incomplete",
-                                             message=f"no route given for '{med.drug}'; read as topical because "
-                                             f"{why} (not counted as systemic)"))
-        meds.append(Med(path, med.drug, drug_id, med.status, dose, route, med.frequency, med.start_date,
-                        med.end_date))
+        meds.append(_medication(med, path, kb, idx.drugs, as_of, issues, unit_issues, warnings))
 
     labs: list[LabResult] = []
     for i, lab in enumerate(record.labs):
@@ -302,4 +409,5 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
         diagnosis=dx.type, foxp3_variant=dx.foxp3_variant, ipex_like_id=like_id, ipex_like_text=like_text,
         hsct_status=record.hsct.status, hsct_date=record.hsct.date, manifestations=manifestations, meds=meds,
         labs=labs, vaccinations=vaccinations, infections=infections, warnings=warnings,
+        height_cm=record.demographics.height_cm,
     )

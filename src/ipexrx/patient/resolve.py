@@ -1,25 +1,31 @@
-"""Map what a record says (names, brands, synonyms, RxCUIs, HPO ids) onto knowledge-base ids.
+"""Map what a record says (names, brands, synonyms, RxNorm and ATC codes, HPO ids) onto knowledge-base ids.
 
 Why exact matching only (no fuzzy): a typo-tolerant match is fine for a search box but not for a
 medication list -- "cyclosporin" is a synonym we list, "cyclophosphamide" is not a near miss of
-anything we should pretend to know. Unknown names are reported ("not in the knowledge base; not
-checked"), never silently dropped and never guessed.
+anything we should pretend to know. A name that matches nothing is reported back with the closest
+names as a *question* (:mod:`ipexrx.patient.lexicon`), never silently dropped and never guessed.
 
-For free-text product descriptions (FHIR ``medicationCodeableConcept.text`` such as "Rapamune 1 mg
-tablet") :meth:`DrugIndex.resolve_text` looks for known names as whole words and accepts the result
-only when exactly one drug is named.
+A medication is identified, in this order, by: an RxNorm code of one of the drug's products (SCD or
+SBD: gives the drug, the product, its route and strength), a brand RxCUI, the ingredient RxCUI, an
+ATC code (a topical ATC code says the product is topical), then the text: the whole text as a name,
+brand or synonym, or the single knowledge-base drug named in it as a whole word ("Prograf 0.5 mg
+capsule"). A text naming two drugs is identified only when one of them is a combination product
+whose name holds the others ("sulfamethoxazole ... / trimethoprim ..." is trimethoprim-sulfamethoxazole);
+otherwise it is ambiguous and reported with both candidates.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..knowledge.loader import KnowledgeBase
+from ..knowledge.schema import Product
 
 _PUNCT = re.compile(r"[®™©]")
 _WS = re.compile(r"\s+")
+_SPLIT = re.compile(r"[\s/\-,+]+|\band\b|\bwith\b")
 
 
 def name_key(text: str) -> str:
@@ -27,30 +33,113 @@ def name_key(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class CodeHit:
+    """What an RxNorm or ATC code says about a record."""
+
+    drug_id: str
+    kind: str  # ingredient | brand | product | atc
+    product_id: str | None = None
+    brand: str | None = None
+    route: str | None = None  # product route, or a topical/ophthalmic ATC scope
+
+
+@dataclass(frozen=True)
+class Identification:
+    """How a medication record was identified (``drug_id`` None: not identified; ``candidates`` then
+    lists drugs the text names ambiguously)."""
+
+    drug_id: str | None
+    via: str | None = None  # rxnorm-product | rxnorm-brand | rxnorm-ingredient | atc | name | brand | text
+    brand: str | None = None
+    product_id: str | None = None
+    route: str | None = None
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DrugIndex:
     by_name: dict[str, str]
-    by_rxcui: dict[str, str]
-    pattern: re.Pattern[str] | None
+    by_rxcui: dict[str, CodeHit]
+    by_atc: dict[str, CodeHit]
+    brands: dict[str, tuple[str, str]]  # name key -> (drug id, brand name as written in the KB)
+    products: dict[str, tuple[str, Product]]  # product id -> (drug id, product)
+    components: dict[str, frozenset[str]]  # drug id -> its name words (for combination products)
+    pattern: re.Pattern[str] | None = field(default=None)
 
     def resolve(self, text: str | None = None, rxcui: str | None = None) -> str | None:
-        """KB drug id for an exact name/brand/synonym, an ingredient RxCUI, or a known RxCUI string."""
+        """KB drug id for an exact name/brand/synonym or a known RxCUI (any kind)."""
         if rxcui and rxcui.strip() in self.by_rxcui:
-            return self.by_rxcui[rxcui.strip()]
+            return self.by_rxcui[rxcui.strip()].drug_id
         if text:
             key = name_key(text)
             if key in self.by_name:
                 return self.by_name[key]
             if key.isdigit() and key in self.by_rxcui:
-                return self.by_rxcui[key]
+                return self.by_rxcui[key].drug_id
         return None
+
+    def named_in(self, text: str) -> dict[str, set[str]]:
+        """Drug id -> the names of it that occur in ``text`` as whole words."""
+        found: dict[str, set[str]] = {}
+        if self.pattern is None:
+            return found
+        for m in self.pattern.finditer(name_key(text)):
+            found.setdefault(self.by_name[m.group(0)], set()).add(m.group(0))
+        return found
 
     def resolve_text(self, text: str) -> str | None:
         """The single KB drug named as a whole word in free text; None if none or several."""
-        exact = self.resolve(text)
-        if exact or self.pattern is None:
-            return exact
-        found = {self.by_name[m.group(0)] for m in self.pattern.finditer(name_key(text))}
-        return found.pop() if len(found) == 1 else None
+        return self.identify_text(text).drug_id
+
+    def identify_text(self, text: str) -> Identification:
+        key = name_key(text)
+        if key in self.by_name:
+            did = self.by_name[key]
+            brand = self.brands.get(key)
+            return Identification(did, "brand" if brand else "name", brand=brand[1] if brand else None)
+        if key.isdigit() and key in self.by_rxcui:
+            return self._from_code(self.by_rxcui[key], "rxnorm")
+        found = self.named_in(text)
+        if not found:
+            return Identification(None)
+        if len(found) > 1:
+            combo = self._combination(found)
+            if combo is None:
+                return Identification(None, candidates=tuple(sorted(found)))
+            found = {combo: found[combo]}
+        did, names = next(iter(found.items()))
+        brand = next((self.brands[n][1] for n in sorted(names) if n in self.brands), None)
+        return Identification(did, "text", brand=brand)
+
+    def _combination(self, found: dict[str, set[str]]) -> str | None:
+        """The one drug among ``found`` whose name words cover every name found (a fixed combination)."""
+        every = set().union(*found.values())
+        covering = [d for d in found if all(n in self.components[d] or n in found[d] for n in every)]
+        return covering[0] if len(covering) == 1 else None
+
+    def _from_code(self, hit: CodeHit, system: str) -> Identification:
+        via = {"product": f"{system}-product", "brand": f"{system}-brand", "ingredient": f"{system}-ingredient",
+               "atc": "atc"}[hit.kind]
+        return Identification(hit.drug_id, via, brand=hit.brand, product_id=hit.product_id, route=hit.route)
+
+    def identify(self, text: str | None, rxcuis: list[str] | tuple[str, ...] = (),
+                 atcs: list[str] | tuple[str, ...] = ()) -> Identification:
+        """Identify a record from its codes first (most specific code wins), then from its text."""
+        hits = [self.by_rxcui[c.strip()] for c in rxcuis if c and c.strip() in self.by_rxcui]
+        order = {"product": 0, "brand": 1, "ingredient": 2}
+        hits.sort(key=lambda h: order[h.kind])
+        if hits:
+            return self._from_code(hits[0], "rxnorm")
+        atc_hits = [self.by_atc[c.strip().upper()] for c in atcs if c and c.strip().upper() in self.by_atc]
+        if atc_hits:
+            return self._from_code(atc_hits[0], "atc")
+        if text:
+            return self.identify_text(text)
+        return Identification(None)
+
+    def kb_names(self) -> dict[str, str]:
+        """Every lookup name -> drug id (for did-you-mean suggestions)."""
+        return self.by_name
 
 
 @dataclass(frozen=True)
@@ -75,16 +164,41 @@ class KbIndex:
     ipex_like: dict[str, str]
 
 
-def _build(kb: KnowledgeBase) -> KbIndex:
+def _drug_index(kb: KnowledgeBase) -> DrugIndex:
     by_name: dict[str, str] = {}
-    by_rxcui: dict[str, str] = {}
+    brands: dict[str, tuple[str, str]] = {}
+    by_rxcui: dict[str, CodeHit] = {}
+    by_atc: dict[str, CodeHit] = {}
+    products: dict[str, tuple[str, Product]] = {}
+    components: dict[str, frozenset[str]] = {}
     for drug in kb.drugs.values():
-        for n in (drug.id, drug.name, *drug.synonyms, *(b.name for b in drug.brands)):
+        for n in (drug.id, drug.name, *drug.synonyms):
             by_name.setdefault(name_key(n), drug.id)
+        for b in drug.brands:
+            by_name.setdefault(name_key(b.name), drug.id)
+            brands.setdefault(name_key(b.name), (drug.id, b.name))
+            if b.rxcui:
+                by_rxcui.setdefault(b.rxcui, CodeHit(drug.id, "brand", brand=b.name, route=b.route))
         if drug.codes.rxcui:
-            by_rxcui[drug.codes.rxcui] = drug.id
+            by_rxcui.setdefault(drug.codes.rxcui, CodeHit(drug.id, "ingredient"))
+        for code in drug.codes.rxcui_other:
+            by_rxcui.setdefault(code, CodeHit(drug.id, "ingredient"))
+        for prod in drug.products:
+            products[prod.id] = (drug.id, prod)
+            for rx in prod.rxnorm:
+                brand = prod.brands[0] if rx.tty in ("SBD", "SBDF", "BPCK", "SBDG") and len(prod.brands) == 1 else None
+                by_rxcui.setdefault(rx.code, CodeHit(drug.id, "product", product_id=prod.id, brand=brand,
+                                                     route=prod.route))
+        for a in drug.codes.atc:
+            local = a.scope if a.scope in ("topical", "ophthalmic", "nasal", "inhaled", "rectal") else None
+            by_atc.setdefault(a.code.upper(), CodeHit(drug.id, "atc", route=local))
+        components[drug.id] = frozenset(w for n in (drug.name, *drug.synonyms) for w in _SPLIT.split(name_key(n)) if w)
     names = sorted(by_name, key=len, reverse=True)
     pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w-])") if names else None
+    return DrugIndex(by_name, by_rxcui, by_atc, brands, products, components, pattern)
+
+
+def _build(kb: KnowledgeBase) -> KbIndex:
     m_name: dict[str, str] = {}
     m_hpo: dict[str, str] = {}
     for man in kb.manifestations.values():
@@ -98,7 +212,7 @@ def _build(kb: KnowledgeBase) -> KbIndex:
     for dis in kb.ipex_like.values():
         for n in (dis.id, dis.name, *dis.synonyms, dis.gene.symbol):
             like.setdefault(name_key(n), dis.id)
-    return KbIndex(DrugIndex(by_name, by_rxcui, pattern), ManifestationIndex(m_name, m_hpo), like)
+    return KbIndex(_drug_index(kb), ManifestationIndex(m_name, m_hpo), like)
 
 
 _CACHE: dict[int, tuple[KnowledgeBase, KbIndex]] = {}

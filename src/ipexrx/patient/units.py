@@ -96,6 +96,7 @@ def convert(quantity: str, value: float, unit: str | None, path: str) -> float:
 # Dose units: a mass, a mass per kg or per m2, or international units. Volumes are refused: a mL of
 # an oral solution means nothing without the concentration.
 DOSE_MASS = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "ng": 1e-6}
+DOSE_VOLUME = {"ml": 1.0, "l": 1000.0, "cc": 1.0}
 DOSE_UNITS = {"iu": "IU", "u": "IU", "unit": "IU", "units": "IU", "[iu]": "IU"}
 
 
@@ -126,6 +127,14 @@ def normalize_dose(value: float, unit: str | None, path: str) -> NormDose:
     if base in DOSE_MASS and per in ("kg", "m2"):
         return NormDose(value * DOSE_MASS[base], f"mg/{per}", original)
     raise UnitError(InputIssue(path, expected, repr(unit)), "unknown dose unit")
+
+
+def volume_ml(value: float, unit: str | None) -> float | None:
+    """A dose written as a volume, in mL; None when the unit is not a volume."""
+    if unit is None:
+        return None
+    factor = DOSE_VOLUME.get(norm_unit(unit))
+    return value * factor if factor is not None else None
 
 
 def fmt_number(value: float) -> str:

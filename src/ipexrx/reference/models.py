@@ -184,7 +184,64 @@ class SummaryView(View):
 class BrandView(View):
     name: str
     note: str | None = None
+    rxcui: str | None = Field(None, description="RxNorm brand-name concept.")
+    formulation: str | None = Field(None, description="Formulation id (products not interchangeable mg for mg).")
+    route: str | None = Field(None, description="Set when the brand exists for one route only.")
     sources: list[CitationView]
+
+
+class RxNormView(View):
+    code: str
+    tty: str = Field(description="RxNorm term type: SCD (clinical drug), SBD (branded drug), packs and groups.")
+    name: str
+
+
+class ProductView(View):
+    """A dosage form and its strengths, as an EHR orders it."""
+
+    id: str
+    form: str
+    route: str
+    strengths: list[str] = Field(description="Strengths as written: '0.5 mg', '250 mg/5 mL', '0.1 %'.")
+    brands: list[str]
+    formulation: str | None = None
+    rxnorm: list[RxNormView]
+    sources: list[CitationView]
+
+
+class FormulationView(View):
+    id: str
+    name: str
+    switch: StatementView
+
+
+class DoseRangeView(View):
+    """A labelled usual dose (and ceiling) for a route, age band and formulation."""
+
+    id: str
+    routes: list[str]
+    formulation: str | None = None
+    age_min_years: float | None = None
+    age_max_years: float | None = None
+    context: str
+    basis: str = Field(description="Unit of the range: mg|IU per day|week|dose, optionally per kg or per m2.")
+    low: float | None = None
+    high: float
+    maximum: float | None = None
+    absolute_max: float | None = None
+    statement: StatementView
+
+
+class MechanismRuleView(View):
+    """A victim drug's label instruction for every drug of one interaction mechanism group."""
+
+    id: str
+    victim: Ref
+    mechanism: Ref
+    severity: InteractionSeverity
+    effect: StatementView
+    instructions: list["InstructionView"]
+    members: list[Ref] = Field(description="The drugs of the group in the knowledge base.")
 
 
 class AtcView(View):
@@ -197,7 +254,9 @@ class AtcView(View):
 class CodesView(View):
     rxcui: str | None = None
     rxcui_note: str | None = None
+    rxcui_other: list[str] = Field(default_factory=list)
     atc: list[AtcView]
+    atc_note: str | None = None
     sources: list[CitationView]
 
 
@@ -235,7 +294,12 @@ class TargetRangeView(View):
 
 class SafetyView(View):
     boxed_warnings: list[StatementView]
+    contraindications: list[StatementView] = Field(default_factory=list)
     warnings: list[StatementView]
+    adverse_reactions_common: list[StatementView] = Field(default_factory=list)
+    adverse_reactions_serious: list[StatementView] = Field(default_factory=list)
+    pregnancy: list[StatementView] = Field(default_factory=list)
+    lactation: list[StatementView] = Field(default_factory=list)
     screening: list[ScreeningView]
     monitoring: list[MonitoringView]
     vaccines: VaccineView | None = None
@@ -316,8 +380,17 @@ class DrugMonograph(View):
     evidence_in_ipex: list[StatementView]
     literature: list[LiteratureView]
     codes: CodesView
+    molar_mass: float | None = Field(None, description="g/mol.")
+    formulations: list[FormulationView] = Field(default_factory=list)
+    products: list[ProductView] = Field(default_factory=list, description="Dosage forms and strengths, with codes.")
+    dosing: list[StatementView] = Field(default_factory=list, description="Usual paediatric and adult dosing.")
+    dose_ranges: list[DoseRangeView] = Field(default_factory=list)
     safety: SafetyView
     interactions: list[InteractionView] = Field(description="Most severe first, then by the other drug's name.")
+    interaction_rules: list[MechanismRuleView] = Field(
+        default_factory=list, description="This drug's label instruction per interaction mechanism group.")
+    affects: list[MechanismRuleView] = Field(
+        default_factory=list, description="Other drugs' mechanism rules this drug triggers (it is in their group).")
     options: list[DrugUseView] = Field(description="Therapy options naming this drug or one of its classes.")
     dosing_caveat: StatementView | None = None
     review: ReviewView

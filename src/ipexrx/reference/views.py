@@ -34,8 +34,10 @@ from .models import (
     CodesView,
     CodingView,
     ContentInfo,
+    DoseRangeView,
     DrugMonograph,
     DrugUseView,
+    FormulationView,
     GeneView,
     IdentifiersView,
     InstructionView,
@@ -44,10 +46,13 @@ from .models import (
     LiteratureFinding,
     LiteratureView,
     ManifestationView,
+    MechanismRuleView,
     MonitoringView,
     OptionView,
+    ProductView,
     Ref,
     ReviewView,
+    RxNormView,
     SafetyView,
     ScreeningView,
     SectionView,
@@ -129,6 +134,38 @@ class _Builder:
         c = self.kb.classes.get(cid)
         return Ref.model_construct(id=cid, name=c.name if c else cid)
 
+    def instruction(self, i: Any) -> InstructionView:
+        return InstructionView.model_construct(
+            kind=i.kind, applies_to=self.drug_ref(i.applies_to) if i.applies_to else None,
+            dose_fraction=i.dose_fraction, separation_hours=i.separation_hours, text=self.stmt(i.text))
+
+    def mechanism_rule(self, victim: Drug, r: Any) -> MechanismRuleView:
+        mech = self.kb.mechanisms.get(r.mechanism)
+        return MechanismRuleView.model_construct(
+            id=r.id, victim=self.drug_ref(victim.id),
+            mechanism=Ref.model_construct(id=r.mechanism, name=mech.name if mech else r.mechanism),
+            severity=_severity(r.severity), effect=self.stmt(r.effect),
+            instructions=[self.instruction(i) for i in r.instructions],
+            members=[self.drug_ref(m.drug) for m in mech.members] if mech else [])
+
+    def product(self, p: Any) -> ProductView:
+        def strength(st: Any) -> str:
+            num = f"{st.value:g} {st.unit}" if st.unit != "%" else f"{st.value:g} %"
+            if st.per_ml:
+                num += f"/{st.per_ml:g} mL" if st.per_ml != 1 else "/mL"
+            return num
+        return ProductView.model_construct(
+            id=p.id, form=p.form, route=p.route, strengths=[strength(st) for st in p.strengths], brands=list(p.brands),
+            formulation=p.formulation,
+            rxnorm=[RxNormView.model_construct(code=x.code, tty=x.tty, name=x.name) for x in p.rxnorm],
+            sources=self.cites(p.sources))
+
+    def dose_range(self, r: Any) -> DoseRangeView:
+        return DoseRangeView.model_construct(
+            id=r.id, routes=list(r.routes), formulation=r.formulation, age_min_years=r.age_min_years,
+            age_max_years=r.age_max_years, context=r.context, basis=r.basis, low=r.low, high=r.high,
+            maximum=r.maximum, absolute_max=r.absolute_max, statement=self.stmt(r.statement))
+
     def option(self, o: TherapyOption) -> OptionView:
         return OptionView.model_construct(
             id=o.id, label=o.label, role=o.role, condition=o.condition,
@@ -138,9 +175,7 @@ class _Builder:
         )
 
     def options(self, opts: Iterable[TherapyOption]) -> list[OptionView]:
-        indexed = list(enumerate(opts))
-        indexed.sort(key=lambda io: (io[1].evidence_level.rank, io[0]))
-        return [self.option(o) for _, o in indexed]
+        return [self.option(o) for o in sorted(opts, key=lambda o: o.sort_key)]
 
     def manifestation(self, m: Manifestation) -> ManifestationView:
         return ManifestationView.model_construct(
@@ -261,13 +296,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         interactions.append(InteractionView.model_construct(
             id=iid, drug=b.drug_ref(did), other=b.drug_ref(other), severity=_severity(inter.severity),
             mechanism=b.stmt(inter.mechanism), effect=b.opt_stmt(inter.effect),
-            instructions=[
-                InstructionView.model_construct(
-                    kind=i.kind, applies_to=b.drug_ref(i.applies_to) if i.applies_to else None,
-                                dose_fraction=i.dose_fraction, separation_hours=i.separation_hours,
-                                text=b.stmt(i.text))
-                for i in inter.instructions
-            ],
+            instructions=[b.instruction(i) for i in inter.instructions],
         ))
     interactions.sort(key=lambda v: (_SEVERITY_ORDER[v.severity], v.other.name.casefold()))
 
@@ -307,9 +336,15 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
     ]
 
     sf = drug.safety
+    rules = [b.mechanism_rule(drug, r) for r in drug.interaction_rules]
+    groups = {mid for mid, mech in kb.mechanisms.items() if any(m.drug == did for m in mech.members)}
+    affects = [b.mechanism_rule(other, r) for other in kb.drugs.values() if other.id != did
+               for r in other.interaction_rules if r.mechanism in groups]
+    affects.sort(key=lambda v: (_SEVERITY_ORDER[v.severity], v.victim.name.casefold()))
     mono = DrugMonograph.model_construct(
         id=did, name=drug.name, synonyms=list(drug.synonyms),
-        brands=[BrandView.model_construct(name=br.name, note=br.note, sources=b.cites(br.sources))
+        brands=[BrandView.model_construct(name=br.name, note=br.note, rxcui=br.rxcui, formulation=br.formulation,
+                                          route=br.route, sources=b.cites(br.sources))
                 for br in drug.brands],
         classes=[b.class_ref(c) for c in drug.classes],
         class_ancestors=[b.class_ref(c) for c in closure if c not in drug.classes],
@@ -319,11 +354,22 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
         pharmacology=b.stmts(drug.pharmacology), approvals=b.stmts(drug.approvals), uses=b.stmts(drug.uses),
         evidence_in_ipex=b.stmts(drug.evidence_in_ipex), literature=literature,
         codes=CodesView.model_construct(rxcui=drug.codes.rxcui, rxcui_note=drug.codes.rxcui_note,
+                        rxcui_other=list(drug.codes.rxcui_other),
                         atc=[AtcView.model_construct(code=a.code, scope=a.scope, current=a.current, note=a.note)
-                             for a in drug.codes.atc],
+                             for a in drug.codes.atc], atc_note=drug.codes.atc_note,
                         sources=b.cites(drug.codes.sources)),
+        molar_mass=drug.molar_mass,
+        formulations=[FormulationView.model_construct(id=f.id, name=f.name, switch=b.stmt(f.switch))
+                      for f in drug.formulations],
+        products=[b.product(p) for p in drug.products],
+        dosing=b.stmts(drug.dosing),
+        dose_ranges=[b.dose_range(r) for r in drug.dose_ranges],
+        interaction_rules=rules, affects=affects,
         safety=SafetyView.model_construct(
-            boxed_warnings=b.stmts(sf.boxed_warnings), warnings=b.stmts(sf.warnings),
+            boxed_warnings=b.stmts(sf.boxed_warnings), contraindications=b.stmts(sf.contraindications),
+            warnings=b.stmts(sf.warnings), adverse_reactions_common=b.stmts(sf.adverse_reactions.common),
+            adverse_reactions_serious=b.stmts(sf.adverse_reactions.serious), pregnancy=b.stmts(sf.pregnancy),
+            lactation=b.stmts(sf.lactation),
             screening=[ScreeningView.model_construct(
                 id=s.id, parameter=s.parameter.value, tests=list(s.tests), when=s.when,
                                      action_if_positive=b.opt_stmt(s.action_if_positive),

@@ -141,3 +141,51 @@ def same_class(ctx: Ctx) -> list[Alert]:
                 sources=ctx.refs(*(cls.summary if cls else [])),
             ))
     return alerts
+
+
+def formulation_switch(ctx: Ctx) -> list[Alert]:
+    """Two records of one drug in formulations the label says are not interchangeable mg for mg.
+
+    Why: Sandimmune and Neoral/Gengraf are not bioequivalent; Prograf, Envarsus XR and Astagraf XL
+    differ in exposure per mg. A stopped record in one formulation and a current or planned one in
+    another is a switch (warning: the label's monitoring instruction); two current ones is a
+    probable reconciliation error (warning too). A record whose formulation is not stated is not
+    compared (no guess).
+    """
+    alerts: list[Alert] = []
+    by_drug: dict[str, list[Med]] = {}
+    for m in ctx.patient.meds:
+        if m.drug_id and m.formulation and m.systemic:
+            by_drug.setdefault(m.drug_id, []).append(m)
+    for did, meds in by_drug.items():
+        drug = ctx.drug(did)
+        forms = {f.id: f for f in drug.formulations}
+        current = [m for m in meds if m.status in ("active", "planned")]
+        stopped = [m for m in meds if m.status == "stopped"]
+        pairs = [(old, new, "switch") for old in stopped for new in current if old.formulation != new.formulation]
+        pairs += [(x, y, "both") for x, y in combinations(current, 2) if x.formulation != y.formulation]
+        seen: set[tuple[str, str]] = set()
+        for old, new, kind in pairs:
+            key = (old.formulation or "", new.formulation or "")
+            if key in seen:
+                continue
+            seen.add(key)
+            fa, fb = forms.get(old.formulation or ""), forms.get(new.formulation or "")
+            if fa is None or fb is None:
+                continue
+            a_name, b_name = old.brand or fa.name, new.brand or fb.name
+            summary = (f"{drug.name}: switch from {a_name} to {b_name}, formulations that are not interchangeable "
+                       "mg for mg" if kind == "switch" else
+                       f"{drug.name}: {a_name} and {b_name} both current, formulations that are not interchangeable "
+                       "mg for mg")
+            alerts.append(Alert(
+                id=f"duplication:formulation:{did}:{fa.id}->{fb.id}", rule="duplication.formulation_switch",
+                family="duplication", severity=Severity.WARNING, summary=summary,
+                reasoning=f"{fa.name} and {fb.name} are different formulations of {drug.name}; the same mg dose does "
+                          "not give the same blood levels.",
+                action=" ".join(["Consider converting the dose as the label describes and checking levels after the "
+                                 "change.", *dict.fromkeys(f"Label: {s.text}" for s in (fa.switch, fb.switch))]),
+                triggers=[drug_trigger(ctx, old), drug_trigger(ctx, new)],
+                sources=ctx.refs(fa.switch, fb.switch),
+            ))
+    return alerts

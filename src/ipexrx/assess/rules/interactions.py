@@ -1,37 +1,55 @@
-"""Interactions between current and planned drugs, with the label's concrete instruction.
+"""Interactions between current and planned drugs, the way the labels reason about them.
 
-Why: in IPEX the main immunosuppressants (sirolimus, tacrolimus, cyclosporine) are CYP3A4/P-gp
-substrates with narrow margins, and the anti-infectives these children need (azoles, macrolides,
-rifampin) change their levels several-fold. The knowledge base encodes each label pair as an
-``Interaction`` with machine-readable ``Instruction`` s (contraindicated / avoid / dose-fraction /
-timing / monitor / increase-dose); this rule shows the instruction that applies and, for a dose
-fraction, the arithmetic on the recorded dose -- next to the caveat that optimal dosing in IPEX
-has not been established.
+Why: in IPEX the main immunosuppressants (sirolimus, tacrolimus, cyclosporine, everolimus) are
+CYP3A4/P-gp substrates with narrow margins, and the anti-infectives, anticonvulsants and
+antihypertensives these children get change their levels several-fold or add to their toxicity.
+Labels reason in two ways, and so does this rule:
+
+* **by mechanism**: "avoid strong CYP3A4 inhibitors", "monitor kidney function with nephrotoxic
+  drugs". The knowledge base groups perpetrators by mechanism (``mechanisms.yaml``, each membership
+  cited) and each victim drug carries its own label's instruction per mechanism
+  (``Drug.interaction_rules``);
+* **by pair**: "voriconazole: reduce tacrolimus to one third", "sirolimus 4 h after cyclosporine".
+  A pair record (``interactions/*.yaml``) is the label's specific text and overrides the mechanism
+  rule for that pair.
+
+A drug that is in no group the other drug's rules name, and in no pair record with it, raises
+nothing (azithromycin with tacrolimus). Each alert shows the label's instruction and, for a dose
+fraction, the arithmetic on the recorded dose next to the caveat that optimal dosing in IPEX has not
+been established. Alerts name the records they are about (route and dose), because a chart may hold
+the same drug twice (a topical and an oral tacrolimus): only systemic records take part, except foods.
 
 Pairs of two calcineurin inhibitors are left to :mod:`.duplication` (one alert, not two).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
-from ...knowledge.schema import Instruction, Interaction, InteractionSeverity
+from ...knowledge.schema import Instruction, Interaction, InteractionSeverity, Mechanism, Statement, VictimRule
 from ...patient.normalize import Med
 from ...patient.units import fmt_number
 from ..context import Ctx, drug_trigger, status_word
 from ..models import Alert, Severity
 
 CRITICAL_KINDS = {"contraindicated", "do-not-combine"}
+_SEVERITY_ORDER = {InteractionSeverity.CONTRAINDICATED: 0, InteractionSeverity.MAJOR: 1,
+                   InteractionSeverity.MODERATE: 2}
+
+
+def _severity(severity: InteractionSeverity, instructions: list[Instruction]) -> Severity:
+    """contraindicated / do-not-combine -> critical; major or a dose/timing/avoid instruction -> warning; else info."""
+    kinds = {i.kind for i in instructions}
+    if severity is InteractionSeverity.CONTRAINDICATED or kinds & CRITICAL_KINDS:
+        return Severity.CRITICAL
+    if severity is InteractionSeverity.MAJOR or kinds & {"dose-fraction", "timing", "avoid"}:
+        return Severity.WARNING
+    return Severity.INFO
 
 
 def severity_of(inter: Interaction) -> Severity:
-    """contraindicated / do-not-combine -> critical; major or a dose/timing instruction -> warning; else info."""
-    kinds = {i.kind for i in inter.instructions}
-    if inter.severity is InteractionSeverity.CONTRAINDICATED or kinds & CRITICAL_KINDS:
-        return Severity.CRITICAL
-    if inter.severity is InteractionSeverity.MAJOR or kinds & {"dose-fraction", "timing", "avoid"}:
-        return Severity.WARNING
-    return Severity.INFO
+    return _severity(inter.severity, list(inter.instructions))
 
 
 def _fraction_text(f: float) -> str:
@@ -42,12 +60,17 @@ def _fraction_text(f: float) -> str:
     return f"{fmt_number(f * 100)}%"
 
 
-def instruction_text(ctx: Ctx, ins: Instruction, meds: dict[str, Med]) -> str:
-    """The label's instruction in words, with the dose arithmetic when a dose is recorded."""
+def instruction_text(ctx: Ctx, ins: Instruction, meds: dict[str, Med], victim: str | None = None) -> str:
+    """The label's instruction in words, with the dose arithmetic when a dose is recorded.
+
+    ``victim``: the drug a mechanism rule belongs to (its instructions change that drug when they
+    name none).
+    """
     base = f"Label instruction: {ins.text.text}"
-    if ins.kind == "dose-fraction" and ins.applies_to and ins.dose_fraction:
-        target = meds.get(ins.applies_to)
-        name = ctx.label(ins.applies_to)
+    applies = ins.applies_to or victim
+    if ins.kind == "dose-fraction" and applies and ins.dose_fraction:
+        target = meds.get(applies)
+        name = ctx.label(applies)
         frac = _fraction_text(ins.dose_fraction)
         if target is not None and target.dose is not None and target.status == "active":
             new = target.dose.value * ins.dose_fraction
@@ -56,48 +79,165 @@ def instruction_text(ctx: Ctx, ins: Instruction, meds: dict[str, Med]) -> str:
                      f"{fmt_number(new)} {target.dose.unit}{per}; levels, not this figure, decide the dose.")
         else:
             base += f" (No current {name} dose on record to apply {frac} to.)"
-    elif ins.kind == "timing" and ins.separation_hours and ins.applies_to:
-        base += f" (Separation: {fmt_number(ins.separation_hours)} h; applies to {ctx.label(ins.applies_to)}.)"
+    elif ins.kind == "timing" and ins.separation_hours and applies:
+        base += f" (Separation: {fmt_number(ins.separation_hours)} h; applies to {ctx.label(applies)}.)"
     return base
 
 
-def label_instruction(ctx: Ctx) -> list[Alert]:
-    """Every KB interaction between two drugs that are current or planned (not both CNIs)."""
-    meds = {m.drug_id: m for m in ctx.current_and_planned if m.drug_id}
-    alerts: list[Alert] = []
-    for a, b in combinations(sorted(meds), 2):
-        inters = ctx.index.interactions.get(frozenset((a, b)))
-        if not inters:
+@dataclass(frozen=True)
+class MechanismMatch:
+    """A victim's rule that applies to a perpetrator through one mechanism group."""
+
+    victim: str
+    perpetrator: str
+    mechanism: Mechanism
+    rule: VictimRule
+    member_sources: tuple[Statement, ...]
+
+
+def mechanism_matches(ctx: Ctx, victim: Med, perpetrator: Med) -> list[MechanismMatch]:
+    """The victim's mechanism rules that the perpetrator (in its recorded route) falls under."""
+    v, p = victim.drug_id, perpetrator.drug_id
+    if not v or not p or v == p:
+        return []
+    out: list[MechanismMatch] = []
+    groups = ctx.index.memberships.get(p, {})
+    for rule in ctx.drug(v).interaction_rules:
+        hit = groups.get(rule.mechanism)
+        if hit is None:
             continue
-        ma, mb = meds[a], meds[b]
-        if ctx.is_cni(ma) and ctx.is_cni(mb):
-            continue  # duplication.two_calcineurin_inhibitors owns this pair
-        if not (ma.systemic and mb.systemic) and "grapefruit" not in (a, b):
-            continue  # a topical form does not reach the blood levels the label pair is about
-        for inter in inters:
-            sev = severity_of(inter)
-            words = " + ".join(f"{ctx.label(m.drug_id)} ({status_word(m)})" for m in (ma, mb) if m.drug_id)
-            kind_word = {"critical": "contraindicated combination", "warning": "interaction with a label instruction",
-                         "info": "interaction to monitor"}[sev.value]
-            if inter.severity is not InteractionSeverity.CONTRAINDICATED and sev is Severity.CRITICAL:
-                kind_word = "combination the label says not to use"
-            reasoning = inter.mechanism.text + (f" {inter.effect.text}" if inter.effect else "")
-            actions = [instruction_text(ctx, ins, meds) for ins in inter.instructions]
-            lead = ("Consider an alternative to one of the two drugs." if sev is Severity.CRITICAL
-                    else "Consider following the label instruction below and monitoring levels.")
-            dose_shown = any(ins.kind == "dose-fraction" for ins in inter.instructions)
-            evidence = None
-            if dose_shown:
-                cav = ctx.dosing_caveat(a if ctx.drug(a).dosing_caveat else b)
-                if cav is not None:
-                    evidence = cav.text
-            alerts.append(Alert(
-                id=f"interaction:{inter.id}", rule="interactions.label_instruction", family="interaction",
-                severity=sev, summary=f"{words}: {kind_word}",
-                reasoning=reasoning, action=" ".join([lead, *actions]),
-                triggers=[drug_trigger(ctx, ma), drug_trigger(ctx, mb)],
-                sources=ctx.refs(inter.mechanism, inter.effect, *(i.text for i in inter.instructions),
-                                 ctx.dosing_caveat(b) if dose_shown else None),
-                evidence=evidence,
-            ))
-    return alerts
+        mech, member = hit
+        if member.routes and perpetrator.route is not None and perpetrator.route not in member.routes:
+            continue  # e.g. inhaled tobramycin is not the nephrotoxin the group is about
+        membership = Statement(text=f"{ctx.label(p)} is in the group '{mech.name}'.", sources=member.sources)
+        out.append(MechanismMatch(v, p, mech, rule, (membership,)))
+    return out
+
+
+def _takes_part(m: Med) -> bool:
+    return m.systemic or (m.drug_id is not None and m.drug_id == "grapefruit")
+
+
+def _words(ctx: Ctx, ma: Med, mb: Med) -> str:
+    return " + ".join(f"{ctx.label(m.drug_id or '')} ({_record_words(m)})" for m in (ma, mb))
+
+
+def _record_words(m: Med) -> str:
+    parts = [status_word(m)]
+    if m.route:
+        parts.append(m.route)
+    if m.dose:
+        parts.append(m.dose.original)
+    return ", ".join(parts)
+
+
+def _kind_word(sev: Severity, severity: InteractionSeverity) -> str:
+    word = {"critical": "contraindicated combination", "warning": "interaction with a label instruction",
+            "info": "interaction to monitor"}[sev.value]
+    if severity is not InteractionSeverity.CONTRAINDICATED and sev is Severity.CRITICAL:
+        word = "combination the label says not to use"
+    return word
+
+
+def pair_alert(ctx: Ctx, inter: Interaction, ma: Med, mb: Med, meds: dict[str, Med]) -> Alert:
+    """The alert for a pair record: the label's own text for these two drugs."""
+    a, b = ma.drug_id or "", mb.drug_id or ""
+    sev = severity_of(inter)
+    reasoning = inter.mechanism.text + (f" {inter.effect.text}" if inter.effect else "")
+    actions = [instruction_text(ctx, ins, meds) for ins in inter.instructions]
+    lead = ("Consider an alternative to one of the two drugs." if sev is Severity.CRITICAL
+            else "Consider following the label instruction below and monitoring levels.")
+    dose_shown = any(ins.kind == "dose-fraction" for ins in inter.instructions)
+    caveat = ctx.dosing_caveat(a if ctx.drug(a).dosing_caveat else b) if dose_shown else None
+    return Alert(
+        id=f"interaction:{inter.id}", rule="interactions.label_instruction", family="interaction",
+        severity=sev, summary=f"{_words(ctx, ma, mb)}: {_kind_word(sev, inter.severity)}",
+        reasoning=reasoning, action=" ".join([lead, *actions]),
+        triggers=[drug_trigger(ctx, ma), drug_trigger(ctx, mb)],
+        sources=ctx.refs(inter.mechanism, inter.effect, *(i.text for i in inter.instructions),
+                         ctx.dosing_caveat(b) if dose_shown else None),
+        evidence=caveat.text if caveat else None,
+    )
+
+
+def mechanism_alert(ctx: Ctx, matches: list[MechanismMatch], ma: Med, mb: Med, meds: dict[str, Med]) -> Alert:
+    """One alert for a pair joined by one or more mechanism rules (most severe sets the level)."""
+    worst = min(matches, key=lambda m: _SEVERITY_ORDER[m.rule.severity])
+    instructions = [i for m in matches for i in m.rule.instructions]
+    sev = min((_severity(m.rule.severity, list(m.rule.instructions)) for m in matches), key=lambda s: s.rank)
+    groups = "; ".join(dict.fromkeys(f"{ctx.label(m.perpetrator)}: {m.mechanism.name}" for m in matches))
+    reasoning = " ".join(dict.fromkeys(
+        f"{ctx.label(m.perpetrator)} is in the group '{m.mechanism.name}'. {m.mechanism.description.text} "
+        f"{m.rule.effect.text}" for m in matches))
+    seen: set[str] = set()
+    actions: list[str] = []
+    for m in matches:
+        for ins in m.rule.instructions:
+            if ins.text.text not in seen:
+                seen.add(ins.text.text)
+                actions.append(instruction_text(ctx, ins, meds, victim=m.victim))
+    lead = ("Consider an alternative to one of the two drugs." if sev is Severity.CRITICAL
+            else "Consider following the label instruction below.")
+    dose_shown = any(i.kind == "dose-fraction" for i in instructions)
+    caveat = ctx.dosing_caveat(worst.victim) if dose_shown else None
+    a, b = sorted((ma.drug_id or "", mb.drug_id or ""))
+    statements: list[Statement | None] = []
+    for m in matches:
+        statements += [m.mechanism.description, m.rule.effect, *(i.text for i in m.rule.instructions),
+                       *m.member_sources]
+    return Alert(
+        id=f"interaction:{a}+{b}", rule="interactions.mechanism_rule", family="interaction", severity=sev,
+        summary=f"{_words(ctx, ma, mb)}: {_kind_word(sev, worst.rule.severity)} ({groups})",
+        reasoning=reasoning, action=" ".join([lead, *actions]),
+        triggers=[drug_trigger(ctx, ma), drug_trigger(ctx, mb)],
+        sources=ctx.refs(*statements, caveat),
+        evidence=caveat.text if caveat else None,
+    )
+
+
+def pair_alerts(ctx: Ctx, ma: Med, mb: Med, meds: dict[str, Med]) -> list[Alert]:
+    """Every interaction alert two records raise: pair records if any, else the mechanism rules."""
+    a, b = ma.drug_id, mb.drug_id
+    if not a or not b or a == b or not (_takes_part(ma) and _takes_part(mb)):
+        return []
+    if ctx.is_cni(ma) and ctx.is_cni(mb):
+        return []  # duplication.two_calcineurin_inhibitors owns this pair
+    inters = ctx.index.interactions.get(frozenset((a, b)))
+    if inters:
+        return [pair_alert(ctx, inter, ma, mb, meds) for inter in inters]
+    matches = mechanism_matches(ctx, ma, mb) + mechanism_matches(ctx, mb, ma)
+    return [mechanism_alert(ctx, matches, ma, mb, meds)] if matches else []
+
+
+def _pairs(ctx: Ctx) -> list[tuple[Med, Med]]:
+    meds = [m for m in ctx.current_and_planned if m.drug_id and _takes_part(m)]
+    return list(combinations(meds, 2))
+
+
+def label_instruction(ctx: Ctx) -> list[Alert]:
+    """Pair records between two current or planned drugs (not both CNIs)."""
+    meds = _by_drug(ctx)
+    out: list[Alert] = []
+    for ma, mb in _pairs(ctx):
+        if ctx.index.interactions.get(frozenset((ma.drug_id, mb.drug_id))):
+            out += pair_alerts(ctx, ma, mb, meds)
+    return out
+
+
+def mechanism_rule(ctx: Ctx) -> list[Alert]:
+    """Victim rules by mechanism group, for pairs that have no pair record."""
+    meds = _by_drug(ctx)
+    out: list[Alert] = []
+    for ma, mb in _pairs(ctx):
+        if not ctx.index.interactions.get(frozenset((ma.drug_id, mb.drug_id))):
+            out += pair_alerts(ctx, ma, mb, meds)
+    return out
+
+
+def _by_drug(ctx: Ctx) -> dict[str, Med]:
+    """Drug id -> the record used for dose arithmetic (the systemic one when a drug is listed twice)."""
+    out: dict[str, Med] = {}
+    for m in ctx.current_and_planned:
+        if m.drug_id and (m.drug_id not in out or (m.systemic and not out[m.drug_id].systemic)):
+            out[m.drug_id] = m
+    return out
