@@ -202,17 +202,25 @@ def _identify(med: Medication, drugs: DrugIndex) -> Identification:
     return drugs.identify(med.drug, codes, [med.atc] if med.atc else [])
 
 
-def _unidentified(med: Medication, path: str, found: Identification, drugs: DrugIndex,
+def _unidentified(med: Medication, path: str, found: Identification, drugs: DrugIndex, kb: KnowledgeBase,
                   warnings: list[InputWarning]) -> tuple[tuple[str, ...], str | None]:
     """Name an unidentified record back: ambiguous, a known drug outside the KB, or a probable typo."""
     from . import lexicon
 
     if found.candidates:
-        names = ", ".join(found.candidates)
+        names = ", ".join(kb.drugs[d].name for d in found.candidates)
         warnings.append(InputWarning(path=f"{path}.drug", code="ambiguous-drug", message=(
             f"'{med.drug}' names more than one drug ({names}); it was not identified, so {MED_CHECKS} did not run "
             "for it. Give one drug per medication record.")))
         return found.candidates, None
+    words = lexicon.words(med.drug)
+    group = drugs.containing(words[0]) if len(words) == 1 else ()
+    if group:
+        names = " or ".join(kb.drugs[d].name for d in group)
+        warnings.append(InputWarning(path=f"{path}.drug", code="ambiguous-drug", message=(
+            f"'{med.drug}' does not name one product - did you mean {names}? It was not identified, so {MED_CHECKS} "
+            "did not run for it. Name the product.")))
+        return group, None
     outside = lexicon.known_name(med.drug)
     if outside is not None:
         kb_id = drugs.resolve(outside)
@@ -243,7 +251,7 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
     suggestions: tuple[str, ...] = ()
     outside = None
     if drug_id is None:
-        suggestions, outside = _unidentified(med, path, found, drugs, warnings)
+        suggestions, outside = _unidentified(med, path, found, drugs, kb, warnings)
     text = read_product_text(med.drug)
     drug = kb.drugs[drug_id] if drug_id else None
     product = drugs.products[found.product_id][1] if found.product_id in drugs.products else None

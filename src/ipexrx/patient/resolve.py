@@ -137,6 +137,16 @@ class DrugIndex:
             return self.identify_text(text)
         return Identification(None)
 
+    def containing(self, text: str) -> tuple[str, ...]:
+        """Drugs with a name that contains the text's words as whole words but is longer ("insulin" is in
+        "insulin human" and "insulin glargine"): the text names a group of products, not one drug."""
+        words = [w for w in _SPLIT.split(name_key(text)) if w]
+        if not words:
+            return ()
+        found = {did for n, did in self.by_name.items()
+                 if n != name_key(text) and all(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", n) for w in words)}
+        return tuple(sorted(found))
+
     def kb_names(self) -> dict[str, str]:
         """Every lookup name -> drug id (for did-you-mean suggestions)."""
         return self.by_name

@@ -166,8 +166,9 @@ def _mount_docs(app: FastAPI) -> None:
 
 def _warm_up(app: FastAPI) -> None:
     """Before the first request: load the knowledge base, run every CDS service once on its packaged
-    sample (this imports the FHIR models and rules), parse the JWT keys, start the card-log writer;
-    then freeze the objects made so far out of the garbage collector's view.
+    sample (this imports the FHIR models and rules), read the drug dictionary used for names outside
+    the knowledge base, parse the JWT keys, start the card-log writer; then freeze the objects made so
+    far out of the garbage collector's view.
 
     Why: each of these is a one-off stall of tens to hundreds of milliseconds that would otherwise
     land on a real caller, and every later full collection would re-scan the (large, immortal)
@@ -175,10 +176,12 @@ def _warm_up(app: FastAPI) -> None:
     import gc
 
     from ..knowledge import get_kb
+    from ..patient import lexicon
     from .cds.engine import warm_up as warm_cds
 
     get_kb()
     warm_cds()
+    lexicon.table()  # the open drug dictionary, read on the first unrecognised medication name (~0.3 s)
     app.state.verifier.warm_up()
     app.state.cardlog.start()
     gc.collect()

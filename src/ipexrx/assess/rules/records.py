@@ -41,7 +41,7 @@ def unrecognised_medication(ctx: Ctx) -> list[Alert]:
             continue
         names = [ctx.label(s) for s in m.suggestions]
         ambiguous = any(w.path == f"{m.path}.drug" and w.code == "ambiguous-drug" for w in ctx.patient.warnings)
-        question = (f"it names more than one drug ({', '.join(names)})" if ambiguous
+        question = (f"it does not name one drug: {' or '.join(names)}?" if ambiguous
                     else f"did you mean {' or '.join(names)}?")
         implied: list[tuple[str, Alert]] = []
         for sid in m.suggestions:
