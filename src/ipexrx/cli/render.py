@@ -63,6 +63,10 @@ class Legend:
             line = Text(c.label)
             line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind}", style="dim")
             line.append(f"; {ident}" if ident else "", style="dim")
+            verification = c.verification
+            if verification and verification != "primary":
+                line.append(f"; read via a {verification} source" if verification == "secondary"
+                            else f"; {verification}", style="dim")
             line.append(")", style="dim")
             rows.append(line)
         marks = [f"[{i}]" for i in range(1, len(rows) + 1)]
@@ -459,7 +463,9 @@ def render_sources(v: SourcesView, console: Console) -> None:
         head.append(f"; cited {s.cited} time(s)", style="dim")
         body = Text(s.title, style="bold")
         body.append(f"\n{s.citation}")
-        for line in (f"DOI {s.doi}" if s.doi else "", f"PMID {s.pmid}" if s.pmid else "", s.url or ""):
+        for line in (f"DOI {s.doi}" if s.doi else "", f"PMID {s.pmid}" if s.pmid else "", s.url or "",
+                     f"DailyMed set id {s.setid}" if s.setid else "",
+                     f"version read: {s.version}" if s.version else ""):
             if line:
                 body.append(f"\n{line}", style="dim")
         if s.sections:

@@ -434,6 +434,8 @@ class SourceView(View):
     pmid: str | None = None
     url: str | None = None
     product: str | None = None
+    setid: str | None = Field(None, description="DailyMed SPL set id (labels).")
+    version: str | None = Field(None, description="Label version or revision date that was read.")
     sections: list[SectionView]
     accessed: dt.date | None = None
     verification: Literal["primary", "secondary", "curated"]

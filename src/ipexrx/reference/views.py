@@ -446,7 +446,7 @@ def list_sources(kb: KnowledgeBase | None = None) -> SourcesView:
     views = [
         SourceView.model_construct(
             id=s.id, kind=_kind(s.kind), title=s.title, citation=s.citation, doi=s.doi, pmid=s.pmid, url=s.url,
-            product=s.product,
+            product=s.product, setid=s.setid, version=s.version,
             sections=[SectionView.model_construct(locator=k, heading=v) for k, v in s.sections.items()],
             accessed=s.accessed, verification=s.verification, note=s.note, cited=counts.get(s.id, 0),
         )
