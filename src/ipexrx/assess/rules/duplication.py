@@ -150,13 +150,33 @@ def formulation_switch(ctx: Ctx) -> list[Alert]:
     differ in exposure per mg. A stopped record in one formulation and a current or planned one in
     another is a switch (warning: the label's monitoring instruction); two current ones is a
     probable reconciliation error (warning too). A record whose formulation is not stated is not
-    compared (no guess).
+    compared (no guess); when it sits beside a stopped record whose formulation is known, an info
+    alert says the switch cannot be judged.
     """
     alerts: list[Alert] = []
     by_drug: dict[str, list[Med]] = {}
     for m in ctx.patient.meds:
         if m.drug_id and m.formulation and m.systemic:
             by_drug.setdefault(m.drug_id, []).append(m)
+    for did, known in by_drug.items():
+        forms = {f.id: f for f in ctx.drug(did).formulations}
+        unstated = [m for m in ctx.patient.meds if m.drug_id == did and m.systemic and not m.formulation
+                    and m.status in ("active", "planned")]
+        old = next((m for m in known if m.status == "stopped" and m.formulation in forms), None)
+        if old is None or not unstated:
+            continue
+        f = forms[old.formulation or ""]
+        alerts.append(Alert(
+            id=f"duplication:formulation-unknown:{did}", rule="duplication.formulation_switch", family="duplication",
+            severity=Severity.INFO,
+            summary=f"{ctx.drug(did).name}: {old.brand or f.name} was stopped and the current record does not say "
+                    "which formulation it is; whether this is a switch cannot be judged",
+            reasoning=f"{ctx.drug(did).name} comes in formulations that are not interchangeable mg for mg; the current "
+                      "record names no brand or product, so a switch cannot be recognised.",
+            action="Consider recording the brand or product of the current prescription. " + f"Label: {f.switch.text}",
+            triggers=[drug_trigger(ctx, old), *(drug_trigger(ctx, m) for m in unstated)],
+            sources=ctx.refs(f.switch),
+        ))
     for did, meds in by_drug.items():
         drug = ctx.drug(did)
         forms = {f.id: f for f in drug.formulations}
