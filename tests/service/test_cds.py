@@ -187,7 +187,10 @@ def test_order_select_judges_only_the_selected_orders(dev_client: TestClient) ->
     assert any("voriconazole" in t for t in texts)
     assert not any("Two calcineurin inhibitors" in t for t in texts)  # the cyclosporine draft is not selected
     body["context"]["selections"] = ["MedicationRequest/draft-amox"]
-    assert dev_client.post("/cds-services/ipexrx-order-select", json=body).json() == {"cards": []}
+    cards = dev_client.post("/cds-services/ipexrx-order-select", json=body).json()["cards"]
+    # Amoxicillin has no IPEX content: one info card says so (never silence), nothing else is judged.
+    assert [c["indicator"] for c in cards] == ["info"]
+    assert "Amoxicillin" in cards[0]["summary"] and "not checked" in cards[0]["summary"]
 
 
 def test_stu3_dose_fields_and_missing_bundle_type_and_intent_are_read(dev_client: TestClient) -> None:

@@ -229,6 +229,13 @@ def _unidentified(med: Medication, path: str, found: Identification, drugs: Drug
                 f"'{med.drug}': {outside} is a known drug without IPEX content in the knowledge base; its "
                 f"interactions, dose range and monitoring were not checked.")))
             return (), outside
+        # The dictionary knows the name as a knowledge-base drug under a name the KB does not list (a brand):
+        # a strong hint, still offered as a question rather than taken as the identity.
+        warnings.append(InputWarning(path=f"{path}.drug", code="unknown-drug", message=(
+            f"'{med.drug}' is not a name the knowledge base lists; the open drug dictionary reads it as "
+            f"{kb.drugs[kb_id].name} - did you mean {kb.drugs[kb_id].name}? Until the record is corrected, "
+            f"{MED_CHECKS} did not run for it.")))
+        return (kb_id,), None
     suggestions = lexicon.suggest(med.drug, drugs.kb_names())
     kb_ids = tuple(dict.fromkeys(s.drug_id for s in suggestions if s.drug_id))
     if kb_ids:

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from ...knowledge.schema import Citation
 from ...patient.normalize import MED_CHECKS, Med
 from ..context import Ctx, status_word
 from ..models import Alert, Severity, Trigger
 from .interactions import _by_drug, pair_alerts
+
+DICTIONARY = Citation(source="drug-name-dictionary")
 
 
 def _record_trigger(m: Med) -> Trigger:
@@ -62,8 +65,8 @@ def unrecognised_medication(ctx: Ctx) -> list[Alert]:
         if implied:
             reasoning += " Read as each suggested drug, the record would raise: " + " ".join(
                 f"[{ctx.label(sid)}] {a.summary}. {a.action}" for sid, a in implied)
-        sources = []
-        seen: set[str] = set()
+        sources = [ctx.index.ref(DICTIONARY)]
+        seen: set[str] = {sources[0].citation}
         for _, a in implied:
             for r in a.sources:
                 if r.citation not in seen:
@@ -97,5 +100,5 @@ def medications_not_checked(ctx: Ctx) -> list[Alert]:
         reasoning=f"These records are not drugs of the knowledge base, so {MED_CHECKS} did not run for them; "
                   "their absence from the alerts says nothing about their safety.",
         action="Consider checking these medications with a general interaction reference.",
-        triggers=[_record_trigger(m) for m in rest], sources=[],
+        triggers=[_record_trigger(m) for m in rest], sources=[ctx.index.ref(DICTIONARY)],
     )]
