@@ -333,8 +333,9 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
                 mx.append(f"{d.absolute_max:g} {d.basis.split('/')[0]}/{d.basis.split('/')[-1]} at most")
             dt_.add_row(", ".join(d.routes), ages, d.context + (f" ({d.formulation})" if d.formulation else ""),
                         usual, "; ".join(mx) or "-")
-        r.section("Labelled dose ranges (checked by the assessment; not orders)", Group(dt_, r.bullets(
-            [d.statement for d in v.dose_ranges])))
+        notes = r.bullets([d.statement for d in v.dose_ranges])
+        r.section("Labelled dose ranges (checked by the assessment; not orders)",
+                  Group(dt_, notes) if notes is not None else dt_)
     sf = v.safety
     r.section("Boxed warnings", r.bullets(sf.boxed_warnings, "bold red"), "bold red")
     r.section("Contraindications", r.bullets(sf.contraindications))

@@ -632,6 +632,11 @@ class Drug(Record):
     )
     on_source_page: bool
     routes: list[Route] = Field(default_factory=list)
+    absorbed_routes: list[Route] = Field(
+        default_factory=list,
+        description="Routes that usually act locally but by which this drug reaches the blood in "
+        "amounts that matter (ketorolac nasal spray): records by them count as systemic.",
+    )
     immunosuppressive: bool = Field(
         False, description="Drives infection / live-vaccine rules in the assessment."
     )

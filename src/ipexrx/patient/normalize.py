@@ -73,10 +73,11 @@ class Med:
     route_basis: str | None = None  # where the route came from when the record gave none
     suggestions: tuple[str, ...] = ()  # KB drug ids the unidentified text may mean (a question, never an identity)
     outside_name: str | None = None  # the drug dictionary's name of a known drug without IPEX content
+    absorbed: bool = False  # a usually-local route by which this drug reaches the blood (Drug.absorbed_routes)
 
     @property
     def systemic(self) -> bool:
-        return self.route in SYSTEMIC_ROUTES
+        return self.absorbed or self.route in SYSTEMIC_ROUTES
 
     def describe(self) -> str:
         parts = [self.text]
@@ -265,7 +266,8 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
     brand = next((b for b in drug.brands if b.name == found.brand), None) if drug and found.brand else None
     formulation = (brand.formulation if brand else None) or (product.formulation if product else None)
 
-    route, basis = med.route, None
+    route: str | None = med.route
+    basis: str | None = None
     if route is None and drug is not None:
         if found.route:
             route, basis = found.route, ("the product code" if found.via and "product" in found.via else
@@ -276,7 +278,7 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
             route, basis = brand.route, f"the brand ({brand.name} exists only as {brand.route})"
         elif drug.routes and len(set(drug.routes)) == 1:
             route, basis = drug.routes[0], f"the drug is only used by the {drug.routes[0]} route"
-        if route is not None and route not in SYSTEMIC_ROUTES:
+        if route is not None and route not in SYSTEMIC_ROUTES and route not in drug.absorbed_routes:
             # Said out loud because it takes the record out of every systemic check; a systemic reading
             # changes nothing the rules do and is shown with the medication (route_basis).
             warnings.append(InputWarning(path=f"{path}.route", code="incomplete", message=(
@@ -296,7 +298,7 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
     return Med(path, med.drug, drug_id, med.status, dose, route, med.frequency, med.start_date, med.end_date,
                brand=brand.name if brand else None, product_id=product.id if product else None,
                formulation=formulation, identified_by=found.via, route_basis=basis, suggestions=suggestions,
-               outside_name=outside)
+               outside_name=outside, absorbed=bool(drug and route and route in drug.absorbed_routes))
 
 
 def _dose(med: Medication, path: str, mg_per_ml: float | None, conc_text: str | None, product: Product | None,

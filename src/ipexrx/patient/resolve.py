@@ -108,8 +108,8 @@ class DrugIndex:
                 return Identification(None, candidates=tuple(sorted(found)))
             found = {combo: found[combo]}
         did, names = next(iter(found.items()))
-        brand = next((self.brands[n][1] for n in sorted(names) if n in self.brands), None)
-        return Identification(did, "text", brand=brand)
+        brand_name = next((self.brands[n][1] for n in sorted(names) if n in self.brands), None)
+        return Identification(did, "text", brand=brand_name)
 
     def _combination(self, found: dict[str, set[str]]) -> str | None:
         """The one drug among ``found`` whose name words cover every name found (a fixed combination)."""

@@ -214,12 +214,17 @@ def _pairs(ctx: Ctx) -> list[tuple[Med, Med]]:
     return list(combinations(meds, 2))
 
 
+def _recorded(ctx: Ctx, ma: Med, mb: Med) -> bool:
+    """Whether a pair record exists for the two drugs (both identified, so ids are set)."""
+    return bool(ctx.index.interactions.get(frozenset((ma.drug_id or "", mb.drug_id or ""))))
+
+
 def label_instruction(ctx: Ctx) -> list[Alert]:
     """Pair records between two current or planned drugs (not both CNIs)."""
     meds = _by_drug(ctx)
     out: list[Alert] = []
     for ma, mb in _pairs(ctx):
-        if ctx.index.interactions.get(frozenset((ma.drug_id, mb.drug_id))):
+        if _recorded(ctx, ma, mb):
             out += pair_alerts(ctx, ma, mb, meds)
     return out
 
@@ -229,7 +234,7 @@ def mechanism_rule(ctx: Ctx) -> list[Alert]:
     meds = _by_drug(ctx)
     out: list[Alert] = []
     for ma, mb in _pairs(ctx):
-        if not ctx.index.interactions.get(frozenset((ma.drug_id, mb.drug_id))):
+        if not _recorded(ctx, ma, mb):
             out += pair_alerts(ctx, ma, mb, meds)
     return out
 
