@@ -376,6 +376,11 @@ class Formulation(Strict):
     id: RecordId
     name: NonEmpty
     switch: Statement = Field(description="What the label says about switching to or from this formulation.")
+    markers: list[NonEmpty] = Field(
+        default_factory=list,
+        description="Words in a free-text order that name this formulation and no other of the drug "
+        "('liposomal', 'modified'); read only when no code or brand says which formulation it is.",
+    )
 
 
 class DoseRange(Strict):
@@ -399,6 +404,9 @@ class DoseRange(Strict):
     high: float = Field(gt=0)
     maximum: float | None = Field(None, gt=0)
     absolute_max: float | None = Field(None, gt=0)
+    critical_above_maximum: bool = Field(
+        False, description="The label warns that a dose above its maximum can be fatal (conventional "
+        "amphotericin B): any dose above it is critical, not only ten times it.")
     statement: Statement
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import SYSTEMIC_ROUTES as KB_SYSTEMIC_ROUTES
-from ..knowledge.schema import Product
+from ..knowledge.schema import Formulation, Product
 from .errors import InputIssue, PatientInputError, UnitError
 from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualitative
 from .medtext import read_product_text
@@ -265,6 +265,8 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
     product = drugs.products[found.product_id][1] if found.product_id in drugs.products else None
     brand = next((b for b in drug.brands if b.name == found.brand), None) if drug and found.brand else None
     formulation = (brand.formulation if brand else None) or (product.formulation if product else None)
+    if formulation is None and drug is not None and drug.formulations:
+        formulation = _formulation_in_text(med.drug, drug.formulations)
 
     route: str | None = med.route
     basis: str | None = None
@@ -299,6 +301,13 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
                brand=brand.name if brand else None, product_id=product.id if product else None,
                formulation=formulation, identified_by=found.via, route_basis=basis, suggestions=suggestions,
                outside_name=outside, absorbed=bool(drug and route and route in drug.absorbed_routes))
+
+
+def _formulation_in_text(text: str, formulations: list[Formulation]) -> str | None:
+    """The one formulation whose marker words the text holds ('amphotericin B liposomal'); none if two match."""
+    words = f" {name_key(text)} "
+    hits = {f.id for f in formulations for m in f.markers if f" {name_key(m)} " in words}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _dose(med: Medication, path: str, mg_per_ml: float | None, conc_text: str | None, product: Product | None,
@@ -385,7 +394,8 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
             issues.append(InputIssue(f"{path}.value", f"a number for {kind.label}", repr(lab.value)))
             continue
         try:
-            value = convert(kind.quantity, float(lab.value), lab.unit, f"{path}.unit")
+            molar = kb.drugs[kind.drug].molar_mass if kind.drug and kind.drug in kb.drugs else None
+            value = convert(kind.quantity, float(lab.value), lab.unit, f"{path}.unit", molar_mass=molar)
         except UnitError as exc:
             unit_issues.extend(exc.issues)
             continue

@@ -28,6 +28,9 @@ _WS = re.compile(r"\s+")
 _SPLIT = re.compile(r"[\s/\-,+]+|\band\b|\bwith\b")
 
 
+_ATC = re.compile(r"[A-Z]\d\d[A-Z]{2}\d\d")  # a full (level-5) ATC code written as the drug text
+
+
 def name_key(text: str) -> str:
     return _WS.sub(" ", _PUNCT.sub("", text).strip().lower())
 
@@ -99,6 +102,8 @@ class DrugIndex:
             return Identification(did, "brand" if brand else "name", brand=brand[1] if brand else None)
         if key.isdigit() and key in self.by_rxcui:
             return self._from_code(self.by_rxcui[key], "rxnorm")
+        if _ATC.fullmatch(text.strip().upper()) and text.strip().upper() in self.by_atc:
+            return self._from_code(self.by_atc[text.strip().upper()], "atc")
         found = self.named_in(text)
         if not found:
             return Identification(None)

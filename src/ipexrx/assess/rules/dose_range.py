@@ -10,7 +10,12 @@ and says:
 * inside any matching range: nothing;
 * outside every judgeable range: a warning that shows the dose as converted, the range and its source;
 * more than ten times the ceiling (the maximum, else the top of the usual range, or the absolute cap):
-  critical -- no labelled use comes near it;
+  critical -- no labelled use comes near it; above the maximum at all when the label warns that an
+  overdose can kill (``critical_above_maximum``: conventional amphotericin B);
+* in range for one formulation but not for another, when the record does not say which (5 mg/kg/day
+  of amphotericin B is a liposomal dose and three times the conventional ceiling): a warning naming
+  both -- critical when the other formulation's dose would be critical -- because the product decides
+  whether the dose is lethal;
 * nothing judgeable (no weight for a per-kg range, no frequency for a per-day range, IU against mg):
   an info alert "cannot judge", naming what is missing. A missing value is never read as "in range".
 
@@ -29,6 +34,10 @@ from ..context import Ctx, doses_per_day, drug_trigger
 from ..models import Alert, Severity
 
 TOLERANCE = 0.02  # rounding of tablets and mL: 2% beyond a bound is still "at" the bound
+# A per-kg or per-m2 dose is rounded to something measurable (a whole capsule, 0.1 mL, a 250 mg
+# suspension dose for a 30 kg child on 7.5 mg/kg): 10% beyond such a bound is still "at" it. A unit
+# slip (mg for mcg, g for mg) is 1000-fold and is never hidden by this.
+SIZE_TOLERANCE = 0.10
 CRITICAL_FACTOR = 10.0
 
 
@@ -113,9 +122,10 @@ def _range_text(r: DoseRange) -> str:
 
 def _in_range(j: Judged) -> bool:
     low = j.rng.low or 0.0
-    if j.value < low * (1 - TOLERANCE):
+    tol = SIZE_TOLERANCE if j.rng.per_size else TOLERANCE
+    if j.value < low * (1 - tol):
         return False
-    if j.value > j.ceiling * (1 + TOLERANCE):
+    if j.value > j.ceiling * (1 + tol):
         return False
     return not (j.rng.absolute_max is not None and j.plain_value is not None
                 and j.plain_value > j.rng.absolute_max * (1 + TOLERANCE))
@@ -123,6 +133,8 @@ def _in_range(j: Judged) -> bool:
 
 def _far_above(j: Judged) -> bool:
     if j.value > j.ceiling * CRITICAL_FACTOR:
+        return True
+    if j.rng.critical_above_maximum and j.rng.maximum is not None and j.value > j.rng.maximum * (1 + TOLERANCE):
         return True
     return (j.rng.absolute_max is not None and j.plain_value is not None
             and j.plain_value > j.rng.absolute_max * CRITICAL_FACTOR)
@@ -175,10 +187,46 @@ def dose_range(ctx: Ctx) -> list[Alert]:
                 alerts.append(_cannot(ctx, m, missing, ranges))
             continue
         if any(_in_range(j) for j in judged):
+            split = _formulation_split(m, judged)
+            if split is not None:
+                alerts.append(_formulation_alert(ctx, m, *split))
             continue
         severity = Severity.CRITICAL if all(_far_above(j) for j in judged) else Severity.WARNING
         alerts.append(_alert(ctx, m, severity, judged))
     return alerts
+
+
+def _formulation_split(m: Med, judged: list[Judged]) -> tuple[list[Judged], list[Judged]] | None:
+    """(in range, out of range) by formulation, when the record names none and the verdicts differ."""
+    if m.formulation is not None:
+        return None
+    by_form: dict[str, list[Judged]] = {}
+    for j in judged:
+        if j.rng.formulation:
+            by_form.setdefault(j.rng.formulation, []).append(j)
+    fits = [j for js in by_form.values() for j in js if any(_in_range(k) for k in js)]
+    misses = [j for js in by_form.values() if not any(_in_range(k) for k in js) for j in js]
+    return (fits, misses) if fits and misses else None
+
+
+def _formulation_alert(ctx: Ctx, m: Med, fits: list[Judged], misses: list[Judged]) -> Alert:
+    name = ctx.label(m.drug_id or "")
+    names = {f.id: f.name.split(",")[0] for f in ctx.drug(m.drug_id or "").formulations}
+    ok = sorted({names.get(j.rng.formulation or "", j.rng.formulation or "") for j in fits})
+    bad = "; ".join(f"{fmt_number(j.value)} {j.rng.basis} is {'above' if j.value > j.ceiling else 'below'} "
+                    f"{_range_text(j.rng)} ({names.get(j.rng.formulation or '', j.rng.formulation)})" for j in misses)
+    return Alert(
+        id=f"dosing:range:{m.path}", rule="dosing.dose_range", family="dosing",
+        severity=Severity.CRITICAL if any(_far_above(j) for j in misses) else Severity.WARNING,
+        summary=f"{name} {m.dose.original if m.dose else ''}: in range only for {', '.join(ok)}; "
+                f"the record does not say which",
+        reasoning=f"The formulations of {name} are dosed differently and the record names none. For the others: "
+                  f"{bad}. " + " ".join(dict.fromkeys(j.rng.statement.text for j in misses)),
+        action=f"Consider confirming the product (formulation) of this {name} order before it is given; "
+               "the dose is only plausible for the formulation named above.",
+        triggers=[drug_trigger(ctx, m)], sources=ctx.refs(*(j.rng.statement for j in fits + misses)),
+        evidence="Ranges are the label's usual doses; optimal dosing in IPEX has not been established.",
+    )
 
 
 def _alert(ctx: Ctx, m: Med, severity: Severity, judged: list[Judged],
@@ -196,7 +244,12 @@ def _alert(ctx: Ctx, m: Med, severity: Severity, judged: list[Judged],
             parts.append(f"{fmt_number(j.value)} {j.rng.basis} is {side} {_range_text(j.rng)}")
         shown = "; ".join(parts)
         ranges = [j.rng for j in judged]
-    word = "more than ten times the labelled maximum" if severity is Severity.CRITICAL else "outside the labelled range"
+    if severity is not Severity.CRITICAL:
+        word = "outside the labelled range"
+    elif all(j.rng.critical_above_maximum for j in judged) and single is None:
+        word = "above a maximum the label warns can be fatal"
+    else:
+        word = "more than ten times the labelled maximum"
     return Alert(
         id=f"dosing:range:{m.path}", rule="dosing.dose_range", family="dosing", severity=severity,
         summary=f"{name} {m.dose.original if m.dose else ''} ({m.route or 'route not given'}"
