@@ -559,12 +559,21 @@ class ResultThreshold(Strict):
 
     id: RecordId
     parameter: LabParameter
+    lab: str | None = Field(
+        None, pattern=ID_PATTERN,
+        description="The one patient lab this applies to (an id of the ipexrx lab catalogue: 'triglycerides', "
+        "'fasting-glucose', 'systolic-bp', 'lymphocytes'); none: every lab counting for the parameter.")
     comparison: Literal["<", "<=", ">", ">="]
     value: float
-    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL"]
+    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL", "mmol/L", "g/dL", "mmHg"]
     relative_to_baseline: bool = False
     severity: Literal["critical", "warning", "info"] = "warning"
     grade: str | None = Field(None, description="Short name of the band, e.g. 'severe'.")
+    min_age_years: float | None = Field(None, ge=0, description="Applies from this age (inclusive).")
+    max_age_years: float | None = Field(None, gt=0, description="Applies below this age (exclusive).")
+    sex: Literal["male", "female"] | None = Field(None, description="Applies to this sex only (paediatric BP tables).")
+    when: Literal["start", "treatment"] | None = Field(
+        None, description="A label threshold for starting the drug only, or for patients already on it; none: both.")
     origin: Literal["label", "guideline", "reference", "convention"]
     statement: Statement
     action: Statement | None = None
@@ -573,9 +582,21 @@ class ResultThreshold(Strict):
     def _units(self) -> ResultThreshold:
         if self.relative_to_baseline and self.unit != "%":
             raise ValueError(f"threshold '{self.id}': a change from baseline is expressed in %, got {self.unit}")
-        if not self.relative_to_baseline and self.unit == "%":
-            raise ValueError(f"threshold '{self.id}': unit % needs relative_to_baseline: true")
+        if not self.relative_to_baseline and self.unit == "%" and self.lab != "hba1c":
+            raise ValueError(f"threshold '{self.id}': unit % needs relative_to_baseline: true (or lab hba1c)")
+        if self.min_age_years is not None and self.max_age_years is not None \
+                and self.min_age_years >= self.max_age_years:
+            raise ValueError(f"threshold '{self.id}': min_age_years must be below max_age_years")
         return self
+
+    def applies_to_age(self, age: float | None) -> bool | None:
+        """True/False for a known age; None when the threshold has an age band and the age is unknown."""
+        if self.min_age_years is None and self.max_age_years is None:
+            return True
+        if age is None:
+            return None
+        return (self.min_age_years is None or age >= self.min_age_years) and (
+            self.max_age_years is None or age < self.max_age_years)
 
     def crossed(self, value: float, limit: float | None = None) -> bool:
         """Whether ``value`` meets the threshold: against ``self.value`` (in ``unit``; a % change when
@@ -744,6 +765,16 @@ class Mechanism(Record):
                   "immunosuppression", "food"]
     description: Statement
     members: list[MechanismMember] = Field(min_length=1)
+    offset_days: int | None = Field(
+        None, gt=0, description="How long the effect outlasts the perpetrator's last dose (induction "
+        "wears off over about two weeks): a member stopped within this many days still counts.")
+    offset: Statement | None = Field(None, description="The cited statement behind offset_days.")
+
+    @model_validator(mode="after")
+    def _offset_is_cited(self) -> Mechanism:
+        if (self.offset_days is None) != (self.offset is None):
+            raise ValueError("offset_days and offset (its cited statement) go together")
+        return self
 
 
 class Interaction(Record):

@@ -30,6 +30,7 @@ Rule = Callable[[Ctx], list[Alert]]
 RULES: dict[str, Rule] = {
     "interactions.label_instruction": interactions.label_instruction,
     "interactions.mechanism_rule": interactions.mechanism_rule,
+    "interactions.after_stop": interactions.after_stop,
     "duplication.two_calcineurin_inhibitors": duplication.two_calcineurin_inhibitors,
     "duplication.cni_switch_interval": duplication.cni_switch_interval,
     "duplication.same_class": duplication.same_class,

@@ -246,3 +246,59 @@ def _by_drug(ctx: Ctx) -> dict[str, Med]:
         if m.drug_id and (m.drug_id not in out or (m.systemic and not out[m.drug_id].systemic)):
             out[m.drug_id] = m
     return out
+
+
+def after_stop(ctx: Ctx) -> list[Alert]:
+    """An inducer stopped recently beside a current victim: levels climb back as induction fades.
+
+    Why: stopping rifampin or carbamazepine is as dangerous for a child on tacrolimus as starting it,
+    only later: over one to two weeks the tacrolimus level rises to where the dose, raised during
+    induction, becomes toxic. A stopped record with no end date cannot be placed in that window and
+    is said to be so (info), never taken as long past.
+    """
+    out: list[Alert] = []
+    victims = [m for m in ctx.current_and_planned if m.drug_id and m.systemic]
+    for stopped in ctx.patient.meds:
+        if stopped.status != "stopped" or not stopped.drug_id or not stopped.systemic:
+            continue
+        groups = ctx.index.memberships.get(stopped.drug_id, {})
+        for victim in victims:
+            if victim.drug_id == stopped.drug_id:
+                continue
+            for rule in ctx.drug(victim.drug_id or "").interaction_rules:
+                hit = groups.get(rule.mechanism)
+                if hit is None or hit[0].offset_days is None:
+                    continue
+                mech, member = hit
+                alert = _after_stop_alert(ctx, victim, stopped, mech, rule, member.sources)
+                if alert is not None:
+                    out.append(alert)
+    return out
+
+
+def _after_stop_alert(ctx: Ctx, victim: Med, stopped: Med, mech: Mechanism, rule: VictimRule,
+                      member_sources: list[str]) -> Alert | None:
+    assert mech.offset_days is not None and mech.offset is not None
+    v, p = ctx.label(victim.drug_id or ""), ctx.label(stopped.drug_id or "")
+    if stopped.end is None:
+        severity, when = Severity.INFO, "stopped on a date the record does not give"
+        lead = (f"Cannot judge whether {p}'s effect is still wearing off: record the stop date. "
+                f"If it was stopped within the last {mech.offset_days} days, consider checking {v} levels.")
+    else:
+        days = (ctx.as_of - stopped.end).days
+        if days < 0 or days > mech.offset_days:
+            return None
+        severity, when = Severity.WARNING, f"stopped {stopped.end.isoformat()} ({days} days ago)"
+        lead = f"Consider checking {v} levels over the next {mech.offset_days - days} days."
+    membership = Statement(text=f"{p} is in the group '{mech.name}'.", sources=member_sources)
+    instructions = " ".join(f"Label instruction: {i.text.text}" for i in rule.instructions)
+    return Alert(
+        id=f"interaction:after-stop:{stopped.drug_id}+{victim.drug_id}", rule="interactions.after_stop",
+        family="interaction", severity=severity,
+        summary=f"{p} ({when}) with {v} ({_record_words(victim)}): {v} levels may rise as {p}'s "
+                f"effect wears off ({mech.name})",
+        reasoning=f"{p} is in the group '{mech.name}'. {rule.effect.text} {mech.offset.text}",
+        action=f"{lead} {instructions}",
+        triggers=[drug_trigger(ctx, stopped), drug_trigger(ctx, victim)],
+        sources=ctx.refs(mech.offset, rule.effect, *(i.text for i in rule.instructions), membership),
+    )
