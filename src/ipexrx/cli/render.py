@@ -344,6 +344,14 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
     r.section("Serious adverse reactions", r.bullets(sf.adverse_reactions_serious))
     r.section("Pregnancy", r.bullets(sf.pregnancy))
     r.section("Lactation", r.bullets(sf.lactation))
+    if sf.section_notes:
+        gap_lines = []
+        for n in sf.section_notes:
+            line = Text(f"- {n.text}", style="yellow" if n.status == "not-encoded" else "")
+            if n.sources:
+                line.append(" [" + "; ".join(c.label for c in n.sources) + "]", style="cyan")
+            gap_lines.append(line)
+        r.section("Sections with nothing shown above", Group(*gap_lines), "bold yellow")
     if sf.screening:
         srows: list[RenderableType] = []
         for sc in sf.screening:

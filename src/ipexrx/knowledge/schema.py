@@ -215,6 +215,9 @@ class Disease(Record):
         default_factory=list, description="Caveats that apply to drug therapy as a whole."
     )
     hsct_evidence: list[Statement] = Field(default_factory=list)
+    post_hsct: list[Statement] = Field(
+        default_factory=list, description="Follow-up after HSCT (chimerism, immune reconstitution and "
+        "revaccination, GvHD prophylaxis), shown to transplanted patients instead of the referral.")
     surveillance: list[Statement] = Field(default_factory=list)
 
 
@@ -622,6 +625,36 @@ class SteroidThreshold(Strict):
     statement: Statement
 
 
+class LiveVaccineWait(Strict):
+    """How long after the last dose a live vaccine stays deferred, as the label or guideline says.
+
+    ``days`` None: the source names no fixed interval (rituximab: B-cell recovery decides), so a
+    stopped drug with an end date stays "cannot judge" rather than cleared. ``after_high_dose_only``:
+    the wait applies only after a course at or above the drug's immunosuppressive threshold
+    (corticosteroids: ACIP's 1 month after >= 14 days at high dose).
+    """
+
+    days: int | None = Field(None, gt=0, description="Days after the last dose (None: no fixed interval).")
+    after_high_dose_only: bool = False
+    origin: Literal["label", "guideline", "convention"] = Field(
+        description="Where the interval comes from; a convention (an ipexrx reading of a label fact) never "
+        "raises a critical alert and is shown as such.")
+    statement: Statement
+
+
+class InUteroAdvice(Strict):
+    """Live vaccines for an infant exposed to the drug in utero: deferred until this age (label).
+
+    ``longer_months``: a stricter interval another regulator gives (EU: 12 months for infliximab);
+    between the two the rule warns instead of raising a critical alert.
+    """
+
+    months_after_birth: int = Field(gt=0)
+    statement: Statement
+    longer_months: int | None = Field(None, gt=0)
+    longer_statement: Statement | None = None
+
+
 class VaccineAdvice(Strict):
     live_vaccines: Literal["avoid", "contraindicated", "dose-dependent", "no-restriction"]
     statement: Statement
@@ -631,6 +664,39 @@ class VaccineAdvice(Strict):
     prednisone_equivalence: SteroidEquivalence | None = Field(
         None, description="For corticosteroids judged against a prednisone threshold: the dose conversion factor."
     )
+    after_stop: LiveVaccineWait | None = Field(
+        None, description="How long live vaccines stay deferred after the last dose (label or guideline).")
+    in_utero: InUteroAdvice | None = Field(
+        None, description="Live vaccines for infants exposed in utero (label).")
+    no_conversion: Statement | None = Field(
+        None, description="Why a dose of this drug is not converted to prednisone-equivalents (oral budesonide: "
+        "low systemic exposure); the vaccine rule cites it instead of judging the dose.")
+
+
+class TopicalLimit(Strict):
+    """A labelled limit on local (skin) use: minimum age, for one strength or every strength."""
+
+    id: RecordId
+    routes: list[Literal["topical"]] = Field(default_factory=lambda: ["topical"])
+    strength_percent: float | None = Field(
+        None, gt=0, description="The strength (%) the limit is for; None: every strength.")
+    age_min_years: float = Field(gt=0)
+    statement: Statement
+
+
+MonographSection = Literal["boxed_warnings", "contraindications", "warnings", "adverse_reactions.common",
+                           "adverse_reactions.serious", "pregnancy", "lactation", "monitoring"]
+
+
+class NoneInLabel(Strict):
+    """A monograph section the label was read for and has nothing in (no boxed warning), with where it was read.
+
+    Why: an empty section must never read as 'nothing to worry about'. Views show an empty section
+    as 'not encoded in this release' unless the label was read and has none, which is said with its
+    source."""
+
+    section: MonographSection
+    sources: Citations = Field(min_length=1)
 
 
 class Safety(Strict):
@@ -647,6 +713,14 @@ class Safety(Strict):
     result_thresholds: list[ResultThreshold] = Field(
         default_factory=list, description="Sourced lab thresholds for results on this drug (e.g. creatinine rise)."
     )
+    no_start_in_active_infection: Statement | None = Field(
+        None, description="The label says not to start the drug during an active serious infection.")
+    topical_limits: list[TopicalLimit] = Field(
+        default_factory=list, description="Labelled minimum ages for skin use (by strength).")
+    topical_immunocompromised: Statement | None = Field(
+        None, description="The label says the skin product is not for immunocompromised patients.")
+    none_in_label: list[NoneInLabel] = Field(
+        default_factory=list, description="Sections the label was read for and has none of (no boxed warning).")
 
 
 class Drug(Record):

@@ -292,6 +292,16 @@ class TargetRangeView(View):
     statement: StatementView
 
 
+class SectionNoteView(View):
+    """Why a monograph section is empty: the label has none (with where it was read) or it is not encoded."""
+
+    section: str = Field(description="boxed_warnings, contraindications, warnings, adverse_reactions.common, "
+                                     "adverse_reactions.serious, pregnancy, lactation, monitoring")
+    status: Literal["none-in-label", "not-encoded"]
+    text: str
+    sources: list[CitationView] = Field(default_factory=list)
+
+
 class SafetyView(View):
     boxed_warnings: list[StatementView]
     contraindications: list[StatementView] = Field(default_factory=list)
@@ -304,6 +314,8 @@ class SafetyView(View):
     monitoring: list[MonitoringView]
     vaccines: VaccineView | None = None
     target_ranges: list[TargetRangeView]
+    section_notes: list[SectionNoteView] = Field(
+        default_factory=list, description="One per empty monograph section: none in the label, or not encoded.")
 
 
 class InstructionView(View):

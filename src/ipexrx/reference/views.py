@@ -19,6 +19,7 @@ from ..knowledge.schema import (
     Citation,
     Drug,
     Manifestation,
+    Safety,
     Statement,
     TherapyOption,
 )
@@ -55,6 +56,7 @@ from .models import (
     RxNormView,
     SafetyView,
     ScreeningView,
+    SectionNoteView,
     SectionView,
     SourcesView,
     SourceView,
@@ -280,6 +282,36 @@ def manifestation_view(query: str, kb: KnowledgeBase | None = None) -> Manifesta
 _SEVERITY_ORDER: dict[str, int] = {s.value: i for i, s in enumerate(kbs.InteractionSeverity)}
 
 
+_SECTION_WORDS = {
+    "boxed_warnings": "boxed warning", "contraindications": "contraindications", "warnings": "warnings and precautions",
+    "adverse_reactions.common": "common adverse reactions", "adverse_reactions.serious": "serious adverse reactions",
+    "pregnancy": "pregnancy", "lactation": "lactation", "monitoring": "monitoring",
+}
+
+
+def _section_notes(b: _Builder, sf: Safety) -> list[SectionNoteView]:
+    """Every empty monograph section, said: an empty section never reads as 'nothing to know'."""
+    filled = {"boxed_warnings": sf.boxed_warnings, "contraindications": sf.contraindications,
+              "warnings": sf.warnings, "adverse_reactions.common": sf.adverse_reactions.common,
+              "adverse_reactions.serious": sf.adverse_reactions.serious, "pregnancy": sf.pregnancy,
+              "lactation": sf.lactation, "monitoring": sf.monitoring}
+    none = {n.section: n for n in sf.none_in_label}
+    notes = []
+    for section, items in filled.items():
+        if items:
+            continue
+        words = _SECTION_WORDS[section]
+        if section in none:
+            notes.append(SectionNoteView.model_construct(
+                section=section, status="none-in-label", text=f"The label was read and has no {words}.",
+                sources=b.cites(none[section].sources)))
+        else:
+            notes.append(SectionNoteView.model_construct(
+                section=section, status="not-encoded",
+                text=f"{words[0].upper()}{words[1:]}: not encoded in this release; read the label.", sources=[]))
+    return notes
+
+
 def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph:
     """The full monograph of a drug named by generic name, brand or synonym (any case)."""
     kb = resolve_kb(kb)
@@ -369,7 +401,7 @@ def drug_monograph(query: str, kb: KnowledgeBase | None = None) -> DrugMonograph
             boxed_warnings=b.stmts(sf.boxed_warnings), contraindications=b.stmts(sf.contraindications),
             warnings=b.stmts(sf.warnings), adverse_reactions_common=b.stmts(sf.adverse_reactions.common),
             adverse_reactions_serious=b.stmts(sf.adverse_reactions.serious), pregnancy=b.stmts(sf.pregnancy),
-            lactation=b.stmts(sf.lactation),
+            lactation=b.stmts(sf.lactation), section_notes=_section_notes(b, sf),
             screening=[ScreeningView.model_construct(
                 id=s.id, parameter=s.parameter.value, tests=list(s.tests), when=s.when,
                                      action_if_positive=b.opt_stmt(s.action_if_positive),
