@@ -25,7 +25,12 @@ DATA = Path(__file__).parent / "data" / "label_interaction_pairs.yaml"
 FAMILIES = {"interaction", "duplication"}
 
 
+ROUTES: dict[str, str] = yaml.safe_load(DATA.read_text(encoding="utf-8")).get("routes", {})
+
+
 def _route(kb, drug_id: str) -> str | None:
+    if drug_id in ROUTES:
+        return ROUTES[drug_id]  # the route the label's warning is about (IV vancomycin, not oral)
     routes = kb.drugs[drug_id].routes
     if not routes or "oral" in routes:
         return "oral"
