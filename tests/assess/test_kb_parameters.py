@@ -22,7 +22,7 @@ from ipexrx.knowledge.schema import LabParameter
 from ipexrx.knowledge.validate import validate_kb
 from ipexrx.patient import read_patient
 from ipexrx.patient.errors import UnitError
-from ipexrx.patient.labs import kinds_for_parameter
+from ipexrx.patient.labs import LabKind, kinds_for_parameter, lab_by_id
 from ipexrx.patient.units import convert
 from ipexrx.patient.vaccines import classify_vaccine, is_live
 
@@ -72,12 +72,19 @@ def test_every_kb_result_threshold_has_a_unit_the_lab_kind_converts() -> None:
         if t.relative_to_baseline:
             assert t.unit == "%"
             continue
-        kinds = kinds_for_parameter(t.parameter, None)
+        if t.lab is not None:
+            kind = lab_by_id(t.lab)
+            assert kind is not None, f"threshold {t.id}: lab '{t.lab}' is not in the lab catalogue"
+            assert t.parameter in kind.parameters, f"threshold {t.id}: lab '{t.lab}' does not count for {t.parameter}"
+            kinds: tuple[LabKind, ...] = (kind,)
+        else:
+            kinds = kinds_for_parameter(t.parameter, None)
         assert kinds, t.id
-        try:
-            convert(kinds[0].quantity, t.value, t.unit, t.id)
-        except UnitError as exc:  # pragma: no cover - the assertion message is the point
-            pytest.fail(f"threshold {t.id}: {exc}")
+        for kind in kinds:
+            try:
+                convert(kind.quantity, t.value, t.unit, t.id)
+            except UnitError as exc:  # pragma: no cover - the assertion message is the point
+                pytest.fail(f"threshold {t.id}: {exc}")
 
 
 def test_cyclosporine_creatinine_threshold_is_the_label_figure_with_its_section() -> None:

@@ -45,18 +45,34 @@ def _trough(drug: str, loinc: tuple[str, ...], extra_names: tuple[str, ...] = ()
     )
 
 
+# Whole-blood drug-level LOINC codes (checked on loinc.org pages or LOINC-table mirrors, 2026-12-05):
+#   tacrolimus 11253-2 [Mass/volume] in Blood; 77348-1 in Blood, trough (LC-MS/MS: Mayo Clinic
+#   Laboratories report their LC-MS/MS tacrolimus under it); 74096-9 in Blood by Immunoassay;
+#   80550-7 in dried blood spot (capillary whole blood on filter paper).
+#   cyclosporine 3520-4 [Mass/volume] in Blood; 14978-1 in Blood by Immunoassay; 78920-6
+#   [Moles/volume] in Blood by Immunoassay (nmol/L: needs the molar mass). Not mapped: 53573-2
+#   (post-dose C2, not a trough) and 3521-2 / 15103-5 (serum, a matrix the ranges do not use).
+#   sirolimus 29247-4 [Mass/volume] in Blood. everolimus 77349-9 in Blood by LC/MS/MS, trough.
+# A code a lab labels "trough" and a code for a random draw both land here: the rules compare
+# the latest level with trough ranges, and the alert shows the LOINC-coded result as read.
 LAB_KINDS: tuple[LabKind, ...] = (
-    _trough("tacrolimus", ("11253-2",), ("tac trough", "fk506 level", "tac c0")),
-    _trough("cyclosporine", ("3520-4",), ("csa trough", "ciclosporin trough", "ciclosporin level", "csa c0")),
+    _trough("tacrolimus", ("11253-2", "77348-1", "74096-9", "80550-7"), ("tac trough", "fk506 level", "tac c0")),
+    _trough("cyclosporine", ("3520-4", "14978-1", "78920-6"),
+            ("csa trough", "ciclosporin trough", "ciclosporin level", "csa c0")),
     _trough("sirolimus", ("29247-4",), ("srl trough", "rapamycin level", "srl c0")),
+    _trough("everolimus", ("77349-9",), ("evl trough", "certican level", "evl c0")),
     LabKind("creatinine", "creatinine (serum/plasma)", "creatinine", (P.CREATININE,),
             ("creatinine", "serum creatinine", "creat", "scr"), ("2160-0", "14682-9", "38483-4"), plausible=(1, 3000)),
     LabKind("bun", "urea nitrogen", "bun", (P.BUN,), ("bun", "urea nitrogen", "blood urea nitrogen"), ("3094-0",),
             plausible=(0, 300)),
     LabKind("glucose", "glucose", "glucose", (P.GLUCOSE,),
-            ("glucose", "blood glucose", "fasting glucose", "plasma glucose"),
+            ("glucose", "blood glucose", "plasma glucose", "random glucose"),
             ("2345-7", "2339-0", "14749-6", "15074-8"),
             plausible=(0.1, 100)),
+    # Fasting glucose is its own kind: the diabetes criterion (>= 7.0 mmol/L) holds only for a fasting sample.
+    LabKind("fasting-glucose", "fasting glucose", "glucose", (P.GLUCOSE,),
+            ("fasting glucose", "fasting blood glucose", "fasting plasma glucose", "fpg", "fbg"),
+            ("1558-6", "77145-1"), plausible=(0.1, 100)),
     LabKind("hba1c", "HbA1c", "hba1c", (P.HBA1C, P.GLUCOSE), ("hba1c", "a1c", "hemoglobin a1c", "glycated hemoglobin"),
             ("4548-4", "17856-6", "59261-8"), plausible=(2, 25)),
     LabKind("tsh", "TSH", "tsh", (P.THYROID,), ("tsh", "thyrotropin", "thyroid stimulating hormone"),
@@ -72,6 +88,9 @@ LAB_KINDS: tuple[LabKind, ...] = (
             plausible=(0, 200)),
     LabKind("platelets", "platelet count", "cell-count", (P.PLATELETS, P.CBC), ("platelets", "plt", "platelet count"),
             ("777-3", "26515-7"), plausible=(0, 5000)),
+    LabKind("lymphocytes", "absolute lymphocyte count", "cell-count", (P.CBC,),
+            ("lymphocytes", "alc", "absolute lymphocyte count", "lymphocyte count"), ("731-0", "30364-4"),
+            plausible=(0, 500)),
     LabKind("wbc", "white cell count", "cell-count", (P.CBC,), ("wbc", "white blood cells", "leukocytes",
             "white cell count"), ("6690-2", "26464-8"), plausible=(0, 1000)),
     LabKind("hemoglobin", "hemoglobin", "hemoglobin", (P.CBC,), ("hemoglobin", "haemoglobin", "hb", "hgb"),

@@ -24,7 +24,7 @@ def norm_unit(unit: str) -> str:
     u = u.replace("^", "*").replace(" ", "").replace("×", "x").lower()
     if u.startswith("x10*"):
         u = u[1:]
-    u = u.replace("mcg", "ug").replace("mm3", "ul").replace("meq", "mmol")
+    u = u.replace("mcg", "ug").replace("mm3", "ul")
     u = u.replace("cells/", "/")
     return u
 
@@ -54,7 +54,8 @@ QUANTITIES: dict[str, Quantity] = {
     q.name: q
     for q in [
         Quantity("mass", "mg", {"mg": _ID, "g": _f(1000.0), "ug": _f(0.001), "ng": _f(1e-6)}),
-        # Whole-blood drug concentrations: ng/mL == ug/L (a molar unit would need the molar mass: refuse).
+        # Whole-blood drug concentrations: ng/mL == ug/L. Molar units (nmol/L) need the drug's molar
+        # mass and are converted by ``convert(..., molar_mass=...)`` (MOLAR_UNITS), never here.
         Quantity("drug-concentration", "ng/mL", {"ng/ml": _ID, "ug/l": _ID, "mg/l": _f(1000.0)}),
         Quantity("creatinine", "umol/L", {"umol/l": _ID, "mg/dl": _f(88.42), "mmol/l": _f(1000.0)}),
         Quantity("glucose", "mmol/L", {"mmol/l": _ID, "mg/dl": _f(1 / 18.016)}),
@@ -66,8 +67,10 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("triglycerides", "mmol/L", {"mmol/l": _ID, "mg/dl": _f(1 / 88.57)}),
         Quantity("cell-count", "10^9/L", dict(_CELLS)),
         Quantity("hemoglobin", "g/dL", {"g/dl": _ID, "g/l": _f(0.1)}),
-        Quantity("electrolyte", "mmol/L", {"mmol/l": _ID}),
-        Quantity("magnesium", "mmol/L", {"mmol/l": _ID, "mg/dl": _f(1 / 2.431)}),
+        # Monovalent ions (potassium): 1 mEq/L == 1 mmol/L.
+        Quantity("electrolyte", "mmol/L", {"mmol/l": _ID, "meq/l": _ID}),
+        # Magnesium is divalent: 1 mmol/L = 2 mEq/L; 1 mg/dL = 0.4114 mmol/L (molar mass 24.305 g/mol).
+        Quantity("magnesium", "mmol/L", {"mmol/l": _ID, "mg/dl": _f(1 / 2.4305), "meq/l": _f(0.5)}),
         Quantity("bun", "mg/dL", {"mg/dl": _ID, "mmol/l": _f(2.801)}),
         Quantity("enzyme", "U/L", {"u/l": _ID, "iu/l": _ID}),
         Quantity("bilirubin", "umol/L", {"umol/l": _ID, "mg/dl": _f(17.1)}),
@@ -80,15 +83,39 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
-def convert(quantity: str, value: float, unit: str | None, path: str) -> float:
-    """``value`` in ``unit`` expressed in the quantity's canonical unit, or ``UnitError`` at ``path``."""
+# Molar drug concentrations -> ng/mL, per g/mol of the drug: x nmol/L = x * M / 1000 ng/mL.
+MOLAR_UNITS: dict[str, float] = {"nmol/l": 1e-3, "pmol/ml": 1e-3, "umol/l": 1.0, "pmol/l": 1e-6}
+
+
+def accepts(quantity: str, unit: str | None, molar_mass: float | None = None) -> bool:
+    """Whether ``convert`` can read ``unit`` for this quantity (molar units only with a molar mass)."""
+    if not unit:
+        return False
+    u = norm_unit(unit)
+    return u in QUANTITIES[quantity].convert or (
+        quantity == "drug-concentration" and molar_mass is not None and u in MOLAR_UNITS)
+
+
+def convert(quantity: str, value: float, unit: str | None, path: str, molar_mass: float | None = None) -> float:
+    """``value`` in ``unit`` expressed in the quantity's canonical unit, or ``UnitError`` at ``path``.
+
+    ``molar_mass`` (g/mol, from the knowledge base) lets a drug concentration in nmol/L be read:
+    tacrolimus 10 nmol/L x 804.0 g/mol = 8.04 ng/mL. Without it a molar unit is an error."""
     q = QUANTITIES[quantity]
+    accepted = q.accepted() + (sorted(MOLAR_UNITS) if quantity == "drug-concentration" and molar_mass else [])
     if unit is None or not str(unit).strip():
-        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(q.accepted())})", "no unit"),
+        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(accepted)})", "no unit"),
                         "a value needs a unit")
-    fn = q.convert.get(norm_unit(unit))
+    u = norm_unit(unit)
+    fn = q.convert.get(u)
+    if fn is None and quantity == "drug-concentration" and u in MOLAR_UNITS:
+        if molar_mass is None:
+            raise UnitError(InputIssue(path, f"a mass unit for {q.name} (one of {', '.join(q.accepted())}); a molar "
+                                       "unit needs the drug's molar mass, which the knowledge base does not hold",
+                                       repr(unit)), "molar unit without a molar mass")
+        return value * MOLAR_UNITS[u] * molar_mass
     if fn is None:
-        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(q.accepted())})", repr(unit)),
+        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(accepted)})", repr(unit)),
                         "unknown or ambiguous unit")
     return fn(value)
 

@@ -40,6 +40,8 @@ RULES: dict[str, Rule] = {
     "results.trough_out_of_range": results.trough_out_of_range,
     "results.creatinine_rise_on_cni": results.creatinine_rise_on_cni,
     "results.neutropenia_on_immunosuppression": results.neutropenia_on_immunosuppression,
+    "results.lab_toxicity": results.lab_toxicity,
+    "results.blood_pressure": results.blood_pressure,
     "vaccines.live_vaccine_under_immunosuppression": vaccines.live_vaccine_under_immunosuppression,
     "infections.infection_under_immunosuppression": infections.infection_under_immunosuppression,
     "dosing.dose_range": dose_range.dose_range,

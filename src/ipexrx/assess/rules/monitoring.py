@@ -7,7 +7,9 @@ days between results and where that interval comes from (``interval_basis``). Se
 * latest result older than the interval -> info ("due");
 * older than twice the interval, or never recorded while the drug has been given longer than the
   interval (or since an unknown date) -> warning ("overdue");
-* never recorded on a drug started less than one interval ago -> info (first result due).
+* never recorded on a drug started less than one interval ago -> info (first result due);
+* a parameter the labels ask to monitor without an interval in days (blood pressure, magnesium on
+  tacrolimus, JAK-inhibitor blood counts): no result on record -> info "cannot judge", never silence.
 
 Several drugs asking for the same parameter give one alert (the shortest interval wins). Troughs
 are per drug. Parameters that are clinical observations (infection signs, infusion reactions,
@@ -36,7 +38,7 @@ class _Need:
     key: str
     parameter: LabParameter
     kinds: tuple[LabKind, ...]
-    interval: int
+    interval: int | None  # None: no drug gives an interval in days for this parameter
     items: list[tuple[Med, Monitoring]] = field(default_factory=list)
 
 
@@ -46,7 +48,7 @@ def _collect(ctx: Ctx) -> list[_Need]:
         if med.drug_id is None or not med.systemic:
             continue
         for mon in ctx.drug(med.drug_id).safety.monitoring:
-            if mon.interval_days is None or mon.parameter in NOT_FROM_LABS:
+            if mon.parameter in NOT_FROM_LABS:
                 continue
             kinds = kinds_for_parameter(mon.parameter, med.drug_id)
             if not kinds:
@@ -55,9 +57,27 @@ def _collect(ctx: Ctx) -> list[_Need]:
             if mon.parameter is LabParameter.TROUGH:
                 key += f":{med.drug_id}"
             need = needs.setdefault(key, _Need(key, mon.parameter, kinds, mon.interval_days))
-            need.interval = min(need.interval, mon.interval_days)
+            known = [i for i in (need.interval, mon.interval_days) if i is not None]
+            need.interval = min(known) if known else None
             need.items.append((med, mon))
     return list(needs.values())
+
+
+def _no_interval(ctx: Ctx, need: _Need, what: str, drugs: str) -> Alert | None:
+    """A parameter the labels ask to monitor without an interval in days: with no result on record it
+    cannot be judged (info); with a result, ipexrx has no interval to call it stale by."""
+    if ctx.latest(need.kinds) is not None:
+        return None
+    return Alert(
+        id=f"monitoring:{need.key}", rule="monitoring.monitoring_due", family="monitoring", severity=Severity.INFO,
+        summary=f"{what.capitalize()}: no result on record ({drugs}); cannot judge",
+        reasoning="No result for this parameter is on record, so its toxicity cannot be judged. "
+                  + " ".join(mon.statement.text for _, mon in need.items[:2])
+                  + " No interval in days is given (label as read), so ipexrx sets no due date.",
+        action=f"Consider checking {what}.",
+        triggers=[drug_trigger(ctx, m) for m, _ in need.items],
+        sources=ctx.refs(*(mon.statement for _, mon in need.items)),
+    )
 
 
 def _what(ctx: Ctx, need: _Need) -> str:
@@ -73,6 +93,10 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
         latest = ctx.latest(need.kinds)
         drugs = ", ".join(ctx.label(m.drug_id or "") for m, _ in need.items)
         what = _what(ctx, need)
+        if need.interval is None:
+            alert = _no_interval(ctx, need, what, drugs)
+            alerts += [alert] if alert else []
+            continue
         starts = [m.start for m, _ in need.items]
         earliest_start: dt.date | None = None if any(s is None for s in starts) else min(s for s in starts if s)
         if latest is not None:

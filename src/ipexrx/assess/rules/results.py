@@ -18,10 +18,12 @@ Why each check exists:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...knowledge.schema import Drug, LabParameter, ResultThreshold, Statement
 from ...patient.errors import UnitError
-from ...patient.labs import kinds_for_parameter, lab_by_id
-from ...patient.normalize import Med
+from ...patient.labs import LabKind, kinds_for_parameter, lab_by_id
+from ...patient.normalize import LabResult, Med
 from ...patient.units import convert, fmt_number
 from ..context import Ctx, drug_trigger, lab_trigger
 from ..dose_link import suggest_dose, suggestion_statements
@@ -222,4 +224,250 @@ def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
                     "manifestation.",
         action="Consider reviewing infection risk and the immunosuppressive drugs; repeat the count.",
         triggers=[*(drug_trigger(ctx, m) for m in immuno), lab_trigger(latest)], sources=ctx.refs(*stmts),
+    )]
+
+
+# --------------------------------------------------------------------------------------------
+# Lab toxicity: absolute thresholds (KB data) for the parameters a current drug's label monitors
+# --------------------------------------------------------------------------------------------
+# Parameters with a rule of their own: troughs (trough_out_of_range), creatinine rise
+# (creatinine_rise_on_cni), blood pressure (blood_pressure). Drug-independent neutrophil thresholds
+# belong to neutropenia_on_immunosuppression; a drug's own label ANC threshold is read here.
+_OWN_RULE = {LabParameter.TROUGH, LabParameter.CREATININE, LabParameter.BLOOD_PRESSURE}
+
+
+@dataclass
+class _Hit:
+    med: Med
+    threshold: ResultThreshold
+    limit: float  # the threshold in the lab's canonical unit
+    context: Statement | None
+    basis: list[Statement]  # the drug's label statements that ask for the parameter
+
+
+def _kinds(t: ResultThreshold) -> tuple[LabKind, ...]:
+    if t.lab:
+        k = lab_by_id(t.lab)
+        return (k,) if k else ()
+    return kinds_for_parameter(t.parameter)
+
+
+def _thresholds_for(ctx: Ctx, med: Med) -> list[tuple[ResultThreshold, Statement | None, list[Statement]]]:
+    """(threshold, context, label basis) for one drug: its own absolute thresholds, then the KB's
+    drug-independent thresholds for every parameter its label asks to monitor."""
+    drug = ctx.drug(med.drug_id or "")
+    when = {None, "start"} if med.status == "planned" else {None, "treatment"}
+    monitored: dict[LabParameter, list[Statement]] = {}
+    for mon in drug.safety.monitoring:
+        monitored.setdefault(mon.parameter, []).append(mon.statement)
+    out: list[tuple[ResultThreshold, Statement | None, list[Statement]]] = []
+    for t in drug.safety.result_thresholds:
+        if not t.relative_to_baseline and t.when in when and t.parameter not in _OWN_RULE:
+            out.append((t, None, monitored.get(t.parameter, [])))
+    for rec in ctx.kb.thresholds.values():
+        if rec.parameter in monitored and rec.parameter not in _OWN_RULE | {LabParameter.NEUTROPHILS}:
+            out += [(t, rec.context, monitored[rec.parameter]) for t in rec.thresholds
+                    if not t.relative_to_baseline and t.when in when]
+    return out
+
+
+def _limit(kind: LabKind, t: ResultThreshold) -> float | None:
+    try:
+        return convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
+    except UnitError:
+        return None  # a KB unit the lab's quantity does not read: tests/patient keep this from happening
+
+
+def _unit(r: LabResult) -> str:
+    return f"x{r.unit}" if r.unit.startswith("10^") else r.unit
+
+
+def _stale_note(ctx: Ctx, r: LabResult, meds: list[Med], parameter: LabParameter) -> str:
+    intervals = [mon.interval_days for m in meds for mon in ctx.drug(m.drug_id or "").safety.monitoring
+                 if mon.parameter is parameter and mon.interval_days]
+    age = (ctx.as_of - r.date).days
+    if intervals and age > min(intervals):
+        return (f" This result is {age} days old, older than the {min(intervals)}-day monitoring interval: "
+                "a newer value may differ (see the monitoring alert).")
+    return ""
+
+
+def lab_toxicity(ctx: Ctx) -> list[Alert]:
+    """Latest lab value at or beyond a KB threshold for a parameter a current or planned drug's label
+    monitors (potassium, magnesium, lipids, glucose/HbA1c; label blood-count thresholds) -> alert."""
+    hits: dict[str, list[tuple[_Hit, LabResult]]] = {}
+    age_unknown: dict[str, tuple[LabResult, list[_Hit]]] = {}
+    age, sex = ctx.patient.age_years, ctx.patient.sex
+    for med in ctx.current_and_planned:
+        if med.drug_id is None or not med.systemic:
+            continue
+        for t, context, basis in _thresholds_for(ctx, med):
+            if t.sex is not None and sex != t.sex:
+                continue
+            for kind in _kinds(t):
+                latest = ctx.latest((kind,))
+                if latest is None or latest.value is None:
+                    continue  # missing: monitoring_due says it is due; never reassurance
+                limit = _limit(kind, t)
+                if limit is None or not t.crossed(latest.value, limit):
+                    continue
+                hit = _Hit(med, t, limit, context, basis)
+                applies = t.applies_to_age(age)
+                if applies is None:
+                    age_unknown.setdefault(kind.id, (latest, []))[1].append(hit)
+                elif applies:
+                    hits.setdefault(kind.id, []).append((hit, latest))
+    alerts = [_toxicity_alert(ctx, kid, found) for kid, found in hits.items()]
+    for kid, (latest, found) in age_unknown.items():
+        if kid not in hits:
+            alerts.append(_age_unknown_alert(ctx, kid, latest, found))
+    return alerts
+
+
+def _toxicity_alert(ctx: Ctx, kind_id: str, found: list[tuple[_Hit, LabResult]]) -> Alert:
+    latest = found[0][1]
+    sev = min((Severity(h.threshold.severity) for h, _ in found), key=lambda s: s.rank)
+    # The band shown: the worst severity, then the most extreme limit in the direction of the comparison.
+    worst = [h for h, _ in found if Severity(h.threshold.severity) is sev]
+    low = worst[0].threshold.comparison in ("<", "<=")
+    main = min(worst, key=lambda h: h.limit) if low else max(worst, key=lambda h: h.limit)
+    t = main.threshold
+    meds = list({h.med.drug_id: h.med for h, _ in found}.values())
+    names = ", ".join(f"{ctx.label(m.drug_id or '')}{' (planned)' if m.status == 'planned' else ''}" for m in meds)
+    word = {"<": "below", "<=": "at or below", ">": "above", ">=": "at or above"}[t.comparison]
+    grade = f" ({t.grade})" if t.grade else ""
+    shown = f"{fmt_number(t.value)} {t.unit}"
+    if t.unit != latest.unit:
+        shown += f" = {fmt_number(main.limit)} {_unit(latest)}"
+    statements: list[Statement | None] = []
+    for h, _ in found:
+        statements += [h.threshold.statement, h.threshold.action, h.context, *h.basis]
+    unique = list({id(s): s for s in statements if s is not None}.values())
+    origin = (" The threshold is an ipexrx convention, not a label or guideline figure."
+              if t.origin == "convention" else "")
+    planned = [m for m in meds if m.status == "planned"]
+    start = (f" For {', '.join(ctx.label(m.drug_id or '') for m in planned)} (planned) the label's threshold for "
+             "starting applies." if planned else "")
+    reasoning = (f"Latest {latest.show()} is {word} {shown}{grade}. "
+                 + " ".join(dict.fromkeys(s.text for s in unique)) + origin + start
+                 + _stale_note(ctx, latest, meds, t.parameter))
+    action = (t.action.text if t.action else
+              f"Consider repeating the {latest.kind.label} and reviewing {names} against the label; "
+              "look for other causes and interacting drugs.")
+    return Alert(
+        id=f"result:lab:{kind_id}", rule="results.lab_toxicity", family="result", severity=sev,
+        summary=f"{latest.kind.label.capitalize()} {fmt_number(latest.value or 0)} {_unit(latest)} ({latest.date}) "
+                f"is {word} {shown}{grade} on {names}",
+        reasoning=reasoning, action=action,
+        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(latest)], sources=ctx.refs(*unique),
+    )
+
+
+def _age_unknown_alert(ctx: Ctx, kind_id: str, latest: LabResult, found: list[_Hit]) -> Alert:
+    meds = list({h.med.drug_id: h.med for h in found}.values())
+    names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
+    bands = "; ".join(dict.fromkeys(h.threshold.statement.text for h in found))
+    statements = [s for h in found for s in (h.threshold.statement, h.context, *h.basis)]
+    return Alert(
+        id=f"result:lab:{kind_id}:age-unknown", rule="results.lab_toxicity", family="result", severity=Severity.INFO,
+        summary=f"{latest.kind.label.capitalize()} {fmt_number(latest.value or 0)} {_unit(latest)} ({latest.date}) "
+                f"on {names}: cannot judge without the patient's age",
+        reasoning=f"Latest {latest.show()}. The thresholds for this test depend on age and the record gives none: "
+                  f"{bands}",
+        action="Consider recording the birth date or age so the result can be judged.",
+        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(latest)], sources=ctx.refs(*statements),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Blood pressure on a drug whose label warns of hypertension
+# --------------------------------------------------------------------------------------------
+def _bp_thresholds(ctx: Ctx, meds: list[Med]) -> list[tuple[ResultThreshold, Statement | None]]:
+    out = [(t, rec.context) for rec in ctx.kb.thresholds.values() if rec.parameter is LabParameter.BLOOD_PRESSURE
+           for t in rec.thresholds]
+    out += [(t, None) for m in meds for t in ctx.drug(m.drug_id or "").safety.result_thresholds
+            if t.parameter is LabParameter.BLOOD_PRESSURE]
+    return out
+
+
+def _bp_crossed(r: LabResult, found: list[tuple[ResultThreshold, Statement | None]], age: float, sex: str,
+                ) -> list[tuple[ResultThreshold, Statement | None]]:
+    """Thresholds for this reading's pressure (systolic or diastolic) that it meets at this age; with the
+    sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess)."""
+    out = []
+    for t, context in found:
+        if t.lab != r.kind.id or not t.applies_to_age(age) or r.value is None:
+            continue
+        if t.sex is not None and sex in ("male", "female") and t.sex != sex:
+            continue
+        if t.crossed(r.value):
+            out.append((t, context))
+    if sex not in ("male", "female"):
+        by_sex = {s: [t for t, _ in out if t.sex == s] for s in ("male", "female")}
+        if not (by_sex["male"] and by_sex["female"]):
+            out = [(t, c) for t, c in out if t.sex is None]
+    return out
+
+
+def blood_pressure(ctx: Ctx) -> list[Alert]:
+    """Latest systolic / diastolic pressure on a drug whose label asks for blood-pressure monitoring
+    (calcineurin inhibitors) against the AAP 2017 screening values (1-12 years) or the stage thresholds
+    (13 years and older, adults included). Missing age -> cannot judge; missing reading -> monitoring_due."""
+    meds = [m for m in ctx.current_and_planned if m.drug_id and m.systemic and any(
+        mon.parameter is LabParameter.BLOOD_PRESSURE for mon in ctx.drug(m.drug_id).safety.monitoring)]
+    if not meds:
+        return []
+    readings = [r for r in (ctx.latest((k,)) for k in kinds_for_parameter(LabParameter.BLOOD_PRESSURE)) if r is not None]
+    if not readings:
+        return []
+    names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
+    basis = [mon.statement for m in meds for mon in ctx.drug(m.drug_id or "").safety.monitoring
+             if mon.parameter is LabParameter.BLOOD_PRESSURE]
+    thresholds = _bp_thresholds(ctx, meds)
+    shown = " and ".join(r.show() for r in readings)
+    triggers = [*(drug_trigger(ctx, m) for m in meds), *(lab_trigger(r) for r in readings)]
+    age, sex = ctx.patient.age_years, ctx.patient.sex
+    contexts = list({id(c): c for _, c in thresholds if c is not None}.values())
+    if age is None or age < 1:
+        why = ("the record gives no age, and every threshold depends on it" if age is None else
+               "the guideline's tables start at 1 year")
+        return [Alert(
+            id="result:blood-pressure:cannot-judge", rule="results.blood_pressure", family="result",
+            severity=Severity.INFO, summary=f"Blood pressure on {names}: cannot judge ({why})",
+            reasoning=f"Latest {shown}. " + " ".join(s.text for s in [*basis, *contexts]),
+            action="Consider judging the reading against age-appropriate norms"
+                   + (" and recording the age or birth date." if age is None else "."),
+            triggers=triggers, sources=ctx.refs(*basis, *contexts),
+        )]
+    crossed = [(r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex)]
+    if not crossed:
+        return []
+    sev = min((Severity(t.severity) for _, t, _ in crossed), key=lambda s: s.rank)
+    # Per pressure, the highest threshold met; the summary shows the worst band.
+    top: dict[str, tuple[LabResult, ResultThreshold]] = {}
+    for r, t, _ in crossed:
+        if r.kind.id not in top or t.value > top[r.kind.id][1].value:
+            top[r.kind.id] = (r, t)
+    worst = min(top.values(), key=lambda rt: (Severity(rt[1].severity).rank, -rt[1].value))
+    parts = [f"{r.kind.label} {fmt_number(r.value or 0)} mmHg >= {fmt_number(t.value)} ({t.grade})"
+             for r, t in top.values()]
+    child = age < 13
+    sex_note = ("" if sex in ("male", "female") or not child else
+                " The record gives no sex: only a value above both the boys' and the girls' screening values counts.")
+    statements = list({id(s): s for _, t, c in crossed for s in (t.statement, c) if s is not None}.values())
+    reasoning = (f"Latest {shown} (age {age:.0f}). " + "; ".join(parts) + ". "
+                 + " ".join(dict.fromkeys(s.text for s in [*statements, *basis]))
+                 + (" ipexrx does not encode the full percentile tables, so a screening value is not a stage."
+                    if child else "") + sex_note
+                 + _stale_note(ctx, worst[0], meds, LabParameter.BLOOD_PRESSURE))
+    action = ("Consider repeating the measurement and, if it stays high, checking it against the AAP percentile "
+              "tables for sex, age and height" if child else
+              "Consider confirming the reading with repeated measurements") + \
+             f"; label: blood pressure is to be watched on {names}."
+    what = "above the AAP screening value for age" if child else f"in the {worst[1].grade}"
+    return [Alert(
+        id="result:blood-pressure", rule="results.blood_pressure", family="result", severity=sev,
+        summary=f"Blood pressure {fmt_number(worst[0].value or 0)} mmHg {worst[0].kind.label.split()[0]} "
+                f"({worst[0].date}) is {what} on {names}",
+        reasoning=reasoning, action=action, triggers=triggers, sources=ctx.refs(*statements, *basis),
     )]
