@@ -607,9 +607,11 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
                 ctx.warn(ppath, f"{kind.label} skipped: no numeric value")
                 continue
             unit = _quantity_unit(q)
-            from .units import QUANTITIES, norm_unit
+            from .units import QUANTITIES, accepts
 
-            if unit is None or norm_unit(unit) not in QUANTITIES[kind.quantity].convert:
+            # A drug level in nmol/L is read when the drug has a molar mass (checked again, with the
+            # knowledge base, when the record is normalised; a drug without one is an error there).
+            if not accepts(kind.quantity, unit, molar_mass=1.0 if kind.drug else None):
                 ctx.warn(ppath, f"{kind.label} {q.value} skipped: unit {unit!r} is missing or not one we convert "
                          f"({', '.join(QUANTITIES[kind.quantity].accepted())}); never guessed")
                 continue
