@@ -57,3 +57,27 @@ def test_case(path: Path) -> None:
     for rule in case["absent_rules"]:
         hits = [a for a in result.alerts if a.rule == rule]
         assert not hits, f"{case['description']}\nunexpected {rule}: {[a.summary for a in hits]}"
+    if "expect_hsct" in case:
+        _check_hsct(case, result)
+
+
+def _check_hsct(case: dict[str, Any], result: Any) -> None:
+    """Optional ``expect_hsct``: {"status", "referral" (bool), "date", "kind", "followup" (bool),
+    "read_from_contains": [...], "warnings_contain": [...]} -- the HSCT section is not an alert."""
+    exp, h = case["expect_hsct"], result.hsct
+    where = f"{case['description']}\nhsct: {h.model_dump(exclude={'figures', 'sources', 'followup'}) if h else None}"
+    assert h is not None, where
+    assert h.status == exp["status"], where
+    if "referral" in exp:
+        assert bool(h.recommendation and "referral" in h.recommendation) == exp["referral"], where
+    if "date" in exp:
+        assert h.when() == exp["date"], where
+    if "kind" in exp:
+        assert h.kind == exp["kind"], where
+    if "followup" in exp:
+        assert bool(h.followup) == exp["followup"], where
+        assert all(st.sources for st in h.followup), where
+    read = " | ".join(h.read_from)
+    assert all(w in read for w in exp.get("read_from_contains", [])), where
+    notes = " | ".join(w.message for w in result.warnings)
+    assert all(w in notes for w in exp.get("warnings_contain", [])), f"{where}\nwarnings: {notes}"

@@ -14,12 +14,14 @@ from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
 from ..knowledge.schema import Manifestation, Statement, TherapyOption
+from ..patient.hsct import format_date
 from ..patient.normalize import PatientData
 from ..patient.reader import read_patient
 from .context import Ctx, assess_index
 from .models import (
     Alert,
     Assessment,
+    CitedStatement,
     EvidenceFigure,
     HsctStatus,
     ManifestationPlan,
@@ -88,12 +90,32 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
         applies = "Diagnosis not genetically confirmed: the figures below come from genetically proven IPEX."
     else:
         applies = "IPEX (FOXP3)" + (f", variant {p.foxp3_variant}" if p.foxp3_variant else "")
+    when = format_date(p.hsct_date, p.hsct_date_precision)
+    followup: list[CitedStatement] = []
+    gvhd_drugs: list[str] = []
     if p.hsct_status == "done":
         rec = None
-        notes.insert(0, f"HSCT performed{f' on {p.hsct_date}' if p.hsct_date else ''}: curative therapy given; "
-                     "post-transplant follow-up and persisting autoimmunity (e.g. diabetes) remain to be managed.")
+        followup = [CitedStatement(id=s.id, text=s.text, evidence=s.evidence.value if s.evidence else None,
+                                   sources=ctx.refs(s)) for s in kb.disease.post_hsct]
+        statements.extend(kb.disease.post_hsct)
+        kind = f" ({p.hsct_kind})" if p.hsct_kind else ""
+        notes[:0] = [f"HSCT performed{kind}{f' on {when}' if when else ' (date not recorded)'}: curative therapy "
+                     "given; post-transplant follow-up below (chimerism, immune reconstitution and revaccination, "
+                     "GvHD prophylaxis), each statement with its source.", *_since_hsct(p.hsct_date, ctx.as_of)]
+        if p.hsct_kind == "autologous":
+            notes.insert(1, "Recorded as an autologous transplant: donor chimerism and GvHD concern allogeneic "
+                         "transplants - check the transplant record.")
+        gvhd_drugs = sorted({m.drug_id for m in (*ctx.active, *ctx.planned)  # type: ignore[misc]
+                             if m.drug_id in GVHD_PROPHYLAXIS_DRUGS and m.drug_id in kb.drugs})
+        if gvhd_drugs:
+            notes.append(f"GvHD-prophylaxis drugs on record: {', '.join(gvhd_drugs)}; their interactions, levels "
+                         "and monitoring are checked by the alert rules (see the alerts).")
+        else:
+            notes.append("No GvHD-prophylaxis drug (" + ", ".join(sorted(GVHD_PROPHYLAXIS_DRUGS)) + ") is on "
+                         "record as current or planned: if the patient takes one, add it so that its interactions "
+                         "are checked.")
     elif p.hsct_status == "planned":
-        rec = (f"HSCT is planned{f' for {p.hsct_date}' if p.hsct_date else ''}; drug therapy is the bridge to "
+        rec = (f"HSCT is planned{f' for {when}' if when else ''}; drug therapy is the bridge to "
                "transplant.")
     else:
         rec = ("Consider referral to a transplant centre for HSCT evaluation: it is the only curative therapy "
@@ -104,9 +126,31 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
     for fig_view in figures:
         if all(r.citation != fig_view.source.citation for r in refs):
             refs.append(fig_view.source)
+    notes.extend(f"Record: {n}" for n in p.hsct_notes)
     return HsctStatus(status=p.hsct_status, date=p.hsct_date,  # type: ignore[arg-type]
+                      date_precision=p.hsct_date_precision, kind=p.hsct_kind,  # type: ignore[arg-type]
                       curative_statement=cure.text, recommendation=rec, applies_to_diagnosis=applies,
-                      figures=figures, notes=notes, sources=refs)
+                      figures=figures, notes=notes, read_from=list(p.hsct_basis), followup=followup,
+                      gvhd_prophylaxis_drugs=gvhd_drugs, sources=refs)
+
+
+# Drugs the knowledge base has that are used for GvHD prophylaxis (the IPEX cohort used cyclosporine with
+# mycophenolate or steroids; statement bz-gvhd-prophylaxis); listing them only says the record has them.
+GVHD_PROPHYLAXIS_DRUGS = frozenset({"tacrolimus", "cyclosporine", "sirolimus", "mycophenolate", "methotrexate"})
+
+
+def _since_hsct(date: dt.date | None, as_of: dt.date) -> list[str]:
+    """Months since the transplant, set against the 6- and 24-month marks of the revaccination statements."""
+    if date is None:
+        return ["Transplant date not recorded: the time since HSCT (which the revaccination statements below "
+                "depend on) cannot be judged."]
+    months = (as_of.year - date.year) * 12 + as_of.month - date.month - (1 if as_of.day < date.day else 0)
+    text = f"About {months} months since HSCT as of {as_of}."
+    if months < 6:
+        text += " Under 6 months: before the start of inactivated revaccination named below."
+    elif months < 24:
+        text += " Under 24 months: before the window for live vaccines named below."
+    return [text]
 
 
 def _citation(source_id: str) -> Any:

@@ -61,6 +61,13 @@ def _request_group(asm: Assessment, subject: dict[str, Any], uid: str) -> dict[s
         actions.append({"title": "HSCT evaluation", "description": h.recommendation,
                         "textEquivalent": h.curative_statement,
                         "documentation": [_artifact(s) for s in h.sources] or None})
+    if h is not None and h.followup:
+        actions.append({"title": "Follow-up after HSCT", "description": h.notes[0] if h.notes else "HSCT performed.",
+                        "selectionBehavior": "any",
+                        "action": [{"title": st.id or f"post-hsct-{i}", "description": st.text
+                                    + (f" (evidence: {st.evidence})" if st.evidence else ""),
+                                    "documentation": [_artifact(r) for r in st.sources] or None}
+                                   for i, st in enumerate(h.followup)]})
     for plan in asm.manifestations:
         if not plan.options:
             continue

@@ -154,15 +154,41 @@ class EvidenceFigure(_Out):
     source: SourceRef
 
 
+class CitedStatement(_Out):
+    """One knowledge-base statement as shown to the user, with its evidence level and resolved sources."""
+
+    id: str | None = None
+    text: str
+    evidence: str | None = None
+    sources: list[SourceRef]
+
+
 class HsctStatus(_Out):
     status: Literal["not-done", "planned", "done"]
     date: dt.date | None = None
+    date_precision: Literal["day", "month", "year"] = Field(
+        "day", description="How precise the date is: a month-precision date is shown as YYYY-MM.")
+    kind: Literal["allogeneic", "autologous"] | None = None
     curative_statement: str
     recommendation: str | None = None
     applies_to_diagnosis: str
     figures: list[EvidenceFigure] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    read_from: list[str] = Field(default_factory=list, description="Where in the record the status was read: "
+                                 "coded Procedures/Conditions (SNOMED CT, ICD-10-PCS, CPT, ICD-10-CM) and free text.")
+    followup: list[CitedStatement] = Field(
+        default_factory=list, description="Transplanted patients: post-HSCT follow-up (chimerism, immune "
+        "reconstitution and revaccination, GvHD prophylaxis), each statement with its sources.")
+    gvhd_prophylaxis_drugs: list[str] = Field(
+        default_factory=list, description="KB drugs used for GvHD prophylaxis that the record lists as current or "
+        "planned (their interactions, levels and monitoring are checked by the alert rules).")
     sources: list[SourceRef]
+
+    def when(self) -> str | None:
+        """The date as precise as the record gave it ('2024-03' for a month)."""
+        from ..patient.hsct import format_date
+
+        return format_date(self.date, self.date_precision)
 
 
 class MedicationView(_Out):

@@ -266,13 +266,21 @@ def render_assessment(a: Assessment, console: Console) -> None:
 
     h = a.hsct
     body = Text()
-    body.append(f"Status: {h.status}{f' ({h.date})' if h.date else ''}. ", style="bold")
+    body.append(f"Status: {h.status}{f' ({h.when()})' if h.date else ''}. ", style="bold")
     body.append(h.curative_statement + " " + cites.mark(h.sources))
     if h.recommendation:
         body.append("\n" + h.recommendation, style="bold")
     body.append("\n" + h.applies_to_diagnosis, style="dim")
     for f in h.figures:
         body.append(f"\n  - {f.name}: {figure_text(f)} {cites.mark([f.source])}")
+    if h.read_from:
+        body.append("\nRead from: " + "; ".join(h.read_from), style="dim")
+    for note in h.notes:
+        body.append(f"\n  {note}", style="dim")
+    if h.followup:
+        body.append("\nAfter HSCT:", style="bold")
+    for st in h.followup:
+        body.append(f"\n  - {st.text} {cites.mark(st.sources)}" + (f" ({st.evidence})" if st.evidence else ""))
     console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
 
     counts = a.counts()

@@ -27,8 +27,9 @@ from decimal import Decimal
 from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
-from .codes import manifestation_for_code
+from .codes import HsctCode, hsct_code, manifestation_for_code, might_be_transplant
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
+from .hsct import HsctEvidence, combine, format_date, read_date, read_hsct_text
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .medtext import read_product_text
 from .model import issues_from_validation
@@ -80,6 +81,7 @@ class _Ctx:
         self.issues: list[InputIssue] = []
         self.warnings: list[InputWarning] = []
         self.locations: dict[str, str] = {}
+        self.hsct: list[HsctEvidence] = []
 
     def warn(self, path: str, message: str, code: str = "skipped") -> None:
         self.warnings.append(InputWarning(path=path, code=code, message=message))  # type: ignore[arg-type]
@@ -190,7 +192,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
         if model is not None:
             by_type[rtype].append((path, model))
 
-    record: dict[str, Any] = {"format": "ipexrx-patient/1", "demographics": {}, "hsct": {"status": "not-done"},
+    record: dict[str, Any] = {"format": "ipexrx-patient/1", "demographics": {}, "hsct": {},
                               "manifestations": [], "medications": [], "labs": [], "immunizations": [],
                               "infections": []}
     _patient(by_type["Patient"], record, ctx)
@@ -207,6 +209,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
         _procedure(path, p, record, ctx)
     for path, imm in by_type["Immunization"]:
         _immunization(path, imm, record, ctx)
+    _hsct_record(record, ctx)
     if ctx.issues:
         raise PatientInputError(ctx.issues, "the FHIR Bundle cannot be assessed safely")
     return record, ctx.warnings, ctx.locations
@@ -374,6 +377,8 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
             m = FOXP3_VARIANT.search(notes) or FOXP3_VARIANT.search(text)
             if m:
                 diagnosis["foxp3_variant"] = m.group(1)
+            continue
+        if _hsct_condition(path, c, text, ctx):  # history of HSCT: read whatever the clinical status
             continue
         if cstatus in ("resolved", "inactive", "remission"):
             continue
@@ -666,25 +671,114 @@ def _body(path: str, o: Any, loinc: str, date: dt.date | None, record: dict[str,
 
 def _procedure(path: str, p: Any, record: dict[str, Any], ctx: _Ctx) -> None:
     text = _text(p.code) or ""
-    if not HSCT_WORDS.search(text):
-        ctx.warn(path, f"Procedure '{text}' skipped: only HSCT is used")
+    codes = _hsct_codes(p.code)
+    transplant = [h for h in codes if h.meaning in ("transplant", "status")]
+    related = [h for h in codes if h.meaning == "related"]
+    mention = read_hsct_text(text) if text else None
+    if not transplant and mention is None:
+        raw = " ".join([text, *(f"{c.display or ''}" for c in _codings(p.code))])
+        if related:
+            ctx.warn(path, f"Procedure {_code_names(related)} is not a transplant: not read as one (HSCT status "
+                     "unchanged; such procedures follow or prepare a transplant - check the HSCT record)", "hsct")
+        elif might_be_transplant(raw):
+            coded = "; ".join(f"{c.system or 'code'} {c.code}" for c in _codings(p.code) if c.code)
+            ctx.warn(path, f"Procedure '{text or coded}'{f' ({coded})' if coded and text else ''} names a transplant "
+                     "or graft that is not read as an HSCT (code and words not recognised as one): HSCT status "
+                     "unchanged - check it", "hsct")
+        else:
+            ctx.warn(path, f"Procedure '{text}' skipped: only HSCT is used")
         return
     date = _date(p.performedDateTime) or _date(getattr(p.performedPeriod, "start", None))
-    if p.status == "completed":
-        record["hsct"] = {"status": "done", **({"date": date.isoformat()} if date else {})}
-    elif p.status in ("preparation", "in-progress") and record["hsct"]["status"] != "done":
-        record["hsct"] = {"status": "planned", **({"date": date.isoformat()} if date else {})}
-    else:
-        ctx.warn(path, f"HSCT Procedure skipped: status '{p.status}'")
+    precision = "day"
+    if date is None:
+        d, precision = read_date(str(p.performedString or "") + " " + text)
+        date = d
+    kind = next((h.kind for h in transplant if h.kind), None) or (mention.kind if mention else None)
+    when = format_date(date, precision)
+    basis = f"Procedure {what}, status {p.status}{f', {when}' if when else ''}"
+    if status == "planned":
+        ctx.warn(path, f"HSCT Procedure {what} with status '{p.status}': read as planned, not as a transplant", "hsct")
+    ctx.hsct.append(HsctEvidence(status, date, precision, kind, basis, path))
+
+
+def _hsct_condition(path: str, c: Any, text: str, ctx: _Ctx) -> bool:
+    """A Condition saying the patient was transplanted (status, history or complication code, or text);
+    True when the Condition was about HSCT (read or named back), so it is not also a manifestation."""
+    codes = _hsct_codes(c.code)
+    read = [h for h in codes if h.meaning in ("status", "transplant")]
+    related = [h for h in codes if h.meaning == "related"]
+    mention = read_hsct_text(text) if text else None
+    if not read and mention is None:
+        if related:
+            ctx.warn(path, f"Condition {_code_names(related)}: a transplant status that does not say which tissue; "
+                     "not read as HSCT - check the HSCT record", "hsct")
+            return True
+        return False
+    status = mention.status if mention is not None and mention.status in ("planned", "not-done") else "done"
+    what = _code_names(read) if read else f"'{text}'"
+    onset = _date(c.onsetDateTime) or _date(getattr(c.onsetPeriod, "start", None))
+    precision = "day"
+    if onset is None and mention is not None and mention.date is not None:
+        onset, precision = mention.date, mention.date_precision
+    kind = next((h.kind for h in read if h.kind), None) or (mention.kind if mention else None)
+    when = format_date(onset, precision)
+    bare = not read and (mention is None or mention.status is None)
+    how = " (a Condition naming a transplant: read as history)" if bare else ""
+    ctx.hsct.append(HsctEvidence(status, onset, precision, kind,
+                                 f"Condition {what}{how}{f', {when}' if when else ''}", path))
+    return True
+
+
+def _hsct_record(record: dict[str, Any], ctx: _Ctx) -> None:
+    """All HSCT readings of the Bundle -> one ``hsct`` entry with what it was read from."""
+    if not ctx.hsct:
         return
-    ctx.locations["$.hsct"] = path
+    reading = combine(ctx.hsct)
+    hsct: dict[str, Any] = {"status": reading.status, "basis": [b[:500] for b in reading.basis or []][:50]}
+    if reading.date is not None:
+        hsct["date"] = reading.date.isoformat()
+        hsct["date_precision"] = reading.date_precision
+    if reading.kind:
+        hsct["kind"] = reading.kind
+    for npath, msg in reading.notes or []:
+        ctx.warn(npath, msg, "hsct")
+    record["hsct"] = hsct
+    if reading.path:
+        ctx.locations["$.hsct"] = reading.path
+
+
+def _hsct_codes(cc: Any) -> list[HsctCode]:
+    return [h for c in _codings(cc) if (h := hsct_code(c.system, c.code)) is not None]
+
+
+def _code_names(codes: list[HsctCode]) -> str:
+    return "; ".join(f"{h.system} {h.code} '{h.label}'" for h in codes)
+
+
+# Procedure.status -> what it says about the transplant. A procedure not done, entered in error,
+# stopped part-way or of unknown status is not a transplant.
+_PROCEDURE_HSCT = {"completed": "done", "preparation": "planned", "in-progress": "planned"}
 
 
 def _immunization(path: str, imm: Any, record: dict[str, Any], ctx: _Ctx) -> None:
+    """An HSCT Procedure, by SNOMED CT, ICD-10-PCS or CPT code, or by its text (codes first).
+
+    Every other procedure is noted as not used, as before; one whose code or name mentions a
+    transplant, graft or stem cells that is not read as an HSCT (a kidney transplant, a donor
+    lymphocyte infusion, a harvest, an unknown code) is named back as such."""
     if imm.status != "completed":
         ctx.warn(path, f"Immunization skipped: status '{imm.status}'")
         return
     name = _text(imm.vaccineCode)
+    status = _PROCEDURE_HSCT.get(str(p.status))
+    what = _code_names(transplant) if transplant else f"'{text}'"
+    if status is None:
+        ctx.warn(path, f"HSCT Procedure {what} not read as a transplant: status '{p.status}' (a procedure not done, "
+                 "entered in error, stopped or of unknown status is not a transplant)", "hsct")
+        return
+    if status == "done" and mention is not None and mention.status in ("planned", "not-done"):
+        ctx.warn(path, f"HSCT Procedure {what} is 'completed' but its text says {mention.status} ('{text}'): "
+                 "read as done from the status - check", "hsct")
     cvx = _code(imm.vaccineCode, CVX)
     if not name and not cvx:
         ctx.warn(path, "Immunization skipped: no vaccine code or text")

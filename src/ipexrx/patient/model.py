@@ -50,11 +50,43 @@ class Diagnosis(_In):
     diagnosed_on: dt.date | None = None
 
 
+_PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
 class Hsct(_In):
-    status: Literal["not-done", "planned", "done"] = "not-done"
-    date: dt.date | None = Field(None, description="Date of transplant (done) or planned date.")
+    """Transplant status. ``status`` may be left out: it is then read from ``note`` (free text such as
+    "s/p BMT 2023-05") and from HSCT lines elsewhere in the record; with nothing said it is not-done."""
+
+    status: Literal["not-done", "planned", "done"] | None = Field(
+        None, description="not-done, planned or done; when absent, read from the note and the rest of the record.")
+    date: dt.date | None = Field(None, description="Date of transplant (done) or planned date; YYYY-MM or YYYY "
+                                 "when only the month or year is known.")
+    date_precision: Literal["day", "month", "year"] = Field(
+        "day", description="How precise the date is (set from a YYYY-MM or YYYY date).")
+    kind: Literal["allogeneic", "autologous"] | None = Field(None, description="Donor type, when known.")
     donor: Text | None = None
-    note: Text | None = None
+    note: Text | None = Field(None, description="Free text, e.g. 'allogeneic HSCT 2024-03' or 's/p BMT'.")
+    basis: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=50,
+        description="What the status was read from (filled by the FHIR reader: resource, code, status, date).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_date(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("date"), str):
+            m = _PARTIAL_DATE.match(data["date"].strip())
+            if m:
+                data = dict(data)
+                data["date"] = f"{m.group(1)}-{m.group(2) or '01'}-01"
+                data.setdefault("date_precision", "month" if m.group(2) else "year")
+        return data
+
+
+def _parse_hsct(value: object) -> object:
+    """Accept ``"hsct": "allogeneic HSCT 2024-03"`` as shorthand for ``{"note": ...}``."""
+    if isinstance(value, str):
+        return {"note": value}
+    return value
 
 
 _DOSE_RE = re.compile(r"^\s*(-?\d+(?:[.,]\d+)?)\s*([^\d\s].*?)?\s*$")
@@ -152,7 +184,7 @@ class PatientRecord(_In):
     id: Text | None = None
     demographics: Demographics = Field(default_factory=Demographics)
     diagnosis: Diagnosis
-    hsct: Hsct = Field(default_factory=Hsct)
+    hsct: Annotated[Hsct, BeforeValidator(_parse_hsct)] = Field(default_factory=Hsct)
     manifestations: list[Annotated[ManifestationEntry, BeforeValidator(_parse_manifestation)]] = Field(
         default_factory=list, max_length=200)
     medications: list[Medication] = Field(default_factory=list, max_length=200)

@@ -24,6 +24,7 @@ from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import SYSTEMIC_ROUTES as KB_SYSTEMIC_ROUTES
 from ..knowledge.schema import Formulation, Product
 from .errors import InputIssue, PatientInputError, UnitError
+from .hsct import HsctEvidence, HsctReading, combine, donor_kind, evidence_from_text, mentions_hsct
 from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualitative
 from .medtext import read_product_text
 from .model import Medication, PatientRecord
@@ -45,7 +46,7 @@ class InputWarning(BaseModel):
 
     path: str
     code: Literal["unknown-drug", "outside-kb-drug", "ambiguous-drug", "unknown-manifestation", "unknown-lab",
-                  "unknown-vaccine", "skipped", "unknown-disorder", "incomplete"]
+                  "unknown-vaccine", "skipped", "unknown-disorder", "incomplete", "hsct"]
     message: str
 
 
@@ -159,6 +160,10 @@ class PatientData:
     infections: list[ActiveInfection]
     warnings: list[InputWarning] = field(default_factory=list)
     height_cm: float | None = None
+    hsct_date_precision: str = "day"  # day | month | year
+    hsct_kind: str | None = None  # allogeneic | autologous
+    hsct_basis: list[str] = field(default_factory=list)  # what the HSCT status was read from
+    hsct_notes: list[str] = field(default_factory=list)  # what about it is unclear or contradictory
 
     def meds_with(self, *statuses: str) -> list[Med]:
         return [m for m in self.meds if m.status in statuses and m.drug_id]
@@ -336,6 +341,45 @@ def _dose(med: Medication, path: str, mg_per_ml: float | None, conc_text: str | 
         return None
 
 
+def _hsct(record: PatientRecord, lines: list[tuple[str, str]], as_of: dt.date, issues: list[InputIssue],
+          warnings: list[InputWarning]) -> HsctReading:
+    """HSCT status from ``hsct`` (status, date, note) and HSCT lines in the manifestation list.
+
+    A stated status with a date is one reading; the note and the lines are others (see
+    :func:`~ipexrx.patient.hsct.combine`: done wins, and every disagreement is named back)."""
+    h = record.hsct
+    evidence: list[HsctEvidence] = []
+    notes: list[tuple[str, str]] = []
+    if h.status is not None:
+        if h.status == "done" and h.date is not None:
+            _future(h.date, as_of, "$.hsct.date", issues, "a transplant date")
+        basis = h.basis[0] if len(h.basis) == 1 else f"hsct.status '{h.status}'"
+        evidence.append(HsctEvidence(h.status, h.date, h.date_precision, h.kind, basis, "$.hsct.status"))
+    for path, text in ([("$.hsct.note", h.note)] if h.note else []) + lines:
+        ev, note = evidence_from_text(text, path, "note" if path == "$.hsct.note" else "list")
+        if ev is not None:
+            ev = HsctEvidence(ev.status, ev.date, ev.date_precision, ev.kind, f"{path[2:]}: {ev.basis}", ev.path)
+            if ev.kind is None and h.kind is not None:
+                ev = HsctEvidence(ev.status, ev.date, ev.date_precision, h.kind, ev.basis, ev.path)
+            if ev.date is None and h.date is not None and h.status in (None, ev.status):
+                ev = HsctEvidence(ev.status, h.date, h.date_precision, ev.kind, ev.basis, ev.path)
+            evidence.append(ev)
+        elif note is not None:
+            notes.append((path, note))
+    reading = combine(evidence, as_of)
+    if h.basis and len(h.basis) > 1:
+        reading.basis = list(h.basis) + [b for b in reading.basis or [] if not b.startswith("hsct.status")]
+    if reading.kind is None and reading.status != "not-done":
+        reading.kind = h.kind or donor_kind(h.donor)
+    reading.notes = (reading.notes or []) + notes
+    for path, text in lines:
+        warnings.append(InputWarning(path=path, code="hsct", message=f"'{text}' read as HSCT information "
+                                     "(transplant status), not as a manifestation"))
+    for path, msg in reading.notes:
+        warnings.append(InputWarning(path=path, code="hsct", message=msg))
+    return reading
+
+
 def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> PatientData:
     """Resolve and convert a record; raise with *all* located problems, or return data + warnings."""
     idx = kb_index(kb)
@@ -353,21 +397,24 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
             warnings.append(InputWarning(path="$.diagnosis.disorder", code="unknown-disorder",
                                          message=f"IPEX-like disorder '{like_text}' is not in the knowledge base; "
                                          "its targeted options are not shown"))
-    if record.hsct.status == "done" and record.hsct.date is not None:
-        _future(record.hsct.date, as_of, "$.hsct.date", issues, "a transplant date")
-
     manifestations: list[PatientManifestation] = []
+    hsct_lines: list[tuple[str, str]] = []
     for i, m in enumerate(record.manifestations):
         if m.status != "active":
             continue
         path = f"$.manifestations[{i}]"
         mid = idx.manifestations.resolve(m.hpo, m.name)
         text = m.name or m.hpo or ""
+        if mid is None and mentions_hsct(m.name):
+            hsct_lines.append((path, text))  # "s/p BMT": transplant history, not a manifestation
+            continue
         if mid is None:
             warnings.append(InputWarning(path=path, code="unknown-manifestation",
                                          message=f"manifestation '{text}' is not in the knowledge base; "
                                          "no options shown for it"))
         manifestations.append(PatientManifestation(path, text, mid, m.hpo))
+
+    hsct = _hsct(record, hsct_lines, as_of, issues, warnings)
 
     meds: list[Med] = []
     for i, med in enumerate(record.medications):
@@ -434,7 +481,8 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
     return PatientData(
         id=record.id, age_years=age, sex=record.demographics.sex, weight_kg=record.demographics.weight_kg,
         diagnosis=dx.type, foxp3_variant=dx.foxp3_variant, ipex_like_id=like_id, ipex_like_text=like_text,
-        hsct_status=record.hsct.status, hsct_date=record.hsct.date, manifestations=manifestations, meds=meds,
+        hsct_status=hsct.status, hsct_date=hsct.date, manifestations=manifestations, meds=meds,
         labs=labs, vaccinations=vaccinations, infections=infections, warnings=warnings,
-        height_cm=record.demographics.height_cm,
+        height_cm=record.demographics.height_cm, hsct_date_precision=hsct.date_precision, hsct_kind=hsct.kind,
+        hsct_basis=list(hsct.basis or []), hsct_notes=[msg for _, msg in hsct.notes or []],
     )
