@@ -14,6 +14,18 @@ Why each check exists:
 * **neutropenia under immunosuppression** -- an absolute neutrophil count below the KB definition of
   neutropenia (``thresholds.yaml``: below 1.5 x 10^9/L, severe below 0.5, each sourced) in a patient
   on an immunosuppressive drug raises the infection risk the drug labels warn about.
+* **lab toxicity** -- one generic rule over KB data: for every current or planned drug, the
+  drug-independent thresholds (``thresholds/lab-toxicity.yaml``: hyperkalaemia, low magnesium,
+  triglycerides and cholesterol, ADA diabetes criteria) of each parameter its label asks to monitor
+  (``safety.monitoring``), plus the drug's own label thresholds (JAK-inhibitor blood counts, for
+  starting or during treatment). The alert shows the value, its date and unit, the threshold in its
+  source unit and converted, and cites both the threshold and the label section. A missing value is
+  left to ``monitoring.monitoring_due`` (due / no result / cannot judge), never reassured.
+* **blood pressure** -- on a drug whose label asks for blood-pressure monitoring (the calcineurin
+  inhibitors), the latest systolic and diastolic pressures against the AAP 2017 screening table
+  (1-12 years, by sex; a screening value, not a stage: the percentile tables are not encoded) or the
+  stage thresholds from 13 years (AAP 2017, the same figures as ACC/AHA 2017 for adults). No age ->
+  cannot judge.
 """
 
 from __future__ import annotations
@@ -417,7 +429,8 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
         mon.parameter is LabParameter.BLOOD_PRESSURE for mon in ctx.drug(m.drug_id).safety.monitoring)]
     if not meds:
         return []
-    readings = [r for r in (ctx.latest((k,)) for k in kinds_for_parameter(LabParameter.BLOOD_PRESSURE)) if r is not None]
+    latest = (ctx.latest((k,)) for k in kinds_for_parameter(LabParameter.BLOOD_PRESSURE))
+    readings = [r for r in latest if r is not None]
     if not readings:
         return []
     names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
