@@ -503,6 +503,10 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
         if concept is None and m.medicationReference.display:
             name = str(m.medicationReference.display)
     name = _text(concept) or name
+    cvx = (_code(concept, CVX) or "").strip()
+    if re.fullmatch(r"\d{1,3}", cvx):  # a vaccine ordered as a medication (CVX-coded): read as a vaccination
+        _vaccine_order(path, rtype, name, cvx, status, record, ctx)
+        return
     rxcuis = [str(c.code) for c in _codings(concept) if c.system == RXNORM and c.code]
     rxcui = _best_rxcui(rxcuis, kb)
     atc = _code(concept, *ATC_SYSTEMS)
@@ -558,6 +562,18 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
         rec["start_date"] = _date(m.authoredOn).isoformat()  # type: ignore[union-attr]
     ctx.locations[f"$.medications[{i}]"] = path
     record["medications"].append(rec)
+
+
+def _vaccine_order(path: str, rtype: str, name: str | None, cvx: str, status: str, record: dict[str, Any],
+                   ctx: _Ctx) -> None:
+    """A CVX-coded MedicationRequest/Statement: a current or draft order is a planned vaccination; a stopped
+    or completed one does not say whether (or when) the dose was given, so it is named back, not read."""
+    if status == "stopped":
+        ctx.warn(path, f"{rtype} for vaccine CVX {cvx} skipped: a stopped or completed order does not say whether "
+                 "or when it was given (send the Immunization)")
+        return
+    ctx.locations[f"$.immunizations[{len(record['immunizations'])}]"] = path
+    record["immunizations"].append({"vaccine": name or cvx, "cvx": cvx, "status": "planned"})
 
 
 def _frequency(d: Any) -> str | None:

@@ -30,7 +30,7 @@ from .medtext import read_product_text
 from .model import Medication, PatientRecord
 from .resolve import DrugIndex, Identification, kb_index, name_key
 from .units import QUANTITIES, NormDose, convert, fmt_number, normalize_dose, volume_ml
-from .vaccines import classify_vaccine
+from .vaccines import VaccineMedication, classify_vaccine, vaccine_in_medication
 
 # A record counts as systemic unless its route says the drug acts locally. An unknown route counts as
 # systemic: the safe reading for interaction and immunosuppression rules (and it is named back).
@@ -308,6 +308,24 @@ def _medication(med: Medication, path: str, kb: KnowledgeBase, drugs: DrugIndex,
                outside_name=outside, absorbed=bool(drug and route and route in drug.absorbed_routes))
 
 
+def _vaccine_order(med: Medication, path: str, vaccine: VaccineMedication,
+                   warnings: list[InputWarning]) -> list[Vaccination]:
+    """A medication record that orders a vaccine, read as a planned (current or draft order) vaccination.
+
+    A stopped order does not say whether the dose was given, so it is named back and not read.
+    """
+    if med.status == "stopped":
+        warnings.append(InputWarning(path=path, code="skipped", message=(
+            f"'{med.drug}' is a vaccine ({vaccine.reason}) in a stopped or completed medication record, which does "
+            "not say whether or when it was given; record a given vaccine as an Immunization to have it checked")))
+        return []
+    if vaccine.live is None:
+        warnings.append(InputWarning(path=f"{path}.drug", code="unknown-vaccine", message=(
+            f"'{med.drug}' is read as a vaccine order ({vaccine.reason}), but whether it is live is unknown; "
+            "record it as an immunization with \"live\" set to have it checked")))
+    return [Vaccination(path, med.drug, vaccine.live, "planned", None, vaccine.vaccine_id)]
+
+
 def _formulation_in_text(text: str, formulations: list[Formulation]) -> str | None:
     """The one formulation whose marker words the text holds ('amphotericin B liposomal'); none if two match."""
     words = f" {name_key(text)} "
@@ -417,8 +435,13 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
     hsct = _hsct(record, hsct_lines, as_of, issues, warnings)
 
     meds: list[Med] = []
+    ordered_vaccines: list[Vaccination] = []
     for i, med in enumerate(record.medications):
         path = f"$.medications[{i}]"
+        vaccine = vaccine_in_medication(med.drug, med.atc, kb=kb)
+        if vaccine is not None:  # a vaccine ordered as a medication: a vaccination for the vaccine rules
+            ordered_vaccines.extend(_vaccine_order(med, path, vaccine, warnings))
+            continue
         meds.append(_medication(med, path, kb, idx.drugs, as_of, issues, unit_issues, warnings))
 
     labs: list[LabResult] = []
@@ -455,7 +478,7 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
         labs.append(LabResult(path, kind, lab.date, value, None, f"{fmt_number(lab.value)} {lab.unit}"))
     labs.sort(key=lambda r: r.date)
 
-    vaccinations: list[Vaccination] = []
+    vaccinations: list[Vaccination] = list(ordered_vaccines)
     for i, imm in enumerate(record.immunizations):
         path = f"$.immunizations[{i}]"
         live, vaccine_id = classify_vaccine(imm.vaccine, imm.cvx, kb)

@@ -104,3 +104,54 @@ def classify_vaccine(name: str, cvx: str | None = None,
 def is_live(name: str, cvx: str | None = None, kb: KnowledgeBase | None = None) -> bool | None:
     """True for a live vaccine, False for a known non-live one, None when we cannot tell."""
     return classify_vaccine(name, cvx, kb)[0]
+
+
+# A medication record is read as a vaccine when its text says so ("MMR vaccine", "varicella virus vaccine
+# live", "diphtheria toxoid"), its ATC code is a vaccine (J07), or its whole text is a vaccine name or brand
+# the knowledge base lists ("Varivax", "MMR"). Immune globulins ("hepatitis B immune globulin") are not vaccines.
+_VACCINE_WORDS = re.compile(r"\b(vaccin\w*|toxoids?|immuni[sz]ation)\b", re.I)
+_NOT_VACCINE = re.compile(r"\b(immune globulin|immunoglobulin|antitoxin|antivenin|antivenom)\b", re.I)
+
+
+@dataclass(frozen=True)
+class VaccineMedication:
+    """A medication record that is a vaccine: what the vaccine rules read instead of a drug."""
+
+    live: bool | None
+    vaccine_id: str | None
+    reason: str  # why the record was read as a vaccine (named back in an input warning)
+
+
+def vaccine_in_medication(text: str, atc: str | None = None, cvx: str | None = None,
+                          kb: KnowledgeBase | None = None) -> VaccineMedication | None:
+    """The vaccine a medication record orders, or None when the record is not a vaccine."""
+    if _NOT_VACCINE.search(text):
+        return None
+    live, vid = classify_vaccine(text, cvx, kb)
+    if cvx is not None:
+        return VaccineMedication(live, vid, f"CVX code {cvx}")
+    if atc is not None and atc.upper().startswith("J07"):
+        return VaccineMedication(live, vid, f"ATC code {atc.upper()} (vaccines)")
+    if _VACCINE_WORDS.search(text):
+        return VaccineMedication(live, vid, "the text names a vaccine")
+    if vid is not None:
+        idx = vaccine_index(kb)
+        key = re.sub(r"\s+", " ", text.strip().lower())
+        if key in idx.by_name:  # the whole text is a vaccine name or brand the KB lists
+            return VaccineMedication(live, vid, f"'{text}' is a vaccine name the knowledge base lists")
+    return None
+
+
+# In utero exposure to a drug, as a chart states it: a Condition (FHIR) or manifestation entry whose text says
+# "in utero exposure to infliximab", "maternal infliximab during pregnancy", "prenatal infliximab exposure"...
+# (ICD-10-CM P04.1x "newborn affected by maternal medication" carries no drug, so the text must name it).
+_IN_UTERO = re.compile(r"\b(in[ -]utero|intra-?uterine|prenatal|antenatal|transplacental|maternal|mother)\b", re.I)
+_EXPOSURE = re.compile(r"\b(expos\w*|pregnan\w*|in[ -]utero|transplacental)\b", re.I)
+
+
+def names_in_utero_exposure(text: str, drug_names: list[str]) -> bool:
+    """Whether ``text`` states in utero (maternal, prenatal) exposure to one of ``drug_names``."""
+    if not (_IN_UTERO.search(text) and _EXPOSURE.search(text)):
+        return False
+    low = text.lower()
+    return any(re.search(r"\b" + re.escape(n.lower()) + r"\b", low) for n in drug_names)

@@ -43,9 +43,13 @@ RULES: dict[str, Rule] = {
     "results.lab_toxicity": results.lab_toxicity,
     "results.blood_pressure": results.blood_pressure,
     "vaccines.live_vaccine_under_immunosuppression": vaccines.live_vaccine_under_immunosuppression,
+    "vaccines.live_vaccine_after_stopping": vaccines.live_vaccine_after_stopping,
+    "vaccines.live_vaccine_after_in_utero_exposure": vaccines.live_vaccine_after_in_utero_exposure,
     "infections.infection_under_immunosuppression": infections.infection_under_immunosuppression,
+    "infections.start_during_active_infection": infections.start_during_active_infection,
     "dosing.dose_range": dose_range.dose_range,
     "dosing.dosing_not_established": dosing.dosing_not_established,
+    "dosing.topical_cni_age": dosing.topical_cni_age,
     "records.unrecognised_medication": records.unrecognised_medication,
     "records.medications_not_checked": records.medications_not_checked,
 }

@@ -49,3 +49,43 @@ def infection_under_immunosuppression(ctx: Ctx) -> list[Alert]:
             sources=ctx.refs(*stmts),
         ))
     return alerts
+
+
+def start_during_active_infection(ctx: Ctx) -> list[Alert]:
+    """A drug whose label says not to start it during an active (serious) infection, planned or just started
+    while an infection is active -> warning, quoting the label statement (``Safety.no_start_in_active_infection``).
+
+    "Just started": an active record whose start date is on or after the infection's onset. The record does
+    not say how serious the infection is; the alert says so rather than guessing.
+    """
+    infections = ctx.patient.infections
+    if not infections:
+        return []
+    alerts: list[Alert] = []
+    for m in ctx.current_and_planned:
+        if not m.drug_id or not m.systemic:
+            continue
+        stmt = ctx.drug(m.drug_id).safety.no_start_in_active_infection
+        if stmt is None:
+            continue
+        for inf in infections:
+            started_during = m.status == "active" and m.start is not None and inf.since is not None \
+                and m.start >= inf.since
+            if m.status != "planned" and not started_during:
+                continue
+            name = ctx.label(m.drug_id)
+            how = "planned" if m.status == "planned" else f"started on {m.start}"
+            since = f" (since {inf.since})" if inf.since else ""
+            alerts.append(Alert(
+                id=f"infection:start:{m.drug_id}:{inf.path}", rule="infections.start_during_active_infection",
+                family="infection", severity=Severity.WARNING,
+                summary=f"{name} {how} during an active infection: {inf.name}{since}",
+                reasoning=f"{stmt.text} The record lists {inf.name} as active{since}; it does not say how serious "
+                          "the infection is.",
+                action=f"Consider treating or controlling the infection before starting {name}, and reviewing the "
+                       "timing with the infection team (label instruction).",
+                triggers=[Trigger(kind="infection", ref=inf.name, path=inf.path, detail=inf.pathogen),
+                          drug_trigger(ctx, m)],
+                sources=ctx.refs(stmt),
+            ))
+    return alerts

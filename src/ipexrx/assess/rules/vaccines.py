@@ -18,14 +18,24 @@ recorded period (start to end, or to the assessment date for a current drug).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from ...knowledge.schema import Drug, Statement, SteroidEquivalence, SteroidThreshold
-from ...patient.normalize import Med, Vaccination
+from ...knowledge.schema import Drug, LiveVaccineWait, Statement, SteroidEquivalence, SteroidThreshold
+from ...patient.normalize import Med, PatientManifestation, Vaccination
 from ...patient.units import fmt_number
+from ...patient.vaccines import names_in_utero_exposure
 from ..context import Ctx, doses_per_day, drug_trigger
 from ..models import Alert, Severity, Trigger
 
 REFERENCE_STEROID = "prednisone"  # thresholds are in prednisone-equivalent doses (ACIP wording)
+
+
+def vaccine_label(ctx: Ctx, v: Vaccination) -> str:
+    """The record's vaccine text; a bare CVX code is shown with the KB vaccine's name."""
+    vaccine = ctx.kb.vaccines.get(v.vaccine_id) if v.vaccine_id else None
+    if v.name.strip().isdigit():
+        return f"{vaccine.name} (CVX {v.name.strip()})" if vaccine else f"CVX {v.name.strip()}"
+    return v.name
 
 
 def _vacc_trigger(v: Vaccination) -> Trigger:
@@ -65,59 +75,120 @@ def prednisone_mg_per_day(ctx: Ctx, m: Med) -> tuple[float | None, float | None]
 def steroid_threshold(ctx: Ctx, drug: Drug) -> tuple[SteroidThreshold | None, SteroidEquivalence | None]:
     """The prednisone-equivalent threshold that applies to ``drug`` and the drug's conversion factor.
 
-    A drug's own ``threshold`` applies with factor 1 (it is written for that drug); otherwise, with a
-    sourced ``prednisone_equivalence``, the reference steroid's threshold applies to the converted dose.
+    One path for every corticosteroid: the threshold is the drug's own, else the reference steroid's
+    (prednisone, ACIP's unit); the dose is always converted with the drug's sourced
+    ``prednisone_equivalence`` (prednisone itself: factor 1). Without a factor nothing is judged.
     """
     advice = drug.safety.vaccines
     if advice is None:
         return None, None
-    if advice.threshold is not None:
-        return advice.threshold, advice.prednisone_equivalence
-    ref = ctx.kb.drugs.get(REFERENCE_STEROID)
-    ref_threshold = ref.safety.vaccines.threshold if ref and ref.safety.vaccines else None
-    if advice.prednisone_equivalence is None or ref_threshold is None:
-        return None, advice.prednisone_equivalence
-    return ref_threshold, advice.prednisone_equivalence
-
-
-def _dose_dependent(ctx: Ctx, m: Med) -> tuple[Severity, str, list[Statement | None]]:
-    drug = ctx.drug(m.drug_id or "")
-    threshold, equiv = steroid_threshold(ctx, drug)
+    threshold = advice.threshold
     if threshold is None:
-        return (Severity.WARNING, "The KB advice is dose-dependent, but the KB gives no dose threshold (or prednisone "
-                "equivalence) for this drug, so ipexrx cannot judge its dose.", [])
-    stmts: list[Statement | None] = [threshold.statement, equiv.statement if equiv else None]
-    factor = equiv.factor if equiv and drug.safety.vaccines and drug.safety.vaccines.threshold is None else 1.0
+        ref = ctx.kb.drugs.get(REFERENCE_STEROID)
+        threshold = ref.safety.vaccines.threshold if ref and ref.safety.vaccines else None
+    return threshold, advice.prednisone_equivalence
+
+
+@dataclass(frozen=True)
+class SteroidJudgement:
+    """How a corticosteroid record stands against the immunosuppressive threshold.
+
+    ``high``: True at or above the dose for at least ``min_days``; False below the dose; None when it
+    cannot be judged (no factor, no dose, weight missing below 20 mg/day, alternate-day regimen).
+    ``long_enough``: whether the course reached ``min_days`` (None: duration unknown).
+    """
+
+    severity: Severity
+    note: str
+    statements: list[Statement | None]
+    high: bool | None
+    long_enough: bool | None = None
+
+
+def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None) -> SteroidJudgement:
+    """Judge a corticosteroid record (dose converted to prednisone-equivalents) against the KB threshold.
+
+    ``until``: the end of the period judged (a stopped course's end date; default the assessment date).
+    """
+    drug = ctx.drug(m.drug_id or "")
+    advice = drug.safety.vaccines
     name = drug.name.capitalize()
+    if advice is not None and advice.no_conversion is not None:
+        return SteroidJudgement(Severity.WARNING, f"cannot judge the dose: {advice.no_conversion.text}",
+                                [advice.no_conversion], None)
+    threshold, equiv = steroid_threshold(ctx, drug)
+    if threshold is None or equiv is None:
+        return SteroidJudgement(Severity.WARNING, "The KB advice is dose-dependent, but the KB gives no dose threshold "
+                                "or no sourced prednisone equivalence for this drug, so ipexrx cannot judge its dose.",
+                                [], None)
+    stmts: list[Statement | None] = [threshold.statement, equiv.statement]
+    factor = equiv.factor
     mg, mgkg = prednisone_mg_per_day(ctx, m)
     w = ctx.patient.weight_kg
     if mg is None and mgkg is None:
-        return (Severity.WARNING, f"The daily {drug.name} dose cannot be computed from the record (dose, frequency).",
-                stmts)
+        return SteroidJudgement(Severity.WARNING, f"cannot judge: the daily {drug.name} dose cannot be computed from "
+                                "the record (dose in mg or mg/kg and a readable frequency are needed).", stmts, None)
     eq_mg = mg * factor if mg is not None else None
     eq_mgkg = mgkg * factor if mgkg is not None else None
-    high = (eq_mgkg is not None and eq_mgkg >= threshold.mg_per_kg_day) or (
-        eq_mg is not None and w is not None and w >= threshold.weight_cutoff_kg and eq_mg >= threshold.mg_per_day)
-    unsure = eq_mgkg is None and w is None and eq_mg is not None and eq_mg < threshold.mg_per_day
     dose_txt = " / ".join(t for t in (f"{fmt_number(mg)} mg/day" if mg is not None else "",
                                       f"{fmt_number(mgkg)} mg/kg/day" if mgkg is not None else "") if t)
-    if factor != 1.0:
-        eq = " / ".join(t for t in (f"{fmt_number(eq_mg)} mg/day" if eq_mg is not None else "",
-                                    f"{fmt_number(eq_mgkg)} mg/kg/day" if eq_mgkg is not None else "") if t)
-        dose_txt += f" (prednisone-equivalent {eq}, factor {fmt_number(factor)})"
+    eq = " / ".join(t for t in (f"{fmt_number(eq_mg)} mg/day" if eq_mg is not None else "",
+                                f"{fmt_number(eq_mgkg)} mg/kg/day" if eq_mgkg is not None else "") if t)
+    if drug.id != REFERENCE_STEROID:
+        dose_txt += f" = prednisone-equivalent {eq} (factor {fmt_number(factor)} mg prednisone per mg {drug.name})"
     limits = (f"{fmt_number(threshold.mg_per_kg_day)} mg/kg/day, or {fmt_number(threshold.mg_per_day)} mg/day from "
               f"{fmt_number(threshold.weight_cutoff_kg)} kg, for {threshold.min_days} days or more")
-    if unsure:
-        return (Severity.WARNING, f"{name} {dose_txt}; without a weight ipexrx cannot apply the mg/kg threshold "
-                f"({limits}).", stmts)
+    # The mg/day limit implies the mg/kg limit below the weight cut-off (20 mg/day at 10 kg is 2 mg/kg/day), so a
+    # dose at or above it is immunosuppressive whatever the weight: a missing weight only matters below it.
+    mg_limit_any_weight = threshold.mg_per_day / threshold.weight_cutoff_kg >= threshold.mg_per_kg_day
+    if (eq_mgkg is not None and eq_mgkg >= threshold.mg_per_kg_day) or (
+            eq_mg is not None and eq_mg >= threshold.mg_per_day
+            and (mg_limit_any_weight or (w is not None and w >= threshold.weight_cutoff_kg))):
+        high = True
+    elif w is None:
+        if eq_mg is not None:
+            what = (f"{fmt_number(eq_mg)} mg/day prednisone-equivalent is below {fmt_number(threshold.mg_per_day)} "
+                    "mg/day, but without a body weight ipexrx cannot apply the mg/kg/day limit")
+        else:
+            what = (f"{fmt_number(eq_mgkg or 0)} mg/kg/day prednisone-equivalent is below "
+                    f"{fmt_number(threshold.mg_per_kg_day)} mg/kg/day, but without a body weight ipexrx cannot "
+                    "compute the mg/day dose")
+        return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt}: cannot judge: weight missing. {what} "
+                                f"({limits}); this is not a finding that the dose is below the threshold.",
+                                stmts, None)
+    else:
+        high = False
+    per_day = doses_per_day(m.frequency)
+    if per_day == 0.5:  # every other day
+        return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt}, given every other day: cannot judge. ACIP does "
+                                "not count long-term alternate-day treatment with short-acting preparations as a "
+                                f"contraindication, while the averaged dose is {'at or above' if high else 'below'} "
+                                f"the daily threshold ({limits}).", stmts, None)
     if not high:
-        return Severity.INFO, f"{name} {dose_txt} is below the KB's immunosuppressive threshold ({limits}).", stmts
-    days = (ctx.as_of - m.start).days if m.start else None
-    if days is not None and days < threshold.min_days:
-        return (Severity.WARNING, f"{name} {dose_txt}, given for {days} days so far "
-                f"(threshold: {threshold.min_days} days).", stmts)
-    return (Severity.CRITICAL, f"{name} {dose_txt} is at or above the KB's immunosuppressive threshold ({limits}).",
-            stmts)
+        return SteroidJudgement(Severity.INFO, f"{name} {dose_txt} is below the KB's immunosuppressive threshold "
+                                f"({limits}).", stmts, False)
+    end = until or ctx.as_of
+    days = (end - m.start).days if m.start and m.start <= end else None
+    if m.status == "planned" and until is None:
+        return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt} is at or above the dose threshold; the course is "
+                                f"planned, so its duration is not known yet (threshold: {threshold.min_days} days "
+                                "or more).", stmts, True, None)
+    if days is None:
+        return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt} is at or above the dose threshold; duration "
+                                f"unknown (no start date recorded), so ipexrx cannot tell whether it reached "
+                                f"{threshold.min_days} days ({limits}).", stmts, True, None)
+    if days < threshold.min_days:
+        so_far = "so far" if until is None else "in all"
+        return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt}, given for {days} days {so_far} (threshold: "
+                                f"{threshold.min_days} days or more; a course shorter than that is not in itself a "
+                                "contraindication).", stmts, True, False)
+    return SteroidJudgement(Severity.CRITICAL, f"{name} {dose_txt}, given for {days} days, is at or above the KB's "
+                            f"immunosuppressive threshold ({limits}).", stmts, True, True)
+
+
+def _dose_dependent(ctx: Ctx, m: Med) -> tuple[Severity, str, list[Statement | None]]:
+    j = judge_steroid(ctx, m)
+    return j.severity, j.note, j.statements
 
 
 def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
@@ -159,19 +230,180 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
         sev = min((p[1] for p in parts), key=lambda x: x.rank)
         vaccine = ctx.kb.vaccines.get(v.vaccine_id) if v.vaccine_id else None
         why_live = (vaccine.statement.text if vaccine else
-                    f"{v.name} is recorded as a live vaccine (\"live\": true in the record).")
+                    f"{vaccine_label(ctx, v)} is recorded as a live vaccine (\"live\": true in the record).")
         names = ", ".join(ctx.label(p[0].drug_id or "") for p in parts)
+        label = vaccine_label(ctx, v)
         verb = "planned" if v.status == "planned" else f"given{f' on {v.date}' if v.date else ''}"
         alerts.append(Alert(
             id=f"vaccine:live:{v.path}", rule="vaccines.live_vaccine_under_immunosuppression",
             family="vaccine", severity=sev,
-            summary=(f"Live vaccine {v.name} {verb} under immunosuppression ({names})" if sev is not Severity.INFO
-                     else f"Live vaccine {v.name} {verb} while on {names} (below the immunosuppressive dose)"),
-            reasoning=f"{v.name}: {why_live} " + " ".join(p[2] for p in parts),
+            summary=(f"Live vaccine {label} {verb} under immunosuppression ({names})" if sev is not Severity.INFO
+                     else f"Live vaccine {label} {verb} while on {names} (below the immunosuppressive dose)"),
+            reasoning=f"{label}: {why_live} " + " ".join(p[2] for p in parts),
             action=("Consider deferring the live vaccine and discussing timing with the immunology team."
                     if v.status == "planned" else
                     "Consider watching for vaccine-strain infection and discussing with the immunology team."),
             triggers=[_vacc_trigger(v), *(drug_trigger(ctx, p[0]) for p in parts)],
             sources=ctx.refs(vaccine.statement if vaccine else None, *(st for p in parts for st in p[3])),
         ))
+    return alerts
+
+
+def _after_stop_advice(ctx: Ctx, drug: Drug) -> LiveVaccineWait | None:
+    """The drug's own wait after stopping; a dose-dependent corticosteroid without one uses the reference
+    steroid's (ACIP's wait is written for every systemic corticosteroid in prednisone-equivalents)."""
+    advice = drug.safety.vaccines
+    if advice is None:
+        return None
+    if advice.after_stop is not None or advice.live_vaccines != "dose-dependent":
+        return advice.after_stop
+    ref = ctx.kb.drugs.get(REFERENCE_STEROID)
+    return ref.safety.vaccines.after_stop if ref and ref.safety.vaccines else None
+
+
+def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
+    """Live vaccine planned (or given) inside the wait a label or guideline sets after stopping a drug.
+
+    Reads the end dates of stopped systemic immunosuppressive records whose KB vaccine advice has an
+    ``after_stop`` wait (corticosteroids: 1 month after a high-dose course of 14 days or more, ACIP;
+    abatacept: 3 months, label; rituximab: no labelled interval, an ipexrx 12-month convention to check
+    B-cell recovery). Planned vaccine inside the wait -> critical (warning for a convention); given
+    inside it -> warning; an end date or a steroid course that cannot be judged -> warning "cannot judge".
+    Drugs whose KB advice names no wait after stopping are not checked here (the rule's docs say so).
+    """
+    stopped = ctx.immunosuppressive([m for m in ctx.patient.meds if m.drug_id and m.status == "stopped"])
+    if not stopped:
+        return []
+    alerts: list[Alert] = []
+    for v in ctx.patient.vaccinations:
+        if v.live is not True or (v.status != "planned" and v.date is None):
+            continue
+        ref_date = ctx.as_of if v.status == "planned" else v.date
+        assert ref_date is not None
+        parts: list[tuple[Med, Severity, str, list[Statement | None]]] = []
+        for m in stopped:
+            drug = ctx.drug(m.drug_id or "")
+            wait = _after_stop_advice(ctx, drug)
+            if wait is None:
+                continue
+            if v.status != "planned" and (m.end is None or v.date is None or v.date <= m.end):
+                continue  # a given vaccine during the period is the other rule's (live_vaccine_under_immunosuppression)
+            stmts: list[Statement | None] = [wait.statement]
+            prefix = ""
+            if wait.after_high_dose_only:
+                j = judge_steroid(ctx, m, until=m.end or ctx.as_of)
+                stmts += j.statements
+                if j.high is False or j.long_enough is False:
+                    continue  # below the dose, or shorter than 14 days: ACIP sets no wait
+                if j.high is None or j.long_enough is None:
+                    parts.append((m, Severity.WARNING, f"{drug.name} (stopped): {j.note} Whether the "
+                                  f"{_wait_text(wait)} wait after stopping applies cannot be judged.", stmts))
+                    continue
+                prefix = f"{j.note} "
+            if m.end is None:
+                parts.append((m, Severity.WARNING, f"{drug.name} (stopped, end date not recorded): {prefix}cannot "
+                              f"judge whether the {_wait_text(wait)} wait after stopping has passed. "
+                              f"{wait.statement.text}", stmts))
+                continue
+            gap = (ref_date - m.end).days
+            if wait.days is not None and gap >= wait.days:
+                continue
+            when = "planned now" if v.status == "planned" else f"given on {v.date}"
+            sev = Severity.CRITICAL if v.status == "planned" else Severity.WARNING
+            if wait.origin == "convention" or wait.days is None:
+                sev = Severity.WARNING
+            conv = " (an ipexrx convention, not a labelled interval)" if wait.origin == "convention" else ""
+            parts.append((m, sev, f"{drug.name} stopped on {m.end}, {gap} days before the vaccine ({when}); the "
+                          f"wait after stopping is {_wait_text(wait)}{conv}. {prefix}{wait.statement.text}", stmts))
+        if not parts:
+            continue
+        sev = min((p[1] for p in parts), key=lambda x: x.rank)
+        vaccine = ctx.kb.vaccines.get(v.vaccine_id) if v.vaccine_id else None
+        names = ", ".join(ctx.label(p[0].drug_id or "") for p in parts)
+        verb = "planned" if v.status == "planned" else f"given on {v.date}"
+        alerts.append(Alert(
+            id=f"vaccine:after-stop:{v.path}", rule="vaccines.live_vaccine_after_stopping", family="vaccine",
+            severity=sev,
+            summary=f"Live vaccine {vaccine_label(ctx, v)} {verb} within the wait after stopping {names}",
+            reasoning=" ".join(p[2] for p in parts),
+            action=("Consider deferring the live vaccine until the wait after stopping has passed, and discussing "
+                    "timing with the immunology team." if v.status == "planned" else
+                    "Consider watching for vaccine-strain infection and discussing with the immunology team."),
+            triggers=[_vacc_trigger(v), *(drug_trigger(ctx, p[0]) for p in parts)],
+            sources=ctx.refs(vaccine.statement if vaccine else None, *(st for p in parts for st in p[3])),
+        ))
+    return alerts
+
+
+def _wait_text(wait: LiveVaccineWait) -> str:
+    if wait.days is None:
+        return "not fixed by the source"
+    if wait.days % 30 == 0 and wait.days < 365:
+        n = wait.days // 30
+        return f"{n} month{'s' if n > 1 else ''} ({wait.days} days)"
+    if wait.days == 365:
+        return "12 months (365 days)"
+    return f"{wait.days} days"
+
+
+def live_vaccine_after_in_utero_exposure(ctx: Ctx) -> list[Alert]:
+    """Live vaccine for an infant exposed in utero to a drug whose label defers live vaccines after birth.
+
+    The exposure is read from the chart's conditions (manifestation entries, FHIR Condition text) that
+    state in utero / maternal / prenatal exposure and name the drug ("in utero exposure to infliximab").
+    Infliximab: US label at least 6 months after birth -> critical for a planned vaccine before then
+    (warning for one already given); the EU's 12 months -> warning between 6 and 12 months. Age
+    missing -> warning "cannot judge". The infant's own medications are not involved.
+    """
+    drugs = [d for d in ctx.kb.drugs.values() if d.safety.vaccines and d.safety.vaccines.in_utero]
+    exposures: list[tuple[PatientManifestation, Drug]] = []
+    for man in ctx.patient.manifestations:
+        for d in drugs:
+            names = [d.name, *d.synonyms, *(b.name for b in d.brands)]
+            if names_in_utero_exposure(man.text, names):
+                exposures.append((man, d))
+    if not exposures:
+        return []
+    alerts: list[Alert] = []
+    age = ctx.patient.age_years
+    for v in ctx.patient.vaccinations:
+        if v.live is not True or (v.status != "planned" and v.date is None):
+            continue
+        when = ctx.as_of if v.status == "planned" else v.date
+        assert when is not None
+        months = (age - (ctx.as_of - when).days / 365.25) * 12 if age is not None else None
+        for man, d in exposures:
+            advice = d.safety.vaccines.in_utero if d.safety.vaccines else None
+            assert advice is not None
+            stmts: list[Statement | None] = [advice.statement, advice.longer_statement]
+            if months is None:
+                sev, why = Severity.WARNING, ("cannot judge: the infant's age (birth date) is missing, so ipexrx "
+                                              f"cannot tell whether {advice.months_after_birth} months have passed.")
+            elif months < advice.months_after_birth:
+                sev = Severity.CRITICAL if v.status == "planned" else Severity.WARNING
+                why = (f"the infant is {fmt_number(months)} months old at the vaccine date, below the labelled "
+                       f"{advice.months_after_birth} months after birth.")
+            elif advice.longer_months is not None and months < advice.longer_months:
+                sev = Severity.WARNING
+                why = (f"the infant is {fmt_number(months)} months old: past the US label's "
+                       f"{advice.months_after_birth} months but inside the {advice.longer_months} months of the EU "
+                       "product information.")
+            else:
+                continue
+            verb = "planned" if v.status == "planned" else f"given on {v.date}"
+            text = advice.statement.text + (f" {advice.longer_statement.text}" if advice.longer_statement else "")
+            alerts.append(Alert(
+                id=f"vaccine:in-utero:{d.id}:{v.path}", rule="vaccines.live_vaccine_after_in_utero_exposure",
+                family="vaccine", severity=sev,
+                summary=f"Live vaccine {vaccine_label(ctx, v)} {verb} for an infant exposed to {d.name} in utero",
+                reasoning=f"The chart states in utero exposure to {d.name} ('{man.text}'); {why} {text}",
+                action=("Consider deferring the live vaccine and discussing timing (and, where available, the "
+                        f"infant's {d.name} level) with the immunology or infectious-diseases team; inactivated "
+                        "vaccines stay on schedule." if v.status == "planned" else
+                        "Consider watching for vaccine-strain infection and discussing with the infectious-diseases "
+                        "team."),
+                triggers=[_vacc_trigger(v), Trigger(kind="record", ref=man.text, path=man.path,
+                                                    detail=f"in utero exposure to {d.name}")],
+                sources=ctx.refs(*stmts),
+            ))
     return alerts
