@@ -685,84 +685,6 @@ def _body(path: str, o: Any, loinc: str, date: dt.date | None, record: dict[str,
     ctx.locations[f"$.demographics.{field}"] = f"{path}.valueQuantity.value"
 
 
-def _procedure(path: str, p: Any, record: dict[str, Any], ctx: _Ctx) -> None:
-    text = _text(p.code) or ""
-    codes = _hsct_codes(p.code)
-    transplant = [h for h in codes if h.meaning in ("transplant", "status")]
-    related = [h for h in codes if h.meaning == "related"]
-    mention = read_hsct_text(text) if text else None
-    if not transplant and mention is None:
-        raw = " ".join([text, *(f"{c.display or ''}" for c in _codings(p.code))])
-        if related:
-            ctx.warn(path, f"Procedure {_code_names(related)} is not a transplant: not read as one (HSCT status "
-                     "unchanged; such procedures follow or prepare a transplant - check the HSCT record)", "hsct")
-        elif might_be_transplant(raw):
-            coded = "; ".join(f"{c.system or 'code'} {c.code}" for c in _codings(p.code) if c.code)
-            ctx.warn(path, f"Procedure '{text or coded}'{f' ({coded})' if coded and text else ''} names a transplant "
-                     "or graft that is not read as an HSCT (code and words not recognised as one): HSCT status "
-                     "unchanged - check it", "hsct")
-        else:
-            ctx.warn(path, f"Procedure '{text}' skipped: only HSCT is used")
-        return
-    date = _date(p.performedDateTime) or _date(getattr(p.performedPeriod, "start", None))
-    precision = "day"
-    if date is None:
-        d, precision = read_date(str(p.performedString or "") + " " + text)
-        date = d
-    kind = next((h.kind for h in transplant if h.kind), None) or (mention.kind if mention else None)
-    when = format_date(date, precision)
-    basis = f"Procedure {what}, status {p.status}{f', {when}' if when else ''}"
-    if status == "planned":
-        ctx.warn(path, f"HSCT Procedure {what} with status '{p.status}': read as planned, not as a transplant", "hsct")
-    ctx.hsct.append(HsctEvidence(status, date, precision, kind, basis, path))
-
-
-def _hsct_condition(path: str, c: Any, text: str, ctx: _Ctx) -> bool:
-    """A Condition saying the patient was transplanted (status, history or complication code, or text);
-    True when the Condition was about HSCT (read or named back), so it is not also a manifestation."""
-    codes = _hsct_codes(c.code)
-    read = [h for h in codes if h.meaning in ("status", "transplant")]
-    related = [h for h in codes if h.meaning == "related"]
-    mention = read_hsct_text(text) if text else None
-    if not read and mention is None:
-        if related:
-            ctx.warn(path, f"Condition {_code_names(related)}: a transplant status that does not say which tissue; "
-                     "not read as HSCT - check the HSCT record", "hsct")
-            return True
-        return False
-    status = mention.status if mention is not None and mention.status in ("planned", "not-done") else "done"
-    what = _code_names(read) if read else f"'{text}'"
-    onset = _date(c.onsetDateTime) or _date(getattr(c.onsetPeriod, "start", None))
-    precision = "day"
-    if onset is None and mention is not None and mention.date is not None:
-        onset, precision = mention.date, mention.date_precision
-    kind = next((h.kind for h in read if h.kind), None) or (mention.kind if mention else None)
-    when = format_date(onset, precision)
-    bare = not read and (mention is None or mention.status is None)
-    how = " (a Condition naming a transplant: read as history)" if bare else ""
-    ctx.hsct.append(HsctEvidence(status, onset, precision, kind,
-                                 f"Condition {what}{how}{f', {when}' if when else ''}", path))
-    return True
-
-
-def _hsct_record(record: dict[str, Any], ctx: _Ctx) -> None:
-    """All HSCT readings of the Bundle -> one ``hsct`` entry with what it was read from."""
-    if not ctx.hsct:
-        return
-    reading = combine(ctx.hsct)
-    hsct: dict[str, Any] = {"status": reading.status, "basis": [b[:500] for b in reading.basis or []][:50]}
-    if reading.date is not None:
-        hsct["date"] = reading.date.isoformat()
-        hsct["date_precision"] = reading.date_precision
-    if reading.kind:
-        hsct["kind"] = reading.kind
-    for npath, msg in reading.notes or []:
-        ctx.warn(npath, msg, "hsct")
-    record["hsct"] = hsct
-    if reading.path:
-        ctx.locations["$.hsct"] = reading.path
-
-
 def _hsct_codes(cc: Any) -> list[HsctCode]:
     return [h for c in _codings(cc) if (h := hsct_code(c.system, c.code)) is not None]
 
@@ -869,24 +791,10 @@ def _hsct_record(record: dict[str, Any], ctx: _Ctx) -> None:
 
 
 def _immunization(path: str, imm: Any, record: dict[str, Any], ctx: _Ctx) -> None:
-    """An HSCT Procedure, by SNOMED CT, ICD-10-PCS or CPT code, or by its text (codes first).
-
-    Every other procedure is noted as not used, as before; one whose code or name mentions a
-    transplant, graft or stem cells that is not read as an HSCT (a kidney transplant, a donor
-    lymphocyte infusion, a harvest, an unknown code) is named back as such."""
     if imm.status != "completed":
         ctx.warn(path, f"Immunization skipped: status '{imm.status}'")
         return
     name = _text(imm.vaccineCode)
-    status = _PROCEDURE_HSCT.get(str(p.status))
-    what = _code_names(transplant) if transplant else f"'{text}'"
-    if status is None:
-        ctx.warn(path, f"HSCT Procedure {what} not read as a transplant: status '{p.status}' (a procedure not done, "
-                 "entered in error, stopped or of unknown status is not a transplant)", "hsct")
-        return
-    if status == "done" and mention is not None and mention.status in ("planned", "not-done"):
-        ctx.warn(path, f"HSCT Procedure {what} is 'completed' but its text says {mention.status} ('{text}'): "
-                 "read as done from the status - check", "hsct")
     cvx = _code(imm.vaccineCode, CVX)
     if not name and not cvx:
         ctx.warn(path, "Immunization skipped: no vaccine code or text")
