@@ -1,18 +1,22 @@
-"""Live vaccines planned or given under immunosuppression.
+"""Live vaccines planned or given under immunosuppression, after stopping a drug, or after in utero exposure.
 
 Why: a live attenuated vaccine can cause disease in an immunosuppressed child; the labels of the
 IPEX immunosuppressants say to avoid them (KB ``safety.vaccines.live_vaccines``: avoid /
 contraindicated / dose-dependent). Severity is critical when the KB advice is avoid or
-contraindicated. For corticosteroids the advice is dose-dependent: ipexrx applies the KB's
-machine-readable threshold (``safety.vaccines.threshold``, a :class:`SteroidThreshold` in
-prednisone-equivalent doses; on prednisone: >= 2 mg/kg/day, or >= 20 mg/day from 10 kg, for 14 days
-or more) to the recorded dose. Another corticosteroid is judged against the prednisone threshold only
-when the KB gives its ``prednisone_equivalence`` factor (methylprednisolone 1.25, sourced); without
-one the dose is left unjudged, and the alert says so. Which vaccines are live comes from the KB too
-(``vaccines.yaml``), and the alert cites the vaccine's statement.
+contraindicated. For corticosteroids the advice is dose-dependent and every one of them takes one
+path (:func:`judge_steroid`): the dose is converted with the drug's sourced ``prednisone_equivalence``
+factor (prednisone 1, methylprednisolone 1.25, dexamethasone 6.667...) and compared with the KB's
+machine-readable threshold (``safety.vaccines.threshold``, ACIP: >= 2 mg/kg/day, or >= 20 mg/day from
+10 kg, for 14 days or more). 20 mg/day or more is immunosuppressive whatever the weight; below it a
+missing weight is "cannot judge", never "below threshold". Without a factor (or with a
+``no_conversion`` statement: oral budesonide) the dose is left unjudged, and the alert says why.
+Which vaccines are live comes from the KB too (``vaccines.yaml``), and the alert cites the vaccine's
+statement. A vaccine may be an Immunization or a medication record that orders one (read in
+:mod:`ipexrx.patient.normalize`).
 
 A given vaccine counts as "under immunosuppression" when its date falls inside the drug's
-recorded period (start to end, or to the assessment date for a current drug).
+recorded period (start to end, or to the assessment date for a current drug); after the end date the
+wait the KB gives after stopping (``after_stop``) decides (:func:`live_vaccine_after_stopping`).
 """
 
 from __future__ import annotations
