@@ -13,7 +13,8 @@ at 32 connections:
                           patients, more than a worker's analysis cache holds (512): a cache miss,
                           the full FHIR read + assessment, on every call
 * ``patient-view-not-ipex`` distinct patients as above, without an IPEX diagnosis: what nearly every
-                          chart an EHR opens looks like (no cards; decided from the Conditions)
+                          chart an EHR opens looks like (read in full and assessed: drug safety runs
+                          for every chart; the cards say there is no IPEX diagnosis)
 
 The CDS scenarios run once per JWT algorithm (``--algs``, default both): a P-384 signature check
 costs the server about 0.5 ms of CPU (OpenSSL; ``openssl speed ecdsap384``), an RSA one about
@@ -162,8 +163,8 @@ def distinct_bodies(n: int, path: Path, ipex: bool = True) -> None:
             body["context"]["patientId"] = pid
             body["hookInstance"] = run + "-@HOOK@"  # wrk fills in a per-call number
             body["prefetch"]["patient"]["id"] = pid
-            obs = body["prefetch"]["observations"]["entry"]
-            obs[0]["resource"]["valueQuantity"]["value"] = 15 + (i % 200) / 10  # a different weight each
+            vitals = body["prefetch"]["vital_signs"]["entry"]
+            vitals[0]["resource"]["valueQuantity"]["value"] = 15 + (i % 200) / 10  # a different weight each
             fh.write(json.dumps(body, separators=(",", ":")) + "\n")
 
 

@@ -2,6 +2,10 @@
 
 A case names the alerts it expects (rule, severity, optional id, the drugs/data that must be among
 the triggers, words the summary/action must contain) and the rules that must stay silent.
+
+Optional (older cases leave them out): ``ipex_plan`` (auto | always | never, passed to assess),
+``expect_mode`` (Assessment.mode) and ``expect_plan`` (whether the IPEX plan -- HSCT section and
+options per manifestation -- is in the report; false also means no HSCT recommendation anywhere).
 """
 
 from __future__ import annotations
@@ -45,7 +49,19 @@ def test_every_rule_has_a_positive_and_a_negative_case() -> None:
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_case(path: Path) -> None:
     case = json.loads(path.read_text())
-    result = assess(case["patient"], as_of=dt.date.fromisoformat(case["as_of"]))
+    result = assess(case["patient"], as_of=dt.date.fromisoformat(case["as_of"]),
+                    ipex_plan=case.get("ipex_plan", "auto"))
+    if "expect_mode" in case:
+        assert result.mode == case["expect_mode"], f"{case['description']}\nmode {result.mode}: {result.mode_reason}"
+        assert result.mode_reason
+    if "expect_plan" in case:
+        assert result.ipex_plan is case["expect_plan"], case["description"]
+        if case["expect_plan"]:
+            assert result.hsct is not None
+        else:
+            assert result.hsct is None and result.manifestations == [], case["description"]
+            text = result.model_dump_json()
+            assert "HSCT evaluation" not in text and "referral to a transplant centre" not in text
     for exp in case["expect"]:
         found = [a for a in result.alerts if _matches(a, exp)]
         assert found, (f"{case['description']}\nexpected {exp}\ngot:\n"

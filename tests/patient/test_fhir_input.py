@@ -142,12 +142,14 @@ def test_dose_in_ml_is_dropped_but_the_drug_is_still_checked() -> None:
     assert any("volume" in w.message for w in data.warnings)
 
 
-def test_missing_diagnosis_condition_means_unconfirmed_with_a_warning() -> None:
+def test_missing_diagnosis_condition_means_a_chart_without_ipex_with_a_warning() -> None:
+    """A FHIR chart names no IPEX or IPEX-like Condition: diagnosis 'none' (drug-safety checks only), not
+    'unconfirmed' (which says IPEX is suspected)."""
     doc = _bundle()
     doc["entry"] = doc["entry"][:1]
     data = _read(doc)
-    assert data.diagnosis == "unconfirmed"
-    assert any(w.code == "incomplete" for w in data.warnings)
+    assert data.diagnosis == "none"
+    assert any(w.code == "incomplete" and "without IPEX" in w.message for w in data.warnings)
 
 
 def test_ipex_like_condition_and_hsct_procedure() -> None:
@@ -219,16 +221,16 @@ BUNDLES_BY_DIAGNOSIS = {
     "ipex-orpha": (_conditions_bundle({"coding": [{"system": "http://www.orpha.net", "code": "ORPHA:37042"}]}),
                    "ipex"),
     "ipex-omim": (_conditions_bundle({"coding": [{"system": "https://omim.org", "code": "#304790"}]}), "ipex"),
-    "refuted-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="refuted"), "unconfirmed"),
-    "asthma-only": (_conditions_bundle({"text": "Asthma"}), "unconfirmed"),
-    "no-conditions": (_conditions_bundle(), "unconfirmed"),
-    "invalid-ipex-condition": (_conditions_bundle({"text": "IPEX syndrome", "coding": "not a list"}), "unconfirmed"),
+    "refuted-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="refuted"), "none"),
+    "asthma-only": (_conditions_bundle({"text": "Asthma"}), "none"),
+    "no-conditions": (_conditions_bundle(), "none"),
+    "invalid-ipex-condition": (_conditions_bundle({"text": "IPEX syndrome", "coding": "not a list"}), "none"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES_BY_DIAGNOSIS))
 def test_the_diagnosis_from_conditions_alone_is_what_the_full_read_finds(name: str) -> None:
-    """The CDS services decide 'not an IPEX patient' from the Conditions alone (fast path); that must
+    """``bundle_diagnosis`` decides the diagnosis from the Conditions alone (a cheap screen); that must
     never differ from reading the whole record."""
     from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
 
@@ -244,7 +246,7 @@ def test_the_diagnosis_from_conditions_alone_matches_on_the_examples(path: Path)
 
     bundle = json.loads(path.read_text())
     record, _, _ = read_bundle(bundle)
-    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"] != "unconfirmed"
+    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"] != "none"
 
 
 _WORDS = ["IPEX", "ipex-like", "IPEX like", "Immune", "immune dysregulation,", "polyendocrinopathy", "syndrome",
@@ -277,7 +279,7 @@ def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
     record, _, _ = read_bundle(bundle)
     assert bundle_diagnosis(bundle) == record["diagnosis"]["type"]
-    assert may_name_ipex(bundle) or record["diagnosis"]["type"] == "unconfirmed"  # the raw screen never hides one
+    assert may_name_ipex(bundle) or record["diagnosis"]["type"] == "none"  # the raw screen never hides one
 
 
 _OBS_CODINGS = [("http://loinc.org", "2160-0"), ("http://loinc.org", "29463-7"), ("http://loinc.org", "8302-2"),

@@ -97,14 +97,16 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(engine._analysis_cache) == 3
 
 
-def test_a_record_without_any_ipex_condition_is_answered_before_hashing_or_caching(
+def test_a_record_without_any_ipex_condition_is_assessed_and_cached_like_any_other(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_key(*_a: Any, **_k: Any) -> bytes:
-        raise AssertionError("a record that cannot be an IPEX patient's was hashed")
-
-    monkeypatch.setattr(engine, "_cache_key", no_key)
+    """Drug safety runs for every chart the EHR opens, so a chart without IPEX is analysed (and a repeat
+    of it reused) exactly like an IPEX patient's."""
+    calls = _counting(monkeypatch)
     body = samples.load("patient_view")
     body["prefetch"]["conditions"]["entry"] = [e for e in body["prefetch"]["conditions"]["entry"]
                                                if "IPEX" not in str(e)]
-    assert _call(body) == []
-    assert not engine._analysis_cache
+    first = _call(body)
+    assert first and all("no IPEX or IPEX-like diagnosis" in c["detail"].split("\n")[0] for c in first)
+    body["hookInstance"] = "another-hook-instance"
+    assert [c["summary"] for c in _call(body)] == [c["summary"] for c in first]
+    assert len(calls) == 1 and len(engine._analysis_cache) == 1

@@ -40,6 +40,7 @@ class FhirStore:
         self.fail_with: int | None = None
         self.delay = 0.0
         self.page_size = 5
+        self.fail_types: set[str] = set()
 
 
 def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
@@ -68,6 +69,10 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
                 return
             parts = urlsplit(self.path)
             segs = [s for s in parts.path.split("/") if s][1:]  # drop the "fhir" base segment
+            if segs and segs[0] in store.fail_types:
+                self._send(500, {"resourceType": "OperationOutcome",
+                                 "issue": [{"severity": "error", "code": "exception"}]})
+                return
             if len(segs) == 2:
                 for r in store.resources:
                     if r["resourceType"] == segs[0] and r.get("id") == segs[1]:
@@ -79,9 +84,11 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
             q = parse_qs(parts.query)
             rtype, pid = segs[0], q.get("patient", [""])[0]
             status = q.get("status", [None])[0]
+            category = q.get("category", [None])[0]
             hits = [r for r in store.resources if r["resourceType"] == rtype
                     and (r.get("subject") or r.get("patient") or {}).get("reference") == f"Patient/{pid}"
-                    and (status is None or r.get("status") == status)]
+                    and (status is None or r.get("status") == status)
+                    and (category is None or category in json.dumps(r.get("category")))]
             offset = int(q.get("_offset", ["0"])[0])
             page = hits[offset:offset + store.page_size]
             bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
@@ -91,6 +98,8 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
                 nxt = f"http://{host}:{port}{parts.path}?patient={pid}&_offset={offset + store.page_size}"
                 if status:
                     nxt += f"&status={status}"
+                if category:
+                    nxt += f"&category={category}"
                 bundle["link"] = [{"relation": "next", "url": nxt}]
             self._send(200, bundle)
 
@@ -101,8 +110,9 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
 def fhir_server() -> Iterator[tuple[str, FhirStore]]:
     pv = payload("patient_view")["prefetch"]
     resources = [pv["patient"]]
-    for key in ("conditions", "medications", "observations", "procedures", "immunizations"):
-        resources += [e["resource"] for e in pv[key]["entry"]]
+    for key in ("conditions", "medications", "medication_statements", "observations", "vital_signs", "procedures",
+                "immunizations", "allergies"):
+        resources += [e["resource"] for e in pv[key].get("entry", [])]
     store = FhirStore(resources)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(store))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -125,14 +135,53 @@ def with_fhir(body: dict[str, Any], url: str, drop: list[str]) -> dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------
+PREFETCH_TEMPLATES = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "medications": "MedicationRequest?patient={{context.patientId}}",
+    "medication_statements": "MedicationStatement?patient={{context.patientId}}",
+    "observations": "Observation?patient={{context.patientId}}&category=laboratory&_sort=-date&_count=200",
+    "vital_signs": "Observation?patient={{context.patientId}}&category=vital-signs&_sort=-date&_count=100",
+    "procedures": "Procedure?patient={{context.patientId}}",
+    "immunizations": "Immunization?patient={{context.patientId}}",
+    "allergies": "AllergyIntolerance?patient={{context.patientId}}",
+}
+
+
 def test_discovery_lists_three_hooks_with_all_prefetch_templates(dev_client: TestClient) -> None:
     services = dev_client.get("/cds-services").json()["services"]
     assert sorted(s["hook"] for s in services) == ["order-select", "order-sign", "patient-view"]
     for s in services:
-        assert set(s["prefetch"]) == {"patient", "conditions", "medications", "observations", "procedures",
-                                      "immunizations"}
-        assert s["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        assert s["prefetch"] == PREFETCH_TEMPLATES
         assert s["description"] and s["title"] and s["id"]
+        assert "every patient" in s["description"] or "any patient" in s["description"]
+
+
+def test_prefetch_templates_use_only_cds_hooks_tokens_and_plain_fhir_search() -> None:
+    """CDS Hooks 2.0 prefetch tokens are {{context.<field>}} (and the user tokens); the query is a
+    read or a type search with token equality, date prefixes, _sort and _count -- nothing computed."""
+    import re
+
+    from ipexrx.service.cds.services import PREFETCH
+
+    allowed_params = {"patient", "category", "_sort", "_count"}
+    for key, template in PREFETCH.items():
+        tokens = re.findall(r"\{\{([^}]*)\}\}", template)
+        assert tokens == ["context.patientId"], (key, tokens)
+        path, _, query = template.partition("?")
+        if not query:
+            assert re.fullmatch(r"[A-Z][A-Za-z]+/\{\{context\.patientId\}\}", path), key
+            continue
+        assert re.fullmatch(r"[A-Z][A-Za-z]+", path), key
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            assert name in allowed_params, (key, name)
+            if name == "_count":
+                assert value.isdigit()
+            if name == "_sort":
+                assert value in ("-date", "date")
+            if name == "category":
+                assert value in ("laboratory", "vital-signs")
 
 
 def test_patient_view_for_an_ipex_patient_returns_cited_cards(dev_client: TestClient) -> None:
@@ -145,17 +194,48 @@ def test_patient_view_for_an_ipex_patient_returns_cited_cards(dev_client: TestCl
         assert c["source"]["url"].startswith(BASE + "/")
 
 
-def test_patient_without_ipex_gets_no_cards(dev_client: TestClient) -> None:
-    body = payload("order_sign")
+def _without_ipex(body: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
     body["prefetch"]["conditions"]["entry"] = [e for e in body["prefetch"]["conditions"]["entry"]
                                                if "IPEX" not in e["resource"]["code"]["text"]]
+    return body
+
+
+def test_a_patient_without_ipex_gets_the_drug_safety_cards_and_no_ipex_plan(dev_client: TestClient) -> None:
+    """The service sees every chart: drug safety runs for all; the IPEX plan never becomes a card, and
+    every card says at the top that this chart has no IPEX diagnosis."""
+    with_ipex = dev_client.post("/cds-services/ipexrx-order-sign", json=payload("order_sign")).json()["cards"]
+    body = _without_ipex(payload("order_sign"))
     for svc in ("ipexrx-order-sign", "ipexrx-patient-view"):
         b = copy.deepcopy(body)
         if svc == "ipexrx-patient-view":
             b["hook"] = "patient-view"
             del b["context"]["draftOrders"]
         resp = dev_client.post(f"/cds-services/{svc}", json=b)
-        assert resp.status_code == 200 and resp.json() == {"cards": []}
+        assert resp.status_code == 200
+        cards = resp.json()["cards"]
+        assert cards, "a second calcineurin inhibitor / an azole with tacrolimus is a hazard in any chart"
+        for c in cards:
+            assert c["detail"].startswith("_Medication safety check only: no IPEX or IPEX-like diagnosis")
+            assert "HSCT" not in c["summary"] and "IPEX" not in c["summary"], c["summary"]
+            assert c["source"]["topic"]["code"] != "dosing.dosing_not_established"
+        if svc == "ipexrx-order-sign":
+            assert any("Two calcineurin inhibitors" in c["summary"] for c in cards)
+            safety = {c["source"]["topic"]["code"] for c in with_ipex} - {"dosing.dosing_not_established"}
+            assert {c["source"]["topic"]["code"] for c in cards} == safety  # the same checks as for IPEX
+    assert all(c["detail"].startswith("_IPEX (FOXP3) chart") for c in with_ipex)
+
+
+def test_cards_come_critical_first_then_warning_then_info(dev_client: TestClient) -> None:
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    for name, svc in (("patient_view", "ipexrx-patient-view"), ("order_sign", "ipexrx-order-sign")):
+        for body in (payload(name), _without_ipex(payload(name))):
+            body["context"].get("draftOrders", {}).get("entry", []).append({"resource": {
+                "resourceType": "MedicationRequest", "id": "draft-bad", "status": "draft", "intent": "order",
+                "subject": {"reference": "Patient/ipex-boy-1"}, "dosageInstruction": "twice daily"}})
+            cards = dev_client.post(f"/cds-services/{svc}", json=body).json()["cards"]
+            order = [rank[c["indicator"]] for c in cards]
+            assert order == sorted(order) and len(set(order)) >= 2, [c["indicator"] for c in cards]
 
 
 def test_order_sign_flags_a_second_calcineurin_inhibitor_and_offers_to_delete_the_draft(dev_client: TestClient) -> None:
@@ -279,7 +359,7 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server(dev_client: TestClient
     assert resp.json() == full  # same cards as with full prefetch
     paths = [p for p, _ in store.requests]
     assert "/fhir/Patient/ipex-boy-1" in paths
-    assert any(p.startswith("/fhir/MedicationRequest?patient=ipex-boy-1&status=active") for p in paths)
+    assert "/fhir/MedicationRequest?patient=ipex-boy-1" in paths  # every status: stopped drugs matter too
     assert any("_offset=5" in p for p in paths)  # 12 observations: the paging links were followed
     assert all(auth == f"Bearer {FHIR_TOKEN}" for _, auth in store.requests)
     assert not any(p.startswith("/fhir/Condition") for p in paths)  # prefetched keys are not fetched again
@@ -400,11 +480,14 @@ def test_an_ipex_record_that_cannot_be_assessed_gets_a_warning_card_not_silence(
     assert "$.context.draftOrders.entry[0].resource.dosageInstruction[0]" in card["detail"]  # located in the request
 
 
-def test_a_non_ipex_record_that_cannot_be_assessed_gets_no_cards(dev_client: TestClient) -> None:
+def test_a_non_ipex_record_that_cannot_be_assessed_gets_the_warning_card_too(dev_client: TestClient) -> None:
+    """Drug safety runs for every chart, so a chart it cannot check is said to be unchecked, IPEX or not."""
     body = _negative_dose(payload("order_sign"))
     body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # drop the IPEX Condition
     resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
-    assert resp.status_code == 200 and resp.json() == {"cards": []}
+    assert resp.status_code == 200
+    (card,) = resp.json()["cards"]
+    assert card["indicator"] == "warning" and "could not check this patient's medicines" in card["summary"]
 
 
 def test_an_ipex_patient_whose_patient_resource_is_unusable_gets_the_cannot_check_card(dev_client: TestClient) -> None:
@@ -414,26 +497,9 @@ def test_an_ipex_patient_whose_patient_resource_is_unusable_gets_the_cannot_chec
     assert resp.status_code == 200
     (card,) = resp.json()["cards"]
     assert "could not check" in card["summary"]
-    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # not IPEX: silence
-    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).json() == {"cards": []}
-
-
-def test_a_patient_without_ipex_is_answered_without_reading_the_rest_of_the_record(
-        dev_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nearly every chart an EHR opens is not an IPEX patient's: decided from the Conditions alone."""
-    from ipexrx.patient import reader
-    from ipexrx.service.cds import engine
-
-    engine._analysis_cache.clear()
-
-    def no_full_read(*_a: Any, **_k: Any) -> Any:
-        raise AssertionError("the whole record was read for a patient without IPEX")
-
-    monkeypatch.setattr(reader, "load_record", no_full_read)
-    body = payload("patient_view")
-    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
-    assert resp.status_code == 200 and resp.json() == {"cards": []}
+    body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # not IPEX: same card
+    (card,) = dev_client.post("/cds-services/ipexrx-patient-view", json=body).json()["cards"]
+    assert "could not check" in card["summary"]
 
 
 def test_openapi_still_describes_the_cds_request_body(dev_client: TestClient) -> None:
@@ -463,3 +529,97 @@ def test_authentication_comes_before_reading_the_body(client: TestClient) -> Non
     resp = client.post("/cds-services/ipexrx-patient-view", content=b"{not json",
                        headers={"Content-Type": "application/json"})
     assert resp.status_code == 401 and resp.json() == {"error": "unauthorized"}
+
+
+# ------------------------------------------------------------------------------------------
+# Each prefetch key is read; a missing one is fetched or answered as the specification says.
+# ------------------------------------------------------------------------------------------
+def _statement(drug: str, rid: str = "ms-1") -> dict[str, Any]:
+    return {"resourceType": "MedicationStatement", "id": rid, "status": "active",
+            "subject": {"reference": "Patient/ipex-boy-1"}, "medicationCodeableConcept": {"text": drug},
+            "effectiveDateTime": "2026-10-01"}
+
+
+def test_every_prefetch_key_reaches_the_patient_reader() -> None:
+    from ipexrx.patient.reader import load_record
+    from ipexrx.service.cds.engine import assemble
+    from ipexrx.service.cds.models import CdsRequest
+    from ipexrx.service.cds.services import PREFETCH, SERVICES
+
+    body = payload("patient_view")
+    body["prefetch"]["medication_statements"]["entry"] = [{"resource": _statement("voriconazole")}]
+    req = CdsRequest.model_validate(body)
+    asm = assemble(SERVICES["ipexrx-patient-view"], req, dict(req.prefetch or {}))
+    sent = {o.split(".")[2] for o in asm.origins}
+    assert sent == set(PREFETCH)  # every key of the sample carries data and all of it is assembled
+    record, warnings, _ = load_record(asm.bundle)
+    assert any(m.drug == "voriconazole" for m in record.medications)  # MedicationStatement read
+    assert record.demographics.weight_kg is not None  # the weight came from vital_signs
+    allergy = [w for w in warnings if "AllergyIntolerance" in w.message]
+    assert allergy and all("not used by the assessment" in w.message for w in allergy)  # accepted, named unused
+
+
+def test_a_medication_statement_is_judged_like_an_order(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    before = summaries(dev_client.post("/cds-services/ipexrx-patient-view", json=body))
+    body["prefetch"]["medication_statements"]["entry"] = [{"resource": _statement("clarithromycin")}]
+    after = summaries(dev_client.post("/cds-services/ipexrx-patient-view", json=body))
+    new = [s for s in after if s not in before]
+    assert any("clarithromycin" in s for s in new), new
+
+
+def test_the_latest_weight_in_vital_signs_is_what_the_rules_see(dev_client: TestClient) -> None:
+    """Moving the weight out of vital_signs changes what can be judged (a per-kg dose range)."""
+    body = payload("patient_view")
+    with_weight = dev_client.post("/cds-services/ipexrx-patient-view", json=body).json()["cards"]
+    body["prefetch"]["vital_signs"] = None  # the EHR says: no vital signs
+    without = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert without.status_code == 200
+    assert [c["summary"] for c in without.json()["cards"]] != [c["summary"] for c in with_weight]
+
+
+@pytest.mark.parametrize("key", ["patient", "conditions", "medications", "medication_statements", "observations",
+                                 "vital_signs", "procedures", "immunizations"])
+def test_a_missing_key_the_rules_read_is_412_without_a_fhir_server(dev_client: TestClient, key: str) -> None:
+    body = payload("patient_view")
+    del body["prefetch"][key]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 412, key
+    assert resp.json()["resourceType"] == "OperationOutcome" and key in resp.json()["issue"][0]["diagnostics"]
+
+
+def test_a_missing_allergy_list_is_not_a_412_because_the_rules_do_not_read_it(dev_client: TestClient) -> None:
+    body = payload("patient_view")
+    full = summaries(dev_client.post("/cds-services/ipexrx-patient-view", json=body))
+    del body["prefetch"]["allergies"]
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200 and summaries(resp) == full
+
+
+def test_missing_new_keys_are_fetched_with_their_templates(dev_client: TestClient,
+                                                           fhir_server: tuple[str, FhirStore]) -> None:
+    url, store = fhir_server
+    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    body = with_fhir(payload("patient_view"), url, ["medication_statements", "vital_signs", "observations",
+                                                    "allergies"])
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200 and resp.json() == full
+    paths = [p for p, _ in store.requests]
+    assert "/fhir/MedicationStatement?patient=ipex-boy-1" in paths
+    assert "/fhir/Observation?patient=ipex-boy-1&category=vital-signs&_sort=-date&_count=100" in paths
+    assert "/fhir/Observation?patient=ipex-boy-1&category=laboratory&_sort=-date&_count=200" in paths
+    assert "/fhir/AllergyIntolerance?patient=ipex-boy-1" in paths  # fetched alongside the others
+
+
+def test_an_allergy_fetch_that_fails_does_not_fail_the_call(dev_client: TestClient,
+                                                           fhir_server: tuple[str, FhirStore]) -> None:
+    url, store = fhir_server
+    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    store.fail_types = {"AllergyIntolerance"}
+    body = with_fhir(payload("patient_view"), url, ["vital_signs", "allergies"])
+    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    assert resp.status_code == 200 and resp.json() == full
+    assert any(p.startswith("/fhir/AllergyIntolerance") for p, _ in store.requests)
+    body = with_fhir(payload("patient_view"), url, ["medications"])
+    store.fail_types = {"MedicationRequest"}  # a key the rules read: no answer without it
+    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 412

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..knowledge.loader import KnowledgeBase, get_kb
 from ..patient.errors import PatientInputError
 from .engine import assess
-from .models import Assessment
+from .models import Assessment, PlanChoice
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,12 @@ class BatchResult:
 
 
 def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
-                 kb: KnowledgeBase | None = None, dose_suggestions: bool = True) -> Iterator[BatchResult]:
+                 kb: KnowledgeBase | None = None, dose_suggestions: bool = True,
+                 ipex_plan: PlanChoice = "auto") -> Iterator[BatchResult]:
     """Assess each non-blank line; yields results in input order (1-based line numbers).
 
-    ``dose_suggestions=False`` skips the model-based doses on trough alerts (faster for large batches).
+    ``dose_suggestions=False`` skips the model-based doses on trough alerts (faster for large batches);
+    ``ipex_plan`` is passed to :func:`~ipexrx.assess.assess` for every line.
     """
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
@@ -55,6 +57,6 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
             continue
         try:
             yield BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb,
-                                                              dose_suggestions=dose_suggestions))
+                                                              dose_suggestions=dose_suggestions, ipex_plan=ipex_plan))
         except PatientInputError as exc:
             yield BatchResult(line=n, error=exc)

@@ -15,7 +15,7 @@ from typing import Any
 from ..knowledge.loader import KnowledgeBase, get_kb
 from ..knowledge.schema import Manifestation, Statement, TherapyOption
 from ..patient.hsct import format_date
-from ..patient.normalize import PatientData
+from ..patient.normalize import InputWarning, PatientData
 from ..patient.reader import read_patient
 from .context import Ctx, assess_index
 from .models import (
@@ -26,8 +26,10 @@ from .models import (
     HsctStatus,
     ManifestationPlan,
     MedicationView,
+    Mode,
     OptionView,
     PatientSummary,
+    PlanChoice,
 )
 from .rules import RULES
 
@@ -37,31 +39,96 @@ FAMILY_ORDER = ["duplication", "interaction", "vaccine", "screening", "result", 
                 "record"]
 
 
+# Rules whose alerts belong to the IPEX plan, not to drug safety: skipped when the plan is not shown.
+# ("Optimal dosing in IPEX has not been established" says nothing useful about a Crohn's chart.)
+IPEX_PLAN_RULES = frozenset({"dosing.dosing_not_established"})
+PLAN_CHOICES: tuple[PlanChoice, ...] = ("auto", "always", "never")
+_SAFETY = "drug-safety checks ran (interactions, duplicates, doses, labs, monitoring, screening, vaccines, records)"
+
+
+def plan_mode(diagnosis: str, ipex_plan: PlanChoice = "auto", disorder: str | None = None) -> tuple[Mode, str]:
+    """The report's mode and the one sentence saying why, from the chart's diagnosis and the user's choice.
+
+    ``diagnosis`` is PatientData.diagnosis: 'ipex', 'ipex-like', 'unconfirmed' (our record: IPEX suspected,
+    not genetically confirmed) or 'none' (no IPEX or IPEX-like diagnosis: a FHIR chart without such a
+    Condition, or a record saying so). ``ipex_plan``: 'auto' shows the IPEX plan when the chart has IPEX or an
+    IPEX-like disorder; 'always' shows it for any chart; 'never' never shows it. Drug safety runs in every mode.
+    """
+    if ipex_plan not in PLAN_CHOICES:
+        raise ValueError(f"ipex_plan must be one of {', '.join(PLAN_CHOICES)}, got {ipex_plan!r}")
+    if ipex_plan == "never":
+        return "drug-safety-only", (f"IPEX plan turned off on request (ipex_plan 'never'; chart diagnosis: "
+                                    f"{diagnosis}); HSCT and options per manifestation not shown; {_SAFETY}.")
+    if diagnosis == "ipex":
+        return "ipex", f"IPEX (FOXP3) in the chart: IPEX plan shown (HSCT, options per manifestation); {_SAFETY}."
+    if diagnosis == "ipex-like":
+        what = f" ({disorder})" if disorder else ""
+        return "ipex-like", (f"IPEX-like disorder in the chart{what}: IPEX plan shown, its IPEX evidence may not "
+                             f"transfer; {_SAFETY}.")
+    if diagnosis == "unconfirmed":
+        return "ipex-unconfirmed", ("IPEX suspected, not genetically confirmed (diagnosis 'unconfirmed'): IPEX plan "
+                                    f"shown, its evidence comes from proven IPEX; {_SAFETY}.")
+    if ipex_plan == "always":
+        return "ipex-plan-on-request", ("No IPEX or IPEX-like diagnosis in the chart; IPEX plan shown because it was "
+                                        f"asked for (ipex_plan 'always'), for reference only; {_SAFETY}.")
+    return "drug-safety-only", f"No IPEX or IPEX-like diagnosis in the chart; IPEX plan not shown; {_SAFETY}."
+
+
 def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date | None = None,
-           kb: KnowledgeBase | None = None, dose_suggestions: bool = True) -> Assessment:
-    """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses).
+           kb: KnowledgeBase | None = None, dose_suggestions: bool = True,
+           ipex_plan: PlanChoice = "auto") -> Assessment:
+    """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses), and
+    ValueError for an ``ipex_plan`` that is not one of auto | always | never.
 
     ``dose_suggestions``: attach a model-based regimen to trough alerts of modelled drugs (about 0.1 s
     per such alert; the dosing stack is imported only then). Throughput-bound callers may turn it off.
+    ``ipex_plan``: whether the IPEX plan (HSCT section, options per manifestation) is shown -- 'auto' (when
+    the chart has IPEX or an IPEX-like disorder), 'always' or 'never' (see :func:`plan_mode`). Every
+    drug-safety rule runs whatever it says; ``Assessment.mode`` / ``mode_reason`` say which mode applied.
     """
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
+    if ipex_plan not in PLAN_CHOICES:
+        raise ValueError(f"ipex_plan must be one of {', '.join(PLAN_CHOICES)}, got {ipex_plan!r}")
     patient = source if isinstance(source, PatientData) else read_patient(source, kb, as_of)
+    mode, reason = plan_mode(patient.diagnosis, ipex_plan, patient.ipex_like_id or patient.ipex_like_text)
+    show_plan = mode != "drug-safety-only"
     ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of, dose_suggestions=dose_suggestions)
     alerts: dict[str, Alert] = {}
-    for rule in RULES.values():
+    for name, rule in RULES.items():
+        if not show_plan and name in IPEX_PLAN_RULES:
+            continue
         for alert in rule(ctx):
             alerts.setdefault(alert.id, alert)
     ordered = sorted(alerts.values(), key=lambda a: (a.severity.rank, FAMILY_ORDER.index(a.family), a.id))
+    hsct = hsct_status(ctx) if show_plan else None
+    if hsct is not None and mode == "ipex-plan-on-request":
+        hsct = hsct.model_copy(update={"applies_to_diagnosis": (
+            "No IPEX or IPEX-like diagnosis in the chart: shown on request; the statements and figures below "
+            "come from FOXP3 IPEX and do not apply to other conditions.")})
     return Assessment(
-        as_of=as_of, kb_version=kb.meta.content_version,
+        as_of=as_of, kb_version=kb.meta.content_version, mode=mode, mode_reason=reason, ipex_plan=show_plan,
         patient=PatientSummary(id=patient.id, age_years=round(patient.age_years, 2) if patient.age_years is not None
                                else None, sex=patient.sex, weight_kg=patient.weight_kg, diagnosis=patient.diagnosis,
                                foxp3_variant=patient.foxp3_variant,
                                ipex_like=patient.ipex_like_id or patient.ipex_like_text),
-        hsct=hsct_status(ctx), manifestations=manifestation_plans(ctx), alerts=ordered,
-        medications=medication_views(ctx), warnings=list(patient.warnings), disclaimer=kb.meta.disclaimer,
+        alerts=ordered, hsct=hsct, manifestations=manifestation_plans(ctx) if show_plan else [],
+        medications=medication_views(ctx, show_plan),
+        warnings=list(patient.warnings) if show_plan else [_without_plan(w) for w in patient.warnings],
+        disclaimer=kb.meta.disclaimer,
     )
+
+
+_NO_OPTIONS = "; no options shown for it"
+
+
+def _without_plan(w: InputWarning) -> InputWarning:
+    """Without the IPEX plan a condition that is not an IPEX manifestation is simply not used for options:
+    say that, rather than suggest that options are missing (Crohn's disease is not an IPEX manifestation)."""
+    if w.code == "unknown-manifestation" and w.message.endswith(_NO_OPTIONS):
+        return w.model_copy(update={"message": w.message[: -len(_NO_OPTIONS)]
+                                    + "; not used (no IPEX plan in this report; drug-safety checks do not need it)"})
+    return w
 
 
 def hsct_status(ctx: Ctx) -> HsctStatus:
@@ -222,10 +289,11 @@ def manifestation_plans(ctx: Ctx) -> list[ManifestationPlan]:
     return plans
 
 
-def medication_views(ctx: Ctx) -> list[MedicationView]:
+def medication_views(ctx: Ctx, ipex_plan: bool = True) -> list[MedicationView]:
+    """The records as read. The IPEX dosing caveat is part of the IPEX plan: not shown without it."""
     out = []
     for m in ctx.patient.meds:
-        cav = ctx.dosing_caveat(m.drug_id) if m.drug_id and m.dose else None
+        cav = ctx.dosing_caveat(m.drug_id) if ipex_plan and m.drug_id and m.dose else None
         out.append(MedicationView(input=m.text, path=m.path, drug_id=m.drug_id, status=m.status,
                                   dose=str(m.dose) if m.dose else None, route=m.route, frequency=m.frequency,
                                   start_date=m.start, in_knowledge_base=m.drug_id is not None,

@@ -57,7 +57,7 @@ def _detected_issue(a: Alert, subject: dict[str, Any], as_of: dt.date, uid: str)
 def _request_group(asm: Assessment, subject: dict[str, Any], uid: str) -> dict[str, Any]:
     actions: list[dict[str, Any]] = []
     h = asm.hsct
-    if h.recommendation:
+    if h is not None and h.recommendation:
         actions.append({"title": "HSCT evaluation", "description": h.recommendation,
                         "textEquivalent": h.curative_statement,
                         "documentation": [_artifact(s) for s in h.sources] or None})
@@ -82,7 +82,7 @@ def _request_group(asm: Assessment, subject: dict[str, Any], uid: str) -> dict[s
     rg: dict[str, Any] = {
         "resourceType": "RequestGroup", "id": uid, "status": "draft", "intent": "proposal", "subject": subject,
         "authoredOn": asm.as_of.isoformat(),
-        "note": [{"text": asm.disclaimer}],
+        "note": [{"text": f"Mode: {asm.mode}. {asm.mode_reason}"}, {"text": asm.disclaimer}],
     }
     if actions:
         rg["action"] = actions

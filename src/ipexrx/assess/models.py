@@ -222,14 +222,31 @@ class PatientSummary(_Out):
     ipex_like: str | None = None
 
 
+Mode = Literal["ipex", "ipex-like", "ipex-unconfirmed", "ipex-plan-on-request", "drug-safety-only"]
+PlanChoice = Literal["auto", "always", "never"]
+
+
 class Assessment(_Out):
+    """One patient's assessment. Field order is the reading order of every face (JSON, terminal, HTML,
+    CDS cards): what the report is (``mode``), who, the alerts (critical and warning first), then the
+    IPEX plan (HSCT and options per manifestation, with their evidence), then what was read."""
+
     schema_version: Literal["ipexrx-assessment/1"] = SCHEMA_VERSION
     as_of: dt.date
     kb_version: str
+    mode: Mode = Field(
+        "ipex", description="ipex | ipex-like | ipex-unconfirmed: the chart has (or, for unconfirmed, the record "
+        "suspects) IPEX or an IPEX-like disorder and the IPEX plan is shown; ipex-plan-on-request: no such "
+        "diagnosis, but the plan was asked for (ipex_plan='always'); drug-safety-only: no IPEX plan. Every "
+        "drug-safety rule runs in every mode.")
+    mode_reason: str = Field("", description="Why the report is in this mode, in one plain sentence.")
+    ipex_plan: bool = Field(True, description="Whether the IPEX plan (hsct, manifestations) is part of the report.")
     patient: PatientSummary
-    hsct: HsctStatus
-    manifestations: list[ManifestationPlan]
     alerts: list[Alert]
+    hsct: HsctStatus | None = Field(
+        None, description="Curative-therapy status and HSCT evidence; null when the IPEX plan is not shown.")
+    manifestations: list[ManifestationPlan] = Field(
+        default_factory=list, description="Options per manifestation; empty when the IPEX plan is not shown.")
     medications: list[MedicationView]
     warnings: list[InputWarning]
     disclaimer: str

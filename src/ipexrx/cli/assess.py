@@ -18,7 +18,7 @@ from . import app
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from ..assess.models import Alert, Assessment, SourceRef
+    from ..assess.models import Alert, Assessment, PlanChoice, SourceRef
     from ..patient.errors import PatientInputError
 
 SEV_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold white on blue"}
@@ -74,14 +74,20 @@ def assess_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar in batch mode."),
     save: bool = typer.Option(False, "--save", help="Keep the assessment in the local database (see "
                               "`ipexrx assessments`; $IPEXRX_DATABASE_URL selects another database)."),
+    ipex_plan: bool | None = typer.Option(
+        None, "--ipex-plan/--no-ipex-plan", show_default=False,
+        help="Show the IPEX plan (HSCT, options per manifestation) for any chart / for none. Default: only when "
+        "the chart has IPEX or an IPEX-like disorder. Drug-safety checks run either way."),
 ) -> None:
-    """Assess a patient: HSCT status, options per manifestation, and safety alerts with sources."""
+    """Assess a patient: safety alerts with sources for every chart; for IPEX or an IPEX-like disorder also
+    HSCT status and options per manifestation (the report says which mode it is in, at the top)."""
     date = _as_of(as_of)
+    plan = plan_choice(ipex_plan)
     if batch is not None:
         if file is not None:
             typer.echo("error: give either FILE or --batch FILE.ndjson, not both", err=True)
             raise typer.Exit(2)
-        _run_batch(batch, output, date, progress)
+        _run_batch(batch, output, date, progress, plan)
         return
     if file is None:
         typer.echo("error: missing FILE (a patient JSON or FHIR Bundle), or use --batch FILE.ndjson", err=True)
@@ -94,7 +100,7 @@ def assess_cmd(
 
     data = _read(file)
     try:
-        result = assess(data, as_of=date)
+        result = assess(data, as_of=date, ipex_plan=plan)
     except PatientInputError as exc:
         _input_error(exc, str(file))
         return
@@ -122,6 +128,11 @@ def assess_cmd(
     counts = result.counts()
     if counts["critical"] and not (as_json or as_html or as_fhir):
         typer.echo(f"{counts['critical']} critical alert(s).", err=True)
+
+
+def plan_choice(flag: bool | None) -> PlanChoice:
+    """--ipex-plan -> 'always', --no-ipex-plan -> 'never', neither -> 'auto'."""
+    return "auto" if flag is None else "always" if flag else "never"
 
 
 def _save(result: Any, raw: bytes) -> None:
@@ -235,6 +246,14 @@ def _alert(console: Console, al: Alert, cites: _Cites) -> None:
         console.print(Text("   (no KB source: this alert reports what the record lacks)", style="dim"))
 
 
+MODE_LABEL = {"ipex": "IPEX", "ipex-like": "IPEX-like disorder", "ipex-unconfirmed": "IPEX suspected (unconfirmed)",
+              "ipex-plan-on-request": "IPEX plan on request", "drug-safety-only": "drug-safety checks only"}
+
+
+def report_title(a: Assessment) -> str:
+    return "IPEX medication assessment" if a.ipex_plan else "Medication safety assessment (ipexrx)"
+
+
 def figure_text(f: Any) -> str:
     """'73.2% (95% CI 59.4-83.0)' or 'P = 0.055'."""
     from ..patient.units import fmt_number
@@ -260,29 +279,12 @@ def render_assessment(a: Assessment, console: Console) -> None:
         who += f" ({p.ipex_like})"
     age = f"{p.age_years:.1f} y" if p.age_years is not None else "age not recorded"
     weight = f"{p.weight_kg} kg" if p.weight_kg is not None else "weight not recorded"
-    console.print(Text(f"IPEX medication assessment - as of {a.as_of} - KB {a.kb_version}", style="bold"))
+    console.print(Text(f"{report_title(a)} - as of {a.as_of} - KB {a.kb_version}", style="bold"))
+    console.print(Text(f"Mode: {MODE_LABEL.get(a.mode, a.mode)}. {a.mode_reason}", style="bold"))
     console.print(Text(f"{who}; {age}; {p.sex}; {weight}"))
     console.print(Text(a.disclaimer, style="dim"))
 
-    h = a.hsct
-    body = Text()
-    body.append(f"Status: {h.status}{f' ({h.when()})' if h.date else ''}. ", style="bold")
-    body.append(h.curative_statement + " " + cites.mark(h.sources))
-    if h.recommendation:
-        body.append("\n" + h.recommendation, style="bold")
-    body.append("\n" + h.applies_to_diagnosis, style="dim")
-    for f in h.figures:
-        body.append(f"\n  - {f.name}: {figure_text(f)} {cites.mark([f.source])}")
-    if h.read_from:
-        body.append("\nRead from: " + "; ".join(h.read_from), style="dim")
-    for note in h.notes:
-        body.append(f"\n  {note}", style="dim")
-    if h.followup:
-        body.append("\nAfter HSCT:", style="bold")
-    for st in h.followup:
-        body.append(f"\n  - {st.text} {cites.mark(st.sources)}" + (f" ({st.evidence})" if st.evidence else ""))
-    console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
-
+    # Alerts first (critical, then warning, then info); the IPEX plan and its evidence after them.
     counts = a.counts()
     console.print(Text(f"Alerts: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info",
                        style="bold underline"))
@@ -291,9 +293,30 @@ def render_assessment(a: Assessment, console: Console) -> None:
     for al in a.alerts:
         _alert(console, al, cites)
 
-    console.print(Text("Manifestations: options, strongest evidence first", style="bold underline"))
-    if not a.manifestations:
-        console.print("  no active manifestations recorded")
+    h = a.hsct
+    if h is not None:
+        body = Text()
+        body.append(f"Status: {h.status}{f' ({h.when()})' if h.date else ''}. ", style="bold")
+        body.append(h.curative_statement + " " + cites.mark(h.sources))
+        if h.recommendation:
+            body.append("\n" + h.recommendation, style="bold")
+        body.append("\n" + h.applies_to_diagnosis, style="dim")
+        for f in h.figures:
+            body.append(f"\n  - {f.name}: {figure_text(f)} {cites.mark([f.source])}")
+        if h.read_from:
+            body.append("\nRead from: " + "; ".join(h.read_from), style="dim")
+        for note in h.notes:
+            body.append(f"\n  {note}", style="dim")
+        if h.followup:
+            body.append("\nAfter HSCT:", style="bold")
+        for st in h.followup:
+            body.append(f"\n  - {st.text} {cites.mark(st.sources)}" + (f" ({st.evidence})" if st.evidence else ""))
+        console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
+
+    if a.ipex_plan:
+        console.print(Text("Manifestations: options, strongest evidence first", style="bold underline"))
+        if not a.manifestations:
+            console.print("  no active manifestations recorded")
     for m in a.manifestations:
         title = f"{m.name}" + (f" ({', '.join(m.hpo)})" if m.hpo else "")
         console.print(Text(f"\n{title}", style="bold"))
@@ -334,7 +357,8 @@ def render_assessment(a: Assessment, console: Console) -> None:
 # ---------------------------------------------------------------------------------------------
 # Batch
 # ---------------------------------------------------------------------------------------------
-def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: bool) -> None:
+def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: bool,
+               plan: PlanChoice = "auto") -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -358,7 +382,7 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
                           console=err, disable=not show_progress, transient=True) as bar:
                 task = bar.add_task("batch", total=total)
                 last = 0
-                for res in assess_batch(fh, as_of=as_of):
+                for res in assess_batch(fh, as_of=as_of, ipex_plan=plan):
                     out.write(res.to_json() + "\n")
                     if res.assessment is not None:
                         stats["patients"] += 1

@@ -217,7 +217,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
 
 def may_name_ipex(data: dict[str, Any]) -> bool:
     """False when no Condition of the Bundle can name IPEX or an IPEX-like disorder, so that
-    ``bundle_diagnosis`` is certain to say 'unconfirmed'; decided on the raw JSON, validating
+    ``bundle_diagnosis`` is certain to say 'none'; decided on the raw JSON, validating
     nothing (microseconds, whatever the size of the record)."""
     entries = data.get("entry") if isinstance(data, dict) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -229,7 +229,7 @@ def may_name_ipex(data: dict[str, Any]) -> bool:
 
 def bundle_diagnosis(data: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
     """The diagnosis type ``read_bundle`` would give this Bundle ('ipex', 'ipex-like' or
-    'unconfirmed'), decided from its Condition resources alone.
+    'none'), decided from its Condition resources alone.
 
     Why: a CDS service hears of every chart opened, and almost no patient has IPEX. Deciding that
     from the Conditions costs a fraction of validating every resource of the record, and it uses
@@ -416,9 +416,9 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
         ctx.locations[f"$.manifestations[{len(record['manifestations'])}]"] = path
         record["manifestations"].append(entry)
     if diagnosis is None:
-        ctx.warn("$.entry", "no IPEX or IPEX-like diagnosis Condition found: diagnosis treated as unconfirmed",
-                 "incomplete")
-        diagnosis = {"type": "unconfirmed"}
+        ctx.warn("$.entry", "no IPEX or IPEX-like diagnosis Condition found: a chart without IPEX (drug-safety "
+                 "checks only, no IPEX plan unless asked for)", "incomplete")
+        diagnosis = {"type": "none"}
     record["diagnosis"] = diagnosis
 
 

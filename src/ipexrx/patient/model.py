@@ -42,8 +42,10 @@ class Demographics(_In):
 
 
 class Diagnosis(_In):
-    type: Literal["ipex", "ipex-like", "unconfirmed"] = Field(
-        description="ipex: FOXP3 variant found; ipex-like: FOXP3 wild-type with another gene; unconfirmed.")
+    type: Literal["ipex", "ipex-like", "unconfirmed", "none"] = Field(
+        description="ipex: FOXP3 variant found; ipex-like: FOXP3 wild-type with another gene; unconfirmed: IPEX "
+        "suspected, not genetically confirmed; none: no IPEX or IPEX-like diagnosis (drug-safety checks only, no "
+        "IPEX plan unless asked for).")
     foxp3_variant: Text | None = Field(None, description="HGVS description of the FOXP3 variant, e.g. c.1150G>A.")
     disorder: Text | None = Field(None, description="For ipex-like: the disorder id, name or gene (e.g. 'LRBA').")
     gene: Text | None = None

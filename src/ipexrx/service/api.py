@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..assess.models import Assessment
+from ..assess.models import Assessment, PlanChoice
 from ..reference.models import ClassView, DrugMonograph, ManifestationView, SearchResults, SourcesView, SourceView
 from ..reference.models import SummaryView as SummaryModel
 from .errors import ERROR_RESPONSES, ApiError, ErrorBody
@@ -205,13 +205,13 @@ ASSESS_EXAMPLES: dict[str, Any] = {
 }
 
 
-def run_assessment(payload: Any, as_of: dt.date | None) -> Any:
+def run_assessment(payload: Any, as_of: dt.date | None, ipex_plan: PlanChoice = "auto") -> Any:
     """assess(), with patient-input errors turned into a located 422."""
     from ..assess import assess
     from ..patient import PatientInputError
 
     try:
-        return assess(payload, as_of=as_of)
+        return assess(payload, as_of=as_of, ipex_plan=ipex_plan)
     except PatientInputError as exc:
         raise ApiError(422, type(exc).__name__, exc.summary, issues=[i.to_dict() for i in exc.issues]) from None
 
@@ -224,7 +224,12 @@ def run_assessment(payload: Any, as_of: dt.date | None) -> Any:
                      "RequestGroup (format=fhir).",
                      "content": {"application/fhir+json": {"schema": {"type": "object"}}}}},
     tags=["Assessment"],
-    summary="Assess a patient (ipexrx patient JSON or a FHIR R4 Bundle): cited options and alerts",
+    summary="Assess a patient (ipexrx patient JSON or a FHIR R4 Bundle): cited safety alerts, and for IPEX or an "
+    "IPEX-like disorder the IPEX plan",
+    description="Every drug-safety rule runs for every chart. The IPEX plan (HSCT section, options per "
+    "manifestation) is shown when the chart has IPEX or an IPEX-like disorder, or as `ipex_plan` says; the "
+    "answer's `mode` and `mode_reason` say which applied. Alerts come first (critical, warning, info), then "
+    "the plan.",
 )
 def post_assess(
     payload: dict[str, Any] = Body(..., openapi_examples=ASSESS_EXAMPLES,
@@ -232,8 +237,11 @@ def post_assess(
                                    "Bundle (resourceType 'Bundle')."),
     as_of: dt.date | None = Query(None, description="Date monitoring intervals are measured to (default today)."),
     format: Literal["json", "fhir"] = Query("json", description="json: ipexrx assessment; fhir: FHIR R4 Bundle."),
+    ipex_plan: PlanChoice = Query("auto", description="auto: the IPEX plan (HSCT, options per manifestation) only "
+                                  "when the chart has IPEX or an IPEX-like disorder; always; never. Drug-safety "
+                                  "checks run in every case."),
 ) -> Response:
-    result = run_assessment(payload, as_of)
+    result = run_assessment(payload, as_of, ipex_plan)
     if format == "fhir":
         import json
 

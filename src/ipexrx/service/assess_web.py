@@ -23,6 +23,7 @@ def _page(request: Request, status: int = 200, **ctx: Any) -> HTMLResponse:
 
     ctx.setdefault("patient_text", "")
     ctx.setdefault("as_of", "")
+    ctx.setdefault("ipex_plan", "auto")
     return HTMLResponse(render("assess.html", request, title="Assess a patient", **ctx), status_code=status)
 
 
@@ -46,6 +47,7 @@ def mount_assess(app: FastAPI) -> None:
         text = text if isinstance(text, str) else ""
         upload = form.get("patient_file")
         as_of_text = str(form.get("as_of") or "").strip()
+        plan = str(form.get("ipex_plan") or "auto").strip()
         if upload is not None and not isinstance(upload, str) and upload.filename:
             data = await upload.read(MAX_FORM_BYTES + 1)
             if len(data) > MAX_FORM_BYTES:
@@ -57,7 +59,11 @@ def mount_assess(app: FastAPI) -> None:
                 return _page(request, 422, error={"message": f"the file '{upload.filename}' is not UTF-8 text (byte "
                                                   f"{exc.start}): expected a JSON patient record or FHIR Bundle",
                                                   "issues": []}, as_of=as_of_text)
-        ctx: dict[str, Any] = {"patient_text": text, "as_of": as_of_text}
+        ctx: dict[str, Any] = {"patient_text": text, "as_of": as_of_text, "ipex_plan": plan}
+        if plan not in ("auto", "always", "never"):
+            ctx["ipex_plan"] = "auto"
+            return _page(request, 422, error={"message": f"the IPEX plan choice must be auto, always or never, got "
+                                              f"'{plan[:40]}'", "issues": []}, **ctx)
         if not text.strip():
             return _page(request, 422, error={"message": "paste a patient JSON or a FHIR Bundle, or choose a file",
                                               "issues": []}, **ctx)
@@ -69,7 +75,7 @@ def mount_assess(app: FastAPI) -> None:
                 return _page(request, 422, error={"message": f"the assessment date must be YYYY-MM-DD, got "
                                                   f"'{as_of_text}'", "issues": []}, **ctx)
         try:
-            result = assess(decode_json(text, "the pasted text"), as_of=as_of)
+            result = assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
         except PatientInputError as exc:
             return _page(request, 422, error={"message": exc.summary, "issues": [i.to_dict() for i in exc.issues]},
                          **ctx)

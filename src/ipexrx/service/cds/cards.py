@@ -20,6 +20,16 @@ CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
 TOPIC_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/alert-rule"
 OVERRIDE_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/override-reason"
 SUMMARY_MAX = 139  # the spec asks for "<140 characters"
+INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
+# The first line of every alert card's detail: which mode the assessment ran in (Assessment.mode).
+MODE_LINE = {
+    "ipex": "_IPEX (FOXP3) chart: medication safety check._",
+    "ipex-like": "_IPEX-like disorder in the chart: medication safety check._",
+    "ipex-unconfirmed": "_IPEX suspected (not genetically confirmed): medication safety check._",
+    "ipex-plan-on-request": "_Medication safety check (no IPEX or IPEX-like diagnosis in this chart)._",
+    "drug-safety-only": "_Medication safety check only: no IPEX or IPEX-like diagnosis in this chart, so no IPEX "
+                        "plan._",
+}
 NO_SOURCE = "No source is recorded for this alert in the knowledge base (a content gap); check the monograph."
 
 OVERRIDE_REASONS = [
@@ -105,8 +115,9 @@ def _source_line(ref: Any, base: str) -> str:
     return line
 
 
-def detail_markdown(alert: Any, base: str, extra: list[str] | None = None) -> str:
-    parts = [f"**What to do:** {_md(alert.action)}", f"**Why:** {_md(alert.reasoning)}"]
+def detail_markdown(alert: Any, base: str, extra: list[str] | None = None, mode: str | None = None) -> str:
+    parts = [MODE_LINE[mode]] if mode in MODE_LINE else []
+    parts += [f"**What to do:** {_md(alert.action)}", f"**Why:** {_md(alert.reasoning)}"]
     if alert.evidence:
         parts.append(f"**Evidence:** {_md(alert.evidence)}")
     parts.extend(extra or [])
@@ -144,8 +155,10 @@ def alert_card(
     base: str,
     drug_names: dict[str, str],
     drafts: list[DraftOrder] | None = None,
+    mode: str | None = None,
 ) -> Card:
-    """One card for one alert; ``drafts`` are the draft orders the alert involves."""
+    """One card for one alert; ``drafts`` are the draft orders the alert involves; ``mode`` (the
+    assessment's) is said on the detail's first line."""
     drafts = drafts or []
     suggestions: list[Suggestion] = []
     removable = alert.family == "duplication" or (
@@ -161,7 +174,7 @@ def alert_card(
     return Card(
         uuid=card_uuid(hook_instance, f"|{alert.id}"),
         summary=shorten(alert.summary),
-        detail=detail_markdown(alert, base),
+        detail=detail_markdown(alert, base, mode=mode),
         indicator=alert.severity.value,
         source=card_source(alert, base, drug_names),
         suggestions=suggestions or None,
@@ -170,8 +183,9 @@ def alert_card(
     )
 
 
-def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder]) -> CardTemplate:
-    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts)
+def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder],
+                   mode: str | None = None) -> CardTemplate:
+    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode)
     seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
     return CardTemplate(card.wire(), f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
 
@@ -182,17 +196,18 @@ def unchecked_template(base: str, reference: str, label: str, why: str) -> CardT
 
 
 def unassessable_template(base: str, problems: list[dict[str, str]]) -> CardTemplate:
-    """A warning card for an IPEX patient whose record cannot be assessed safely (e.g. a negative dose,
-    an impossible weight, a lab value without a unit): the checks did not run, and the EHR must say so."""
+    """A warning card for a record that cannot be assessed safely (e.g. a negative dose, an impossible
+    weight, a lab value without a unit): the checks did not run, and the EHR must say so."""
     lines = [f"- `{_code(p['path'])}`: expected {_md(p['expected'])}, got {_md(p['got'])}" for p in problems[:10]]
     more = f"\n- ... and {len(problems) - 10} more" if len(problems) > 10 else ""
     card = Card(
         uuid=card_uuid("", "|unassessable"),
-        summary=shorten(f"ipexrx could not check this IPEX patient's medicines: {len(problems)} problem(s) in the "
+        summary=shorten(f"ipexrx could not check this patient's medicines: {len(problems)} problem(s) in the "
                         "record"),
         detail="**Why:** the record holds data that cannot be used safely, so no interaction, duplication, "
         "screening or monitoring check was made.\n\n" + "\n".join(lines) + more
-        + "\n\n**What to do:** correct the record, or check the medicines against the IPEX reference by hand."
+        + "\n\n**What to do:** correct the record, or check the medicines against the labels (and, for IPEX, "
+        "the IPEX reference) by hand."
         "\n\n_ipexrx supports, and never replaces, clinical judgement._",
         indicator="warning",
         source=Source(label="ipexrx IPEX medication reference", url=f"{base}/assess"),

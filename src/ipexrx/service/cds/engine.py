@@ -21,7 +21,14 @@ import orjson
 
 from ..errors import ApiError
 from ..settings import Settings
-from .cards import CardTemplate, DraftOrder, alert_template, unassessable_template, unchecked_template
+from .cards import (
+    INDICATOR_RANK,
+    CardTemplate,
+    DraftOrder,
+    alert_template,
+    unassessable_template,
+    unchecked_template,
+)
 from .fhir import gather
 from .lenient import bundle_entries, repair_resource
 from .models import CdsRequest
@@ -131,7 +138,8 @@ class Analysis:
 
     alerts: tuple[tuple[Any, tuple[DraftOrder, ...]], ...]  # (alert, selected draft orders it involves)
     unchecked: tuple[tuple[DraftOrder, str], ...]  # draft orders that could not be read, and why
-    problems: tuple[dict[str, str], ...] = ()  # an IPEX patient whose record cannot be assessed safely
+    problems: tuple[dict[str, str], ...] = ()  # a record that cannot be assessed safely
+    mode: str = "drug-safety-only"  # Assessment.mode: said at the top of every card
 
 
 _analysis_cache: OrderedDict[bytes, Analysis] = OrderedDict()
@@ -147,21 +155,14 @@ def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of:
     return hashlib.sha256(raw).digest()
 
 
-NOTHING = Analysis((), ())
-
-
 def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
     """Read the patient and assess. The result depends only on the inputs, the knowledge base and
     ``as_of``, so identical calls (an EHR reopening the same chart) reuse it from a bounded cache.
 
-    Before any of that: the request's structure is checked (the same 422s for every patient), and a
-    record in which no Condition can name IPEX (nearly every chart an EHR opens) is answered at once,
-    without hashing or reading it."""
-    from ...patient.fhir import may_name_ipex
-
+    Every chart is assessed: the drug-safety rules run whatever the diagnosis (the service sees every
+    patient an EHR opens); the IPEX plan is never a card. The request's structure is checked first
+    (the same 422s for every patient)."""
     asm = assemble(svc, body, values)
-    if not may_name_ipex(asm.bundle):
-        return NOTHING
     key = _cache_key(svc, body, values, as_of)
     hit = _analysis_cache.get(key)
     if hit is not None:
@@ -178,29 +179,26 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     from ...assess import assess
     from ...knowledge import get_kb
     from ...patient import PatientInputError
-    from ...patient.fhir import bundle_diagnosis, relocate
+    from ...patient.fhir import relocate
     from ...patient.normalize import normalize
     from ...patient.reader import load_record
 
     kb = get_kb()
     if asm.fixes:
         log.debug("hook %s: %d lenient repair(s): %s", body.hookInstance, len(asm.fixes), "; ".join(asm.fixes[:5]))
-    if bundle_diagnosis(asm.bundle, kb) == "unconfirmed":
-        # A Condition mentioned IPEX but does not make the diagnosis (refuted, say): nothing to say,
-        # decided from the Conditions alone, before the cost of reading the rest of the record.
-        return NOTHING
     locations: dict[str, str] = {}
     try:
         record, warnings, locations = load_record(asm.bundle)
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
-        # An IPEX patient whose record cannot be read safely: say so; silence would read as "no problem".
+        # A record that cannot be read safely: say so; silence would read as "no problem".
         issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got}
                        for i in exc.issues)
         log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
         return Analysis((), (), issues)
     data.warnings = warnings + data.warnings
-    assessment = assess(data, kb=kb, as_of=as_of)
+    # 'auto': the IPEX plan only for IPEX / IPEX-like charts; it never becomes a card (cards are alerts).
+    assessment = assess(data, kb=kb, as_of=as_of, ipex_plan="auto")
     order_hook = svc.hook in ORDER_HOOKS
     alerts = []
     for alert in assessment.alerts:
@@ -220,7 +218,7 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
                 why = next((w.message for w in warnings if _entry_of(w.path, {}) == idx),
                            "the order could not be read as a medication")
                 unchecked.append((d, why))
-    return Analysis(tuple(alerts), tuple(unchecked))
+    return Analysis(tuple(alerts), tuple(unchecked), mode=assessment.mode)
 
 
 _template_cache: OrderedDict[tuple[int, str], tuple[CardTemplate, ...]] = OrderedDict()
@@ -234,11 +232,13 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
     if hit is not None and _template_owner.get(key) is analysis:
         return hit
     names = {d.id: d.name for d in get_kb().drugs.values()}
-    out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts))
+    out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode)
                 for alert, drafts in analysis.alerts)
     out += tuple(unchecked_template(base, d.reference, d.drug_label, why) for d, why in analysis.unchecked)
     if analysis.problems:
         out += (unassessable_template(base, list(analysis.problems)),)
+    # Critical cards first, then warning, then info (stable: alerts keep the assessment's order).
+    out = tuple(sorted(out, key=lambda t: INDICATOR_RANK.get(t.card.get("indicator", "info"), 2)))
     _template_cache[key] = out
     _template_owner[key] = analysis
     if len(_template_cache) > CACHE_SIZE:

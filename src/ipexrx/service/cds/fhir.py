@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..settings import Settings
 from .models import CdsRequest
-from .services import PREFETCH
+from .services import OPTIONAL_KEYS, PREFETCH
 
 log = logging.getLogger("ipexrx.service.cds")
 
@@ -106,14 +106,16 @@ async def gather(body: CdsRequest, settings: Settings) -> Gathered:
     out = Gathered()
     prefetch = body.prefetch or {}
     missing: list[str] = []
+    optional: list[str] = []
     for key in PREFETCH:
         if key in prefetch and _usable(key, prefetch[key]):
             out.values[key] = prefetch[key]
         else:
             if key in prefetch:
                 out.notes.append(f"prefetch '{key}' was unusable ({_describe(prefetch[key])}); fetched instead")
-            missing.append(key)
-    if not missing:
+            (optional if key in OPTIONAL_KEYS else missing).append(key)
+    if not missing:  # a key the rules do not read is not worth a round trip of its own
+        out.notes += [f"prefetch '{key}' absent; not fetched (not read by the rules)" for key in optional]
         return out
     if not body.fhirServer:
         raise PrefetchUnavailable(missing, "prefetch is incomplete and no fhirServer was given")
@@ -121,12 +123,17 @@ async def gather(body: CdsRequest, settings: Settings) -> Gathered:
     if parts.scheme != "https" and not (_loopback(parts.hostname or "") or settings.fhir_allow_http):
         raise PrefetchUnavailable(missing, "fhirServer must use https (plain http only on loopback)")
     queries: dict[str, str] = {}
-    for key in missing:
+    for key in missing + optional:
         q = render_template(PREFETCH[key], body.context)
         if q is None:
+            if key in OPTIONAL_KEYS:
+                continue
             raise PrefetchUnavailable(missing, f"the '{key}' query needs context fields the request does not carry")
         queries[key] = q
     results = await _fetch_all(body, settings, queries)
+    for key in optional:
+        if key not in results:
+            out.notes.append(f"'{key}' could not be fetched; not needed by the rules")
     out.values.update(results)
     out.fetched = sorted(results)
     return out
@@ -152,7 +159,8 @@ async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, st
     try:
         async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False) as client:
             pairs = await asyncio.wait_for(
-                asyncio.gather(*(_fetch_one(client, base, key, q) for key, q in queries.items())),
+                asyncio.gather(*(_fetch_optional(client, base, key, q) if key in OPTIONAL_KEYS
+                                 else _fetch_one(client, base, key, q) for key, q in queries.items())),
                 timeout=settings.fhir_timeout * 2,
             )
     except PrefetchUnavailable:
@@ -161,7 +169,20 @@ async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, st
         log.info("FHIR fetch for hook %s failed: %s", body.hookInstance, type(exc).__name__)
         reason = f"the FHIR server could not be read ({type(exc).__name__})"
         raise PrefetchUnavailable(sorted(queries), reason) from None
-    return dict(pairs)
+    return {key: value for key, value in pairs if not (key in OPTIONAL_KEYS and value is _NOT_FETCHED)}
+
+
+_NOT_FETCHED = object()
+
+
+async def _fetch_optional(client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
+    """A key the rules do not read: any failure leaves it out instead of failing the call."""
+    import httpx
+
+    try:
+        return await _fetch_one(client, base, key, query)
+    except (PrefetchUnavailable, httpx.HTTPError, ValueError):
+        return key, _NOT_FETCHED
 
 
 async def _fetch_one(client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
