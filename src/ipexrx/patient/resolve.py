@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..knowledge.loader import KnowledgeBase
-from ..knowledge.schema import Product
+from ..knowledge.schema import Brand, Product
 
 _PUNCT = re.compile(r"[®™©]")
 _WS = re.compile(r"\s+")
@@ -179,6 +179,31 @@ class KbIndex:
     ipex_like: dict[str, str]
 
 
+_BRACKET = re.compile(r"\[([^\]]+)\]\s*$")
+
+
+def _sbd_brand(tty: str, name: str | None, product_brands: list[str], drug_brands: list[Brand]) -> str | None:
+    """The brand a branded code names: the product's only brand, else the '[Brand]' its RxNorm name ends in.
+
+    Why: one product (methotrexate auto-injector) has several brands (Otrexup, Rasuvo); the bracket
+    in the SBD's name says which one the order is for.
+    """
+    if tty not in ("SBD", "SBDF", "BPCK", "SBDG"):
+        return None
+    if len(product_brands) == 1:
+        return product_brands[0]
+    m = _BRACKET.search(name or "")
+    if m:
+        key = name_key(m.group(1))
+        for b in drug_brands:
+            if name_key(b.name) == key:
+                return b.name
+        for b in drug_brands:  # "Envarsus" names the brand the KB spells "Envarsus XR"
+            if name_key(b.name).split(" ")[0] == key.split(" ")[0]:
+                return b.name
+    return None
+
+
 def _drug_index(kb: KnowledgeBase) -> DrugIndex:
     by_name: dict[str, str] = {}
     brands: dict[str, tuple[str, str]] = {}
@@ -201,7 +226,7 @@ def _drug_index(kb: KnowledgeBase) -> DrugIndex:
         for prod in drug.products:
             products[prod.id] = (drug.id, prod)
             for rx in prod.rxnorm:
-                brand = prod.brands[0] if rx.tty in ("SBD", "SBDF", "BPCK", "SBDG") and len(prod.brands) == 1 else None
+                brand = _sbd_brand(rx.tty, rx.name, prod.brands, drug.brands)
                 by_rxcui.setdefault(rx.code, CodeHit(drug.id, "product", product_id=prod.id, brand=brand,
                                                      route=prod.route))
         for a in drug.codes.atc:
