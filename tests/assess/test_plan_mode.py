@@ -94,6 +94,17 @@ def test_a_fhir_chart_without_an_ipex_condition_is_drug_safety_only_and_says_why
     assert any(al.severity.value == "critical" for al in a.alerts)  # sirolimus + voriconazole, IPEX or not
 
 
+def test_a_provisional_ipex_condition_is_suspected_ipex_and_keeps_the_plan() -> None:
+    bundle = json.loads((EXAMPLES / "sirolimus-azole.fhir.json").read_text())
+    for e in bundle["entry"]:
+        res = e.get("resource", {})
+        if res.get("resourceType") == "Condition" and "IPEX" in json.dumps(res.get("code", {})):
+            res["verificationStatus"] = {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "provisional"}]}
+    a = assess(bundle, as_of=AS_OF)
+    assert a.patient.diagnosis == "unconfirmed" and a.mode == "ipex-unconfirmed" and a.hsct is not None
+
+
 # -- reading order ------------------------------------------------------------------------------
 def test_json_key_order_puts_mode_then_alerts_before_the_ipex_plan() -> None:
     a = assess(_ipex_record(), as_of=AS_OF)

@@ -222,6 +222,7 @@ BUNDLES_BY_DIAGNOSIS = {
                    "ipex"),
     "ipex-omim": (_conditions_bundle({"coding": [{"system": "https://omim.org", "code": "#304790"}]}), "ipex"),
     "refuted-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="refuted"), "none"),
+    "provisional-ipex": (_conditions_bundle({"text": "IPEX syndrome"}, verification="provisional"), "unconfirmed"),
     "asthma-only": (_conditions_bundle({"text": "Asthma"}), "none"),
     "no-conditions": (_conditions_bundle(), "none"),
     "invalid-ipex-condition": (_conditions_bundle({"text": "IPEX syndrome", "coding": "not a list"}), "none"),
@@ -259,7 +260,7 @@ _CODINGS = [("http://snomed.info/sct", "724276006"), ("http://snomed.info/sct", 
 
 @given(st.lists(st.tuples(st.lists(st.sampled_from(_WORDS), max_size=6),
                           st.lists(st.sampled_from(_CODINGS), max_size=2),
-                          st.sampled_from([None, "confirmed", "refuted"])), max_size=4))
+                          st.sampled_from([None, "confirmed", "refuted", "provisional"])), max_size=4))
 @settings(max_examples=150, deadline=None)
 def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
         conds: list[tuple[list[str], list[tuple[str, str]], str | None]]) -> None:

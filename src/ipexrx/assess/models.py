@@ -239,7 +239,10 @@ class Assessment(_Out):
         "suspects) IPEX or an IPEX-like disorder and the IPEX plan is shown; ipex-plan-on-request: no such "
         "diagnosis, but the plan was asked for (ipex_plan='always'); drug-safety-only: no IPEX plan. Every "
         "drug-safety rule runs in every mode.")
-    mode_reason: str = Field("", description="Why the report is in this mode, in one plain sentence.")
+    mode_reason: str = Field(
+        "Saved before ipexrx reported a mode: the IPEX plan was then shown for every chart.",
+        description="Why the report is in this mode, in one plain sentence (the default is what an assessment "
+        "saved before modes existed gets).")
     ipex_plan: bool = Field(True, description="Whether the IPEX plan (hsct, manifestations) is part of the report.")
     patient: PatientSummary
     alerts: list[Alert]

@@ -373,7 +373,12 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
             diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
             continue
         if IPEX_WORDS.search(text) or _is_ipex_code(c.code):
-            diagnosis = {"type": "ipex"}
+            # A provisional / differential IPEX Condition is suspected IPEX ('unconfirmed'); it never
+            # downgrades a confirmed one read earlier.
+            suspected = vstatus in ("provisional", "differential", "unconfirmed")
+            if suspected and diagnosis is not None and diagnosis["type"] == "ipex":
+                continue
+            diagnosis = {"type": "unconfirmed" if suspected else "ipex"}
             m = FOXP3_VARIANT.search(notes) or FOXP3_VARIANT.search(text)
             if m:
                 diagnosis["foxp3_variant"] = m.group(1)
