@@ -36,7 +36,10 @@ def _chart(a: str, a_route: str, b: str, b_route: str) -> dict[str, Any]:
             "medications": [{"drug": a, "route": a_route}, {"drug": b, "route": b_route}]}
 
 
-@pytest.mark.parametrize(("a", "a_route", "b", "b_route", "row"), ROWS, ids=[f"{i}-{r[0]}+{r[2]}" for i, r in enumerate(ROWS)])
+IDS = [f"{i}-{r[0]}+{r[2]}" for i, r in enumerate(ROWS)]
+
+
+@pytest.mark.parametrize(("a", "a_route", "b", "b_route", "row"), ROWS, ids=IDS)
 def test_label_pair(a: str, a_route: str, b: str, b_route: str, row: dict[str, Any]) -> None:
     result = assess(_chart(a, a_route, b, b_route), as_of=dt.date(2026, 12, 5))
     alerts = [x for x in result.alerts if x.rule.startswith(PAIR_RULES)]
