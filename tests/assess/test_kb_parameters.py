@@ -81,6 +81,9 @@ def test_every_kb_result_threshold_has_a_unit_the_lab_kind_converts() -> None:
             kinds = kinds_for_parameter(t.parameter, None)
         assert kinds, t.id
         for kind in kinds:
+            if t.unit == "x ULN":
+                assert kind.quantity != "qualitative", t.id
+                continue
             try:
                 convert(kind.quantity, t.value, t.unit, t.id)
             except UnitError as exc:  # pragma: no cover - the assertion message is the point

@@ -568,7 +568,8 @@ class ResultThreshold(Strict):
         "'fasting-glucose', 'systolic-bp', 'lymphocytes'); none: every lab counting for the parameter.")
     comparison: Literal["<", "<=", ">", ">="]
     value: float
-    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL", "mmol/L", "g/dL", "mmHg"]
+    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL", "mmol/L", "g/dL", "mmHg", "x ULN"] = Field(
+        description="'x ULN': a multiple of the laboratory's upper reference limit given with the result.")
     relative_to_baseline: bool = False
     severity: Literal["critical", "warning", "info"] = "warning"
     grade: str | None = Field(None, description="Short name of the band, e.g. 'severe'.")
@@ -583,6 +584,8 @@ class ResultThreshold(Strict):
 
     @model_validator(mode="after")
     def _units(self) -> ResultThreshold:
+        if self.unit == "x ULN" and self.relative_to_baseline:
+            raise ValueError(f"threshold '{self.id}': a multiple of the upper limit is not a change from baseline")
         if self.relative_to_baseline and self.unit != "%":
             raise ValueError(f"threshold '{self.id}': a change from baseline is expressed in %, got {self.unit}")
         if not self.relative_to_baseline and self.unit == "%" and self.lab != "hba1c":

@@ -643,10 +643,28 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
                 continue
             lab["value"] = float(q.value)
             lab["unit"] = unit
+            high = _upper_limit(src, unit or "")
+            if high is not None:
+                lab["upper_limit"] = high
         if code:
             lab["loinc"] = code
         ctx.locations[f"$.labs[{len(record['labs'])}]"] = ppath
         record["labs"].append(lab)
+
+
+def _upper_limit(src: Any, unit: str) -> float | None:
+    """The upper reference limit of an Observation (or component) when it is given in the result's own
+    unit (or without a unit); another unit is not converted here and the limit is left out."""
+    from .units import norm_unit
+
+    for rr in getattr(src, "referenceRange", None) or []:
+        high = getattr(rr, "high", None)
+        if high is None or high.value is None or float(high.value) <= 0:
+            continue
+        hu = _quantity_unit(high)
+        if hu is None or norm_unit(hu) == norm_unit(unit):
+            return float(high.value)
+    return None
 
 
 def _qualitative(src: Any) -> str | bool | None:

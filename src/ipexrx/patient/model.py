@@ -143,6 +143,9 @@ class Lab(_In):
         description="Number, or a qualitative result ('positive', 'negative', 'indeterminate').")
     unit: str | None = None
     date: dt.date
+    upper_limit: float | None = Field(
+        None, gt=0, description="The laboratory's upper reference limit for this result, in the result's unit "
+        "(read for thresholds given as multiples of it: ALT above 3 x ULN).")
 
 
 class ManifestationEntry(_In):

@@ -99,6 +99,7 @@ class LabResult:
     value: float | None  # canonical unit of the kind's quantity
     qualitative: str | None  # positive / negative / indeterminate
     original: str
+    upper_limit: float | None = None  # the laboratory's upper reference limit, canonical unit (when given)
 
     @property
     def unit(self) -> str:
@@ -475,7 +476,14 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
             issues.append(InputIssue(f"{path}.value", f"a plausible {kind.label} ({fmt_number(lo)}-{fmt_number(hi)} "
                                      f"{unit}; check value and unit)", f"{fmt_number(lab.value)} {lab.unit}"))
             continue
-        labs.append(LabResult(path, kind, lab.date, value, None, f"{fmt_number(lab.value)} {lab.unit}"))
+        upper: float | None = None
+        if lab.upper_limit is not None:
+            try:
+                upper = convert(kind.quantity, lab.upper_limit, lab.unit, f"{path}.unit", molar_mass=molar)
+            except UnitError as exc:  # the value's unit converted, so this cannot fail; kept for safety
+                unit_issues.extend(exc.issues)
+                continue
+        labs.append(LabResult(path, kind, lab.date, value, None, f"{fmt_number(lab.value)} {lab.unit}", upper))
     labs.sort(key=lambda r: r.date)
 
     vaccinations: list[Vaccination] = list(ordered_vaccines)

@@ -283,7 +283,10 @@ def _thresholds_for(ctx: Ctx, med: Med) -> list[tuple[ResultThreshold, Statement
     return out
 
 
-def _limit(kind: LabKind, t: ResultThreshold) -> float | None:
+def _limit(kind: LabKind, t: ResultThreshold, r: LabResult | None = None) -> float | None:
+    """The threshold in the lab's canonical unit; a multiple of the upper limit needs the result's limit."""
+    if t.unit == "x ULN":
+        return t.value * r.upper_limit if r is not None and r.upper_limit is not None else None
     try:
         return convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
     except UnitError:
@@ -309,6 +312,7 @@ def lab_toxicity(ctx: Ctx) -> list[Alert]:
     monitors (potassium, magnesium, lipids, glucose/HbA1c; label blood-count thresholds) -> alert."""
     hits: dict[str, list[tuple[_Hit, LabResult]]] = {}
     age_unknown: dict[str, tuple[LabResult, list[_Hit]]] = {}
+    no_uln: dict[str, tuple[LabResult, list[_Hit]]] = {}
     age, sex = ctx.patient.age_years, ctx.patient.sex
     for med in ctx.current_and_planned:
         if med.drug_id is None or not med.systemic:
@@ -320,7 +324,10 @@ def lab_toxicity(ctx: Ctx) -> list[Alert]:
                 latest = ctx.latest((kind,))
                 if latest is None or latest.value is None:
                     continue  # missing: monitoring_due says it is due; never reassurance
-                limit = _limit(kind, t)
+                limit = _limit(kind, t, latest)
+                if limit is None and t.unit == "x ULN":
+                    no_uln.setdefault(kind.id, (latest, []))[1].append(_Hit(med, t, 0.0, context, basis))
+                    continue
                 if limit is None or not t.crossed(latest.value, limit):
                     continue
                 hit = _Hit(med, t, limit, context, basis)
@@ -332,7 +339,10 @@ def lab_toxicity(ctx: Ctx) -> list[Alert]:
     alerts = [_toxicity_alert(ctx, kid, found) for kid, found in hits.items()]
     for kid, (latest, found) in age_unknown.items():
         if kid not in hits:
-            alerts.append(_age_unknown_alert(ctx, kid, latest, found))
+            alerts.append(_cannot_judge_alert(ctx, kid, latest, found, "age"))
+    for kid, (latest, found) in no_uln.items():
+        if kid not in hits:
+            alerts.append(_cannot_judge_alert(ctx, kid, latest, found, "uln"))
     return alerts
 
 
@@ -349,7 +359,10 @@ def _toxicity_alert(ctx: Ctx, kind_id: str, found: list[tuple[_Hit, LabResult]])
     word = {"<": "below", "<=": "at or below", ">": "above", ">=": "at or above"}[t.comparison]
     grade = f" ({t.grade})" if t.grade else ""
     shown = f"{fmt_number(t.value)} {t.unit}"
-    if t.unit != latest.unit:
+    if t.unit == "x ULN":
+        shown = f"{fmt_number(t.value)} x the upper limit {fmt_number(latest.upper_limit or 0)} {_unit(latest)}"
+        shown += f" = {fmt_number(main.limit)} {_unit(latest)}"
+    elif t.unit != latest.unit:
         shown += f" = {fmt_number(main.limit)} {_unit(latest)}"
     statements: list[Statement | None] = []
     for h, _ in found:
@@ -375,18 +388,28 @@ def _toxicity_alert(ctx: Ctx, kind_id: str, found: list[tuple[_Hit, LabResult]])
     )
 
 
-def _age_unknown_alert(ctx: Ctx, kind_id: str, latest: LabResult, found: list[_Hit]) -> Alert:
+def _cannot_judge_alert(ctx: Ctx, kind_id: str, latest: LabResult, found: list[_Hit], missing: str) -> Alert:
+    """A result whose threshold needs a datum the record lacks: the age (age-banded thresholds) or the
+    laboratory's upper reference limit (thresholds in multiples of it)."""
     meds = list({h.med.drug_id: h.med for h in found}.values())
     names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
     bands = "; ".join(dict.fromkeys(h.threshold.statement.text for h in found))
     statements = [s for h in found for s in (h.threshold.statement, h.context, *h.basis)]
+    what, why, action = {
+        "age": ("the patient's age", "depend on age and the record gives none",
+                "Consider recording the birth date or age so the result can be judged."),
+        "uln": ("the laboratory's upper limit", "are multiples of the laboratory's upper reference limit, which "
+                "the record does not give with this result",
+                "Consider judging the result against the reporting laboratory's upper limit (or recording it "
+                "with the result as upper_limit / referenceRange.high)."),
+    }[missing]
     return Alert(
-        id=f"result:lab:{kind_id}:age-unknown", rule="results.lab_toxicity", family="result", severity=Severity.INFO,
+        id=f"result:lab:{kind_id}:{missing}-unknown", rule="results.lab_toxicity", family="result",
+        severity=Severity.INFO,
         summary=f"{latest.kind.label.capitalize()} {fmt_number(latest.value or 0)} {_unit(latest)} ({latest.date}) "
-                f"on {names}: cannot judge without the patient's age",
-        reasoning=f"Latest {latest.show()}. The thresholds for this test depend on age and the record gives none: "
-                  f"{bands}",
-        action="Consider recording the birth date or age so the result can be judged.",
+                f"on {names}: cannot judge without {what}",
+        reasoning=f"Latest {latest.show()}. The thresholds for this test {why}: {bands}",
+        action=action,
         triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(latest)], sources=ctx.refs(*statements),
     )
 
