@@ -63,6 +63,10 @@ LAB_KINDS: tuple[LabKind, ...] = (
     _trough("everolimus", ("77349-9",), ("evl trough", "certican level", "evl c0")),
     LabKind("creatinine", "creatinine (serum/plasma)", "creatinine", (P.CREATININE,),
             ("creatinine", "serum creatinine", "creat", "scr"), ("2160-0", "14682-9", "38483-4"), plausible=(1, 3000)),
+    # Estimated GFR reported by the laboratory (MDRD 33914-3, CKD-EPI 62238-1, CKD-EPI 2021 98979-8); it
+    # counts for creatinine monitoring and its fall from baseline is judged when creatinine cannot be.
+    LabKind("egfr", "estimated GFR", "gfr", (P.CREATININE,), ("egfr", "estimated gfr", "gfr", "estimated glomerular "
+            "filtration rate"), ("33914-3", "62238-1", "98979-8"), plausible=(1, 250)),
     LabKind("bun", "urea nitrogen", "bun", (P.BUN,), ("bun", "urea nitrogen", "blood urea nitrogen"), ("3094-0",),
             plausible=(0, 300)),
     LabKind("glucose", "glucose", "glucose", (P.GLUCOSE,),

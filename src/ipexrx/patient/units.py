@@ -75,6 +75,9 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("enzyme", "U/L", {"u/l": _ID, "iu/l": _ID}),
         Quantity("bilirubin", "umol/L", {"umol/l": _ID, "mg/dl": _f(17.1)}),
         Quantity("pressure", "mmHg", {"mmhg": _ID, "mm*hg": _ID}),
+        # Estimated GFR, normalised to 1.73 m2 body surface (UCUM writes it mL/min/{1.73_m2}).
+        Quantity("gfr", "mL/min/1.73m2", {"ml/min/1.73m2": _ID, "ml/min/{1.73_m2}": _ID, "ml/min/1.73_m2": _ID,
+                                           "ml/min/1.73m*2": _ID}),
         Quantity("immunoglobulin", "g/L", {"g/l": _ID, "mg/dl": _f(0.01)}),
         Quantity("urine-protein", "mg/dL", {"mg/dl": _ID, "g/l": _f(100.0), "mg/l": _f(0.1)}),
         Quantity("weight", "kg", {"kg": _ID, "g": _f(0.001), "lb": _f(0.45359237), "lb_av": _f(0.45359237)}),

@@ -137,23 +137,65 @@ def _severity(t: ResultThreshold) -> Severity:
     return Severity(t.severity)
 
 
-def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
-    """Creatinine at or above the KB rise threshold (vs baseline) on a systemic calcineurin inhibitor -> alert."""
-    cnis = [m for m in ctx.active if ctx.is_cni(m)]
-    kind = lab_by_id("creatinine")
-    if not cnis or kind is None:
-        return []
+def _baseline_and_latest(ctx: Ctx, kind: LabKind, meds: list[Med]) -> tuple[LabResult, LabResult] | None:
+    """The last result on or before the earliest start of ``meds`` (else the earliest) and the latest one."""
     results = ctx.results((kind,))
     if len(results) < 2:
-        return []
-    starts = [m.start for m in cnis if m.start]
+        return None
+    starts = [m.start for m in meds if m.start]
     start = min(starts) if starts else None
     before = [r for r in results if start and r.date <= start]
     baseline = before[-1] if before else results[0]
     latest = results[-1]
     if latest is baseline or latest.value is None or baseline.value is None or baseline.value <= 0:
+        return None
+    return baseline, latest
+
+
+def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
+    """Creatinine at or above the KB rise threshold (vs baseline) on a systemic calcineurin inhibitor -> alert;
+    without such a creatinine rise, an estimated GFR fall at or beyond the KB's (pRIFLE) bands -> alert."""
+    cnis = [m for m in ctx.active if ctx.is_cni(m)]
+    kind = lab_by_id("creatinine")
+    if not cnis or kind is None:
         return []
-    rise = latest.value / baseline.value - 1
+    pair = _baseline_and_latest(ctx, kind, cnis)
+    found = _creatinine_alert(ctx, cnis, *pair) if pair else []
+    return found or _egfr_fall(ctx, cnis)
+
+
+def _egfr_fall(ctx: Ctx, cnis: list[Med]) -> list[Alert]:
+    kind = lab_by_id("egfr")
+    pair = _baseline_and_latest(ctx, kind, cnis) if kind else None
+    if pair is None:
+        return []
+    baseline, latest = pair
+    change = (latest.value or 0) / (baseline.value or 1) - 1
+    crossed = [(t, rec.context) for rec in ctx.kb.thresholds.values() for t in rec.thresholds
+               if t.lab == "egfr" and t.relative_to_baseline and t.crossed(change * 100)]
+    if not crossed:
+        return []
+    sev = min((_severity(t) for t, _ in crossed), key=lambda x: x.rank)
+    main = min(crossed, key=lambda tc: tc[0].value)[0]
+    names = ", ".join(ctx.label(m.drug_id or "") for m in cnis)
+    mons = [mon for m in cnis for mon in ctx.drug(m.drug_id or "").safety.monitoring
+            if mon.parameter is LabParameter.CREATININE]
+    statements: list[Statement | None] = [s for t, c in crossed for s in (t.statement, c)]
+    return [Alert(
+        id="result:egfr-fall", rule="results.creatinine_rise_on_cni", family="result", severity=sev,
+        summary=f"Estimated GFR down {-change * 100:.0f}% from baseline on {names} ({main.grade})",
+        reasoning=f"Baseline {baseline.show()}; latest {latest.show()}. No creatinine rise could be judged (fewer "
+                  "than two creatinine results, or a rise below the label figure). Calcineurin inhibitors are "
+                  "nephrotoxic. " + " ".join(dict.fromkeys(s.text for s in statements if s is not None))
+                  + " " + " ".join(mon.statement.text for mon in mons[:2]),
+        action=f"Consider checking the {names} level and reviewing the dose and other nephrotoxic drugs.",
+        triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(baseline), lab_trigger(latest)],
+        sources=ctx.refs(*statements, *(mon.statement for mon in mons)),
+    )]
+
+
+def _creatinine_alert(ctx: Ctx, cnis: list[Med], baseline: LabResult, latest: LabResult) -> list[Alert]:
+    rise = (latest.value or 0) / (baseline.value or 1) - 1
     crossed = [x for x in cni_creatinine_thresholds(ctx, cnis) if x[1].crossed(rise * 100)]
     if not crossed:
         return []
