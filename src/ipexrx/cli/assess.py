@@ -272,7 +272,8 @@ def render_assessment(a: Assessment, console: Console) -> None:
 
     cites = _Cites()
     p = a.patient
-    who = f"Patient {p.id or '(no id)'}: {p.diagnosis}"
+    dx = "no IPEX or IPEX-like diagnosis" if p.diagnosis == "none" else p.diagnosis
+    who = f"Patient {p.id or '(no id)'}: {dx}"
     if p.foxp3_variant:
         who += f", FOXP3 {p.foxp3_variant}"
     if p.ipex_like:
