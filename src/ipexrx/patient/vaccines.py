@@ -149,6 +149,11 @@ _IN_UTERO = re.compile(r"\b(in[ -]utero|intra-?uterine|prenatal|antenatal|transp
 _EXPOSURE = re.compile(r"\b(expos\w*|pregnan\w*|in[ -]utero|transplacental)\b", re.I)
 
 
+def may_state_in_utero_exposure(text: str) -> bool:
+    """Cheap first test: the text speaks of in utero / maternal exposure (the drug is checked after)."""
+    return bool(_IN_UTERO.search(text) and _EXPOSURE.search(text))
+
+
 def names_in_utero_exposure(text: str, drug_names: list[str]) -> bool:
     """Whether ``text`` states in utero (maternal, prenatal) exposure to one of ``drug_names``."""
     if not (_IN_UTERO.search(text) and _EXPOSURE.search(text)):

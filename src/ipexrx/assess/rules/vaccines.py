@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ...knowledge.schema import Drug, LiveVaccineWait, Statement, SteroidEquivalence, SteroidThreshold
 from ...patient.normalize import Med, PatientManifestation, Vaccination
 from ...patient.units import fmt_number
-from ...patient.vaccines import names_in_utero_exposure
+from ...patient.vaccines import may_state_in_utero_exposure, names_in_utero_exposure
 from ..context import Ctx, doses_per_day, drug_trigger
 from ..models import Alert, Severity, Trigger
 
@@ -359,9 +359,12 @@ def live_vaccine_after_in_utero_exposure(ctx: Ctx) -> list[Alert]:
     (warning for one already given); the EU's 12 months -> warning between 6 and 12 months. Age
     missing -> warning "cannot judge". The infant's own medications are not involved.
     """
+    stated = [man for man in ctx.patient.manifestations if may_state_in_utero_exposure(man.text)]
+    if not stated:
+        return []
     drugs = [d for d in ctx.kb.drugs.values() if d.safety.vaccines and d.safety.vaccines.in_utero]
     exposures: list[tuple[PatientManifestation, Drug]] = []
-    for man in ctx.patient.manifestations:
+    for man in stated:
         for d in drugs:
             names = [d.name, *d.synonyms, *(b.name for b in d.brands)]
             if names_in_utero_exposure(man.text, names):
