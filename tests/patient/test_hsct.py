@@ -97,6 +97,9 @@ def test_codes_that_are_not_hsct(system: str | None, code: str) -> None:
     ("pre-HSCT work-up, donor search", "planned", "allogeneic", None),
     ("no HSCT", "not-done", None, None),
     ("HSCT not done", "not-done", None, None),
+    ("post-HSCT evaluation of chimerism", "done", None, None),
+    ("s/p BMT, no second transplant", "done", None, None),
+    ("GvHD prophylaxis planned for HSCT", "planned", None, None),
     ("HSCT", None, None, None),
     ("Hematopoietic stem cell transplant", None, None, None),
 ])

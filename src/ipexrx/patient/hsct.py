@@ -8,10 +8,13 @@ so the same words mean the same thing whichever format they arrive in.
 
 What a text says is read conservatively:
 
-* words of intent or absence ("planned", "referral for", "candidate", "no HSCT", "not transplanted",
-  "pre-transplant", "donor search") make it *planned* or *not-done*, never done;
-* words of history ("s/p", "status post", "post", "after", "history of", "underwent", "received",
-  "day +100") or a date make it *done*;
+* words of history ("s/p", "status post", "post-HSCT", "history of", "underwent", "received",
+  "day +100") make it *done*, even beside words of intent or absence ("post-HSCT evaluation",
+  "s/p BMT, no second transplant");
+* words of absence ("no HSCT", "not transplanted", "HSCT not done") make it *not-done*;
+* words of intent ("planned", "referral for", "candidate", "pre-transplant", "donor search") make it
+  *planned*;
+* weaker signs ("performed", "engrafted", "chimerism", "GvHD") or a date make it *done*;
 * a bare mention ("HSCT") says nothing about status (``status`` None); the caller decides what its
   place in the record means (a problem-list entry is history) and says so.
 """
@@ -42,12 +45,15 @@ _PLANNED = re.compile(
     r"awaiting|await|listed for|consider\w*|discuss\w*|eligib\w*|upcoming|intended|proposed|pending|"
     r"donor search|search for a donor|pre[- ]?(?:hsct|hct|sct|bmt|transplant\w*)|before (?:hsct|hct|sct|bmt|"
     r"transplant\w*)|bridge to|bridging)\b", re.I)
+# History words: the transplant has happened, whatever else the text plans ("post-HSCT evaluation").
 _DONE = re.compile(
-    r"\bs/p\b|\bs\.p\.|\bstatus[- ]post\b|\bpost[- ]?(?:allo\w*[- ]?)?(?:hsct|hct|sct|bmt|transplant\w*|cord|"
-    r"bone|stem|ha?ematopoietic|haplo)|\bpost\b|\bafter\b|\bhistory of\b|\bh/o\b|\bhx\b|"
+    r"\bs/p\b|\bs\.p\.|\bstatus[- ]post\b|\bpost[- ]?(?:allo\w*[- ]?|auto\w*[- ]?|haplo\w*[- ]?)?(?:hsct|hct|sct|bmt|"
+    r"transplant\w*|cord|bone|stem|ha?ematopoietic|haplo)|\bhistory of\b|\bh/o\b|\bhx\b|"
     r"\bunderwent\b|\breceived\b|\bhad (?:an? )?(?:allo\w*\s+|auto\w*\s+)?(?:hsct|hct|sct|bmt|\w+ transplant)|"
-    r"\btransplant\w*\s+status\b|\btransplanted\b|\bperformed\b|\bdone\b|\bcompleted\b|\brecipient\b|\b(?:day|d)\s*\+\s*\d+|"
-    r"\bengraft\w*|\bchimerism\b|\bgvhd\b|\bgraft[- ]versus[- ]host", re.I)
+    r"\btransplant\w*\s+status\b|\btransplanted\b|\brecipient\b|\b(?:day|d)\s*\+\s*\d+", re.I)
+# Weaker signs of a transplant that has happened: they yield to words of intent ("GvHD prophylaxis planned").
+_DONE_WEAK = re.compile(r"\bperformed\b|\bdone\b|\bcompleted\b|\bengraft\w*|\bchimerism\b|\bgvhd\b|"
+                        r"\bgraft[- ]versus[- ]host", re.I)
 _ALLO = re.compile(r"\ballo\w*|\bhaplo\w*|\bsibling\b|\bunrelated\b|\bmatched\b|\bmud\b|\bmsd\b|\bmrd\b|"
                    r"\bdonor\b", re.I)  # cord blood is usually, not always, allogeneic: not inferred
 _AUTO = re.compile(r"\bauto(?:logous)?\b|\bauto[- ]?(?:hsct|hct|sct)\b|\basct\b", re.I)
@@ -111,13 +117,14 @@ def read_hsct_text(text: str | None) -> HsctMention | None:
     """What the text says about HSCT, or None when it does not name one."""
     if not text or not mentions_hsct(text):
         return None
-    if _NOT_DONE.search(text):
-        status: str | None = "not-done"
+    if _DONE.search(text):
+        status: str | None = "done"
+    elif _NOT_DONE.search(text):
+        status = "not-done"
     elif _PLANNED.search(text):
         status = "planned"
     else:
-        date, _ = read_date(text)
-        status = "done" if _DONE.search(text) or date is not None else None
+        status = "done" if _DONE_WEAK.search(text) or read_date(text)[0] is not None else None
     kind = "autologous" if _AUTO.search(text) else "allogeneic" if _ALLO.search(text) else None
     date, precision = read_date(text)
     return HsctMention(text=text, status=status, kind=kind, date=date, date_precision=precision)
