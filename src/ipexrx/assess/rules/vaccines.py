@@ -244,7 +244,9 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
             summary=(f"Live vaccine {label} {verb} under immunosuppression ({names})" if sev is not Severity.INFO
                      else f"Live vaccine {label} {verb} while on {names} (below the immunosuppressive dose)"),
             reasoning=f"{label}: {why_live} " + " ".join(p[2] for p in parts),
-            action=("Consider deferring the live vaccine and discussing timing with the immunology team."
+            action=("Consider confirming the recorded dose and weight: below the threshold the corticosteroid is not "
+                    "in itself a reason to defer the live vaccine (ACIP)." if sev is Severity.INFO else
+                    "Consider deferring the live vaccine and discussing timing with the immunology team."
                     if v.status == "planned" else
                     "Consider watching for vaccine-strain infection and discussing with the immunology team."),
             triggers=[_vacc_trigger(v), *(drug_trigger(ctx, p[0]) for p in parts)],
