@@ -275,7 +275,9 @@ def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
     abatacept: 3 months, label; rituximab: no labelled interval, an ipexrx 12-month convention to check
     B-cell recovery). Planned vaccine inside the wait -> critical (warning for a convention); given
     inside it -> warning; an end date or a steroid course that cannot be judged -> warning "cannot judge".
-    Drugs whose KB advice names no wait after stopping are not checked here (the rule's docs say so).
+    A drug whose KB advice names no wait after stopping (tacrolimus, infliximab...) stopped less than 12
+    months before the vaccine -> info "no sourced wait, cannot judge" (the 12 months only decide what is
+    shown: an ipexrx convention).
     """
     stopped = ctx.immunosuppressive([m for m in ctx.patient.meds if m.drug_id and m.status == "stopped"])
     if not stopped:
@@ -291,6 +293,9 @@ def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
             drug = ctx.drug(m.drug_id or "")
             wait = _after_stop_advice(ctx, drug)
             if wait is None:
+                part = _no_sourced_wait(ctx, m, drug, ref_date, v)
+                if part is not None:
+                    parts.append(part)
                 continue
             if v.status != "planned" and (m.end is None or v.date is None or v.date <= m.end):
                 continue  # a given vaccine during the period is the other rule's (live_vaccine_under_immunosuppression)
@@ -330,15 +335,42 @@ def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
         alerts.append(Alert(
             id=f"vaccine:after-stop:{v.path}", rule="vaccines.live_vaccine_after_stopping", family="vaccine",
             severity=sev,
-            summary=f"Live vaccine {vaccine_label(ctx, v)} {verb} within the wait after stopping {names}",
+            summary=(f"Live vaccine {vaccine_label(ctx, v)} {verb} within the wait after stopping {names}"
+                     if sev is not Severity.INFO else
+                     f"Live vaccine {vaccine_label(ctx, v)} {verb} soon after stopping {names}: no sourced wait, "
+                     "cannot judge"),
             reasoning=" ".join(p[2] for p in parts),
-            action=("Consider deferring the live vaccine until the wait after stopping has passed, and discussing "
+            action=("Consider discussing with the immunology team whether the immunosuppressive effect has worn off "
+                    "before the live vaccine." if sev is Severity.INFO else
+                    "Consider deferring the live vaccine until the wait after stopping has passed, and discussing "
                     "timing with the immunology team." if v.status == "planned" else
                     "Consider watching for vaccine-strain infection and discussing with the immunology team."),
             triggers=[_vacc_trigger(v), *(drug_trigger(ctx, p[0]) for p in parts)],
             sources=ctx.refs(vaccine.statement if vaccine else None, *(st for p in parts for st in p[3])),
         ))
     return alerts
+
+
+# ipexrx convention (display only, never above info): a stopped immunosuppressive drug whose KB advice names no
+# wait after the last dose is mentioned when it ended less than this many days before the vaccine, so a recent stop
+# is said to be unjudged rather than passed over in silence.
+UNSOURCED_WAIT_LOOKBACK_DAYS = 365
+
+
+def _no_sourced_wait(ctx: Ctx, m: Med, drug: Drug, ref_date: dt.date,
+                     v: Vaccination) -> tuple[Med, Severity, str, list[Statement | None]] | None:
+    advice = drug.safety.vaccines
+    if advice is not None and advice.live_vaccines in ("dose-dependent", "no-restriction"):
+        return None
+    if m.end is None or ref_date < m.end or (v.status != "planned" and v.date is not None and v.date <= m.end):
+        return None
+    gap = (ref_date - m.end).days
+    if gap >= UNSOURCED_WAIT_LOOKBACK_DAYS:
+        return None
+    return (m, Severity.INFO, f"{drug.name} stopped on {m.end}, {gap} days before the vaccine: the KB has no sourced "
+            f"wait after stopping {drug.name} (its label advice covers the treatment period only), so ipexrx cannot "
+            "judge whether its effect has worn off (shown for stops within 12 months, an ipexrx convention).",
+            [advice.statement if advice else None])
 
 
 def _wait_text(wait: LiveVaccineWait) -> str:
