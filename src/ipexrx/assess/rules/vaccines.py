@@ -109,7 +109,7 @@ class SteroidJudgement:
     long_enough: bool | None = None
 
 
-def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None) -> SteroidJudgement:
+def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None, until_text: str | None = None) -> SteroidJudgement:
     """Judge a corticosteroid record (dose converted to prednisone-equivalents) against the KB threshold.
 
     ``until``: the end of the period judged (a stopped course's end date; default the assessment date).
@@ -182,7 +182,7 @@ def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None) -> SteroidJudg
                                 f"unknown (no start date recorded), so ipexrx cannot tell whether it reached "
                                 f"{threshold.min_days} days ({limits}).", stmts, True, None)
     if days < threshold.min_days:
-        so_far = "so far" if until is None else "in all"
+        so_far = until_text or ("so far" if until is None else "in all")
         return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt}, given for {days} days {so_far} (threshold: "
                                 f"{threshold.min_days} days or more; a course shorter than that is not in itself a "
                                 "contraindication).", stmts, True, False)
@@ -190,8 +190,10 @@ def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None) -> SteroidJudg
                             f"immunosuppressive threshold ({limits}).", stmts, True, True)
 
 
-def _dose_dependent(ctx: Ctx, m: Med) -> tuple[Severity, str, list[Statement | None]]:
-    j = judge_steroid(ctx, m)
+def _dose_dependent(ctx: Ctx, m: Med, v: Vaccination) -> tuple[Severity, str, list[Statement | None]]:
+    """A given vaccine is judged on the course up to its date; a planned one on the course so far."""
+    given_on = v.date if v.status != "planned" and v.date is not None and m.start and v.date >= m.start else None
+    j = judge_steroid(ctx, m, until=given_on, until_text="by the vaccine date" if given_on else None)
     return j.severity, j.note, j.statements
 
 
@@ -220,7 +222,7 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
                 sev = Severity.WARNING
                 note = "the KB has no vaccine advice for this drug; it is flagged immunosuppressive."
             elif advice.live_vaccines == "dose-dependent":
-                sev, note, extra = _dose_dependent(ctx, m)
+                sev, note, extra = _dose_dependent(ctx, m, v)
             else:
                 sev, note = Severity.CRITICAL, advice.statement.text
             if not certain and sev is Severity.CRITICAL:
