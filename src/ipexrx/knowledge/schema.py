@@ -568,7 +568,7 @@ class ResultThreshold(Strict):
         "'fasting-glucose', 'systolic-bp', 'lymphocytes'); none: every lab counting for the parameter.")
     comparison: Literal["<", "<=", ">", ">="]
     value: float
-    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL", "mmol/L", "g/dL", "mmHg", "x ULN"] = Field(
+    unit: Literal["%", "10^9/L", "umol/L", "mg/dL", "ng/mL", "mmol/L", "g/dL", "mmHg", "mg/g", "x ULN"] = Field(
         description="'x ULN': a multiple of the laboratory's upper reference limit given with the result.")
     relative_to_baseline: bool = False
     severity: Literal["critical", "warning", "info"] = "warning"
@@ -680,7 +680,7 @@ class TopicalLimit(Strict):
     """A labelled limit on local (skin) use: minimum age, for one strength or every strength."""
 
     id: RecordId
-    routes: list[Literal["topical"]] = Field(default_factory=lambda: ["topical"])
+    routes: list[Literal["topical"]] = ["topical"]  # pydantic copies mutable defaults per instance
     strength_percent: float | None = Field(
         None, gt=0, description="The strength (%) the limit is for; None: every strength.")
     age_min_years: float = Field(gt=0)

@@ -27,7 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from ...knowledge.schema import Instruction, Interaction, InteractionSeverity, Mechanism, Statement, VictimRule
+from ...knowledge.schema import (
+    Citation,
+    Instruction,
+    Interaction,
+    InteractionSeverity,
+    Mechanism,
+    Statement,
+    VictimRule,
+)
 from ...patient.normalize import Med
 from ...patient.units import fmt_number
 from ..context import Ctx, drug_trigger, status_word
@@ -277,7 +285,7 @@ def after_stop(ctx: Ctx) -> list[Alert]:
 
 
 def _after_stop_alert(ctx: Ctx, victim: Med, stopped: Med, mech: Mechanism, rule: VictimRule,
-                      member_sources: list[str]) -> Alert | None:
+                      member_sources: list[Citation]) -> Alert | None:
     assert mech.offset_days is not None and mech.offset is not None
     v, p = ctx.label(victim.drug_id or ""), ctx.label(stopped.drug_id or "")
     if stopped.end is None:
