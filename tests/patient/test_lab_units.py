@@ -23,7 +23,8 @@ AS_OF = dt.date(2026, 11, 25)
     ("78920-6", "cyclosporine-trough"), ("29247-4", "sirolimus-trough"), ("77349-9", "everolimus-trough"),
     ("1558-6", "fasting-glucose"), ("2345-7", "glucose"), ("4548-4", "hba1c"), ("2823-3", "potassium"),
     ("19123-9", "magnesium"), ("2571-8", "triglycerides"), ("2093-3", "cholesterol"), ("731-0", "lymphocytes"),
-    ("8480-6", "systolic-bp"), ("8462-4", "diastolic-bp"),
+    ("8480-6", "systolic-bp"), ("8462-4", "diastolic-bp"), ("2890-2", "urine-pcr"), ("98979-8", "egfr"),
+    ("62238-1", "egfr"), ("33914-3", "egfr"),
 ])
 def test_loinc_codes_map_to_the_lab_kind(code: str, kind: str) -> None:
     found = lab_by_loinc(code)
@@ -56,6 +57,10 @@ def test_fasting_glucose_is_its_own_kind() -> None:
     ("drug-concentration", 12, "ug/L", 12),
     ("pressure", 130, "mm[Hg]", 130),
     ("cell-count", 400, "cells/uL", 0.4),
+    ("protein-creatinine-ratio", 50, "mg/mmol", 442),
+    ("protein-creatinine-ratio", 0.2, "mg/mg", 200),
+    ("gfr", 90, "mL/min/{1.73_m2}", 90),
+    ("gfr", 90, "mL/min/1.73 m2", 90),
 ])
 def test_conversions(quantity: str, value: float, unit: str, expected: float) -> None:
     assert convert(quantity, value, unit, "$") == pytest.approx(expected, rel=1e-3)

@@ -80,6 +80,9 @@ QUANTITIES: dict[str, Quantity] = {
                                            "ml/min/1.73m*2": _ID}),
         Quantity("immunoglobulin", "g/L", {"g/l": _ID, "mg/dl": _f(0.01)}),
         Quantity("urine-protein", "mg/dL", {"mg/dl": _ID, "g/l": _f(100.0), "mg/l": _f(0.1)}),
+        # Urine protein/creatinine ratio: 1 mg/mmol = 8.84 mg/g (creatinine 113.12 g/mol); 1 mg/mg = 1000 mg/g.
+        Quantity("protein-creatinine-ratio", "mg/g", {"mg/g": _ID, "mg/mmol": _f(8.84), "mg/mg": _f(1000.0),
+                                                       "g/g": _f(1000.0), "g/mmol": _f(8840.0)}),
         Quantity("weight", "kg", {"kg": _ID, "g": _f(0.001), "lb": _f(0.45359237), "lb_av": _f(0.45359237)}),
         Quantity("length", "cm", {"cm": _ID, "m": _f(100.0), "mm": _f(0.1)}),
     ]
