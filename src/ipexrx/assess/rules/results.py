@@ -406,9 +406,12 @@ def _toxicity_alert(ctx: Ctx, kind_id: str, found: list[tuple[_Hit, LabResult]])
         shown += f" = {fmt_number(main.limit)} {_unit(latest)}"
     elif t.unit != latest.unit:
         shown += f" = {fmt_number(main.limit)} {_unit(latest)}"
-    statements: list[Statement | None] = []
-    for h, _ in found:
-        statements += [h.threshold.statement, h.threshold.action, h.context, *h.basis]
+    # Threshold statements first (the band shown first), then what to do, the limits of the
+    # definition, and last the drugs' label statements asking for the parameter.
+    ordered = [main] + [h for h, _ in found if h is not main]
+    statements: list[Statement | None] = [h.threshold.statement for h in ordered]
+    statements += [h.threshold.action for h in ordered] + [h.context for h in ordered]
+    statements += [b for h in ordered for b in h.basis]
     unique = list({id(s): s for s in statements if s is not None}.values())
     origin = (" The threshold is an ipexrx convention, not a label or guideline figure."
               if t.origin == "convention" else "")
@@ -527,13 +530,16 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
         if r.kind.id not in top or t.value > top[r.kind.id][1].value:
             top[r.kind.id] = (r, t)
     worst = min(top.values(), key=lambda rt: (Severity(rt[1].severity).rank, -rt[1].value))
-    parts = [f"{r.kind.label} {fmt_number(r.value or 0)} mmHg >= {fmt_number(t.value)} ({t.grade})"
+    parts = [f"{r.kind.label.capitalize()} {fmt_number(r.value or 0)} mmHg >= {fmt_number(t.value)} ({t.grade})"
              for r, t in top.values()]
     child = age < 13
     sex_note = ("" if sex in ("male", "female") or not child else
                 " The record gives no sex: only a value above both the boys' and the girls' screening values counts.")
-    statements = list({id(s): s for _, t, c in crossed for s in (t.statement, c) if s is not None}.values())
-    reasoning = (f"Latest {shown} (age {age:.0f}). " + "; ".join(parts) + ". "
+    # The statements of the band shown for each pressure, then the limits of the thresholds.
+    shown_t = [t for _, t in sorted(top.values(), key=lambda rt: Severity(rt[1].severity).rank)]
+    statements = list({id(s): s for s in [*(t.statement for t in shown_t), *(c for _, _, c in crossed)]
+                       if s is not None}.values())
+    reasoning = (f"Latest {shown} (age {age:.0f}). " + ". ".join(parts) + ". "
                  + " ".join(dict.fromkeys(s.text for s in [*statements, *basis]))
                  + (" ipexrx does not encode the full percentile tables, so a screening value is not a stage."
                     if child else "") + sex_note
