@@ -36,6 +36,7 @@ RULES: dict[str, Rule] = {
     "duplication.same_class": duplication.same_class,
     "duplication.formulation_switch": duplication.formulation_switch,
     "screening.required_screening": screening.required_screening,
+    "screening.boxed_warnings_before_start": screening.boxed_warnings_before_start,
     "monitoring.monitoring_due": monitoring.monitoring_due,
     "results.trough_out_of_range": results.trough_out_of_range,
     "results.creatinine_rise_on_cni": results.creatinine_rise_on_cni,

@@ -90,3 +90,33 @@ def _check(ctx: Ctx, med: Med, s: Screening) -> list[Alert]:
             triggers=[drug_trigger(ctx, med), *(lab_trigger(r) for r in unclear)], sources=ctx.refs(s.statement),
         ))
     return out
+
+
+def boxed_warnings_before_start(ctx: Ctx) -> list[Alert]:
+    """A planned systemic drug whose label carries boxed warnings: name them before it is started.
+
+    Why: a boxed warning is the label's strongest statement (JAK inhibitors: serious infection,
+    mortality, malignancy, major cardiac events, thrombosis); at the moment of ordering, the
+    prescriber should see it in full, cited, without opening the monograph. Info, not an alarm: the
+    warnings describe risks to weigh, not a contraindication. Current drugs are not repeated.
+    """
+    out: list[Alert] = []
+    seen: set[str] = set()
+    for m in ctx.planned:
+        if not m.drug_id or not m.systemic or m.drug_id in seen:
+            continue
+        boxed = ctx.drug(m.drug_id).safety.boxed_warnings
+        if not boxed:
+            continue
+        seen.add(m.drug_id)
+        name = ctx.label(m.drug_id)
+        out.append(Alert(
+            id=f"screening:boxed:{m.drug_id}", rule="screening.boxed_warnings_before_start", family="screening",
+            severity=Severity.INFO,
+            summary=f"{name} (planned): the label carries {len(boxed)} boxed warning(s) to weigh before starting",
+            reasoning=" ".join(f"Boxed warning: {s.text}" for s in boxed),
+            action=f"Consider the boxed warnings above when deciding to start {name}, and discussing them with "
+                   "the family.",
+            triggers=[drug_trigger(ctx, m)], sources=ctx.refs(*boxed),
+        ))
+    return out
