@@ -131,13 +131,19 @@ def _without_plan(w: InputWarning) -> InputWarning:
     return w
 
 
-def hsct_status(ctx: Ctx) -> HsctStatus:
-    """Curative-therapy status; when not transplanted, the suggestion to evaluate, with outcome figures."""
-    kb, p = ctx.kb, ctx.patient
-    cure = kb.disease.cure
+_FIGURES: dict[int, tuple[KnowledgeBase, list[EvidenceFigure]]] = {}
+_OPTION_DRUGS: dict[tuple[int, str], tuple[KnowledgeBase, frozenset[str]]] = {}
+
+
+def _hsct_figures(ctx: Ctx) -> list[EvidenceFigure]:
+    """The HSCT outcome figures of the evidence records, built once per knowledge base (they do not
+    depend on the patient, and building them was a fifth of an assessment's time)."""
+    kb = ctx.kb
+    hit = _FIGURES.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
     figures: list[EvidenceFigure] = []
-    statements: list[Statement | None] = [cure, *kb.disease.hsct_evidence]
-    wanted = {f"statement:{s.id}" for s in (cure, *kb.disease.hsct_evidence) if s.id}
+    wanted = {f"statement:{s.id}" for s in (kb.disease.cure, *kb.disease.hsct_evidence) if s.id}
     for ev in kb.evidence.values():
         if not wanted & set(ev.supports):
             continue
@@ -149,6 +155,18 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
                 if fig.unit in ("%", "p-value") and _HSCT_FIGURE.search(fig.name):
                     figures.append(EvidenceFigure(finding=f.text, name=fig.name, value=fig.value, unit=fig.unit,
                                                   ci_low=fig.ci_low, ci_high=fig.ci_high, source=ref))
+    if len(_FIGURES) > 8:
+        _FIGURES.clear()
+    _FIGURES[id(kb)] = (kb, figures)
+    return figures
+
+
+def hsct_status(ctx: Ctx) -> HsctStatus:
+    """Curative-therapy status; when not transplanted, the suggestion to evaluate, with outcome figures."""
+    kb, p = ctx.kb, ctx.patient
+    cure = kb.disease.cure
+    statements: list[Statement | None] = [cure, *kb.disease.hsct_evidence]
+    figures = [f.model_copy() for f in _hsct_figures(ctx)]
     notes: list[str] = [s.text for s in kb.disease.hsct_evidence]
     if p.diagnosis == "ipex-like":
         applies = ("IPEX-like disorder: the statements and figures below come from FOXP3 IPEX and may not transfer; "
@@ -226,12 +244,19 @@ def _citation(source_id: str) -> Any:
     return Citation(source=source_id)
 
 
-def _option_drugs(ctx: Ctx, opt: TherapyOption) -> set[str]:
+def _option_drugs(ctx: Ctx, opt: TherapyOption) -> frozenset[str]:
+    key = (id(ctx.kb), opt.id)
+    hit = _OPTION_DRUGS.get(key)
+    if hit is not None and hit[0] is ctx.kb:
+        return hit[1]
     ids = set(opt.drugs)
     if opt.drug_classes and not ids:
         wanted = set(opt.drug_classes)
         ids |= {d.id for d in ctx.kb.drugs.values() if wanted & set(d.classes)}
-    return ids
+    if len(_OPTION_DRUGS) > 5000:
+        _OPTION_DRUGS.clear()
+    _OPTION_DRUGS[key] = (ctx.kb, frozenset(ids))
+    return frozenset(ids)
 
 
 def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
