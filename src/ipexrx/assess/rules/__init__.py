@@ -44,6 +44,7 @@ RULES: dict[str, Rule] = {
     "results.lab_toxicity": results.lab_toxicity,
     "results.blood_pressure": results.blood_pressure,
     "vaccines.live_vaccine_under_immunosuppression": vaccines.live_vaccine_under_immunosuppression,
+    "vaccines.live_vaccine_after_hsct": vaccines.live_vaccine_after_hsct,
     "vaccines.live_vaccine_after_stopping": vaccines.live_vaccine_after_stopping,
     "vaccines.live_vaccine_after_in_utero_exposure": vaccines.live_vaccine_after_in_utero_exposure,
     "infections.infection_under_immunosuppression": infections.infection_under_immunosuppression,

@@ -450,3 +450,51 @@ def live_vaccine_after_in_utero_exposure(ctx: Ctx) -> list[Alert]:
                 sources=ctx.refs(*stmts),
             ))
     return alerts
+
+
+HSCT_LIVE_VACCINE_MONTHS = 24  # hct-live-vaccine-conditions (IDSA 2013 table 4)
+
+
+def live_vaccine_after_hsct(ctx: Ctx) -> list[Alert]:
+    """A live vaccine planned (or given) less than 24 months after HSCT.
+
+    Why: after a transplant the recipient's immunity is rebuilt from the graft; live vaccines (MMR,
+    varicella) wait until 24 months, and then only without GVHD or immunosuppressive drugs. Inside the
+    window the vaccine virus can cause disease: critical for a plan. A transplant without a recorded
+    date cannot be placed against the window and is said to be so (warning), never assumed long past.
+    """
+    p = ctx.patient
+    if p.hsct_status != "done":
+        return []
+    statement = next((s for s in ctx.kb.disease.post_hsct if s.id == "hct-live-vaccine-conditions"), None)
+    if statement is None:
+        return []
+    alerts: list[Alert] = []
+    for v in p.vaccinations:
+        if v.live is not True:
+            continue
+        when = ctx.as_of if v.status == "planned" else v.date
+        label = vaccine_label(ctx, v)
+        verb = "planned" if v.status == "planned" else f"given{f' on {v.date}' if v.date else ''}"
+        if p.hsct_date is None or when is None:
+            sev = Severity.WARNING
+            why = ("the HSCT date is not recorded" if p.hsct_date is None else "the vaccination date is not recorded")
+            summary = f"Live vaccine {label} {verb} after HSCT: cannot judge the 24-month window ({why})"
+        else:
+            months = (when - p.hsct_date).days / 30.44
+            if months >= HSCT_LIVE_VACCINE_MONTHS or months < 0:
+                continue
+            sev = Severity.CRITICAL if v.status == "planned" else Severity.WARNING
+            summary = (f"Live vaccine {label} {verb} {months:.0f} months after HSCT "
+                       f"(live vaccines wait until {HSCT_LIVE_VACCINE_MONTHS} months)")
+        alerts.append(Alert(
+            id=f"vaccine:after-hsct:{v.path}", rule="vaccines.live_vaccine_after_hsct", family="vaccine",
+            severity=sev, summary=summary,
+            reasoning=f"HSCT on {p.hsct_date or 'a date not recorded'}. {statement.text}",
+            action=("Consider deferring the live vaccine until 24 months after HSCT, and then giving it only "
+                    "without GVHD or immunosuppressive drugs and when seronegative."
+                    if v.status == "planned" else
+                    "Consider watching for vaccine-strain infection and discussing with the transplant team."),
+            triggers=[_vacc_trigger(v)], sources=ctx.refs(statement),
+        ))
+    return alerts
