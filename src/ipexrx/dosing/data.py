@@ -53,6 +53,7 @@ class Subject:
     id: str
     records: list[Record]
     warnings: list[str] = field(default_factory=list)
+    now_h: float | None = None  # the present on this subject's time axis when known (FHIR input): later = future
 
     @property
     def observations(self) -> list[Record]:
