@@ -250,9 +250,30 @@ def recommend_cmd(
                       f"{alt['predicted']:.3g} {rec.target_unit}, probability in range "
                       f"{100 * alt['probability_in_target']:.0f} %")
         con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
+        if rec.diagnostics is not None:
+            _print_diagnostics(con, rec.diagnostics)
         for c in rec.caveats:
             con.print(f"[bold yellow]caveat:[/bold yellow] {c}")
         for w in rec.warnings:
             con.print(f"[yellow]warning:[/yellow] {w}")
 
     _guard(run)
+
+def _print_diagnostics(con: Any, dg: Any) -> None:
+    """Fit diagnostics block of `dose recommend` (limits and derivation: docs/dosing.md)."""
+    head = "levels explained by the model" if dg.explained else "[bold red]a level the model cannot explain[/bold red]"
+    con.print(f"[bold]Fit diagnostics:[/bold] {head}")
+    for lv in dg.levels:
+        mark = " [red]![/red]" if lv.flagged else ""
+        con.print(f"  level {lv.value:.4g} {lv.unit} at t = {lv.time_h:g} h: individual prediction {lv.ipred:.3g} "
+                  f"{lv.unit}, IWRES {lv.iwres:+.2f} (limit +/-{dg.iwres_limit:g}){mark}")
+    for e in dg.etas:
+        shr = f", shrinkage {100 * e.shrinkage:.0f} %" if e.shrinkage is not None else ""
+        if e.shrinkage is not None and e.shrinkage > dg.shrinkage_note:
+            shr += " (the levels say little about this ETA; its z-score is pulled towards 0)"
+        con.print(f"  {e.name}: ETA {e.eta:+.3f} = {e.z:+.2f} prior SD (limit +/-{dg.eta_z_limit:g}){shr}"
+                  + (" [red]![/red]" if e.flagged else ""))
+    if dg.conflict is not None:
+        c = dg.conflict
+        con.print(f"  prior-data conflict: Q = {c.statistic:.2f} vs {c.limit:.2f} (chi-square {c.df} df, "
+                  f"{100 * c.quantile:g}th percentile), p = {c.p_value:.2g}" + (" [red]![/red]" if c.flagged else ""))

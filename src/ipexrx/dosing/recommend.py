@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .data import Record, Subject
+from .diagnostics import FitDiagnostics, diagnose
 from .engine import Design, build_design, individual_parameters, predict
 from .errors import DosingError
 from .estimate import FitResult, fit
@@ -71,9 +72,11 @@ class Recommendation:
     parameters: dict[str, float] = field(default_factory=dict)
     fit: FitResult | None = field(default=None, repr=False)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    diagnostics: FitDiagnostics | None = None  # fit diagnostics (a posteriori only)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "fit"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("fit", "diagnostics")}
+        d["diagnostics"] = self.diagnostics.model_dump() if self.diagnostics is not None else None
         d["interval_note"] = "predicted range: 5th-95th percentile of the individual's steady-state value"
         return d
 
@@ -218,6 +221,7 @@ def recommend(
     form = m.spec.dosage_forms[form_index]
     covs = _last_covariates(subject, covariates)
     warnings: list[str] = []
+    diag: FitDiagnostics | None = None
     fr = fit_result
     if fr is None and subject is not None and any(r.is_obs for r in subject.records):
         fr = fit(m, subject)
@@ -227,6 +231,8 @@ def recommend(
         center, cov = fr.eta, fr.etc
         basis = f"a posteriori: MAP estimate from {int(np.sum(~np.isnan(fr.dv)) + np.sum(fr.blq))} level(s)"
         warnings += fr.warnings
+        diag = diagnose(fr)
+        warnings += diag.warnings
     else:
         center, cov = np.zeros(n), m.omega
         basis = "a priori: population typical values for the given covariates (no levels)"
@@ -292,7 +298,7 @@ def recommend(
         target_source=target.source, target_context=target.context, target_verified=target.verified,
         predicted=pred, predicted_low=float(lo), predicted_high=float(hi), probability_in_target=p_in,
         exact_dose_mg=float(exact), in_target=inside, caveats=caveats, warnings=warnings, parameters=params, fit=fr,
-        alternatives=alternatives,
+        alternatives=alternatives, diagnostics=diag,
     )
 
 
