@@ -139,3 +139,26 @@ def test_cli_recommend_prints_diagnostics_and_json_carries_them():
     assert d["diagnostics"]["levels"][0]["unit"] == "ng/mL" and d["diagnostics"]["levels"][0]["flagged"]
     r = runner.invoke(get_app(), [*args[:5], "8", *args[6:], "--json"])
     assert json.loads(r.output)["diagnostics"]["explained"] is True
+
+
+def test_blq_rows_carry_no_residual_and_are_not_counted():
+    m = get_model("mapbayr-blq")
+    recs = [Record(time=0, evid=1, amt=100, cmt=1, rate=1200, lloq=1)]
+    recs += [Record(time=t, cmt=1, dv=y, lloq=1) for t, y in ((1, 75), (6, 25), (24, 7))]
+    recs.append(Record(time=48, cmt=1, dv=-1, blq=True, lloq=1))
+    dg = diagnose(fit(m, Subject("1", recs)))
+    assert [lv.time_h for lv in dg.levels] == [1, 6, 24]
+    assert dg.conflict is not None and dg.conflict.df == 3
+    assert dg.conflict.limit == pytest.approx(chi2.ppf(0.99, 3))
+
+
+def test_fit_json_and_cli_text_carry_the_diagnostics(tmp_path):
+    csv = tmp_path / "sirolimus60.csv"
+    csv.write_text("ID,TIME,EVID,AMT,CMT,II,SS,DV,WT\n1,0,1,1,1,24,1,.,20\n1,24,0,.,2,0,0,60,20\n")
+    runner = CliRunner()
+    r = runner.invoke(get_app(), ["dose", "fit", "--model", "fan2024-sirolimus", "--data", str(csv)])
+    assert r.exit_code == 0, r.output
+    assert "prior-data conflict" in r.output and "60 ng/mL at t = 24 h" in r.output
+    r = runner.invoke(get_app(), ["dose", "fit", "--model", "fan2024-sirolimus", "--data", str(csv), "--json"])
+    (res,) = json.loads(r.output)
+    assert res["diagnostics"]["explained"] is False and res["diagnostics"]["conflict"]["flagged"]

@@ -154,7 +154,7 @@ def fit_cmd(
             for row in rows:
                 typer.echo("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
             for r in results:
-                for w in r.warnings:
+                for w in r.warnings + (r.diagnostics().warnings if r.design is not None else []):
                     typer.echo(f"warning: subject {r.subject_id}: {w}")
             doi = f" doi:{m.spec.citation.doi}" if m.spec.citation.doi else ""
             typer.echo(f"model: {m.spec.citation.text}{doi}")

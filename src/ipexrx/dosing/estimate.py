@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from .data import Subject
 from .engine import Design, build_design, individual_parameters, predict
 from .errors import EstimationError
 from .model import CompiledModel
+
+if TYPE_CHECKING:
+    from .diagnostics import FitDiagnostics
 
 _HC = 1e-20  # complex-step size
 _SCAN_MARGIN = float("inf")  # restart only from profile valleys whose objective is below best + margin
@@ -432,7 +435,14 @@ class FitResult:
                 for t, c, y, b, i, p in zip(self.times, self.cmt, self.dv, self.blq, self.ipred, self.pred, strict=True)
             ],
             "warnings": self.warnings,
+            "diagnostics": self.diagnostics().model_dump() if self.design is not None else None,
         }
+
+    def diagnostics(self) -> FitDiagnostics:
+        """IWRES, ETA z-scores and shrinkage, prior-data conflict (see :mod:`ipexrx.dosing.diagnostics`)."""
+        from .diagnostics import diagnose
+
+        return diagnose(self)
 
 
 def _seed(model_id: str, subject_id: str) -> int:
