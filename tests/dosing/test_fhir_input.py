@@ -52,7 +52,7 @@ def test_fhir_bundle_gives_the_same_fit_as_the_equivalent_records():
 
 @pytest.mark.parametrize(("path", "value", "message"), [
     ((1, "valueQuantity", "unit"), "", "no unit"),
-    ((1, "valueQuantity", "unit"), "nmol/L", "not understood"),
+    ((1, "valueQuantity", "unit"), "mg/dL", "not understood"),
     ((1, "effectiveDateTime"), "2026-11-04", "no time of day"),
     ((0, "medicationCodeableConcept", "text"), "Advagraf (tacrolimus) prolonged release", "extended-release"),
 ])

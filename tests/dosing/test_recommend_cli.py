@@ -67,8 +67,8 @@ def test_a_priori_dose_from_covariates_scales_with_weight():
 def test_recommend_refuses_unknown_drug_and_mismatched_units():
     with pytest.raises(DosingError, match="no dosing model"):
         recommend_from_trough("aspirin", 4.0, "ng/mL", 2.0, 12, {})
-    with pytest.raises(DosingError, match="unit"):
-        recommend_from_trough("sirolimus", 4.0, "mg/L", 2.0, 12, {"WT": 10})
+    with pytest.raises(DosingError, match="unit 'mg/dL' not understood; expected ng/mL"):
+        recommend_from_trough("sirolimus", 4.0, "mg/dL", 2.0, 12, {"WT": 10})
     with pytest.raises(DosingError, match="> 0"):
         recommend_from_trough("sirolimus", 4.0, "ng/mL", -2.0, 12, {"WT": 10})
 

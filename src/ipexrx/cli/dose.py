@@ -81,7 +81,7 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lib
 
 
 def _read(model_name: str, data: Path, subject_id: str | None, fhir: bool = False,
-          covs: dict[str, float] | None = None) -> tuple[Any, list[Any]]:
+          covs: dict[str, float] | None = None, dv_unit: str | None = None) -> tuple[Any, list[Any]]:
     from ..dosing.data import read_nmtran
     from ..dosing.errors import DataError
     from ..dosing.model import get_model
@@ -102,6 +102,10 @@ def _read(model_name: str, data: Path, subject_id: str | None, fhir: bool = Fals
             from ..dosing.errors import DataError
 
             raise DataError(f"subject {subject_id!r} not in {data}")
+    if dv_unit is not None:  # NM-TRAN DV/LLOQ in another unit: converted to the model's (FHIR carries its own)
+        from ..dosing.units import convert_subject
+
+        subjects = [convert_subject(s, dv_unit, m) for s in subjects]
     return m, subjects
 
 
@@ -113,6 +117,8 @@ def fit_cmd(
     fhir: bool = typer.Option(False, "--fhir", help="--data is a FHIR R4 Bundle (doses and LOINC-coded levels)."),
     cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE for --fhir input (model's unit)."),
     subject_id: str | None = typer.Option(None, "--id", help="Fit only this subject."),
+    dv_unit: str | None = typer.Option(None, "--dv-unit", help="Unit of DV/LLOQ in the CSV (default: the model's); "
+                                       "ng/mL = ug/L = mcg/L in any case, mg/L, nmol/L (molar mass)."),
     starts: int | None = typer.Option(None, "--starts", min=1, help="Optimiser starts per subject (ETA=0 + prior "
                                       "draws; default 3, or 1 plus structured restarts for lag models)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -122,10 +128,16 @@ def fit_cmd(
     """MAP-Bayesian fit per subject: ETAs, objective (mapbayr OFV and NONMEM OBJ), individual parameters."""
 
     def run() -> None:
+        from ..dosing.checks import check_inputs, require_ok
         from ..dosing.estimate import fit
 
-        m, subjects = _read(model, data, subject_id, fhir, _parse_covs(cov))
+        covs = _parse_covs(cov)
+        m, subjects = _read(model, data, subject_id, fhir, covs, dv_unit)
+        # input checks before fitting: any error stops here (exit 1); warnings are printed with the result
+        checked = {s.id: require_ok(check_inputs(m, s, covs if fhir else None)) for s in subjects}
         results = [fit(m, s, n_starts=starts, raise_on_failure=False) for s in subjects]
+        for r in results:
+            r.warnings = [f"input check: {p}" for p in checked.get(r.subject_id, [])] + r.warnings
         if (png or html_out) and len(results) != 1:
             from ..dosing.errors import DataError
 
@@ -149,7 +161,8 @@ def fit_cmd(
                 rows.append([r.subject_id, str(len(r.times)), *[f"{x:.5f}" for x in r.eta], f"{r.ofv:.4f}",
                              f"{r.obj:.4f}", *[f"{r.parameters[k]:.4g}" for k in m.param_names], status])
             widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
-            typer.echo(f"MAP fits, model {m.id} (OFV: MAP objective as mapbayr; OBJ: NONMEM's phi OBJ)")
+            typer.echo(f"MAP fits, model {m.id} (OFV: MAP objective as mapbayr; OBJ: NONMEM's phi OBJ; levels in "
+                       f"{m.spec.outputs[0].unit})")
             typer.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
             for row in rows:
                 typer.echo("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
@@ -175,7 +188,11 @@ def recommend_cmd(
     subject_id: str | None = typer.Option(None, "--id", help="Subject in --data (required if several)."),
     cov: list[str] = typer.Option([], "--cov", help="Covariate NAME=VALUE in the model's unit (repeatable)."),
     level: float | None = typer.Option(None, "--level", help="A steady-state level on the current regimen."),
-    level_unit: str | None = typer.Option(None, "--level-unit", help="Unit of --level (must match the model)."),
+    level_unit: str | None = typer.Option(None, "--level-unit", help="Unit of --level: ng/mL = ng/ml = ug/L = µg/L = "
+                                          "mcg/L, mg/L, or nmol/L, pmol/L... (drug's molar mass); converted to the "
+                                          "model's unit."),
+    dv_unit: str | None = typer.Option(None, "--dv-unit", help="Unit of DV/LLOQ in a --data CSV (default: the "
+                                       "model's unit)."),
     current_dose: float | None = typer.Option(None, "--dose", help="Current dose (mg) for --level."),
     hours_after: float | None = typer.Option(
         None, "--hours-after-dose", help="When --level was drawn (default: trough)."),
@@ -212,7 +229,7 @@ def recommend_cmd(
         else:
             subject = None
             if data is not None:
-                _, subjects = _read(m.id, data, subject_id, fhir, covs)
+                _, subjects = _read(m.id, data, subject_id, fhir, covs, dv_unit)
                 if len(subjects) != 1:
                     raise DosingError(f"{data} holds {len(subjects)} subjects; choose one with --id")
                 subject = subjects[0]

@@ -262,8 +262,19 @@ def _check_records(model: CompiledModel, subject: Subject, now_h: float | None) 
     first = min(dose_times) if dose_times else None
     has_ss = any(r.is_dose and r.ss for r in recs)
     unit = model.spec.outputs[0].unit
+    drug_limits = limits()["drugs"].get(model.spec.drug.strip().lower()) or {}
+    max_level = None
+    if "max_level_ng_ml" in drug_limits:
+        from .units import factor_to
+
+        max_level = drug_limits["max_level_ng_ml"] * factor_to("ng/mL", unit, model.spec.drug)
     for i, r in enumerate(recs):
         where = _where(subject, i)
+        if max_level is not None and r.is_obs and r.dv is not None and r.dv > max_level:
+            out.append(Problem("error", "level-range", f"{where}.DV",
+                               f"a {model.spec.drug} level this high is implausible; check the unit (mg/L is 1000 "
+                               "ng/mL) and the value", f"at most {max_level:g} {unit}", f"{r.dv:g} {unit}",
+                               "ipexrx convention (plausibility.yaml: far above the modelled target ranges)"))
         if now_h is not None and r.time > now_h + 1e-9:
             out.append(Problem("error", "future-time", f"{where}.TIME",
                                "a record is dated in the future", f"a time up to now ({now_h:g} h)",

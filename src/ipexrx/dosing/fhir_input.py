@@ -17,6 +17,7 @@ from typing import Any
 from .data import Record, Subject, validate_subject
 from .errors import DataError
 from .model import CompiledModel
+from .units import to_model_unit
 
 LEVEL_LOINC = {"11253-2": "tacrolimus", "29247-4": "sirolimus", "3520-4": "cyclosporine"}
 COVARIATE_LOINC = {"29463-7": "WT", "4544-3": "HCT", "1975-2": "TBIL"}
@@ -27,7 +28,6 @@ DRUG_NAMES = {
 }
 EXTENDED_RELEASE = ("advagraf", "envarsus", "astagraf", "extended", "prolonged", " xl", " er")
 _DOSE_UNITS = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
-_LEVEL_UNITS = {"ng/ml": 1.0, "ug/l": 1.0, "µg/l": 1.0, "mcg/l": 1.0, "mg/l": 1000.0}
 _COV_UNITS = {
     "WT": {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237},
     "HCT": {"l/l": 1.0, "%": 0.01, "1": 1.0},
@@ -74,11 +74,12 @@ def _drug_text(resource: dict[str, Any]) -> str:
 
 
 def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subject_id: str = "fhir",
-                      covariates: dict[str, float] | None = None) -> Subject:
+                      covariates: dict[str, float] | None = None, now: dt.datetime | None = None) -> Subject:
     """Event-level subject for ``model`` (its drug's doses and levels, and its covariates) from a Bundle.
 
     ``covariates`` supplies model covariates the Bundle does not carry (genotype, donor type, eGFR...),
-    in the model's units; values found in the Bundle take precedence at their times."""
+    in the model's units; values found in the Bundle take precedence at their times. ``now`` (default: the clock)
+    is recorded as ``Subject.now_h`` so that the input checks can refuse records dated in the future."""
     if isinstance(bundle, str):
         try:
             bundle = json.loads(bundle)
@@ -133,10 +134,11 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
             t_raw = res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
             if code in LEVEL_LOINC and LEVEL_LOINC[code] == drug:
                 q = res.get("valueQuantity") or {}
-                val = _unit(q, _LEVEL_UNITS, f"{where} valueQuantity", "ng/mL, ug/L or mg/L")
-                factor = 1.0 if model.spec.outputs[0].unit == "ng/mL" else None
-                if factor is None:
-                    raise DataError(f"the model {model.id} predicts in {model.spec.outputs[0].unit}, not ng/mL")
+                v = q.get("value")
+                if not isinstance(v, (int, float)) or v < 0:
+                    raise DataError(f"{where} valueQuantity: expected a non-negative number, got {v!r}")
+                # case-insensitive UCUM; molar units with the drug's molar mass (knowledge base)
+                val = to_model_unit(float(v), q.get("code") or q.get("unit") or "", model, f"{where} valueQuantity")
                 events.append((_time(t_raw, where), 0, {"dv": val}))
             elif code in COVARIATE_LOINC and COVARIATE_LOINC[code] in model.spec.covariates:
                 name = COVARIATE_LOINC[code]
@@ -170,7 +172,7 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
             recs.append(Record(time=h(t), evid=1, amt=d["amt"], cmt=dose_cmt, covariates=cov_at(t)))
         else:
             recs.append(Record(time=h(t), evid=0, cmt=obs_cmt, dv=d["dv"], covariates=cov_at(t)))
-    s = Subject(subject_id, recs)
+    s = Subject(subject_id, recs, now_h=h(now or dt.datetime.now(dt.UTC)))
     validate_subject(s, n_cmt=len(model.spec.compartments))
     return s
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_inputs, require_ok
 from .data import Record, Subject
 from .diagnostics import FitDiagnostics, diagnose
 from .engine import Design, build_design, individual_parameters, predict
 from .errors import DosingError
 from .estimate import FitResult, fit
 from .model import CompiledModel, DosageForm, Target, get_model
+from .units import to_model_unit
 
 IPEX_CAVEAT = "Optimal dosing in IPEX syndrome is not established; this model was developed in another population."
 
@@ -221,6 +223,8 @@ def recommend(
     form = m.spec.dosage_forms[form_index]
     covs = _last_covariates(subject, covariates)
     warnings: list[str] = []
+    # input checks before any fit: an error stops here (InputCheckError), warnings travel with the result
+    warnings += [f"input check: {p}" for p in require_ok(check_inputs(m, subject, covariates, interval_h=interval_h))]
     diag: FitDiagnostics | None = None
     fr = fit_result
     if fr is None and subject is not None and any(r.is_obs for r in subject.records):
@@ -326,8 +330,8 @@ def recommend_from_trough(
         raise DosingError(f"no dosing model for {drug!r}; modelled drugs: {', '.join(sorted(DEFAULT_MODELS))}")
     m = get_model(mid)
     unit = m.spec.outputs[0].unit
-    if trough_unit != unit:
-        raise DosingError(f"level unit {trough_unit!r} differs from the model's {unit!r}; convert it first")
+    given = f"{trough:g} {trough_unit}"
+    trough = to_model_unit(trough, trough_unit, m, "level")  # case-insensitive UCUM, molar via the molar mass
     if dose_mg <= 0 or interval_h <= 0 or trough <= 0:
         raise DosingError(f"dose, interval and level must be > 0, got {dose_mg:g} mg, {interval_h:g} h, {trough:g}")
     t = interval_h if hours_after_dose is None else hours_after_dose
@@ -338,6 +342,8 @@ def recommend_from_trough(
         Record(time=0, evid=1, amt=dose_mg, cmt=c, ii=interval_h, ss=1, covariates=covariates),
         Record(time=t, evid=0, cmt=m.outputs[0][0] + 1, dv=trough, covariates=covariates),
     ])
+    if given != f"{trough:g} {unit}":
+        subj.warnings.append(f"level {given} read as {trough:.4g} {unit} (the model's unit)")
     return recommend(m, subj, interval_h=interval_h, target_low=target_low, target_high=target_high,
                      target_unit=unit if target_low is not None else None)
 

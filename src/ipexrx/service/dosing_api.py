@@ -82,6 +82,8 @@ class FitRequest(BaseModel):
     data_csv: str = Field(min_length=1, max_length=5_000_000,
                           description="NM-TRAN style CSV text (ID,TIME,EVID,AMT,CMT,...,DV; '.' = missing).")
     subject_id: str | None = Field(None, description="Fit only this subject.")
+    dv_unit: str | None = Field(None, description="Unit of DV and LLOQ (default: the model's output unit); "
+                                "ng/mL = ug/L = mcg/L (any case), mg/L, or nmol/L-type molar units.")
 
 
 def _finite(obj: Any) -> Any:
@@ -102,6 +104,12 @@ def _json(obj: Any) -> Response:
 
 
 def _dosing_error(exc: Exception) -> ApiError:
+    from ..dosing.checks import InputCheckError
+
+    if isinstance(exc, InputCheckError):  # structured: one issue per error-level input problem
+        issues = [{"path": p.path, "expected": p.expected, "got": p.got} for p in exc.problems
+                  if p.severity == "error"]
+        return ApiError(422, "input_check_failed", str(exc), issues=issues)
     return ApiError(422, "dosing_error", str(exc))
 
 
@@ -151,10 +159,12 @@ def recommend(body: RecommendRequest) -> Response:
 def fit(body: FitRequest) -> Response:
     import io
 
+    from ..dosing.checks import check_inputs, require_ok
     from ..dosing.data import read_nmtran
     from ..dosing.errors import DosingError
     from ..dosing.estimate import fit as map_fit
     from ..dosing.model import get_model
+    from ..dosing.units import convert_subject
 
     if "/" in body.model or body.model.endswith((".yaml", ".yml")):
         raise ApiError(422, "dosing_error", "model must be a library id, not a path")
@@ -167,7 +177,15 @@ def fit(body: FitRequest) -> Response:
                 raise ApiError(404, "not_found", f"subject {body.subject_id!r} is not in the data")
         if len(subjects) > 200:
             raise ApiError(413, "too_large", f"at most 200 subjects per call, got {len(subjects)}")
-        results = [map_fit(m, s, raise_on_failure=False).as_dict() for s in subjects]
+        results = []
+        for s in subjects:
+            if body.dv_unit is not None:
+                convert_subject(s, body.dv_unit, m)
+            checked = require_ok(check_inputs(m, s))  # errors: 422 with one issue per problem
+            r = map_fit(m, s, raise_on_failure=False).as_dict()
+            r["input_checks"] = [p.as_dict() for p in checked]
+            r["unit"] = m.spec.outputs[0].unit
+            results.append(r)
     except DosingError as exc:
         raise _dosing_error(exc) from None
     return _json({"model": m.id, "citation": m.spec.citation.text, "results": results})
