@@ -47,12 +47,18 @@ def _parse_covs(items: list[str]) -> dict[str, float]:
 
 
 @dose_app.command("models")
-def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the library as JSON.")) -> None:
-    """The model library: drug, population, citation, covariates with units and ranges, what was verified."""
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the library as JSON."),
+    reference: bool = typer.Option(False, "--reference", help="List the fictional teaching/validation models "
+                                   "(mapbayr-*, nonmem-*) instead; they are never used for a patient."),
+) -> None:
+    """The clinical model library: drug, population, citation, covariates with units and ranges, what was
+    verified. Teaching models are listed only with --reference."""
     from ..dosing.engine import covariate_range_text
     from ..dosing.model import all_models
 
-    models = _guard(all_models)
+    want = "reference" if reference else "clinical"
+    models = [m for m in _guard(all_models) if m.spec.kind == want]
     if as_json:
         out = []
         for m in models:
@@ -69,7 +75,8 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lib
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="ipexrx dosing models", show_lines=True)
+    t = Table(title="ipexrx dosing models" + (" - fictional teaching/validation models, never for a patient"
+                                               if reference else " (clinical)"), show_lines=True)
     for col in ("id", "drug / population", "citation", "covariates"):
         t.add_column(col)
     for m in models:
@@ -194,6 +201,11 @@ def recommend_cmd(
     dv_unit: str | None = typer.Option(None, "--dv-unit", help="Unit of DV/LLOQ in a --data CSV (default: the "
                                        "model's unit)."),
     current_dose: float | None = typer.Option(None, "--dose", help="Current dose (mg) for --level."),
+    new_interval: float | None = typer.Option(
+        None, "--new-interval", help="With --level: interval (h) of the suggested regimen if it should differ from "
+        "the current --interval."),
+    retarget: bool = typer.Option(False, "--retarget", help="Aim at the middle of the target range even when the "
+                                  "current regimen's prediction is already inside it."),
     hours_after: float | None = typer.Option(
         None, "--hours-after-dose", help="When --level was drawn (default: trough)."),
     interval: float | None = typer.Option(None, "--interval", help="Dosing interval in hours (default: model's)."),
@@ -201,7 +213,8 @@ def recommend_cmd(
     low: float | None = typer.Option(None, "--low", help="Target low (overrides the model's study target)."),
     high: float | None = typer.Option(None, "--high", help="Target high."),
     unit: str | None = typer.Option(None, "--unit", help="Target unit (required with --low/--high)."),
-    form: int = typer.Option(0, "--form", help="Dosage form index (see --json 'dosage_forms')."),
+    form: str = typer.Option("0", "--form", help="Dosage form: index or name, e.g. 'tablet' (see --json "
+                             "'dosage_forms')."),
     as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
     png: Path | None = typer.Option(None, "--plot", help="Write a PNG of the suggested regimen."),
     html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot of the suggested regimen."),
@@ -225,7 +238,9 @@ def recommend_cmd(
             if current_dose is None or interval is None or level_unit is None:
                 raise DosingError("--level needs --level-unit, --dose (mg) and --interval (h) of the current regimen")
             rec = recommend_from_trough(m.spec.drug, level, level_unit, current_dose, interval, covs, model_id=m.id,
-                                        hours_after_dose=hours_after, target_low=low, target_high=high)
+                                        hours_after_dose=hours_after, target_low=low, target_high=high,
+                                        metric=metric, form_index=form, new_interval_h=new_interval,
+                                        retarget=retarget, target_unit=unit)
         else:
             subject = None
             if data is not None:
@@ -234,7 +249,7 @@ def recommend_cmd(
                     raise DosingError(f"{data} holds {len(subjects)} subjects; choose one with --id")
                 subject = subjects[0]
             rec = recommend(m, subject, covs, interval_h=interval, metric=metric, target_low=low, target_high=high,
-                            target_unit=unit, form_index=form)
+                            target_unit=unit, form_index=form, retarget=retarget)
         if png or html_out:
             from ..dosing import plot
 
@@ -255,17 +270,23 @@ def recommend_cmd(
         from rich.console import Console
 
         con = Console(highlight=False)
-        con.print(f"[bold]Suggestion (not an order):[/bold] {rec.drug} {rec.dose_mg:g} mg every {rec.interval_h:g} h "
-                  f"({rec.daily_dose_mg:g} mg/day) as {rec.form}: {rec.administration}")
+        verb = "keep the current regimen" if rec.decision == "keep" else "consider"
+        con.print(f"[bold]Suggestion (not an order):[/bold] {verb}: {rec.drug} {rec.dose_mg:g} mg every "
+                  f"{rec.interval_h:g} h ({rec.daily_dose_mg:g} mg/day) as {rec.form}: {rec.administration}")
+        con.print(f"Why: {rec.decision_reason}")
         con.print(f"Predicted steady-state {rec.metric}: {rec.predicted:.3g} {rec.target_unit} "
-                  f"(90 % interval {rec.predicted_low:.3g}-{rec.predicted_high:.3g}); probability in "
-                  f"{rec.target_low:g}-{rec.target_high:g} {rec.target_unit}: {100 * rec.probability_in_target:.0f} %")
+                  f"(90 % predictive interval {rec.predicted_low:.3g}-{rec.predicted_high:.3g} {rec.target_unit}, "
+                  f"{rec.interval_includes}; parameter uncertainty alone {rec.parameter_low:.3g}-"
+                  f"{rec.parameter_high:.3g})")
+        con.print(f"Probability of target attainment ({rec.target_low:g}-{rec.target_high:g} {rec.target_unit}): "
+                  f"{100 * rec.probability_in_target:.0f} % (share of parameter draws whose true {rec.metric} is in "
+                  f"range); a measured level in range: {100 * rec.probability_measured_in_target:.0f} %")
         con.print(f"Target: {rec.target_context} - source: {rec.target_source}")
         con.print(f"Basis: {rec.basis}; exact dose {rec.exact_dose_mg:.3g} mg before rounding")
         for alt in rec.alternatives:
             con.print(f"Also considered: {alt['dose_mg']:g} mg every {alt['interval_h']:g} h, predicted "
                       f"{alt['predicted']:.3g} {rec.target_unit}, probability in range "
-                      f"{100 * alt['probability_in_target']:.0f} %")
+                      f"{100 * alt['probability_in_target']:.0f} %" + (f" ({alt['note']})" if alt.get("note") else ""))
         con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
         if rec.diagnostics is not None:
             _print_diagnostics(con, rec.diagnostics)
@@ -275,6 +296,7 @@ def recommend_cmd(
             con.print(f"[yellow]warning:[/yellow] {w}")
 
     _guard(run)
+
 
 def _print_diagnostics(con: Any, dg: Any) -> None:
     """Fit diagnostics block of `dose recommend` (limits and derivation: docs/dosing.md)."""

@@ -74,12 +74,24 @@ class Recommendation:
     parameters: dict[str, float] = field(default_factory=dict)
     fit: FitResult | None = field(default=None, repr=False)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    decision: str = "start"  # "keep" (current regimen in range), "change" (smallest change to the target), "start"
+    decision_reason: str = ""
+    current_dose_mg: float | None = None
+    current_interval_h: float | None = None
+    current_predicted: float | None = None
+    parameter_low: float = 0.0  # 5th-95th percentile from parameter uncertainty only
+    parameter_high: float = 0.0
+    probability_measured_in_target: float = 0.0
+    interval_includes: str = ""
+    pta_method: str = ""
     diagnostics: FitDiagnostics | None = None  # fit diagnostics (a posteriori only)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("fit", "diagnostics")}
         d["diagnostics"] = self.diagnostics.model_dump() if self.diagnostics is not None else None
-        d["interval_note"] = "predicted range: 5th-95th percentile of the individual's steady-state value"
+        d["interval_note"] = (f"predicted_low-predicted_high: 5th-95th percentile of the steady-state {self.metric}, "
+                              f"including {self.interval_includes}; parameter_low-parameter_high: parameter "
+                              "uncertainty only")
         return d
 
 
@@ -178,12 +190,78 @@ def _combine(dose: float, strengths: list[float], max_units: int) -> str | None:
     return " + ".join(parts)
 
 
+def _form_index(model: CompiledModel, form: int | str | None) -> int:
+    """A dosage form by index or by (case-insensitive, unique prefix of) its name."""
+    forms = model.spec.dosage_forms
+    if form is None:
+        return 0
+    if isinstance(form, int) or form.strip().isdigit():
+        i = int(form)
+        if not 0 <= i < len(forms):
+            raise DosingError(f"dosage form index {i} out of range 0..{len(forms) - 1} "
+                              f"({'; '.join(f'{k}: {f.form}' for k, f in enumerate(forms))})")
+        return i
+    key = form.strip().lower()
+    hits = [i for i, f in enumerate(forms) if f.form.lower() == key] or [
+        i for i, f in enumerate(forms) if f.form.lower().startswith(key)]
+    if len(hits) != 1:
+        raise DosingError(f"dosage form {form!r} {'is ambiguous' if hits else 'not found'} for model {model.id}; "
+                          f"forms: {'; '.join(f'{k}: {f.form}' for k, f in enumerate(forms))}")
+    return hits[0]
+
+
+def with_residual_error(model: CompiledModel, values: np.ndarray, metric: str,
+                        rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Add one draw of the model's residual error to each predicted value (what a measured level would show).
+
+    Troughs and peaks are observable, so their predictive interval includes residual error; AUC24 is derived
+    from many concentrations, not measured once, so its interval shows parameter uncertainty only."""
+    if metric == "auc24":
+        return values, "parameter uncertainty only (AUC24 is not a single measurement, so no residual error)"
+    err = model.outputs[0][3]
+    z = rng.standard_normal(values.shape)
+    if err.model == "log_additive":
+        return values * np.exp(math.sqrt(err.add_var) * z), "parameter uncertainty and residual error"
+    sd = np.sqrt(values**2 * err.prop_var + err.add_var)
+    return np.maximum(values + sd * z, 0.0), "parameter uncertainty and residual error"
+
+
+def _current_regimen(subject: Subject | None) -> tuple[float | None, float | None]:
+    """The last dose (mg) and its interval (II, or the gap to the dose before it) in the subject's records."""
+    if subject is None:
+        return None, None
+    doses = [r for r in subject.records if r.is_dose and r.amt > 0]
+    if not doses:
+        return None, None
+    last = doses[-1]
+    tau = last.ii if last.ii > 0 else (last.time - doses[-2].time if len(doses) > 1 else None)
+    return last.amt, (tau if tau and tau > 0 else None)
+
+
+def _last_measured_trough(subject: Subject | None, tau: float) -> float | None:
+    """The latest level if it was drawn in the last quarter of a dosing interval (a trough-like sample)."""
+    if subject is None:
+        return None
+    obs = [r for r in subject.records if r.is_obs and r.dv is not None and math.isfinite(r.dv)]
+    if not obs:
+        return None
+    last = obs[-1]
+    prior = [r for r in subject.records if r.is_dose and r.time <= last.time]
+    if not prior:
+        return None
+    d = prior[-1]
+    since = last.time - d.time
+    if d.ii > 0 and (d.ss or d.addl):
+        since = since % d.ii if since > d.ii else since
+    return float(last.dv) if last.dv is not None and since >= 0.75 * tau else None
+
+
 def choose_target(model: CompiledModel, metric: str | None, low: float | None, high: float | None,
                   unit: str | None) -> Target:
     if low is not None and high is not None:
         if low >= high or low <= 0:
             raise DosingError(f"target range must satisfy 0 < low < high, got {low:g}-{high:g}")
-        out_unit = model.spec.outputs[0].unit
+        out_unit = _metric_unit(model.spec.outputs[0].unit, metric)
         if unit is None:
             raise DosingError(f"give the target unit (the model predicts in {out_unit})")
         if unit != out_unit:
@@ -205,22 +283,37 @@ def recommend(
     target_low: float | None = None,
     target_high: float | None = None,
     target_unit: str | None = None,
-    form_index: int = 0,
+    form_index: int | str = 0,
     n_samples: int = 1000,
     fit_result: FitResult | None = None,
+    current_dose_mg: float | None = None,
+    current_interval_h: float | None = None,
+    retarget: bool = False,
+    allow_reference: bool = False,
 ) -> Recommendation:
     """Recommend a steady-state regimen. With observed levels in ``subject`` the individual's MAP estimate is
-    used (a posteriori); without, the typical values for the covariates (a priori)."""
+    used (a posteriori); without, the typical values for the covariates (a priori).
+
+    The current regimen (``current_dose_mg`` every ``current_interval_h``; by default the subject's last dose)
+    is kept when its predicted exposure is inside the target range, unless ``retarget`` asks to aim at the
+    middle of the range or a different ``interval_h`` is imposed; otherwise the suggestion is the smallest
+    change of daily dose (real dosage-form amounts) whose prediction is in range. Fictional teaching models
+    (``kind: reference``) are refused unless ``allow_reference`` (validation code only)."""
     m = get_model(model) if isinstance(model, str) else model
+    if m.spec.kind != "clinical" and not allow_reference:
+        raise DosingError(
+            f"model {m.id} is a fictional teaching/validation model (kind: {m.spec.kind}), never used for a "
+            f"patient; choose a clinical model ({', '.join(sorted(DEFAULT_MODELS.values()))})")
     target = choose_target(m, metric, target_low, target_high, target_unit)
-    tau = interval_h or m.spec.default_interval_h
+    cur_dose, cur_tau = _current_regimen(subject)
+    cur_dose = current_dose_mg if current_dose_mg is not None else cur_dose
+    cur_tau = current_interval_h if current_interval_h is not None else cur_tau
+    tau = interval_h or cur_tau or m.spec.default_interval_h
     if tau is None:
         raise DosingError(f"model {m.id} has no default interval; give the dosing interval in hours")
     if not m.spec.dosage_forms:
         raise DosingError(f"model {m.id} lists no dosage forms to round the dose to")
-    if not 0 <= form_index < len(m.spec.dosage_forms):
-        raise DosingError(f"dosage form index {form_index} out of range 0..{len(m.spec.dosage_forms) - 1}")
-    form = m.spec.dosage_forms[form_index]
+    form = m.spec.dosage_forms[_form_index(m, form_index)]
     covs = _last_covariates(subject, covariates)
     warnings: list[str] = []
     # input checks before any fit: an error stops here (InputCheckError), warnings travel with the result
@@ -252,7 +345,32 @@ def recommend(
                                               covariates=covs)]))
     warnings += [w for w in d0.warnings if w not in warnings]
     goal = math.sqrt(target.low * target.high)  # geometric middle of the range
-    taus = [tau] if interval_h else sorted({tau, *(m.spec.allowed_intervals_h or [])})
+    direction = 0  # +1 / -1: a measured trough below / above the range asks for a higher / lower daily dose
+    keep_possible = cur_dose is not None and cur_tau is not None and not retarget and (
+        interval_h is None or abs(interval_h - cur_tau) < 1e-9)
+    if keep_possible:
+        assert cur_dose is not None and cur_tau is not None
+        cur_pm = steady_state_exposure(m, covs, cur_tau, etas, target.metric).per_mg
+        cur_pred = float(cur_dose * cur_pm[0])
+        measured = _last_measured_trough(subject, cur_tau) if target.metric == "trough" else None
+        if measured is not None and not target.low <= measured <= target.high:
+            direction = 1 if measured < target.low else -1
+            warnings.append(
+                f"the last measured trough {measured:g} {target.unit} is outside {target.low:g}-{target.high:g} "
+                f"{target.unit} although the model predicts {cur_pred:.3g} {target.unit} for the current regimen; "
+                "the regimen is not kept on the model's word alone")
+        elif target.low <= cur_pred <= target.high:
+            return _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, "keep",
+                           f"the current regimen's predicted {target.metric} {cur_pred:.3g} {target.unit} is inside "
+                           f"{target.low:g}-{target.high:g} {target.unit}: keep it",
+                           cur_tau, cur_dose, _how(form, cur_dose), cur_dose * cur_pm, cur_dose, [], cur_dose, cur_tau,
+                           cur_pred)
+    cur_pred_out = None
+    if cur_dose is not None and cur_tau is not None:
+        cur_pred_out = float(cur_dose * steady_state_exposure(m, covs, cur_tau, etas[:1], target.metric).per_mg[0])
+    smallest = cur_dose is not None and cur_tau is not None and not retarget
+    cur_daily = (cur_dose * 24.0 / cur_tau) if smallest else None  # type: ignore[operator]
+    taus = [tau] if interval_h or smallest else sorted({tau, *(m.spec.allowed_intervals_h or [])})
     options = []
     for t in taus:
         per_mg = steady_state_exposure(m, covs, t, etas, target.metric).per_mg
@@ -263,9 +381,14 @@ def recommend(
         if not cands:
             raise DosingError(f"no dose of {form.form} fits; the exact dose would be {exact_t:.3g} mg")
 
-        def score(c: tuple[float, str], pm: np.ndarray = per_mg) -> tuple[int, float]:
+        def score(c: tuple[float, str], pm: np.ndarray = per_mg, t: float = t) -> tuple[int, float]:
             pr = c[0] * pm[0]
-            return (0 if target.low <= pr <= target.high else 1, abs(math.log(pr / goal)))
+            inside = target.low <= pr <= target.high
+            if cur_daily is not None and inside:  # smallest change of daily dose that reaches the range
+                change = math.log(c[0] * 24.0 / t / cur_daily)
+                wrong_way = direction != 0 and change * direction <= 0
+                return (1 if wrong_way else 0, abs(change))
+            return (0 if inside else 2, abs(math.log(pr / goal)))
 
         d_t, how_t = min(cands, key=score)
         ps = d_t * per_mg
@@ -279,8 +402,54 @@ def recommend(
     alternatives = [
         {"interval_h": o[0], "dose_mg": o[1], "administration": o[2], "predicted": float(o[3][0]),
          "probability_in_target": o[4]} for o in options if o is not chosen]
+    if smallest:
+        # the mid-range dose on the same interval, for comparison with the smallest change
+        pm = pred_s / dose
+        mid_d, mid_how = min(candidate_doses(form, max_dose=goal / pm[0] * 3),
+                             key=lambda c: abs(math.log(c[0] * pm[0] / goal)))
+        if mid_d != dose:
+            ms = mid_d * pm
+            alternatives.append({
+                "interval_h": tau, "dose_mg": mid_d, "administration": mid_how, "predicted": float(ms[0]),
+                "probability_in_target": float(np.mean((ms[1:] >= target.low) & (ms[1:] <= target.high))),
+                "note": "aims at the middle of the target range"})
+        why = (f"predicts {cur_pred_out:.3g} {target.unit}" if direction == 0 else
+               f"gave a measured trough {'below' if direction > 0 else 'above'} the range")
+        reason = (f"the current regimen ({cur_dose:g} mg every {cur_tau:g} h) {why}, target {target.low:g}-"
+                  f"{target.high:g} {target.unit}: smallest change of daily dose "
+                  f"{'(' + ('up' if direction > 0 else 'down') + ') ' if direction else ''}whose prediction is in "
+                  "range")
+        decision = "change"
+    else:
+        decision = "change" if cur_dose is not None else "start"
+        reason = ("aims at the middle of the target range (geometric mean of low and high)" +
+                  (" as asked" if retarget else "") +
+                  ("; a different interval than the current one was imposed" if cur_tau and interval_h and
+                   abs(interval_h - cur_tau) > 1e-9 else ""))
+    return _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, decision, reason, tau, dose, how,
+                   pred_s, exact, alternatives, cur_dose, cur_tau, cur_pred_out)
+
+
+def _how(form: DosageForm, dose: float) -> str:
+    """How to give ``dose`` with ``form``, or a note that it cannot be measured with it."""
+    for d, how in candidate_doses(form, max_dose=dose):
+        if abs(d - dose) < 1e-9:
+            return how
+    return f"{dose:g} mg (current dose; not a whole number of {form.form} units)"
+
+
+def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | None, diag: FitDiagnostics | None,
+            basis: str, warnings: list[str], center: np.ndarray, d0: Design, rng: np.random.Generator,
+            decision: str, reason: str, tau: float, dose: float, how: str, pred_s: np.ndarray, exact: float,
+            alternatives: list[dict[str, Any]], cur_dose: float | None, cur_tau: float | None,
+            cur_pred: float | None) -> Recommendation:
     pred = float(pred_s[0])
-    lo, hi = np.quantile(pred_s[1:], [0.05, 0.95])
+    draws = pred_s[1:]
+    p_in = float(np.mean((draws >= target.low) & (draws <= target.high)))
+    plo, phi = np.quantile(draws, [0.05, 0.95])
+    measured, includes = with_residual_error(m, draws, target.metric, rng)
+    lo, hi = np.quantile(measured, [0.05, 0.95])
+    p_meas = float(np.mean((measured >= target.low) & (measured <= target.high)))
     inside = target.low <= pred <= target.high
     if not inside:
         warnings.append(
@@ -302,7 +471,13 @@ def recommend(
         target_source=target.source, target_context=target.context, target_verified=target.verified,
         predicted=pred, predicted_low=float(lo), predicted_high=float(hi), probability_in_target=p_in,
         exact_dose_mg=float(exact), in_target=inside, caveats=caveats, warnings=warnings, parameters=params, fit=fr,
-        alternatives=alternatives, diagnostics=diag,
+        alternatives=alternatives, diagnostics=diag, decision=decision, decision_reason=reason,
+        current_dose_mg=cur_dose, current_interval_h=cur_tau, current_predicted=cur_pred, parameter_low=float(plo),
+        parameter_high=float(phi), probability_measured_in_target=p_meas, interval_includes=includes,
+        pta_method=(f"probability of target attainment: fraction of {len(draws)} draws of the individual "
+                    "parameters (posterior normal approximation N(eta_hat, covariance) with levels, prior "
+                    f"N(0, Omega) without) whose true steady-state {target.metric} is inside the target range; "
+                    "probability_measured_in_target adds one residual-error draw to each"),
     )
 
 
@@ -317,8 +492,16 @@ def recommend_from_trough(
     hours_after_dose: float | None = None,
     target_low: float | None = None,
     target_high: float | None = None,
+    metric: str | None = None,
+    form_index: int | str = 0,
+    new_interval_h: float | None = None,
+    retarget: bool = False,
+    target_unit: str | None = None,
 ) -> Recommendation:
     """For the assessment: a measured steady-state level on the current regimen -> a suggested regimen.
+
+    ``metric`` (trough, peak, auc24) and ``form_index`` choose what the suggestion targets and rounds to;
+    ``new_interval_h`` imposes a different interval for the suggestion (default: keep the current one).
 
     The patient is assumed at steady state on ``dose_mg`` every ``interval_h`` h; the level was drawn
     ``hours_after_dose`` after a dose (default: just before the next one). Raises DosingError for unknown drugs
@@ -344,8 +527,14 @@ def recommend_from_trough(
     ])
     if given != f"{trough:g} {unit}":
         subj.warnings.append(f"level {given} read as {trough:.4g} {unit} (the model's unit)")
-    return recommend(m, subj, interval_h=interval_h, target_low=target_low, target_high=target_high,
-                     target_unit=unit if target_low is not None else None)
+    t_unit = target_unit or (_metric_unit(unit, metric) if target_low is not None else None)
+    return recommend(m, subj, interval_h=new_interval_h or interval_h, metric=metric, target_low=target_low,
+                     target_high=target_high, target_unit=t_unit,
+                     form_index=form_index, current_dose_mg=dose_mg, current_interval_h=interval_h, retarget=retarget)
+
+
+def _metric_unit(unit: str, metric: str | None) -> str:
+    return unit + "*h" if metric == "auc24" else unit
 
 
 def prediction_band(

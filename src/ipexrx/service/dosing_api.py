@@ -61,6 +61,11 @@ class RecommendRequest(BaseModel):
     target_low: float | None = Field(None, gt=0)
     target_high: float | None = Field(None, gt=0)
     target_unit: str | None = None
+    form: int | str = Field(0, description="Dosage form of the model: index or name (e.g. 'tablet').")
+    new_interval_h: float | None = Field(None, gt=0, le=168, description="With level: interval of the suggestion "
+                                         "if it should differ from the current interval_h.")
+    retarget: bool = Field(False, description="Aim at the middle of the target range even when the current "
+                           "regimen is predicted inside it.")
 
     @model_validator(mode="after")
     def _consistent(self) -> RecommendRequest:
@@ -114,12 +119,13 @@ def _dosing_error(exc: Exception) -> ApiError:
 
 
 @router.get("/models", response_model=ModelList, summary="The population-PK model library with citations")
-def list_models() -> Response:
+def list_models(reference: bool = False) -> Response:
+    """Clinical models; ``?reference=true`` lists the fictional teaching/validation models instead."""
     from ..dosing.engine import covariate_range_text
     from ..dosing.model import all_models
 
     out = []
-    for m in all_models():
+    for m in (m for m in all_models() if m.spec.kind == ("reference" if reference else "clinical")):
         s = m.spec
         out.append(ModelSummary(
             id=s.id, title=s.title, drug=s.drug, kind=s.kind,
@@ -143,12 +149,13 @@ def recommend(body: RecommendRequest) -> Response:
             rec = recommend_from_trough(
                 body.drug or "", body.level, body.level_unit, body.dose_mg, body.interval_h, body.covariates,
                 model_id=model_id, hours_after_dose=body.hours_after_dose,
-                target_low=body.target_low, target_high=body.target_high,
+                target_low=body.target_low, target_high=body.target_high, metric=body.metric, form_index=body.form,
+                new_interval_h=body.new_interval_h, retarget=body.retarget, target_unit=body.target_unit,
             )
         else:
             rec = recommend(model_id, None, body.covariates, interval_h=body.interval_h, metric=body.metric,
                             target_low=body.target_low, target_high=body.target_high,
-                            target_unit=body.target_unit)
+                            target_unit=body.target_unit, form_index=body.form, retarget=body.retarget)
     except DosingError as exc:
         raise _dosing_error(exc) from None
     return _json(rec.as_dict())
