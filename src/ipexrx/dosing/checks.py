@@ -242,8 +242,11 @@ def check_inputs(
     if weight is not None and not 0 < weight < math.inf:
         weight = None
     if subject is not None:
-        out += _check_doses(model, subject, weight, age_years)
-        out += _check_records(model, subject, now_h if now_h is not None else subject.now_h)
+        dose_probs = _check_doses(model, subject, weight, age_years)
+        out += dose_probs
+        # an implausible dose explains a level/prediction mismatch as well as log data would: no log guess then
+        out += _check_records(model, subject, now_h if now_h is not None else subject.now_h,
+                              log_check=not any(p.severity == "error" for p in dose_probs))
     if dose_mg is not None:
         from .data import Record
 
@@ -255,7 +258,8 @@ def check_inputs(
     return out
 
 
-def _check_records(model: CompiledModel, subject: Subject, now_h: float | None) -> list[Problem]:
+def _check_records(model: CompiledModel, subject: Subject, now_h: float | None,
+                   log_check: bool = True) -> list[Problem]:
     out: list[Problem] = []
     recs = subject.records
     dose_times = [r.time for r in recs if r.is_dose]
@@ -315,7 +319,8 @@ def _check_records(model: CompiledModel, subject: Subject, now_h: float | None) 
                                    "one level per sample", f"also records[{j}] (DV {recs[j].dv} and {r.dv})",
                                    "input check"))
             seen_obs.setdefault(ok, i)
-    out += _check_log_scale(model, subject)
+    if log_check:
+        out += _check_log_scale(model, subject)
     return out
 
 
@@ -333,13 +338,16 @@ def _check_log_scale(model: CompiledModel, subject: Subject) -> list[Problem]:
     y = np.array([r.dv for r in obs], dtype=float)
     if np.any(fi <= 1.0):
         return []
-    looks_log = np.all(np.abs(y - np.log(fi)) < 1.0) and np.all(fi / y > 20.0)
+    # within 0.5 of ln(prediction) and at least 3x below it: a log-transformed column (a real low level, e.g. missed
+    # doses, can look the same, hence a warning and not an error; a negative DV is an error above)
+    looks_log = np.all(np.abs(y - np.log(fi)) < 0.5) and np.all(fi / y > 3.0)
     if not looks_log:
         return []
     unit = model.spec.outputs[0].unit
-    return [Problem("error", "dv-log-scale", f"subject {subject.id}.DV",
+    return [Problem("warning", "dv-log-scale", f"subject {subject.id}.DV",
                     "the levels match the natural log of the typical prediction, not the prediction: the DV column "
-                    f"looks log-transformed, and the model wants linear concentrations in {unit}",
+                    f"looks log-transformed (or the levels are far below the typical ones); the model wants linear "
+                    f"concentrations in {unit}",
                     f"linear concentrations in {unit} (typical prediction {float(np.median(fi)):.3g})",
                     f"DV {', '.join(f'{v:g}' for v in y[:5])}", "input check")]
 
