@@ -309,6 +309,8 @@ def test_recommend_stops_on_an_error_and_carries_warnings():
         recommend(m, tac_subject(dose=500))
     with pytest.raises(InputCheckError, match="interval"):
         recommend(m, None, COVS, interval_h=0.01)
+    with pytest.raises(InputCheckError, match="far above"):
+        recommend(m, None, COVS, current_dose_mg=500, current_interval_h=12)
     rec = recommend(m, None, {**COVS, "WT": 8.0})
     assert any(w.startswith("input check:") and "WT" in w for w in rec.warnings)
 

@@ -317,7 +317,8 @@ def recommend(
     covs = _last_covariates(subject, covariates)
     warnings: list[str] = []
     # input checks before any fit: an error stops here (InputCheckError), warnings travel with the result
-    warnings += [f"input check: {p}" for p in require_ok(check_inputs(m, subject, covariates, interval_h=interval_h))]
+    warnings += [f"input check: {p}" for p in require_ok(check_inputs(
+        m, subject, covariates, interval_h=interval_h, dose_mg=current_dose_mg, dose_interval_h=current_interval_h))]
     diag: FitDiagnostics | None = None
     fr = fit_result
     if fr is None and subject is not None and any(r.is_obs for r in subject.records):
@@ -505,7 +506,8 @@ def recommend_from_trough(
 
     The patient is assumed at steady state on ``dose_mg`` every ``interval_h`` h; the level was drawn
     ``hours_after_dose`` after a dose (default: just before the next one). Raises DosingError for unknown drugs
-    or units that differ from the model's.
+    or units it cannot convert (the level is converted to the model's unit: ng/mL = ug/L = mcg/L, mg/L, and
+    molar units with the drug's molar mass).
     """
     key = drug.strip().lower()
     mid = model_id or DEFAULT_MODELS.get(key)
