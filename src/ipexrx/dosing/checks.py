@@ -254,8 +254,14 @@ def check_inputs(
         out += [Problem(p.severity, p.code, p.path.replace("subject regimen records[0]", "dose"), p.message,
                         p.expected, p.got, p.source) for p in _check_doses(model, tmp, weight, age_years)
                 if p.code != "interval-range"]
-    out.sort(key=lambda p: 0 if p.severity == "error" else 1)
-    return out
+    seen: set[tuple[str, str, str]] = set()
+    unique = []
+    for p in out:  # the same regimen given twice (records and current dose) is reported once
+        if (p.code, p.message, p.got) not in seen:
+            seen.add((p.code, p.message, p.got))
+            unique.append(p)
+    unique.sort(key=lambda p: 0 if p.severity == "error" else 1)
+    return unique
 
 
 def _check_records(model: CompiledModel, subject: Subject, now_h: float | None,
