@@ -53,7 +53,8 @@ class RecommendRequest(BaseModel):
     model: str | None = Field(None, description="A model id from GET /api/v1/dosing/models.")
     covariates: dict[str, float] = Field(default_factory=dict, description="Covariates in the model's units.")
     level: float | None = Field(None, gt=0, description="A steady-state level on the current regimen.")
-    level_unit: str | None = Field(None, description="Unit of level; must equal the model's output unit.")
+    level_unit: str | None = Field(None, description="Unit of level, converted to the model's: ng/mL = ug/L = mcg/L "
+                                   "(any case), mg/L, or nmol/L, pmol/L, pmol/mL, umol/L with the drug's molar mass.")
     dose_mg: float | None = Field(None, gt=0, description="Current dose in mg (with level).")
     interval_h: float | None = Field(None, gt=0, le=168, description="Dosing interval in hours.")
     hours_after_dose: float | None = Field(None, gt=0, description="When the level was drawn (default: trough).")
