@@ -213,3 +213,16 @@ def test_a_patient_recommendation_refuses_a_teaching_model():
     assert recommend("fan2024-sirolimus", covariates={"WT": 12}).model_id == "fan2024-sirolimus"
     assert get_model("nonmem-405").spec.kind == "reference"
 
+
+
+def test_recommendation_plot_draws_a_concentration_target_only_for_concentration_metrics():
+    from ipexrx.dosing.plot import recommendation_curve
+
+    m = get_model("fan2024-sirolimus")
+    trough = recommend(m, covariates={"WT": 12})
+    c = recommendation_curve(m, trough, {"WT": 12})
+    assert c.target == (trough.target_low, trough.target_high) and c.unit == "ng/mL"
+    assert "parameter uncertainty only" in c.note
+    auc = recommend(m, covariates={"WT": 12}, metric="auc24", target_low=100, target_high=200, target_unit="ng/mL*h")
+    ca = recommendation_curve(m, auc, {"WT": 12})
+    assert ca.target is None and ca.unit == "ng/mL" and "auc24 target 100-200 ng/mL*h" in ca.note

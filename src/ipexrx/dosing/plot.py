@@ -62,9 +62,12 @@ def recommendation_curve(model: CompiledModel, rec: Recommendation, covariates: 
     ip, lo, hi, _ = prediction_band(model, subj, eta, cov, times)
     return Curve(
         title=f"{model.spec.drug} {rec.dose_mg:g} mg every {tau:g} h at steady state ({model.id})",
-        unit=rec.target_unit, times=times, ipred=ip, lo=lo, hi=hi, obs_t=np.array([]), obs_y=np.array([]),
-        blq_t=np.array([]), target=(rec.target_low, rec.target_high),
-        note=f"{rec.basis}; band: 90 % interval; target {rec.target_low:g}-{rec.target_high:g} {rec.target_unit} "
+        unit=model.spec.outputs[0].unit, times=times, ipred=ip, lo=lo, hi=hi, obs_t=np.array([]),
+        obs_y=np.array([]), blq_t=np.array([]),
+        # an AUC24 target is not a concentration: no band on the concentration axis, only the note
+        target=None if rec.metric == "auc24" else (rec.target_low, rec.target_high),
+        note=f"{rec.basis}; band: 90 % interval of the concentration from parameter uncertainty only (no "
+             f"residual error); {rec.metric} target {rec.target_low:g}-{rec.target_high:g} {rec.target_unit} "
              f"({rec.target_context})",
     )
 
