@@ -226,3 +226,11 @@ def test_recommendation_plot_draws_a_concentration_target_only_for_concentration
     auc = recommend(m, covariates={"WT": 12}, metric="auc24", target_low=100, target_high=200, target_unit="ng/mL*h")
     ca = recommendation_curve(m, auc, {"WT": 12})
     assert ca.target is None and ca.unit == "ng/mL" and "auc24 target 100-200 ng/mL*h" in ca.note
+
+
+def test_an_in_range_dose_the_chosen_form_cannot_give_is_moved_to_the_nearest_real_amount():
+    sol = recommend_from_trough("sirolimus", 11.0, "ng/mL", 0.8, 24, {"WT": 12})
+    assert sol.decision == "keep" and sol.administration == "0.8 mL of 1 mg/mL"
+    tab = recommend_from_trough("sirolimus", 11.0, "ng/mL", 0.8, 24, {"WT": 12}, form_index="tablet")
+    assert tab.decision == "change" and tab.dose_mg in (0.5, 1.0) and tab.in_target
+    assert any("cannot be given as tablet" in w for w in tab.warnings)

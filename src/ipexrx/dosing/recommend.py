@@ -360,12 +360,15 @@ def recommend(
                 f"the last measured trough {measured:g} {target.unit} is outside {target.low:g}-{target.high:g} "
                 f"{target.unit} although the model predicts {cur_pred:.3g} {target.unit} for the current regimen; "
                 "the regimen is not kept on the model's word alone")
-        elif target.low <= cur_pred <= target.high:
+        elif target.low <= cur_pred <= target.high and _how(form, cur_dose) is not None:
             return _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, "keep",
                            f"the current regimen's predicted {target.metric} {cur_pred:.3g} {target.unit} is inside "
                            f"{target.low:g}-{target.high:g} {target.unit}: keep it",
-                           cur_tau, cur_dose, _how(form, cur_dose), cur_dose * cur_pm, cur_dose, [], cur_dose, cur_tau,
-                           cur_pred)
+                           cur_tau, cur_dose, _how(form, cur_dose) or "", cur_dose * cur_pm, cur_dose, [], cur_dose,
+                           cur_tau, cur_pred)
+        elif target.low <= cur_pred <= target.high:
+            warnings.append(f"the current dose {cur_dose:g} mg cannot be given as {form.form}; the nearest amount "
+                            "that keeps the prediction in range is suggested")
     cur_pred_out = None
     if cur_dose is not None and cur_tau is not None:
         cur_pred_out = float(cur_dose * steady_state_exposure(m, covs, cur_tau, etas[:1], target.metric).per_mg[0])
@@ -431,12 +434,12 @@ def recommend(
                    pred_s, exact, alternatives, cur_dose, cur_tau, cur_pred_out)
 
 
-def _how(form: DosageForm, dose: float) -> str:
-    """How to give ``dose`` with ``form``, or a note that it cannot be measured with it."""
+def _how(form: DosageForm, dose: float) -> str | None:
+    """How to give ``dose`` with ``form``; None when the form cannot give exactly that amount."""
     for d, how in candidate_doses(form, max_dose=dose):
         if abs(d - dose) < 1e-9:
             return how
-    return f"{dose:g} mg (current dose; not a whole number of {form.form} units)"
+    return None
 
 
 def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | None, diag: FitDiagnostics | None,
