@@ -102,9 +102,9 @@ def _form_in_kb(form, products: list[dict]) -> bool:
         if p.get("route") != "oral":
             continue
         sts = p.get("strengths") or []
-        if form.strengths and not any(s.get("per_ml") for s in sts) and set(form.strengths) <= {
+        if form.strengths and not any(s.get("per_ml") for s in sts) and set(form.strengths) == {
                 float(s["value"]) for s in sts if s.get("unit") == form.unit}:
-            return True
+            return True  # every strength the product has, and no other
         if form.concentration and any(s.get("per_ml") and float(s["value"]) / float(s["per_ml"]) == form.concentration
                                       for s in sts):
             return True
@@ -121,6 +121,8 @@ def test_clinical_model_dosage_forms_match_knowledge_base_products():
     # negative: a strength no product has is caught
     bad = get_model("fan2024-sirolimus").spec.dosage_forms[1].model_copy(update={"strengths": [0.3]})
     assert not _form_in_kb(bad, _kb_products("sirolimus"))
+    missing = bad.model_copy(update={"strengths": [0.5, 1]})  # a strength left out is caught too
+    assert not _form_in_kb(missing, _kb_products("sirolimus"))
 
 
 # --- predictive interval and probability of target attainment -------------------------------------------------
