@@ -26,19 +26,9 @@ from ipexrx.patient.labs import LabKind, kinds_for_parameter, lab_by_id
 from ipexrx.patient.units import convert
 from ipexrx.patient.vaccines import classify_vaccine, is_live
 
+from .kbcopy import kb_with
+
 AS_OF = dt.date(2026, 11, 25)
-
-
-def _kb_with(tmp_path: Path, rel: str, change: Callable[[Any], Any]) -> KnowledgeBase:
-    dest = tmp_path / "data"
-    shutil.copytree(DEFAULT_DATA_DIR, dest)
-    path = dest / rel
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    kb = load_kb(dest)
-    assert validate_kb(kb) == []
-    return kb
 
 
 def _patient(meds: list[dict[str, Any]], labs: list[dict[str, Any]] | None = None,
@@ -115,7 +105,7 @@ def test_creatinine_rule_follows_the_kb_threshold(tmp_path: Path) -> None:
     def raise_to_60(d: dict[str, Any]) -> None:
         d["safety"]["result_thresholds"][0]["value"] = 60
 
-    kb = _kb_with(tmp_path, "drugs/cyclosporine.yaml", raise_to_60)
+    kb = kb_with(tmp_path, "drugs/cyclosporine.yaml", raise_to_60)
     patient = _creatinine("cyclosporine", 40, 60)  # +50%
     assert _alerts(patient, CREAT)
     assert not _alerts(patient, CREAT, kb)
@@ -125,7 +115,7 @@ def test_without_any_kb_creatinine_threshold_the_rule_stays_silent(tmp_path: Pat
     def drop(d: dict[str, Any]) -> None:
         d["safety"]["result_thresholds"] = []
 
-    kb = _kb_with(tmp_path, "drugs/cyclosporine.yaml", drop)
+    kb = kb_with(tmp_path, "drugs/cyclosporine.yaml", drop)
     assert not _alerts(_creatinine("tacrolimus", 40, 80), CREAT, kb)
 
 
@@ -147,7 +137,7 @@ def test_neutropenia_rule_follows_the_kb_threshold(tmp_path: Path) -> None:
     def lower(d: list[dict[str, Any]]) -> None:
         d[0]["thresholds"][0]["value"] = 1.0
 
-    kb = _kb_with(tmp_path, "thresholds.yaml", lower)
+    kb = kb_with(tmp_path, "thresholds.yaml", lower)
     assert _alerts(_anc(1.2), NEUTRO)
     assert not _alerts(_anc(1.2), NEUTRO, kb)
     assert _alerts(_anc(0.9), NEUTRO, kb)
@@ -183,7 +173,7 @@ def test_vaccine_liveness_follows_the_kb(tmp_path: Path) -> None:
     def drop_bcg(d: list[dict[str, Any]]) -> None:
         d[:] = [v for v in d if v["id"] != "bcg"]
 
-    kb = _kb_with(tmp_path, "vaccines.yaml", drop_bcg)
+    kb = kb_with(tmp_path, "vaccines.yaml", drop_bcg)
     assert is_live("BCG") is True and is_live("x", "19") is True
     assert is_live("BCG", kb=kb) is None and is_live("x", "19", kb=kb) is None
     assert classify_vaccine("MMR", kb=kb) == (True, "measles-mumps-rubella")
@@ -213,7 +203,7 @@ def test_without_a_sourced_equivalence_methylprednisolone_stays_unjudged(tmp_pat
     def drop(d: dict[str, Any]) -> None:
         del d["safety"]["vaccines"]["prednisone_equivalence"]
 
-    kb = _kb_with(tmp_path, "drugs/methylprednisolone.yaml", drop)
+    kb = kb_with(tmp_path, "drugs/methylprednisolone.yaml", drop)
     (alert,) = _alerts(_steroid("methylprednisolone", 16), LIVE, kb)
     assert alert.severity.value == "warning" and "cannot judge" in alert.reasoning
 
@@ -223,7 +213,7 @@ def test_prednisone_threshold_is_read_from_the_kb_model(tmp_path: Path) -> None:
         d["safety"]["vaccines"]["threshold"]["mg_per_day"] = 30
         d["safety"]["vaccines"]["threshold"]["mg_per_kg_day"] = 3
 
-    kb = _kb_with(tmp_path, "drugs/prednisone.yaml", raise_threshold)
+    kb = kb_with(tmp_path, "drugs/prednisone.yaml", raise_threshold)
     assert _alerts(_steroid("prednisone", 25), LIVE)[0].severity.value == "critical"
     (alert,) = _alerts(_steroid("prednisone", 25), LIVE, kb)
     assert alert.severity.value == "info" and "30 mg/day" in alert.reasoning
@@ -248,7 +238,7 @@ def test_fhir_condition_codes_follow_the_kb(tmp_path: Path) -> None:
         for m in d:
             m.pop("codings", None)
 
-    kb = _kb_with(tmp_path, "manifestations.yaml", drop)
+    kb = kb_with(tmp_path, "manifestations.yaml", drop)
     subj = {"reference": "Patient/p1"}
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2020-01-01"}},

@@ -8,35 +8,21 @@ corticosteroid in the KB can be judged or says why not, and the one-path convers
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ipexrx.assess import assess
 from ipexrx.knowledge import get_kb
-from ipexrx.knowledge.loader import DEFAULT_DATA_DIR, KnowledgeBase, load_kb
-from ipexrx.knowledge.validate import validate_kb
+from ipexrx.knowledge.loader import KnowledgeBase
 from ipexrx.patient.vaccines import names_in_utero_exposure, vaccine_in_medication
+
+from .kbcopy import kb_with
 
 AS_OF = dt.date(2026, 11, 25)
 LIVE = "vaccines.live_vaccine_under_immunosuppression"
 AFTER = "vaccines.live_vaccine_after_stopping"
-
-
-def _kb_with(tmp_path: Path, rel: str, change: Callable[[Any], Any]) -> KnowledgeBase:
-    dest = tmp_path / "data"
-    shutil.copytree(DEFAULT_DATA_DIR, dest)
-    path = dest / rel
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    kb = load_kb(dest)
-    assert validate_kb(kb) == []
-    return kb
 
 
 def _chart(meds: list[dict[str, Any]], weight: float | None = None, vaccine: str = "MMR") -> dict[str, Any]:
@@ -88,7 +74,7 @@ def test_a_steroid_with_its_own_threshold_is_still_converted(tmp_path: Path) -> 
             "mg_per_day": 15, "mg_per_kg_day": 1.5, "weight_cutoff_kg": 10, "min_days": 14,
             "statement": {"text": "test threshold", "sources": ["acip-altered-immunocompetence"]}}
 
-    kb = _kb_with(tmp_path, "drugs/methylprednisolone.yaml", own_threshold)
+    kb = kb_with(tmp_path, "drugs/methylprednisolone.yaml", own_threshold)
     (alert,) = _alerts(_chart([_steroid("methylprednisolone", 12)], weight=30), LIVE, kb)
     assert alert.severity.value == "critical" and "prednisone-equivalent 15 mg/day" in alert.reasoning
 
