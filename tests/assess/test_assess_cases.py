@@ -46,6 +46,16 @@ def test_every_rule_has_a_positive_and_a_negative_case() -> None:
     assert set(RULES) <= negative, f"rules without a negative case: {set(RULES) - negative}"
 
 
+def test_every_rule_has_a_missing_data_case() -> None:
+    """A missing value must be 'cannot judge', never silence: each rule pins what it does without its data."""
+    covered: set[str] = set()
+    for path in CASES:
+        case = json.loads(path.read_text())
+        if case.get("kind") == "missing-data":
+            covered |= {e["rule"] for e in case["expect"]} | set(case["absent_rules"])
+    assert set(RULES) <= covered, f"rules without a missing-data case: {set(RULES) - covered}"
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_case(path: Path) -> None:
     case = json.loads(path.read_text())

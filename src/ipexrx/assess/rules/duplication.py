@@ -87,11 +87,17 @@ def cni_switch_interval(ctx: Ctx) -> list[Alert]:
     alerts: list[Alert] = []
     for first in meds:
         for second in meds:
-            if first.drug_id == second.drug_id or not _is_switch(first, second):
+            if first.drug_id == second.drug_id:
+                continue
+            undated = first.status == "stopped" and first.end is None and second.status in ("active", "planned")
+            if not undated and not _is_switch(first, second):
                 continue
             inters = _pair_interactions(ctx, first.drug_id or "", second.drug_id or "")
             timing = _timing(inters)
             if timing is None or timing.separation_hours is None:
+                continue
+            if undated:
+                alerts.append(_undated_switch(ctx, first, second, timing))
                 continue
             assert first.end is not None and second.start is not None
             gap_days = (second.start - first.end).days
@@ -115,6 +121,24 @@ def cni_switch_interval(ctx: Ctx) -> list[Alert]:
                 sources=ctx.refs(timing.text),
             ))
     return alerts
+
+
+def _undated_switch(ctx: Ctx, first: Med, second: Med, timing: Instruction) -> Alert:
+    """A stopped CNI with no stop date beside another CNI: the label's interval cannot be checked."""
+    a, b = ctx.label(first.drug_id or ""), ctx.label(second.drug_id or "")
+    hours = fmt_number(timing.separation_hours or 0)
+    return Alert(
+        id=f"duplication:cni-switch:{first.drug_id}->{second.drug_id}", rule="duplication.cni_switch_interval",
+        family="duplication", severity=Severity.INFO,
+        summary=f"Switch {a} -> {b}: {a} is recorded as stopped without a stop date; the {hours} h interval the "
+                "label asks for cannot be checked",
+        reasoning="Without the date of the last dose the gap before the other calcineurin inhibitor is unknown; "
+                  "this is not a finding that the interval was kept.",
+        action=f"Consider recording when the last {a} dose was given and timing the first {b} dose at least "
+               f"{hours} h later. Label instruction: {timing.text.text}",
+        triggers=[drug_trigger(ctx, first), drug_trigger(ctx, second)],
+        sources=ctx.refs(timing.text),
+    )
 
 
 def same_class(ctx: Ctx) -> list[Alert]:
