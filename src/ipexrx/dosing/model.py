@@ -37,11 +37,22 @@ class Citation(_Strict):
     transcription: str | None = Field(None, description="Where the parameters were read from, if not the paper.")
 
 
+Context = Literal[
+    "hsct", "immune-dysregulation", "inflammatory-bowel-disease", "autoimmune", "vascular-anomaly",
+    "renal-transplant", "liver-transplant", "heart-transplant", "bone-marrow-failure", "epilepsy", "oncology",
+]
+"""Clinical settings a source population can come from. An IPEX child is closest to `hsct`,
+`immune-dysregulation`, `inflammatory-bowel-disease` and `autoimmune` (see dosing/select.py)."""
+
+
 class Population(_Strict):
     description: str
     n_subjects: int | None = None
     age_years: tuple[float, float] | None = None
     weight_kg: tuple[float, float] | None = None
+    contexts: list[Context] = Field(
+        [], description="Clinical settings of the source population, used to rank models for a patient.")
+    assay: str | None = Field(None, description="Assay of the observations (e.g. 'EMIT immunoassay', 'LC-MS/MS').")
 
 
 class Units(_Strict):
