@@ -97,9 +97,9 @@ def _kb_products(drug: str) -> list[dict]:
     return yaml.safe_load(p.read_text())["products"]
 
 
-def _form_in_kb(form, products: list[dict]) -> bool:
+def _form_in_kb(form, products: list[dict], routes: frozenset[str] = frozenset({"oral"})) -> bool:
     for p in products:
-        if p.get("route") != "oral":
+        if p.get("route") not in routes:  # a product for the model's own route (oral, or iv for an IV model)
             continue
         sts = p.get("strengths") or []
         if form.strengths and not any(s.get("per_ml") for s in sts) and set(form.strengths) == {
@@ -116,8 +116,9 @@ def test_clinical_model_dosage_forms_match_knowledge_base_products():
         if m.spec.kind != "clinical":
             continue
         products = _kb_products(m.spec.drug)
+        routes = frozenset(d.route for d in m.spec.dosing.values())
         for f in m.spec.dosage_forms:
-            assert _form_in_kb(f, products), (m.id, f.form)
+            assert _form_in_kb(f, products, routes), (m.id, f.form)
     # negative: a strength no product has is caught
     bad = get_model("fan2024-sirolimus").spec.dosage_forms[1].model_copy(update={"strengths": [0.3]})
     assert not _form_in_kb(bad, _kb_products("sirolimus"))
