@@ -315,11 +315,18 @@ def test_recommend_stops_on_an_error_and_carries_warnings():
     assert any(w.startswith("input check:") and "WT" in w for w in rec.warnings)
 
 
+def test_cli_recommend_with_a_csv_needs_the_model_its_compartments_belong_to(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("ID,TIME,EVID,AMT,CMT,II,ADDL,DV,WT\n1,0,1,2,1,12,5,.,20\n1,60,0,.,2,.,.,6,20\n")
+    res = runner.invoke(get_app(), ["dose", "recommend", "--drug", "tacrolimus", "--data", str(csv)])
+    assert res.exit_code == 1 and "give --model" in res.output and "Traceback" not in res.output
+
+
 def test_cli_recommend_with_a_bad_csv_exits_1(tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("ID,TIME,EVID,AMT,CMT,II,ADDL,DV,WT,DONOR_DECEASED,EGFR,HCT\n"
                    "1,0,0,.,2,.,.,5,20,1,80,0.35\n1,1,1,2,1,12,5,.,20,1,80,0.35\n1,60,0,.,2,.,.,6,20,1,80,0.35\n")
-    res = runner.invoke(get_app(), ["dose", "recommend", "--drug", "tacrolimus", "--data", str(csv)])
+    res = runner.invoke(get_app(), ["dose", "recommend", "--model", TAC, "--data", str(csv)])
     assert res.exit_code == 1 and "sample-before-dose" not in res.output  # the message, not the code
     assert "before the first recorded dose" in res.output and "Traceback" not in res.output
     fit = runner.invoke(get_app(), ["dose", "fit", "--model", TAC, "--data", str(csv)])

@@ -66,3 +66,16 @@ def test_bad_dosing_input_is_a_located_4xx(dev_client: TestClient) -> None:
     assert path.status_code == 422
     absurd_weight = dev_client.post("/api/v1/dosing/recommend", json={"drug": "sirolimus", "covariates": {"WT": 400}})
     assert absurd_weight.status_code == 422 and "WT" in absurd_weight.json()["message"]
+
+
+def test_recommend_by_drug_returns_the_model_choice_and_refuses_a_covariate_no_model_knows(
+        dev_client: TestClient) -> None:
+    resp = dev_client.post("/api/v1/dosing/recommend", json={
+        "drug": "sirolimus", "level": 8, "level_unit": "ng/mL", "dose_mg": 1, "interval_h": 24,
+        "covariates": {"WT": 20}, "age_years": 5})
+    assert resp.status_code == 200, resp.text
+    mc = resp.json()["model_choice"]
+    assert mc["method"] == "model averaging" and mc["chosen_model_id"] == resp.json()["model_id"]
+    assert abs(sum(c["weight"] for c in mc["candidates"] if c["usable"]) - 1) < 1e-9
+    bad = dev_client.post("/api/v1/dosing/recommend", json={"drug": "sirolimus", "covariates": {"WT": 20, "XYZ": 1}})
+    assert bad.status_code == 422 and "XYZ" in bad.text

@@ -96,11 +96,14 @@ def _read(model_name: str, data: Path, subject_id: str | None, fhir: bool = Fals
     m = get_model(model_name)
     if fhir:
         from ..dosing.fhir_input import subject_from_fhir
+        from ..textio import TextEncodingError, read_text_file
 
         try:
-            text = data.read_text(encoding="utf-8")
+            text = read_text_file(data, legacy=False).text  # JSON is UTF-8 (a byte-order mark is allowed)
         except OSError as exc:
             raise DataError(f"cannot read {data}: {exc.strerror}") from None
+        except TextEncodingError as exc:
+            raise DataError(str(exc)) from None
         return m, [subject_from_fhir(text, m, subject_id or data.stem, covariates=covs)]
     subjects = read_nmtran(data, m.covariate_names())
     if subject_id is not None:
@@ -215,6 +218,8 @@ def recommend_cmd(
     unit: str | None = typer.Option(None, "--unit", help="Target unit (required with --low/--high)."),
     form: str = typer.Option("0", "--form", help="Dosage form: index or name, e.g. 'tablet' (see --json "
                              "'dosage_forms')."),
+    age: float | None = typer.Option(None, "--age", help="Age in years (with --drug: used to choose the model whose "
+                                     "source population matches)."),
     as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
     png: Path | None = typer.Option(None, "--plot", help="Write a PNG of the suggested regimen."),
     html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot of the suggested regimen."),
@@ -229,12 +234,21 @@ def recommend_cmd(
 
         if model is None and drug is None:
             raise DosingError("give --model or --drug")
-        mid = model or DEFAULT_MODELS.get((drug or "").lower())
-        if mid is None:
-            raise DosingError(f"no dosing model for drug {drug!r}; modelled drugs: {', '.join(sorted(DEFAULT_MODELS))}")
-        m = get_model(mid)
         covs = _parse_covs(cov)
-        if level is not None:
+        if model is None and (data is None or fhir):
+            # --drug alone: the model is chosen among the drug's clinical models (population match, or weighted
+            # by how well each explains the levels); the choice and the spread between models are shown
+            from ..dosing.select import recommend_for_drug
+
+            fhir_text = _read_text(data) if data is not None else None
+            rec = recommend_for_drug(
+                drug or "", covs, age_years=age, level=level, level_unit=level_unit, dose_mg=current_dose,
+                interval_h=interval, hours_after_dose=hours_after, new_interval_h=new_interval, metric=metric,
+                target_low=low, target_high=high, target_unit=unit, form=form, retarget=retarget,
+                fhir_bundle=fhir_text)
+            m = get_model(rec.model_id)
+        elif level is not None:
+            m = get_model(model or DEFAULT_MODELS.get((drug or "").lower()) or "")
             if current_dose is None or interval is None or level_unit is None:
                 raise DosingError("--level needs --level-unit, --dose (mg) and --interval (h) of the current regimen")
             rec = recommend_from_trough(m.spec.drug, level, level_unit, current_dose, interval, covs, model_id=m.id,
@@ -242,6 +256,10 @@ def recommend_cmd(
                                         metric=metric, form_index=form, new_interval_h=new_interval,
                                         retarget=retarget, target_unit=unit)
         else:
+            if model is None:
+                raise DosingError("an NM-TRAN file numbers compartments for one model: give --model with --data "
+                                  "(see `ipexrx dose models`), or a FHIR Bundle with --fhir")
+            m = get_model(model)
             subject = None
             if data is not None:
                 _, subjects = _read(m.id, data, subject_id, fhir, covs, dv_unit)
@@ -288,6 +306,8 @@ def recommend_cmd(
                       f"{alt['predicted']:.3g} {rec.target_unit}, probability in range "
                       f"{100 * alt['probability_in_target']:.0f} %" + (f" ({alt['note']})" if alt.get("note") else ""))
         con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
+        if rec.model_choice is not None:
+            _print_model_choice(con, rec.model_choice)
         if rec.diagnostics is not None:
             _print_diagnostics(con, rec.diagnostics)
         for c in rec.caveats:
@@ -296,6 +316,38 @@ def recommend_cmd(
             con.print(f"[yellow]warning:[/yellow] {w}")
 
     _guard(run)
+
+
+def _read_text(path: Path) -> str:
+    from ..dosing.errors import DataError
+
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _print_model_choice(con: Any, mc: Any) -> None:
+    """Which models were considered, why this one, and how far apart the models are."""
+    con.print(f"[bold]Model choice ({mc.method}):[/bold] {mc.reason}")
+    for c in mc.candidates:
+        if not c.usable:
+            con.print(f"  {c.model_id}: not used - {c.excluded_because}")
+            continue
+        parts = []
+        if c.weight is not None:
+            parts.append(f"weight {100 * c.weight:.0f} %")
+        if c.suggested_dose_mg is not None:
+            parts.append(f"own suggestion {c.suggested_dose_mg:g} mg every {c.suggested_interval_h:g} h")
+        if c.predicted_for_chosen is not None:
+            parts.append(f"predicts {c.predicted_for_chosen:.3g} {mc.unit} for the suggested regimen")
+        con.print(f"  {c.model_id}: " + ", ".join(parts) + (f" ({'; '.join(c.mismatches)})" if c.mismatches else ""))
+    if mc.averaged_prediction is not None:
+        con.print(f"  weighted average over the models: {mc.averaged_prediction:.3g} {mc.unit} ({mc.metric})")
+    if mc.prediction_range is not None and len([c for c in mc.candidates if c.predicted_for_chosen]) > 1:
+        lo, hi = mc.prediction_range
+        con.print(f"  spread between models for the suggested regimen: {lo:.3g}-{hi:.3g} {mc.unit}")
+    con.print(f"  method: {mc.source}")
 
 
 def _print_diagnostics(con: Any, dg: Any) -> None:

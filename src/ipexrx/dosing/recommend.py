@@ -85,10 +85,13 @@ class Recommendation:
     interval_includes: str = ""
     pta_method: str = ""
     diagnostics: FitDiagnostics | None = None  # fit diagnostics (a posteriori only)
+    model_choice: Any = None  # select.ModelChoice when the model was chosen among several (by drug)
+    subject: Subject | None = field(default=None, repr=False)  # the doses and levels behind it (for the report)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("fit", "diagnostics")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("fit", "diagnostics", "model_choice", "subject")}
         d["diagnostics"] = self.diagnostics.model_dump() if self.diagnostics is not None else None
+        d["model_choice"] = self.model_choice.as_dict() if self.model_choice is not None else None
         d["interval_note"] = (f"predicted_low-predicted_high: 5th-95th percentile of the steady-state {self.metric}, "
                               f"including {self.interval_includes}; parameter_low-parameter_high: parameter "
                               "uncertainty only")
@@ -361,11 +364,13 @@ def recommend(
                 f"{target.unit} although the model predicts {cur_pred:.3g} {target.unit} for the current regimen; "
                 "the regimen is not kept on the model's word alone")
         elif target.low <= cur_pred <= target.high and _how(form, cur_dose) is not None:
-            return _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, "keep",
+            kept = _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, "keep",
                            f"the current regimen's predicted {target.metric} {cur_pred:.3g} {target.unit} is inside "
                            f"{target.low:g}-{target.high:g} {target.unit}: keep it",
                            cur_tau, cur_dose, _how(form, cur_dose) or "", cur_dose * cur_pm, cur_dose, [], cur_dose,
                            cur_tau, cur_pred)
+            kept.subject = subject
+            return kept
         elif target.low <= cur_pred <= target.high:
             warnings.append(f"the current dose {cur_dose:g} mg cannot be given as {form.form}; the nearest amount "
                             "that keeps the prediction in range is suggested")
@@ -430,8 +435,10 @@ def recommend(
                   (" as asked" if retarget else "") +
                   ("; a different interval than the current one was imposed" if cur_tau and interval_h and
                    abs(interval_h - cur_tau) > 1e-9 else ""))
-    return _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, decision, reason, tau, dose, how,
-                   pred_s, exact, alternatives, cur_dose, cur_tau, cur_pred_out)
+    rec = _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, decision, reason, tau, dose, how,
+                  pred_s, exact, alternatives, cur_dose, cur_tau, cur_pred_out)
+    rec.subject = subject
+    return rec
 
 
 def _how(form: DosageForm, dose: float) -> str | None:
@@ -544,13 +551,20 @@ def _metric_unit(unit: str, metric: str | None) -> str:
 
 def prediction_band(
     model: CompiledModel, subject: Subject, eta: np.ndarray, cov: np.ndarray, times: np.ndarray,
-    n_samples: int = 500, quantiles: tuple[float, float] = (0.05, 0.95),
+    n_samples: int = 500, quantiles: tuple[float, float] = (0.05, 0.95), residual_error: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Design]:
-    """Individual prediction (at eta) and its band over ``times`` from ETA ~ N(eta, cov)."""
+    """Individual prediction (at eta) and its band over ``times`` from ETA ~ N(eta, cov).
+
+    With ``residual_error`` one draw of the model's residual error is added to each sampled concentration
+    (:func:`with_residual_error`), so the band is where a measured level would fall; without, it shows
+    parameter uncertainty only. The ETA draws are the same either way (same seed)."""
     d = build_design(model, subject, pred_times=times)
     rng = np.random.default_rng(7)
     L = np.linalg.cholesky(cov)
     etas = np.vstack([eta, eta + rng.standard_normal((n_samples, len(eta))) @ L.T])
     conc = predict(d, etas).real[:, ~d.o_is_data]
-    lo, hi = np.quantile(conc[1:], quantiles, axis=0)
+    draws = conc[1:]
+    if residual_error:
+        draws, _ = with_residual_error(model, draws, "trough", rng)
+    lo, hi = np.quantile(draws, quantiles, axis=0)
     return conc[0], lo, hi, d

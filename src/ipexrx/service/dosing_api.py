@@ -49,7 +49,9 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     drug: Literal["tacrolimus", "sirolimus", "cyclosporine"] | None = Field(
-        None, description="Use the library's default paediatric model for this drug.")
+        None, description="Choose the model among this drug's clinical models (population match without levels, "
+        "weighted by how well each explains the level with one); the choice is returned in 'model_choice'.")
+    age_years: float | None = Field(None, ge=0, le=120, description="Age in years (used to choose the model).")
     model: str | None = Field(None, description="A model id from GET /api/v1/dosing/models.")
     covariates: dict[str, float] = Field(default_factory=dict, description="Covariates in the model's units.")
     level: float | None = Field(None, gt=0, description="A steady-state level on the current regimen.")
@@ -141,10 +143,21 @@ def list_models(reference: bool = False) -> Response:
              responses={**ERROR_RESPONSES})
 def recommend(body: RecommendRequest) -> Response:
     from ..dosing.errors import DosingError
-    from ..dosing.recommend import DEFAULT_MODELS, recommend, recommend_from_trough
+    from ..dosing.recommend import recommend, recommend_from_trough
 
     try:
-        model_id = body.model or DEFAULT_MODELS[body.drug or ""]
+        if body.model is None:
+            # by drug: the model is chosen among the drug's clinical models; the choice travels in "model_choice"
+            from ..dosing.select import recommend_for_drug
+
+            rec = recommend_for_drug(
+                body.drug or "", body.covariates, age_years=body.age_years, level=body.level,
+                level_unit=body.level_unit, dose_mg=body.dose_mg, interval_h=body.interval_h,
+                hours_after_dose=body.hours_after_dose, new_interval_h=body.new_interval_h, metric=body.metric,
+                target_low=body.target_low, target_high=body.target_high, target_unit=body.target_unit,
+                form=body.form, retarget=body.retarget)
+            return _json(rec.as_dict())
+        model_id = body.model
         if body.level is not None:
             assert body.level_unit is not None and body.dose_mg is not None and body.interval_h is not None
             rec = recommend_from_trough(
