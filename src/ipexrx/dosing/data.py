@@ -71,9 +71,9 @@ def _num(value: str, col: str, row: int, sid: str) -> float | None:
     try:
         x = float(v)
     except ValueError:
-        raise DataError(f"subject {sid}, row {row}: column {col} expected a number, got {value!r}") from None
+        raise DataError(f"subject {sid}, line {row}, field {col}: expected a number, got {value!r}") from None
     if not math.isfinite(x):
-        raise DataError(f"subject {sid}, row {row}: column {col} expected a finite number, got {value!r}")
+        raise DataError(f"subject {sid}, line {row}, field {col}: expected a finite number, got {value!r}")
     return x
 
 
@@ -81,26 +81,52 @@ def _int(x: float | None, col: str, row: int, sid: str, default: int = 0) -> int
     if x is None:
         return default
     if x != int(x):
-        raise DataError(f"subject {sid}, row {row}: column {col} expected an integer, got {x}")
+        raise DataError(f"subject {sid}, line {row}, field {col}: expected an integer, got {x}")
     return int(x)
 
 
-def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None = None) -> list[Subject]:
+def read_nmtran(source: str | Path | bytes | io.TextIOBase, covariates: list[str] | None = None,
+                name: str | None = None) -> list[Subject]:
     """Read an NM-TRAN style CSV (header row, ``.`` = missing) into subjects, in file order.
 
-    ``covariates`` names the columns to keep as covariates (case-insensitive); by default every
-    non-standard column is kept.
+    ``source`` is a path, the file's bytes (an upload) or a text stream; ``name`` is how messages call it
+    (default: the path, else "the data"). Bytes and files are decoded by :func:`ipexrx.textio.decode_text`:
+    UTF-8 with or without a byte-order mark, or Windows-1252/Latin-1 with a warning on every subject; UTF-16
+    and binary data are a :class:`DataError` naming the file, line and field. ``covariates`` names the columns
+    to keep as covariates (case-insensitive); by default every non-standard column is kept.
     """
-    if isinstance(source, (str, Path)):
-        p = Path(source)
+    from ..textio import TextEncodingError, decode_text
+
+    label = name or (str(source) if isinstance(source, (str, Path)) else "the data")
+    note: str | None = None
+    if isinstance(source, (str, Path, bytes)):
         try:
-            text = p.read_text(encoding="utf-8-sig")
+            raw = source if isinstance(source, bytes) else Path(source).read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read data file {p}: {exc.strerror}") from None
+            raise DataError(f"cannot read data file {label}: {exc.strerror}") from None
+        try:
+            decoded = decode_text(raw, label, csv_fields=True)
+        except TextEncodingError as exc:
+            raise DataError(str(exc)) from None
+        text, note = decoded.text, decoded.warning
     else:
         text = source.read()
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
+        text = text.removeprefix("\ufeff")
+    try:
+        subjects = _parse_nmtran(text, covariates)
+    except DataError as exc:
+        raise DataError(f"{label}: {exc}") from None
+    if note:
+        for s in subjects:
+            s.warnings.append(note)
+    return subjects
+
+
+def _parse_nmtran(text: str, covariates: list[str] | None) -> list[Subject]:
+    reader = csv.reader(io.StringIO(text))
+    numbered = [(reader.line_num, r) for r in reader]  # line_num: the file line where the record ends
+    numbered = [(n, r) for n, r in numbered if r and any(c.strip() for c in r)]
+    rows = [r for _, r in numbered]
     if not rows:
         raise DataError("data file is empty; expected a header row (ID,TIME,...) and records")
     header = [h.strip() for h in rows[0]]
@@ -124,14 +150,14 @@ def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None
 
     subjects: dict[str, Subject] = {}
     order: list[str] = []
-    for lineno, r in enumerate(rows[1:], start=2):
+    for lineno, r in numbered[1:]:
         if r[0].strip().startswith(("#", "@", "C ")):
             continue
         if len(r) != len(header):
-            raise DataError(f"row {lineno}: {len(r)} fields, header has {len(header)}")
+            raise DataError(f"line {lineno}: expected {len(header)} fields as in the header, got {len(r)}")
         sid = r[col["ID"]].strip()
         if sid in ("", "."):
-            raise DataError(f"row {lineno}: empty ID")
+            raise DataError(f"line {lineno}, field ID: expected a subject id, got nothing")
         if sid.endswith(".0"):
             sid = sid[:-2]
 
@@ -140,7 +166,7 @@ def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None
 
         t = get("TIME")
         if t is None:
-            raise DataError(f"subject {sid}, row {lineno}: TIME is missing")
+            raise DataError(f"subject {sid}, line {lineno}, field TIME: expected a time, got nothing")
         amt = get("AMT") or 0.0
         mdv_raw = get("MDV")
         evid_raw = get("EVID")
@@ -148,7 +174,7 @@ def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None
             evid_raw, "EVID", lineno, sid)
         mdv = _int(mdv_raw, "MDV", lineno, sid, default=0 if evid == 0 else 1)
         if evid not in (0, 1, 2, 3, 4):
-            raise DataError(f"subject {sid}, row {lineno}: EVID expected 0-4, got {evid}")
+            raise DataError(f"subject {sid}, line {lineno}, field EVID: expected 0-4, got {evid}")
         dv = get("DV")
         blq = bool(_int(get("BLQ"), "BLQ", lineno, sid)) if "BLQ" in col else False
         rec = Record(
@@ -165,7 +191,7 @@ def read_nmtran(source: str | Path | io.TextIOBase, covariates: list[str] | None
             subjects[sid] = Subject(sid, [])
             order.append(sid)
         elif subjects[sid].records and subjects[order[-1]] is not subjects[sid]:
-            raise DataError(f"subject {sid}: rows are not contiguous (row {lineno}); sort the file by ID, TIME")
+            raise DataError(f"subject {sid}: rows are not contiguous (line {lineno}); sort the file by ID, TIME")
         subjects[sid].records.append(rec)
     out = [subjects[s] for s in order]
     for s in out:
@@ -179,7 +205,7 @@ def validate_subject(s: Subject, n_cmt: int | None = None) -> None:
     if not s.records:
         raise DataError(f"subject {s.id}: no records")
     for r in s.records:
-        where = f"subject {s.id}" + (f", row {r.row}" if r.row else "") + f" (time {r.time:g})"
+        where = f"subject {s.id}" + (f", line {r.row}" if r.row else "") + f" (time {r.time:g})"
         if not (math.isfinite(r.amt) and math.isfinite(r.rate) and math.isfinite(r.ii)):
             raise DataError(f"{where}: AMT, RATE and II must be finite numbers")
         if not math.isfinite(r.time):

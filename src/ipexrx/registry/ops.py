@@ -357,8 +357,20 @@ IMPORT_IGNORED = {"id", "patient_id", "course_id", "pseudonym", "record", "creat
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(fh)]
+    """Rows of an import CSV: UTF-8 (with or without byte-order mark) or Windows-1252/Latin-1 (logged as
+    assumed); UTF-16 or binary files are refused naming the file and line (:mod:`ipexrx.textio`)."""
+    import logging
+
+    from ..textio import TextEncodingError, read_text_file
+
+    try:
+        decoded = read_text_file(path, csv_fields=True)
+    except TextEncodingError as exc:
+        raise ValidationFailed([str(exc)], "import") from None
+    if decoded.warning:
+        logging.getLogger("ipexrx.registry").warning(decoded.warning)
+    reader = csv.DictReader(io.StringIO(decoded.text, newline=""))
+    return [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
 
 
 def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
