@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -210,3 +210,88 @@ def fit(body: FitRequest) -> Response:
     except DosingError as exc:
         raise _dosing_error(exc) from None
     return _json({"model": m.id, "citation": m.spec.citation.text, "results": results})
+
+
+UPLOAD_DESCRIPTION = (
+    "multipart/form-data: 'file' is an NM-TRAN CSV (UTF-8 with or without byte-order mark, or Windows-1252/"
+    "Latin-1 with a warning) or a FHIR R4 Bundle (JSON, UTF-8); at most 5 MB (413 beyond). The same input checks "
+    "as /recommend run before any fit; a bad encoding or an input-check error is a 422 naming the file, line and "
+    "field.")
+
+
+def _covariates_field(text: str | None) -> dict[str, float]:
+    import json
+
+    if not text or not text.strip():
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "invalid_request", f"covariates: expected a JSON object such as {{\"WT\": 20}}, got "
+                       f"invalid JSON ({exc.msg})", issues=[{"path": "covariates", "expected": "a JSON object of "
+                                                             "numbers", "got": text[:80]}]) from None
+    bad = [k for k, v in obj.items() if isinstance(v, bool) or not isinstance(v, int | float)] \
+        if isinstance(obj, dict) else None
+    if bad is None or bad:
+        got = type(obj).__name__ if bad is None else f"{bad[0]}: {obj[bad[0]]!r}"
+        raise ApiError(422, "invalid_request", f"covariates: expected a JSON object of numbers (model units), "
+                       f"got {got}",
+                       issues=[{"path": "covariates", "expected": "a JSON object of numbers", "got": got[:80]}])
+    return {str(k): float(v) for k, v in obj.items()}
+
+
+@router.post("/recommend-upload", summary="Suggest a regimen from an uploaded NM-TRAN CSV or FHIR Bundle (not an "
+             "order)", description=UPLOAD_DESCRIPTION,
+             responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "The file is larger than 5 MB."}})
+async def recommend_upload(
+    file: UploadFile = File(description="NM-TRAN CSV or FHIR Bundle (JSON) with the doses and levels."),
+    model: str = Form(description="A clinical model id from GET /api/v1/dosing/models."),
+    covariates: str | None = Form(None, description='Covariates in the model\'s units as a JSON object, e.g. '
+                                  '{"WT": 20, "HCT": 0.33}; they override values in the file.'),
+    subject_id: str | None = Form(None, max_length=100, description="The subject (ID) to dose when the CSV holds "
+                                  "several."),
+    dv_unit: str | None = Form(None, max_length=40, description="Unit of the CSV's DV column (default: the model's); "
+                               "ng/mL = ug/L = mcg/L (any case), mg/L, or nmol/L-type molar units."),
+    interval_h: float | None = Form(None, gt=0, le=168, description="Interval of the suggestion, if it should "
+                                    "differ from the current one."),
+    metric: Literal["trough", "peak", "auc24"] | None = Form(None),
+    target_low: float | None = Form(None, gt=0),
+    target_high: float | None = Form(None, gt=0),
+    target_unit: str | None = Form(None, max_length=40),
+    form: str = Form("0", max_length=80, description="Dosage form of the model: index or name (e.g. 'tablet')."),
+    retarget: bool = Form(False, description="Aim at the middle of the target range even when the current regimen "
+                          "is predicted inside it."),
+) -> Response:
+    from ..dosing.errors import DosingError
+    from ..dosing.inputs import MAX_UPLOAD_BYTES, checked_recommendation, subject_from_file
+    from ..dosing.model import get_model
+
+    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ApiError(413, "payload_too_large", f"{file.filename or 'the file'}: expected at most "
+                       f"{MAX_UPLOAD_BYTES // 2**20} MB, got more")
+    covs = _covariates_field(covariates)
+    if (target_low is None) != (target_high is None) or (
+            target_low is not None and target_high is not None and target_low >= target_high):
+        raise ApiError(422, "invalid_request", "give both target_low and target_high with target_low below "
+                       "target_high, or neither")
+    if "/" in model or model.endswith((".yaml", ".yml")):
+        raise ApiError(422, "dosing_error", "model must be a library id, not a path")
+    try:
+        m = get_model(model)
+        if m.spec.kind != "clinical":
+            raise DosingError(f"model {m.id} is a fictional teaching/validation model, never used for a patient; "
+                              "choose a clinical model from GET /api/v1/dosing/models")
+        subject = subject_from_file(m, data, file.filename or "the uploaded file", covs, subject_id or None,
+                                    dv_unit or None)
+        rec, problems = checked_recommendation(
+            m, subject, covs, interval_h=interval_h, metric=metric, target_low=target_low, target_high=target_high,
+            target_unit=target_unit or (m.spec.outputs[0].unit + ("*h" if metric == "auc24" else "")
+                                        if target_low is not None else None),
+            form_index=form, retarget=retarget)
+    except DosingError as exc:
+        raise _dosing_error(exc) from None
+    out = rec.as_dict()
+    out["input_checks"] = [p.as_dict() for p in problems]
+    out["unit"] = m.spec.outputs[0].unit
+    return _json(out)
