@@ -291,3 +291,11 @@ def test_an_intravenous_cyclosporine_suggestion_is_a_measurable_volume_of_the_in
     r = recommend("feng2023-cyclosporine", covariates={"WT": 10, "HCT": 0.30})
     assert r.in_target and "mL of 50 mg/mL" in r.administration
     assert math.isclose(r.dose_mg / 5, round(r.dose_mg / 5), abs_tol=1e-9)  # 0.1 mL steps of 50 mg/mL
+
+
+def test_the_model_readme_lists_every_clinical_model():
+    from ipexrx.dosing.model import MODELS_DIR
+
+    readme = (MODELS_DIR / "README.md").read_text(encoding="utf-8")
+    for m in _clinical():
+        assert f"| `{m.id}` |" in readme, m.id
