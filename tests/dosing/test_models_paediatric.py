@@ -299,3 +299,29 @@ def test_the_model_readme_lists_every_clinical_model():
     readme = (MODELS_DIR / "README.md").read_text(encoding="utf-8")
     for m in _clinical():
         assert f"| `{m.id}` |" in readme, m.id
+
+
+# --- the papers' own simulations (values digitised from their figures by the nlmixr2lib maintainers) ------------
+
+def _level_after_doses(model_id: str, dose: float, n_doses: int, covs: dict[str, float], rate: float = 0.0) -> float:
+    m = get_model(model_id)
+    cmt, obs = min(m.dose_f) + 1, m.outputs[0][0] + 1
+    subj = Subject("sim", [Record(time=0, evid=1, amt=dose, cmt=cmt, ii=12, addl=n_doses - 1, rate=rate,
+                                  covariates=covs),
+                           Record(time=12.0 * n_doses, evid=0, cmt=obs, dv=1.0, covariates=covs)])
+    return float(predict(build_design(m, subj), np.zeros((1, m.n_eta))).real[0, 0])
+
+
+def test_feng2023_reproduces_figure_5_typical_troughs_after_21_infusions():
+    # 16.5 kg, 2-h infusions every 12 h; Figure 5 medians 187 (HCT 30 %) and 165 ug/L (HCT 10 %) at 5 mg/kg/day
+    for hct, published in ((0.30, 187.0), (0.10, 165.0)):
+        dose = 5 * 16.5 / 2
+        got = _level_after_doses("feng2023-cyclosporine", dose, 21, {"WT": 16.5, "HCT": hct}, rate=dose / 2)
+        assert got == pytest.approx(published, rel=0.05)
+
+
+def test_chen2020_reproduces_figure_4_typical_48_h_troughs():
+    # CYP3A5 *3/*3, 0.2 mg/kg/day split every 12 h, trough before the fifth dose: 12.25 (5 kg), 13.50 ng/mL (60 kg)
+    for wt, published in ((5.0, 12.25), (60.0, 13.50)):
+        got = _level_after_doses("chen2020-sirolimus", 0.1 * wt, 4, {"WT": wt, "CYP3A5_EXPR": 0})
+        assert got == pytest.approx(published, rel=0.03)
