@@ -214,15 +214,16 @@ def _form_index(model: CompiledModel, form: int | str | None) -> int:
 
 
 def with_residual_error(model: CompiledModel, values: np.ndarray, metric: str,
-                        rng: np.random.Generator) -> tuple[np.ndarray, str]:
+                        rng: np.random.Generator, z: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """Add one draw of the model's residual error to each predicted value (what a measured level would show).
 
     Troughs and peaks are observable, so their predictive interval includes residual error; AUC24 is derived
-    from many concentrations, not measured once, so its interval shows parameter uncertainty only."""
+    from many concentrations, not measured once, so its interval shows parameter uncertainty only. ``z``
+    (standard normal deviates broadcastable to ``values``) replaces the random draw, e.g. one per curve."""
     if metric == "auc24":
         return values, "parameter uncertainty only (AUC24 is not a single measurement, so no residual error)"
     err = model.outputs[0][3]
-    z = rng.standard_normal(values.shape)
+    z = rng.standard_normal(values.shape) if z is None else np.broadcast_to(z, values.shape)
     if err.model == "log_additive":
         return values * np.exp(math.sqrt(err.add_var) * z), "parameter uncertainty and residual error"
     sd = np.sqrt(values**2 * err.prop_var + err.add_var)
@@ -564,7 +565,7 @@ def prediction_band(
     etas = np.vstack([eta, eta + rng.standard_normal((n_samples, len(eta))) @ L.T])
     conc = predict(d, etas).real[:, ~d.o_is_data]
     draws = conc[1:]
-    if residual_error:
-        draws, _ = with_residual_error(model, draws, "trough", rng)
+    if residual_error:  # one deviate per sampled curve: the same marginal quantiles, without jagged band edges
+        draws, _ = with_residual_error(model, draws, "trough", rng, z=rng.standard_normal((draws.shape[0], 1)))
     lo, hi = np.quantile(draws, quantiles, axis=0)
     return conc[0], lo, hi, d
