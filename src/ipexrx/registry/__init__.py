@@ -9,7 +9,15 @@ See docs/registry.md.
 from __future__ import annotations
 
 from .core import PERMISSIONS, ROLES, SYSTEM, Actor, Registry
-from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, RegistryError, ValidationFailed
+from .errors import (
+    Conflict,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RegistryError,
+    ValidationFailed,
+)
 
 __all__ = [
     "PERMISSIONS",
@@ -20,6 +28,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "Registry",
     "RegistryError",
     "ValidationFailed",

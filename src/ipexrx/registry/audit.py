@@ -9,6 +9,13 @@ and, against an attacker who can rewrite the head too, with a head hash noted ou
 
 The entry is written in the same transaction as the change it describes: either both are committed
 or neither is.
+
+Data rows are sealed too (migration 0140): an entry that writes data rows stores ``row_hashes``,
+``{"<table>:<id>": sha256 of the row's canonical content as read back from the database}`` (``null``
+for a deleted row), and that field is part of the entry's hash. :func:`verify` replays the chain to
+the last sealed version of every row and compares it with the row as it is now, so a row edited,
+deleted or inserted with SQL, outside the application, is reported by table and id. An entry with
+no ``row_hashes`` (reads, refusals, entries older than 0140) hashes exactly as before.
 """
 
 from __future__ import annotations
@@ -19,10 +26,23 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry, AuditHead
+from .models import (
+    AdverseEvent,
+    ApiToken,
+    AuditEntry,
+    AuditHead,
+    Centre,
+    Course,
+    Hsct,
+    ManifestationEpisode,
+    Patient,
+    TroughLevel,
+    User,
+    Visit,
+)
 
 GENESIS = "0" * 64
 HASHED_FIELDS = ("seq", "ts", "user_id", "username", "role", "action", "entity", "entity_id", "centre_id",
@@ -41,8 +61,72 @@ def _default(o: Any) -> Any:
 
 
 def entry_hash(values: dict[str, Any]) -> str:
-    payload = canonical({k: values[k] for k in HASHED_FIELDS})
-    return hashlib.sha256((values["prev_hash"] + payload).encode()).hexdigest()
+    fields = {k: values[k] for k in HASHED_FIELDS}
+    if values.get("row_hashes") is not None:  # absent before 0140 and on entries that wrote no data row
+        fields["row_hashes"] = values["row_hashes"]
+    return hashlib.sha256((values["prev_hash"] + canonical(fields)).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-row seals
+# ----------------------------------------------------------------------------------------------
+SEALED_MODELS: tuple[Any, ...] = (Centre, User, ApiToken, Patient, ManifestationEpisode, Course, TroughLevel, Visit,
+                                  AdverseEvent, Hsct)
+SEALED_TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in SEALED_MODELS}
+RowRef = tuple[Any, int]  # (model or table name, id)
+
+
+def _cell(v: Any) -> Any:
+    """A column value as the same JSON on SQLite and PostgreSQL (datetimes in UTC, microseconds)."""
+    if isinstance(v, dt.datetime):
+        v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)  # SQLite: naive UTC
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return v
+
+
+def row_digest(row: Any) -> str:
+    """SHA-256 of a data row (a mapping of column name to value, as read from the database)."""
+    return hashlib.sha256(canonical({k: _cell(v) for k, v in row.items()}).encode()).hexdigest()
+
+
+def _table_name(model: Any) -> str:
+    return model if isinstance(model, str) else str(model.__tablename__)
+
+
+def seal(session: Session, refs: list[RowRef]) -> dict[str, str | None]:
+    """``{"<table>:<id>": digest}`` of the given rows as the database now holds them (``None`` for a row
+    that no longer exists). Read with Core, not through the ORM's identity map, so the digest is of
+    the stored values (a dose entered as 5 is stored and read back as 5.0)."""
+    by_table: dict[str, set[int]] = {}
+    for model, row_id in refs:
+        by_table.setdefault(_table_name(model), set()).add(int(row_id))
+    out: dict[str, str | None] = {}
+    for name, ids in by_table.items():
+        table = SEALED_TABLES[name]
+        found = {}
+        id_list = sorted(ids)
+        for start in range(0, len(id_list), 500):
+            stmt = select(*table.c).where(table.c.id.in_(id_list[start:start + 500]))
+            for row in session.execute(stmt).mappings():
+                found[int(row["id"])] = row_digest(row)
+        for i in id_list:
+            out[f"{name}:{i}"] = found.get(i)
+    return out
+
+
+def seal_baseline(session: Session) -> int:
+    """Seal every data row as it is now in one ``seal-baseline`` entry by the local operator (migration
+    0140, for a database that had rows before data rows were sealed). Returns the number of rows."""
+    hashes: dict[str, str | None] = {}
+    for name, table in SEALED_TABLES.items():
+        for row in session.execute(select(*table.c).order_by(table.c.id)).mappings():
+            hashes[f"{name}:{int(row['id'])}"] = row_digest(row)
+    if hashes:
+        append(session, AuditActor(None, "system", "system"), "seal-baseline", "registry", "*",
+               after={"rows": len(hashes)}, sealed=hashes)
+    return len(hashes)
 
 
 @dataclass(frozen=True)
@@ -62,7 +146,13 @@ def append(
     centre_id: int | None = None,
     before: Any = None,
     after: Any = None,
+    rows: list[RowRef] | None = None,
+    sealed: dict[str, str | None] | None = None,
 ) -> AuditEntry:
+    """Append one entry. ``rows``: the data rows this transaction wrote, sealed as they now are
+    (or pass ``sealed``, digests already computed)."""
+    if rows:
+        sealed = {**(sealed or {}), **seal(session, rows)}
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
     values: dict[str, Any] = {
         "seq": head.seq + 1,
@@ -77,7 +167,9 @@ def append(
         "before": canonical(before),
         "after": canonical(after),
         "prev_hash": head.hash,
+        "row_hashes": canonical(sealed) if sealed else None,
     }
+    _fit(values)
     values["hash"] = entry_hash(values)
     entry = AuditEntry(**values)
     session.add(entry)
@@ -87,24 +179,45 @@ def append(
     return entry
 
 
+_LIMITS: dict[str, int] = {c.name: getattr(c.type, "length", 0) for c in AuditEntry.__table__.columns
+                           if isinstance(getattr(c.type, "length", None), int)}
+
+
+def _fit(values: dict[str, Any]) -> None:
+    """Keep user-supplied text (a username typed at sign-in, a target named in a refused request)
+    within its column, so that recording an attempt can never fail on PostgreSQL's length check.
+    The faces validate lengths first (422); this is the last line, not the rule."""
+    for name, limit in _LIMITS.items():
+        v = values.get(name)
+        if isinstance(v, str) and len(v) > limit:
+            values[name] = v[: limit - 1] + "\u2026"
+
+
 def append_many(session: Session, actor: AuditActor,
-                entries: list[tuple[str, str, str | int, int | None, Any, Any]]) -> None:
+                entries: list[tuple[str, str, str | int, int | None, Any, Any]],
+                row_refs: list[list[RowRef]] | None = None) -> None:
     """Several entries (action, entity, entity_id, centre_id, before, after) under one head lock and
-    one multi-row INSERT: the bulk-import path. Same chain as calling :func:`append` repeatedly."""
+    one multi-row INSERT: the bulk-import path. Same chain as calling :func:`append` repeatedly.
+    ``row_refs[i]``: the data rows entry ``i`` wrote (sealed as they now are)."""
     if not entries:
         return
     from sqlalchemy import insert
+
+    sealed_all = seal(session, [r for rs in row_refs for r in rs]) if row_refs else {}
 
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
     seq, prev = head.seq, head.hash
     rows = []
     ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    for action, entity, entity_id, centre_id, before, after in entries:
+    for i, (action, entity, entity_id, centre_id, before, after) in enumerate(entries):
         seq += 1
+        mine = {f"{_table_name(m)}:{int(r)}": sealed_all[f"{_table_name(m)}:{int(r)}"] for m, r in row_refs[i]} \
+            if row_refs else {}
         values: dict[str, Any] = {"seq": seq, "ts": ts, "user_id": actor.user_id, "username": actor.username,
                                   "role": actor.role, "action": action, "entity": entity, "entity_id": str(entity_id),
                                   "centre_id": centre_id, "before": canonical(before), "after": canonical(after),
-                                  "prev_hash": prev}
+                                  "prev_hash": prev, "row_hashes": canonical(mine) if mine else None}
+        _fit(values)
         values["hash"] = prev = entry_hash(values)
         rows.append(values)
     session.execute(insert(AuditEntry), rows)
@@ -122,16 +235,19 @@ class VerifyResult:
 
 
 def verify(session: Session, expect_head: str | None = None, max_problems: int = 50) -> VerifyResult:
-    """Recompute the whole chain. Streams the rows, so memory stays flat on a long log."""
+    """Recompute the whole chain, then compare every data row with its last sealed version.
+
+    Streams the audit rows; the row check holds one 32-byte digest per data row in memory."""
     problems: list[str] = []
     prev = GENESIS
     expected_seq = 1
     count = 0
     seen_expected = expect_head in (None, GENESIS)
+    sealed: dict[str, dict[int, bytes | None]] = {name: {} for name in SEALED_TABLES}
     stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=2000)
     for e in session.scalars(stmt):
         count += 1
-        values = {k: getattr(e, k) for k in HASHED_FIELDS}
+        values = {k: getattr(e, k) for k in (*HASHED_FIELDS, "row_hashes")}
         if e.seq != expected_seq:
             problems.append(f"entry {expected_seq}..{e.seq - 1} missing (deleted?): sequence jumps to {e.seq}")
         if e.prev_hash != prev:
@@ -139,6 +255,13 @@ def verify(session: Session, expect_head: str | None = None, max_problems: int =
         if entry_hash(values) != e.hash:
             problems.append(f"entry {e.seq}: content does not match its hash (edited?) "
                             f"[{e.action} {e.entity} {e.entity_id} by {e.username}]")
+        if e.row_hashes:
+            try:
+                for key, digest in json.loads(e.row_hashes).items():
+                    name, _, row_id = key.rpartition(":")
+                    sealed.setdefault(name, {})[int(row_id)] = None if digest is None else bytes.fromhex(digest)
+            except (ValueError, AttributeError):
+                problems.append(f"entry {e.seq}: row_hashes is not a table:id -> hash object")
         prev = e.hash
         seen_expected = seen_expected or e.hash == expect_head
         expected_seq = e.seq + 1
@@ -153,4 +276,30 @@ def verify(session: Session, expect_head: str | None = None, max_problems: int =
     if not seen_expected:
         problems.append(f"the noted head hash {(expect_head or '')[:12]}... is not in the chain: the log was "
                         "rewritten or truncated since that hash was noted")
+    problems += _check_rows(session, sealed, max(0, max_problems - len(problems)))
     return VerifyResult(not problems, count, head.seq, head.hash, problems)
+
+
+def _check_rows(session: Session, sealed: dict[str, dict[int, bytes | None]], budget: int) -> list[str]:
+    """Every data row as it is now against its last sealed digest, table by table."""
+    out: list[str] = []
+    for name, table in SEALED_TABLES.items():
+        expected = dict(sealed.get(name, {}))
+        for row in session.execute(select(*table.c).order_by(table.c.id).execution_options(yield_per=2000)).mappings():
+            row_id = int(row["id"])
+            want = expected.pop(row_id, None) if row_id in expected else False
+            if want is False or want is None:
+                out.append(f"{name} id {row_id}: the row is not in the audit trail (inserted outside the "
+                           "application, or re-inserted after its deletion was audited)")
+            elif bytes.fromhex(row_digest(row)) != want:
+                out.append(f"{name} id {row_id}: the row differs from its last audited version (changed outside "
+                           "the application)")
+            if len(out) >= budget:
+                return [*out, "... stopped after too many problems"]
+        for row_id, want in sorted(expected.items()):
+            if want is not None:
+                out.append(f"{name} id {row_id}: the row is missing, but the audit trail has no deletion of it "
+                           "(deleted outside the application)")
+                if len(out) >= budget:
+                    return [*out, "... stopped after too many problems"]
+    return out

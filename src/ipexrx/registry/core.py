@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..storage import Database
-from . import audit
-from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
+from . import audit, throttle
+from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, RateLimited, ValidationFailed
 from .models import (
     AdverseEvent,
     ApiToken,
@@ -59,10 +61,10 @@ from .security import (
 )
 
 ROLES = ("clinician", "data_manager", "analyst", "admin")
-MAX_FAILED_LOGINS = 5
-LOCKOUT_MINUTES = 15
-LOGIN_REFUSED = (f"unknown user, wrong password or deactivated account (after {MAX_FAILED_LOGINS} failed sign-ins "
-                 f"in a row an account is locked for {LOCKOUT_MINUTES} minutes)")
+LOGIN_REFUSED = (f"unknown user, wrong password or deactivated account (after {throttle.ACCOUNT_FREE} failed "
+                 "sign-ins in a row from one address, that address waits before each further try for that "
+                 "username, 1 s at first, doubling)")
+USERNAME_MAX: int = getattr(User.__table__.c.username.type, "length", 100)
 CENTRE_ROLES = frozenset({"clinician", "data_manager"})
 SESSION_HOURS = 12
 
@@ -162,7 +164,11 @@ def _sqlite_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # read-only transactions (Registry.read_tx) take no write lock: WAL lets them run beside a writer
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "ipexrx_read_only"
 
 
 class Registry:
@@ -177,6 +183,8 @@ class Registry:
         if migrate:
             self.db.migrate()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                           expire_on_commit=False)
         self._local = threading.local()
 
     def close(self) -> None:
@@ -200,6 +208,13 @@ class Registry:
             raise
         finally:
             self._local.depth -= 1
+
+    @contextmanager
+    def read_tx(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it does not take the write lock (plain BEGIN, so
+        WAL readers run beside the writer). Nothing written in it may be relied on."""
+        with self._read_sessions() as s, s.begin():
+            yield s
 
     # ---------------------------------------------------------------------------------------
     # permissions
@@ -247,7 +262,8 @@ class Registry:
             c = Centre(**c_in.model_dump(), created_at=_now())
             s.add(c)
             s.flush()
-            audit.append(s, actor.audit(), "create", "centre", c.id, centre_id=c.id, after=row_dict(c))
+            audit.append(s, actor.audit(), "create", "centre", c.id, centre_id=c.id, after=row_dict(c),
+                         rows=[(Centre, c.id)])
             return c.id
 
     def centres(self, actor: Actor) -> list[dict[str, Any]]:
@@ -278,7 +294,7 @@ class Registry:
             s.add(u)
             s.flush()
             audit.append(s, actor.audit(), "create", "user", u.id, centre_id=cid,
-                         after=row_dict(u, exclude=("password_hash",)))
+                         after=row_dict(u, exclude=("password_hash",)), rows=[(User, u.id)])
             return u.id
 
     def change_user(self, actor: Actor, username: str, *, role: str | None = None, centre_code: str | None = None,
@@ -302,11 +318,14 @@ class Registry:
                 raise ValidationFailed([f"a {u.role} belongs to a centre: give centre_code"], "user change")
             if u.role not in CENTRE_ROLES:
                 u.centre_id = None
+            rows: list[audit.RowRef] = [(User, u.id)]
             if not active and active is not None:
                 for t in s.scalars(select(ApiToken).where(ApiToken.user_id == u.id, ApiToken.revoked_at.is_(None))):
                     t.revoked_at = _now()
+                    rows.append((ApiToken, t.id))
+            s.flush()
             audit.append(s, actor.audit(), "permission-change", "user", u.id, centre_id=u.centre_id,
-                         before=before, after=row_dict(u, exclude=("password_hash",)))
+                         before=before, after=row_dict(u, exclude=("password_hash",)), rows=rows)
 
     def users(self, actor: Actor) -> list[dict[str, Any]]:
         self.require(actor, "user.list")
@@ -322,45 +341,57 @@ class Registry:
     def _actor(self, u: User) -> Actor:
         return Actor(u.id, u.username, u.role, u.centre_id)
 
-    def authenticate(self, username: str, password: str) -> Actor:
-        """Check a password; every attempt (success, failure, refusal while locked) is audited.
+    def authenticate(self, username: str, password: str, source: str | None = None) -> Actor:
+        """Check a password; every attempt that is checked is audited, with its source address.
 
-        MAX_FAILED_LOGINS consecutive failures lock the account for LOCKOUT_MINUTES: while locked,
-        even the right password is refused, so guessing is capped at a few tries per quarter hour.
-        The answer is the same whatever the reason (unknown user, wrong password, deactivated or
-        locked account), and each attempt costs one hash verification, so neither the message nor
-        the timing tells which usernames exist."""
-        with self.tx() as s:
-            u = s.scalar(select(User).where(User.username == username))
-            now = _now()
-            locked = u is not None and u.locked_until is not None and _utc(u.locked_until) > now
-            ok, upgraded = verify_password(
-                u.password_hash if u is not None and not locked else _dummy_hash(), password)
-            ok = ok and u is not None and not locked
-            if u is None or not ok or not u.active:
-                action = "login-refused-locked" if locked else "login-failed"
-                audit.append(s, audit.AuditActor(None, username, "anonymous"), action, "user", username)
-                if u is not None and not locked:
-                    self._count_failure(s, u, now)
-                failure = NotAuthenticated(LOGIN_REFUSED)
-            else:
-                if upgraded:
-                    u.password_hash = upgraded
-                u.failed_logins = 0
-                u.locked_until = None
-                audit.append(s, self._actor(u).audit(), "login", "user", u.id, centre_id=u.centre_id)
-                return self._actor(u)
-        raise failure
-
-    def _count_failure(self, s: Session, u: User, now: dt.datetime) -> None:
-        # One atomic UPDATE ... RETURNING, so failures counted by several workers at once all count.
-        count = s.execute(update(User).where(User.id == u.id).values(failed_logins=User.failed_logins + 1)
-                          .returning(User.failed_logins)).scalar_one()
-        if count >= MAX_FAILED_LOGINS:
-            until = now + dt.timedelta(minutes=LOCKOUT_MINUTES)
-            s.execute(update(User).where(User.id == u.id).values(failed_logins=0, locked_until=until))
-            audit.append(s, audit.AuditActor(None, u.username, "anonymous"), "account-locked", "user", u.id,
-                         centre_id=u.centre_id, after={"locked_until": until.isoformat(), "failures": count})
+        Order (so that sign-in floods never queue on the database's write lock): a read-only look at
+        the user and the throttle (:mod:`.throttle`; a pair in back-off gets :class:`RateLimited`
+        without a hash check), then the Argon2 check outside any transaction (at most
+        ``throttle.HASH_SLOTS`` at once), then one short write transaction recording the outcome.
+        The answer is the same whatever the reason (unknown user, wrong password, deactivated
+        account), and each checked attempt costs one hash verification, so neither the message nor
+        the timing tells which usernames exist. ``source``: the client's address (None: local)."""
+        now = _now()
+        keys = throttle.Keys.of(username, source)
+        known = len(username) <= USERNAME_MAX  # a longer name cannot exist: no lookup, same answer
+        cur: User | None = None
+        try:
+            with self.read_tx() as s:
+                u = s.scalar(select(User).where(User.username == username)) if known else None
+                state = throttle.load(s, keys, now)
+            with throttle.attempt(keys, state, now):
+                ok, upgraded = verify_password(u.password_hash if u is not None else _dummy_hash(), password)
+            ok = ok and u is not None and u.active
+            src = source or throttle.LOCAL_SOURCE
+            with self.tx() as s:
+                if ok and u is not None:
+                    cur = s.get(User, u.id, populate_existing=True)
+                    ok = cur is not None and cur.active and cur.password_hash == u.password_hash
+                if ok and cur is not None:
+                    throttle.record_success(s, keys)
+                    rows: list[audit.RowRef] = []
+                    if upgraded:
+                        cur.password_hash = upgraded
+                        s.flush()
+                        rows = [(User, cur.id)]
+                    audit.append(s, self._actor(cur).audit(), "login", "user", cur.id, centre_id=cur.centre_id,
+                                 after={"source": src}, rows=rows)
+                    return self._actor(cur)
+                started = throttle.record_failure(s, keys, now)
+                audit.append(s, audit.AuditActor(None, username, "anonymous"), "login-failed", "user", username,
+                             after={"source": src})
+                if started:
+                    audit.append(s, audit.AuditActor(None, username, "anonymous"), "login-throttled", "user",
+                                 username, after={"source": src, "wait_seconds": started})
+                if now.minute == 0:
+                    throttle.purge(s, now)
+        except (OperationalError, PoolTimeout) as exc:
+            # the database stayed busy past its lock timeout: a busy answer, never a 5xx, and no token
+            if isinstance(exc, OperationalError) and "locked" not in str(exc).lower() and \
+                    "timeout" not in str(exc).lower():
+                raise
+            raise RateLimited(throttle.BUSY.format(s=1), 1) from None
+        raise NotAuthenticated(LOGIN_REFUSED)
 
     def issue_token(self, actor: Actor, label: str = "", *, kind: str = "api", ttl_days: int | None = 90) -> str:
         """A new bearer token for the acting user. The plain token is returned once and never stored."""
@@ -374,16 +405,17 @@ class Registry:
             s.add(t)
             s.flush()
             audit.append(s, actor.audit(), "issue-token", "token", t.id, centre_id=actor.centre_id,
-                         after={"kind": kind, "label": t.label, "expires_at": t.expires_at})
+                         after={"kind": kind, "label": t.label, "expires_at": t.expires_at}, rows=[(ApiToken, t.id)])
         return token
 
-    def start_session(self, username: str, password: str, hours: int = SESSION_HOURS) -> tuple[str, str]:
+    def start_session(self, username: str, password: str, hours: int = SESSION_HOURS,
+                      source: str | None = None) -> tuple[str, str]:
         """Web login: (session token for an HttpOnly cookie, CSRF token for the forms of that session).
 
         The CSRF token is derived from the session token (HMAC), so nothing more is stored, and a
         form posted from another site cannot carry it (it never sees the cookie's value).
         """
-        actor = self.authenticate(username, password)
+        actor = self.authenticate(username, password, source)
         if actor.user_id is None:  # pragma: no cover - authenticate only returns real users
             raise NotAuthenticated("no user")
         token = new_token()
@@ -393,7 +425,7 @@ class Registry:
             s.add(t)
             s.flush()
             audit.append(s, actor.audit(), "issue-token", "token", t.id, centre_id=actor.centre_id,
-                         after={"kind": "session", "expires_at": t.expires_at})
+                         after={"kind": "session", "expires_at": t.expires_at}, rows=[(ApiToken, t.id)])
         return token, csrf_token(token)
 
     def actor_for_form(self, session_token: str, csrf: str | None) -> Actor:
@@ -409,7 +441,9 @@ class Registry:
             if t is None or (t.user_id != actor.user_id and actor.role not in ("admin", "system")):
                 raise NotFound("no such token for this user")
             t.revoked_at = _now()
-            audit.append(s, actor.audit(), "revoke-token", "token", t.id, centre_id=actor.centre_id)
+            s.flush()
+            audit.append(s, actor.audit(), "revoke-token", "token", t.id, centre_id=actor.centre_id,
+                         rows=[(ApiToken, t.id)])
 
     def actor_for_token(self, token: str) -> Actor:
         with self.tx() as s:
@@ -519,10 +553,14 @@ class Registry:
         for kind, model in second:
             for r, i in zip(rows[kind], _insert(s, model, rows[kind]), strict=True):
                 r["id"] = i
+        models = {"manifestations": ManifestationEpisode, "courses": Course, "visits": Visit,
+                  "adverse_events": AdverseEvent, "hsct": Hsct, "troughs": TroughLevel}
         audit.append_many(s, actor.audit(), [
             (action, "patient", r["pseudonym"], r["centre_id"], None,
              {"patient": _jsonable(r), **{kind: [_jsonable(x) for x in xs] for kind, xs in per[k].items()}})
-            for k, r in enumerate(prow)])
+            for k, r in enumerate(prow)],
+            row_refs=[[(Patient, r["id"])] + [(models[kind], x["id"]) for kind, xs in per[k].items() for x in xs]
+                  for k, r in enumerate(prow)])
         return pseudonyms
 
     def _new_pseudonyms(self, s: Session, centre_codes: list[str]) -> list[str]:
@@ -586,7 +624,8 @@ class Registry:
             s.flush()
             after = row_dict(p)
             audit.append(s, actor.audit(), "update", "patient", pseudonym, centre_id=p.centre_id,
-                         before={k: before[k] for k in changes}, after={k: after[k] for k in changes})
+                         before={k: before[k] for k in changes}, after={k: after[k] for k in changes},
+                         rows=[(Patient, p.id)])
             return after
 
     def withdraw_consent(self, actor: Actor, pseudonym: str, date: dt.date) -> None:
@@ -627,8 +666,12 @@ class Registry:
                 s.flush()
                 after["troughs"] = [row_dict(t) for t in tr]
             p.updated_at = _now()
+            s.flush()
+            written: list[audit.RowRef] = [(Patient, p.id), (type(obj), obj.id)]
+            if field == "courses":
+                written += [(TroughLevel, t.id) for t in tr]
             audit.append(s, actor.audit(), "create", model.__name__.removesuffix("In").lower(), obj.id,
-                         centre_id=p.centre_id, after={"patient": pseudonym, **after})
+                         centre_id=p.centre_id, after={"patient": pseudonym, **after}, rows=written)
             return int(obj.id)
 
     def add_manifestation(self, actor: Actor, pseudonym: str, data: ManifestationIn | dict[str, Any]) -> int:
@@ -662,7 +705,7 @@ class Registry:
             c.stop_date, c.reason_stopped, c.reason_other = new.stop_date, new.reason_stopped, new.reason_other
             s.flush()
             audit.append(s, actor.audit(), "update", "course", c.id, centre_id=p.centre_id, before=before,
-                         after=row_dict(c))
+                         after=row_dict(c), rows=[(Course, c.id)])
 
     # ---------------------------------------------------------------------------------------
     # audit

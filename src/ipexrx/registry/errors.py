@@ -33,3 +33,13 @@ class NotFound(RegistryError):
 
 class Conflict(RegistryError):
     http_status = 409
+
+
+class RateLimited(RegistryError):
+    """Too many attempts: try again after ``retry_after`` seconds (HTTP 429 with ``Retry-After``)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from . import ops
 from .core import Actor, Registry
-from .errors import NotAuthenticated, NotFound, RegistryError, ValidationFailed
+from .errors import NotAuthenticated, NotFound, RateLimited, RegistryError, ValidationFailed
 from .schemas import _In as _Body
 from .schemas import parse
 
@@ -37,6 +37,7 @@ class Route:
     status: int = 200
     auth: bool = True
     html: bool = False
+    source: bool = False  # the handler takes the client's address as a fifth argument
 
 
 class Login(_Body):
@@ -57,9 +58,9 @@ class CourseStop(_Body):
     reason_other: str | None = None
 
 
-def _login(reg: Registry, _actor: None, _p: dict[str, str], body: Any) -> dict[str, str]:
+def _login(reg: Registry, _actor: None, _p: dict[str, str], body: Any, source: str | None) -> dict[str, str]:
     b: Login = parse(Login, body, "login")
-    actor = reg.authenticate(b.username, b.password)
+    actor = reg.authenticate(b.username, b.password, source)
     return {"token": reg.issue_token(actor, b.label), "token_type": "bearer"}
 
 
@@ -112,7 +113,7 @@ def _verify(reg: Registry, a: Actor, _p: dict[str, str], _b: Any) -> dict[str, A
 
 
 ROUTES: list[Route] = [
-    Route("POST", "/auth/token", _login, "Trade username and password for a bearer token", auth=False),
+    Route("POST", "/auth/token", _login, "Trade username and password for a bearer token", auth=False, source=True),
     Route("GET", "/centres", lambda r, a, p, b: r.centres(a), "List centres"),
     Route("POST", "/centres", lambda r, a, p, b: {"id": r.create_centre(a, b)}, "Create a centre (admin)", 201),
     Route("GET", "/users", lambda r, a, p, b: r.users(a), "List users (admin)"),
@@ -141,12 +142,15 @@ def _error(exc: RegistryError) -> tuple[int, Any, dict[str, str]]:
     if isinstance(exc, ValidationFailed):
         detail["problems"] = exc.problems
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
     return exc.http_status, {"detail": detail}, headers
 
 
 def call(reg: Registry, route: Route, authorization: str | None, path_params: dict[str, str],
-         body: Any) -> tuple[int, Any, dict[str, str]]:
-    """Run one route: (status, JSON-ready payload or HTML string, extra headers)."""
+         body: Any, source: str | None = None) -> tuple[int, Any, dict[str, str]]:
+    """Run one route: (status, JSON-ready payload or HTML string, extra headers). ``source``: the
+    client's address, for sign-in throttling."""
     try:
         actor: Actor | None = None
         if route.auth:
@@ -156,6 +160,8 @@ def call(reg: Registry, route: Route, authorization: str | None, path_params: di
             actor = reg.actor_for_token(token.strip())
         if route.method in ("POST", "PATCH") and not isinstance(body, dict):
             raise ValidationFailed([f"request body: expected a JSON object, got {type(body).__name__}"], "request")
+        if route.source:
+            return route.status, route.handler(reg, actor, path_params, body, source), {}
         return route.status, route.handler(reg, actor, path_params, body), {}
     except RegistryError as exc:
         return _error(exc)

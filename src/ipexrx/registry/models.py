@@ -43,8 +43,24 @@ class User(Base):
     centre_id: Mapped[int | None] = mapped_column(ForeignKey("reg_centre.id"), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # consecutive
+    # Migration 0130's per-account hard lock. Since 0140 sign-in throttling is per (account, source)
+    # and per source (LoginThrottle): an account can no longer be locked by someone else. The
+    # columns stay for the migration history and are no longer written.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins counted per key: the SHA-256 of (username, source address) or of the source
+    address alone (see :mod:`.throttle`). Operational state shared by every worker and host, not
+    registry data: not in backups, not sealed by the audit chain."""
+
+    __tablename__ = "reg_login_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiToken(Base):
@@ -185,6 +201,8 @@ class AuditEntry(Base):
     after: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # {"<table>:<id>": sha256 of the data row written, or null if deleted}; canonical JSON (0140)
+    row_hashes: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_reg_audit_entity", "entity", "entity_id"),)
 

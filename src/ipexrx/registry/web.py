@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from .core import Actor, Registry
-from .errors import NotAuthenticated, NotFound, PermissionDenied, RegistryError, ValidationFailed
+from .errors import NotAuthenticated, NotFound, PermissionDenied, RateLimited, RegistryError, ValidationFailed
 from .schemas import (
     CHRONIC_GVHD,
     CONDITIONING,
@@ -39,6 +39,7 @@ class WebRequest:
     path_params: dict[str, str]
     session: str | None  # the session cookie's value
     form: dict[str, list[str]] = field(default_factory=dict)
+    source: str | None = None  # the client's address (sign-in throttling)
 
     def one(self, name: str) -> str | None:
         v = (self.form.get(name) or [""])[0].strip()
@@ -258,9 +259,13 @@ def _login(reg: Registry, _a: Actor | None, req: WebRequest) -> WebResponse:
     from .core import SESSION_HOURS
 
     try:
-        token, _csrf = reg.start_session(req.one("username") or "", req.one("password") or "")
+        token, _csrf = reg.start_session(req.one("username") or "", req.one("password") or "", source=req.source)
     except NotAuthenticated:
         return _render("login", "Sign in", 401, problems=["unknown user, wrong password or deactivated account"])
+    except RateLimited as exc:
+        page = _render("login", "Sign in", 429, problems=[str(exc)])
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     return _redirect(WEB_PREFIX, session_cookie(token, SESSION_HOURS * 3600))
 
 

@@ -20,6 +20,36 @@ if TYPE_CHECKING:
     from ..registry import Registry
 
 
+def client_source(request: Request) -> str | None:
+    """The client's address for sign-in throttling: the TCP peer, unless the peer is a proxy listed in
+    the service settings' ``trusted_proxies`` (``IPEXRX_TRUSTED_PROXIES``); then the right-most
+    address in ``X-Forwarded-For`` that is not itself a trusted proxy. Without that setting, behind
+    a reverse proxy every client shares the proxy's address (and its throttle)."""
+    import ipaddress
+
+    peer = request.client.host if request.client else None
+    settings = getattr(request.app.state, "settings", None)
+    networks = [ipaddress.ip_network(n, strict=False) for n in getattr(settings, "trusted_proxies", None) or []]
+
+    def trusted(addr: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address((addr or "").strip())
+        except ValueError:
+            return False
+        return any(ip in n for n in networks)
+
+    if not networks or not trusted(peer):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a malformed header: fall back to the proxy's own address
+    return peer
+
+
 def mount_registry_api(app: FastAPI, registry: Registry) -> None:
     from ..registry.http import PREFIX, ROUTES, Route, call
 
@@ -31,7 +61,8 @@ def mount_registry_api(app: FastAPI, registry: Registry) -> None:
             except ValueError:
                 return JSONResponse({"detail": {"message": "request body: expected JSON"}}, status_code=400)
             status, payload, headers = await run_in_threadpool(
-                call, registry, route, request.headers.get("authorization"), dict(request.path_params), body)
+                call, registry, route, request.headers.get("authorization"), dict(request.path_params), body,
+                client_source(request))
             if route.html and status < 400:
                 return HTMLResponse(payload, status_code=status)
             return JSONResponse(jsonable_encoder(payload), status_code=status, headers=headers)
@@ -49,7 +80,7 @@ def mount_registry_web(app: FastAPI, registry: Registry) -> None:
     def make(route: WebRoute) -> Any:
         async def page(request: Request) -> Response:
             form = parse_form(await request.body()) if route.method == "POST" else {}
-            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form)
+            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form, client_source(request))
             res = await run_in_threadpool(handle, registry, route, req)
             return Response(res.html, status_code=res.status, headers=res.headers)
 
