@@ -238,6 +238,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(dosing_router)
     mount_web(app)
+    from .dosing_web import mount_dosing
+
+    mount_dosing(app)
     if settings.registry:
         from ..registry import Registry
         from .registry_mount import mount_registry

@@ -1,0 +1,385 @@
+"""The dosing page: choose a clinical model, enter covariates, the current regimen and levels (or upload an
+NM-TRAN CSV or a FHIR Bundle), and read the suggestion with its plot, diagnostics, citation and caveats.
+
+A plain HTML form (``multipart/form-data``) that works without JavaScript; ``static/dosing.js`` only adds level
+rows and keeps the target in step with the chosen metric (no inline script: the pages are served under a
+Content-Security-Policy without 'unsafe-inline'). The inputs go through :mod:`ipexrx.dosing.inputs`, the same
+conversions and input checks as the upload API; any problem is shown on the page with status 422, never a 500.
+Teaching models are never offered. Nothing is stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+MAX_FORM_BYTES = 6 * 1024 * 1024  # the 5 MB file and the other fields
+MAX_LEVEL_ROWS = 20
+LEVEL_UNITS = [("ng/mL", "ng/mL (= µg/L = mcg/L)"), ("mg/L", "mg/L"), ("nmol/L", "nmol/L"),
+               ("pmol/mL", "pmol/mL"), ("umol/L", "µmol/L")]
+METRICS = [("trough", "trough (just before the next dose)"), ("peak", "peak"), ("auc24", "AUC over 24 h")]
+
+
+@dataclass
+class FormState:
+    """What the user entered, as text (so the form shows it back exactly), and the problems found in it."""
+
+    model_id: str
+    covariates: dict[str, str] = field(default_factory=dict)
+    dose_mg: str = ""
+    interval_h: str = ""
+    new_interval_h: str = ""
+    levels: list[dict[str, str]] = field(default_factory=list)
+    subject_id: str = ""
+    dv_unit: str = ""
+    metric: str = "trough"
+    target_low: str = ""
+    target_high: str = ""
+    target_for: str = ""
+    form: str = "0"
+    retarget: bool = False
+    issues: list[dict[str, str]] = field(default_factory=list)
+
+
+@functools.cache
+def _model_labels() -> dict[str, str]:
+    """Model id -> the author-year of its paper (the title's closing parenthesis), for text shown to people."""
+    from ..dosing.model import all_models
+
+    out = {}
+    for mm in all_models():
+        hit = re.search(r"\(([^()]*\d{4}[a-z]?)\)\s*$", mm.spec.title)
+        out[mm.id] = hit.group(1) if hit else mm.spec.title
+    return out
+
+
+def plain(text: Any) -> str:
+    """Text for the page without internal model ids (they become "the <author year> model")."""
+    out = str(text)
+    for mid, label in sorted(_model_labels().items(), key=lambda kv: -len(kv[0])):
+        out = re.sub(rf"\bmodel file {re.escape(mid)}\b", f"the {label} model's declarations", out)
+        out = re.sub(rf"\b(?:the )?model {re.escape(mid)}\b", f"the {label} model", out)
+        out = re.sub(rf"(?<![\w-]){re.escape(mid)}(?![\w-])", f"the {label} model", out)
+    return re.sub(r"\bthe the\b", "the", out)
+
+
+_SOURCE_REF = re.compile(r"(?<![\w/-])(?P<id>[a-z][a-z0-9.-]*[a-z0-9])(?:#(?P<loc>[\w.-]+))?(?![\w/#-])")
+
+
+def source_html(text: Any) -> Any:
+    """A problem's source with knowledge-base source ids (``label-prograf#2``) shown as the source's title and
+    section, linked to its entry on /sources; other text escaped as is."""
+    from markupsafe import Markup, escape
+
+    from ..knowledge import get_kb
+
+    sources = get_kb().sources
+    out, last = [], 0
+    raw = plain(text)
+    for hit in _SOURCE_REF.finditer(raw):
+        src = sources.get(hit["id"])
+        if src is None:
+            continue
+        loc = hit["loc"]
+        anchor = f"src-{src.id}-{loc}" if loc else f"src-{src.id}"
+        out.append(escape(raw[last:hit.start()]))
+        section = f", section {loc}" if loc else ""
+        out.append(Markup('<a href="/sources#{}">{}{}</a>').format(anchor, src.title, section))
+        last = hit.end()
+    out.append(escape(raw[last:]))
+    return Markup("").join(out)
+
+
+def clinical_models() -> list[Any]:
+    """The clinical models, by drug then id (teaching models are never offered)."""
+    from ..dosing.model import all_models
+
+    return sorted((m for m in all_models() if m.spec.kind == "clinical"), key=lambda m: (m.spec.drug, m.id))
+
+
+def _default_model_id() -> str:
+    from ..dosing.recommend import DEFAULT_MODELS
+
+    ids = {m.id for m in clinical_models()}
+    return DEFAULT_MODELS["tacrolimus"] if DEFAULT_MODELS["tacrolimus"] in ids else sorted(ids)[0]
+
+
+def _model_target(m: Any, metric: str) -> Any | None:
+    """The model's own target for ``metric`` (the one :func:`~ipexrx.dosing.recommend.choose_target` uses)."""
+    cands = [t for t in m.spec.targets if t.metric == metric]
+    return cands[-1] if cands else None
+
+
+def _fresh_state(m: Any) -> FormState:
+    st = FormState(model_id=m.id, interval_h=f"{m.spec.default_interval_h:g}" if m.spec.default_interval_h else "")
+    metric = "trough" if _model_target(m, "trough") else (m.spec.targets[0].metric if m.spec.targets else "trough")
+    _set_default_target(st, m, metric)
+    return st
+
+
+def _set_default_target(st: FormState, m: Any, metric: str) -> None:
+    t = _model_target(m, metric)
+    st.metric = metric
+    st.target_low, st.target_high = (f"{t.low:g}", f"{t.high:g}") if t else ("", "")
+    st.target_for = metric
+
+
+def _covariate_fields(m: Any, st: FormState) -> list[dict[str, Any]]:
+    out = []
+    for name, c in m.spec.covariates.items():
+        unit = "" if c.unit == "1" else c.unit
+        rng = (f"cohort range {c.min:g}-{c.max:g} {unit}".rstrip() if c.min is not None and c.max is not None
+               else "")
+        need = (f"blank: the model's default {c.default:g} {unit}".rstrip() if c.default is not None
+                else "required")
+        out.append({"name": name, "description": c.description, "unit": unit, "allowed": c.allowed,
+                    "help": "; ".join(x for x in (rng, need) if x), "value": st.covariates.get(name, ""),
+                    "required": c.default is None})
+    return out
+
+
+def _targets_help(m: Any) -> list[str]:
+    out = []
+    for t in m.spec.targets:
+        verified = "verified" if t.verified else "not verified"
+        out.append(f"{t.metric} {t.low:g}-{t.high:g} {t.unit}: {t.context} ({verified} for IPEX; source: {t.source})")
+    return out
+
+
+def _page(request: Request, m: Any, st: FormState, status: int = 200, **ctx: Any) -> HTMLResponse:
+    from .web import render
+
+    models = clinical_models()
+    rows = st.levels + [{"value": "", "unit": "ng/mL", "hours": ""}
+                        for _ in range(max(1, 3 - len(st.levels)))]
+    defaults: dict[str, tuple[str, str]] = {}
+    for t in m.spec.targets:  # choose_target uses the last target per metric
+        defaults[t.metric] = (f"{t.low:g}", f"{t.high:g}")
+    body = render("dosing.html", request, title="Dose a patient", models=models, m=m, st=st,
+                  covariates=_covariate_fields(m, st), level_rows=rows[:MAX_LEVEL_ROWS], level_units=LEVEL_UNITS,
+                  metrics=METRICS, target_defaults=defaults, targets_help=_targets_help(m),
+                  unit=m.spec.outputs[0].unit, **ctx)
+    return HTMLResponse(body, status_code=status)
+
+
+def _number(text: str, label: str, st: FormState, *, positive: bool = True) -> float | None:
+    t = text.strip().replace(",", ".") if text.count(",") == 1 and "." not in text else text.strip()
+    if not t:
+        return None
+    try:
+        v = float(t)
+    except ValueError:
+        st.issues.append({"path": label, "expected": "a number" + (" > 0" if positive else ""), "got": text[:40]})
+        return None
+    if not math.isfinite(v) or (positive and v <= 0):
+        st.issues.append({"path": label, "expected": "a finite number" + (" > 0" if positive else ""),
+                          "got": text[:40]})
+        return None
+    return v
+
+
+_REC = re.compile(r"^subject (?P<sid>.+?) records\[(?P<i>\d+)\](?: \(row (?P<row>\d+)\))?(?:\.(?P<f>\w+))?$")
+
+
+def where_label(path: str, m: Any, typed: bool, filename: str | None) -> str:
+    """A problem's place in the words of the form: a covariate's label, a level row, a file line and field."""
+    if path.startswith("covariates."):
+        name = path.split(".", 1)[1]
+        c = m.spec.covariates.get(name)
+        return f"{c.description} ({name})" if c is not None else f"covariate {name}"
+    if path == "interval_h":
+        return "interval of the suggestion"
+    if path.startswith("dose"):
+        return "current regimen" + (" (interval)" if path.endswith(".II") else " (dose)")
+    rec = _REC.match(path)
+    if rec:
+        i, f = int(rec["i"]), rec["f"]
+        if typed:
+            return ("current regimen" + (" (interval)" if f == "II" else " (dose)")) if i % 2 == 0 else \
+                f"level {i // 2 + 1}"
+        where = f"{filename or 'the file'}" + (f", line {rec['row']}" if rec["row"] else f", record {i + 1}")
+        return where + (f", field {f}" if f else "")
+    sub = re.match(r"^subject .+?\.(\w+)$", path)
+    if sub:
+        return f"{filename or 'the file'}, field {sub[1]}"
+    return path
+
+
+def _problem_rows(problems: list[Any], m: Any, typed: bool, filename: str | None) -> list[dict[str, str]]:
+    return [{"severity": p.severity, "where": where_label(p.path, m, typed, filename), "message": p.message,
+             "expected": p.expected, "got": p.got, "source": p.source} for p in problems]
+
+
+def _plots(m: Any, rec: Any, subject: Any, covs: dict[str, float]) -> list[dict[str, str]]:
+    """Inline SVGs: the fit to the levels (when there are levels) and the suggested regimen at steady state."""
+    from ..dosing import plot
+
+    out = []
+    allc = dict(covs)
+    if rec.fit is not None and rec.fit.design is not None:
+        allc = {**{k: float(v[-1]) for k, v in rec.fit.design.cov.items()}, **covs}
+    if rec.fit is not None and subject is not None:
+        c = plot.fit_curve(m, subject, rec.fit)
+        c.title = f"{m.spec.drug}: measured levels and the fitted curve on the current regimen"
+        c.target = (rec.target_low, rec.target_high) if rec.metric == "trough" else None
+        out.append({"id": "plot-fit", "heading": "Levels and the fitted curve", "svg": plot.svg(c, "plot-fit"),
+                    "note": c.note})
+    c = plot.recommendation_curve(m, rec, allc)
+    c.title = f"{m.spec.drug} {rec.dose_mg:g} mg every {rec.interval_h:g} h at steady state"
+    out.append({"id": "plot-suggested", "heading": "The suggested regimen at steady state",
+                "svg": plot.svg(c, "plot-suggested"), "note": c.note})
+    return out
+
+
+async def _read_state(request: Request) -> tuple[FormState | None, Any, bytes, str, str | None]:
+    """(state, model, file bytes, file name, error message) from the posted form."""
+    from ..dosing.model import get_model
+
+    form = await request.form(max_files=1, max_fields=40 + 3 * MAX_LEVEL_ROWS, max_part_size=MAX_FORM_BYTES)
+    ids = {mm.id: mm for mm in clinical_models()}
+    mid = str(form.get("model") or "")
+    if mid not in ids:
+        m = get_model(_default_model_id())
+        return None, m, b"", "", (f"the model must be one of the clinical models ({', '.join(sorted(ids))}), got "
+                                  f"'{mid[:60]}'")
+    m = ids[mid]
+    st = FormState(model_id=m.id)
+
+    def text(name: str, limit: int = 60) -> str:
+        v = form.get(name)
+        return v[:limit] if isinstance(v, str) else ""
+
+    st.covariates = {name: text(f"cov_{name}") for name in m.spec.covariates}
+    st.dose_mg, st.interval_h, st.new_interval_h = text("dose_mg"), text("interval_h"), text("new_interval_h")
+    values, units, hours = (form.getlist(k) for k in ("level_value", "level_unit", "level_hours"))
+    for k in range(min(len(values), MAX_LEVEL_ROWS)):
+        vk, uk, hk = values[k], units[k] if k < len(units) else "", hours[k] if k < len(hours) else ""
+        v = vk if isinstance(vk, str) else ""
+        u = uk if isinstance(uk, str) and uk else "ng/mL"
+        h = hk if isinstance(hk, str) else ""
+        if v.strip() or h.strip():
+            st.levels.append({"value": v[:40], "unit": u[:20], "hours": h[:40]})
+    st.subject_id, st.dv_unit = text("subject_id", 100), text("dv_unit", 20)
+    st.metric = text("metric") if text("metric") in dict(METRICS) else "trough"
+    st.target_low, st.target_high, st.target_for = text("target_low"), text("target_high"), text("target_for")
+    st.form = text("form") or "0"
+    st.retarget = bool(form.get("retarget"))
+    upload = form.get("file")
+    data, filename = b"", ""
+    if upload is not None and not isinstance(upload, str) and upload.filename:
+        data = await upload.read(MAX_FORM_BYTES)
+        filename = upload.filename[:120]
+    return st, m, data, filename, None
+
+
+def _compute(m: Any, st: FormState, data: bytes, filename: str) -> dict[str, Any]:
+    """Run the inputs through the library; raises DosingError (and InputCheckError) for the page to show."""
+    from ..dosing.errors import DataError
+    from ..dosing.inputs import LevelEntry, checked_recommendation, subject_from_file, subject_from_levels
+
+    covs: dict[str, float] = {}
+    for name, raw in st.covariates.items():
+        c = m.spec.covariates[name]
+        v = _number(raw, f"{c.description[:1].upper()}{c.description[1:]} ({name})", st, positive=False)
+        if v is not None:
+            covs[name] = v
+    dose = _number(st.dose_mg, "current dose (mg)", st)
+    tau = _number(st.interval_h, "current interval (h)", st)
+    new_tau = _number(st.new_interval_h, "interval of the suggestion (h)", st)
+    levels = []
+    for k, row in enumerate(st.levels, start=1):
+        v = _number(row["value"], f"level {k} (value)", st)
+        h = _number(row["hours"], f"level {k} (hours after the dose)", st)
+        if v is None and not row["value"].strip():
+            st.issues.append({"path": f"level {k} (value)", "expected": "a concentration", "got": "nothing"})
+        if v is not None:
+            levels.append(LevelEntry(v, row["unit"], h))
+    low = _number(st.target_low, "target low", st)
+    high = _number(st.target_high, "target high", st)
+    if st.issues:
+        raise DataError("some entries are not numbers; see the table")
+    own = _model_target(m, st.target_for or st.metric)
+    if own is not None and low == own.low and high == own.high:
+        low = high = None  # the prefilled model target (of this or the previously chosen metric): the model's own
+    if (low is None) != (high is None):
+        raise DataError("the target needs both a low and a high value, or neither (the model's target)")
+    unit = m.spec.outputs[0].unit + ("*h" if st.metric == "auc24" else "")
+    options: dict[str, Any] = {"metric": st.metric, "target_low": low, "target_high": high,
+                               "target_unit": unit if low is not None else None, "form_index": st.form,
+                               "retarget": st.retarget}
+    typed = not data
+    subject = None
+    if data:
+        if levels or dose is not None:
+            raise DataError("give either the current regimen and levels in the form or a file, not both; expected "
+                            f"one of them, got a file ({filename}) and typed "
+                            + ("levels" if levels else "a dose"))
+        subject = subject_from_file(m, data, filename, covs, st.subject_id or None, st.dv_unit or None)
+        options["interval_h"] = new_tau
+    elif levels:
+        if dose is None or tau is None:
+            raise DataError("a level needs the regimen it was measured on: expected the current dose (mg) and "
+                            f"interval (h), got {'no dose' if dose is None else 'no interval'}")
+        subject = subject_from_levels(m, dose, tau, levels, covs)
+        options.update(interval_h=new_tau or tau, current_dose_mg=dose, current_interval_h=tau)
+    else:
+        options["interval_h"] = new_tau or tau
+        if dose is not None and tau is not None:
+            options.update(current_dose_mg=dose, current_interval_h=tau)
+    rec, problems = checked_recommendation(m, subject, covs, **options)
+    return {"rec": rec, "problems": _problem_rows(problems, m, typed, filename),
+            "other_warnings": [w for w in rec.warnings if not w.startswith("input check: ")],
+            "plots": _plots(m, rec, subject, covs), "subject": subject, "covariates_used": covs}
+
+
+def mount_dosing(app: FastAPI) -> None:
+    from .web import env
+
+    env().filters["plain"] = plain
+    env().filters["source_html"] = source_html
+
+    @app.get("/dosing", response_class=HTMLResponse, include_in_schema=False)
+    def dosing_form(request: Request, model: str = "", drug: str = "") -> HTMLResponse:
+        from ..dosing.recommend import DEFAULT_MODELS
+
+        ids = {m.id: m for m in clinical_models()}
+        mid = model or DEFAULT_MODELS.get(drug.strip().lower(), "") or _default_model_id()
+        if mid not in ids:
+            m = ids[_default_model_id()]
+            return _page(request, m, _fresh_state(m), 404, error={
+                "message": f"no clinical model '{mid[:60]}'; choose one of the list", "problems": [],
+                "issues": []})
+        return _page(request, ids[mid], _fresh_state(ids[mid]))
+
+    @app.post("/dosing", response_class=HTMLResponse, include_in_schema=False)
+    async def dosing_submit(request: Request) -> HTMLResponse:
+        from ..dosing.checks import InputCheckError
+        from ..dosing.errors import DosingError
+
+        try:
+            st, m, data, filename, problem = await _read_state(request)
+        except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
+            from ..dosing.model import get_model
+
+            m = get_model(_default_model_id())
+            detail = getattr(exc, "detail", None) or type(exc).__name__
+            return _page(request, m, _fresh_state(m), 400, error={
+                "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
+        if st is None:
+            return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
+        try:
+            result = _compute(m, st, data, filename)
+        except InputCheckError as exc:
+            return _page(request, m, st, 422, error={
+                "message": "The inputs did not pass the checks that run before any fit; nothing was fitted or "
+                           "suggested.", "issues": st.issues,
+                "problems": _problem_rows(exc.problems, m, not data, filename)})
+        except DosingError as exc:
+            return _page(request, m, st, 422, error={"message": str(exc), "issues": st.issues, "problems": []})
+        return _page(request, m, st, 200, filename=filename, **result)
