@@ -124,6 +124,14 @@ def fhir_server() -> Iterator[tuple[str, FhirStore]]:
         server.server_close()
 
 
+@pytest.fixture
+def fhir_client(db_url: str, fhir_server: tuple[str, FhirStore]) -> Iterator[TestClient]:
+    """A development-mode app that may fetch from the loopback FHIR server (listed explicitly)."""
+    settings = Settings(dev_mode=True, database_url=db_url, auto_migrate=False, dev_fhir_servers=[fhir_server[0]])
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        yield c
+
+
 def with_fhir(body: dict[str, Any], url: str, drop: list[str]) -> dict[str, Any]:
     body = copy.deepcopy(body)
     for key in drop:
@@ -349,12 +357,12 @@ def test_null_prefetch_means_no_data_not_missing(dev_client: TestClient) -> None
     assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 200
 
 
-def test_missing_prefetch_is_fetched_from_the_fhir_server(dev_client: TestClient,
+def test_missing_prefetch_is_fetched_from_the_fhir_server(fhir_client: TestClient,
                                                           fhir_server: tuple[str, FhirStore]) -> None:
     url, store = fhir_server
-    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    full = fhir_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
     body = with_fhir(payload("patient_view"), url, ["patient", "medications", "observations"])
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    resp = fhir_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert resp.status_code == 200
     assert resp.json() == full  # same cards as with full prefetch
     paths = [p for p, _ in store.requests]
@@ -365,12 +373,12 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server(dev_client: TestClient
     assert not any(p.startswith("/fhir/Condition") for p in paths)  # prefetched keys are not fetched again
 
 
-def test_everything_can_be_fetched_when_nothing_was_prefetched(dev_client: TestClient,
+def test_everything_can_be_fetched_when_nothing_was_prefetched(fhir_client: TestClient,
                                                               fhir_server: tuple[str, FhirStore]) -> None:
     url, _store = fhir_server
     body = with_fhir(payload("order_sign"), url, [])
     del body["prefetch"]
-    resp = dev_client.post("/cds-services/ipexrx-order-sign", json=body)
+    resp = fhir_client.post("/cds-services/ipexrx-order-sign", json=body)
     assert resp.status_code == 200
     assert any("Two calcineurin inhibitors" in s for s in summaries(resp))
 
@@ -387,7 +395,8 @@ def test_fhir_server_failures_answer_412(db_url: str, fhir_server: tuple[str, Fh
         body["fhirServer"] = "http://127.0.0.1:9/fhir"  # discard port: nothing listens
     else:
         store.delay = 1.5
-    settings = Settings(dev_mode=True, database_url=db_url, fhir_timeout=0.5, auto_migrate=False)
+    settings = Settings(dev_mode=True, database_url=db_url, fhir_timeout=0.5, auto_migrate=False,
+                        dev_fhir_servers=[url, "http://127.0.0.1:9/fhir"])
     with TestClient(create_app(settings), base_url=BASE) as c:
         started = time.monotonic()
         resp = c.post("/cds-services/ipexrx-patient-view", json=body)
@@ -397,9 +406,12 @@ def test_fhir_server_failures_answer_412(db_url: str, fhir_server: tuple[str, Fh
     assert FHIR_TOKEN not in resp.text
 
 
-def test_plain_http_fhir_server_off_loopback_is_refused(dev_client: TestClient) -> None:
+def test_plain_http_fhir_server_off_loopback_is_refused_even_when_listed(db_url: str) -> None:
+    settings = Settings(dev_mode=True, database_url=db_url, auto_migrate=False,
+                        dev_fhir_servers=["http://fhir.example.org/r4"])
     body = with_fhir(payload("patient_view"), "http://fhir.example.org/r4", ["medications"])
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        resp = c.post("/cds-services/ipexrx-patient-view", json=body)
     assert resp.status_code == 412 and "https" in resp.json()["issue"][0]["details"]["text"]
 
 
@@ -450,7 +462,7 @@ def test_cors_preflight_allows_authorization_from_any_origin(client: TestClient)
     assert resp.headers["access-control-allow-origin"] == "*"  # also on the 401
 
 
-def test_fhir_access_token_never_reaches_logs_or_error_bodies(dev_client: TestClient, caplog: pytest.LogCaptureFixture,
+def test_fhir_access_token_never_reaches_logs_or_error_bodies(fhir_client: TestClient, caplog: pytest.LogCaptureFixture,
                                                               fhir_server: tuple[str, FhirStore]) -> None:
     import logging
 
@@ -458,11 +470,11 @@ def test_fhir_access_token_never_reaches_logs_or_error_bodies(dev_client: TestCl
     url, store = fhir_server
     body = with_fhir(payload("patient_view"), url, ["medications"])
     body["fhirAuthorization"]["expires_in"] = "soon"  # invalid: a 422 must not echo the block
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    resp = fhir_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert resp.status_code == 422 and FHIR_TOKEN not in resp.text
     store.fail_with = 503
     body["fhirAuthorization"]["expires_in"] = 300
-    dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    fhir_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert FHIR_TOKEN not in caplog.text
 
 
@@ -596,13 +608,13 @@ def test_a_missing_allergy_list_is_not_a_412_because_the_rules_do_not_read_it(de
     assert resp.status_code == 200 and summaries(resp) == full
 
 
-def test_missing_new_keys_are_fetched_with_their_templates(dev_client: TestClient,
+def test_missing_new_keys_are_fetched_with_their_templates(fhir_client: TestClient,
                                                            fhir_server: tuple[str, FhirStore]) -> None:
     url, store = fhir_server
-    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    full = fhir_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
     body = with_fhir(payload("patient_view"), url, ["medication_statements", "vital_signs", "observations",
                                                     "allergies"])
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    resp = fhir_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert resp.status_code == 200 and resp.json() == full
     paths = [p for p, _ in store.requests]
     assert "/fhir/MedicationStatement?patient=ipex-boy-1" in paths
@@ -611,15 +623,15 @@ def test_missing_new_keys_are_fetched_with_their_templates(dev_client: TestClien
     assert "/fhir/AllergyIntolerance?patient=ipex-boy-1" in paths  # fetched alongside the others
 
 
-def test_an_allergy_fetch_that_fails_does_not_fail_the_call(dev_client: TestClient,
+def test_an_allergy_fetch_that_fails_does_not_fail_the_call(fhir_client: TestClient,
                                                            fhir_server: tuple[str, FhirStore]) -> None:
     url, store = fhir_server
-    full = dev_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
+    full = fhir_client.post("/cds-services/ipexrx-patient-view", json=payload("patient_view")).json()
     store.fail_types = {"AllergyIntolerance"}
     body = with_fhir(payload("patient_view"), url, ["vital_signs", "allergies"])
-    resp = dev_client.post("/cds-services/ipexrx-patient-view", json=body)
+    resp = fhir_client.post("/cds-services/ipexrx-patient-view", json=body)
     assert resp.status_code == 200 and resp.json() == full
     assert any(p.startswith("/fhir/AllergyIntolerance") for p, _ in store.requests)
     body = with_fhir(payload("patient_view"), url, ["medications"])
     store.fail_types = {"MedicationRequest"}  # a key the rules read: no answer without it
-    assert dev_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 412
+    assert fhir_client.post("/cds-services/ipexrx-patient-view", json=body).status_code == 412

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -220,6 +220,8 @@ def run_assessment(payload: Any, as_of: dt.date | None, ipex_plan: PlanChoice = 
     "/assess",
     response_model=Assessment,
     responses={**ERROR_RESPONSES, 400: {"model": ErrorBody, "description": "The body is not JSON."},
+               503: {"model": ErrorBody, "description": "Busy with other analyses: try again after Retry-After "
+                     "seconds."},
                200: {"description": "The assessment (format=json) or a FHIR R4 Bundle of DetectedIssue and "
                      "RequestGroup (format=fhir).",
                      "content": {"application/fhir+json": {"schema": {"type": "object"}}}}},
@@ -231,7 +233,8 @@ def run_assessment(payload: Any, as_of: dt.date | None, ipex_plan: PlanChoice = 
     "answer's `mode` and `mode_reason` say which applied. Alerts come first (critical, warning, info), then "
     "the plan.",
 )
-def post_assess(
+async def post_assess(
+    request: Request,
     payload: dict[str, Any] = Body(..., openapi_examples=ASSESS_EXAMPLES,
                                    description="An ipexrx patient record (docs/patient-format.md) or a FHIR R4 "
                                    "Bundle (resourceType 'Bundle')."),
@@ -241,6 +244,13 @@ def post_assess(
                                   "when the chart has IPEX or an IPEX-like disorder; always; never. Drug-safety "
                                   "checks run in every case."),
 ) -> Response:
+    from .pool import pool_of
+
+    # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
+    return await pool_of(request.app).run(_assess_response, payload, as_of, ipex_plan, format)
+
+
+def _assess_response(payload: Any, as_of: dt.date | None, ipex_plan: PlanChoice, format: str) -> Response:
     result = run_assessment(payload, as_of, ipex_plan)
     if format == "fhir":
         import json

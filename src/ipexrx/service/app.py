@@ -23,6 +23,8 @@ from ..storage.replay import make_replay_store
 from .cardlog import CardLog
 from .deps import Unauthorized, unauthorized_handler
 from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
+from .limits import BrowserHardening, RequestLimits
+from .pool import AnalysisPool
 from .security import JwtVerifier
 from .settings import Settings
 
@@ -34,9 +36,8 @@ DEV_MODE_BANNER = (
 )
 
 
-DEV_MODE_HTML = (
-    '<div id="ipexrx-dev-mode" role="alert" style="background:#8b0000;color:#fff;padding:.6em 1em;'
-    'font:bold 1rem/1.4 system-ui,sans-serif;text-align:center;border-bottom:4px solid #000">'
+DEV_MODE_HTML = (  # styled by its own stylesheet: the Content-Security-Policy allows no inline style
+    '<link rel="stylesheet" href="/static/dev-banner.css"><div id="ipexrx-dev-mode" role="alert">'
     "DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Any caller can invoke the CDS services. "
     "Never use with real patient data or on a reachable network.</div>"
 )
@@ -87,69 +88,27 @@ def _with_banner(body: bytes) -> bytes:
     return body[:end] + DEV_MODE_HTML.encode() + body[end:]
 
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
-
-
-class BodyLimit:
-    """Refuses request bodies over MAX_BODY_BYTES with a JSON 413 (declared or streamed), so an
-    oversized upload cannot exhaust memory."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
-                return
-        headers = dict(scope.get("headers", []))
-        if b"content-length" in headers or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)  # declared size already checked (the server enforces it)
-            return
-        # No declared size (chunked): read up to the limit first, then hand the body on.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send: Send) -> None:
-        import json
-
-        body = json.dumps({"error": "payload_too_large", "message": f"the request body is larger than "
-                           f"{self.limit // 2**20} MB", "issues": [], "suggestions": []}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
+<link rel="icon" href="data:,">
+<title>ipexrx API</title>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/static/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""
 
 
 def _mount_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the swagger-ui-bundle-v2 package (FastAPI's default uses a CDN)."""
-    from fastapi.openapi.docs import get_swagger_ui_html
+    """Swagger UI at /docs from the swagger-ui-bundle-v2 package (FastAPI's default uses a CDN and an
+    inline script; here both scripts are files on this server, as the Content-Security-Policy requires)."""
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
@@ -158,10 +117,7 @@ def _mount_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ipexrx API",
-                                   swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger-ui/swagger-ui.css",
-                                   swagger_favicon_url="data:,")
+        return HTMLResponse(DOCS_HTML)
 
 
 def _warm_up(app: FastAPI) -> None:
@@ -218,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.verifier = JwtVerifier(settings, make_replay_store(db, settings.replay_store, settings.replay_dir))
     app.state.cardlog = CardLog(db)
+    app.state.analysis_pool = AnalysisPool(settings.analysis_threads, settings.analysis_queue)
 
     handlers: list[tuple[Any, Any]] = [
         (ApiError, api_error_handler),
@@ -258,9 +215,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Content-Type", "Authorization"],
         max_age=600,
     )
-    app.add_middleware(BodyLimit)
     if settings.dev_mode:
         app.add_middleware(DevModeMarker)
+    app.add_middleware(BrowserHardening, trust_forwarded_proto=settings.trust_forwarded_proto,
+                       base_url=settings.base_url)
+    # Outermost: nothing (routing, authentication, parsing) sees a request beyond the limits.
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes,
+                       max_header_bytes=settings.max_header_bytes, max_json_depth=settings.max_json_depth)
     _describe_cds_body(app)
     return app
 

@@ -74,8 +74,18 @@ def mount_assess(app: FastAPI) -> None:
             except ValueError:
                 return _page(request, 422, error={"message": f"the assessment date must be YYYY-MM-DD, got "
                                                   f"'{as_of_text}'", "issues": []}, **ctx)
-        try:
-            result = assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
+        from .errors import ApiError
+        from .pool import pool_of
+
+        def run() -> Any:
+            return assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
+
+        try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
+            result = await pool_of(request.app).run(run)
+        except ApiError as exc:  # busy: say so on the page, with the same Retry-After
+            page = _page(request, exc.status, error={"message": exc.body.message, "issues": []}, **ctx)
+            page.headers.update(exc.headers or {})
+            return page
         except PatientInputError as exc:
             return _page(request, 422, error={"message": exc.summary, "issues": [i.to_dict() for i in exc.issues]},
                          **ctx)

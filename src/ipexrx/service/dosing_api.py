@@ -9,14 +9,16 @@ range, unit that differs from the model's, unsorted times...) is a 422 with its 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ERROR_RESPONSES, ApiError, ErrorBody
+from .pool import analysis_slot, pool_of
 
 router = APIRouter(prefix="/api/v1/dosing", tags=["Dosing"])
 
@@ -139,44 +141,108 @@ def list_models(reference: bool = False) -> Response:
     return _json({"models": out})
 
 
-@router.post("/recommend", summary="Suggest a dose and interval (not an order)",
-             responses={**ERROR_RESPONSES})
-def recommend(body: RecommendRequest) -> Response:
-    from ..dosing.errors import DosingError
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "Busy with other analyses: try again after Retry-After seconds."}}
+ANALYSIS = [Depends(analysis_slot)]  # CPU-heavy: a place in the bounded analysis pool (503 when saturated)
+
+
+def _recommendation(body: RecommendRequest) -> Any:
+    """The Recommendation for a request (shared by /recommend and /report); DosingError propagates."""
     from ..dosing.recommend import recommend, recommend_from_trough
 
-    try:
-        if body.model is None:
-            # by drug: the model is chosen among the drug's clinical models; the choice travels in "model_choice"
-            from ..dosing.select import recommend_for_drug
+    if body.model is None:
+        # by drug: the model is chosen among the drug's clinical models; the choice travels in "model_choice"
+        from ..dosing.select import recommend_for_drug
 
-            rec = recommend_for_drug(
-                body.drug or "", body.covariates, age_years=body.age_years, level=body.level,
-                level_unit=body.level_unit, dose_mg=body.dose_mg, interval_h=body.interval_h,
-                hours_after_dose=body.hours_after_dose, new_interval_h=body.new_interval_h, metric=body.metric,
-                target_low=body.target_low, target_high=body.target_high, target_unit=body.target_unit,
-                form=body.form, retarget=body.retarget)
-            return _json(rec.as_dict())
-        model_id = body.model
-        if body.level is not None:
-            assert body.level_unit is not None and body.dose_mg is not None and body.interval_h is not None
-            rec = recommend_from_trough(
-                body.drug or "", body.level, body.level_unit, body.dose_mg, body.interval_h, body.covariates,
-                model_id=model_id, hours_after_dose=body.hours_after_dose,
-                target_low=body.target_low, target_high=body.target_high, metric=body.metric, form_index=body.form,
-                new_interval_h=body.new_interval_h, retarget=body.retarget, target_unit=body.target_unit,
-            )
-        else:
-            rec = recommend(model_id, None, body.covariates, interval_h=body.interval_h, metric=body.metric,
-                            target_low=body.target_low, target_high=body.target_high,
-                            target_unit=body.target_unit, form_index=body.form, retarget=body.retarget)
+        rec = recommend_for_drug(
+            body.drug or "", body.covariates, age_years=body.age_years, level=body.level,
+            level_unit=body.level_unit, dose_mg=body.dose_mg, interval_h=body.interval_h,
+            hours_after_dose=body.hours_after_dose, new_interval_h=body.new_interval_h, metric=body.metric,
+            target_low=body.target_low, target_high=body.target_high, target_unit=body.target_unit,
+            form=body.form, retarget=body.retarget)
+        return rec
+    model_id = body.model
+    if body.level is not None:
+        assert body.level_unit is not None and body.dose_mg is not None and body.interval_h is not None
+        rec = recommend_from_trough(
+            body.drug or "", body.level, body.level_unit, body.dose_mg, body.interval_h, body.covariates,
+            model_id=model_id, hours_after_dose=body.hours_after_dose,
+            target_low=body.target_low, target_high=body.target_high, metric=body.metric, form_index=body.form,
+            new_interval_h=body.new_interval_h, retarget=body.retarget, target_unit=body.target_unit,
+        )
+    else:
+        rec = recommend(model_id, None, body.covariates, interval_h=body.interval_h, metric=body.metric,
+                        target_low=body.target_low, target_high=body.target_high,
+                        target_unit=body.target_unit, form_index=body.form, retarget=body.retarget)
+    return rec
+
+
+@router.post("/recommend", summary="Suggest a dose and interval (not an order)",
+             responses={**ERROR_RESPONSES, **BUSY}, dependencies=ANALYSIS)
+def recommend(body: RecommendRequest) -> Response:
+    from ..dosing.errors import DosingError
+
+    try:
+        rec = _recommendation(body)
     except DosingError as exc:
         raise _dosing_error(exc) from None
     return _json(rec.as_dict())
 
 
+class ReportRequest(RecommendRequest):
+    """The request of POST /recommend, and the date to print on the report."""
+
+    as_of: dt.date | None = Field(None, description="Date printed on the report (YYYY-MM-DD; default: today). The "
+                                  "same request and date give the same report.")
+
+
+def _wants_html(accept: str | None) -> bool:
+    """True when the client prefers text/html to application/json (quality values honoured; JSON wins ties)."""
+    best: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        kind, *params = (x.strip() for x in part.split(";"))
+        q = 1.0
+        for prm in params:
+            if prm.startswith("q="):
+                try:
+                    q = float(prm[2:])
+                except ValueError:
+                    q = 0.0
+        best[kind.lower()] = max(q, best.get(kind.lower(), 0.0))
+    html = max(best.get("text/html", 0.0), best.get("text/*", 0.0) * 0.999)
+    json_q = max(best.get("application/json", 0.0), best.get("application/*", 0.0) * 0.999, best.get("*/*", 0.0))
+    return html > 0 and html > json_q
+
+
+@router.post("/report", summary="The TDM report of a suggestion: JSON, or one printable HTML page (Accept: text/html)",
+             description="Takes the request of POST /api/v1/dosing/recommend (plus `as_of`). Returns the report as "
+             "JSON, or, when the client prefers `text/html`, as one self-contained printable A4 page with an inline "
+             "SVG plot. Both hold the same content: alerts first, the suggestion (not an order) with alternatives "
+             "and probability of target attainment, the patient's inputs, the curve with its interval bands and the "
+             "target band, fit diagnostics, the model's citation and validity domain, caveats and numbered sources.",
+             responses={**ERROR_RESPONSES, **BUSY, 200: {"description": "The report.", "content": {
+                 "application/json": {}, "text/html": {}}}}, dependencies=ANALYSIS)
+def report(body: ReportRequest, request: Request) -> Response:
+    from ..dosing.errors import DosingError
+    from ..dosing.model import get_model
+    from ..dosing.report import build_report
+
+    try:
+        rec = _recommendation(body)
+        rep = build_report(get_model(rec.model_id), rec, covariates=body.covariates, as_of=body.as_of,
+                           age_years=body.age_years)
+    except DosingError as exc:
+        raise _dosing_error(exc) from None
+    if _wants_html(request.headers.get("accept")):
+        from ..report import render_tdm_html
+
+        return Response(render_tdm_html(rep), media_type="text/html; charset=utf-8")
+    return _json(rep.as_dict())
+
+
 @router.post("/fit", summary="MAP-Bayesian fit of NM-TRAN data, one result per subject",
-             responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Too many subjects."}})
+             responses={**ERROR_RESPONSES, **BUSY, 413: {"model": ErrorBody, "description": "Too many subjects."}},
+             dependencies=ANALYSIS)
 def fit(body: FitRequest) -> Response:
     import io
 
@@ -242,8 +308,10 @@ def _covariates_field(text: str | None) -> dict[str, float]:
 
 @router.post("/recommend-upload", summary="Suggest a regimen from an uploaded NM-TRAN CSV or FHIR Bundle (not an "
              "order)", description=UPLOAD_DESCRIPTION,
-             responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "The file is larger than 5 MB."}})
+             responses={**ERROR_RESPONSES, **BUSY, 413: {"model": ErrorBody,
+                                                         "description": "The file is larger than 5 MB."}})
 async def recommend_upload(
+    request: Request,
     file: UploadFile = File(description="NM-TRAN CSV or FHIR Bundle (JSON) with the doses and levels."),
     model: str = Form(description="A clinical model id from GET /api/v1/dosing/models."),
     covariates: str | None = Form(None, description='Covariates in the model\'s units as a JSON object, e.g. '
@@ -284,8 +352,9 @@ async def recommend_upload(
                               "choose a clinical model from GET /api/v1/dosing/models")
         subject = subject_from_file(m, data, file.filename or "the uploaded file", covs, subject_id or None,
                                     dv_unit or None)
-        rec, problems = checked_recommendation(
-            m, subject, covs, interval_h=interval_h, metric=metric, target_low=target_low, target_high=target_high,
+        rec, problems = await pool_of(request.app).run(  # the fit: CPU-heavy, on the bounded pool
+            checked_recommendation, m, subject, covs, interval_h=interval_h, metric=metric, target_low=target_low,
+            target_high=target_high,
             target_unit=target_unit or (m.spec.outputs[0].unit + ("*h" if metric == "auc24" else "")
                                         if target_low is not None else None),
             form_index=form, retarget=retarget)

@@ -14,24 +14,64 @@ Environment variables
 ``IPEXRX_FHIR_ALLOW_HTTP``     ``1`` allows plain-http FHIR servers other than loopback (never for PHI).
 ``IPEXRX_REPLAY_STORE``        ``file`` or ``database``: where seen JWT ids are kept (see ipexrx.storage.replay).
 ``IPEXRX_REPLAY_DIR``          directory of the file replay store.
+``IPEXRX_DEV_FHIR_SERVERS``    development mode only (no verified issuer): the FHIR server base URLs the
+                               service may fetch from, comma-separated (each issuer lists its own as
+                               ``fhir_servers`` in IPEXRX_CDS_ISSUERS).
+``IPEXRX_FHIR_PRIVATE_NETWORKS`` comma-separated CIDRs (e.g. ``10.20.0.0/16``) that a listed FHIR server's
+                               host name may resolve to; private, loopback and link-local addresses are
+                               refused otherwise (an IP address written in ``fhir_servers`` is explicit).
+``IPEXRX_FHIR_MAX_BYTES``      bytes read from FHIR servers for one hook call, all answers together
+                               (default 10 MB; beyond it the call is a 412).
+``IPEXRX_MAX_BODY_BYTES``      request body limit (default 20 MB; 413 beyond).
+``IPEXRX_MAX_HEADER_BYTES``    request header limit, all headers together (default 32 KB; 431 beyond).
+``IPEXRX_MAX_JSON_DEPTH``      nesting limit of a JSON request body (default 64; 400 beyond).
+``IPEXRX_ANALYSIS_THREADS``    threads for CPU-heavy work (CDS analysis, assessment, dosing fits; default 2).
+``IPEXRX_ANALYSIS_QUEUE``      jobs that may wait for those threads (default 32); beyond: 503 + Retry-After.
+``IPEXRX_TRUST_FORWARDED_PROTO`` ``1``: believe ``X-Forwarded-Proto: https`` from the proxy in front (only
+                               when every request comes through that proxy); used for Secure cookies.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Asymmetric algorithms only: the spec forbids "none" and HMAC; ES384/RS384 are recommended.
 DEFAULT_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS256", "PS384", "PS512")
 FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 
 
+def fhir_base(url: str) -> str:
+    """A FHIR server base URL in one comparable spelling: lower-case scheme and host, no default port, no
+    trailing slash. Raises ValueError for anything that is not a plain absolute http(s) base URL (user
+    information, a query or a fragment have no place in a base URL and could hide another host)."""
+    if not isinstance(url, str) or any(c.isspace() for c in url) or "\\" in url:
+        raise ValueError(f"a FHIR server base URL must be an absolute http(s) URL without spaces, got {url!r}")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"FHIR server base URL {url!r} has an invalid port") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"a FHIR server base URL must be an absolute http(s) URL, got {url!r}")
+    if "@" in parts.netloc or parts.query or parts.fragment or "#" in url or "?" in url:
+        raise ValueError(f"a FHIR server base URL has no user, query or fragment, got {url!r}")
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != default:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
 class IssuerConfig(BaseModel):
-    """Where the keys of one trusted CDS client (EHR) come from."""
+    """Where the keys of one trusted CDS client (EHR) come from, and which FHIR servers it may send us to."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +82,14 @@ class IssuerConfig(BaseModel):
         "also the only `jku` accepted for this issuer.",
     )
     algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    fhir_servers: list[str] = Field(
+        default_factory=list, description="FHIR server base URLs this client may name as fhirServer; the "
+        "service fetches missing prefetch (with the client's access token) only from these. Empty: never.")
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _bases(cls, v: list[str]) -> list[str]:
+        return [fhir_base(u) for u in v]
 
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerConfig:
@@ -72,6 +120,35 @@ class Settings(BaseModel):
         "(shared by several hosts; default otherwise).")
     replay_dir: Path | None = Field(None, description="Directory of the file replay store (default: next to the "
                                     "SQLite database).")
+    dev_fhir_servers: list[str] = Field(
+        default_factory=list, description="Development mode only: FHIR server base URLs the service may fetch "
+        "from (there is no verified issuer whose fhir_servers could be used).")
+    fhir_private_networks: list[str] = Field(
+        default_factory=list, description="CIDRs a listed FHIR server's host name may resolve to although they are "
+        "private, loopback or link-local (e.g. the hospital network).")
+    fhir_max_bytes: int = Field(10 * 2**20, ge=1024, description="Bytes read from FHIR servers for one hook call.")
+    max_body_bytes: int = Field(20 * 2**20, ge=1024, description="Request body limit (413 beyond).")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Request header limit, all together (431 beyond).")
+    max_json_depth: int = Field(64, ge=8, le=512, description="Nesting limit of a JSON request body (400 beyond).")
+    analysis_threads: int = Field(2, ge=1, le=64, description="Threads for CPU-heavy analysis.")
+    analysis_queue: int = Field(32, ge=0, le=10_000, description="Analysis jobs that may wait; beyond: 503.")
+    trust_forwarded_proto: bool = Field(False, description="Believe X-Forwarded-Proto from the proxy in front.")
+
+    @field_validator("dev_fhir_servers")
+    @classmethod
+    def _dev_bases(cls, v: list[str]) -> list[str]:
+        return [fhir_base(u) for u in v]
+
+    @field_validator("fhir_private_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        out = []
+        for net in v:
+            try:
+                out.append(str(ipaddress.ip_network(net.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"fhir_private_networks: {net!r} is not a CIDR such as 10.20.0.0/16") from None
+        return out
 
     @model_validator(mode="after")
     def _normalise(self) -> Settings:
@@ -102,7 +179,20 @@ class Settings(BaseModel):
             registry=not _falsy(e.get("IPEXRX_REGISTRY")),
             replay_store=e.get("IPEXRX_REPLAY_STORE") or None,  # type: ignore[arg-type]
             replay_dir=Path(e["IPEXRX_REPLAY_DIR"]) if e.get("IPEXRX_REPLAY_DIR") else None,
+            dev_fhir_servers=_list(e.get("IPEXRX_DEV_FHIR_SERVERS")),
+            fhir_private_networks=_list(e.get("IPEXRX_FHIR_PRIVATE_NETWORKS")),
+            **{name: int(e[var]) for name, var in _INT_VARS.items() if (e.get(var) or "").strip()},
+            trust_forwarded_proto=_truthy(e.get("IPEXRX_TRUST_FORWARDED_PROTO")),
         )
+
+
+_INT_VARS = {"fhir_max_bytes": "IPEXRX_FHIR_MAX_BYTES", "max_body_bytes": "IPEXRX_MAX_BODY_BYTES",
+             "max_header_bytes": "IPEXRX_MAX_HEADER_BYTES", "max_json_depth": "IPEXRX_MAX_JSON_DEPTH",
+             "analysis_threads": "IPEXRX_ANALYSIS_THREADS", "analysis_queue": "IPEXRX_ANALYSIS_QUEUE"}
+
+
+def _list(v: str | None) -> list[str]:
+    return [x.strip() for x in (v or "").replace(" ", ",").split(",") if x.strip()]
 
 
 def _truthy(v: str | None) -> bool:

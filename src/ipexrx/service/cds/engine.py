@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,7 @@ class Analysis:
 
 _analysis_cache: OrderedDict[bytes, Analysis] = OrderedDict()
 CACHE_SIZE = 512
+_cache_lock = threading.Lock()  # analyses run on pool threads; the caches are shared with the event loop
 
 
 def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> bytes:
@@ -155,7 +157,16 @@ def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of:
     return hashlib.sha256(raw).digest()
 
 
-def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> Analysis:
+def cached_analysis(key: bytes) -> Analysis | None:
+    with _cache_lock:
+        hit = _analysis_cache.get(key)
+        if hit is not None:
+            _analysis_cache.move_to_end(key)
+        return hit
+
+
+def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date,
+            key: bytes | None = None) -> Analysis:
     """Read the patient and assess. The result depends only on the inputs, the knowledge base and
     ``as_of``, so identical calls (an EHR reopening the same chart) reuse it from a bounded cache.
 
@@ -163,15 +174,15 @@ def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt
     patient an EHR opens); the IPEX plan is never a card. The request's structure is checked first
     (the same 422s for every patient)."""
     asm = assemble(svc, body, values)
-    key = _cache_key(svc, body, values, as_of)
-    hit = _analysis_cache.get(key)
+    key = key or _cache_key(svc, body, values, as_of)
+    hit = cached_analysis(key)
     if hit is not None:
-        _analysis_cache.move_to_end(key)
         return hit
     result = _analyse(svc, body, asm, as_of)
-    _analysis_cache[key] = result
-    if len(_analysis_cache) > CACHE_SIZE:
-        _analysis_cache.popitem(last=False)
+    with _cache_lock:
+        _analysis_cache[key] = result
+        if len(_analysis_cache) > CACHE_SIZE:
+            _analysis_cache.popitem(last=False)
     return result
 
 
@@ -228,9 +239,10 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
     from ...knowledge import get_kb
 
     key = (id(analysis), base)
-    hit = _template_cache.get(key)
-    if hit is not None and _template_owner.get(key) is analysis:
-        return hit
+    with _cache_lock:
+        hit = _template_cache.get(key)
+        if hit is not None and _template_owner.get(key) is analysis:
+            return hit
     names = {d.id: d.name for d in get_kb().drugs.values()}
     out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode)
                 for alert, drafts in analysis.alerts)
@@ -239,11 +251,12 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
         out += (unassessable_template(base, list(analysis.problems)),)
     # Critical cards first, then warning, then info (stable: alerts keep the assessment's order).
     out = tuple(sorted(out, key=lambda t: INDICATOR_RANK.get(t.card.get("indicator", "info"), 2)))
-    _template_cache[key] = out
-    _template_owner[key] = analysis
-    if len(_template_cache) > CACHE_SIZE:
-        old, _ = _template_cache.popitem(last=False)
-        _template_owner.pop(old, None)
+    with _cache_lock:
+        _template_cache[key] = out
+        _template_owner[key] = analysis
+        if len(_template_cache) > CACHE_SIZE:
+            old, _ = _template_cache.popitem(last=False)
+            _template_owner.pop(old, None)
     return out
 
 
@@ -251,23 +264,36 @@ _template_owner: dict[tuple[int, str], Analysis] = {}
 
 
 def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
-             as_of: dt.date | None = None) -> list[tuple[dict[str, Any], CardTemplate]]:
+             as_of: dt.date | None = None, key: bytes | None = None) -> list[tuple[dict[str, Any], CardTemplate]]:
     """The synchronous, CPU-bound part: read the patient, assess, build cards (with their templates,
     which name the alert and rule behind each card)."""
     as_of = as_of or dt.datetime.now(dt.UTC).date()
-    analysis = analyse(svc, body, values, as_of)
+    analysis = analyse(svc, body, values, as_of, key)
     return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base)]
 
 
-async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings,
-                   base: str) -> list[tuple[dict[str, Any], CardTemplate]]:
+async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str, issuer: str | None = None,
+                   pool: Any = None) -> list[tuple[dict[str, Any], CardTemplate]]:
+    """Gather the prefetch (fetching what is missing from a FHIR server listed for ``issuer``), then
+    judge. A chart judged before (an EHR reopening it) is answered from the cache on the event loop;
+    a new one is analysed on ``pool`` (:class:`~ipexrx.service.pool.AnalysisPool`: bounded, 503 when
+    saturated), so a large chart never stalls the other requests."""
     ctx = body.context
     pid = ctx.get("patientId")
     if not isinstance(pid, str) or not pid.strip():
         raise _bad("$.context.patientId", "the FHIR id of the patient (a non-empty string)", repr(pid),
                    "context.patientId is required")
-    gathered = await gather(body, settings)
-    return evaluate(svc, body, gathered.values, base)
+    gathered = await gather(body, settings, issuer)
+    as_of = dt.datetime.now(dt.UTC).date()
+    key = _cache_key(svc, body, gathered.values, as_of)
+    analysis = cached_analysis(key)
+    if analysis is not None:  # same context and prefetch as a call that was assembled and judged before
+        return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base)]
+    if pool is None:
+        return evaluate(svc, body, gathered.values, base, as_of, key)
+    result: list[tuple[dict[str, Any], CardTemplate]] = await pool.run(
+        evaluate, svc, body, gathered.values, base, as_of, key)
+    return result
 
 
 def warm_up(base: str = "http://localhost") -> int:

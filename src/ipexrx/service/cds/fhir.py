@@ -1,9 +1,10 @@
 """Prefetch: check what the EHR sent against our templates, fetch the rest from its FHIR server.
 
 Why so careful: a missing medication list must never read as "takes nothing" (that would hide an
-interaction), so a key we cannot obtain is a 412, never an empty list. The access token from
-``fhirAuthorization`` is sent only to the ``fhirServer`` origin (``next`` links elsewhere are
-refused), never logged, never stored.
+interaction), so a key we cannot obtain is a 412, never an empty list. Data is fetched only from
+a ``fhirServer`` listed for the calling client, at vetted addresses, within a byte and time budget
+(see :mod:`.outbound`); the access token from ``fhirAuthorization`` is sent only there (``next``
+links elsewhere are refused), never logged, never stored.
 """
 
 from __future__ import annotations
@@ -97,12 +98,11 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and a.path.startswith(b.path)
+async def gather(body: CdsRequest, settings: Settings, issuer: str | None = None) -> Gathered:
+    """The prefetch values the rules need: as sent, or fetched from ``fhirServer`` when it is listed
+    for ``issuer`` (the verified caller; None in development mode)."""
+    from .outbound import NOT_ALLOWED, allowed_bases, listed_base
 
-
-async def gather(body: CdsRequest, settings: Settings) -> Gathered:
     out = Gathered()
     prefetch = body.prefetch or {}
     missing: list[str] = []
@@ -119,7 +119,11 @@ async def gather(body: CdsRequest, settings: Settings) -> Gathered:
         return out
     if not body.fhirServer:
         raise PrefetchUnavailable(missing, "prefetch is incomplete and no fhirServer was given")
-    parts = urlsplit(body.fhirServer)
+    base = listed_base(body.fhirServer, allowed_bases(settings, issuer))
+    if base is None:  # before any name lookup or connection, and the same answer whatever the target
+        log.info("hook %s: fhirServer not listed for issuer %r; nothing fetched", body.hookInstance, issuer)
+        raise PrefetchUnavailable(missing, NOT_ALLOWED)
+    parts = urlsplit(base)
     if parts.scheme != "https" and not (_loopback(parts.hostname or "") or settings.fhir_allow_http):
         raise PrefetchUnavailable(missing, "fhirServer must use https (plain http only on loopback)")
     queries: dict[str, str] = {}
@@ -130,7 +134,7 @@ async def gather(body: CdsRequest, settings: Settings) -> Gathered:
                 continue
             raise PrefetchUnavailable(missing, f"the '{key}' query needs context fields the request does not carry")
         queries[key] = q
-    results = await _fetch_all(body, settings, queries)
+    results = await _fetch_all(body, settings, queries, base)
     for key in optional:
         if key not in results:
             out.notes.append(f"'{key}' could not be fetched; not needed by the rules")
@@ -147,24 +151,32 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, str]) -> dict[str, Any]:
+async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, str], base: str) -> dict[str, Any]:
     import httpx
+
+    from .outbound import Budget, OutboundRefused, TooLarge, client_for
 
     headers = {"Accept": "application/fhir+json, application/json"}
     if body.fhirAuthorization is not None:
         auth = body.fhirAuthorization
         headers["Authorization"] = f"{auth.token_type or 'Bearer'} {auth.access_token}"
-    timeout = httpx.Timeout(settings.fhir_timeout, connect=min(settings.fhir_timeout, 3.0))
-    base = body.fhirServer or ""
+    fetch = _Fetch(Budget(settings.fhir_max_bytes), settings.max_json_depth)
     try:
-        async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False) as client:
+        async with client_for(base, settings, headers) as client:
             pairs = await asyncio.wait_for(
-                asyncio.gather(*(_fetch_optional(client, base, key, q) if key in OPTIONAL_KEYS
-                                 else _fetch_one(client, base, key, q) for key, q in queries.items())),
+                asyncio.gather(*(fetch.optional(client, base, key, q) if key in OPTIONAL_KEYS
+                                 else fetch.one(client, base, key, q) for key, q in queries.items())),
                 timeout=settings.fhir_timeout * 2,
             )
     except PrefetchUnavailable:
         raise
+    except OutboundRefused as exc:
+        log.info("FHIR fetch for hook %s refused: %s", body.hookInstance, exc)
+        raise PrefetchUnavailable(sorted(queries), "the FHIR server's address is not allowed for outbound requests "
+                                  "(private, loopback or link-local; see IPEXRX_FHIR_PRIVATE_NETWORKS)") from None
+    except TooLarge:
+        raise PrefetchUnavailable(sorted(queries), f"the FHIR server's answers exceed "
+                                  f"{settings.fhir_max_bytes // 2**20 or 1} MB for one call") from None
     except (httpx.HTTPError, TimeoutError, ValueError) as exc:
         log.info("FHIR fetch for hook %s failed: %s", body.hookInstance, type(exc).__name__)
         reason = f"the FHIR server could not be read ({type(exc).__name__})"
@@ -175,24 +187,35 @@ async def _fetch_all(body: CdsRequest, settings: Settings, queries: dict[str, st
 _NOT_FETCHED = object()
 
 
-async def _fetch_optional(client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
-    """A key the rules do not read: any failure leaves it out instead of failing the call."""
-    import httpx
+@dataclass
+class _Fetch:
+    """The reads of one hook call, sharing its byte budget."""
 
-    try:
-        return await _fetch_one(client, base, key, query)
-    except (PrefetchUnavailable, httpx.HTTPError, ValueError):
-        return key, _NOT_FETCHED
+    budget: Any
+    max_depth: int
+
+    async def optional(self, client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
+        """A key the rules do not read: a failed read leaves it out instead of failing the call."""
+        import httpx
+
+        try:
+            return await self.one(client, base, key, query)
+        except (PrefetchUnavailable, httpx.HTTPError, ValueError):
+            return key, _NOT_FETCHED
+
+    async def one(self, client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
+        return await _fetch_one(client, base, key, query, self)
 
 
-async def _fetch_one(client: Any, base: str, key: str, query: str) -> tuple[str, Any]:
+async def _fetch_one(client: Any, base: str, key: str, query: str, fetch: _Fetch) -> tuple[str, Any]:
+    from .outbound import get_json, under_base
+
     url = f"{base}/{query.lstrip('/')}"
-    resp = await client.get(url)
-    if resp.status_code == 404 and key == "patient":
+    status, data = await get_json(client, url, fetch.budget, fetch.max_depth)
+    if status == 404 and key == "patient":
         raise PrefetchUnavailable([key], "the FHIR server has no such Patient")
-    if resp.status_code != 200:
-        raise PrefetchUnavailable([key], f"the FHIR server answered {resp.status_code} to the '{key}' query")
-    data = resp.json()
+    if status != 200:
+        raise PrefetchUnavailable([key], f"the FHIR server answered {status} to the '{key}' query")
     if key == "patient":
         if not isinstance(data, dict) or data.get("resourceType") != "Patient":
             raise PrefetchUnavailable([key], "the FHIR server did not return a Patient")
@@ -203,12 +226,13 @@ async def _fetch_one(client: Any, base: str, key: str, query: str) -> tuple[str,
     pages = 1
     nxt = _next_link(data)
     while nxt and pages < MAX_PAGES:
-        if not _same_origin(nxt, base):
+        if not under_base(nxt, base):
             raise PrefetchUnavailable([key], "a paging link pointed away from fhirServer (token not sent elsewhere)")
-        resp = await client.get(nxt)
-        if resp.status_code != 200:
-            raise PrefetchUnavailable([key], f"the FHIR server answered {resp.status_code} while paging '{key}'")
-        page = resp.json()
+        status, page = await get_json(client, nxt, fetch.budget, fetch.max_depth)
+        if status != 200:
+            raise PrefetchUnavailable([key], f"the FHIR server answered {status} while paging '{key}'")
+        if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
+            raise PrefetchUnavailable([key], f"the FHIR server did not return a Bundle while paging '{key}'")
         entries.extend(page.get("entry") or [])
         nxt = _next_link(page)
         pages += 1

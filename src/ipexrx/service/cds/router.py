@@ -55,7 +55,9 @@ def _service(service_id: str) -> Any:
                412: {"description": "Prefetch missing and the FHIR server could not supply it "
                      "(body: an OperationOutcome).",
                      "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
-               415: {"model": ErrorBody, "description": "The body is not declared as JSON."}},
+               415: {"model": ErrorBody, "description": "The body is not declared as JSON."},
+               503: {"model": ErrorBody, "description": "Busy with other analyses: try again after Retry-After "
+                     "seconds."}},
     summary="Call a CDS service (patient-view, order-select or order-sign)",
     openapi_extra=OPENAPI_BODY,
 )
@@ -72,7 +74,8 @@ async def call_service(service_id: str, request: Request) -> Response:
     from .fhir import PrefetchUnavailable
 
     try:
-        issued = await run_hook(svc, body, settings_of(request), public_base(request))
+        issued = await run_hook(svc, body, settings_of(request), public_base(request), auth.issuer,
+                                request.app.state.analysis_pool)
     except PrefetchUnavailable as exc:
         return JSONResponse(exc.operation_outcome(), status_code=412, media_type="application/fhir+json")
     if issued:

@@ -1,0 +1,203 @@
+"""Request limits, checked once for every route before anything else runs (authentication included):
+
+- all request headers together at most ``max_header_bytes`` (431);
+- a request body at most ``max_body_bytes``, declared or streamed (413);
+- a JSON request body nested at most ``max_json_depth`` deep (400).
+
+Why here: each route parses its own body (FastAPI bodies, the CDS hot path, the registry's
+framework-free routes), and a deeply nested document crashed the standard library's recursive
+parser with a 500 before the registry even checked the caller. One check in front of all of them
+means no route can forget it; every later parser (``json``, ``orjson``, pydantic, our readers) then
+sees at most ``max_json_depth`` levels. The uvicorn server has no header limit of its own with
+httptools, so the header check is done here too (a proxy in front should also limit them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def json_too_deep(raw: bytes, limit: int) -> bool:
+    """True when the JSON text ``raw`` nests arrays / objects more than ``limit`` levels deep.
+
+    Linear and iteration-free over the characters (C-speed byte operations; ~60 us for a 22 kB CDS
+    request): string contents are cut out (after removing escaped backslashes and quotes, the
+    remaining quotes alternate open / close), the brackets left are read as parentheses, and each
+    pass removes the innermost pairs, i.e. exactly one level. Text that is not JSON may get any
+    answer; the parser behind rejects it."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(raw.split(b'"')[::2]).translate(_AS_PARENS, _NOT_BRACKETS)
+    for _ in range(limit):
+        inner = brackets.replace(b"()", b"")
+        if inner == brackets or not inner:
+            return False
+        brackets = inner
+    return b"()" in brackets
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return True  # no declared type: several routes read JSON anyway
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+async def refuse(send: Send, status: int, error: str, message: str, headers: list[tuple[bytes, bytes]] | None = None,
+                 ) -> None:
+    """A JSON error answer in the service's one error shape, sent straight from ASGI."""
+    body = json.dumps({"error": error, "message": message, "issues": [], "suggestions": []}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20} MB" if n >= 2**20 and n % 2**20 == 0 else f"{n // 1024} kB" if n >= 1024 else f"{n} bytes"
+
+
+class RequestLimits:
+    """ASGI middleware enforcing the header, body and JSON depth limits (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = 20 * 2**20, max_header_bytes: int = 32 * 1024,
+                 max_json_depth: int = 64):
+        self.app = app
+        self.max_body = max_body_bytes
+        self.max_header = max_header_bytes
+        self.max_depth = max_json_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in headers) + len(scope.get("raw_path") or b"")
+        if header_bytes > self.max_header:
+            await refuse(send, 431, "request_header_fields_too_large",
+                         f"the request line and headers are larger than {_size(self.max_header)}")
+            return
+        declared: int | None = None
+        content_type: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else None
+            elif name == b"content-type":
+                content_type = value
+        if declared is not None and declared > self.max_body:
+            await self._too_large(send)
+            return
+        is_json = _is_json(content_type)
+        if scope.get("method") in _BODYLESS or declared == 0 or (declared is not None and not is_json):
+            await self.app(scope, receive, send)  # the server holds the body to its declared length
+            return
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if is_json and json_too_deep(body, self.max_depth):
+            await refuse(send, 400, "json_too_deep", f"the JSON body nests more than {self.max_depth} levels deep")
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await refuse(send, 413, "payload_too_large", f"the request body is larger than {_size(self.max_body)}")
+
+
+def _header_list(pairs: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in pairs.items()]
+
+
+# Every page loads scripts, styles, images and fonts from this server only, runs no inline script,
+# cannot be framed, and sends no referrer to other sites. No 'unsafe-inline' for scripts or styles.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+# The registry's pages (served from ipexrx.registry, standalone HTML that must also work saved to a file)
+# carry their stylesheet inline: there, and only there, inline styles are allowed. Scripts never are.
+INLINE_STYLE_PREFIXES = ("/registry", "/api/v1/registry/report")
+CONTENT_SECURITY_POLICY_INLINE_STYLE = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
+                                                                       "style-src 'self' 'unsafe-inline'")
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+class BrowserHardening:
+    """Security headers on every answer (pages, JSON, static files), and ``Secure`` on every cookie
+    set over TLS: the request came over https, or (only when ``trust_forwarded_proto``) the proxy in
+    front says ``X-Forwarded-Proto: https``, or the public base URL is https."""
+
+    def __init__(self, app: ASGIApp, *, trust_forwarded_proto: bool = False, base_url: str | None = None):
+        self.app = app
+        self.trust_forwarded_proto = trust_forwarded_proto
+        self.always_secure = bool(base_url and base_url.lower().startswith("https://"))
+        self.extra = _header_list(SECURITY_HEADERS)
+        self.extra_inline_style = _header_list(
+            {**SECURITY_HEADERS, "content-security-policy": CONTENT_SECURITY_POLICY_INLINE_STYLE})
+        self.names = {k for k, _ in self.extra}
+
+    def _over_tls(self, scope: Scope) -> bool:
+        if self.always_secure or scope.get("scheme") == "https":
+            return True
+        if self.trust_forwarded_proto:
+            for name, value in scope.get("headers", []):
+                if name == b"x-forwarded-proto":
+                    return value.split(b",")[0].strip().lower() == b"https"
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tls = self._over_tls(scope)
+        path = scope.get("path", "")
+        extra = self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else self.extra
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self.names]
+                if tls:
+                    headers = [(k, _secure(v)) if k.lower() == b"set-cookie" else (k, v) for k, v in headers]
+                message = {**message, "headers": [*headers, *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def _secure(cookie: bytes) -> bytes:
+    attrs = [a.strip().lower() for a in cookie.split(b";")[1:]]
+    return cookie if b"secure" in attrs else cookie + b"; Secure"
