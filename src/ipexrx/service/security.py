@@ -6,7 +6,9 @@ algorithm (never ``none`` or HMAC), ``aud`` must be the URL being called, ``exp`
 be sane, a ``jti`` may be used once, and ``tenant`` must be allow-listed when a list is configured.
 
 Every failure is the same ``401`` with no detail (the reason is logged with ``iss``/``jti`` only;
-the token itself is never logged), so that a probing client learns nothing.
+the token itself is never logged), so that a probing client learns nothing. Whatever its shape (a
+``kid`` that is a list, ``exp`` as a string, nested claims, a header that is not JSON), a token is
+refused with :class:`AuthError`, never an unhandled exception (tests/service/test_jwt_shapes.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import jwt
 
+from ..storage.models import SeenToken
 from ..storage.replay import ReplayStore
 from .settings import FORBIDDEN_ALGORITHMS, IssuerConfig, Settings
 
@@ -28,6 +31,7 @@ log = logging.getLogger("ipexrx.service.security")
 
 JWKS_TTL_SECONDS = 3600
 JWKS_REFETCH_MIN_SECONDS = 60
+JTI_MAX = int(getattr(SeenToken.__table__.c.jti.type, "length", 500))  # the replay table's column
 
 
 class AuthError(Exception):
@@ -152,6 +156,15 @@ class JwtVerifier:
         return ready
 
     async def verify(self, token: str, audience: str) -> AuthContext:
+        try:
+            return await self._verify(token, audience)
+        except AuthError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            # a shape no check above anticipated: still a refusal, never a 500
+            raise AuthError(f"malformed token ({type(exc).__name__})") from None
+
+    async def _verify(self, token: str, audience: str) -> AuthContext:
         header, unverified = _peek(token)  # unverified: only to choose the issuer's keys
         alg = header.get("alg")
         if not isinstance(alg, str) or alg in FORBIDDEN_ALGORITHMS or alg.lower() == "none":
@@ -169,6 +182,8 @@ class JwtVerifier:
         if jku is not None and jku != keys.cfg.jwks_url:
             raise AuthError(f"jku not allow-listed for issuer {iss}")
         kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError(f"kid must be a string, got {type(kid).__name__}")
         await keys.refresh(self.settings.fhir_timeout, force=False)
         jwk = keys.lookup(kid)
         if jwk is None:
@@ -191,8 +206,13 @@ class JwtVerifier:
             raise AuthError(f"token refused: {type(exc).__name__}") from exc
         now = int(time.time())
         iat, exp, jti = claims["iat"], claims["exp"], claims["jti"]
+        for name, value in (("iat", iat), ("exp", exp), ("nbf", claims.get("nbf", 0))):
+            if isinstance(value, bool) or not isinstance(value, int | float):  # RFC 7519: NumericDate
+                raise AuthError(f"{name} must be a number of seconds, got {type(value).__name__}")
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti must be a non-empty string")
+        if len(jti) > JTI_MAX:
+            raise AuthError(f"jti longer than {JTI_MAX} characters")
         if iat > now + self.settings.clock_skew:
             raise AuthError("iat in the future")
         if exp - iat > self.settings.max_token_lifetime:
