@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -214,6 +214,8 @@ class Registry:
         """A transaction that only reads: on SQLite it does not take the write lock (plain BEGIN, so
         WAL readers run beside the writer). Nothing written in it may be relied on."""
         with self._read_sessions() as s, s.begin():
+            if self.engine.dialect.name == "postgresql":  # refused by the server if anything writes
+                s.execute(text("SET TRANSACTION READ ONLY"))
             yield s
 
     # ---------------------------------------------------------------------------------------

@@ -80,10 +80,11 @@ def analytics_report(reg: Registry, actor: Actor) -> Report:
     """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre."""
     reg.require(actor, "analytics")
     centre_id = actor.centre_id if actor.role in ("clinician", "data_manager") else None
-    with reg.tx() as s:
+    with reg.read_tx() as s:  # the report only reads: no write lock is held while it is built
         scope = "all centres (pooled)" if centre_id is None else \
             f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
         r = build_report(s, centre_id, scope)
+    with reg.tx() as s:
         audit.append(s, actor.audit(), "analytics", "report", "*", centre_id=centre_id,
                      after={"scope": scope, "patients": r.patients})
     return r
@@ -100,7 +101,7 @@ DROPPED_DEID = {"pseudonym", "centre_id", "variant_hgvs", "reason_other", "creat
 
 def _patient_rows(reg: Registry, centre_id: int | None) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    with reg.tx() as s:
+    with reg.read_tx() as s:  # reads only: no write lock held during an export
         ps = select(Patient).where(Patient.consent_withdrawn_date.is_(None)).order_by(Patient.id)
         if centre_id is not None:
             ps = ps.where(Patient.centre_id == centre_id)
