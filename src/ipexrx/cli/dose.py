@@ -7,9 +7,11 @@ and exits 1, without a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -226,48 +228,10 @@ def recommend_cmd(
 ) -> None:
     """Suggest a dose and interval whose steady-state exposure is in the target range, rounded to a real
     dosage form, with the predicted value, its 90 % interval, the model's citation and caveats."""
+    opts = dict(locals())  # every option by name; `dose report` takes the same ones (see _recommendation)
 
     def run() -> None:
-        from ..dosing.errors import DosingError
-        from ..dosing.model import get_model
-        from ..dosing.recommend import DEFAULT_MODELS, recommend, recommend_from_trough
-
-        if model is None and drug is None:
-            raise DosingError("give --model or --drug")
-        covs = _parse_covs(cov)
-        if model is None and (data is None or fhir):
-            # --drug alone: the model is chosen among the drug's clinical models (population match, or weighted
-            # by how well each explains the levels); the choice and the spread between models are shown
-            from ..dosing.select import recommend_for_drug
-
-            fhir_text = _read_text(data) if data is not None else None
-            rec = recommend_for_drug(
-                drug or "", covs, age_years=age, level=level, level_unit=level_unit, dose_mg=current_dose,
-                interval_h=interval, hours_after_dose=hours_after, new_interval_h=new_interval, metric=metric,
-                target_low=low, target_high=high, target_unit=unit, form=form, retarget=retarget,
-                fhir_bundle=fhir_text)
-            m = get_model(rec.model_id)
-        elif level is not None:
-            m = get_model(model or DEFAULT_MODELS.get((drug or "").lower()) or "")
-            if current_dose is None or interval is None or level_unit is None:
-                raise DosingError("--level needs --level-unit, --dose (mg) and --interval (h) of the current regimen")
-            rec = recommend_from_trough(m.spec.drug, level, level_unit, current_dose, interval, covs, model_id=m.id,
-                                        hours_after_dose=hours_after, target_low=low, target_high=high,
-                                        metric=metric, form_index=form, new_interval_h=new_interval,
-                                        retarget=retarget, target_unit=unit)
-        else:
-            if model is None:
-                raise DosingError("an NM-TRAN file numbers compartments for one model: give --model with --data "
-                                  "(see `ipexrx dose models`), or a FHIR Bundle with --fhir")
-            m = get_model(model)
-            subject = None
-            if data is not None:
-                _, subjects = _read(m.id, data, subject_id, fhir, covs, dv_unit)
-                if len(subjects) != 1:
-                    raise DosingError(f"{data} holds {len(subjects)} subjects; choose one with --id")
-                subject = subjects[0]
-            rec = recommend(m, subject, covs, interval_h=interval, metric=metric, target_low=low, target_high=high,
-                            target_unit=unit, form_index=form, retarget=retarget)
+        m, rec, covs = _recommendation(opts)
         if png or html_out:
             from ..dosing import plot
 
@@ -316,6 +280,108 @@ def recommend_cmd(
             con.print(f"[yellow]warning:[/yellow] {w}")
 
     _guard(run)
+
+
+def report_cmd(**opts: Any) -> None:
+    """A printable TDM report (one A4 HTML page, or JSON): alerts first, the suggested regimen with alternatives
+    and probability of target attainment, the patient's doses and levels, the fitted curve with its interval bands
+    and the target band, fit diagnostics, the model's citation and validity domain, caveats and numbered sources.
+    Takes the same options as `dose recommend`."""
+    out: Path | None = opts.pop("out")
+    as_json: bool = opts.pop("as_json")
+    as_of: str | None = opts.pop("as_of")
+
+    def run() -> None:
+        from ..dosing.errors import DosingError
+        from ..dosing.report import build_report
+        from ..report import render_tdm_html
+
+        if out is not None and out.suffix.lower() != ".html":
+            raise DosingError(f"--out: expected a file name ending in .html, got {out.name!r} (for a PDF, open the "
+                              "HTML page in a browser and print it: the page is laid out for A4)")
+        m, rec, covs = _recommendation(opts)
+        report = build_report(m, rec, covariates=covs, as_of=as_of, age_years=opts.get("age"))
+        if out is not None:
+            try:
+                out.write_text(render_tdm_html(report), encoding="utf-8")
+            except OSError as exc:
+                raise DosingError(f"--out: cannot write {out}: {exc.strerror}") from None
+            typer.echo(f"wrote {out}: {report.suggestion.headline}", err=True)
+        if as_json:
+            typer.echo(json.dumps(report.as_dict(), indent=2))
+        elif out is None:
+            typer.echo(render_tdm_html(report))
+
+    _guard(run)
+
+
+def _report_signature() -> inspect.Signature:
+    """`dose recommend`'s options (all but its output options), then --out, --json and --as-of."""
+    base = inspect.signature(recommend_cmd, eval_str=True)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [p.replace(kind=kw) for name, p in base.parameters.items() if name not in ("as_json", "png", "html_out")]
+    params += [
+        inspect.Parameter("out", kw, annotation=Path | None, default=typer.Option(
+            None, "--out", help="Write the report as one printable HTML page (A4) to this .html file.")),
+        inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(
+            False, "--json", help="Print the report as JSON (the same content as the page).")),
+        inspect.Parameter("as_of", kw, annotation=str | None, default=typer.Option(
+            None, "--as-of", help="Date printed on the report, YYYY-MM-DD (default: today); the same inputs and date "
+            "give the same report.")),
+    ]
+    return base.replace(parameters=params, return_annotation=None)
+
+
+report_cmd.__signature__ = _report_signature()  # type: ignore[attr-defined]
+report_cmd.__annotations__ = {p.name: p.annotation for p in report_cmd.__signature__.parameters.values()}  # type: ignore[attr-defined]
+dose_app.command("report")(report_cmd)
+
+
+def _recommendation(opts: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
+    """(model, recommendation, covariates) for the options of `dose recommend`, by name; `dose report` has the
+    same options (its signature is built from recommend_cmd's), so both commands read them here."""
+    from ..dosing.errors import DosingError
+    from ..dosing.model import get_model
+    from ..dosing.recommend import DEFAULT_MODELS, recommend, recommend_from_trough
+
+    o = SimpleNamespace(**opts)
+    if o.model is None and o.drug is None:
+        raise DosingError("give --model or --drug")
+    covs = _parse_covs(o.cov)
+    if o.model is None and (o.data is None or o.fhir):
+        # --drug alone: the model is chosen among the drug's clinical models (population match, or weighted
+        # by how well each explains the levels); the choice and the spread between models are shown
+        from ..dosing.select import recommend_for_drug
+
+        fhir_text = _read_text(o.data) if o.data is not None else None
+        rec = recommend_for_drug(
+            o.drug or "", covs, age_years=o.age, level=o.level, level_unit=o.level_unit, dose_mg=o.current_dose,
+            interval_h=o.interval, hours_after_dose=o.hours_after, new_interval_h=o.new_interval, metric=o.metric,
+            target_low=o.low, target_high=o.high, target_unit=o.unit, form=o.form, retarget=o.retarget,
+            fhir_bundle=fhir_text)
+        m = get_model(rec.model_id)
+    elif o.level is not None:
+        m = get_model(o.model or DEFAULT_MODELS.get((o.drug or "").lower()) or "")
+        if o.current_dose is None or o.interval is None or o.level_unit is None:
+            raise DosingError("--level needs --level-unit, --dose (mg) and --interval (h) of the current regimen")
+        rec = recommend_from_trough(m.spec.drug, o.level, o.level_unit, o.current_dose, o.interval, covs,
+                                    model_id=m.id, hours_after_dose=o.hours_after, target_low=o.low,
+                                    target_high=o.high, metric=o.metric, form_index=o.form,
+                                    new_interval_h=o.new_interval, retarget=o.retarget, target_unit=o.unit)
+    else:
+        if o.model is None:
+            raise DosingError("an NM-TRAN file numbers compartments for one model: give --model with --data "
+                              "(see `ipexrx dose models`), or a FHIR Bundle with --fhir")
+        m = get_model(o.model)
+        subject = None
+        if o.data is not None:
+            _, subjects = _read(m.id, o.data, o.subject_id, o.fhir, covs, o.dv_unit)
+            if len(subjects) != 1:
+                raise DosingError(f"{o.data} holds {len(subjects)} subjects; choose one with --id")
+            subject = subjects[0]
+        rec = recommend(m, subject, covs, interval_h=o.interval, metric=o.metric, target_low=o.low,
+                        target_high=o.high, target_unit=o.unit, form_index=o.form, retarget=o.retarget)
+    return m, rec, covs
 
 
 def _read_text(path: Path) -> str:
