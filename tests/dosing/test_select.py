@@ -125,3 +125,28 @@ def test_cli_by_drug_without_any_usable_model_names_what_is_missing():
         assert "Model choice" in res.output
     else:
         assert "TBIL" in res.output and "Traceback" not in res.output
+
+
+def test_every_co_medication_indicator_names_its_drug():
+    from ipexrx.dosing.model import all_models
+
+    for m in all_models():
+        for name, cv in m.spec.covariates.items():
+            if "given at the same time" in cv.description:
+                assert cv.comedication == name.lower(), (m.id, name)
+
+
+def test_a_complete_co_medication_list_sets_the_indicators_and_says_so():
+    rec = recommend_for_drug("tacrolimus", {"WT": 10.0}, age_years=2, co_medications=["posaconazole"])
+    chen = next(c for c in rec.model_choice.candidates if c.model_id == "chen2022-tacrolimus")
+    assert chen.usable and any("POSACONAZOLE = 1" in m for m in chen.matches)
+    none = recommend_for_drug("tacrolimus", {"WT": 10.0}, age_years=2, co_medications=[])
+    chen0 = next(c for c in none.model_choice.candidates if c.model_id == "chen2022-tacrolimus")
+    assert any("POSACONAZOLE = 0" in m for m in chen0.matches)
+    # posaconazole lowers clearance (Chen 2022): the same regimen predicts a higher trough with it
+    assert chen.predicted_for_chosen / rec.dose_mg > chen0.predicted_for_chosen / none.dose_mg
+
+
+def test_without_a_co_medication_list_a_model_needing_one_is_not_used():
+    with pytest.raises(DosingError, match="POSACONAZOLE"):
+        recommend_for_drug("tacrolimus", {"WT": 10.0}, age_years=2)

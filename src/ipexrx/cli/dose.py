@@ -222,6 +222,10 @@ def recommend_cmd(
                              "'dosage_forms')."),
     age: float | None = typer.Option(None, "--age", help="Age in years (with --drug: used to choose the model whose "
                                      "source population matches)."),
+    comeds: str | None = typer.Option(
+        None, "--co-medications", help="With --drug: the patient's COMPLETE list of other current drugs, comma-"
+        "separated (generic or brand names; 'none' for none). Sets the models' co-medication indicators (e.g. "
+        "posaconazole 1/0); without it, models that need one are not used."),
     as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
     png: Path | None = typer.Option(None, "--plot", help="Write a PNG of the suggested regimen."),
     html_out: Path | None = typer.Option(None, "--html", help="Write an HTML plot of the suggested regimen."),
@@ -358,7 +362,7 @@ def _recommendation(opts: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
             o.drug or "", covs, age_years=o.age, level=o.level, level_unit=o.level_unit, dose_mg=o.current_dose,
             interval_h=o.interval, hours_after_dose=o.hours_after, new_interval_h=o.new_interval, metric=o.metric,
             target_low=o.low, target_high=o.high, target_unit=o.unit, form=o.form, retarget=o.retarget,
-            fhir_bundle=fhir_text)
+            fhir_bundle=fhir_text, co_medications=_comed_list(o.comeds))
         m = get_model(rec.model_id)
     elif o.level is not None:
         m = get_model(o.model or DEFAULT_MODELS.get((o.drug or "").lower()) or "")
@@ -382,6 +386,27 @@ def _recommendation(opts: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
         rec = recommend(m, subject, covs, interval_h=o.interval, metric=o.metric, target_low=o.low,
                         target_high=o.high, target_unit=o.unit, form_index=o.form, retarget=o.retarget)
     return m, rec, covs
+
+
+def _comed_list(text: str | None) -> list[str] | None:
+    """Names -> generic names: a brand known to the knowledge base becomes its generic id (Noxafil ->
+    posaconazole); other names are kept as written (lowercase)."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", ""):
+        return []
+    from ..reference import find_drug
+    from ..reference.errors import NotFoundError
+
+    out = []
+    for name in (t.strip() for t in text.split(",")):
+        if not name:
+            continue
+        try:
+            out.append(find_drug(name).id)
+        except NotFoundError:
+            out.append(name.lower())
+    return out
 
 
 def _read_text(path: Path) -> str:

@@ -72,6 +72,10 @@ class Covariate(_Strict):
     out_of_range: Literal["warn", "refuse"] = "warn"
     hard_min: float | None = Field(None, description="Physically impossible below this (wrong unit?): always refused.")
     hard_max: float | None = Field(None, description="Physically impossible above this (wrong unit?): always refused.")
+    comedication: str | None = Field(
+        None, description="For a 0/1 co-medication indicator: the drug it stands for (lowercase generic name, "
+        "the knowledge-base id where the drug is in it). Set from a complete co-medication list (1 if listed, "
+        "0 if not); never assumed without one.")
 
     @model_validator(mode="after")
     def _check(self) -> Covariate:

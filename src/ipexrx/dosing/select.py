@@ -111,8 +111,8 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
     missing or the route differs (a model cannot be applied to a patient it has no inputs for)."""
     s = m.spec
     c = Candidate(m.id, s.title, s.citation.text, s.citation.doi, usable=True)
-    missing = [f"{n} ({cv.description}, {cv.unit})" for n, cv in s.covariates.items()
-               if cv.default is None and n not in covariates]
+    missing = [f"{n} ({cv.description}" + ("" if cv.unit == "1" else f", {cv.unit}") + ")"
+               for n, cv in s.covariates.items() if cv.default is None and n not in covariates]
     if missing:
         c.usable = False
         c.excluded_because = "needs " + "; ".join(missing) + ", not given"
@@ -179,12 +179,30 @@ def _own_covariates(m: CompiledModel, covariates: dict[str, float]) -> dict[str,
     return {k: v for k, v in covariates.items() if k in m.spec.covariates}
 
 
+def with_comedications(m: CompiledModel, covariates: dict[str, float],
+                       co_medications: list[str] | None) -> tuple[dict[str, float], list[str]]:
+    """Fill the model's co-medication indicators (``comedication:`` covariates) from a complete list of the
+    patient's other current drugs: 1 if listed, 0 if not. Without a list nothing is filled (never assumed).
+    Returns the covariates and a note per filled value."""
+    if co_medications is None:
+        return covariates, []
+    listed = {d.strip().lower() for d in co_medications if d.strip()}
+    out, notes = dict(covariates), []
+    for name, cv in m.spec.covariates.items():
+        if cv.comedication and name not in out:
+            out[name] = 1.0 if cv.comedication in listed else 0.0
+            notes.append(f"{name} = {out[name]:g}: {cv.comedication} {'is' if out[name] else 'is not'} on the "
+                         "stated co-medication list")
+    return out, notes
+
+
 def choose_and_recommend(
     drug: str,
     run: Callable[[str, dict[str, float], dict[str, Any]], Recommendation],
     covariates: dict[str, float],
     age_years: float | None = None,
     route: str = "oral",
+    co_medications: list[str] | None = None,
 ) -> Recommendation:
     """Rank the drug's clinical models, run ``run(model_id, covariates_for_that_model, overrides)`` for every
     usable one, choose, and attach a :class:`ModelChoice` to the returned recommendation.
@@ -197,7 +215,17 @@ def choose_and_recommend(
     if unknown:
         raise DosingError(f"covariate(s) {', '.join(unknown)} belong to no {drug} model; known: "
                           f"{', '.join(sorted(known))}")
-    cands = rank_models(drug, covariates, age_years, route)
+    per_model: dict[str, dict[str, float]] = {}
+    cands = []
+    models = clinical_models(drug)
+    size = {m.id: m.spec.population.n_subjects or 0 for m in models}
+    for m in models:
+        covs, notes = with_comedications(m, _own_covariates(m, covariates), co_medications)
+        per_model[m.id] = covs
+        c = assess_match(m, covs, age_years, route)
+        c.matches.extend(notes)
+        cands.append(c)
+    cands.sort(key=lambda c: (not c.usable, -c.match_score, -size[c.model_id], c.model_id))
     usable = [c for c in cands if c.usable]
     if not usable:
         raise DosingError(f"no {drug} model can be used for this patient: " + "; ".join(
@@ -206,7 +234,7 @@ def choose_and_recommend(
     errors: dict[str, DosingError] = {}
     for c in usable:
         try:
-            recs[c.model_id] = run(c.model_id, _own_covariates(get_model(c.model_id), covariates), {})
+            recs[c.model_id] = run(c.model_id, per_model[c.model_id], {})
         except DosingError as exc:
             errors[c.model_id] = exc
     # an input error (impossible dose, level before the first dose...) is the same for every model: raise it
@@ -249,7 +277,7 @@ def choose_and_recommend(
                 < 1e-9 and r.target_low == rec.target_low and r.target_high == rec.target_high)
         if c is not chosen and not same:
             try:
-                r = run(c.model_id, _own_covariates(get_model(c.model_id), covariates), fixed)
+                r = run(c.model_id, per_model[c.model_id], fixed)
                 c.suggested_dose_mg, c.suggested_interval_h = r.dose_mg, r.interval_h
                 c.suggested_daily_dose_mg = r.daily_dose_mg
             except DosingError as exc:
@@ -307,11 +335,14 @@ def recommend_for_drug(
     retarget: bool = False,
     fhir_bundle: str | None = None,
     route: str = "oral",
+    co_medications: list[str] | None = None,
 ) -> Recommendation:
     """A suggestion for ``drug`` with the model chosen among the library's clinical models (see module doc).
 
     Inputs as :func:`~ipexrx.dosing.recommend.recommend_from_trough` (a level on the current regimen), or a FHIR
-    Bundle with the dose history and levels (read separately for each model), or covariates only (a priori)."""
+    Bundle with the dose history and levels (read separately for each model), or covariates only (a priori).
+    ``co_medications``: the patient's complete list of other current drugs (knowledge-base ids), which sets the
+    models' co-medication indicators; None = not known (models that need one are then not used)."""
     from .recommend import recommend, recommend_from_trough
 
     def pick(ov: dict[str, Any], key: str, default: Any) -> Any:
@@ -347,4 +378,5 @@ def recommend_for_drug(
                              target_unit=pick(ov, "target_unit", target_unit), form_index=form, retarget=retarget,
                              current_dose_mg=dose_mg, current_interval_h=interval_h if dose_mg else None)
 
-    return choose_and_recommend(drug, run, covariates, age_years=age_years, route=route)
+    return choose_and_recommend(drug, run, covariates, age_years=age_years, route=route,
+                                co_medications=co_medications)
