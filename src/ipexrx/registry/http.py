@@ -22,8 +22,10 @@ from pydantic import Field
 from . import ops
 from .core import Actor, Registry
 from .errors import NotAuthenticated, NotFound, RateLimited, RegistryError, ValidationFailed
+from .models import ApiToken, Course, Patient, User
+from .schemas import CENTRE_CODE_MAX, column_length, parse
 from .schemas import _In as _Body
-from .schemas import parse
+from .security import MAX_PASSWORD_LENGTH
 
 PREFIX = "/api/v1/registry"
 
@@ -41,21 +43,34 @@ class Route:
 
 
 class Login(_Body):
-    username: str
-    password: str
-    label: str = Field("api", max_length=100)
+    username: str = Field(max_length=column_length(User, "username"))
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
+    label: str = Field("api", max_length=column_length(ApiToken, "label"))
 
 
 class UserChange(_Body):
-    role: str | None = None
-    centre_code: str | None = None
+    role: str | None = Field(None, max_length=column_length(User, "role"))
+    centre_code: str | None = Field(None, max_length=CENTRE_CODE_MAX)
     active: bool | None = None
 
 
 class CourseStop(_Body):
     stop_date: dt.date
-    reason_stopped: str
-    reason_other: str | None = None
+    reason_stopped: str = Field(max_length=column_length(Course, "reason_stopped"))
+    reason_other: str | None = Field(None, max_length=column_length(Course, "reason_other"))
+
+
+# Path parameters that name a stored value: checked against their column before any lookup or audit.
+PATH_LIMITS = {"pseudonym": column_length(Patient, "pseudonym"), "username": column_length(User, "username"),
+               "course_id": 18, "kind": 40}
+
+
+def check_path(path_params: dict[str, str]) -> None:
+    """A path parameter longer than the column it names is a 422 naming it and its limit."""
+    problems = [f"path {name}: expected at most {PATH_LIMITS[name]} characters, got {len(value)}"
+                for name, value in path_params.items() if name in PATH_LIMITS and len(value) > PATH_LIMITS[name]]
+    if problems:
+        raise ValidationFailed(problems, "request")
 
 
 def _login(reg: Registry, _actor: None, _p: dict[str, str], body: Any, source: str | None) -> dict[str, str]:
@@ -158,6 +173,7 @@ def call(reg: Registry, route: Route, authorization: str | None, path_params: di
             if scheme.lower() != "bearer" or not token.strip():
                 raise NotAuthenticated("expected 'Authorization: Bearer <token>'")
             actor = reg.actor_for_token(token.strip())
+        check_path(path_params)
         if route.method in ("POST", "PATCH") and not isinstance(body, dict):
             raise ValidationFailed([f"request body: expected a JSON object, got {type(body).__name__}"], "request")
         if route.source:

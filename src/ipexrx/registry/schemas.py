@@ -23,6 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .models import AdverseEvent, Centre, Course, ManifestationEpisode, Patient, User
+from .security import MAX_PASSWORD_LENGTH
+
 SEX = ("male", "female", "unknown")
 CONSENT_SCOPES = ("registry", "registry-research", "registry-research-sharing")
 VITAL = ("alive", "dead", "lost")
@@ -54,6 +57,18 @@ RANGES: dict[str, tuple[float, float, str]] = {
 EARLIEST_BIRTH_YEAR = 1950
 
 
+def column_length(model: Any, column: str) -> int:
+    """The length of a ``String(n)`` column: input models take their ``max_length`` from here, so a
+    value the database would refuse (PostgreSQL) is a 422 naming the field, never a 500."""
+    length = getattr(model.__table__.c[column].type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__tablename__}.{column} is not a String(n) column")
+    return length
+
+
+CENTRE_CODE_MAX = column_length(Centre, "code")
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -68,9 +83,11 @@ def _range(name: str, v: float | None) -> float | None:
 
 
 class CentreIn(_In):
-    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$", description="Short upper-case code, e.g. 'MIL-TIGET'.")
-    name: str = Field(min_length=2, max_length=200)
-    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2.")
+    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$", max_length=CENTRE_CODE_MAX,
+                      description="Short upper-case code, e.g. 'MIL-TIGET'.")
+    name: str = Field(min_length=2, max_length=column_length(Centre, "name"))
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", max_length=column_length(Centre, "country"),
+                                description="ISO 3166-1 alpha-2.")
     synthetic: bool = False
 
 
@@ -78,10 +95,10 @@ Role = Literal["clinician", "data_manager", "analyst", "admin"]
 
 
 class UserIn(_In):
-    username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{2,99}$")
-    password: str
+    username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{2,99}$", max_length=column_length(User, "username"))
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
     role: Role
-    centre_code: str | None = None
+    centre_code: str | None = Field(None, max_length=CENTRE_CODE_MAX)
 
     @model_validator(mode="after")
     def _centre_for_centre_roles(self) -> UserIn:
@@ -96,14 +113,15 @@ class UserIn(_In):
 class PatientIn(_In):
     """Core data on every patient (ESID-style). No name, no record number: the registry assigns a pseudonym."""
 
-    centre_code: str | None = Field(None, description="Defaults to the acting user's centre.")
+    centre_code: str | None = Field(None, max_length=CENTRE_CODE_MAX,
+                                    description="Defaults to the acting user's centre.")
     birth_year: int
     birth_month: int = Field(ge=1, le=12)
     sex: Literal["male", "female", "unknown"]
     diagnosis: Literal["ipex", "ipex-like"]
-    gene: str = Field(pattern=r"^[A-Z0-9]{2,20}$")
-    variant_hgvs: str | None = None
-    ipex_like_id: str | None = None
+    gene: str = Field(pattern=r"^[A-Z0-9]{2,20}$", max_length=column_length(Patient, "gene"))
+    variant_hgvs: str | None = Field(None, max_length=column_length(Patient, "variant_hgvs"))
+    ipex_like_id: str | None = Field(None, max_length=column_length(Patient, "ipex_like_id"))
     onset_date: dt.date | None = None
     diagnosis_date: dt.date
     consent_date: dt.date
@@ -176,7 +194,7 @@ class PatientIn(_In):
 
 
 class ManifestationIn(_In):
-    hpo_code: str
+    hpo_code: str = Field(max_length=column_length(ManifestationEpisode, "hpo_code"))
     onset_date: dt.date
     resolution_date: dt.date | None = None
 
@@ -206,14 +224,14 @@ class TroughIn(_In):
 
 
 class CourseIn(_In):
-    drug_id: str
+    drug_id: str = Field(max_length=column_length(Course, "drug_id"))
     start_date: dt.date
     stop_date: dt.date | None = None
     dose: float | None = Field(None, gt=0)
     dose_unit: Literal["mg/kg/day", "mg/m2/day", "mg/day", "mg/kg/dose", "mg/m2/dose", "mg/dose",
                        "units/kg/day"] | None = None
     reason_stopped: Literal["inefficacy", "toxicity", "remission", "hsct", "other"] | None = None
-    reason_other: str | None = Field(None, max_length=200)
+    reason_other: str | None = Field(None, max_length=column_length(Course, "reason_other"))
     troughs: list[TroughIn] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -266,7 +284,7 @@ class VisitIn(_In):
 
 class AdverseEventIn(_In):
     date: dt.date
-    term: str = Field(min_length=2, max_length=100, description="CTCAE term.")
+    term: str = Field(min_length=2, max_length=column_length(AdverseEvent, "term"), description="CTCAE term.")
     grade: int = Field(ge=1, le=5, description="CTCAE grade 1-5.")
     serious: bool = False
     course_index: int | None = Field(None, ge=0, description="In a bundle: index of the related course.")
@@ -325,6 +343,9 @@ def describe_errors(exc: ValidationError) -> list[str]:
             out.append(f"{loc}: required, got nothing")
         elif e["type"] == "extra_forbidden":
             out.append(f"{loc}: unknown field (no such field in the data dictionary)")
+        elif e["type"] == "string_too_long":
+            limit = (e.get("ctx") or {}).get("max_length")
+            out.append(f"{loc}: expected at most {limit} characters, got {len(got) if isinstance(got, str) else '?'}")
         elif e["type"].startswith(("literal_error", "string_pattern", "greater", "less", "int_", "float_",
                                    "date_", "bool_")):
             out.append(f"{loc}: {msg}, got {got!r}")

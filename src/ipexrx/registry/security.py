@@ -11,6 +11,7 @@ import hashlib
 import secrets
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # Argon2 takes any length; a bound keeps a 20 MB "password" from being hashed
 TOKEN_PREFIX = "ipxr_"
 
 

@@ -402,6 +402,9 @@ def handle(reg: Registry, route: WebRoute, req: WebRequest) -> WebResponse:
                 return _redirect(f"{WEB_PREFIX}/login")
             actor = reg.actor_for_form(req.session, req.one("csrf")) if route.method == "POST" else \
                 reg.actor_for_token(req.session)
+        from .http import check_path
+
+        check_path(req.path_params)
         return route.handler(reg, actor, req)
     except NotAuthenticated:
         return _redirect(f"{WEB_PREFIX}/login", session_cookie("", 0))

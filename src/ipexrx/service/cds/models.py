@@ -13,6 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...storage.models import CdsFeedback
+
+
+def _column_length(column: str) -> int:
+    """``max_length`` of a feedback field: the length of the cds_feedback column it is stored in."""
+    return int(getattr(CdsFeedback.__table__.c[column].type, "length", 0))
+
 
 class Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -144,8 +151,8 @@ class AcceptedSuggestion(Lenient):
 
 
 class OverrideReasonCoding(Lenient):
-    system: str | None = None
-    code: str | None = None
+    system: str | None = Field(None, max_length=_column_length("override_reason_system"))
+    code: str | None = Field(None, max_length=_column_length("override_reason_code"))
     display: str | None = None
 
 
@@ -155,7 +162,8 @@ class OverrideReason(Lenient):
 
 
 class FeedbackItem(Lenient):
-    card: str = Field(min_length=1, description="The uuid of the card the feedback is about.")
+    card: str = Field(min_length=1, max_length=_column_length("card_uuid"),
+                      description="The uuid of the card the feedback is about.")
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
