@@ -64,3 +64,21 @@ def test_report_errors_are_clear_and_exit_1(tmp_path: Path) -> None:
     assert nowhere.exit_code == 1 and "cannot write" in nowhere.output
     for res in (pdf, date, unit, dose, nowhere):
         assert "Traceback" not in res.output and not (tmp_path / "r.pdf").exists()
+
+
+def test_report_from_an_nmtran_history_lists_every_dose_and_level(tmp_path: Path) -> None:
+    data = tmp_path / "siro.csv"
+    data.write_text("ID,TIME,EVID,AMT,CMT,II,ADDL,DV,WT\n1,0,1,0.8,1,24,6,.,12\n1,168,0,0,2,0,0,4.1,12\n"
+                    "1,168,1,1,1,24,3,.,12\n1,264,0,0,2,0,0,6.2,12\n", encoding="utf-8")
+    res = runner.invoke(get_app(), ["dose", "report", "--model", "fan2024-sirolimus", "--data", str(data), "--json",
+                                    "--as-of", "2026-01-02"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert [(x["time_h"], x["amount_mg"], x["additional_doses"]) for x in d["patient"]["doses"]] == [
+        (0, 0.8, 6), (168, 1, 3)]
+    assert [(x["time_h"], x["value"], x["unit"]) for x in d["patient"]["levels"]] == [
+        (168, 4.1, "ng/mL"), (264, 6.2, "ng/mL")]
+    # the suggested regimen starts when the next dose is due after the recorded ones (168 + 3 x 24 + 24 h)
+    assert d["curve"]["regimen_change_h"] == 264 and d["curve"]["times_h"][-1] == 264 + 3 * 24
+    assert d["suggestion"]["decision"] == "keep" and d["suggestion"]["current_dose_mg"] == 1
+    assert len(d["diagnostics"]["levels"]) == 2 and d["diagnostics"]["conflict"]["df"] == 2
