@@ -158,6 +158,17 @@ def test_an_uploaded_fhir_bundle_is_read(dev_client: TestClient) -> None:
     assert "MAP estimate from 1 level(s)" in _text(r.text)
 
 
+def test_the_printable_report_takes_the_same_inputs(dev_client: TestClient) -> None:
+    r = dev_client.post("/dosing/report", data=_form(), files=NO_FILE)
+    assert r.status_code == 200, _text(r.text)[:800]
+    text = _text(r.text)
+    assert "Therapeutic drug monitoring report: tacrolimus" in text
+    assert re.search(r"Consider: tacrolimus \d+(\.\d+)? mg every 12 h", text) and "<svg" in r.text
+    bad = dev_client.post("/dosing/report", data=_form(dose_mg="500"), files=NO_FILE)
+    assert bad.status_code == 422 and "tacrolimus dose far above" in _text(_section(bad.text, "dosing-error"))
+    assert 'formaction="/dosing/report"' in dev_client.get("/dosing").text
+
+
 # the upload API behind the page -------------------------------------------------------------------------
 
 def test_upload_api_returns_the_recommendation_with_checks_and_units(dev_client: TestClient) -> None:

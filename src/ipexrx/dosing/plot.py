@@ -108,7 +108,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = span / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(k * mag for k in (1, 2, 2.5, 5, 10) if k * mag >= raw)
-    out, t = [], math.ceil(lo / step) * step
+    out, t = [], math.ceil(lo / step - 1e-6) * step  # a start a hair above a round value still ticks it
     while t <= hi + 1e-9 * step:
         out.append(round(t, 10))
         t += step

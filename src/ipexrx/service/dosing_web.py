@@ -10,7 +10,6 @@ Teaching models are never offered. Nothing is stored.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -47,26 +46,11 @@ class FormState:
     issues: list[dict[str, str]] = field(default_factory=list)
 
 
-@functools.cache
-def _model_labels() -> dict[str, str]:
-    """Model id -> the author-year of its paper (the title's closing parenthesis), for text shown to people."""
-    from ..dosing.model import all_models
-
-    out = {}
-    for mm in all_models():
-        hit = re.search(r"\(([^()]*\d{4}[a-z]?)\)\s*$", mm.spec.title)
-        out[mm.id] = hit.group(1) if hit else mm.spec.title
-    return out
-
-
 def plain(text: Any) -> str:
-    """Text for the page without internal model ids (they become "the <author year> model")."""
-    out = str(text)
-    for mid, label in sorted(_model_labels().items(), key=lambda kv: -len(kv[0])):
-        out = re.sub(rf"\bmodel file {re.escape(mid)}\b", f"the {label} model's declarations", out)
-        out = re.sub(rf"\b(?:the )?model {re.escape(mid)}\b", f"the {label} model", out)
-        out = re.sub(rf"(?<![\w-]){re.escape(mid)}(?![\w-])", f"the {label} model", out)
-    return re.sub(r"\bthe the\b", "the", out)
+    """Text for the page without working notes or internal model ids (the TDM report's wording)."""
+    from ..dosing.report import plain as report_plain
+
+    return report_plain(str(text))
 
 
 _SOURCE_REF = re.compile(r"(?<![\w/-])(?P<id>[a-z][a-z0-9.-]*[a-z0-9])(?:#(?P<loc>[\w.-]+))?(?![\w/#-])")
@@ -278,7 +262,7 @@ async def _read_state(request: Request) -> tuple[FormState | None, Any, bytes, s
     return st, m, data, filename, None
 
 
-def _compute(m: Any, st: FormState, data: bytes, filename: str) -> dict[str, Any]:
+def _compute(m: Any, st: FormState, data: bytes, filename: str, plots: bool = True) -> dict[str, Any]:
     """Run the inputs through the library; raises DosingError (and InputCheckError) for the page to show."""
     from ..dosing.errors import DataError
     from ..dosing.inputs import LevelEntry, checked_recommendation, subject_from_file, subject_from_levels
@@ -335,7 +319,7 @@ def _compute(m: Any, st: FormState, data: bytes, filename: str) -> dict[str, Any
     rec, problems = checked_recommendation(m, subject, covs, **options)
     return {"rec": rec, "problems": _problem_rows(problems, m, typed, filename),
             "other_warnings": [w for w in rec.warnings if not w.startswith("input check: ")],
-            "plots": _plots(m, rec, subject, covs), "subject": subject, "covariates_used": covs}
+            "plots": _plots(m, rec, subject, covs) if plots else [], "subject": subject, "covariates_used": covs}
 
 
 def mount_dosing(app: FastAPI) -> None:
@@ -359,27 +343,43 @@ def mount_dosing(app: FastAPI) -> None:
 
     @app.post("/dosing", response_class=HTMLResponse, include_in_schema=False)
     async def dosing_submit(request: Request) -> HTMLResponse:
-        from ..dosing.checks import InputCheckError
-        from ..dosing.errors import DosingError
+        return await _submit(request, report=False)
 
-        try:
-            st, m, data, filename, problem = await _read_state(request)
-        except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
-            from ..dosing.model import get_model
+    @app.post("/dosing/report", response_class=HTMLResponse, include_in_schema=False)
+    async def dosing_report(request: Request) -> HTMLResponse:
+        """The same inputs as /dosing, answered with the printable TDM report (one page); problems are shown
+        on the dosing page, as for /dosing."""
+        return await _submit(request, report=True)
 
-            m = get_model(_default_model_id())
-            detail = getattr(exc, "detail", None) or type(exc).__name__
-            return _page(request, m, _fresh_state(m), 400, error={
-                "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
-        if st is None:
-            return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
-        try:
-            result = _compute(m, st, data, filename)
-        except InputCheckError as exc:
-            return _page(request, m, st, 422, error={
-                "message": "The inputs did not pass the checks that run before any fit; nothing was fitted or "
-                           "suggested.", "issues": st.issues,
-                "problems": _problem_rows(exc.problems, m, not data, filename)})
-        except DosingError as exc:
-            return _page(request, m, st, 422, error={"message": str(exc), "issues": st.issues, "problems": []})
-        return _page(request, m, st, 200, filename=filename, **result)
+
+async def _submit(request: Request, report: bool) -> HTMLResponse:
+    from ..dosing.checks import InputCheckError
+    from ..dosing.errors import DosingError
+
+    try:
+        st, m, data, filename, problem = await _read_state(request)
+    except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
+        from ..dosing.model import get_model
+
+        m = get_model(_default_model_id())
+        detail = getattr(exc, "detail", None) or type(exc).__name__
+        return _page(request, m, _fresh_state(m), 400, error={
+            "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
+    if st is None:
+        return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
+    try:
+        result = _compute(m, st, data, filename, plots=not report)
+        if report:
+            from ..dosing.report import build_report
+            from ..report.tdm_html import render_tdm_html
+
+            doc = build_report(m, result["rec"], result["subject"], result["covariates_used"])
+            return HTMLResponse(render_tdm_html(doc))
+    except InputCheckError as exc:
+        return _page(request, m, st, 422, error={
+            "message": "The inputs did not pass the checks that run before any fit; nothing was fitted or "
+                       "suggested.", "issues": st.issues,
+            "problems": _problem_rows(exc.problems, m, not data, filename)})
+    except DosingError as exc:
+        return _page(request, m, st, 422, error={"message": str(exc), "issues": st.issues, "problems": []})
+    return _page(request, m, st, 200, filename=filename, **result)
