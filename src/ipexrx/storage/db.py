@@ -43,6 +43,48 @@ def default_database_url() -> str:
     return f"sqlite:///{user_data_dir() / 'ipexrx.sqlite3'}"
 
 
+MIGRATION_LOCK_KEY = 0x69706578_72780001  # pg_advisory_xact_lock key: "ipexrx" + 1 (migrations/env.py)
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite database's ``<file>.migrate-lock`` while migrating, so that two
+    processes starting at once (two workers, a CLI beside the service) do not both create the
+    schema: the second waits, then finds it at the head. PostgreSQL takes an advisory lock inside the
+    migration transaction instead (migrations/env.py); other URLs (in-memory SQLite) need none."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if path is None or path.startswith(":memory:") or not path:
+        yield
+        return
+    lock_path = Path(path.split("?")[0]).expanduser()
+    lock_path = lock_path.with_name(lock_path.name + ".migrate-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as fh:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            fh.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets several uvicorn workers read while one writes; busy_timeout makes a writer wait
     # for the lock instead of failing at once.
@@ -75,7 +117,7 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
+        with migration_lock(self.url), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
