@@ -142,9 +142,10 @@ def _header_list(pairs: dict[str, str]) -> list[tuple[bytes, bytes]]:
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
                            "form-action 'self'; frame-ancestors 'none'")
-# The registry's pages (served from ipexrx.registry, standalone HTML that must also work saved to a file)
-# carry their stylesheet inline: there, and only there, inline styles are allowed. Scripts never are.
-INLINE_STYLE_PREFIXES = ("/registry", "/api/v1/registry/report")
+# Self-contained documents carry their stylesheet inline because they must also work saved to a file or
+# printed (the registry's pages and report, the TDM report): there, and only there, inline styles are
+# allowed. Inline scripts never are.
+INLINE_STYLE_PREFIXES = ("/registry", "/api/v1/registry/report", "/api/v1/dosing/report", "/dosing/report")
 CONTENT_SECURITY_POLICY_INLINE_STYLE = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
                                                                        "style-src 'self' 'unsafe-inline'")
 SECURITY_HEADERS = {
