@@ -735,7 +735,7 @@ def _caveats(model: CompiledModel, rec: Recommendation, diag: Diagnostics, covar
     if unchecked:
         out.append(f"{len(unchecked)} of {len(model.spec.thetas)} model parameters were not checked against the "
                    "paper.")
-    if model.spec.population.assay:
+    if model.spec.population.assay and not any("assay" in c.lower() for c in model.spec.caveats):
         out.append(f"Source-study levels were measured by {model.spec.population.assay}; another assay can read "
                    "differently (LC-MS/MS often lower than immunoassays).")
     missing = [c for c in covariates if c.origin == "model default"]
