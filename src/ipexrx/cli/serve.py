@@ -17,6 +17,40 @@ from . import app
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def public_base_url(host: str, port: int, base_url: str | None, dev: bool) -> tuple[str | None, str | None]:
+    """(the base URL the service must use for the CDS Hooks ``aud`` and card links, a notice to print).
+
+    The expected ``aud`` comes from configuration, never from the request's Host header (a client
+    chooses that header). So: ``IPEXRX_BASE_URL`` when set; on a loopback address, the address
+    being bound (only local clients can reach it, and a proxy in front must set the variable to the
+    public URL, else its clients' tokens are refused); in development mode (JWT verification off)
+    nothing is needed. Anything else cannot start: raises ValueError saying what to set."""
+    if base_url:
+        return base_url.rstrip("/"), None
+    if dev:
+        return None, None
+    if _is_loopback(host):
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}"
+        return url, (f"ipexrx: IPEXRX_BASE_URL is not set; serving on loopback only, so CDS Hooks tokens must "
+                     f"name {url}/cds-services/... as their audience. Behind a proxy, or for any other "
+                     "address, set IPEXRX_BASE_URL to the public URL.")
+    raise ValueError(f"listening on {host} needs IPEXRX_BASE_URL, the public URL clients call (e.g. "
+                     "https://cds.example.org): CDS Hooks tokens are checked against it. For development "
+                     "without token checks, add --dev.")
+
+
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
@@ -43,6 +77,13 @@ def serve(
     except (ValueError, OSError) as exc:
         typer.echo(f"error: the service settings are invalid: {exc}", err=True)
         raise typer.Exit(2) from None
+    try:
+        base_url, notice = public_base_url(host, port, settings.base_url, settings.dev_mode)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if base_url and not settings.base_url:
+        os.environ["IPEXRX_BASE_URL"] = base_url  # for the workers, which read their settings again
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -59,6 +100,8 @@ def serve(
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     typer.echo(f"ipexrx: web reference {url}/  ·  API docs {url}/docs  ·  CDS Hooks {url}/cds-services")
     typer.echo(f"ipexrx: database {db.url}")
+    if notice:
+        typer.echo(notice, err=True)
     if settings.dev_mode:
         typer.secho("ipexrx: DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Never use with real patients.",
                     fg="red", bold=True, err=True)
