@@ -196,3 +196,21 @@ def test_upload_api_refuses_bad_files_and_inputs_with_the_message(dev_client: Te
     covs = dev_client.post(url, data={"model": TAC, "covariates": "[1]"},
                            files={"file": ("x.csv", CSV.encode(), "text/csv")})
     assert covs.status_code == 422 and "JSON object of numbers" in covs.json()["message"]
+
+
+def test_upload_api_by_drug_chooses_the_model_for_a_fhir_bundle_and_needs_a_model_for_a_csv(
+        dev_client: TestClient) -> None:
+    from tests.dosing.test_fhir_input import BUNDLE
+
+    url = "/api/v1/dosing/recommend-upload"
+    covs = {"WT": 20.5, "HCT": 0.33, "EGFR": 85, "DONOR_DECEASED": 1, "POSACONAZOLE": 0, "OMEPRAZOLE": 0,
+            "LORATADINE": 0, "DILTIAZEM": 0}
+    r = dev_client.post(url, data={"drug": "tacrolimus", "age_years": "6", "covariates": json.dumps(covs)},
+                        files={"file": ("bundle.json", json.dumps(BUNDLE).encode(), "application/json")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_choice"]["chosen_model_id"] == body["model_id"] and body["unit"] == "ng/mL"
+    csv = dev_client.post(url, data={"drug": "tacrolimus"}, files={"file": ("x.csv", CSV.encode(), "text/csv")})
+    assert csv.status_code == 422 and "expected 'model' with a CSV" in csv.json()["message"]
+    neither = dev_client.post(url, data={}, files={"file": ("x.csv", CSV.encode(), "text/csv")})
+    assert neither.status_code == 422 and "exactly one of 'model' or 'drug'" in neither.json()["message"]

@@ -313,7 +313,12 @@ def _covariates_field(text: str | None) -> dict[str, float]:
 async def recommend_upload(
     request: Request,
     file: UploadFile = File(description="NM-TRAN CSV or FHIR Bundle (JSON) with the doses and levels."),
-    model: str = Form(description="A clinical model id from GET /api/v1/dosing/models."),
+    model: str | None = Form(None, max_length=80, description="A clinical model id from GET /api/v1/dosing/models "
+                             "(give this or drug)."),
+    drug: Literal["tacrolimus", "sirolimus", "cyclosporine"] | None = Form(
+        None, description="With a FHIR Bundle: choose the model among this drug's clinical models, weighted by how "
+        "well each explains the levels (returned in 'model_choice'). An NM-TRAN CSV needs 'model'."),
+    age_years: float | None = Form(None, ge=0, le=120, description="Age in years (used to choose the model)."),
     covariates: str | None = Form(None, description='Covariates in the model\'s units as a JSON object, e.g. '
                                   '{"WT": 20, "HCT": 0.33}; they override values in the file.'),
     subject_id: str | None = Form(None, max_length=100, description="The subject (ID) to dose when the CSV holds "
@@ -343,6 +348,13 @@ async def recommend_upload(
             target_low is not None and target_high is not None and target_low >= target_high):
         raise ApiError(422, "invalid_request", "give both target_low and target_high with target_low below "
                        "target_high, or neither")
+    if (model is None) == (drug is None):
+        raise ApiError(422, "invalid_request", "give exactly one of 'model' or 'drug'", issues=[
+            {"path": "model", "expected": "a clinical model id, or 'drug' instead", "got": model or "nothing"}])
+    if drug is not None:
+        return _upload_by_drug(drug, data, file.filename or "the uploaded file", covs, age_years, interval_h, metric,
+                               target_low, target_high, target_unit, form, retarget)
+    assert model is not None
     if "/" in model or model.endswith((".yaml", ".yml")):
         raise ApiError(422, "dosing_error", "model must be a library id, not a path")
     try:
@@ -358,6 +370,39 @@ async def recommend_upload(
             target_unit=target_unit or (m.spec.outputs[0].unit + ("*h" if metric == "auc24" else "")
                                         if target_low is not None else None),
             form_index=form, retarget=retarget)
+    except DosingError as exc:
+        raise _dosing_error(exc) from None
+    out = rec.as_dict()
+    out["input_checks"] = [p.as_dict() for p in problems]
+    out["unit"] = m.spec.outputs[0].unit
+    return _json(out)
+
+
+def _upload_by_drug(drug: str, data: bytes, filename: str, covs: dict[str, float], age_years: float | None,
+                    interval_h: float | None, metric: str | None, target_low: float | None, target_high: float | None,
+                    target_unit: str | None, form: str, retarget: bool) -> Response:
+    """The upload endpoint with the model chosen among the drug's clinical models (FHIR Bundle only)."""
+    from ..dosing.checks import check_inputs
+    from ..dosing.errors import DataError, DosingError
+    from ..dosing.inputs import is_fhir
+    from ..dosing.model import get_model
+    from ..dosing.select import recommend_for_drug
+    from ..textio import TextEncodingError, decode_text
+
+    try:
+        if not is_fhir(data, filename):
+            raise DataError(f"{filename}: an NM-TRAN CSV numbers compartments for one model; expected 'model' with a "
+                            "CSV, or a FHIR Bundle with 'drug'")
+        try:
+            text = decode_text(data, filename, legacy=False).text
+        except TextEncodingError as exc:
+            raise DataError(str(exc)) from None
+        rec = recommend_for_drug(drug, covs, age_years=age_years, fhir_bundle=text, new_interval_h=interval_h,
+                                 interval_h=interval_h, metric=metric, target_low=target_low, target_high=target_high,
+                                 target_unit=target_unit, form=form, retarget=retarget)
+        m = get_model(rec.model_id)
+        own = {k: v for k, v in covs.items() if k in m.spec.covariates}
+        problems = check_inputs(m, rec.subject, own, interval_h=interval_h)  # warnings only: errors stopped it above
     except DosingError as exc:
         raise _dosing_error(exc) from None
     out = rec.as_dict()
