@@ -58,6 +58,9 @@ def test_the_form_gives_a_suggestion_and_plots_without_horizontal_scrolling(brow
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{overflow} px of horizontal overflow at {width} px"
         assert _axe_violations(page) == []
+        page.emulate_media(media="print")  # printable: the form goes, the suggestion and plots stay
+        assert not page.locator("#dosing-form").is_visible() and page.locator("#suggestion").is_visible()
+        assert page.locator("svg.conc-plot").first.is_visible()
     finally:
         ctx.close()
 
@@ -69,6 +72,8 @@ def test_adding_a_level_row_and_changing_the_model_work_with_the_page_script(bro
         page = ctx.new_page()
         page.set_default_timeout(20000)
         page.goto(f"{server}/dosing")
+        assert _axe_violations(page) == []
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
         rows = page.locator("#level-rows tbody tr")
         n = rows.count()
         page.get_by_role("button", name="Add a level").click()
