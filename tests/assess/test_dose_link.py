@@ -58,13 +58,27 @@ def test_cyclosporine_uses_the_bilirubin_on_record_as_model_covariate() -> None:
     bili = [{"test": "bilirubin", "value": 8, "unit": "umol/L", "date": "2026-11-24"}]
     with_bili = _trough_alert(_patient("cyclosporine", 75, 320, "twice daily", bili)).dose_suggestion
     assert with_bili is not None and with_bili.not_computed is None and with_bili.interval_h == 12
+    assert "explains them best" in (with_bili.model_choice or "")
+    # without bilirubin the bilirubin model cannot be used; a weight-only model is chosen instead, and says so
     without = _trough_alert(_patient("cyclosporine", 75, 320, "twice daily")).dose_suggestion
-    assert without is not None and without.dose_mg is None and "TBIL" in (without.not_computed or "")
+    assert without is not None and without.dose_mg is not None
+    assert without.model_id != "gao2022-cyclosporine" and "explains them best" in (without.model_choice or "")
+
+
+def test_a_co_medication_indicator_is_set_from_the_chart_and_chosen_model_is_paediatric() -> None:
+    s = _trough_alert(_patient("tacrolimus", 2, 18, "twice daily")).dose_suggestion
+    assert s is not None and s.dose_mg is not None and s.model_id in ("chen2022-tacrolimus", "wang2019-tacrolimus")
+    assert s.model_choice and "explains them best" in s.model_choice
 
 
 def test_missing_model_covariate_or_dose_is_reported_not_guessed() -> None:
-    tac = _trough_alert(_patient("tacrolimus", 2, 18, "twice daily"))
+    # an unreadable medication makes the chart's co-medication list incomplete: no co-medication indicator is
+    # assumed, so no tacrolimus model can be used, and the suggestion says which inputs are missing
+    patient = _patient("tacrolimus", 2, 18, "twice daily")
+    patient["medications"].append({"drug": "Zzyzxamab", "start_date": "2026-01-01"})
+    tac = _trough_alert(patient)
     assert tac.dose_suggestion is not None and tac.dose_suggestion.dose_mg is None
+    assert "POSACONAZOLE" in (tac.dose_suggestion.not_computed or "")
     assert "DONOR_DECEASED" in (tac.dose_suggestion.not_computed or "")
     assert "No model-based dose suggestion" in tac.action
     no_dose = _trough_alert(_patient("sirolimus", None, 22)).dose_suggestion

@@ -35,7 +35,8 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
     """A regimen for ``med`` from its latest ``trough``; None when the drug has no dosing model."""
     from ..dosing.errors import DosingError
     from ..dosing.patient_input import interval_from_frequency
-    from ..dosing.recommend import DEFAULT_MODELS, IPEX_CAVEAT, recommend_from_trough
+    from ..dosing.recommend import DEFAULT_MODELS, IPEX_CAVEAT
+    from ..dosing.select import recommend_for_drug
 
     drug_id = med.drug_id or ""
     if drug_id not in DEFAULT_MODELS:
@@ -50,13 +51,20 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
     target = single[0] if len(single) == 1 else None
     covariates: dict[str, float] = {"WT": ctx.patient.weight_kg} if ctx.patient.weight_kg else {}
     covariates.update(_lab_covariates(ctx))
+    # the chart's active medications are the co-medication list: a model's co-medication indicator (e.g.
+    # posaconazole) is 1 when the drug is on it and 0 when not; drugs outside the knowledge base count by their
+    # recognised generic name (omeprazole); an unrecognised entry makes the list incomplete, so nothing is set
+    current = [m for m in ctx.patient.meds if m.status == "active"]
+    names = [m.drug_id or (m.outside_name or "").strip().lower() for m in current]
+    comeds = None if "" in names else sorted({n for n in names if n != drug_id})
     try:
-        rec = recommend_from_trough(
-            drug_id, trough.value, "ng/mL", med.dose.value, interval_from_frequency(med.frequency), covariates,
-            target_low=target.low if target else None, target_high=target.high if target else None)
+        rec = recommend_for_drug(
+            drug_id, covariates, age_years=ctx.patient.age_years, level=trough.value, level_unit="ng/mL",
+            dose_mg=med.dose.value, interval_h=interval_from_frequency(med.frequency),
+            target_low=target.low if target else None, target_high=target.high if target else None,
+            target_unit="ng/mL" if target else None, co_medications=comeds)
     except DosingError as exc:
-        return DoseSuggestion(drug=drug_id, model_id=DEFAULT_MODELS[drug_id], caveats=caveats,
-                              not_computed=str(exc))
+        return DoseSuggestion(drug=drug_id, caveats=caveats, not_computed=str(exc))
     partners = sorted({ctx.label(m.drug_id) for m in ctx.active if m.drug_id and m.drug_id != drug_id
                        and ctx.index.interactions.get(frozenset((drug_id, m.drug_id)))})
     if partners:
@@ -75,6 +83,7 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
         target_unit=rec.target_unit, target_context=target.context if target else rec.target_context,
         predicted_trough=rec.predicted, predicted_low=rec.predicted_low, predicted_high=rec.predicted_high,
         probability_in_target=rec.probability_in_target, caveats=caveats, warnings=list(rec.warnings),
+        model_choice=rec.model_choice.reason if rec.model_choice is not None else None,
     )
 
 

@@ -97,6 +97,7 @@ class DoseSuggestion(_Out):
     caveats: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     not_computed: str | None = None
+    model_choice: str | None = Field(None, description="Why this model among the drug's clinical models.")
 
 
 class Alert(_Out):
