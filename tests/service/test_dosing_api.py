@@ -79,3 +79,13 @@ def test_recommend_by_drug_returns_the_model_choice_and_refuses_a_covariate_no_m
     assert abs(sum(c["weight"] for c in mc["candidates"] if c["usable"]) - 1) < 1e-9
     bad = dev_client.post("/api/v1/dosing/recommend", json={"drug": "sirolimus", "covariates": {"WT": 20, "XYZ": 1}})
     assert bad.status_code == 422 and "XYZ" in bad.text
+
+
+def test_recommend_by_drug_sets_co_medication_indicators_from_a_stated_list(dev_client: TestClient) -> None:
+    body = {"drug": "tacrolimus", "covariates": {"WT": 10}, "age_years": 2}
+    unknown = dev_client.post("/api/v1/dosing/recommend", json=body)
+    assert unknown.status_code == 422 and "POSACONAZOLE" in unknown.text
+    stated = dev_client.post("/api/v1/dosing/recommend", json={**body, "co_medications": ["Posaconazole"]})
+    assert stated.status_code == 200, stated.text
+    chen = next(c for c in stated.json()["model_choice"]["candidates"] if c["model_id"] == "chen2022-tacrolimus")
+    assert any("POSACONAZOLE = 1" in m for m in chen["matches"])

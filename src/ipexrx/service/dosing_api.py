@@ -54,6 +54,10 @@ class RecommendRequest(BaseModel):
         None, description="Choose the model among this drug's clinical models (population match without levels, "
         "weighted by how well each explains the level with one); the choice is returned in 'model_choice'.")
     age_years: float | None = Field(None, ge=0, le=120, description="Age in years (used to choose the model).")
+    co_medications: list[str] | None = Field(
+        None, max_length=100, description="With drug: the patient's complete list of other current drugs (generic "
+        "names); sets the models' co-medication indicators (e.g. posaconazole). Omitted = unknown: models that need "
+        "one are not used.")
     model: str | None = Field(None, description="A model id from GET /api/v1/dosing/models.")
     covariates: dict[str, float] = Field(default_factory=dict, description="Covariates in the model's units.")
     level: float | None = Field(None, gt=0, description="A steady-state level on the current regimen.")
@@ -159,7 +163,9 @@ def _recommendation(body: RecommendRequest) -> Any:
             level_unit=body.level_unit, dose_mg=body.dose_mg, interval_h=body.interval_h,
             hours_after_dose=body.hours_after_dose, new_interval_h=body.new_interval_h, metric=body.metric,
             target_low=body.target_low, target_high=body.target_high, target_unit=body.target_unit,
-            form=body.form, retarget=body.retarget)
+            form=body.form, retarget=body.retarget,
+            co_medications=[c.strip().lower() for c in body.co_medications]
+            if body.co_medications is not None else None)
         return rec
     model_id = body.model
     if body.level is not None:
@@ -351,9 +357,10 @@ async def recommend_upload(
     if (model is None) == (drug is None):
         raise ApiError(422, "invalid_request", "give exactly one of 'model' or 'drug'", issues=[
             {"path": "model", "expected": "a clinical model id, or 'drug' instead", "got": model or "nothing"}])
-    if drug is not None:
-        return _upload_by_drug(drug, data, file.filename or "the uploaded file", covs, age_years, interval_h, metric,
-                               target_low, target_high, target_unit, form, retarget)
+    if drug is not None:  # several fits: CPU-heavy, on the bounded pool
+        return await pool_of(request.app).run(
+            _upload_by_drug, drug, data, file.filename or "the uploaded file", covs, age_years, interval_h, metric,
+            target_low, target_high, target_unit, form, retarget)
     assert model is not None
     if "/" in model or model.endswith((".yaml", ".yml")):
         raise ApiError(422, "dosing_error", "model must be a library id, not a path")
@@ -362,14 +369,17 @@ async def recommend_upload(
         if m.spec.kind != "clinical":
             raise DosingError(f"model {m.id} is a fictional teaching/validation model, never used for a patient; "
                               "choose a clinical model from GET /api/v1/dosing/models")
-        subject = subject_from_file(m, data, file.filename or "the uploaded file", covs, subject_id or None,
-                                    dv_unit or None)
-        rec, problems = await pool_of(request.app).run(  # the fit: CPU-heavy, on the bounded pool
-            checked_recommendation, m, subject, covs, interval_h=interval_h, metric=metric, target_low=target_low,
-            target_high=target_high,
-            target_unit=target_unit or (m.spec.outputs[0].unit + ("*h" if metric == "auc24" else "")
-                                        if target_low is not None else None),
-            form_index=form, retarget=retarget)
+        unit = target_unit or (m.spec.outputs[0].unit + ("*h" if metric == "auc24" else "")
+                               if target_low is not None else None)
+
+        def work() -> tuple[Any, Any]:  # reading the file and the fit: CPU-heavy, on the bounded pool
+            subject = subject_from_file(m, data, file.filename or "the uploaded file", covs, subject_id or None,
+                                        dv_unit or None)
+            return checked_recommendation(m, subject, covs, interval_h=interval_h, metric=metric,
+                                          target_low=target_low, target_high=target_high, target_unit=unit,
+                                          form_index=form, retarget=retarget)
+
+        rec, problems = await pool_of(request.app).run(work)
     except DosingError as exc:
         raise _dosing_error(exc) from None
     out = rec.as_dict()
