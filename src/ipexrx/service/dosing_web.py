@@ -367,14 +367,26 @@ async def _submit(request: Request, report: bool) -> HTMLResponse:
             "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
     if st is None:
         return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
-    try:
-        result = _compute(m, st, data, filename, plots=not report)
-        if report:
-            from ..dosing.report import build_report
-            from ..report.tdm_html import render_tdm_html
+    from .errors import ApiError
+    from .pool import pool_of
 
-            doc = build_report(m, result["rec"], result["subject"], result["covariates_used"])
-            return HTMLResponse(render_tdm_html(doc))
+    def work() -> tuple[dict[str, Any], str | None]:
+        result = _compute(m, st, data, filename, plots=not report)
+        if not report:
+            return result, None
+        from ..dosing.report import build_report
+        from ..report.tdm_html import render_tdm_html
+
+        return result, render_tdm_html(build_report(m, result["rec"], result["subject"], result["covariates_used"]))
+
+    try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
+        result, document = await pool_of(request.app).run(work)
+        if document is not None:
+            return HTMLResponse(document)
+    except ApiError as exc:  # busy: say so on the page, with the same Retry-After
+        page = _page(request, m, st, exc.status, error={"message": exc.body.message, "problems": [], "issues": []})
+        page.headers.update(exc.headers or {})
+        return page
     except InputCheckError as exc:
         return _page(request, m, st, 422, error={
             "message": "The inputs did not pass the checks that run before any fit; nothing was fitted or "
