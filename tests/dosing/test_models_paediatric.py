@@ -86,6 +86,7 @@ def test_co_medication_indicators_have_no_default_and_only_the_codes_0_and_1():
                 seen.add(name)
                 assert c.default is None, f"{m.id}: {name} must be stated, never assumed"
                 assert c.allowed == [0, 1] and c.unit == "1"
+                assert c.comedication == name.lower(), f"{m.id}: {name} must name its drug"
     assert seen == COMEDICATIONS
 
 
