@@ -24,8 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "assess": {"knowledge", "patient", "dosing", "reference"},
     "report": {"knowledge", "patient", "assess", "reference", "dosing"},
     "registry": {"knowledge", "storage", "patient", "assess", "reference", "dosing"},
+    "screen": {"knowledge", "patient", "assess"},
     "service": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report"},
-    "cli": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report", "service"},
+    "cli": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report", "service",
+            "screen"},
 }
 FACES_ONLY = {"typer", "rich", "fastapi", "starlette", "uvicorn"}
 NO_HTML = {"knowledge", "reference", "patient", "dosing", "assess", "storage"}

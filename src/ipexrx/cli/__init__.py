@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 USER_ERRORS: dict[str, int] = {
     "ipexrx.reference.errors:ReferenceQueryError": 1,
     "ipexrx.cli.schema:UnknownSchemaError": 1,
+    "ipexrx.screen.errors:ScreenInputError": 1,
     "ipexrx.knowledge.loader:KnowledgeBaseError": 3,
 }
 
@@ -83,6 +84,7 @@ def _register() -> None:
     from . import reference as _reference  # noqa: F401
     from . import registry as _registry  # noqa: F401
     from . import schema as _schema  # noqa: F401
+    from . import screen as _screen  # noqa: F401
     from . import serve as _serve  # noqa: F401
 
 

@@ -1,0 +1,179 @@
+"""``ipexrx screen``: population screening of a FHIR Bulk Data directory; ``ipexrx screen synth``: a synthetic one.
+
+``ipexrx screen PATH`` is shorthand for ``ipexrx screen run PATH`` (a directory literally named ``synth`` is
+written ``./synth``). DuckDB and hpo3 are imported inside the commands, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from . import app
+
+
+class _DefaultRun(TyperGroup):
+    """``screen PATH ...`` runs ``screen run PATH ...``; ``screen synth ...`` and ``screen --help`` are left alone."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+screen_app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
+                         help="Population screening of FHIR Bulk Data (NDJSON): undiagnosed IPEX / IPEX-like "
+                         "candidates and unsafe regimens. `ipexrx screen PATH` = `ipexrx screen run PATH`.")
+app.add_typer(screen_app, name="screen")
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+@screen_app.command("run")
+def run(
+    path: Path = typer.Argument(..., help="Directory of Bulk Data files (Patient.ndjson, Condition.ndjson, ... "
+                                "or .ndjson.gz)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    out: Path | None = typer.Option(None, "--out", help="Write candidates.csv, known.csv, safety.csv and "
+                                    "report.html to this directory."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Date the monitoring intervals and ages are measured "
+                                     "to (YYYY-MM-DD; default today)."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Show only the N best candidates."),
+    memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory limit (spills to disk beyond)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="DuckDB threads (default: all cores)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (terminal output only)."),
+    all_scored: bool = typer.Option(False, "--all", help="List every patient with a scored feature, below the "
+                                    "candidate threshold too (to validate the ranking)."),
+) -> None:
+    """Rank patients whose record suggests IPEX or an IPEX-like disorder, and list unsafe regimens."""
+    from rich.console import Console
+
+    from ..screen.run import screen
+
+    date = _as_of(as_of)
+    err = Console(stderr=True)
+    if as_json or not progress:
+        result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads, all_scored=all_scored)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("reading", total=None)
+
+            def show(stage: str, done: int, total: int) -> None:
+                bar.update(task, description=stage, completed=done, total=total or None)
+
+            result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads,
+                            progress=show, all_scored=all_scored)
+    if out is not None:
+        from ..screen.report import write_outputs
+
+        written = write_outputs(result, out)
+        err.print(f"wrote {', '.join(str(p) for p in written)}")
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
+        return
+    _print(result)
+
+
+def _reason_line(r: dict[str, Any]) -> str:
+    from rich.markup import escape
+
+    return escape(_reason_plain(r))
+
+
+def _reason_plain(r: dict[str, Any]) -> str:
+    if r.get("hpo"):
+        age = f", age {r['age_at_onset_years']:g} y" if r.get("age_at_onset_years") is not None else ", age unknown"
+        return f"{r['feature']} [{r.get('code') or 'text'}{age}] {r['points']:g}"
+    if "points" in r:
+        return f"{r['feature']} +{r['points']:g}"
+    return f"{r['feature']} x{r.get('factor')}"
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console()
+    s = result["stats"]
+    con.print(f"[bold]Population screen[/bold] as of {s['as_of']}: {s['patients']} patients, "
+              f"{s['candidates']} candidate(s), {s['known']} already diagnosed, "
+              f"{s['safety_patients_with_alerts']} patient(s) with drug-safety alerts ({s['total_seconds']} s).")
+    con.print("[italic]Candidates are a worklist for clinical review: a suggestion, not a diagnosis or an "
+              "order.[/italic]")
+    t = Table(title="Candidates (best first)", show_lines=True)
+    for col in ("#", "patient", "score", "closest pattern", "sex/age"):
+        t.add_column(col)
+    t.add_column("features that scored \\[code, age at onset] points", ratio=3)
+    for i, c in enumerate(result["candidates"], start=1):
+        feats = "\n".join(_reason_line(r) for r in c["reasons"])
+        age = f"{c['age_years']} y" if c.get("age_years") is not None else "age unknown"
+        t.add_row(escape(str(i)), escape(c["patient"]), f"{c['score']:.1f}", escape(c["pattern"]),
+                  escape(f"{c['sex']}, {age}"), feats)
+    con.print(t)
+    if result["candidates"]:
+        first = result["candidates"][0]["next_step"]
+        cites = "; ".join(x["citation"] + (f" doi:{x['doi']}" if x.get("doi") else "") for x in first["sources"])
+        con.print(f"Suggested next step: {escape(first['text'])}\n  [dim]{escape(cites)}[/dim]")
+    if result["known"]:
+        k = Table(title="Already diagnosed (not candidates)")
+        for col in ("patient", "diagnosis", "recorded as", "date"):
+            k.add_column(col)
+        for x in result["known"]:
+            k.add_row(escape(x["patient"]), escape(x["diagnosis"]), escape(x["evidence"]), x["date"] or "")
+        con.print(k)
+    if result["safety"]:
+        st = Table(title="Drug safety (the assessment's rules)", show_lines=True)
+        for col in ("patient", "drugs", "alerts"):
+            st.add_column(col)
+        for e in result["safety"]:
+            lines = [escape(f"[{a['severity']}] {a['summary']}") for a in e["alerts"]]
+            if e.get("error"):
+                lines.insert(0, escape(e["error"]))
+            st.add_row(escape(e["patient"]), ", ".join(e["drugs"]), "\n".join(lines))
+        con.print(st)
+    for b in s["bad_lines"]:
+        con.print(f"[yellow]skipped[/yellow] {escape(b['file'])}:{b['line']}: {escape(b['problem'])}")
+
+
+@screen_app.command("synth")
+def synth(
+    out_dir: Path = typer.Argument(..., help="Directory to write the NDJSON files into (created if needed)."),
+    patients: int = typer.Option(1000, "--patients", min=60, help="Number of patients."),
+    seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same files)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Reference date of the population (default 2026-06-30)."),
+    gzip_types: list[str] = typer.Option([], "--gzip", help="Resource type to write as .ndjson.gz (repeatable)."),
+    bad_lines: int = typer.Option(0, "--bad-lines", min=0, help="Malformed lines to insert (to test readers)."),
+    routine: int = typer.Option(4, "--routine-observations", min=0, help="Mean routine Observations per patient."),
+) -> None:
+    """Write a synthetic Bulk Data population (IPEX, IPEX-like, look-alikes, unsafe regimens, background)."""
+    from ..screen.synth import DEFAULT_AS_OF, generate
+
+    try:
+        truth = generate(out_dir, patients, seed, as_of=_as_of(as_of) if as_of else DEFAULT_AS_OF,
+                         gzip_types=tuple(gzip_types), bad_lines=bad_lines, routine_observations=routine)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    groups: dict[str, int] = {}
+    for t in truth:
+        key = t.group.split(":")[0]
+        groups[key] = groups.get(key, 0) + 1
+    typer.echo(f"wrote {patients} synthetic patients to {out_dir} ("
+               + ", ".join(f"{k} {v}" for k, v in sorted(groups.items())) + "); truth in synth-truth.csv")

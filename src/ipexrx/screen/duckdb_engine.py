@@ -1,0 +1,206 @@
+"""Read a FHIR Bulk Data directory with DuckDB: files found, lines checked, views flattened into tables.
+
+Why lines first, not ``read_json``: DuckDB's ``read_json(..., ignore_errors=true)`` skips a bad line
+without saying which, and a truncated object makes its parser read on into the next, good line (seen
+with DuckDB 2.0: an object cut at the end of line 402 is reported "in line 403"). A screen must name
+each bad line and lose nothing else, so each file is read by DuckDB's CSV reader as one text column
+(no quoting, so a line is exactly a line, numbered in file order), ``json_valid`` marks the lines that
+are JSON, and the view's JSON paths are extracted from those in one parse per line (``json_extract_string``
+with a list of paths). Every file is read once; the work is DuckDB's, in parallel and vectorised, with a
+``memory_limit`` and a spill directory so memory stays bounded whatever the population size.
+
+The tables (``t_condition``, ``t_observation``...) hold the view columns plus ``_file`` and ``_line``;
+the raw JSON of a line is kept only for the patients the safety checks need (``_json``).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ScreenInputError
+from .views import View, load_views, view_sql
+
+# Bulk Data file names: "<Type>.ndjson", "<Type>-1.ndjson", "<Type>.000.ndjson", "<Type>_2.ndjson[.gz]".
+_FILE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)(?:[-._]\d+)?\.ndjson(?P<gz>\.gz)?$")
+TABLES = {"Patient": "t_patient", "Condition": "t_condition", "Observation": "t_observation",
+          "MedicationRequest": "t_medication_request", "MedicationStatement": "t_medication_statement",
+          "Procedure": "t_procedure", "Immunization": "t_immunization", "Medication": "t_medication"}
+# Read first: the safety set is decided from these, and later files keep raw JSON only for it.
+FIRST = ("Patient", "Medication", "MedicationRequest", "MedicationStatement")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    file: str
+    line: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.problem}"
+
+
+@dataclass
+class ReadStats:
+    files: dict[str, int] = field(default_factory=dict)  # file name -> lines read (non-blank)
+    resources: dict[str, int] = field(default_factory=dict)  # type -> valid resources
+    ignored_files: list[str] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+
+
+def find_files(directory: Path) -> tuple[dict[str, list[Path]], list[str]]:
+    """Resource type -> its NDJSON files; and the names of files that are not a type this screen reads."""
+    if not directory.exists():
+        raise ScreenInputError(f"{directory}: no such directory (expected a FHIR Bulk Data export: a directory of "
+                               "<Type>.ndjson or <Type>.ndjson.gz files)")
+    if not directory.is_dir():
+        raise ScreenInputError(f"{directory}: not a directory (expected a FHIR Bulk Data export directory)")
+    found: dict[str, list[Path]] = {}
+    ignored: list[str] = []
+    for path in sorted(directory.iterdir()):
+        m = _FILE.match(path.name)
+        if not m or not path.is_file():
+            continue
+        if m.group("type") in TABLES:
+            found.setdefault(m.group("type"), []).append(path)
+        else:
+            ignored.append(path.name)
+    if "Patient" not in found:
+        names = ", ".join(sorted(p.name for ps in found.values() for p in ps)) or "no NDJSON files"
+        raise ScreenInputError(f"{directory}: no Patient file (expected Patient.ndjson or Patient.ndjson.gz; found "
+                               f"{names})")
+    return found, ignored
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _lines_sql(files: list[Path]) -> str:
+    parts = []
+    for path in files:
+        parts.append(
+            f"SELECT {_quote(path.name)} AS _file, row_number() OVER () AS _line, column0 AS _raw "
+            f"FROM read_csv({_quote(str(path))}, columns={{'column0': 'VARCHAR'}}, delim='\\x01', quote='', "
+            "escape='', new_line='\\r\\n', header=false, auto_detect=false, strict_mode=false, "
+            f"compression={'gzip' if path.name.endswith('.gz') else 'none'})")
+    return "(" + " UNION ALL ".join(parts) + ")"
+
+
+class DuckDBReader:
+    """One screen's DuckDB connection and flattened tables. Use as a context manager."""
+
+    def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None):
+        import duckdb
+
+        self.directory = Path(directory)
+        self.files, ignored = find_files(self.directory)
+        self._tmp = tempfile.TemporaryDirectory(prefix="ipexrx-screen-")
+        config: dict[str, Any] = {"memory_limit": memory_limit, "temp_directory": self._tmp.name}
+        if threads:
+            config["threads"] = threads
+        self.con = duckdb.connect(config=config)
+        self.views: dict[str, View] = load_views()
+        self.stats = ReadStats(ignored_files=ignored)
+
+    def __enter__(self) -> DuckDBReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmp.cleanup()
+
+    def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(query, params or []).fetchall()
+
+    def has(self, rtype: str) -> bool:
+        return rtype in self.files
+
+    def load(self, rtype: str, keep_json: str | None = None) -> None:
+        """Flatten one resource type into its table; bad lines go to ``stats.bad_lines``."""
+        import duckdb
+
+        table = TABLES[rtype]
+        view = self.views[rtype]
+        files = self.files.get(rtype, [])
+        if not files:  # an empty table with the view's columns
+            cols = ", ".join(f"NULL::VARCHAR AS {c}" for c in ["_file", "_line", "_ok", "_bad", "_rtype",
+                                                                *view.column_names, "_json"])
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} LIMIT 0")
+            return
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, _lines_sql(files), keep_json)}")
+        except duckdb.Error as exc:
+            names = ", ".join(p.name for p in files)
+            raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
+        for name, line, raw, rtype_found in self.sql(
+                f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok ORDER BY _file, _line"):
+            if raw is not None:
+                problem = f"not valid JSON: {raw[:80]!r}"
+            else:
+                problem = f"resourceType {rtype_found!r} where {rtype!r} was expected; line skipped"
+            self.stats.bad_lines.append(BadLine(name, int(line), problem))
+        self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
+        for name, total in self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"):
+            self.stats.files[name] = int(total)
+        for path in files:
+            self.stats.files.setdefault(path.name, 0)
+            bad = sum(1 for b in self.stats.bad_lines if b.file == path.name)
+            self.stats.files[path.name] += bad
+            if bad and bad == self.stats.files[path.name]:
+                raise ScreenInputError(f"{path.name}: no line is a FHIR {rtype} resource (first problem: "
+                                       f"{next(b for b in self.stats.bad_lines if b.file == path.name)}); "
+                                       "expected one JSON resource per line (NDJSON)")
+        self.stats.resources[rtype] = int(self.sql(f"SELECT count(DISTINCT (_file, _line)) FROM {table}")[0][0])
+
+    def load_all(self, safety_patients: Callable[[DuckDBReader], list[str]],
+                 progress: Callable[[str], None] | None = None) -> list[str]:
+        """Load every type: Patient and medications first, then ``safety_patients(self)`` names the
+        patients whose raw resources are kept for the safety checks, then the rest."""
+        for rtype in FIRST:
+            if progress:
+                progress(rtype)
+            self.load(rtype, keep_json="TRUE")
+        chosen = safety_patients(self)
+        self.con.execute("CREATE OR REPLACE TABLE safety_patients (patient VARCHAR PRIMARY KEY)")
+        if chosen:
+            self.con.executemany("INSERT INTO safety_patients VALUES (?)", [[p] for p in chosen])
+        for rtype in TABLES:
+            if rtype in FIRST:
+                continue
+            if progress:
+                progress(rtype)
+            self.load(rtype, keep_json="patient IN (SELECT patient FROM safety_patients)")
+        return chosen
+
+    def raw_resources(self, patients: list[str]) -> dict[str, list[str]]:
+        """Patient id -> the raw JSON lines of its resources (Patient first; Medications referenced by
+        its medication resources included)."""
+        out: dict[str, list[str]] = {p: [] for p in patients}
+        if not patients:
+            return out
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _want (patient VARCHAR)")
+        self.con.executemany("INSERT INTO _want VALUES (?)", [[p] for p in patients])
+        parts = ["SELECT DISTINCT id AS patient, 0 AS k, _file, _line, _json FROM t_patient "
+                 "WHERE id IN (SELECT patient FROM _want) AND _json IS NOT NULL"]
+        for k, (rtype, table) in enumerate(TABLES.items(), start=1):
+            if rtype in ("Patient", "Medication"):
+                continue
+            parts.append(f"SELECT DISTINCT patient, {k}, _file, _line, _json FROM {table} "
+                         "WHERE patient IN (SELECT patient FROM _want) AND _json IS NOT NULL")
+        parts.append(
+            "SELECT DISTINCT m.patient, 99, t._file, t._line, t._json FROM t_medication t JOIN "
+            "(SELECT patient, medication_ref FROM t_medication_request UNION ALL SELECT patient, medication_ref "
+            "FROM t_medication_statement) m ON m.medication_ref = 'Medication/' || t.id "
+            "WHERE m.patient IN (SELECT patient FROM _want) AND t._json IS NOT NULL")
+        rows = self.sql(" UNION ALL ".join(parts) + " ORDER BY 1, 2, 3, 4")
+        for patient, _k, _f, _l, raw in rows:
+            out[patient].append(raw)
+        return out

@@ -1,0 +1,97 @@
+"""Drug safety across a population: the assessment's own rules, run on each patient taking a knowledge-base drug.
+
+Why no rules here: a second rule set would drift from the one clinicians review. Each chosen patient's
+resources (kept raw by the reader) are put into a FHIR Bundle and given to :func:`ipexrx.assess.assess`
+with the screen's ``as_of`` date -- exactly what ``ipexrx assess`` does with a Bundle -- and its alerts are
+reported as they are (severity, summary, reasoning, action, sources), without internal rule ids.
+
+Who is chosen: a patient with a MedicationRequest or MedicationStatement (any status) whose RxNorm or ATC
+code, or whose text, the knowledge base's drug index identifies -- the same identification the
+assessment uses. Model-based dose suggestions are left out (``dose_suggestions=False``): they are a
+per-patient calculation for the clinician's view, not a population worklist item.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..knowledge.loader import KnowledgeBase
+from .duckdb_engine import DuckDBReader
+
+MED_CONCEPTS_SQL = """
+WITH m AS (
+  SELECT patient, _file, _line, text, system, code, display, medication_ref FROM t_medication_request
+  UNION ALL
+  SELECT patient, _file, _line, text, system, code, display, medication_ref FROM t_medication_statement
+), r AS (
+  SELECT m.patient, m._file, m._line, coalesce(m.text, md.text) AS text,
+         CASE WHEN md.id IS NULL THEN m.system ELSE md.system END AS system,
+         CASE WHEN md.id IS NULL THEN m.code ELSE md.code END AS code,
+         CASE WHEN md.id IS NULL THEN m.display ELSE md.display END AS display
+  FROM m LEFT JOIN t_medication md ON m.medication_ref = 'Medication/' || md.id
+)
+SELECT patient, _file, _line, any_value(text),
+       list(DISTINCT code) FILTER (WHERE system ILIKE '%rxnorm%' AND code IS NOT NULL),
+       list(DISTINCT code) FILTER (WHERE system ILIKE '%atc%' AND code IS NOT NULL),
+       any_value(display)
+FROM r WHERE patient IS NOT NULL GROUP BY patient, _file, _line
+"""
+
+
+def kb_drug_patients(reader: DuckDBReader, kb: KnowledgeBase) -> dict[str, list[str]]:
+    """Patient id -> the knowledge-base drugs identified in its medication resources."""
+    from ..patient.resolve import kb_index
+
+    drugs = kb_index(kb).drugs
+    seen: dict[tuple[str | None, tuple[str, ...], tuple[str, ...]], str | None] = {}
+    out: dict[str, set[str]] = {}
+    for patient, _f, _l, text, rx, atc, display in reader.sql(MED_CONCEPTS_SQL):
+        key = (text or display, tuple(sorted(rx or ())), tuple(sorted(atc or ())))
+        if key not in seen:
+            seen[key] = drugs.identify(key[0], key[1], key[2]).drug_id
+        drug = seen[key]
+        if drug is not None:
+            out.setdefault(patient, set()).add(drug)
+    return {p: sorted(d) for p, d in sorted(out.items())}
+
+
+def _alert(a: Any) -> dict[str, Any]:
+    return {"severity": a.severity.value, "family": a.family, "summary": a.summary, "reasoning": a.reasoning,
+            "action": a.action, "evidence": a.evidence, "sources": [s.short() for s in a.sources]}
+
+
+def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: KnowledgeBase, as_of: dt.date,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """One entry per chosen patient with at least one alert (or with a record that cannot be assessed)."""
+    from ..assess import assess
+    from ..patient.errors import PatientInputError
+
+    ids = list(patients)
+    out: list[dict[str, Any]] = []
+    chunk = 500
+    for start in range(0, len(ids), chunk):
+        batch = ids[start:start + chunk]
+        raws = reader.raw_resources(batch)
+        for n, pid in enumerate(batch, start=start + 1):
+            bundle = {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": orjson.loads(r)} for r in raws.get(pid, [])]}
+            entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
+            try:
+                result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never")
+            except PatientInputError as exc:
+                entry["alerts"] = []
+                entry["error"] = (f"the record cannot be assessed safely, so its drug safety cannot be judged: "
+                                  f"{exc.summary}; " + "; ".join(f"{i.path}: expected {i.expected}, got {i.got}"
+                                                                 for i in exc.issues[:5]))
+                out.append(entry)
+                continue
+            if result.alerts:
+                entry["alerts"] = [_alert(a) for a in result.alerts]
+                out.append(entry)
+            if progress:
+                progress(n, len(ids))
+    return out
