@@ -10,6 +10,7 @@ options, never orders, so none is marked as recommended.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,23 @@ def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut.rstrip(" ,;:.") + "…"
 
 
+EHR_TEXT_MAX = 60
+_MARKUP = str.maketrans("", "", "<>`*_[]|\\#{}")
+
+
+def plain_text(text: str, limit: int = EHR_TEXT_MAX) -> str:
+    """Text that came from the EHR (a drug name typed into an order), made safe to show back in a
+    card's summary, suggestion label or action: no control, format or bidirectional-override
+    characters, no markup characters, whitespace collapsed, at most ``limit`` characters."""
+    out = []
+    for ch in str(text):
+        cat = unicodedata.category(ch)
+        if cat == "Cf":  # zero-width and bidi controls: dropped
+            continue
+        out.append(" " if cat[0] in "CZ" else ch)
+    return shorten("".join(out).translate(_MARKUP), limit) or "an unnamed medicine"
+
+
 def _md(text: str) -> str:
     """Plain text safe inside GitHub-flavoured Markdown (no raw HTML, no accidental links)."""
     return " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]")
@@ -166,10 +184,10 @@ def alert_card(
     if removable:
         for d in drafts:
             suggestions.append(Suggestion(
-                label=shorten(f"Remove the draft order for {d.drug_label}", 100),
+                label=shorten(f"Remove the draft order for {plain_text(d.drug_label)}", 100),
                 uuid=card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}"),
-                actions=[Action(type="delete", description=f"Remove the draft order {d.reference} ({d.drug_label})",
-                                resourceId=d.reference)],
+                actions=[Action(type="delete", description=f"Remove the draft order {plain_text(d.reference, 80)} "
+                                f"({plain_text(d.drug_label)})", resourceId=d.reference)],
             ))
     return Card(
         uuid=card_uuid(hook_instance, f"|{alert.id}"),
@@ -220,7 +238,7 @@ def unchecked_order_card(hook_instance: str, base: str, reference: str, label: s
     """An info card for a draft order we could not read, so silence is never mistaken for "no problem"."""
     return Card(
         uuid=card_uuid(hook_instance, f"|unchecked|{reference}"),
-        summary=shorten(f"ipexrx could not check the draft order for {label}"),
+        summary=shorten(f"ipexrx could not check the draft order for {plain_text(label)}"),
         detail=f"**Why:** {_md(why)}\n\nThe order was not compared with the patient's current medicines; check it "
         "against the IPEX medication reference by hand.\n\n_ipexrx supports, and never replaces, clinical judgement._",
         indicator="info",

@@ -9,6 +9,7 @@ EHR cannot render is a safety message lost.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +20,9 @@ from ...storage.models import CdsFeedback
 def _column_length(column: str) -> int:
     """``max_length`` of a feedback field: the length of the cds_feedback column it is stored in."""
     return int(getattr(CdsFeedback.__table__.c[column].type, "length", 0))
+
+
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype id
 
 
 class Lenient(BaseModel):
@@ -52,6 +56,17 @@ class CdsRequest(Lenient):
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
     extension: dict[str, Any] | None = None
+
+    @field_validator("context")
+    @classmethod
+    def _patient_id(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """``patientId`` goes into FHIR request paths (``Patient/{{context.patientId}}``): it must be a FHIR
+        id (R4 ``id``: 1-64 of A-Z a-z 0-9 - .), and not ``.`` or ``..``, so it can never walk the path."""
+        pid = v.get("patientId")
+        if isinstance(pid, str) and pid.strip() and (not FHIR_ID.fullmatch(pid) or set(pid) == {"."}):
+            shown = pid if len(pid) <= 80 else pid[:77] + "..."
+            raise ValueError(f"context.patientId must be a FHIR id (1-64 letters, digits, '-' or '.'), got {shown!r}")
+        return v
 
     @field_validator("fhirServer")
     @classmethod
