@@ -86,3 +86,24 @@ def test_adding_a_level_row_and_changing_the_model_work_with_the_page_script(bro
         assert page.locator("#model-title").inner_text().startswith("Model: Sirolimus")
     finally:
         ctx.close()
+
+
+def test_an_input_error_is_shown_on_the_page_at_375_px(browser: Any, server: str) -> None:  # noqa: F811
+    ctx = browser.new_context(viewport={"width": 375, "height": 740})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(20000)
+        page.goto(f"{server}/dosing")
+        page.get_by_label("Body weight (WT, kg)").fill("20")
+        page.get_by_label("Dose (mg per administration)").fill("500")
+        page.get_by_label("Level 1 value").fill("5")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.get_by_role("button", name="Suggest a dose").click()
+        assert answer.value.status == 422
+        err = page.locator("#dosing-error")
+        err.wait_for()
+        assert "500 mg every 12 h" in err.inner_text() and page.locator("#result").count() == 0
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
+        assert _axe_violations(page) == []
+    finally:
+        ctx.close()
