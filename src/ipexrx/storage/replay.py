@@ -8,11 +8,21 @@ Two stores, same contract (``remember`` is an atomic "add if absent", False on a
   microseconds and no lock waits, so it is the default when the database is SQLite (one host);
 * :class:`DatabaseReplayStore` -- the ``seen_token`` table (a primary-key insert); use it when
   several hosts serve the same clients (``IPEXRX_REPLAY_STORE=database``, shared database).
+
+Default: the database store whenever the database is a server (PostgreSQL: the database the
+registry and every host share), the file store only with SQLite, which one host alone can use, so
+a per-host store covers every process that can reach that database. Choosing the file store with a
+server database is allowed (one host, lowest latency) but logged as a warning at start-up: a
+token replayed to another host would be accepted there. The file store's default directory is in
+memory, so seen ids do not survive a reboot of the host (tokens live at most
+``max_token_lifetime``); set ``IPEXRX_REPLAY_DIR`` on a disk, or use the database store, if that
+matters.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -22,6 +32,7 @@ from typing import Protocol
 from .db import Database
 
 BUCKET_SECONDS = 600
+log = logging.getLogger("ipexrx.storage.replay")
 
 
 class ReplayStore(Protocol):
@@ -110,9 +121,14 @@ def default_replay_dir(db: Database) -> Path:
 
 def make_replay_store(db: Database, kind: str | None = None, directory: str | Path | None = None) -> ReplayStore:
     """``kind``: 'file', 'database', or None (file for SQLite, database otherwise)."""
-    kind = kind or ("file" if db.engine.dialect.name == "sqlite" else "database")
+    shared = db.engine.dialect.name != "sqlite"
+    kind = kind or ("database" if shared else "file")
     if kind == "database":
         return DatabaseReplayStore(db)
     if kind == "file":
+        if shared:
+            log.warning("JWT replay protection is per host (IPEXRX_REPLAY_STORE=file) although the database is "
+                        "shared: a token replayed to another host would be accepted there. Use "
+                        "IPEXRX_REPLAY_STORE=database when several hosts serve the same CDS clients.")
         return FileReplayStore(directory or default_replay_dir(db))
     raise ValueError(f"replay store must be 'file' or 'database', got {kind!r}")
