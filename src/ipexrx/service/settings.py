@@ -29,6 +29,8 @@ Environment variables
 ``IPEXRX_ANALYSIS_QUEUE``      jobs that may wait for those threads (default 32); beyond: 503 + Retry-After.
 ``IPEXRX_TRUST_FORWARDED_PROTO`` ``1``: believe ``X-Forwarded-Proto: https`` from the proxy in front (only
                                when every request comes through that proxy); used for Secure cookies.
+``IPEXRX_TRUSTED_PROXIES``     comma-separated addresses or CIDRs of the reverse proxies in front: from them,
+                               the client address (for sign-in throttling) is taken from X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -133,6 +135,21 @@ class Settings(BaseModel):
     analysis_threads: int = Field(2, ge=1, le=64, description="Threads for CPU-heavy analysis.")
     analysis_queue: int = Field(32, ge=0, le=10_000, description="Analysis jobs that may wait; beyond: 503.")
     trust_forwarded_proto: bool = Field(False, description="Believe X-Forwarded-Proto from the proxy in front.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or CIDRs of the reverse proxies in front; from them the client "
+        "address (sign-in throttling) is read from X-Forwarded-For.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        out = []
+        for net in v:
+            try:
+                out.append(str(ipaddress.ip_network(net.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {net!r} is not an address or CIDR such as 10.0.0.5 or "
+                                 "10.0.0.0/24") from None
+        return out
 
     @field_validator("dev_fhir_servers")
     @classmethod
@@ -183,6 +200,7 @@ class Settings(BaseModel):
             fhir_private_networks=_list(e.get("IPEXRX_FHIR_PRIVATE_NETWORKS")),
             **{name: int(e[var]) for name, var in _INT_VARS.items() if (e.get(var) or "").strip()},
             trust_forwarded_proto=_truthy(e.get("IPEXRX_TRUST_FORWARDED_PROTO")),
+            trusted_proxies=_list(e.get("IPEXRX_TRUSTED_PROXIES")),
         )
 
 
