@@ -150,3 +150,19 @@ def test_a_complete_co_medication_list_sets_the_indicators_and_says_so():
 def test_without_a_co_medication_list_a_model_needing_one_is_not_used():
     with pytest.raises(DosingError, match="POSACONAZOLE"):
         recommend_for_drug("tacrolimus", {"WT": 10.0}, age_years=2)
+
+
+def test_a_target_unit_is_read_like_a_level_unit_case_insensitive_and_molar():
+    from ipexrx.dosing.recommend import choose_target
+
+    fan = get_model("fan2024-sirolimus")
+    lower = choose_target(fan, "trough", 5, 15, "ng/ml")
+    assert (lower.low, lower.high, lower.unit) == (5, 15, "ng/mL")
+    molar = choose_target(fan, "trough", 5, 15, "nmol/L")  # 914.2 g/mol: 1 nmol/L = 0.9142 ng/mL
+    assert math.isclose(molar.low, 5 * 0.9142, rel_tol=1e-9) and "given as 5-15 nmol/L" in molar.context
+    auc = choose_target(fan, "auc24", 100, 300, "ng/ml*h")
+    assert auc.unit == "ng/mL*h" and auc.low == 100
+    with pytest.raises(DosingError, match=r"\*h"):
+        choose_target(fan, "auc24", 100, 300, "ng/mL")
+    with pytest.raises(DosingError, match="not understood"):
+        choose_target(fan, "trough", 5, 15, "ng")

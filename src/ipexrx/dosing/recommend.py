@@ -24,7 +24,7 @@ from .engine import Design, build_design, individual_parameters, predict
 from .errors import DosingError
 from .estimate import FitResult, fit
 from .model import CompiledModel, DosageForm, Target, get_model
-from .units import to_model_unit
+from .units import factor_to, to_model_unit
 
 IPEX_CAVEAT = "Optimal dosing in IPEX syndrome is not established; this model was developed in another population."
 
@@ -268,9 +268,18 @@ def choose_target(model: CompiledModel, metric: str | None, low: float | None, h
         out_unit = _metric_unit(model.spec.outputs[0].unit, metric)
         if unit is None:
             raise DosingError(f"give the target unit (the model predicts in {out_unit})")
-        if unit != out_unit:
-            raise DosingError(f"target unit {unit!r} differs from the model's {out_unit!r}; convert it first")
-        return Target(metric=metric or "trough", low=low, high=high, unit=unit, context="user-supplied target",
+        # the same conversion as a level (ng/ml = ug/L = mcg/L, mg/L, molar units); an AUC unit carries '*h'
+        conc_unit, is_auc = unit, metric == "auc24"
+        if is_auc:
+            for suffix in ("*h", ".h", " h", "·h"):
+                if unit.replace(" ", "").lower().endswith(suffix.strip().lower()):
+                    conc_unit = unit.replace(" ", "")[: -len(suffix.strip())]
+                    break
+            else:
+                raise DosingError(f"an AUC24 target needs a unit with '*h', e.g. {out_unit}; got {unit!r}")
+        f = factor_to(conc_unit, model.spec.outputs[0].unit, model.spec.drug, "target")
+        context = "user-supplied target" + (f" (given as {low:g}-{high:g} {unit})" if f != 1.0 else "")
+        return Target(metric=metric or "trough", low=low * f, high=high * f, unit=out_unit, context=context,
                       source="user", verified=False)
     cands = [t for t in model.spec.targets if t.metric == (metric or "trough")]
     if not cands:
