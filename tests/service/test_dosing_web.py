@@ -142,6 +142,11 @@ def test_an_uploaded_utf16_file_is_refused_with_422_naming_it(dev_client: TestCl
     assert "export.csv, line 1: expected UTF-8 text" in err and "got UTF-16 (little-endian) text" in err
 
 
+def test_an_uploaded_file_over_5_mb_is_refused_with_413(dev_client: TestClient) -> None:
+    r = _upload(dev_client, "huge.csv", CSV.encode() + b"C " + b"x" * (5 * 2**20) + b"\n")
+    assert r.status_code == 413 and "huge.csv: expected a file of at most 5 MB" in _text(r.text)
+
+
 def test_a_file_and_typed_levels_together_are_refused(dev_client: TestClient) -> None:
     r = dev_client.post("/dosing", data=_form(), files={"file": ("levels.csv", CSV.encode(), "text/csv")})
     assert r.status_code == 422

@@ -132,7 +132,8 @@ def _targets_help(m: Any) -> list[str]:
     out = []
     for t in m.spec.targets:
         verified = "verified" if t.verified else "not verified"
-        out.append(f"{t.metric} {t.low:g}-{t.high:g} {t.unit}: {t.context} ({verified} for IPEX; source: {t.source})")
+        out.append(plain(f"{t.metric} {t.low:g}-{t.high:g} {t.unit}: {t.context} ({verified} for IPEX; source: "
+                         f"{t.source})"))
     return out
 
 
@@ -367,6 +368,12 @@ async def _submit(request: Request, report: bool) -> HTMLResponse:
             "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
     if st is None:
         return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
+    from ..dosing.inputs import MAX_UPLOAD_BYTES
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        return _page(request, m, st, 413, error={"message": f"{filename}: expected a file of at most "
+                                                 f"{MAX_UPLOAD_BYTES // 2**20} MB, got a larger one",
+                                                 "problems": [], "issues": []})
     from .errors import ApiError
     from .pool import pool_of
 
