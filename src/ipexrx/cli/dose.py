@@ -256,6 +256,9 @@ def recommend_cmd(
         from rich.console import Console
 
         con = Console(highlight=False)
+        # alerts first (what needs checking before the numbers are used), then the suggestion, then the evidence
+        for w in rec.warnings:
+            con.print(f"[yellow]warning:[/yellow] {w}")
         verb = "keep the current regimen" if rec.decision == "keep" else "consider"
         con.print(f"[bold]Suggestion (not an order):[/bold] {verb}: {rec.drug} {rec.dose_mg:g} mg every "
                   f"{rec.interval_h:g} h ({rec.daily_dose_mg:g} mg/day) as {rec.form}: {rec.administration}")
@@ -280,8 +283,6 @@ def recommend_cmd(
             _print_diagnostics(con, rec.diagnostics)
         for c in rec.caveats:
             con.print(f"[bold yellow]caveat:[/bold yellow] {c}")
-        for w in rec.warnings:
-            con.print(f"[yellow]warning:[/yellow] {w}")
 
     _guard(run)
 
