@@ -104,3 +104,28 @@ def test_the_throttle_table_holds_neither_usernames_nor_addresses(world: World) 
     with world.reg.tx() as s:
         keys = list(s.scalars(select(LoginThrottle.key)))
     assert len(keys) == 2 and all(len(k) == 64 and USER not in k and ATTACKER not in k for k in keys)
+
+
+def test_the_web_sign_in_page_says_when_to_retry(world: World) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from ipexrx.service.registry_mount import mount_registry
+
+    app = FastAPI()
+    mount_registry(app, world.reg)
+    client = TestClient(app)
+    codes = [client.post("/registry/login", data={"username": USER, "password": "not the password at all"},
+                         follow_redirects=False).status_code for _ in range(throttle.ACCOUNT_FREE + 1)]
+    assert codes == [401] * throttle.ACCOUNT_FREE + [429]
+    r = client.post("/registry/login", data={"username": USER, "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "retry after" in r.text
+
+
+def test_old_failures_are_purged(world: World) -> None:
+    _fail(world, 1)
+    with world.reg.tx() as s:  # as if the last failure were two days old
+        s.execute(update(LoginThrottle).values(last_failure_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+        throttle._last_purge.clear()
+        throttle.purge(s, dt.datetime.now(dt.UTC))
+        assert s.scalar(select(LoginThrottle.key)) is None

@@ -287,7 +287,8 @@ def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
     db: str | None = DB_OPT,
 ) -> None:
-    """Recompute the audit hash chain; exit 1 if any entry was edited, deleted or inserted."""
+    """Recompute the audit hash chain and compare every data row with its last audited version; exit 1 if
+    any entry was edited, deleted or inserted, or any row changed outside the application."""
     from ..registry import SYSTEM
 
     reg = _open(db)
@@ -296,7 +297,8 @@ def audit_verify(
         typer.echo(json.dumps({"ok": r.ok, "entries": r.entries, "head_seq": r.head_seq, "head_hash": r.head_hash,
                                "problems": r.problems}))
     elif r.ok:
-        typer.echo(f"audit chain OK: {r.entries} entries, head {r.head_hash} (note it somewhere safe)")
+        typer.echo(f"audit chain OK: {r.entries} entries, every data row as audited, head {r.head_hash} "
+                   "(note it somewhere safe)")
     else:
         typer.echo(f"audit chain BROKEN ({len(r.problems)} problem(s)):", err=True)
         for p in r.problems:

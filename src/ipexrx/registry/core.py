@@ -385,8 +385,7 @@ class Registry:
                 if started:
                     audit.append(s, audit.AuditActor(None, username, "anonymous"), "login-throttled", "user",
                                  username, after={"source": src, "wait_seconds": started})
-                if now.minute == 0:
-                    throttle.purge(s, now)
+                throttle.purge(s, now)
         except (OperationalError, PoolTimeout) as exc:
             # the database stayed busy past its lock timeout: a busy answer, never a 5xx, and no token
             if isinstance(exc, OperationalError) and "locked" not in str(exc).lower() and \

@@ -164,6 +164,15 @@ def record_success(s: Session, keys: Keys) -> None:
     s.execute(delete(LoginThrottle).where(LoginThrottle.key == keys.account))
 
 
+PURGE_EVERY = dt.timedelta(minutes=10)
+_last_purge: list[dt.datetime] = []
+
+
 def purge(s: Session, now: dt.datetime) -> None:
-    """Drop keys nobody has failed with for longer than both forget periods."""
+    """Drop keys nobody has failed with for longer than both forget periods (at most every
+    PURGE_EVERY per process, inside the caller's write transaction)."""
+    with _in_flight_lock:
+        if _last_purge and now - _last_purge[0] < PURGE_EVERY:
+            return
+        _last_purge[:] = [now]
     s.execute(delete(LoginThrottle).where(LoginThrottle.last_failure_at < now - max(ACCOUNT_FORGET, SOURCE_FORGET)))
