@@ -166,3 +166,17 @@ def test_a_target_unit_is_read_like_a_level_unit_case_insensitive_and_molar():
         choose_target(fan, "auc24", 100, 300, "ng/mL")
     with pytest.raises(DosingError, match="not understood"):
         choose_target(fan, "trough", 5, 15, "ng")
+
+
+def test_when_the_first_dosage_form_cannot_reach_the_range_the_suggestion_uses_one_that_can():
+    from ipexrx.dosing.recommend import recommend_from_trough
+
+    args = dict(model_id="chen2022-tacrolimus", target_low=5, target_high=10, target_unit="ng/mL")
+    covs = {"WT": 9.5, "POSACONAZOLE": 1.0}
+    auto = recommend_from_trough("tacrolimus", 14.2, "ng/mL", 0.5, 12, covs, **args)
+    assert auto.form.startswith("granules") and 5 <= auto.predicted <= 10
+    assert "cannot give a dose whose prediction is in range" in auto.warnings[0]
+    asked = recommend_from_trough("tacrolimus", 14.2, "ng/mL", 0.5, 12, covs, form_index="capsule", **args)
+    assert asked.form.startswith("capsule") and not asked.in_target  # the asked form is kept ...
+    assert asked.alternatives[0]["note"].startswith("granules")      # ... and the form that can is offered
+    assert "no capsule (immediate release) dose reaches the range" in asked.decision_reason

@@ -218,7 +218,7 @@ def recommend_cmd(
     low: float | None = typer.Option(None, "--low", help="Target low (overrides the model's study target)."),
     high: float | None = typer.Option(None, "--high", help="Target high."),
     unit: str | None = typer.Option(None, "--unit", help="Target unit (required with --low/--high)."),
-    form: str = typer.Option("0", "--form", help="Dosage form: index or name, e.g. 'tablet' (see --json "
+    form: str | None = typer.Option(None, "--form", help="Dosage form: index or name, e.g. 'tablet' (see --json "
                              "'dosage_forms')."),
     age: float | None = typer.Option(None, "--age", help="Age in years (with --drug: used to choose the model whose "
                                      "source population matches)."),

@@ -296,7 +296,7 @@ def recommend(
     target_low: float | None = None,
     target_high: float | None = None,
     target_unit: str | None = None,
-    form_index: int | str = 0,
+    form_index: int | str | None = None,
     n_samples: int = 1000,
     fit_result: FitResult | None = None,
     current_dose_mg: float | None = None,
@@ -421,6 +421,36 @@ def recommend(
     alternatives = [
         {"interval_h": o[0], "dose_mg": o[1], "administration": o[2], "predicted": float(o[3][0]),
          "probability_in_target": o[4]} for o in options if o is not chosen]
+    if not target.low <= float(pred_s[0]) <= target.high:
+        # the chosen form cannot reach the range (e.g. the smallest capsule is too strong): say which other dosage
+        # form of the model can, at the same interval, rather than leave the clinician with the closest miss; with
+        # no form asked for, the suggestion itself uses the first form that can
+        pm_t = pred_s / dose
+        for k, other in enumerate(m.spec.dosage_forms):
+            if other is form:
+                continue
+            fits = [(d, h) for d, h in candidate_doses(other, max_dose=exact * 3)
+                    if target.low <= d * pm_t[0] <= target.high]
+            if fits:
+                d_o, how_o = min(fits, key=lambda c: abs(math.log(c[0] * pm_t[0] / goal)))
+                ps_o = d_o * pm_t
+                alternatives.insert(0, {
+                    "interval_h": tau, "dose_mg": d_o, "administration": f"{other.form}: {how_o}",
+                    "predicted": float(ps_o[0]),
+                    "probability_in_target": float(np.mean((ps_o[1:] >= target.low) & (ps_o[1:] <= target.high))),
+                    "note": f"{other.form} reaches the target range; {form.form} cannot"})
+                if form_index is None:
+                    again = recommend(m, subject, covariates, interval_h=interval_h, metric=metric,
+                                      target_low=target_low, target_high=target_high, target_unit=target_unit,
+                                      form_index=k, n_samples=n_samples, fit_result=fr,
+                                      current_dose_mg=current_dose_mg, current_interval_h=current_interval_h,
+                                      retarget=retarget, allow_reference=allow_reference)
+                    again.warnings.insert(0, f"{form.form} cannot give a dose whose prediction is in range: the "
+                                             f"suggestion uses {other.form}")
+                    return again
+                warnings.append(f"{form.form} cannot give a dose whose prediction is in range; {other.form} can: "
+                                f"{d_o:g} mg ({how_o}) every {tau:g} h, predicted {float(ps_o[0]):.3g} {target.unit}")
+                break
     if smallest:
         # the mid-range dose on the same interval, for comparison with the smallest change
         pm = pred_s / dose
@@ -438,6 +468,10 @@ def recommend(
                   f"{target.high:g} {target.unit}: smallest change of daily dose "
                   f"{'(' + ('up' if direction > 0 else 'down') + ') ' if direction else ''}whose prediction is in "
                   "range")
+        if not target.low <= float(pred_s[0]) <= target.high:
+            reason = (f"the current regimen ({cur_dose:g} mg every {cur_tau:g} h) {why}, target {target.low:g}-"
+                      f"{target.high:g} {target.unit}; no {form.form} dose reaches the range at this interval: the "
+                      "closest is shown")
         decision = "change"
     else:
         decision = "change" if cur_dose is not None else "start"
@@ -514,7 +548,7 @@ def recommend_from_trough(
     target_low: float | None = None,
     target_high: float | None = None,
     metric: str | None = None,
-    form_index: int | str = 0,
+    form_index: int | str | None = None,
     new_interval_h: float | None = None,
     retarget: bool = False,
     target_unit: str | None = None,

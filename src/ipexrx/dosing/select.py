@@ -331,7 +331,7 @@ def recommend_for_drug(
     target_low: float | None = None,
     target_high: float | None = None,
     target_unit: str | None = None,
-    form: int | str = 0,
+    form: int | str | None = None,
     retarget: bool = False,
     fhir_bundle: str | None = None,
     route: str = "oral",

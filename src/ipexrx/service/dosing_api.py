@@ -70,7 +70,8 @@ class RecommendRequest(BaseModel):
     target_low: float | None = Field(None, gt=0)
     target_high: float | None = Field(None, gt=0)
     target_unit: str | None = None
-    form: int | str = Field(0, description="Dosage form of the model: index or name (e.g. 'tablet').")
+    form: int | str | None = Field(None, description="Dosage form of the model: index or name (e.g. 'tablet'); "
+                                   "default: the model's first form, or the first that can reach the target.")
     new_interval_h: float | None = Field(None, gt=0, le=168, description="With level: interval of the suggestion "
                                          "if it should differ from the current interval_h.")
     retarget: bool = Field(False, description="Aim at the middle of the target range even when the current "
