@@ -179,6 +179,16 @@ def test_deeply_nested_json_is_400_before_authentication_on_every_json_route(sma
         assert resp.json()["error"] == "json_too_deep"
     ok = small_limits.post(path, content="[" * 30 + "]" * 30, headers={"Content-Type": "application/json"})
     assert ok.status_code in (401, 404, 422), (path, ok.status_code)  # past the limit: the route's own answer
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {"Content-Type": ctype} if ctype else {}
+        resp = small_limits.post(path, content="[" * 5000 + "]" * 5000, headers=headers)
+        assert resp.status_code == 400, (path, ctype, resp.status_code)  # whatever the declared type
+
+
+def test_deep_json_in_an_uploaded_file_is_400(small_limits: TestClient) -> None:
+    deep = b'{"resourceType": "Bundle", "entry": ' + b"[" * 200 + b"]" * 200 + b"}"
+    resp = small_limits.post("/assess", files={"patient_file": ("p.json", deep)})
+    assert resp.status_code == 400 and resp.json()["error"] == "json_too_deep"
 
 
 def _depth(value: Any) -> int:

@@ -2,7 +2,9 @@
 
 - all request headers together at most ``max_header_bytes`` (431);
 - a request body at most ``max_body_bytes``, declared or streamed (413);
-- a JSON request body nested at most ``max_json_depth`` deep (400).
+- a request body nested at most ``max_json_depth`` deep (400): JSON bodies, and every other body too,
+  because some routes read JSON whatever the declared type (the registry API) and uploads carry JSON
+  files (a patient record, a FHIR Bundle).
 
 Why here: each route parses its own body (FastAPI bodies, the CDS hot path, the registry's
 framework-free routes), and a deeply nested document crashed the standard library's recursive
@@ -96,9 +98,8 @@ class RequestLimits:
         if declared is not None and declared > self.max_body:
             await self._too_large(send)
             return
-        is_json = _is_json(content_type)
-        if scope.get("method") in _BODYLESS or declared == 0 or (declared is not None and not is_json):
-            await self.app(scope, receive, send)  # the server holds the body to its declared length
+        if scope.get("method") in _BODYLESS or declared == 0:
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         seen = 0
@@ -115,8 +116,9 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if is_json and json_too_deep(body, self.max_depth):
-            await refuse(send, 400, "json_too_deep", f"the JSON body nests more than {self.max_depth} levels deep")
+        if json_too_deep(body, self.max_depth):
+            what = "the JSON body nests" if _is_json(content_type) else "the request body nests brackets"
+            await refuse(send, 400, "json_too_deep", f"{what} more than {self.max_depth} levels deep")
             return
         sent = False
 
