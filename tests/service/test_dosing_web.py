@@ -174,6 +174,61 @@ def test_the_printable_report_takes_the_same_inputs(dev_client: TestClient) -> N
     assert 'formaction="/dosing/report"' in dev_client.get("/dosing").text
 
 
+DRUG_FORM = {"model": "drug:tacrolimus", "cov_WT": "20", "cov_HCT": "0.35", "cov_POSACONAZOLE": "0",
+             "cov_OMEPRAZOLE": "0", "cov_LORATADINE": "0", "cov_DILTIAZEM": "0", "age_years": "6", "dose_mg": "2",
+             "interval_h": "12", "level_value": ["5"], "level_unit": ["ng/mL"], "level_hours": [""],
+             "metric": "trough", "target_low": "", "target_high": "", "form": "capsule (immediate release)"}
+
+
+def test_choosing_a_drug_offers_the_union_of_its_oral_models_covariates_and_age(dev_client: TestClient) -> None:
+    page = dev_client.get("/dosing", params={"drug": "tacrolimus"})
+    assert page.status_code == 200
+    text = _text(page.text)
+    for name in ("cov_WT", "cov_POSACONAZOLE", "cov_DONOR_DECEASED", "cov_OMEPRAZOLE", "age_years"):
+        assert f'name="{name}"' in page.text
+    assert "used by Andrews 2018 (cohort 11.6-83.7, required); Chen 2022 (cohort 3.7-20.6, required)" in text
+    cyclo = _text(_section(dev_client.get("/dosing", params={"model": "drug:cyclosporine"}).text, "model-title"))
+    assert "Philippe 2015" in cyclo and "Feng 2023" not in cyclo  # the intravenous model is not compared
+
+
+def test_by_drug_the_models_are_compared_and_the_choice_is_shown(dev_client: TestClient) -> None:
+    r = dev_client.post("/dosing", data=DRUG_FORM, files=NO_FILE)
+    assert r.status_code == 200, _text(r.text)[:800]
+    result = _text(_section(r.text, "result"))
+    assert re.search(r"Consider: tacrolimus [\d.]+ mg every 12 h", result)
+    comparison = _text(_section(r.text, "model-comparison"))
+    assert "Model choice: model averaging" in comparison and "(chosen)" in comparison
+    assert re.search(r"\(Chen 2022\) yes \d+ %", comparison)
+    assert "no: needs DONOR_DECEASED" in comparison  # a model without its covariates is not used, and says why
+    assert "andrews2018-tacrolimus" not in result and "wang2019-tacrolimus" not in result
+    report = dev_client.post("/dosing/report", data=DRUG_FORM, files=NO_FILE)
+    assert report.status_code == 200 and "Therapeutic drug monitoring report: tacrolimus" in _text(report.text)
+
+
+@pytest.mark.parametrize(("over", "expected"), [
+    ({"level_value": ["5", "6"], "level_unit": ["ng/mL", "ng/mL"], "level_hours": ["", ""]},
+     "comparing the models takes one typed level"),
+    ({"cov_WT": "", "cov_HCT": ""}, "no tacrolimus model can be used for this patient"),
+])
+def test_by_drug_problems_are_shown_with_422(dev_client: TestClient, over: dict[str, Any], expected: str) -> None:
+    r = dev_client.post("/dosing", data={**DRUG_FORM, **over}, files=NO_FILE)
+    assert r.status_code == 422
+    assert expected in _text(_section(r.text, "dosing-error"))
+
+
+def test_by_drug_a_csv_upload_is_refused_a_fhir_bundle_read(dev_client: TestClient) -> None:
+    from tests.dosing.test_fhir_input import BUNDLE
+
+    form = {**DRUG_FORM, "dose_mg": "", "interval_h": "", "level_value": [""], "cov_EGFR": "85",
+            "cov_DONOR_DECEASED": "1"}
+    csv = dev_client.post("/dosing", data=form, files={"file": ("levels.csv", CSV.encode(), "text/csv")})
+    assert csv.status_code == 422 and "expected a FHIR Bundle when the model is chosen" in _text(csv.text)
+    fhir = dev_client.post("/dosing", data=form,
+                           files={"file": ("bundle.json", json.dumps(BUNDLE).encode(), "application/json")})
+    assert fhir.status_code == 200, _text(fhir.text)[:800]
+    assert "Model choice: model averaging" in _text(fhir.text)
+
+
 # the upload API behind the page -------------------------------------------------------------------------
 
 def test_upload_api_returns_the_recommendation_with_checks_and_units(dev_client: TestClient) -> None:

@@ -31,6 +31,7 @@ class FormState:
 
     model_id: str
     covariates: dict[str, str] = field(default_factory=dict)
+    age_years: str = ""
     dose_mg: str = ""
     interval_h: str = ""
     new_interval_h: str = ""
@@ -87,6 +88,89 @@ def clinical_models() -> list[Any]:
     return sorted((m for m in all_models() if m.spec.kind == "clinical"), key=lambda m: (m.spec.drug, m.id))
 
 
+@dataclass
+class Choice:
+    """What the form is built for: one clinical model, or a drug whose clinical models are compared for the
+    patient (``model`` is None then; the model is chosen by :func:`ipexrx.dosing.select.recommend_for_drug`)."""
+
+    value: str  # a model id, or "drug:<name>"
+    drug: str
+    title: str
+    population: str
+    citations: list[tuple[str, str | None]]
+    covariates: list[dict[str, Any]]  # name, description, unit, allowed, help, required (no value)
+    forms: list[tuple[str, str]]  # (value posted, label)
+    targets: list[Any]
+    unit: str
+    default_interval_h: float | None
+    model: Any | None = None
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        return {c["name"]: c["description"] for c in self.covariates}
+
+
+def _covariate_specs(m: Any) -> list[dict[str, Any]]:
+    out = []
+    for name, c in m.spec.covariates.items():
+        unit = "" if c.unit == "1" else c.unit
+        rng = (f"cohort range {c.min:g}-{c.max:g} {unit}".rstrip() if c.min is not None and c.max is not None
+               else "")
+        need = (f"blank: the model's default {c.default:g} {unit}".rstrip() if c.default is not None
+                else "required")
+        out.append({"name": name, "description": c.description, "unit": unit, "allowed": c.allowed,
+                    "help": "; ".join(x for x in (rng, need) if x), "required": c.default is None})
+    return out
+
+
+def model_choice(m: Any) -> Choice:
+    s = m.spec
+    return Choice(value=m.id, drug=s.drug, title=s.title, population=s.population.description,
+                  citations=[(s.citation.text, s.citation.doi)], covariates=_covariate_specs(m),
+                  forms=[(str(i), f.form) for i, f in enumerate(s.dosage_forms)], targets=list(s.targets),
+                  unit=s.outputs[0].unit, default_interval_h=s.default_interval_h, model=m)
+
+
+def drug_choice(drug: str) -> Choice:
+    """The union of the drug's oral clinical models' covariates, each with the models that use it and their cohort
+    ranges; a model whose required covariate is left blank is not used (the comparison says so)."""
+    from ..dosing.report import model_label
+    from ..dosing.select import clinical_models as drug_models
+
+    # the comparison is for oral regimens (recommend_for_drug's default route): intravenous-only models are left out
+    models = [m for m in drug_models(drug) if not {d.route for d in m.spec.dosing.values()} <= {"iv", "intravenous"}]
+    specs: dict[str, dict[str, Any]] = {}
+    uses: dict[str, list[str]] = {}
+    for m in models:
+        for c in _covariate_specs(m):
+            specs.setdefault(c["name"], {**c, "required": False})
+            cv = m.spec.covariates[c["name"]]
+            rng = f"cohort {cv.min:g}-{cv.max:g}" if cv.min is not None and cv.max is not None else ""
+            need = "required" if cv.default is None else f"default {cv.default:g}"
+            uses.setdefault(c["name"], []).append(f"{model_label(m)} ({', '.join(x for x in (rng, need) if x)})")
+    for name, spec in specs.items():
+        spec["help"] = "used by " + "; ".join(uses[name]) + ". Blank: a model that requires it is not used"
+    forms = list(dict.fromkeys(f.form for m in models for f in m.spec.dosage_forms))
+    units = {m.spec.outputs[0].unit for m in models}
+    return Choice(
+        value=f"drug:{drug}", drug=drug, title=f"{drug}: the model is chosen for this patient",
+        population=(f"Each of the {len(models)} oral {drug} models is checked against the patient (covariates, age, "
+                    "source population); with levels, every usable model is fitted and weighted by how well it "
+                    "explains them, and the comparison is shown with the suggestion."),
+        citations=[(m.spec.citation.text, m.spec.citation.doi) for m in models], covariates=list(specs.values()),
+        forms=[(f, f) for f in forms], targets=[], unit=units.pop() if len(units) == 1 else "ng/mL",
+        default_interval_h=None)
+
+
+def _choice(value: str) -> Choice | None:
+    """The choice named by a posted or linked value; None when it names no clinical model or modelled drug."""
+    if value.startswith("drug:"):
+        drug = value[5:]
+        return drug_choice(drug) if drug in {m.spec.drug for m in clinical_models()} else None
+    m = next((mm for mm in clinical_models() if mm.id == value), None)
+    return model_choice(m) if m is not None else None
+
+
 def _default_model_id() -> str:
     from ..dosing.recommend import DEFAULT_MODELS
 
@@ -100,56 +184,45 @@ def _model_target(m: Any, metric: str) -> Any | None:
     return cands[-1] if cands else None
 
 
-def _fresh_state(m: Any) -> FormState:
-    st = FormState(model_id=m.id, interval_h=f"{m.spec.default_interval_h:g}" if m.spec.default_interval_h else "")
-    metric = "trough" if _model_target(m, "trough") else (m.spec.targets[0].metric if m.spec.targets else "trough")
-    _set_default_target(st, m, metric)
+def _fresh_state(ch: Choice) -> FormState:
+    st = FormState(model_id=ch.value, interval_h=f"{ch.default_interval_h:g}" if ch.default_interval_h else "")
+    metric = "trough" if _target_of(ch, "trough") or not ch.targets else ch.targets[0].metric
+    t = _target_of(ch, metric)
+    st.metric, st.target_for = metric, metric
+    st.target_low, st.target_high = (f"{t.low:g}", f"{t.high:g}") if t else ("", "")
     return st
 
 
-def _set_default_target(st: FormState, m: Any, metric: str) -> None:
-    t = _model_target(m, metric)
-    st.metric = metric
-    st.target_low, st.target_high = (f"{t.low:g}", f"{t.high:g}") if t else ("", "")
-    st.target_for = metric
+def _target_of(ch: Choice, metric: str) -> Any | None:
+    return _model_target(ch.model, metric) if ch.model is not None else None
 
 
-def _covariate_fields(m: Any, st: FormState) -> list[dict[str, Any]]:
+def _covariate_fields(ch: Choice, st: FormState) -> list[dict[str, Any]]:
+    return [{**c, "value": st.covariates.get(c["name"], "")} for c in ch.covariates]
+
+
+def _targets_help(ch: Choice) -> list[str]:
     out = []
-    for name, c in m.spec.covariates.items():
-        unit = "" if c.unit == "1" else c.unit
-        rng = (f"cohort range {c.min:g}-{c.max:g} {unit}".rstrip() if c.min is not None and c.max is not None
-               else "")
-        need = (f"blank: the model's default {c.default:g} {unit}".rstrip() if c.default is not None
-                else "required")
-        out.append({"name": name, "description": c.description, "unit": unit, "allowed": c.allowed,
-                    "help": "; ".join(x for x in (rng, need) if x), "value": st.covariates.get(name, ""),
-                    "required": c.default is None})
-    return out
-
-
-def _targets_help(m: Any) -> list[str]:
-    out = []
-    for t in m.spec.targets:
+    for t in ch.targets:
         verified = "verified" if t.verified else "not verified"
         out.append(plain(f"{t.metric} {t.low:g}-{t.high:g} {t.unit}: {t.context} ({verified} for IPEX; source: "
                          f"{t.source})"))
     return out
 
 
-def _page(request: Request, m: Any, st: FormState, status: int = 200, **ctx: Any) -> HTMLResponse:
+def _page(request: Request, ch: Choice, st: FormState, status: int = 200, **ctx: Any) -> HTMLResponse:
     from .web import render
 
     models = clinical_models()
     rows = st.levels + [{"value": "", "unit": "ng/mL", "hours": ""}
                         for _ in range(max(1, 3 - len(st.levels)))]
     defaults: dict[str, tuple[str, str]] = {}
-    for t in m.spec.targets:  # choose_target uses the last target per metric
+    for t in ch.targets:  # choose_target uses the last target per metric
         defaults[t.metric] = (f"{t.low:g}", f"{t.high:g}")
-    body = render("dosing.html", request, title="Dose a patient", models=models, m=m, st=st,
-                  covariates=_covariate_fields(m, st), level_rows=rows[:MAX_LEVEL_ROWS], level_units=LEVEL_UNITS,
-                  metrics=METRICS, target_defaults=defaults, targets_help=_targets_help(m),
-                  unit=m.spec.outputs[0].unit, **ctx)
+    body = render("dosing.html", request, title="Dose a patient", models=models, ch=ch, st=st,
+                  drugs=sorted({m.spec.drug for m in models}), covariates=_covariate_fields(ch, st),
+                  level_rows=rows[:MAX_LEVEL_ROWS], level_units=LEVEL_UNITS, metrics=METRICS,
+                  target_defaults=defaults, targets_help=_targets_help(ch), unit=ch.unit, **ctx)
     return HTMLResponse(body, status_code=status)
 
 
@@ -172,12 +245,11 @@ def _number(text: str, label: str, st: FormState, *, positive: bool = True) -> f
 _REC = re.compile(r"^subject (?P<sid>.+?) records\[(?P<i>\d+)\](?: \(row (?P<row>\d+)\))?(?:\.(?P<f>\w+))?$")
 
 
-def where_label(path: str, m: Any, typed: bool, filename: str | None) -> str:
+def where_label(path: str, descriptions: dict[str, str], typed: bool, filename: str | None) -> str:
     """A problem's place in the words of the form: a covariate's label, a level row, a file line and field."""
     if path.startswith("covariates."):
         name = path.split(".", 1)[1]
-        c = m.spec.covariates.get(name)
-        return f"{c.description} ({name})" if c is not None else f"covariate {name}"
+        return f"{descriptions[name]} ({name})" if name in descriptions else f"covariate {name}"
     if path == "interval_h":
         return "interval of the suggestion"
     if path.startswith("dose"):
@@ -196,8 +268,9 @@ def where_label(path: str, m: Any, typed: bool, filename: str | None) -> str:
     return path
 
 
-def _problem_rows(problems: list[Any], m: Any, typed: bool, filename: str | None) -> list[dict[str, str]]:
-    return [{"severity": p.severity, "where": where_label(p.path, m, typed, filename), "message": p.message,
+def _problem_rows(problems: list[Any], ch: Choice, typed: bool, filename: str | None) -> list[dict[str, str]]:
+    return [{"severity": p.severity, "where": where_label(p.path, ch.descriptions, typed, filename),
+             "message": p.message,
              "expected": p.expected, "got": p.got, "source": p.source} for p in problems]
 
 
@@ -227,20 +300,20 @@ async def _read_state(request: Request) -> tuple[FormState | None, Any, bytes, s
     from ..dosing.model import get_model
 
     form = await request.form(max_files=1, max_fields=40 + 3 * MAX_LEVEL_ROWS, max_part_size=MAX_FORM_BYTES)
-    ids = {mm.id: mm for mm in clinical_models()}
     mid = str(form.get("model") or "")
-    if mid not in ids:
-        m = get_model(_default_model_id())
-        return None, m, b"", "", (f"the model must be one of the clinical models ({', '.join(sorted(ids))}), got "
-                                  f"'{mid[:60]}'")
-    m = ids[mid]
-    st = FormState(model_id=m.id)
+    ch = _choice(mid)
+    if ch is None:
+        ids = sorted(mm.id for mm in clinical_models())
+        return None, model_choice(get_model(_default_model_id())), b"", "", (
+            f"the model must be one of the clinical models ({', '.join(ids)}) or a drug, got '{mid[:60]}'")
+    st = FormState(model_id=ch.value)
 
     def text(name: str, limit: int = 60) -> str:
         v = form.get(name)
         return v[:limit] if isinstance(v, str) else ""
 
-    st.covariates = {name: text(f"cov_{name}") for name in m.spec.covariates}
+    st.covariates = {c["name"]: text(f"cov_{c['name']}") for c in ch.covariates}
+    st.age_years = text("age_years")
     st.dose_mg, st.interval_h, st.new_interval_h = text("dose_mg"), text("interval_h"), text("new_interval_h")
     values, units, hours = (form.getlist(k) for k in ("level_value", "level_unit", "level_hours"))
     for k in range(min(len(values), MAX_LEVEL_ROWS)):
@@ -260,20 +333,21 @@ async def _read_state(request: Request) -> tuple[FormState | None, Any, bytes, s
     if upload is not None and not isinstance(upload, str) and upload.filename:
         data = await upload.read(MAX_FORM_BYTES)
         filename = upload.filename[:120]
-    return st, m, data, filename, None
+    return st, ch, data, filename, None
 
 
-def _compute(m: Any, st: FormState, data: bytes, filename: str, plots: bool = True) -> dict[str, Any]:
+def _compute(ch: Choice, st: FormState, data: bytes, filename: str, plots: bool = True) -> dict[str, Any]:
     """Run the inputs through the library; raises DosingError (and InputCheckError) for the page to show."""
     from ..dosing.errors import DataError
     from ..dosing.inputs import LevelEntry, checked_recommendation, subject_from_file, subject_from_levels
 
     covs: dict[str, float] = {}
     for name, raw in st.covariates.items():
-        c = m.spec.covariates[name]
-        v = _number(raw, f"{c.description[:1].upper()}{c.description[1:]} ({name})", st, positive=False)
+        desc = ch.descriptions[name]
+        v = _number(raw, f"{desc[:1].upper()}{desc[1:]} ({name})", st, positive=False)
         if v is not None:
             covs[name] = v
+    age = _number(st.age_years, "age (years)", st, positive=False)
     dose = _number(st.dose_mg, "current dose (mg)", st)
     tau = _number(st.interval_h, "current interval (h)", st)
     new_tau = _number(st.new_interval_h, "interval of the suggestion (h)", st)
@@ -289,6 +363,9 @@ def _compute(m: Any, st: FormState, data: bytes, filename: str, plots: bool = Tr
     high = _number(st.target_high, "target high", st)
     if st.issues:
         raise DataError("some entries are not numbers; see the table")
+    if ch.model is None:
+        return _compute_by_drug(ch, st, covs, age, dose, tau, new_tau, levels, low, high, data, filename, plots)
+    m = ch.model
     own = _model_target(m, st.target_for or st.metric)
     if own is not None and low == own.low and high == own.high:
         low = high = None  # the prefilled model target (of this or the previously chosen metric): the model's own
@@ -318,9 +395,62 @@ def _compute(m: Any, st: FormState, data: bytes, filename: str, plots: bool = Tr
         if dose is not None and tau is not None:
             options.update(current_dose_mg=dose, current_interval_h=tau)
     rec, problems = checked_recommendation(m, subject, covs, **options)
-    return {"rec": rec, "problems": _problem_rows(problems, m, typed, filename),
+    return {"rec": rec, "model": m, "problems": _problem_rows(problems, ch, typed, filename),
             "other_warnings": [w for w in rec.warnings if not w.startswith("input check: ")],
             "plots": _plots(m, rec, subject, covs) if plots else [], "subject": subject, "covariates_used": covs}
+
+
+def _compute_by_drug(ch: Choice, st: FormState, covs: dict[str, float], age: float | None, dose: float | None,
+                     tau: float | None, new_tau: float | None, levels: list[Any], low: float | None,
+                     high: float | None, data: bytes, filename: str, plots: bool) -> dict[str, Any]:
+    """The drug's models compared for this patient (:func:`ipexrx.dosing.select.recommend_for_drug`): one typed
+    level on the current regimen, a FHIR Bundle, or covariates only."""
+    from ..dosing.checks import check_inputs
+    from ..dosing.errors import DataError
+    from ..dosing.inputs import is_fhir
+    from ..dosing.model import get_model
+    from ..dosing.select import recommend_for_drug
+    from ..textio import TextEncodingError, decode_text
+
+    if (low is None) != (high is None):
+        raise DataError("the target needs both a low and a high value, or neither (each model's own target)")
+    unit = ch.unit + ("*h" if st.metric == "auc24" else "")
+    options: dict[str, Any] = {"metric": st.metric, "target_low": low, "target_high": high,
+                               "target_unit": unit if low is not None else None, "form": st.form,
+                               "retarget": st.retarget, "age_years": age}
+    if data:
+        if levels or dose is not None:
+            raise DataError("give either the current regimen and levels in the form or a file, not both; expected "
+                            f"one of them, got a file ({filename}) and typed " + ("levels" if levels else "a dose"))
+        if not is_fhir(data, filename):
+            raise DataError(f"{filename}: an NM-TRAN CSV numbers its compartments for one model; expected a FHIR "
+                            "Bundle when the model is chosen for the patient, or choose a model for a CSV")
+        try:
+            options["fhir_bundle"] = decode_text(data, filename, legacy=False).text
+        except TextEncodingError as exc:
+            raise DataError(str(exc)) from None
+        options["interval_h"] = new_tau
+    elif levels:
+        if len(levels) > 1:
+            raise DataError("comparing the models takes one typed level; expected one level, got "
+                            f"{len(levels)}: choose a model for several levels, or upload them in a FHIR Bundle")
+        if dose is None or tau is None:
+            raise DataError("a level needs the regimen it was measured on: expected the current dose (mg) and "
+                            f"interval (h), got {'no dose' if dose is None else 'no interval'}")
+        lv = levels[0]
+        options.update(level=lv.value, level_unit=lv.unit, hours_after_dose=lv.hours_after_dose, dose_mg=dose,
+                       interval_h=tau, new_interval_h=new_tau)
+    else:
+        options.update(interval_h=new_tau or tau, dose_mg=dose)
+    rec = recommend_for_drug(ch.drug, covs, **options)
+    m = get_model(rec.model_id)
+    own = {k: v for k, v in covs.items() if k in m.spec.covariates}
+    problems = [p for p in check_inputs(m, rec.subject, own, interval_h=options.get("interval_h"))
+                if p.severity == "warning"]  # an error would have stopped every model above
+    subject = rec.subject if rec.fit is not None else None
+    return {"rec": rec, "model": m, "problems": _problem_rows(problems, ch, not data, filename),
+            "other_warnings": [w for w in rec.warnings if not w.startswith("input check: ")],
+            "plots": _plots(m, rec, subject, own) if plots else [], "subject": rec.subject, "covariates_used": own}
 
 
 def mount_dosing(app: FastAPI) -> None:
@@ -331,16 +461,14 @@ def mount_dosing(app: FastAPI) -> None:
 
     @app.get("/dosing", response_class=HTMLResponse, include_in_schema=False)
     def dosing_form(request: Request, model: str = "", drug: str = "") -> HTMLResponse:
-        from ..dosing.recommend import DEFAULT_MODELS
-
-        ids = {m.id: m for m in clinical_models()}
-        mid = model or DEFAULT_MODELS.get(drug.strip().lower(), "") or _default_model_id()
-        if mid not in ids:
-            m = ids[_default_model_id()]
-            return _page(request, m, _fresh_state(m), 404, error={
-                "message": f"no clinical model '{mid[:60]}'; choose one of the list", "problems": [],
-                "issues": []})
-        return _page(request, ids[mid], _fresh_state(ids[mid]))
+        value = model or (f"drug:{drug.strip().lower()}" if drug else _default_model_id())
+        ch = _choice(value)
+        if ch is None:
+            ch = model_choice(next(m for m in clinical_models() if m.id == _default_model_id()))
+            return _page(request, ch, _fresh_state(ch), 404, error={
+                "message": f"no clinical model or modelled drug '{value[:60]}'; choose one of the list",
+                "problems": [], "issues": []})
+        return _page(request, ch, _fresh_state(ch))
 
     @app.post("/dosing", response_class=HTMLResponse, include_in_schema=False)
     async def dosing_submit(request: Request) -> HTMLResponse:
@@ -356,49 +484,49 @@ def mount_dosing(app: FastAPI) -> None:
 async def _submit(request: Request, report: bool) -> HTMLResponse:
     from ..dosing.checks import InputCheckError
     from ..dosing.errors import DosingError
-
-    try:
-        st, m, data, filename, problem = await _read_state(request)
-    except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
-        from ..dosing.model import get_model
-
-        m = get_model(_default_model_id())
-        detail = getattr(exc, "detail", None) or type(exc).__name__
-        return _page(request, m, _fresh_state(m), 400, error={
-            "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
-    if st is None:
-        return _page(request, m, _fresh_state(m), 422, error={"message": problem, "problems": [], "issues": []})
     from ..dosing.inputs import MAX_UPLOAD_BYTES
-
-    if len(data) > MAX_UPLOAD_BYTES:
-        return _page(request, m, st, 413, error={"message": f"{filename}: expected a file of at most "
-                                                 f"{MAX_UPLOAD_BYTES // 2**20} MB, got a larger one",
-                                                 "problems": [], "issues": []})
     from .errors import ApiError
     from .pool import pool_of
 
+    try:
+        st, ch, data, filename, problem = await _read_state(request)
+    except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
+        from ..dosing.model import get_model
+
+        ch = model_choice(get_model(_default_model_id()))
+        detail = getattr(exc, "detail", None) or type(exc).__name__
+        return _page(request, ch, _fresh_state(ch), 400, error={
+            "message": f"the form could not be read: {detail}", "problems": [], "issues": []})
+    if st is None:
+        return _page(request, ch, _fresh_state(ch), 422, error={"message": problem, "problems": [], "issues": []})
+    if len(data) > MAX_UPLOAD_BYTES:
+        return _page(request, ch, st, 413, error={"message": f"{filename}: expected a file of at most "
+                                                  f"{MAX_UPLOAD_BYTES // 2**20} MB, got a larger one",
+                                                  "problems": [], "issues": []})
+
     def work() -> tuple[dict[str, Any], str | None]:
-        result = _compute(m, st, data, filename, plots=not report)
+        result = _compute(ch, st, data, filename, plots=not report)
         if not report:
             return result, None
         from ..dosing.report import build_report
         from ..report.tdm_html import render_tdm_html
 
-        return result, render_tdm_html(build_report(m, result["rec"], result["subject"], result["covariates_used"]))
+        doc = build_report(result["model"], result["rec"], result["subject"], result["covariates_used"])
+        return result, render_tdm_html(doc)
 
     try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
         result, document = await pool_of(request.app).run(work)
         if document is not None:
             return HTMLResponse(document)
     except ApiError as exc:  # busy: say so on the page, with the same Retry-After
-        page = _page(request, m, st, exc.status, error={"message": exc.body.message, "problems": [], "issues": []})
+        page = _page(request, ch, st, exc.status, error={"message": exc.body.message, "problems": [], "issues": []})
         page.headers.update(exc.headers or {})
         return page
     except InputCheckError as exc:
-        return _page(request, m, st, 422, error={
+        return _page(request, ch, st, 422, error={
             "message": "The inputs did not pass the checks that run before any fit; nothing was fitted or "
                        "suggested.", "issues": st.issues,
-            "problems": _problem_rows(exc.problems, m, not data, filename)})
+            "problems": _problem_rows(exc.problems, ch, not data, filename)})
     except DosingError as exc:
-        return _page(request, m, st, 422, error={"message": str(exc), "issues": st.issues, "problems": []})
-    return _page(request, m, st, 200, filename=filename, **result)
+        return _page(request, ch, st, 422, error={"message": str(exc), "issues": st.issues, "problems": []})
+    return _page(request, ch, st, 200, filename=filename, **result)
