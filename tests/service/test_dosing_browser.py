@@ -107,3 +107,28 @@ def test_an_input_error_is_shown_on_the_page_at_375_px(browser: Any, server: str
         assert _axe_violations(page) == []
     finally:
         ctx.close()
+
+
+def test_by_drug_the_model_comparison_is_shown_and_accessible(browser: Any, server: str) -> None:  # noqa: F811
+    ctx = browser.new_context(viewport={"width": 375, "height": 740})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(30000)
+        page.goto(f"{server}/dosing")
+        page.get_by_label("Population model", exact=False).select_option("drug:tacrolimus")
+        page.wait_for_url(re.compile(r"model=drug%3Atacrolimus"))
+        page.get_by_label("Body weight (WT, kg)").fill("20")
+        page.get_by_label("Haematocrit", exact=False).fill("0.35")
+        for drug in ("POSACONAZOLE", "OMEPRAZOLE", "LORATADINE", "DILTIAZEM"):
+            page.locator(f"#cov-{drug}").select_option("0")
+        page.get_by_label("Age (years)").fill("6")
+        page.get_by_label("Dose (mg per administration)").fill("2")
+        page.get_by_label("Interval (h)", exact=True).fill("12")
+        page.get_by_label("Level 1 value").fill("5")
+        page.get_by_role("button", name="Suggest a dose").click()
+        page.locator("#model-comparison").wait_for()
+        assert "(chosen)" in page.locator("#result").inner_text()
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
+        assert _axe_violations(page) == []
+    finally:
+        ctx.close()
