@@ -129,3 +129,33 @@ def test_old_failures_are_purged(world: World) -> None:
         throttle._last_purge.clear()
         throttle.purge(s, dt.datetime.now(dt.UTC))
         assert s.scalar(select(LoginThrottle.key)) is None
+
+
+def test_a_database_busy_past_its_timeout_is_a_429_not_a_500(tmp_path: object) -> None:
+    """Another process holds SQLite's write lock longer than the lock timeout: the sign-in (whose
+    outcome cannot be recorded) and the token issue answer 'retry', and no token is handed out."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from ipexrx.registry import SYSTEM, Registry
+
+    path = f"{tmp_path}/busy.sqlite3"
+    reg = Registry(f"sqlite:///{path}")
+    reg.create_user(SYSTEM, {"username": "busy.user", "password": PASSWORD, "role": "analyst"})
+    actor = reg.authenticate("busy.user", PASSWORD)
+    event.listen(reg.engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=100"))
+    reg.engine.dispose()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(RateLimited) as exc:
+            reg.authenticate("busy.user", PASSWORD, ATTACKER)
+        assert exc.value.retry_after == 1
+        with pytest.raises(RateLimited):
+            reg.issue_token(actor, "script")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert reg.authenticate("busy.user", PASSWORD, ATTACKER).username == "busy.user"
+    reg.close()

@@ -133,6 +133,23 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
+def _busy(exc: Exception) -> RateLimited:
+    """A database that stayed busy past its lock or pool timeout, while signing in: a 429 with
+    Retry-After (no token is issued), never a 5xx. Any other database error is re-raised."""
+    text = str(exc).lower()
+    if isinstance(exc, OperationalError) and "locked" not in text and "timeout" not in text and "busy" not in text:
+        raise exc
+    return RateLimited(throttle.BUSY.format(s=1), 1)
+
+
+@contextmanager
+def _busy_is_rate_limited() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, PoolTimeout) as exc:
+        raise _busy(exc) from None
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -387,11 +404,7 @@ class Registry:
                                  username, after={"source": src, "wait_seconds": started})
                 throttle.purge(s, now)
         except (OperationalError, PoolTimeout) as exc:
-            # the database stayed busy past its lock timeout: a busy answer, never a 5xx, and no token
-            if isinstance(exc, OperationalError) and "locked" not in str(exc).lower() and \
-                    "timeout" not in str(exc).lower():
-                raise
-            raise RateLimited(throttle.BUSY.format(s=1), 1) from None
+            raise _busy(exc) from None
         raise NotAuthenticated(LOGIN_REFUSED)
 
     def issue_token(self, actor: Actor, label: str = "", *, kind: str = "api", ttl_days: int | None = 90) -> str:
@@ -400,7 +413,7 @@ class Registry:
         if actor.user_id is None:
             raise PermissionDenied("tokens belong to a user account; the system operator has none")
         token = new_token()
-        with self.tx() as s:
+        with _busy_is_rate_limited(), self.tx() as s:
             t = ApiToken(user_id=actor.user_id, token_hash=token_digest(token), kind=kind, label=label[:100],
                          created_at=_now(), expires_at=_now() + dt.timedelta(days=ttl_days) if ttl_days else None)
             s.add(t)
@@ -420,7 +433,7 @@ class Registry:
         if actor.user_id is None:  # pragma: no cover - authenticate only returns real users
             raise NotAuthenticated("no user")
         token = new_token()
-        with self.tx() as s:
+        with _busy_is_rate_limited(), self.tx() as s:
             t = ApiToken(user_id=actor.user_id, token_hash=token_digest(token), kind="session", label="web",
                          created_at=_now(), expires_at=_now() + dt.timedelta(hours=hours))
             s.add(t)
