@@ -168,3 +168,53 @@ def test_csv_import_reports_file_and_row_and_writes_nothing(world: World, tmp_pa
     assert "course.csv row 3: record 'r9' is not in patient.csv" in msg
     assert "record 'r2' (patient.csv row 3): patient.birth_month" in msg
     assert world.reg.list_patients(world.actors["data_manager"]) == before
+
+
+def _edit_backup(path: Path, table: str, old: str, new: str) -> None:
+    import gzip
+
+    with gzip.open(path, "rt") as fh:
+        lines = fh.read().splitlines()
+    i = next(i for i, ln in enumerate(lines) if f'"t": "{table}"' in ln and old in ln)
+    lines[i] = lines[i].replace(old, new)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def test_restore_refuses_a_backup_whose_data_row_was_edited(world: World, tmp_path: Path) -> None:
+    """The seals travel with the backup: a row edited in the file is caught like one edited in the database."""
+    from ipexrx.registry import ValidationFailed
+
+    path = tmp_path / "reg.jsonl.gz"
+    ops.backup(world.reg, SYSTEM, path)
+    _edit_backup(path, "reg_patient", '"vital_status": "alive"', '"vital_status": "lost"')
+    target = Registry(f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    with pytest.raises(ValidationFailed, match="reg_patient id 1: the row differs from its last audited version"):
+        ops.restore(target, SYSTEM, path)
+
+
+def test_a_backup_from_before_row_seals_restores_and_is_sealed_then(tmp_path: Path) -> None:
+    """A backup written before migration 0140: a chain without seals. It is verified as a chain, and
+    its rows are sealed as restored (a seal-baseline entry), so later edits are caught."""
+    import gzip
+    import json
+
+    from ipexrx.registry import audit
+
+    values = {"seq": 1, "ts": "2026-11-30T10:00:00.000000+00:00", "user_id": None, "username": "system",
+              "role": "system", "action": "create", "entity": "centre", "entity_id": "1", "centre_id": 1,
+              "before": "null", "after": '{"code":"OLD-1"}', "prev_hash": audit.GENESIS}
+    values["hash"] = audit.entry_hash(values)  # as entries were hashed before 0140
+    centre = {"id": 1, "code": "OLD-1", "name": "Centre from before 0140", "country": None, "synthetic": False,
+              "created_at": "2026-11-30T10:00:00+00:00"}
+    path = tmp_path / "old.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(json.dumps({"format": ops.BACKUP_FORMAT, "created": "2026-11-30T10:00:00+00:00"}) + "\n")
+        fh.write(json.dumps({"t": "reg_centre", "r": centre}) + "\n")
+        fh.write(json.dumps({"t": "reg_audit", "r": values}) + "\n")
+    target = Registry(f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    ops.restore(target, SYSTEM, path)
+    assert target.verify_audit(SYSTEM).ok
+    with target.engine.begin() as c:
+        c.exec_driver_sql("UPDATE reg_centre SET name = 'Renamed' WHERE id = 1")
+    assert any(p.startswith("reg_centre id 1:") for p in target.verify_audit(SYSTEM).problems)
