@@ -188,12 +188,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .api import router as api_router
     from .cds.router import router as cds_router
     from .dosing_api import router as dosing_router
+    from .smart import router as smart_router
     from .web import mount_web
 
     _mount_docs(app)
     app.include_router(cds_router)  # first: routes are tried in order and the CDS calls are the hot path
     app.include_router(api_router)
     app.include_router(dosing_router)
+    app.include_router(smart_router)  # SMART App Launch: /smart/launch, /smart/callback, /smart/patient
     mount_web(app)
     from .dosing_web import mount_dosing
 

@@ -31,6 +31,9 @@ Environment variables
                                when every request comes through that proxy); used for Secure cookies.
 ``IPEXRX_TRUSTED_PROXIES``     comma-separated addresses or CIDRs of the reverse proxies in front: from them,
                                the client address (for sign-in throttling) is taken from X-Forwarded-For.
+``IPEXRX_SMART_ISSUERS``       JSON list of the FHIR base URLs a SMART launch may name as ``iss`` (the SMART
+                               app at /smart/launch talks to no other server); empty: every launch is refused.
+``IPEXRX_SMART_CLIENT_ID``     the client id the EHR's authorization server gave this app (public client).
 """
 
 from __future__ import annotations
@@ -138,6 +141,15 @@ class Settings(BaseModel):
     trusted_proxies: list[str] = Field(
         default_factory=list, description="Addresses or CIDRs of the reverse proxies in front; from them the client "
         "address (sign-in throttling) is read from X-Forwarded-For.")
+    smart_issuers: list[str] = Field(
+        default_factory=list, description="FHIR base URLs a SMART launch may name as iss; any other is refused "
+        "before a connection is made.")
+    smart_client_id: str | None = Field(None, description="The SMART app's client id (public client, PKCE).")
+
+    @field_validator("smart_issuers")
+    @classmethod
+    def _smart_bases(cls, v: list[str]) -> list[str]:
+        return [fhir_base(u) for u in v]
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -201,6 +213,8 @@ class Settings(BaseModel):
             **{name: int(e[var]) for name, var in _INT_VARS.items() if (e.get(var) or "").strip()},
             trust_forwarded_proto=_truthy(e.get("IPEXRX_TRUST_FORWARDED_PROTO")),
             trusted_proxies=_list(e.get("IPEXRX_TRUSTED_PROXIES")),
+            smart_issuers=_json_list(e.get("IPEXRX_SMART_ISSUERS"), "IPEXRX_SMART_ISSUERS"),
+            smart_client_id=(e.get("IPEXRX_SMART_CLIENT_ID") or "").strip() or None,
         )
 
 
@@ -211,6 +225,21 @@ _INT_VARS = {"fhir_max_bytes": "IPEXRX_FHIR_MAX_BYTES", "max_body_bytes": "IPEXR
 
 def _list(v: str | None) -> list[str]:
     return [x.strip() for x in (v or "").replace(" ", ",").split(",") if x.strip()]
+
+
+def _json_list(v: str | None, name: str) -> list[str]:
+    """A JSON list of strings from an environment variable (empty when unset)."""
+    text = (v or "").strip()
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"{name} must be a JSON list of URLs such as [\"https://fhir.example.org/R4\"], "
+                         f"got {text[:80]!r}")
+    return value
 
 
 def _truthy(v: str | None) -> bool:
