@@ -516,6 +516,9 @@ def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | 
         caveats.append(f"Target range ({target.context}) is not verified for IPEX: {target.source}.")
     if not form.verified:
         caveats.append(f"Dosage form strengths: {form.source}.")
+    if any(d.route in ("iv", "intravenous") for d in m.spec.dosing.values()):
+        caveats.append("Intravenous doses are predicted as if given over a few minutes; a 2-4 h infusion changes the "
+                       "predicted trough by about 1-2 % and lowers the peak, so judge a peak target with care.")
     params = fr.parameters if fr is not None else {
         k: float(v[0, 0].real) for k, v in individual_parameters(d0, center[None]).items()
     }
