@@ -318,3 +318,29 @@ def test_only_public_addresses_are_allowed_by_default(address: str, allowed: boo
     assert address_allowed(ipaddress.ip_address(address), set(), []) is allowed
     assert address_allowed(ipaddress.ip_address(address), {ipaddress.ip_address(address)}, []) is (
         allowed or address not in ("0.0.0.0", "224.0.0.1"))
+
+
+@pytest.mark.parametrize("patient_id", ["../../admin/secrets", "p1?_count=100000", "p1&patient=other", "..",
+                                        "p1%2F..%2Fother", "a" * 65])
+def test_a_patient_id_that_is_not_a_fhir_id_never_reaches_the_fhir_server(
+        db_url: str, jwks: dict[str, Any], make_token: Any, listener: Listener, patient_id: str) -> None:
+    """The id goes into the request path and query: anything but a FHIR id could move the request (and
+    the token) to another path or query on the listed server. Refused as a malformed context (422) or,
+    should one reach the fetch, as a query that cannot be made (412); never sent."""
+    body = call_body(listener.url())
+    body["context"]["patientId"] = patient_id
+    body["prefetch"]["patient"]["id"] = patient_id
+    with app_for(db_url, jwks, [listener.url()]) as c:
+        resp = c.post(PATH, json=body, headers=signed(make_token))
+    assert resp.status_code in (412, 422) and "FHIR id" in resp.text, resp.text[:300]
+    assert listener.connections == 0
+
+
+def test_prefetch_templates_are_filled_only_with_fhir_ids() -> None:
+    from ipexrx.service.cds.fhir import render_template
+
+    assert render_template("Patient/{{context.patientId}}", {"patientId": "eq081-VQEgP8drUUqCWzHfw3"}) \
+        == "Patient/eq081-VQEgP8drUUqCWzHfw3"
+    assert render_template("Patient/{{context.patientId}}", {"patientId": 12345}) == "Patient/12345"
+    for bad in ("../x", "a/b", "a?b", "a&b", "a%2Fb", "..", ".", "", "a" * 65, True, 1.5, None, ["a"]):
+        assert render_template("Condition?patient={{context.patientId}}", {"patientId": bad}) is None, bad

@@ -58,12 +58,19 @@ class Gathered:
     notes: list[str] = field(default_factory=list)
 
 
+# What a context value may be when it goes into a FHIR request: a FHIR id (R4 "id": letters, digits,
+# '-' and '.', at most 64), never only dots. Anything else ('/', '?', '&', '%', '..') could move the
+# request off the template - another path on the server, another query - with the access token.
+_FHIR_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9\-.]{1,64}$")
+
+
 def render_template(template: str, context: dict[str, Any]) -> str | None:
-    """Fill ``{{context.x}}`` tokens; None when a token cannot be filled from primitive context fields."""
+    """Fill ``{{context.x}}`` tokens; None when a token cannot be filled from primitive context fields
+    that are FHIR ids (see ``_FHIR_ID``)."""
 
     def sub(m: re.Match[str]) -> str:
         value = context.get(m.group(1))
-        if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        if isinstance(value, bool) or not isinstance(value, str | int) or not _FHIR_ID.match(str(value)):
             raise KeyError(m.group(1))
         return str(value)
 
@@ -132,7 +139,8 @@ async def gather(body: CdsRequest, settings: Settings, issuer: str | None = None
         if q is None:
             if key in OPTIONAL_KEYS:
                 continue
-            raise PrefetchUnavailable(missing, f"the '{key}' query needs context fields the request does not carry")
+            raise PrefetchUnavailable(missing, f"the '{key}' query needs context fields the request does not carry "
+                                      "as FHIR ids (context.patientId: letters, digits, '-' and '.', at most 64)")
         queries[key] = q
     results = await _fetch_all(body, settings, queries, base)
     for key in optional:
