@@ -82,6 +82,25 @@ def test_pages_hold_no_inline_script_or_style_the_policy_would_block(hardened: T
             assert not re.search(r"<style|\sstyle\s*=", page, re.I), path
 
 
+def test_forwarded_proto_is_believed_from_a_listed_proxy_only() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+
+    from ipexrx.service.limits import BrowserHardening
+
+    def page(_request: Any) -> PlainTextResponse:
+        resp = PlainTextResponse("ok")
+        resp.set_cookie("s", "v", httponly=True)
+        return resp
+
+    inner = Starlette(routes=[Route("/", page)])
+    app = BrowserHardening(inner, trusted_proxies=["10.1.0.0/16"])
+    for peer, secure in (("10.1.2.3", True), ("192.0.2.7", False)):
+        with TestClient(app, client=(peer, 5000)) as c:
+            cookie = c.get("/", headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+        assert ("; Secure" in cookie) is secure, (peer, cookie)
+
+
 def test_json_answers_and_static_files_carry_nosniff_too(hardened: TestClient) -> None:
     for path in ("/api/v1/version", "/static/site.css", "/openapi.json", "/no-such-page"):
         assert hardened.get(path).headers["x-content-type-options"] == "nosniff", path
@@ -126,6 +145,9 @@ def test_the_session_cookie_is_secure_over_tls_only(registry_app: Any) -> None:
     assert "; secure" not in _session_cookie(app, BASE, {"X-Forwarded-Proto": "https"}).lower()
     trusting = registry_app(trust_forwarded_proto=True)
     assert "; secure" in _session_cookie(trusting, BASE, {"X-Forwarded-Proto": "https"}).lower()
+    # or from a listed proxy only (the test client's peer address is 'testclient', never a listed proxy)
+    assert "; secure" not in _session_cookie(registry_app(trusted_proxies=["10.0.0.0/8"]), BASE,
+                                             {"X-Forwarded-Proto": "https"}).lower()
     assert "; secure" in _session_cookie(registry_app(base_url="https://cds.example.org"), BASE).lower()
 
 

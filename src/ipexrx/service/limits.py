@@ -161,12 +161,17 @@ SECURITY_HEADERS = {
 
 class BrowserHardening:
     """Security headers on every answer (pages, JSON, static files), and ``Secure`` on every cookie
-    set over TLS: the request came over https, or (only when ``trust_forwarded_proto``) the proxy in
-    front says ``X-Forwarded-Proto: https``, or the public base URL is https."""
+    set over TLS: the request came over https, or the public base URL is https, or a trusted proxy in
+    front says ``X-Forwarded-Proto: https`` (trusted: every peer with ``trust_forwarded_proto``, else a
+    peer address in ``trusted_proxies``)."""
 
-    def __init__(self, app: ASGIApp, *, trust_forwarded_proto: bool = False, base_url: str | None = None):
+    def __init__(self, app: ASGIApp, *, trust_forwarded_proto: bool = False, base_url: str | None = None,
+                 trusted_proxies: list[str] | None = None):
+        import ipaddress
+
         self.app = app
         self.trust_forwarded_proto = trust_forwarded_proto
+        self.proxies = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies or []]
         self.always_secure = bool(base_url and base_url.lower().startswith("https://"))
         self.extra = _header_list(SECURITY_HEADERS)
         self.extra_inline_style = _header_list(
@@ -176,11 +181,23 @@ class BrowserHardening:
     def _over_tls(self, scope: Scope) -> bool:
         if self.always_secure or scope.get("scheme") == "https":
             return True
-        if self.trust_forwarded_proto:
+        if self.trust_forwarded_proto or self._from_proxy(scope):
             for name, value in scope.get("headers", []):
                 if name == b"x-forwarded-proto":
                     return value.split(b",")[0].strip().lower() == b"https"
         return False
+
+    def _from_proxy(self, scope: Scope) -> bool:
+        import ipaddress
+
+        client = scope.get("client")
+        if not self.proxies or not client:
+            return False
+        try:
+            peer = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(peer in net for net in self.proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
