@@ -261,6 +261,7 @@ def test_full_ehr_launch_shows_the_patients_assessment_alerts_first(app_client: 
     assert positions == sorted(positions)  # the same alerts, in the same order
     assert html.index('id="alerts"') < html.index('id="medications"')
     assert f"for {PATIENT_ID}" in html
+    assert "<strong>Leo Example</strong> · born 2019-03-14 · sex male" in html  # the banner, from the EHR's Patient
     assert 'href="/dosing?drug=tacrolimus"' in html  # tacrolimus has a clinical dosing model
     # the record was read with the token, from the listed FHIR base only
     fhir_reads = [(p, a) for p, a in fresh_ehr.seen if p.startswith("/fhir/") and "well-known" not in p]

@@ -611,7 +611,7 @@ async def patient_page(request: Request) -> Response:
 
     html = render("smart_patient.html", request, title="Assessment from the EHR", a=result, counts=result.counts(),
                   notes=notes, dosing=dosing_links(result), fhir_base=session.iss,
-                  counts_read=_counts(bundle))
+                  counts_read=_counts(bundle), banner=patient_banner(bundle["entry"][0]["resource"]))
     resp = HTMLResponse(html)
     resp.headers["cache-control"] = "no-store"
     return resp
@@ -622,6 +622,23 @@ def _next_link(bundle: Any) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
+
+
+def patient_banner(patient: dict[str, Any]) -> dict[str, str]:
+    """Name, birth date and sex as the EHR's Patient gives them, so the user can check the app shows the
+    patient they opened (the app runs in its own window, away from the EHR's banner)."""
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    name = next((n for n in names if n.get("use") in ("official", "usual")), names[0] if names else None)
+    text = ""
+    if name is not None:
+        given = [g for g in name.get("given") or [] if isinstance(g, str)]
+        family, written = name.get("family"), name.get("text")
+        parts = [*given, family] if isinstance(family, str) else given
+        text = " ".join(parts).strip() or (written if isinstance(written, str) else "")
+    birth = patient.get("birthDate")
+    gender = patient.get("gender")
+    return {"name": text or "no name in the record", "birth": birth if isinstance(birth, str) else "not recorded",
+            "gender": gender if isinstance(gender, str) else "not recorded"}
 
 
 def _counts(bundle: dict[str, Any]) -> list[tuple[str, int]]:
