@@ -74,9 +74,10 @@ _BASE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ 
 <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#111}
 label{display:block;margin:.35rem 0}input,select{font:inherit}table{border-collapse:collapse}
 td,th{border:1px solid #aaa;padding:.2rem .4rem}.err{background:#fee2e2;border:1px solid #b91c1c;padding:.5rem}
-.syn{background:#fde68a;padding:.3rem;font-weight:bold}fieldset{margin:.6rem 0}</style></head><body>
+.syn{background:#fde68a;padding:.3rem;font-weight:bold}fieldset{margin:.6rem 0}.inline{display:inline}</style>
+</head><body>
 <nav>{% if actor %}<a href="{{ p }}">Dashboard</a> · signed in as {{ actor.username }} ({{ actor.role }})
-<form method="post" action="{{ p }}/logout" style="display:inline"><input type="hidden" name="csrf"
+<form method="post" action="{{ p }}/logout" class="inline"><input type="hidden" name="csrf"
 value="{{ csrf }}"><button>Sign out</button></form>{% endif %}</nav>
 <h1>{{ title }}</h1>
 {% if problems %}<div class="err" role="alert"><p>Not saved. Please correct:</p><ul>
@@ -157,7 +158,7 @@ left out of analyses and exports from that date.</p>{% endif %}
 <label>Insulin (units/kg/day) <input name="insulin_u_kg_day" inputmode="decimal"></label>
 <label>Skin <select name="skin_severity"><option value=""></option>{% for o in skin %}<option value="{{ o }}">{{ o }}
 </option>{% endfor %}</select></label>
-<p>Organs involved: {% for o in organs %}<label style="display:inline">
+<p>Organs involved: {% for o in organs %}<label class="inline">
 <input type="checkbox" name="organs" value="{{ o }}"> {{ o }}</label> {% endfor %}</p>
 <button>Save visit</button></fieldset></form>
 <form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/courses"><fieldset>

@@ -145,11 +145,24 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
                            "form-action 'self'; frame-ancestors 'none'")
 # Self-contained documents carry their stylesheet inline because they must also work saved to a file or
-# printed (the registry's pages and report, the TDM report): there, and only there, inline styles are
-# allowed. Inline scripts never are.
-INLINE_STYLE_PREFIXES = ("/registry", "/api/v1/registry/report", "/api/v1/dosing/report", "/dosing/report")
+# printed (the registry's report, the TDM report): there, and only there, inline styles are allowed.
+# Inline scripts never are. The registry's pages carry one fixed <style> block, allowed by its hash.
+INLINE_STYLE_PREFIXES = ("/api/v1/registry/report", "/api/v1/dosing/report", "/dosing/report")
+HASHED_STYLE_PREFIXES = ("/registry",)
 CONTENT_SECURITY_POLICY_INLINE_STYLE = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
                                                                        "style-src 'self' 'unsafe-inline'")
+
+
+def registry_style_hashes() -> list[str]:
+    """CSP hash sources of the <style> blocks of the registry's page template."""
+    import base64
+    import hashlib
+    import re
+
+    from ..registry.web import _BASE
+
+    blocks = re.findall(r"<style>(.*?)</style>", _BASE, re.S)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks]
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
@@ -176,6 +189,9 @@ class BrowserHardening:
         self.extra = _header_list(SECURITY_HEADERS)
         self.extra_inline_style = _header_list(
             {**SECURITY_HEADERS, "content-security-policy": CONTENT_SECURITY_POLICY_INLINE_STYLE})
+        hashed = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
+                                                 "style-src 'self' " + " ".join(registry_style_hashes()))
+        self.extra_hashed_style = _header_list({**SECURITY_HEADERS, "content-security-policy": hashed})
         self.names = {k for k, _ in self.extra}
 
     def _over_tls(self, scope: Scope) -> bool:
@@ -205,7 +221,8 @@ class BrowserHardening:
             return
         tls = self._over_tls(scope)
         path = scope.get("path", "")
-        extra = self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else self.extra
+        extra = self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else \
+            self.extra_hashed_style if path.startswith(HASHED_STYLE_PREFIXES) else self.extra
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
