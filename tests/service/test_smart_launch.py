@@ -54,6 +54,7 @@ class EhrOnLoopback:
         self.token_failure: tuple[int, dict[str, Any]] | None = None
         self.fhir_status: int | None = None  # answer every FHIR read with this status
         self.expires_in = 3600
+        self.next_link: str | None = None  # a "next" link on the first page of the Condition search
         self.app = self._build()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -152,7 +153,13 @@ class EhrOnLoopback:
                 return JSONResponse({"resourceType": "OperationOutcome"}, 401)
             if request.query_params.get("patient") != PATIENT_ID:
                 return JSONResponse({"resourceType": "OperationOutcome"}, 400)
-            return {"resourceType": "Bundle", "type": "searchset", "entry": of_type(rtype, request)}
+            entries = of_type(rtype, request)
+            if rtype == "Condition" and self.next_link is not None:
+                if request.query_params.get("page") == "2":
+                    return {"resourceType": "Bundle", "type": "searchset", "entry": entries[1:]}
+                return {"resourceType": "Bundle", "type": "searchset", "entry": entries[:1],
+                        "link": [{"relation": "next", "url": self.next_link}]}
+            return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
         return app
 
@@ -171,6 +178,7 @@ def fresh_ehr(ehr: EhrOnLoopback) -> EhrOnLoopback:
     ehr.token_failure = None
     ehr.fhir_status = None
     ehr.expires_in = 3600
+    ehr.next_link = None
     return ehr
 
 
@@ -380,6 +388,31 @@ def test_fhir_server_error_is_a_page_not_a_partial_assessment(app_client: TestCl
     assert resp.status_code == 502
     assert "could not be read" in resp.text and "answered 500" in resp.text
     assert 'id="alerts"' not in resp.text
+
+
+def test_search_pages_are_followed_under_the_fhir_base(app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    fresh_ehr.next_link = f"{fresh_ehr.fhir}/Condition?patient={PATIENT_ID}&page=2"
+    sign_in(app_client, fresh_ehr)
+    paged = app_client.get("/smart/patient")
+    fresh_ehr.next_link = None
+    whole = app_client.get("/smart/patient")
+    assert paged.status_code == whole.status_code == 200
+    assert "3 Condition" in whole.text
+    assert "3 Condition" in paged.text  # page 1 (1 Condition) + page 2 (2 Conditions)
+    assert [a for p, a in fresh_ehr.seen if p == "/fhir/Condition"].count(f"Bearer {fresh_ehr.issued[-1]}") == 3
+
+
+def test_a_paging_link_to_another_server_is_not_followed(app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(4)
+        lst.setblocking(False)
+        fresh_ehr.next_link = f"http://127.0.0.1:{lst.getsockname()[1]}/fhir/Condition?page=2"
+        sign_in(app_client, fresh_ehr)
+        resp = app_client.get("/smart/patient")
+        assert resp.status_code == 502 and "pointed away from the FHIR server" in resp.text
+        with pytest.raises(BlockingIOError):
+            lst.accept()  # the token never went there
 
 
 def test_session_ends_when_the_access_token_expires(app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
