@@ -244,3 +244,35 @@ def test_pages_work_under_the_content_security_policy_without_a_violation(page: 
         page.get_by_label("Drug, brand, synonym").fill("sirolimus")
         page.locator("#results a", has_text="sirolimus").first.wait_for()
     assert violations == []
+
+
+def test_the_served_registry_report_toggles_a_curve_under_its_policy(page: Any, tmp_path: Path) -> None:
+    """The interactive report's one script (click a legend entry to hide its curve) is allowed by its
+    hash and nothing else: the report as served, with its real headers, works in chromium."""
+    from fastapi.testclient import TestClient
+
+    from ipexrx.registry import SYSTEM, ops
+    from ipexrx.service import Settings, create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'report.sqlite3'}"))
+    reg = app.state.registry
+    ops.load_demo(reg, SYSTEM, n_patients=40, n_centres=2)
+    reg.create_user(SYSTEM, {"username": "report.analyst", "password": "a long analyst password 1", "role": "analyst"})
+    with TestClient(app) as c:
+        token = c.post("/api/v1/registry/auth/token", json={"username": "report.analyst",
+                                                            "password": "a long analyst password 1"}).json()["token"]
+        served = c.get("/api/v1/registry/report", headers={"Authorization": f"Bearer {token}"})
+    assert served.status_code == 200 and "onclick" not in served.text
+    headers = {"content-type": "text/html; charset=utf-8",
+               "content-security-policy": served.headers["content-security-policy"]}
+    page.route("http://report.test/", lambda route: route.fulfill(status=200, body=served.text, headers=headers))
+    violations: list[str] = []
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto("http://report.test/")
+    legend = page.locator("g.legend").first
+    curve = legend.get_attribute("data-curve")
+    svg = legend.locator("xpath=ancestor::*[local-name()='svg'][1]")
+    assert "off" not in (svg.locator(f"[id='{curve}']").get_attribute("class") or "")
+    legend.click()
+    assert "off" in (svg.locator(f"[id='{curve}']").get_attribute("class") or "")
+    assert violations == []

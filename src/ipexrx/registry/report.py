@@ -61,8 +61,15 @@ of treatment; this report supports, never replaces, clinical judgement.</p>
 {% endfor %}
 <h2>Definitions</h2><div class="note">{{ definitions }}</div>
 {% if r.synthetic %}<p class="banner">{{ synthetic_label }}</p>{% endif %}
+{% if svgs %}{{ legend_script|safe }}{% endif %}
 </body></html>
 """
+
+# Click a legend entry to hide / show its curve. One fixed script for the whole page (no inline event
+# handlers), so that the served report's Content-Security-Policy can allow exactly it by its hash.
+LEGEND_SCRIPT = ("<script>document.addEventListener('click',function(e){var g=e.target.closest('[data-curve]');"
+                 "if(g){var c=g.ownerSVGElement.querySelector('[id='+g.getAttribute('data-curve')+']');"
+                 "if(c){c.classList.toggle('off');}}});</script>")
 
 
 def _fmt_at(k: KmCurve, t: float) -> str:
@@ -149,8 +156,7 @@ def svg_plot(curves: list[KmCurve], xlabel: str, unit: str, max_points: int = 15
                      f'fill="{col}" opacity="0.12"/><polyline points="{line}" fill="none" stroke="{col}" '
                      f'stroke-width="1.6"/>{pts}</g>')
         ly = h + 15 + 20 * n
-        parts.append(f'<g class="legend" onclick="this.ownerSVGElement.querySelector(\'[id={gid}]\')'
-                     f'.classList.toggle(\'off\')"><rect x="{left}" y="{ly - 9}" width="12" height="12" '
+        parts.append(f'<g class="legend" data-curve="{gid}"><rect x="{left}" y="{ly - 9}" width="12" height="12" '
                      f'fill="{col}"/><text x="{left + 18}" y="{ly + 1}">{escape(k.label)} (n={k.n}, events '
                      f'{k.events}) - click to hide/show</text></g>')
     parts.append("</svg>")
@@ -176,7 +182,7 @@ def render_html(r: Report, interactive: bool = False) -> str:
     reasons = ["inefficacy", "toxicity", "remission", "hsct", "other", "ongoing"]
     env = Environment(autoescape=True)
     return env.from_string(TEMPLATE).render(
-        r=r, plots=plots, svgs=svgs, reasons=reasons, fmt_at=_fmt_at, fmt_resp=_fmt_resp,
+        r=r, plots=plots, svgs=svgs, legend_script=LEGEND_SCRIPT, reasons=reasons, fmt_at=_fmt_at, fmt_resp=_fmt_resp,
         fmt_med=lambda m: "-" if m is None else f"{m:.0f}", fmt_p=lambda p: "< 0.001" if p < 0.001 else f"{p:.3f}",
         definitions=(analytics.__doc__ or "").split("Definitions (ipexrx conventions, printed in the report so "
                                                       "nobody has to guess):")[-1],

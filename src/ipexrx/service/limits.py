@@ -153,16 +153,32 @@ CONTENT_SECURITY_POLICY_INLINE_STYLE = CONTENT_SECURITY_POLICY.replace("style-sr
                                                                        "style-src 'self' 'unsafe-inline'")
 
 
-def registry_style_hashes() -> list[str]:
-    """CSP hash sources of the <style> blocks of the registry's page template."""
+def _hashes(text: str, tag: str) -> list[str]:
+    """CSP hash sources of the <tag> blocks in ``text``."""
     import base64
     import hashlib
     import re
 
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks]
+
+
+def registry_style_hashes() -> list[str]:
+    """CSP hash sources of the <style> blocks of the registry's page template."""
     from ..registry.web import _BASE
 
-    blocks = re.findall(r"<style>(.*?)</style>", _BASE, re.S)
-    return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks]
+    return _hashes(_BASE, "style")
+
+
+# The registry's interactive report (a self-contained file too) has one fixed script: click a legend
+# entry to hide a curve. On that path, exactly that script is allowed, by its hash.
+HASHED_SCRIPT_PREFIXES = ("/api/v1/registry/report",)
+
+
+def registry_report_script_hashes() -> list[str]:
+    from ..registry.report import LEGEND_SCRIPT
+
+    return _hashes(LEGEND_SCRIPT, "script")
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
@@ -192,6 +208,9 @@ class BrowserHardening:
         hashed = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
                                                  "style-src 'self' " + " ".join(registry_style_hashes()))
         self.extra_hashed_style = _header_list({**SECURITY_HEADERS, "content-security-policy": hashed})
+        report = CONTENT_SECURITY_POLICY_INLINE_STYLE.replace(
+            "script-src 'self'", "script-src 'self' " + " ".join(registry_report_script_hashes()))
+        self.extra_report = _header_list({**SECURITY_HEADERS, "content-security-policy": report})
         self.names = {k for k, _ in self.extra}
 
     def _over_tls(self, scope: Scope) -> bool:
@@ -221,7 +240,8 @@ class BrowserHardening:
             return
         tls = self._over_tls(scope)
         path = scope.get("path", "")
-        extra = self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else \
+        extra = self.extra_report if path.startswith(HASHED_SCRIPT_PREFIXES) else \
+            self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else \
             self.extra_hashed_style if path.startswith(HASHED_STYLE_PREFIXES) else self.extra
 
         async def send_wrapper(message: Message) -> None:
