@@ -94,7 +94,8 @@ def _make_handler(store: FhirStore) -> type[BaseHTTPRequestHandler]:
             bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
                                       "entry": [{"resource": r, "search": {"mode": "match"}} for r in page]}
             if offset + store.page_size < len(hits):
-                host, port = self.server.server_address[:2]
+                address: Any = self.server.server_address
+                host, port = address[0], address[1]
                 nxt = f"http://{host}:{port}{parts.path}?patient={pid}&_offset={offset + store.page_size}"
                 if status:
                     nxt += f"&status={status}"
