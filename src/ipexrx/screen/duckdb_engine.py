@@ -4,7 +4,9 @@ Why lines first, not ``read_json``: DuckDB's ``read_json(..., ignore_errors=true
 without saying which, and a truncated object makes its parser read on into the next, good line (seen
 with DuckDB 2.0: an object cut at the end of line 402 is reported "in line 403"). A screen must name
 each bad line and lose nothing else, so each file is read by DuckDB's CSV reader as one text column
-(no quoting, so a line is exactly a line, numbered in file order), ``json_valid`` marks the lines that
+(no quoting, so a line is exactly a line; ``\\n`` and ``\\r\\n`` both end one; read sequentially, so
+``row_number()`` is the line number -- DuckDB's parallel CSV scan refuses ``new_line='\\r\\n'`` on some
+files and would not guarantee the order), ``json_valid`` marks the lines that
 are JSON, and the view's JSON paths are extracted from those in one parse per line (``json_extract_string``
 with a list of paths). Every file is read once; the work is DuckDB's, in parallel and vectorised, with a
 ``memory_limit`` and a spill directory so memory stays bounded whatever the population size.
@@ -32,6 +34,7 @@ TABLES = {"Patient": "t_patient", "Condition": "t_condition", "Observation": "t_
           "Procedure": "t_procedure", "Immunization": "t_immunization", "Medication": "t_medication"}
 # Read first: the safety set is decided from these, and later files keep raw JSON only for it.
 FIRST = ("Patient", "Medication", "MedicationRequest", "MedicationStatement")
+MAX_PREFILTER_PATIENTS = 5000
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def _lines_sql(files: list[Path]) -> str:
         parts.append(
             f"SELECT {_quote(path.name)} AS _file, row_number() OVER () AS _line, column0 AS _raw "
             f"FROM read_csv({_quote(str(path))}, columns={{'column0': 'VARCHAR'}}, delim='\\x01', quote='', "
-            "escape='', new_line='\\r\\n', header=false, auto_detect=false, strict_mode=false, "
+            "escape='', new_line='\\r\\n', header=false, auto_detect=false, strict_mode=false, parallel=false, "
             f"compression={'gzip' if path.name.endswith('.gz') else 'none'})")
     return "(" + " UNION ALL ".join(parts) + ")"
 
@@ -123,7 +126,7 @@ class DuckDBReader:
     def has(self, rtype: str) -> bool:
         return rtype in self.files
 
-    def load(self, rtype: str, keep_json: str | None = None) -> None:
+    def load(self, rtype: str, keep_json: str | None = None, prefilter: str | None = None) -> None:
         """Flatten one resource type into its table; bad lines go to ``stats.bad_lines``."""
         import duckdb
 
@@ -136,7 +139,8 @@ class DuckDBReader:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} LIMIT 0")
             return
         try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, _lines_sql(files), keep_json)}")
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS "
+                             f"{view_sql(view, _lines_sql(files), keep_json, prefilter)}")
         except duckdb.Error as exc:
             names = ", ".join(p.name for p in files)
             raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
@@ -144,8 +148,10 @@ class DuckDBReader:
                 f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok ORDER BY _file, _line"):
             if raw is not None:
                 problem = f"not valid JSON: {raw[:80]!r}"
-            else:
+            elif rtype_found is not None:
                 problem = f"resourceType {rtype_found!r} where {rtype!r} was expected; line skipped"
+            else:
+                problem = f"not a {rtype} resource (no resourceType {rtype!r}); line skipped"
             self.stats.bad_lines.append(BadLine(name, int(line), problem))
         self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
         for name, total in self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"):
@@ -161,23 +167,35 @@ class DuckDBReader:
         self.stats.resources[rtype] = int(self.sql(f"SELECT count(DISTINCT (_file, _line)) FROM {table}")[0][0])
 
     def load_all(self, safety_patients: Callable[[DuckDBReader], list[str]],
-                 progress: Callable[[str], None] | None = None) -> list[str]:
+                 progress: Callable[[str], None] | None = None,
+                 wanted_codes: dict[str, list[str]] | None = None) -> list[str]:
         """Load every type: Patient and medications first, then ``safety_patients(self)`` names the
-        patients whose raw resources are kept for the safety checks, then the rest."""
+        patients whose raw resources are kept for the safety checks, then the rest.
+
+        ``wanted_codes``: for a resource type, the codes that make a line worth flattening; its other lines
+        are validated and counted but flattened only when they belong to a safety patient (up to
+        :data:`MAX_PREFILTER_PATIENTS` of them; beyond that every line is flattened)."""
         for rtype in FIRST:
             if progress:
                 progress(rtype)
             self.load(rtype, keep_json="TRUE")
         chosen = safety_patients(self)
-        self.con.execute("CREATE OR REPLACE TABLE safety_patients (patient VARCHAR PRIMARY KEY)")
-        if chosen:
-            self.con.executemany("INSERT INTO safety_patients VALUES (?)", [[p] for p in chosen])
+        self.con.execute("CREATE OR REPLACE TABLE safety_patients AS SELECT DISTINCT unnest(?::VARCHAR[]) AS patient",
+                         [chosen])
         for rtype in TABLES:
             if rtype in FIRST:
                 continue
             if progress:
                 progress(rtype)
-            self.load(rtype, keep_json="patient IN (SELECT patient FROM safety_patients)")
+            codes = (wanted_codes or {}).get(rtype)
+            prefilter = None
+            if codes is not None and len(chosen) <= MAX_PREFILTER_PATIENTS:
+                # two patterns OR-ed: one alternation of both is several times slower in RE2
+                alts = ["\"(?:" + "|".join(re.escape(c) for c in codes) + ")\""] if codes else []
+                if chosen:
+                    alts.append("Patient/(?:" + "|".join(re.escape(p) for p in chosen) + ")\"")
+                prefilter = " OR ".join(f"regexp_matches(_raw, {_quote(a)})" for a in alts) or "FALSE"
+            self.load(rtype, keep_json="patient IN (SELECT patient FROM safety_patients)", prefilter=prefilter)
         return chosen
 
     def raw_resources(self, patients: list[str]) -> dict[str, list[str]]:
@@ -186,8 +204,7 @@ class DuckDBReader:
         out: dict[str, list[str]] = {p: [] for p in patients}
         if not patients:
             return out
-        self.con.execute("CREATE OR REPLACE TEMP TABLE _want (patient VARCHAR)")
-        self.con.executemany("INSERT INTO _want VALUES (?)", [[p] for p in patients])
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _want AS SELECT unnest(?::VARCHAR[]) AS patient", [patients])
         parts = ["SELECT DISTINCT id AS patient, 0 AS k, _file, _line, _json FROM t_patient "
                  "WHERE id IN (SELECT patient FROM _want) AND _json IS NOT NULL"]
         for k, (rtype, table) in enumerate(TABLES.items(), start=1):

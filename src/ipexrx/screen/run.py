@@ -26,6 +26,7 @@ from .score import (
     compiled,
     explained_by_infection,
     lab_feature,
+    lab_sql_filter,
     load_map,
     most_specific,
     score_patient,
@@ -98,10 +99,10 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
     for system, code, text, display in combos:
         for tag in classify_condition(cm, system, code, text, display):
             mapped.append((system, code, text, display, tag))
-    reader.con.execute("CREATE OR REPLACE TEMP TABLE cmap (system VARCHAR, code VARCHAR, text VARCHAR, "
-                       "display VARCHAR, tag VARCHAR)")
-    if mapped:
-        reader.con.executemany("INSERT INTO cmap VALUES (?, ?, ?, ?, ?)", mapped)
+    cols = list(zip(*mapped, strict=True)) if mapped else [(), (), (), (), ()]
+    reader.con.execute("CREATE OR REPLACE TEMP TABLE cmap AS SELECT unnest(?::VARCHAR[]) AS system, "
+                       "unnest(?::VARCHAR[]) AS code, unnest(?::VARCHAR[]) AS text, unnest(?::VARCHAR[]) AS display, "
+                       "unnest(?::VARCHAR[]) AS tag", [list(c) for c in cols])
     rows = reader.sql(
         "SELECT c.patient, m.tag, c.id, coalesce(c.onset, c.onset_period_start, c.recorded), c.onset_age, c.system, "
         "c.code, c.text, c.display, c._file, c._line FROM t_condition c JOIN cmap m ON "
@@ -113,10 +114,11 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
         "SELECT patient, code, value, unit, unit_text, interpretation, ref_low, ref_high, comparator, effective, "
         "effective_period_start, text, _file, _line FROM t_observation WHERE system ILIKE '%loinc%' AND code IN "
         f"({', '.join('?' for _ in loincs)}) AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled') "
+        f"AND {lab_sql_filter(load_map().labs)} "
         "AND patient IS NOT NULL", loincs) if loincs else []
     wanted = {r[0] for r in rows} | {r[0] for r in labs}
-    reader.con.execute("CREATE OR REPLACE TEMP TABLE wanted (patient VARCHAR)")
-    reader.con.executemany("INSERT INTO wanted VALUES (?)", [[p] for p in sorted(wanted)])
+    reader.con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS patient",
+                       [sorted(wanted)])
     people = {pid: PatientInfo(sex or "unknown", _date(birth)) for pid, sex, birth in reader.sql(
         "SELECT id, any_value(gender), any_value(birth_date) FROM t_patient WHERE id IN (SELECT patient FROM wanted) "
         "GROUP BY id")}
@@ -205,7 +207,7 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
             if progress:
                 progress(f"reading {rtype}", step["n"], 8)
 
-        reader.load_all(pick, loaded)
+        reader.load_all(pick, loaded, wanted_codes={"Observation": sorted(compiled(kb).lab_by_loinc)})
         timings["read_seconds"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
         if progress:

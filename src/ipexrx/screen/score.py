@@ -239,7 +239,21 @@ class Target:
     x_linked: bool
 
 
+_TARGETS: dict[int, tuple[KnowledgeBase, list[Target]]] = {}
+
+
 def targets(kb: KnowledgeBase) -> list[Target]:
+    """IPEX first, then each IPEX-like disorder of the knowledge base with an OMIM number (built once per KB)."""
+    hit = _TARGETS.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
+    out = _targets(kb)
+    _TARGETS.clear()
+    _TARGETS[id(kb)] = (kb, out)
+    return out
+
+
+def _targets(kb: KnowledgeBase) -> list[Target]:
     ids = kb.disease.identifiers
     out = [Target("ipex", "IPEX (FOXP3)", (str(ids.omim),) if ids.omim else (),
                   (str(ids.orpha).replace("ORPHA:", ""),) if ids.orpha else (), True)]
@@ -421,6 +435,32 @@ def explained_by_infection(feats: list[Feature], infections: list[dt.date | None
             continue
         out.append(f)
     return out
+
+
+def lab_sql_filter(rules: list[LabRule]) -> str:
+    """An SQL condition over the observation view's columns keeping every result :func:`lab_feature` could
+    count (a superset: the exact judgement is still made in Python), so the many unremarkable results of
+    the same tests (a routine platelet count) never leave the database."""
+    def q(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    parts = []
+    for rule in rules:
+        codes = ", ".join(q(c) for c in rule.loinc)
+        high = rule.direction == "high"
+        conds = []
+        if rule.flag_counts:
+            flags = "('H', 'HH', 'HU')" if high else "('L', 'LL', 'LU')"
+            conds.append(f"upper(coalesce(interpretation, '')) IN {flags}")
+            conds.append("value > ref_high" if high else "value < ref_low")
+        if rule.threshold is not None:
+            for unit, factor in rule.units.items():
+                cmp = ">" if high else "<"
+                conds.append(f"(trim(coalesce(nullif(unit, ''), unit_text)) = {q(unit)} "
+                             f"AND value * {factor!r} {cmp} {rule.threshold.value!r})")
+        if conds:
+            parts.append(f"(code IN ({codes}) AND ({' OR '.join(conds)}))")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
 
 
 def lab_feature(rule: LabRule, value: float | None, unit: str | None, interpretation: str | None,

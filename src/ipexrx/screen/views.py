@@ -152,32 +152,41 @@ def _value(expr: str, col: Column, ref: str | None) -> str:
     return f"TRY_CAST({expr} AS {cast})" if cast else expr
 
 
-def view_sql(view: View, source: str, keep_json: str | None = None) -> str:
+def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: str | None = None) -> str:
     """SQL over ``source`` (a relation with ``_file, _line, _raw``) giving the view's columns plus
     ``_file, _line, _ok`` (valid JSON of the view's resource type), ``_bad`` (the start of a bad line),
     ``_rtype`` and ``_json`` (the raw line, only where ``keep_json`` -- an SQL condition over the
-    view's columns -- holds)."""
+    view's columns -- holds).
+
+    ``prefilter``: an SQL condition over the raw line (``_raw``); valid lines failing it are checked for their
+    resourceType and counted but not flattened (their view columns are null). It saves the JSON work on
+    lines no later query can use (most Observations are vital signs)."""
     paths = [translate_path(view.name, c.path) for c in view.columns]
     plist = ", ".join(["'$.resourceType'"] + [f"'{p.json_path}'" for p in paths])
-    inner_cols = ["_file", "_line", "_ok", "_raw",
-                  f"CASE WHEN _ok THEN json_extract_string(_raw, [{plist}]) END AS _v",
+    inner_cols = ["_file", "_line", "_ok", "_use", "_raw",
+                  f"CASE WHEN _use THEN json_extract_string(_raw, [{plist}]) END AS _v",
                   "CASE WHEN _ok THEN NULL ELSE left(_raw, 160) END AS _bad"]
     if view.for_each:
         loop = translate_path(view.name, view.for_each)
         empty = "[NULL::JSON]" if view.for_each_or_null else "[]::JSON[]"
-        inner_cols.append(f"unnest(CASE WHEN _ok THEN coalesce(TRY_CAST(json_extract(_raw, '{loop.json_path}') "
+        inner_cols.append(f"unnest(CASE WHEN _use THEN coalesce(TRY_CAST(json_extract(_raw, '{loop.json_path}') "
                           f"AS JSON[]), {empty}) ELSE [NULL::JSON] END) AS _e")
-    outer = ["_file", "_line", "_ok AND _v[1] IS NOT DISTINCT FROM '" + view.resource + "' AS _ok", "_bad",
-             "_v[1] AS _rtype"]
+    rtype_rx = f'"resourceType"\\s*:\\s*"{view.resource}"'
+    outer = ["_file", "_line",
+             f"_ok AND CASE WHEN _use THEN _v[1] IS NOT DISTINCT FROM '{view.resource}' "
+             f"ELSE regexp_matches(_raw, '{rtype_rx}') END AS _ok", "_bad",
+             "CASE WHEN _use THEN _v[1] END AS _rtype"]
     for i, (col, p) in enumerate(zip(view.columns, paths, strict=True), start=2):
         outer.append(f"{_value(f'_v[{i}]', col, p.reference_type)} AS {col.name}")
     for col in view.each_columns:
         p = translate_path(view.name, col.path)
         outer.append(f"{_value(f'json_extract_string(_e, {chr(39)}{p.json_path}{chr(39)})', col, p.reference_type)}"
                      f" AS {col.name}")
-    checked = (f"(SELECT _file, _line, _raw, json_valid(_raw) AS _ok FROM {source} "
-               "WHERE _raw IS NOT NULL AND trim(_raw) <> '')")
-    sql = f"SELECT {', '.join(outer)}, _raw FROM (SELECT {', '.join(inner_cols)} FROM {checked})"
+    use = f"_ok AND ({prefilter})" if prefilter else "_ok"
+    # blank lines are skipped (the trim only runs on the rare lines that are not JSON)
+    checked = (f"(SELECT *, {use} AS _use FROM (SELECT _file, _line, _raw, json_valid(_raw) AS _ok FROM {source} "
+               "WHERE _raw IS NOT NULL) WHERE _ok OR trim(_raw) <> '')")
+    sql = f"SELECT {', '.join(outer)}, _use, _raw FROM (SELECT {', '.join(inner_cols)} FROM {checked})"
     keep = keep_json or "FALSE"
     names = ", ".join(["_file", "_line", "_ok", "_bad", "_rtype"] + view.column_names)
-    return f"SELECT {names}, CASE WHEN _ok AND ({keep}) THEN _raw END AS _json FROM ({sql})"
+    return f"SELECT {names}, CASE WHEN _use AND _ok AND ({keep}) THEN _raw END AS _json FROM ({sql})"
