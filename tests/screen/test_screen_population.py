@@ -165,3 +165,12 @@ def test_json_has_exactly_the_four_sections(result: dict[str, Any]) -> None:
     json.dumps(result)  # serialisable as is
     c = result["candidates"][0]
     assert isinstance(c["patient"], str) and isinstance(c["score"], float) and isinstance(c["reasons"], list)
+
+
+def test_every_fixed_laboratory_cut_off_shown_carries_its_source(ranked: dict[str, Any]) -> None:
+    shown = [r for c in ranked["candidates"] for r in c["reasons"]
+             if str(r.get("evidence", "")).startswith("LOINC") and "(above the" not in r["evidence"]
+             and "(below the" not in r["evidence"] and "flagged" not in r["evidence"]]
+    assert shown
+    for r in shown:
+        assert r["threshold_sources"] and all(s["citation"] and s["verification"] for s in r["threshold_sources"])

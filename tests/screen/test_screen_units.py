@@ -81,6 +81,23 @@ def test_reference_key_reads_relative_and_absolute_references(tmp_path: Path) ->
         assert "resourceType 'Observation'" in r.stats.bad_lines[0].problem
 
 
+def test_observations_not_flattened_are_still_type_checked_and_counted(tmp_path: Path) -> None:
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+
+    (tmp_path / "Patient.ndjson").write_text('{"resourceType":"Patient","id":"a"}\n', encoding="utf-8")
+    hr = '{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/a"},"code":{"coding":[' \
+         '{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":80}}'
+    ige = hr.replace('"o1"', '"o2"').replace("8867-4", "19113-0")
+    wrong = '{"resourceType":"Condition","id":"c9","code":{"text":"heart rate"}}'
+    (tmp_path / "Observation.ndjson").write_text("\n".join([hr, ige, wrong]) + "\n", encoding="utf-8")
+    with DuckDBReader(tmp_path) as r:
+        r.load_all(lambda rd: [], wanted_codes={"Observation": ["19113-0"]})
+        assert r.sql("SELECT id FROM t_observation WHERE id IS NOT NULL") == [("o2",)]  # only the IgE is flattened
+        assert r.stats.resources["Observation"] == 2
+        assert [(b.file, b.line) for b in r.stats.bad_lines] == [("Observation.ndjson", 3)]
+        assert "no resourceType 'Observation'" in r.stats.bad_lines[0].problem
+
+
 # --- input errors -------------------------------------------------------------------------------------------
 
 

@@ -158,8 +158,20 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
         birth = people[pid].birth_date if pid in people else None
         date = _date(eff or eff_start)
         shown_unit = unit or unit_text or ""
+        th = rule.threshold
+        cited: tuple[dict[str, Any], ...] = ()
+        if th is not None and why.startswith(("above ", "below ")) and not why.startswith(("above the", "below the")):
+            ids = list(th.sources)
+            if th.kb_threshold:
+                ids += [c.source for t in kb.thresholds.values() for x in t.thresholds if x.id == th.kb_threshold
+                        and x.statement is not None for c in x.statement.sources]
+            refs = _source_refs(kb, ids)
+            if not refs:
+                refs = [{"citation": f"cut-off chosen for this screen ({th.note or 'no published source'})",
+                         "doi": None, "pmid": None, "verification": "a method choice, not a published cut-off"}]
+            cited = tuple(refs)
         f = Feature(pid, rule.hpo, "lab", f"LOINC {code} {rule.name} {value:g} {shown_unit} ({why})".replace("  ", " "),
-                    date, _years(birth, date), rule.organ, f"{fname}:{line}", f"LOINC {code}")
+                    date, _years(birth, date), rule.organ, f"{fname}:{line}", f"LOINC {code}", cited)
         key = (rule.hpo, "lab")
         old_f = feats.setdefault(pid, {}).get(key)
         if old_f is None or (f.date and old_f.date and f.date < old_f.date):

@@ -340,6 +340,7 @@ class Feature:
     organ: str | None = None
     where: str = ""  # file:line
     code: str | None = None  # "ICD-10-CM E10.9", "LOINC 19113-0"; None when matched on text only
+    sources: tuple[dict[str, Any], ...] = ()  # where a fixed laboratory threshold comes from
 
 
 @dataclass(frozen=True)
@@ -404,6 +405,8 @@ def score_patient(patient: str, info: PatientInfo, feats: list[Feature], kb: Kno
                                  "onset_factor": factor, "record": f.where}
             if m.annotated != f.hpo:
                 r["matches_annotation"] = f"{m.annotated} {m.annotated_name}"
+            if f.sources:
+                r["threshold_sources"] = list(f.sources)
             reasons.append(r)
         if bonus:
             reasons.append({"feature": f"organ-specific autoimmunity in {len(organs)} organs ({', '.join(organs)})",
