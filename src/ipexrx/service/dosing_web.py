@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 
 MAX_FORM_BYTES = 6 * 1024 * 1024  # the 5 MB file and the other fields
 MAX_LEVEL_ROWS = 20
+PLOT_POINTS = 240  # per curve: smooth at page width, half the sampling time and SVG size of the default 400
 LEVEL_UNITS = [("ng/mL", "ng/mL (= µg/L = mcg/L)"), ("mg/L", "mg/L"), ("nmol/L", "nmol/L"),
                ("pmol/mL", "pmol/mL"), ("umol/L", "µmol/L")]
 METRICS = [("trough", "trough (just before the next dose)"), ("peak", "peak"), ("auc24", "AUC over 24 h")]
@@ -283,12 +284,12 @@ def _plots(m: Any, rec: Any, subject: Any, covs: dict[str, float]) -> list[dict[
     if rec.fit is not None and rec.fit.design is not None:
         allc = {**{k: float(v[-1]) for k, v in rec.fit.design.cov.items()}, **covs}
     if rec.fit is not None and subject is not None:
-        c = plot.fit_curve(m, subject, rec.fit)
+        c = plot.fit_curve(m, subject, rec.fit, n=PLOT_POINTS)
         c.title = f"{m.spec.drug}: measured levels and the fitted curve on the current regimen"
         c.target = (rec.target_low, rec.target_high) if rec.metric == "trough" else None
         out.append({"id": "plot-fit", "heading": "Levels and the fitted curve", "svg": plot.svg(c, "plot-fit"),
                     "note": c.note})
-    c = plot.recommendation_curve(m, rec, allc)
+    c = plot.recommendation_curve(m, rec, allc, n=PLOT_POINTS)
     c.title = f"{m.spec.drug} {rec.dose_mg:g} mg every {rec.interval_h:g} h at steady state"
     out.append({"id": "plot-suggested", "heading": "The suggested regimen at steady state",
                 "svg": plot.svg(c, "plot-suggested"), "note": c.note})
