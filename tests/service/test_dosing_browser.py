@@ -46,6 +46,8 @@ def test_the_form_gives_a_suggestion_and_plots_without_horizontal_scrolling(brow
     try:
         page = ctx.new_page()
         page.set_default_timeout(20000)
+        violations: list[str] = []  # the Content-Security-Policy allows no inline script or style here
+        page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
         _fill_and_submit(page, server)
         text = page.locator("#suggestion").inner_text()
         assert re.search(r"Consider: tacrolimus [\d.]+ mg every 12 h", text), text
@@ -61,6 +63,11 @@ def test_the_form_gives_a_suggestion_and_plots_without_horizontal_scrolling(brow
         page.emulate_media(media="print")  # printable: the form goes, the suggestion and plots stay
         assert not page.locator("#dosing-form").is_visible() and page.locator("#suggestion").is_visible()
         assert page.locator("svg.conc-plot").first.is_visible()
+        page.emulate_media(media="screen")
+        page.get_by_role("button", name="Printable report (one page)").click()  # the same inputs, the TDM report
+        page.wait_for_url(f"{server}/dosing/report")
+        assert page.locator("h1").first.inner_text().startswith("Therapeutic drug monitoring report")
+        assert violations == []
     finally:
         ctx.close()
 
