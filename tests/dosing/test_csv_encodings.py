@@ -85,3 +85,22 @@ def test_line_numbers_count_blank_lines_and_quoted_line_breaks() -> None:
     text = 'ID,TIME,EVID,AMT,CMT,DV,NOTE\n\n1,0,1,2,1,.,"two\nlines"\n1,abc,0,.,2,8,x\n'
     with pytest.raises(DataError, match=r"subject 1, line 5, field TIME: expected a number, got 'abc'"):
         read_nmtran(text.encode(), ["WT"], name="n.csv")
+
+
+def test_the_cli_reads_a_latin1_csv_with_the_warning_and_refuses_utf16_with_exit_1(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ipexrx.cli import get_app
+
+    tac = "ID,TIME,EVID,AMT,CMT,II,ADDL,DV,WT,DONOR_DECEASED,EGFR,HCT\n" \
+          "1,0,1,2,1,12,5,.,20,1,80,0.35\n1,59.5,0,.,2,.,.,5,20,1,80,0.35\nC Müller\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(tac.encode("latin-1"))
+    ok = CliRunner().invoke(get_app(), ["dose", "recommend", "--model", "andrews2018-tacrolimus", "--data", str(latin)])
+    assert ok.exit_code == 0, ok.output
+    assert "latin.csv is not UTF-8 (byte 0xFC at line 4" in " ".join(ok.output.split())  # rich wraps lines
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(tac.encode("utf-16"))
+    bad = CliRunner().invoke(get_app(), ["dose", "fit", "--model", "andrews2018-tacrolimus", "--data", str(wide)])
+    assert bad.exit_code == 1 and "wide.csv, line 1: expected UTF-8 text" in " ".join(bad.output.split())
+    assert "Traceback" not in bad.output
