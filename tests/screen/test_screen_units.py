@@ -318,3 +318,19 @@ def test_unknown_gzip_type_and_tiny_population_are_refused(tmp_path: Path) -> No
         generate(tmp_path, 100, 1, gzip_types=("Encounter",))
     with pytest.raises(ValueError, match="at least 60"):
         generate(tmp_path, 10, 1)
+
+
+def test_a_provisional_ipex_diagnosis_is_known_as_suspected_and_a_refuted_one_is_ignored(tmp_path: Path) -> None:
+    from ipexrx.screen.run import screen
+
+    (tmp_path / "Patient.ndjson").write_text(
+        '{"resourceType":"Patient","id":"a","gender":"male","birthDate":"2025-01-01"}\n'
+        '{"resourceType":"Patient","id":"b","gender":"male","birthDate":"2025-01-01"}\n', encoding="utf-8")
+    cond = ('{{"resourceType":"Condition","id":"{id}","subject":{{"reference":"Patient/{p}"}},'
+            '"verificationStatus":{{"coding":[{{"code":"{v}"}}]}},"code":{{"text":"IPEX syndrome"}}}}')
+    (tmp_path / "Condition.ndjson").write_text(
+        cond.format(id="c1", p="a", v="provisional") + "\n" + cond.format(id="c2", p="b", v="refuted") + "\n",
+        encoding="utf-8")
+    result = screen(tmp_path, as_of=dt.date(2026, 1, 1))
+    assert [(k["patient"], k["diagnosis"]) for k in result["known"]] == [
+        ("a", "IPEX (suspected: verification status 'provisional')")]

@@ -133,10 +133,9 @@ class DuckDBReader:
         table = TABLES[rtype]
         view = self.views[rtype]
         files = self.files.get(rtype, [])
-        if not files:  # an empty table with the view's columns
-            cols = ", ".join(f"NULL::VARCHAR AS {c}" for c in ["_file", "_line", "_ok", "_bad", "_rtype",
-                                                                *view.column_names, "_json"])
-            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} LIMIT 0")
+        if not files:  # an empty table with the view's columns and types
+            empty = "(SELECT NULL::VARCHAR AS _file, NULL::BIGINT AS _line, NULL::VARCHAR AS _raw WHERE FALSE)"
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, empty, keep_json)}")
             return
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS "

@@ -105,7 +105,7 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
                        "unnest(?::VARCHAR[]) AS tag", [list(c) for c in cols])
     rows = reader.sql(
         "SELECT c.patient, m.tag, c.id, coalesce(c.onset, c.onset_period_start, c.recorded), c.onset_age, c.system, "
-        "c.code, c.text, c.display, c._file, c._line FROM t_condition c JOIN cmap m ON "
+        "c.code, c.text, c.display, c._file, c._line, c.verification_status FROM t_condition c JOIN cmap m ON "
         "c.system IS NOT DISTINCT FROM m.system AND c.code IS NOT DISTINCT FROM m.code AND "
         "c.text IS NOT DISTINCT FROM m.text AND c.display IS NOT DISTINCT FROM m.display "
         "WHERE coalesce(c.verification_status, '') NOT IN ('refuted', 'entered-in-error') AND c.patient IS NOT NULL")
@@ -126,13 +126,15 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
     feats: dict[str, dict[tuple[str, str], Feature]] = {}
     dx: dict[str, dict[str, Any]] = {}
     infections: dict[str, list[dt.date | None]] = {}
-    for pid, tag, rid, when, onset_age, system, code, text, display, fname, line in rows:
+    for pid, tag, rid, when, onset_age, system, code, text, display, fname, line, vstatus in rows:
         birth = people[pid].birth_date if pid in people else None
         date = _date(when)
         label = text or display or ""
         evidence = f"{_code_label(system, code)} {display or text or ''}".strip() if code else f"text '{label}'"
         if tag.startswith("dx:"):
             kind = "IPEX" if tag == "dx:ipex" else f"IPEX-like disorder ({tag.split(':', 2)[2]})"
+            if vstatus in ("provisional", "differential", "unconfirmed"):
+                kind += f" (suspected: verification status '{vstatus}')"  # already being worked up
             old = dx.get(pid)
             if old is None or (kind == "IPEX" and old["diagnosis"] != "IPEX"):
                 dx[pid] = {"patient": pid, "diagnosis": kind, "evidence": evidence,
