@@ -101,6 +101,8 @@ def test_a_500_mg_tacrolimus_dose_is_an_input_error_with_422_and_no_suggestion(d
     ({"level_unit": ["mg/dL", "ng/mL"]}, "level 1: unit 'mg/dL' not understood"),
     ({"interval_h": ""}, "a level needs the regimen it was measured on"),
     ({"cov_DONOR_DECEASED": ""}, "needs covariate DONOR_DECEASED"),
+    ({"metric": "peak"}, "the model states no peak target; expected a target low and high in ng/mL, got none"),
+    ({"level_unit": ["", "ng/mL"]}, "level 1: no unit given"),
 ])
 def test_bad_entries_are_shown_on_the_page_with_422(dev_client: TestClient, over: dict[str, Any],
                                                     expected: str) -> None:

@@ -320,7 +320,7 @@ async def _read_state(request: Request) -> tuple[FormState | None, Any, bytes, s
     for k in range(min(len(values), MAX_LEVEL_ROWS)):
         vk, uk, hk = values[k], units[k] if k < len(units) else "", hours[k] if k < len(hours) else ""
         v = vk if isinstance(vk, str) else ""
-        u = uk if isinstance(uk, str) and uk else "ng/mL"
+        u = uk if isinstance(uk, str) else ""  # a missing unit is refused by the conversion, never assumed
         h = hk if isinstance(hk, str) else ""
         if v.strip() or h.strip():
             st.levels.append({"value": v[:40], "unit": u[:20], "hours": h[:40]})
@@ -373,6 +373,9 @@ def _compute(ch: Choice, st: FormState, data: bytes, filename: str, plots: bool 
     if (low is None) != (high is None):
         raise DataError("the target needs both a low and a high value, or neither (the model's target)")
     unit = m.spec.outputs[0].unit + ("*h" if st.metric == "auc24" else "")
+    if low is None and _model_target(m, st.metric) is None:
+        raise DataError(f"the model states no {st.metric} target; expected a target low and high in {unit}, got "
+                        "none")
     options: dict[str, Any] = {"metric": st.metric, "target_low": low, "target_high": high,
                                "target_unit": unit if low is not None else None, "form_index": st.form,
                                "retarget": st.retarget}
