@@ -21,7 +21,6 @@ no ``row_hashes`` (reads, refusals, entries older than 0140) hashes exactly as b
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,8 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from ..storage import chain
+from ..storage.chain import GENESIS, HASHED_FIELDS, canonical, entry_hash, row_digest
 from .models import (
     AdverseEvent,
     ApiToken,
@@ -44,27 +45,7 @@ from .models import (
     Visit,
 )
 
-GENESIS = "0" * 64
-HASHED_FIELDS = ("seq", "ts", "user_id", "username", "role", "action", "entity", "entity_id", "centre_id",
-                 "before", "after", "prev_hash")
-
-
-def canonical(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, dates as ISO strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, dt.date | dt.datetime):
-        return o.isoformat()
-    raise TypeError(f"not JSON-serialisable in an audit entry: {type(o).__name__}")
-
-
-def entry_hash(values: dict[str, Any]) -> str:
-    fields = {k: values[k] for k in HASHED_FIELDS}
-    if values.get("row_hashes") is not None:  # absent before 0140 and on entries that wrote no data row
-        fields["row_hashes"] = values["row_hashes"]
-    return hashlib.sha256((values["prev_hash"] + canonical(fields)).encode()).hexdigest()
+__all__ = ["GENESIS", "HASHED_FIELDS", "canonical", "entry_hash", "row_digest"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,22 +54,9 @@ def entry_hash(values: dict[str, Any]) -> str:
 SEALED_MODELS: tuple[Any, ...] = (Centre, User, ApiToken, Patient, ManifestationEpisode, Course, TroughLevel, Visit,
                                   AdverseEvent, Hsct)
 SEALED_TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in SEALED_MODELS}
+if tuple(SEALED_TABLES) != chain.SEALED_TABLE_NAMES:  # pragma: no cover - a programming error
+    raise RuntimeError("ipexrx.storage.chain.SEALED_TABLE_NAMES must list the tables of SEALED_MODELS")
 RowRef = tuple[Any, int]  # (model or table name, id)
-
-
-def _cell(v: Any) -> Any:
-    """A column value as the same JSON on SQLite and PostgreSQL (datetimes in UTC, microseconds)."""
-    if isinstance(v, dt.datetime):
-        v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)  # SQLite: naive UTC
-        return v.isoformat(timespec="microseconds")
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    return v
-
-
-def row_digest(row: Any) -> str:
-    """SHA-256 of a data row (a mapping of column name to value, as read from the database)."""
-    return hashlib.sha256(canonical({k: _cell(v) for k, v in row.items()}).encode()).hexdigest()
 
 
 def _table_name(model: Any) -> str:
@@ -117,16 +85,13 @@ def seal(session: Session, refs: list[RowRef]) -> dict[str, str | None]:
 
 
 def seal_baseline(session: Session) -> int:
-    """Seal every data row as it is now in one ``seal-baseline`` entry by the local operator (migration
-    0140, for a database that had rows before data rows were sealed). Returns the number of rows."""
-    hashes: dict[str, str | None] = {}
-    for name, table in SEALED_TABLES.items():
-        for row in session.execute(select(*table.c).order_by(table.c.id)).mappings():
-            hashes[f"{name}:{int(row['id'])}"] = row_digest(row)
-    if hashes:
-        append(session, AuditActor(None, "system", "system"), "seal-baseline", "registry", "*",
-               after={"rows": len(hashes)}, sealed=hashes)
-    return len(hashes)
+    """Seal every data row as it is now in one ``seal-baseline`` entry (see
+    :func:`ipexrx.storage.chain.seal_baseline`); the session's pending writes are flushed first and
+    its objects expired after, so a later :func:`append` sees the new head."""
+    session.flush()
+    n = chain.seal_baseline(session.connection())
+    session.expire_all()
+    return n
 
 
 @dataclass(frozen=True)

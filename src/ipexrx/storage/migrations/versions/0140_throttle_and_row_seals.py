@@ -35,13 +35,9 @@ def upgrade() -> None:
     # a plain ADD COLUMN (no table copy), so the append-only triggers on reg_audit stay in place
     op.execute("ALTER TABLE reg_audit ADD COLUMN row_hashes TEXT")
 
-    from sqlalchemy.orm import Session
+    from ipexrx.storage.chain import seal_baseline
 
-    from ipexrx.registry.audit import seal_baseline
-
-    with Session(bind=op.get_bind()) as s:
-        seal_baseline(s)
-        s.flush()
+    seal_baseline(op.get_bind())
 
 
 def downgrade() -> None:
