@@ -220,7 +220,11 @@ def _page(request: Request, ch: Choice, st: FormState, status: int = 200, **ctx:
     defaults: dict[str, tuple[str, str]] = {}
     for t in ch.targets:  # choose_target uses the last target per metric
         defaults[t.metric] = (f"{t.low:g}", f"{t.high:g}")
+    from ..dosing.report import BOX_1980, BOX_1980_DOI, PARAMETER_WORDS, SAVIC_2009, SAVIC_2009_DOI
+
     body = render("dosing.html", request, title="Dose a patient", models=models, ch=ch, st=st,
+                  parameter_words=PARAMETER_WORDS,
+                  diagnostic_sources=[(BOX_1980, BOX_1980_DOI), (SAVIC_2009, SAVIC_2009_DOI)],
                   drugs=sorted({m.spec.drug for m in models}), covariates=_covariate_fields(ch, st),
                   level_rows=rows[:MAX_LEVEL_ROWS], level_units=LEVEL_UNITS, metrics=METRICS,
                   target_defaults=defaults, targets_help=_targets_help(ch), unit=ch.unit, **ctx)
