@@ -334,3 +334,19 @@ def test_a_provisional_ipex_diagnosis_is_known_as_suspected_and_a_refuted_one_is
     result = screen(tmp_path, as_of=dt.date(2026, 1, 1))
     assert [(k["patient"], k["diagnosis"]) for k in result["known"]] == [
         ("a", "IPEX (suspected: verification status 'provisional')")]
+
+
+def test_findings_dated_after_the_as_of_date_are_not_used(tmp_path: Path) -> None:
+    from ipexrx.screen.run import screen
+
+    (tmp_path / "Patient.ndjson").write_text(
+        '{"resourceType":"Patient","id":"a","gender":"male","birthDate":"2025-01-01"}\n', encoding="utf-8")
+    cond = ('{{"resourceType":"Condition","id":"{id}","subject":{{"reference":"Patient/a"}},'
+            '"onsetDateTime":"{d}","code":{{"text":"{t}"}}}}')
+    (tmp_path / "Condition.ndjson").write_text(
+        cond.format(id="c1", d="2025-03-01", t="Autoimmune enteropathy") + "\n"
+        + cond.format(id="c2", d="2025-06-01", t="Type 1 diabetes mellitus") + "\n", encoding="utf-8")
+    before = screen(tmp_path, as_of=dt.date(2025, 4, 1), all_scored=True)
+    after = screen(tmp_path, as_of=dt.date(2025, 7, 1), all_scored=True)
+    assert [r["hpo"] for r in before["candidates"][0]["reasons"] if r.get("hpo")] == ["HP:0002028"]
+    assert len([r for r in after["candidates"][0]["reasons"] if r.get("hpo")]) == 2

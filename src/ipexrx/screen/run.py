@@ -90,8 +90,10 @@ def next_step(kb: KnowledgeBase, target_id: str, target_name: str) -> dict[str, 
     return {"text": text, "sources": _source_refs(kb, load_map().scoring.next_step_sources)}
 
 
-def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[Feature]], dict[str, dict[str, Any]],
-                                                                 dict[str, PatientInfo]]:
+def _features(reader: DuckDBReader, kb: KnowledgeBase, as_of: dt.date,
+              ) -> tuple[dict[str, list[Feature]], dict[str, dict[str, Any]], dict[str, PatientInfo]]:
+    """Scored features per patient, known diagnoses, and the patients' sex and birth date. Findings dated
+    after ``as_of`` are not used (the screen describes the record as it stood on that date)."""
     cm = compiled(kb)
     combos = reader.sql("SELECT DISTINCT system, code, text, display FROM t_condition WHERE "
                         "coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error')")
@@ -180,7 +182,8 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase) -> tuple[dict[str, list[F
             feats[pid][key] = f  # the earliest abnormal result gives the age at onset
     explained = {r.hpo for r in load_map().conditions if r.explained_by == "infection"}
     w = weights(kb)
-    out = {pid: most_specific(explained_by_infection(list(fs.values()), infections.get(pid, []), explained), w)
+    out = {pid: most_specific(explained_by_infection([f for f in fs.values() if f.date is None or f.date <= as_of],
+                                                     infections.get(pid, []), explained), w)
            for pid, fs in feats.items()}
     return out, dx, people
 
@@ -226,7 +229,7 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
         t1 = time.perf_counter()
         if progress:
             progress("scoring", 0, 1)
-        feats, dx, people = _features(reader, kb)
+        feats, dx, people = _features(reader, kb, as_of)
         w = weights(kb)
         pmap = load_map()
         candidates: list[dict[str, Any]] = []
