@@ -104,3 +104,9 @@ def test_precision_at_k_on_a_larger_generated_population(tmp_path: Path) -> None
     precision = sum(p in positives for p in top) / k
     assert precision >= PRECISION_FLOOR, f"precision at {k} = {precision:.3f}"
     assert positives <= {c["patient"] for c in result["candidates"]}
+
+
+def test_an_engine_other_than_duckdb_is_refused_clearly() -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--engine", "spark"])
+    assert res.exit_code == 2
+    assert "expects 'duckdb'" in res.stderr and "got 'spark'" in res.stderr

@@ -57,8 +57,14 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (terminal output only)."),
     all_scored: bool = typer.Option(False, "--all", help="List every patient with a scored feature, below the "
                                     "candidate threshold too (to validate the ranking)."),
+    engine: str = typer.Option("duckdb", "--engine", help="Query engine: duckdb (embedded). Spark is not "
+                               "available in this release."),
 ) -> None:
     """Rank patients whose record suggests IPEX or an IPEX-like disorder, and list unsafe regimens."""
+    if engine != "duckdb":
+        typer.echo(f"error: --engine expects 'duckdb' (the only engine in this release; a Spark engine is planned), "
+                   f"got {engine!r}", err=True)
+        raise typer.Exit(2)
     from rich.console import Console
 
     from ..screen.run import screen
