@@ -290,6 +290,20 @@ def test_a_listed_name_resolving_to_a_private_address_needs_that_network_listed(
     assert listener.connections >= 1
 
 
+def test_a_listed_name_that_does_not_resolve_is_412_not_500(db_url: str, jwks: dict[str, Any], make_token: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.service.cds import outbound
+
+    async def no_such_name(host: str, port: int, **kw: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(outbound.anyio, "getaddrinfo", no_such_name)
+    url = "https://fhir.gone.example/r4"
+    with app_for(db_url, jwks, [url]) as c:
+        resp = c.post(PATH, json=call_body(url), headers=signed(make_token))
+    assert resp.status_code == 412 and "could not be read" in resp.text
+
+
 def test_fhir_server_lists_are_checked_at_start_up(jwks: dict[str, Any]) -> None:
     for bad in ("ftp://fhir.example.org", "https://user@fhir.example.org/r4", "https://fhir.example.org/r4?x=1",
                 "fhir.example.org/r4"):

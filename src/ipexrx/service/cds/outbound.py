@@ -110,8 +110,11 @@ class VettedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        with anyio.fail_after(timeout):
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            with anyio.fail_after(timeout):
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:  # no such name, resolver down: an unreachable server, as httpx would say
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         if not addresses or not all(address_allowed(a, self.explicit, self.networks) for a in addresses):
             raise OutboundRefused(f"{host} resolves to an address not allowed for outbound FHIR requests")
