@@ -6,7 +6,6 @@ address, still gets in. Runs on SQLite and, with ``$IPEXRX_TEST_POSTGRES_URL``, 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,32 +27,44 @@ USER = "flood.target"
 LOGIN = "/api/v1/registry/auth/token"
 
 
-def _serve(db_url: str) -> Iterator[str]:
-    import uvicorn
+SERVER = """
+import sys
+import uvicorn
+from ipexrx.service import Settings, create_app
+uvicorn.run(create_app(Settings(database_url=sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]),
+            log_level="warning")
+"""
 
-    from ipexrx.service import Settings, create_app
+
+def _serve(db_url: str) -> Iterator[str]:
+    """The service in its own process (its own interpreter lock, as in production), production Argon2."""
+    import subprocess
+    import sys
 
     reg = Registry(db_url)
     reg.create_centre(SYSTEM, {"code": "CTR-F", "name": "Centre F"})
     reg.create_user(SYSTEM, {"username": USER, "password": PASSWORD, "role": "clinician", "centre_code": "CTR-F"})
     reg.close()
-    app = create_app(Settings(database_url=db_url))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, db_url, str(port)])
+    base = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/api/v1/registry/centres", timeout=2).status_code == 401:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        yield base
     finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
