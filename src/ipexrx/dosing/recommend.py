@@ -283,7 +283,8 @@ def choose_target(model: CompiledModel, metric: str | None, low: float | None, h
                       source="user", verified=False)
     cands = [t for t in model.spec.targets if t.metric == (metric or "trough")]
     if not cands:
-        raise DosingError(f"model {model.id} states no {metric or ''} target; give --low/--high with units")
+        raise DosingError(f"the {model.spec.title.split(',')[0]} model states no {metric or ''} target; give a target "
+                          "range (low, high and unit)")
     return cands[-1]
 
 
