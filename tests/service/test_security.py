@@ -258,3 +258,39 @@ def test_jwks_url_is_fetched_on_first_use_and_is_the_only_jku_accepted(db_url: s
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_oversized_jwks_answer_is_refused_and_no_token_is_accepted(db_url: str, make_token: Any) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ipexrx.service.security import JWKS_MAX_BYTES
+
+    sent: list[int] = []
+
+    class Huge(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(JWKS_MAX_BYTES // len(chunk) + 40):
+                    self.wfile.write(chunk)
+                    sent.append(len(chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    try:
+        s = Settings(issuers={ISSUER: {"jwks_url": url}}, database_url=db_url, auto_migrate=False)
+        with TestClient(create_app(s), base_url=BASE) as c:
+            _assert_bare_401(c.get("/cds-services", headers=_h(make_token(DISCOVERY))))
+    finally:
+        server.shutdown()
+        server.server_close()

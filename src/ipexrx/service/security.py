@@ -31,6 +31,7 @@ log = logging.getLogger("ipexrx.service.security")
 
 JWKS_TTL_SECONDS = 3600
 JWKS_REFETCH_MIN_SECONDS = 60
+JWKS_MAX_BYTES = 1_000_000  # a JWK Set answer larger than this is refused (keys kept as they were)
 JTI_MAX = int(getattr(SeenToken.__table__.c.jti.type, "length", 500))  # the replay table's column
 
 
@@ -97,10 +98,18 @@ class _IssuerKeys:
             import httpx
 
             try:
-                async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0))) as client:
-                    resp = await client.get(self.cfg.jwks_url, headers={"Accept": "application/json"})
-                    resp.raise_for_status()
-                    self.remote = _keys_from_jwks(resp.json(), self.cfg.jwks_url)
+                async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+                                             follow_redirects=False) as client:
+                    # a JWK Set is a few kB: stream it and stop at JWKS_MAX_BYTES rather than trust its size
+                    async with client.stream("GET", self.cfg.jwks_url,
+                                             headers={"Accept": "application/json"}) as resp:
+                        resp.raise_for_status()
+                        body = bytearray()
+                        async for chunk in resp.aiter_bytes():
+                            body += chunk
+                            if len(body) > JWKS_MAX_BYTES:
+                                raise ValueError(f"JWK Set larger than {JWKS_MAX_BYTES} bytes")
+                    self.remote = _keys_from_jwks(json.loads(bytes(body)), self.cfg.jwks_url)
             except Exception as exc:  # network, HTTP or JSON problem: keep what we had
                 log.warning("could not fetch JWK Set for issuer %s from %s: %s", self.iss, self.cfg.jwks_url,
                             type(exc).__name__)
