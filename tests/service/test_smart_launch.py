@@ -341,6 +341,21 @@ def test_unlisted_issuer_is_refused_before_any_connection(app_client: TestClient
             lst.accept()  # nobody connected
 
 
+@pytest.mark.parametrize("issuer", ["closed-port", "https://ipexrx-smart-test.invalid/fhir"])
+def test_a_listed_server_that_cannot_be_reached_gets_a_page(issuer: str, db_url: str) -> None:
+    if issuer == "closed-port":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            issuer = f"http://127.0.0.1:{s.getsockname()[1]}/fhir"
+    settings = Settings(database_url=db_url, auto_migrate=False, base_url=BASE, smart_issuers=[issuer],
+                        smart_client_id=CLIENT_ID, fhir_timeout=2,
+                        replay_dir=Path(db_url.removeprefix("sqlite:///")).parent / "seen")
+    with TestClient(create_app(settings), base_url=BASE, follow_redirects=False) as c:
+        resp = c.get("/smart/launch", params={"iss": issuer, "launch": "x"})
+    assert resp.status_code == 502
+    assert "sign-in could not be started" in resp.text and "could not be read" in resp.text
+
+
 def test_launch_without_iss_lists_the_servers_for_a_standalone_launch(app_client: TestClient,
                                                                       fresh_ehr: EhrOnLoopback) -> None:
     resp = app_client.get("/smart/launch")

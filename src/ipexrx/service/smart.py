@@ -284,7 +284,7 @@ async def smart_configuration(base: str, settings: Settings) -> dict[str, Any]:
                          "link-local; see IPEXRX_FHIR_PRIVATE_NETWORKS)") from None
     except TooLarge:
         raise Unreadable(f"the SMART configuration is larger than {CONFIG_MAX_BYTES // 1024} kB") from None
-    except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+    except (httpx.HTTPError, OSError, ValueError) as exc:  # OSError: resolver and socket errors, timeouts
         raise Unreadable(f"the SMART configuration could not be read ({type(exc).__name__})") from None
     if status != 200 or not isinstance(doc, dict):
         raise Unreadable(f"the FHIR server answered {status} to {url}, expected its SMART configuration (JSON)")
@@ -310,7 +310,7 @@ async def exchange_code(endpoint: str, body: str, settings: Settings) -> tuple[i
         raise Unreadable("the token endpoint's address is not allowed for outbound requests") from None
     except TooLarge:
         raise Unreadable(f"the token endpoint's answer is larger than {TOKEN_MAX_BYTES // 1024} kB") from None
-    except (httpx.HTTPError, TimeoutError) as exc:
+    except (httpx.HTTPError, OSError) as exc:
         raise Unreadable(f"the token endpoint could not be reached ({type(exc).__name__})") from None
 
 
@@ -348,7 +348,7 @@ async def fetch_record(session: SmartSession, settings: Settings) -> tuple[dict[
             raise exc
         if isinstance(exc, TooLarge):
             raise Unreadable(f"the patient's record is larger than {settings.fhir_max_bytes // 2**20 or 1} MB")
-        if isinstance(exc, httpx.HTTPError | ValueError):
+        if isinstance(exc, httpx.HTTPError | OSError | ValueError):
             raise Unreadable(f"the FHIR server could not be read ({type(exc).__name__})")
         raise exc
     found: dict[str, Any] = {}
