@@ -70,6 +70,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _version_text() -> str:
+    """The installed distribution's version (package metadata; no knowledge base or library import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ipexrx {version('ipexrx')}"
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from .. import __version__
+
+        return f"ipexrx {__version__} (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(_version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                 help="Print the installed version and exit."),
+) -> None:
+    """Computable medication reference and decision support for IPEX syndrome (FOXP3).
+    Supports, never replaces, clinical judgement."""
+
+
 _registered = False
 
 
