@@ -96,7 +96,8 @@ def test_the_cli_reads_a_latin1_csv_with_the_warning_and_refuses_utf16_with_exit
           "1,0,1,2,1,12,5,.,20,1,80,0.35\n1,59.5,0,.,2,.,.,5,20,1,80,0.35\nC Müller\n"
     latin = tmp_path / "latin.csv"
     latin.write_bytes(tac.encode("latin-1"))
-    ok = CliRunner().invoke(get_app(), ["dose", "recommend", "--model", "andrews2018-tacrolimus", "--data", str(latin)])
+    ok = CliRunner().invoke(get_app(), ["dose", "recommend", "--model", "andrews2018-tacrolimus", "--data", str(latin)],
+                            env={"COLUMNS": "1000"})  # no wrapping inside the file path
     assert ok.exit_code == 0, ok.output
     assert "latin.csv is not UTF-8 (byte 0xFC at line 4" in " ".join(ok.output.split())  # rich wraps lines
     wide = tmp_path / "wide.csv"

@@ -370,10 +370,11 @@ def recommend(
         measured = _last_measured_trough(subject, cur_tau) if target.metric == "trough" else None
         if measured is not None and not target.low <= measured <= target.high:
             direction = 1 if measured < target.low else -1
-            warnings.append(
-                f"the last measured trough {measured:g} {target.unit} is outside {target.low:g}-{target.high:g} "
-                f"{target.unit} although the model predicts {cur_pred:.3g} {target.unit} for the current regimen; "
-                "the regimen is not kept on the model's word alone")
+            if target.low <= cur_pred <= target.high:  # the level and the model disagree: the level rules
+                warnings.append(
+                    f"the last measured trough {measured:g} {target.unit} is outside {target.low:g}-{target.high:g} "
+                    f"{target.unit} although the model predicts {cur_pred:.3g} {target.unit} for the current "
+                    "regimen; the regimen is not kept on the model's word alone")
         elif target.low <= cur_pred <= target.high and _how(form, cur_dose) is not None:
             kept = _finish(m, target, form, fr, diag, basis, warnings, center, d0, rng, "keep",
                            f"the current regimen's predicted {target.metric} {cur_pred:.3g} {target.unit} is inside "
