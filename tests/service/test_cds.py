@@ -420,11 +420,12 @@ def test_feedback_is_stored_and_queryable(client: TestClient, auth: Any) -> None
     path = "/cds-services/ipexrx-order-sign"
     cards = client.post(path, json=payload("order_sign"), headers=auth(path)).json()["cards"]
     dup = next(c for c in cards if c.get("suggestions"))
+    warned = next(c for c in cards if c["indicator"] == "warning")  # a card that offers override reasons
     fb = {"feedback": [
         {"card": dup["uuid"], "outcome": "accepted", "acceptedSuggestions": [{"id": dup["suggestions"][0]["uuid"]}],
          "outcomeTimestamp": "2026-11-25T09:30:00Z"},
-        {"card": cards[-1]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T09:31:00+01:00",
-         "overrideReason": {"reason": dup["overrideReasons"][2], "userComment": "agreed at MDT"}},
+        {"card": warned["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T09:31:00+01:00",
+         "overrideReason": {"reason": warned["overrideReasons"][2], "userComment": "agreed at MDT"}},
     ]}
     resp = client.post(path + "/feedback", json=fb, headers=auth(path + "/feedback"))
     assert resp.status_code == 200 and resp.json() == {"stored": 2}

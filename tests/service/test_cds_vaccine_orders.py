@@ -26,7 +26,8 @@ def test_a_draft_mmr_order_is_a_critical_live_vaccine_on_its_draft() -> None:
                                 "coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "03"}],
                                 "text": "MMR vaccine"}})
     analysis = analyse(SERVICES["ipexrx-order-sign"], req, dict(req.prefetch or {}), dt.date(2026, 12, 5))
-    live = [(a, drafts) for a, drafts in analysis.alerts if a.rule == "vaccines.live_vaccine_under_immunosuppression"]
+    live = [(a, drafts) for a, drafts, _ in analysis.alerts
+            if a.rule == "vaccines.live_vaccine_under_immunosuppression"]
     assert live and live[0][0].severity.value == "critical"
     assert "MedicationRequest/draft-mmr" in {d.reference for d in live[0][1]}
-    assert not [a for a, _ in analysis.alerts if a.rule == "records.medications_not_checked" and "MMR" in a.summary]
+    assert not [a for a, _, _ in analysis.alerts if a.rule == "records.medications_not_checked" and "MMR" in a.summary]

@@ -108,6 +108,7 @@ def _register() -> None:
         return
     _registered = True
     from . import assess as _assess  # noqa: F401
+    from . import cds as _cds  # noqa: F401
     from . import dose as _dose  # noqa: F401
     from . import kb as _kb  # noqa: F401  (modules register their commands on import)
     from . import reference as _reference  # noqa: F401

@@ -5,17 +5,24 @@ the indicator taken from the alert severity, a Markdown detail with what to do, 
 source, and a link (``source.url``) to our page for the drug or rule so the clinician can read the
 full monograph. Suggestions are offered only where the action is obvious and reversible (removing
 a draft order that duplicates or is contraindicated with what the patient takes); they are
-options, never orders, so none is marked as recommended.
+options, never orders. When a card offers several and exactly one removes a drug the patient does
+not already take (the newcomer that introduced the conflict), that one is ``isRecommended``:
+stopping a new drug is the smaller change than disturbing an established regimen.
+
+Links: a ``smart`` link opens the ipexrx SMART app (``{base}/smart/launch``) with an ``appContext``
+naming the drug, the rule and the levels the card is about; ``absolute`` links open the monograph
+and the rule on this server.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Action, Card, Coding, Source, Suggestion
+from .models import Action, Card, Coding, Link, Source, Suggestion
 
 CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
 TOPIC_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/alert-rule"
@@ -33,6 +40,9 @@ MODE_LINE = {
 }
 NO_SOURCE = "No source is recorded for this alert in the knowledge base (a content gap); check the monograph."
 
+# Editorial set (ipexrx's own, not from a terminology): why a clinician may go ahead despite a card.
+# Offered on warning and critical cards (OVERRIDE_INDICATORS); info cards need no reason to be passed by.
+OVERRIDE_INDICATORS = ("critical", "warning")
 OVERRIDE_REASONS = [
     Coding(system=OVERRIDE_SYSTEM, code="benefit-outweighs-risk", display="Benefit outweighs the risk; will monitor"),
     Coding(system=OVERRIDE_SYSTEM, code="already-addressed", display="Already addressed (plan or monitoring in place)"),
@@ -166,6 +176,36 @@ def card_source(alert: Any, base: str, drug_names: dict[str, str]) -> Source:
     return Source(label="ipexrx assessment rules", url=f"{base}/rules#rule-{alert.rule}", topic=topic)
 
 
+SMART_LAUNCH_PATH = "/smart/launch"
+
+
+def app_context(alert: Any, drug_names: dict[str, str]) -> str:
+    """The ``appContext`` of the card's SMART link: what the card is about, so the app opens on it.
+    A compact JSON object: ``rule``, ``drugs`` (knowledge-base ids), ``levels`` (each lab result the
+    alert cites, as the record gave it, value with unit and date)."""
+    ctx: dict[str, Any] = {"rule": alert.rule}
+    drugs = [t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names]
+    if drugs:
+        ctx["drugs"] = list(dict.fromkeys(drugs))
+    levels = [{"test": t.ref, "result": t.detail} for t in alert.triggers if t.kind == "lab" and t.detail]
+    if levels:
+        ctx["levels"] = levels
+    return json.dumps(ctx, separators=(",", ":"), ensure_ascii=False)
+
+
+def card_links(alert: Any, base: str, drug_names: dict[str, str]) -> list[Link]:
+    """A ``smart`` link to the ipexrx app (the EHR adds ``iss`` and ``launch`` and hands the app the
+    ``appContext``), then ``absolute`` links to the monograph of the card's drug and to its rule."""
+    links = [Link(label="Open the ipexrx app for this patient", url=f"{base}{SMART_LAUNCH_PATH}", type="smart",
+                  appContext=app_context(alert, drug_names))]
+    drug = next((t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names), None)
+    if drug is not None:
+        links.append(Link(label=shorten(f"{drug_names[drug]} monograph (ipexrx reference)", 80),
+                          url=f"{base}/drugs/{drug}", type="absolute"))
+    links.append(Link(label="The rule behind this card", url=f"{base}/rules#rule-{alert.rule}", type="absolute"))
+    return links
+
+
 def alert_card(
     alert: Any,
     *,
@@ -174,9 +214,11 @@ def alert_card(
     drug_names: dict[str, str],
     drafts: list[DraftOrder] | None = None,
     mode: str | None = None,
+    preferred: str | None = None,
 ) -> Card:
     """One card for one alert; ``drafts`` are the draft orders the alert involves; ``mode`` (the
-    assessment's) is said on the detail's first line."""
+    assessment's) is said on the detail's first line; ``preferred`` is the reference of the draft
+    whose removal is recommended (see the module docstring), marked only among two or more options."""
     drafts = drafts or []
     suggestions: list[Suggestion] = []
     removable = alert.family == "duplication" or (
@@ -186,6 +228,7 @@ def alert_card(
             suggestions.append(Suggestion(
                 label=shorten(f"Remove the draft order for {plain_text(d.drug_label)}", 100),
                 uuid=card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}"),
+                isRecommended=True if len(drafts) > 1 and d.reference == preferred else None,
                 actions=[Action(type="delete", description=f"Remove the draft order {plain_text(d.reference, 80)} "
                                 f"({plain_text(d.drug_label)})", resourceId=d.reference)],
             ))
@@ -197,13 +240,15 @@ def alert_card(
         source=card_source(alert, base, drug_names),
         suggestions=suggestions or None,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=list(OVERRIDE_REASONS) if alert.severity.value in ("critical", "warning") else None,
+        overrideReasons=list(OVERRIDE_REASONS) if alert.severity.value in OVERRIDE_INDICATORS else None,
+        links=card_links(alert, base, drug_names),
     )
 
 
 def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder],
-                   mode: str | None = None) -> CardTemplate:
-    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode)
+                   mode: str | None = None, preferred: str | None = None) -> CardTemplate:
+    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode,
+                      preferred=preferred)
     seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
     return CardTemplate(card.wire(), f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
 

@@ -137,7 +137,8 @@ def _entry_of(path: str | None, locations: dict[str, str]) -> int | None:
 class Analysis:
     """What a hook call concluded, before it is dressed as cards (cards carry the hookInstance)."""
 
-    alerts: tuple[tuple[Any, tuple[DraftOrder, ...]], ...]  # (alert, selected draft orders it involves)
+    # (alert, selected draft orders it involves, reference of the draft whose removal is recommended)
+    alerts: tuple[tuple[Any, tuple[DraftOrder, ...], str | None], ...]
     unchecked: tuple[tuple[DraftOrder, str], ...]  # draft orders that could not be read, and why
     problems: tuple[dict[str, str], ...] = ()  # a record that cannot be assessed safely
     mode: str = "drug-safety-only"  # Assessment.mode: said at the top of every card
@@ -214,13 +215,24 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     alerts = []
     for alert in assessment.alerts:
         involved = []
+        draft_drug: dict[str, str] = {}  # draft reference -> the drug (KB id) it orders
+        established: set[str] = set()  # drugs of the alert the patient already takes (not drafts)
+        vaccine_drafts: set[str] = set()  # drafts that order a vaccine
         for t in alert.triggers:
             idx = _entry_of(t.path, locations)
-            if idx is not None and idx in asm.drafts and asm.drafts[idx] not in involved:
-                involved.append(asm.drafts[idx])
+            if idx is not None and idx in asm.drafts:
+                if asm.drafts[idx] not in involved:
+                    involved.append(asm.drafts[idx])
+                if t.kind == "drug":
+                    draft_drug[asm.drafts[idx].reference] = t.ref
+                elif t.kind == "vaccine":
+                    vaccine_drafts.add(asm.drafts[idx].reference)
+            elif t.kind == "drug" and idx is not None:
+                established.add(t.ref)
         if order_hook and not any(d.selected for d in involved):
             continue
-        alerts.append((alert, tuple(d for d in involved if d.selected)))
+        chosen = tuple(d for d in involved if d.selected)
+        alerts.append((alert, chosen, _preferred(chosen, draft_drug, established, vaccine_drafts)))
     unchecked = []
     if order_hook:
         read = {_entry_of(p, {}) for p in locations.values()}
@@ -230,6 +242,24 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
                            "the order could not be read as a medication")
                 unchecked.append((d, why))
     return Analysis(tuple(alerts), tuple(unchecked), mode=assessment.mode)
+
+
+def _preferred(drafts: tuple[DraftOrder, ...], draft_drug: dict[str, str], established: set[str],
+               vaccine_drafts: set[str]) -> str | None:
+    """Of several draft orders an alert involves, the one whose removal is recommended; None when no
+    single option is clearly the smaller change (then all are offered as equal):
+
+    - a live vaccine drafted with an immunosuppressant: the vaccine (the labels contraindicate the live
+      vaccine under immunosuppression; it can be given later, the immunosuppressant treats the disease);
+    - otherwise the only draft whose drug the patient does not already take (the newcomer that brought
+      the conflict; an established regimen is left alone)."""
+    if len(drafts) < 2:
+        return None
+    vaccines = [d.reference for d in drafts if d.reference in vaccine_drafts]
+    if len(vaccines) == 1:
+        return vaccines[0]
+    new = [d.reference for d in drafts if draft_drug.get(d.reference) not in established]
+    return new[0] if len(new) == 1 else None
 
 
 _template_cache: OrderedDict[tuple[int, str], tuple[CardTemplate, ...]] = OrderedDict()
@@ -244,8 +274,9 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
         if hit is not None and _template_owner.get(key) is analysis:
             return hit
     names = {d.id: d.name for d in get_kb().drugs.values()}
-    out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode)
-                for alert, drafts in analysis.alerts)
+    out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode,
+                               preferred=preferred)
+                for alert, drafts, preferred in analysis.alerts)
     out += tuple(unchecked_template(base, d.reference, d.drug_label, why) for d, why in analysis.unchecked)
     if analysis.problems:
         out += (unassessable_template(base, list(analysis.problems)),)

@@ -118,6 +118,15 @@ class Link(Strict):
     label: str = Field(min_length=1)
     url: str = Field(min_length=1)
     type: Literal["absolute", "smart"]
+    appContext: str | None = Field(None, min_length=1, description="smart links only: passed to the app by the "
+                                   "EHR at launch (ours: a JSON object naming the drug, rule and levels).")
+    autolaunchable: bool | None = None
+
+    @model_validator(mode="after")
+    def _app_context(self) -> Link:
+        if self.appContext is not None and self.type != "smart":
+            raise ValueError("appContext is only allowed on links of type 'smart'")
+        return self
 
 
 class Card(Strict):
@@ -144,6 +153,16 @@ class Card(Strict):
 
 class CdsResponse(BaseModel):
     cards: list[dict[str, Any]] = Field(description="CDS Hooks 2.0 cards (see docs/cds-hooks.md).")
+    systemActions: list[dict[str, Any]] | None = Field(
+        None, description="Changes the EHR may apply without showing a card. ipexrx never sends any (every change "
+        "it could propose is a clinical decision; see docs/cds-hooks.md).")
+
+
+class ServiceResponse(Strict):
+    """The whole CDS service response, strictly (what the tests and the conformance suite check)."""
+
+    cards: list[Card]
+    systemActions: list[Action] | None = Field(None, min_length=1)
 
 
 # -- discovery ----------------------------------------------------------------------------

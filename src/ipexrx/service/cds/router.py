@@ -96,6 +96,14 @@ async def feedback(
     auth: AuthContext = Depends(cds_auth),
 ) -> FeedbackStored:
     svc = _service(service_id)
+    from .feedback import feedback_issues
+
+    request.app.state.cardlog.flush()  # the cards just issued must be known to check the reasons against them
+    issued = db_of(request).cards_by_uuid(list({item.card for item in body.feedback}))
+    issues = feedback_issues(body.feedback, issued)
+    if issues:
+        raise ApiError(422, "invalid_feedback", f"{len(issues)} feedback item problem(s): "
+                       f"{issues[0]['path']} expected {issues[0]['expected']}", issues=issues)
     rows = []
     for item in body.feedback:
         reason = item.overrideReason.reason if item.overrideReason else None
