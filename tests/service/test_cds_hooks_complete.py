@@ -93,6 +93,7 @@ def test_no_system_actions_are_sent_and_the_response_schema_refuses_invented_act
     ok = {"cards": [], "systemActions": [{"type": "update", "description": "d",
                                           "resource": {"resourceType": "MedicationRequest"}}]}
     ServiceResponse.model_validate(ok)
+    bad: dict[str, Any]
     for bad in ({"cards": [], "systemActions": [{"type": "cancel", "description": "d", "resourceId": "X/1"}]},
                 {"cards": [], "systemActions": [{"type": "delete", "description": "d"}]},
                 {"cards": [], "systemActions": []}):
