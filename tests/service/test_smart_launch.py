@@ -500,3 +500,28 @@ def test_settings_read_smart_issuers_as_a_json_list() -> None:
     assert s.smart_issuers == ["https://fhir.example.org/R4"] and s.smart_client_id == "abc"
     with pytest.raises(ValueError, match="JSON list"):
         Settings.from_env({"IPEXRX_SMART_ISSUERS": "https://fhir.example.org/R4"})
+
+
+def test_a_listed_ehr_origin_may_frame_the_app_and_nothing_else(fresh_ehr: EhrOnLoopback, db_url: str) -> None:
+    ehr = "https://ehr.example.org"
+    settings = Settings(database_url=db_url, auto_migrate=False, base_url="https://ipexrx.example.org",
+                        smart_issuers=[fresh_ehr.fhir], smart_client_id=CLIENT_ID, smart_frame_ancestors=[ehr],
+                        replay_dir=Path(db_url.removeprefix("sqlite:///")).parent / "seen")
+    with TestClient(create_app(settings), base_url=BASE, follow_redirects=False) as c:
+        launch = c.get("/smart/launch", params={"iss": fresh_ehr.fhir})
+        other = c.get("/")
+    assert f"frame-ancestors {ehr}" in launch.headers["content-security-policy"]
+    assert "x-frame-options" not in launch.headers
+    attrs = {a.strip().lower() for a in launch.headers["set-cookie"].split(";")[1:]}
+    assert {"secure", "samesite=none", "httponly"} <= attrs  # a framed app's cookie is third-party
+    assert "frame-ancestors 'none'" in other.headers["content-security-policy"]  # every other page: never framed
+    assert other.headers["x-frame-options"] == "DENY"
+
+
+def test_frame_ancestors_must_be_https_origins() -> None:
+    with pytest.raises(ValueError, match="https"):
+        Settings.from_env({"IPEXRX_SMART_FRAME_ANCESTORS": "http://ehr.example.org"})
+    with pytest.raises(ValueError, match="no path"):
+        Settings.from_env({"IPEXRX_SMART_FRAME_ANCESTORS": "https://ehr.example.org/app"})
+    s = Settings.from_env({"IPEXRX_SMART_FRAME_ANCESTORS": "https://a.example.org, https://b.example.org:8443/"})
+    assert s.smart_frame_ancestors == ["https://a.example.org", "https://b.example.org:8443"]

@@ -220,7 +220,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.dev_mode:
         app.add_middleware(DevModeMarker)
     app.add_middleware(BrowserHardening, trust_forwarded_proto=settings.trust_forwarded_proto,
-                       base_url=settings.base_url, trusted_proxies=settings.trusted_proxies)
+                       base_url=settings.base_url, trusted_proxies=settings.trusted_proxies,
+                       smart_frame_ancestors=settings.smart_frame_ancestors)
     # Outermost: nothing (routing, authentication, parsing) sees a request beyond the limits.
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes,
                        max_header_bytes=settings.max_header_bytes, max_json_depth=settings.max_json_depth)

@@ -173,6 +173,7 @@ def registry_style_hashes() -> list[str]:
 # The registry's interactive report (a self-contained file too) has one fixed script: click a legend
 # entry to hide a curve. On that path, exactly that script is allowed, by its hash.
 HASHED_SCRIPT_PREFIXES = ("/api/v1/registry/report",)
+SMART_PREFIX = "/smart/"  # framed by the EHR origins in IPEXRX_SMART_FRAME_ANCESTORS, when any are listed
 
 
 def registry_report_script_hashes() -> list[str]:
@@ -195,7 +196,7 @@ class BrowserHardening:
     peer address in ``trusted_proxies``)."""
 
     def __init__(self, app: ASGIApp, *, trust_forwarded_proto: bool = False, base_url: str | None = None,
-                 trusted_proxies: list[str] | None = None):
+                 trusted_proxies: list[str] | None = None, smart_frame_ancestors: list[str] | None = None):
         import ipaddress
 
         self.app = app
@@ -212,6 +213,13 @@ class BrowserHardening:
             "script-src 'self'", "script-src 'self' " + " ".join(registry_report_script_hashes()))
         self.extra_report = _header_list({**SECURITY_HEADERS, "content-security-policy": report})
         self.names = {k for k, _ in self.extra}
+        # The SMART app may be shown inside a listed EHR's frame (its pages only; everything else stays unframeable)
+        self.extra_smart = self.extra
+        if smart_frame_ancestors:
+            framed = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'",
+                                                     "frame-ancestors " + " ".join(smart_frame_ancestors))
+            self.extra_smart = [(k, v) for k, v in _header_list({**SECURITY_HEADERS, "content-security-policy": framed})
+                                if k != b"x-frame-options"]
 
     def _over_tls(self, scope: Scope) -> bool:
         if self.always_secure or scope.get("scheme") == "https":
@@ -240,7 +248,8 @@ class BrowserHardening:
             return
         tls = self._over_tls(scope)
         path = scope.get("path", "")
-        extra = self.extra_report if path.startswith(HASHED_SCRIPT_PREFIXES) else \
+        extra = self.extra_smart if path.startswith(SMART_PREFIX) else \
+            self.extra_report if path.startswith(HASHED_SCRIPT_PREFIXES) else \
             self.extra_inline_style if path.startswith(INLINE_STYLE_PREFIXES) else \
             self.extra_hashed_style if path.startswith(HASHED_STYLE_PREFIXES) else self.extra
 

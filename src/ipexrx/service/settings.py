@@ -41,6 +41,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -145,6 +146,22 @@ class Settings(BaseModel):
         default_factory=list, description="FHIR base URLs a SMART launch may name as iss; any other is refused "
         "before a connection is made.")
     smart_client_id: str | None = Field(None, description="The SMART app's client id (public client, PKCE).")
+    smart_frame_ancestors: list[str] = Field(
+        default_factory=list, description="Origins (https://ehr.example.org) of EHRs that show the SMART app inside "
+        "a frame: only /smart/* may then be framed, only by them, and the app's cookie becomes SameSite=None; "
+        "Secure (so the app must be served over TLS).")
+
+    @field_validator("smart_frame_ancestors")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        out = []
+        for o in v:
+            o = o.strip().rstrip("/")
+            if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?", o):
+                raise ValueError(f"IPEXRX_SMART_FRAME_ANCESTORS: expected origins like https://ehr.example.org "
+                                 f"(https, host, optional port, no path); got {o!r}")
+            out.append(o)
+        return out
 
     @field_validator("smart_issuers")
     @classmethod
@@ -215,6 +232,7 @@ class Settings(BaseModel):
             trusted_proxies=_list(e.get("IPEXRX_TRUSTED_PROXIES")),
             smart_issuers=_json_list(e.get("IPEXRX_SMART_ISSUERS"), "IPEXRX_SMART_ISSUERS"),
             smart_client_id=(e.get("IPEXRX_SMART_CLIENT_ID") or "").strip() or None,
+            smart_frame_ancestors=_list(e.get("IPEXRX_SMART_FRAME_ANCESTORS")),
         )
 
 

@@ -189,6 +189,10 @@ AGAIN = "Open the app again from the patient's chart in the EHR (or start a stan
 def _set_cookie(request: Request, resp: Response, value: str, max_age: int) -> None:
     s = _settings(request)
     secure = request.url.scheme == "https" or bool(s.base_url and s.base_url.lower().startswith("https://"))
+    if s.smart_frame_ancestors:  # inside an EHR's frame the cookie is third-party: it must be SameSite=None; Secure
+        resp.set_cookie(COOKIE, value, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="none",
+                        secure=True)
+        return
     resp.set_cookie(COOKIE, value, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="lax", secure=secure)
 
 
