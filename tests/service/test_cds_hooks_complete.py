@@ -206,3 +206,16 @@ def test_prefetch_templates_fill_from_every_hook_context_and_draft_orders_are_no
     ctx = samples.load("order_sign")["context"]
     assert render_template("MedicationRequest/{{context.draftOrders}}", ctx) is None
     assert render_template("Patient/{{context.patientId}}", {**ctx, "patientId": "../Group/1"}) is None
+
+
+def test_feedback_is_checked_only_against_the_calling_clients_own_cards(
+        dev_client: TestClient, client: TestClient, auth: Any) -> None:
+    """Both apps share one database: cards issued to the development client are unknown to the
+    verified EHR, so its feedback on them reveals nothing about them (no 'offered none')."""
+    cards = _cards(dev_client, SIGN, samples.load("order_sign"))
+    info = next(c for c in cards if c["indicator"] == "info")
+    item = {"card": info["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-25T09:30:00Z",
+            "overrideReason": {"reason": OVERRIDE_REASONS[0].model_dump()}}
+    path = SIGN + "/feedback"
+    assert client.post(path, json={"feedback": [item]}, headers=auth(path)).status_code == 200
+    assert _feedback(dev_client, item).status_code == 422
