@@ -75,6 +75,18 @@ def spec_problems(card: dict[str, Any]) -> list[str]:
     for r in card.get("overrideReasons", []):
         if not (r.get("display") and r.get("code") and r.get("system")):
             p.append(f"override reason without code/system/display: {r}")
+    for sg in sugg or []:
+        if not sg.get("uuid"):
+            p.append("suggestion.uuid is needed for feedback (acceptedSuggestions)")
+    if sum(1 for sg in sugg or [] if sg.get("isRecommended")) > (1 if sugg and len(sugg) > 1 else 0):
+        p.append("isRecommended marks one suggestion among several, never a lone one")
+    for link in card.get("links", []):
+        if not (link.get("label") and str(link.get("url", "")).startswith(("http://", "https://"))):
+            p.append(f"link needs a label and an absolute url: {link}")
+        if link.get("type") not in ("absolute", "smart"):
+            p.append(f"link type must be absolute or smart: {link}")
+        if "appContext" in link and (link.get("type") != "smart" or not isinstance(link["appContext"], str)):
+            p.append(f"appContext is a string, only on smart links: {link}")
     return p
 
 
