@@ -84,7 +84,8 @@ def test_missing_weight_never_reads_as_below_threshold() -> None:
     assert high.severity.value == "critical"
     (unsure,) = _alerts(_chart([_steroid("prednisone", 15)]), LIVE)
     assert unsure.severity.value == "warning"
-    assert "cannot judge: weight missing" in unsure.reasoning and "is below the KB's" not in unsure.reasoning
+    assert "cannot judge: weight missing" in unsure.reasoning
+    assert "is below the immunosuppressive threshold" not in unsure.reasoning
     (mgkg,) = _alerts(_chart([{"drug": "prednisolone", "dose": {"value": 1, "unit": "mg/kg"},
                                "frequency": "once daily", "start_date": "2026-09-01"}]), LIVE)
     assert mgkg.severity.value == "warning" and "weight missing" in mgkg.reasoning

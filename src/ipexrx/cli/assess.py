@@ -176,7 +176,7 @@ def assessments_list(
     from rich.table import Table
 
     t = Table(title=f"saved assessments ({db.url})")
-    for col in ("id", "saved", "patient", "as of", "KB", "critical", "warning", "info"):
+    for col in ("id", "saved", "patient", "as of", "knowledge base", "critical", "warning", "info"):
         t.add_column(col)
     for r in rows:
         t.add_row(str(r.id), r.saved_at.strftime("%Y-%m-%d %H:%M"), r.patient_id or "-", r.as_of.isoformat(),
@@ -240,10 +240,18 @@ def _alert(console: Console, al: Alert, cites: _Cites) -> None:
     console.print(Text(f"   Action: {al.action}", style="italic"))
     if al.evidence:
         console.print(Text(f"   Note: {al.evidence}", style="dim"))
-    trig = "; ".join(f"{t.kind} {t.ref}" + (f" [{t.path}]" if t.path else "") for t in al.triggers)
-    console.print(Text(f"   Triggered by: {trig}", style="dim"))
+    console.print(Text(f"   Triggered by: {'; '.join(trigger_text(t) for t in al.triggers)}", style="dim"))
     if not al.sources:
-        console.print(Text("   (no KB source: this alert reports what the record lacks)", style="dim"))
+        console.print(Text("   (no published source: this alert reports what the record lacks)", style="dim"))
+
+
+def trigger_text(t: Any) -> str:
+    """'lab tacrolimus trough (lab result 1)': what set off an alert and where it is in the record, in words."""
+    from ..patient.errors import plain_location
+
+    ref = t.ref.replace("-", " ") if t.kind == "lab" else t.ref
+    where = plain_location(t.path)
+    return f"{t.kind} {ref}" + (f" ({where})" if where else "")
 
 
 MODE_LABEL = {"ipex": "IPEX", "ipex-like": "IPEX-like disorder", "ipex-unconfirmed": "IPEX suspected (unconfirmed)",
@@ -280,7 +288,7 @@ def render_assessment(a: Assessment, console: Console) -> None:
         who += f" ({p.ipex_like})"
     age = f"{p.age_years:.1f} y" if p.age_years is not None else "age not recorded"
     weight = f"{p.weight_kg} kg" if p.weight_kg is not None else "weight not recorded"
-    console.print(Text(f"{report_title(a)} - as of {a.as_of} - KB {a.kb_version}", style="bold"))
+    console.print(Text(f"{report_title(a)} - as of {a.as_of} - knowledge base {a.kb_version}", style="bold"))
     console.print(Text(f"Mode: {MODE_LABEL.get(a.mode, a.mode)}. {a.mode_reason}", style="bold"))
     console.print(Text(f"{who}; {age}; {p.sex}; {weight}"))
     console.print(Text(a.disclaimer, style="dim"))
@@ -339,16 +347,18 @@ def render_assessment(a: Assessment, console: Console) -> None:
 
     if a.medications:
         table = Table(title="Medications as read", title_justify="left", expand=True)
-        for col in ("Input", "KB drug", "Status", "Dose", "Route/frequency"):
+        for col in ("Input", "Read as", "Status", "Dose", "Route/frequency"):
             table.add_column(col)
         for med in a.medications:
             table.add_row(med.input, med.drug_id or "not in the knowledge base; not checked", med.status,
                           med.dose or "", " ".join(x for x in (med.route, med.frequency) if x))
         console.print(table)
     if a.warnings:
+        from ..patient.errors import plain_location
+
         console.print(Text("Input warnings", style="bold underline"))
         for w in a.warnings:
-            console.print(Text(f"  {w.path}: {w.message}"))
+            console.print(Text(f"  {plain_location(w.path)}: {w.message}"))
     if cites.refs:
         console.print(Text("Sources", style="bold underline"))
         for n, s in sorted(cites.refs.values(), key=lambda x: x[0]):

@@ -494,7 +494,9 @@ def render_search(v: SearchResults, console: Console) -> None:
     console.print(Text(f"Search: {v.query}  ({len(v.results)} best matches)", style="bold"))
     rows: list[RenderableType] = []
     for h in v.results:
-        head = Text(h.title, style="bold") + Text(f"  {h.kind} {h.id}", style="dim")
+        # the id only where it is a name one can type (a drug, class, manifestation); never a record id
+        shown = f"{h.kind}" if h.kind == "interaction" or h.id == h.title else f"{h.kind} {h.id}"
+        head = Text(h.title, style="bold") + Text(f"  {shown}", style="dim")
         body = Text(h.snippet) + Text(f"  ({h.field})", style="dim")
         rows.append(Group(head, body, Text(f"-> {h.command}", style="cyan")))
     console.print(Hang(rows, marks=[f"{h.score:.0f}" for h in v.results], mark_style="green"))

@@ -15,6 +15,7 @@ Hierarchy::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -63,6 +64,35 @@ def _short(value: object, limit: int = 60) -> str:
     """A short printable rendering of an offending value for error messages."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_PLACE = {"medications": "medication", "labs": "lab result", "immunizations": "immunization",
+          "infections": "infection", "manifestations": "manifestation", "entry": "FHIR Bundle entry",
+          "procedures": "procedure", "vitals": "vital sign", "records": "record"}
+_STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def plain_location(path: str | None) -> str:
+    """Where a datum sits in the input, in words for a reader: ``$.medications[11].drug`` ->
+    ``medication 12 (drug)``, ``$.entry[3].resource`` -> ``FHIR Bundle entry 4``. (The JSON path itself
+    stays in the JSON output for editors and integrators.)"""
+    if not path:
+        return ""
+    parts: list[str] = []
+    names: list[str] = []  # field names since the last list index
+    for m in _STEP.finditer(path):
+        if m.group(1) is not None:
+            names.append(m.group(1))
+        else:
+            name = names.pop() if names else "item"
+            parts += [n.replace("_", " ") for n in names]
+            parts.append(f"{_PLACE.get(name, name.replace('_', ' '))} {int(m.group(2)) + 1}")
+            names = []
+    fields = [n.replace("_", " ") for n in names if n != "resource"]
+    if not parts:
+        return ", ".join(fields) or "the record"
+    where = ", ".join(parts)
+    return where + (f" ({', '.join(fields)})" if fields else "")
 
 
 def json_path(loc: tuple[int | str, ...] | list[int | str], root: str = "$") -> str:

@@ -23,10 +23,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 def _env() -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(
+    from ..patient.errors import plain_location
+
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
     )
+    env.filters["place"] = plain_location  # a JSON path in words ("medication 2 (dose)")
+    return env
 
 
 def render_assessment_html(assessment: Assessment) -> str:

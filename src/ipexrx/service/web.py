@@ -38,6 +38,9 @@ def env() -> Any:
     )
     e.filters["src_anchor"] = _src_anchor
     e.filters["urlencode"] = lambda s: quote(str(s), safe="")
+    from ..patient.errors import plain_location
+
+    e.filters["place"] = plain_location  # a JSON path in words ("medication 2 (dose)") for readers
     return e
 
 
@@ -194,6 +197,7 @@ def mount_web(app: FastAPI) -> None:
 
         def build() -> str:
             rules = [{"id": rid, "family": rid.split(".", 1)[0],
+                      "title": rid.split(".", 1)[-1].replace("_", " ").capitalize(),
                       "doc": " ".join((inspect.getdoc(fn) or "").split("\n\n", 1)[0].split())}
                      for rid, fn in RULES.items()]
             return render("rules.html", None, title="Assessment rules", rules=rules)

@@ -3,7 +3,7 @@
 Why: the source page and the literature agree that no dose of any of these drugs has been
 established for IPEX (no comparative studies); a dose printed by ipexrx -- the patient's own or
 a label-fraction arithmetic -- must never read as a recommendation. One info alert lists every
-dosed drug in the KB, citing each drug's ``dosing_caveat`` (or the disease-level caveat).
+dosed drug in the knowledge base, citing each drug's ``dosing_caveat`` (or the disease-level caveat).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..models import Alert, Severity
 
 
 def dosing_not_established(ctx: Ctx) -> list[Alert]:
-    """Info alert when any current/planned KB drug has a recorded dose."""
+    """Info alert when any current/planned knowledge base drug has a recorded dose."""
     dosed = [m for m in ctx.current_and_planned if m.drug_id and m.dose is not None]
     if not dosed:
         return []

@@ -2,8 +2,8 @@
 
 Why: cyclosporine and tacrolimus act on the same target and add their kidney toxicity; the
 tacrolimus label says not to give them together and to wait after the last cyclosporine dose
-before the first tacrolimus dose (the KB encodes this as a ``do-not-combine`` and a ``timing``
-instruction with ``separation_hours``). Drugs count as calcineurin inhibitors by the KB flag
+before the first tacrolimus dose (the knowledge base encodes this as a ``do-not-combine`` and a ``timing``
+instruction with ``separation_hours``). Drugs count as calcineurin inhibitors by the knowledge base flag
 ``calcineurin_inhibitor`` and only in systemic use (topical tacrolimus does not).
 
 A *switch* is one CNI with an ``end_date`` and another starting on or after it; anything else with

@@ -1,7 +1,7 @@
-"""Monitoring due or overdue: result dates against the KB's ``Monitoring.interval_days``.
+"""Monitoring due or overdue: result dates against the knowledge base's ``Monitoring.interval_days``.
 
 Why: the drugs used in IPEX need regular levels and organ checks (troughs, creatinine, blood
-pressure, lipids, glucose, blood counts, thyroid). Each KB ``Monitoring`` item gives the maximum
+pressure, lipids, glucose, blood counts, thyroid). Each knowledge base ``Monitoring`` item gives the maximum
 days between results and where that interval comes from (``interval_basis``). Severity:
 
 * latest result older than the interval -> info ("due");

@@ -3,18 +3,18 @@
 Why each check exists:
 
 * **trough vs target range** -- CNI and mTOR-inhibitor toxicity tracks blood levels. Ranges come
-  only from the KB (``safety.target_ranges``, each with its context and source). A drug with no
-  range in the KB gets an info saying the value cannot be judged; we never invent a range.
+  only from the knowledge base (``safety.target_ranges``, each with its context and source). A drug with no
+  range in the knowledge base gets an info saying the value cannot be judged; we never invent a range.
 * **rising creatinine on a calcineurin inhibitor** -- both CNIs are nephrotoxic and their labels
-  ask for renal monitoring. The threshold is KB data (``safety.result_thresholds`` of the drug,
+  ask for renal monitoring. The threshold is knowledge base data (``safety.result_thresholds`` of the drug,
   relative to baseline): the cyclosporine label's psoriasis dosing section acts on a rise of 25% or
   more over the pre-treatment value. The baseline is the last result on or before the drug's start,
   else the earliest on record. A CNI whose label gives no figure (tacrolimus) borrows the figure of
-  another KB calcineurin inhibitor, and the alert says that this extension is an ipexrx convention.
-* **neutropenia under immunosuppression** -- an absolute neutrophil count below the KB definition of
+  another knowledge base calcineurin inhibitor, and the alert says that this extension is an ipexrx convention.
+* **neutropenia under immunosuppression** -- an absolute neutrophil count below the knowledge base definition of
   neutropenia (``thresholds.yaml``: below 1.5 x 10^9/L, severe below 0.5, each sourced) in a patient
   on an immunosuppressive drug raises the infection risk the drug labels warn about.
-* **lab toxicity** -- one generic rule over KB data: for every current or planned drug, the
+* **lab toxicity** -- one generic rule over knowledge base data: for every current or planned drug, the
   drug-independent thresholds (``thresholds/lab-toxicity.yaml``: hyperkalaemia, low magnesium,
   triglycerides and cholesterol, ADA diabetes criteria) of each parameter its label asks to monitor
   (``safety.monitoring``), plus the drug's own label thresholds (JAK-inhibitor blood counts, for
@@ -43,7 +43,7 @@ from ..models import Alert, DoseSuggestion, Severity
 
 
 def trough_out_of_range(ctx: Ctx) -> list[Alert]:
-    """Latest trough of each current drug against the KB ranges for that drug."""
+    """Latest trough of each current drug against the knowledge base ranges for that drug."""
     alerts: list[Alert] = []
     for med in ctx.active:
         if med.drug_id is None or not med.systemic:
@@ -115,7 +115,7 @@ def _relative_thresholds(drug: Drug, parameter: LabParameter) -> list[ResultThre
 
 
 def cni_creatinine_thresholds(ctx: Ctx, cnis: list[Med]) -> list[tuple[Med, ResultThreshold, Drug | None]]:
-    """(CNI, threshold, lender) per patient CNI: its own KB thresholds, else those of another KB CNI.
+    """(CNI, threshold, lender) per patient CNI: its own thresholds, else those of another CNI in the knowledge base.
 
     ``lender`` is the drug the threshold was borrowed from (None when it is the drug's own), so the
     alert can say that applying one label's figure to another drug is an ipexrx convention.
@@ -153,8 +153,8 @@ def _baseline_and_latest(ctx: Ctx, kind: LabKind, meds: list[Med]) -> tuple[LabR
 
 
 def creatinine_rise_on_cni(ctx: Ctx) -> list[Alert]:
-    """Creatinine at or above the KB rise threshold (vs baseline) on a systemic calcineurin inhibitor -> alert;
-    without such a creatinine rise, an estimated GFR fall at or beyond the KB's (pRIFLE) bands -> alert."""
+    """Creatinine at or above the rise threshold (vs baseline) on a systemic calcineurin inhibitor -> alert;
+    without such a creatinine rise, an estimated GFR fall at or beyond the pRIFLE bands -> alert."""
     cnis = [m for m in ctx.active if ctx.is_cni(m)]
     kind = lab_by_id("creatinine")
     if not cnis or kind is None:
@@ -233,7 +233,7 @@ def _absolute_thresholds(ctx: Ctx, parameter: LabParameter) -> list[tuple[Result
 
 
 def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
-    """Latest ANC below the KB neutropenia threshold while on an immunosuppressive drug -> alert."""
+    """Latest ANC below the knowledge base neutropenia threshold while on an immunosuppressive drug -> alert."""
     kind = lab_by_id("neutrophils")
     immuno = ctx.immunosuppressive(ctx.active)
     if kind is None or not immuno:
@@ -246,7 +246,7 @@ def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
         try:
             limit = convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
         except UnitError:
-            continue  # a KB unit the lab quantity does not know: validate.py keeps this from happening
+            continue  # a knowledge base unit the lab quantity does not know: validate.py keeps this from happening
         if t.crossed(latest.value, limit):
             crossed.append((t, context, limit))
     if not crossed:
@@ -282,7 +282,7 @@ def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
 
 
 # --------------------------------------------------------------------------------------------
-# Lab toxicity: absolute thresholds (KB data) for the parameters a current drug's label monitors
+# Lab toxicity: absolute thresholds (knowledge base data) for the parameters a current drug's label monitors
 # --------------------------------------------------------------------------------------------
 # Parameters with a rule of their own: troughs (trough_out_of_range), creatinine rise
 # (creatinine_rise_on_cni), blood pressure (blood_pressure). Drug-independent neutrophil thresholds
@@ -307,7 +307,7 @@ def _kinds(t: ResultThreshold) -> tuple[LabKind, ...]:
 
 
 def _thresholds_for(ctx: Ctx, med: Med) -> list[tuple[ResultThreshold, Statement | None, list[Statement]]]:
-    """(threshold, context, label basis) for one drug: its own absolute thresholds, then the KB's
+    """(threshold, context, label basis) for one drug: its own absolute thresholds, then the knowledge base's
     drug-independent thresholds for every parameter its label asks to monitor."""
     drug = ctx.drug(med.drug_id or "")
     when = {None, "start"} if med.status == "planned" else {None, "treatment"}
@@ -332,7 +332,7 @@ def _limit(kind: LabKind, t: ResultThreshold, r: LabResult | None = None) -> flo
     try:
         return convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
     except UnitError:
-        return None  # a KB unit the lab's quantity does not read: tests/patient keep this from happening
+        return None  # a knowledge base unit the lab's quantity does not read: tests/patient keep this from happening
 
 
 def _unit(r: LabResult) -> str:
@@ -350,7 +350,7 @@ def _stale_note(ctx: Ctx, r: LabResult, meds: list[Med], parameter: LabParameter
 
 
 def lab_toxicity(ctx: Ctx) -> list[Alert]:
-    """Latest lab value at or beyond a KB threshold for a parameter a current or planned drug's label
+    """Latest lab value at or beyond a knowledge base threshold for a parameter a current or planned drug's label
     monitors (potassium, magnesium, lipids, glucose/HbA1c; label blood-count thresholds) -> alert."""
     hits: dict[str, list[tuple[_Hit, LabResult]]] = {}
     age_unknown: dict[str, tuple[LabResult, list[_Hit]]] = {}

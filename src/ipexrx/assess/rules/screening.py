@@ -1,10 +1,10 @@
 """Screening the label requires before a drug (hepatitis B serology, latent TB...) and not on record.
 
 Why: rituximab can reactivate hepatitis B fatally and infliximab can reactivate latent TB; their
-labels require the tests before the first dose. The KB lists each requirement as a ``Screening``
+labels require the tests before the first dose. The knowledge base lists each requirement as a ``Screening``
 (parameter + the tests named by the label). For a planned drug a missing test is a warning before
 the first dose; for a current drug it is the same gap, reported the same way. A positive result
-on record raises the KB's ``action_if_positive``.
+on record raises the knowledge base's ``action_if_positive``.
 
 Test names are matched to the lab catalogue; when the label's wording names no test we recognise
 ("test for latent tuberculosis infection"), any result for that parameter counts.
@@ -76,7 +76,7 @@ def _check(ctx: Ctx, med: Med, s: Screening) -> list[Alert]:
             summary=f"{name} ({status_word(med)}): positive {', '.join(r.kind.label for r in positives)}",
             reasoning=f"A screening test the label requires for {name} is positive: "
                       + "; ".join(r.show() for r in positives) + ".",
-            action=f"Consider specialist advice before/while giving {name}. KB guidance: {act}",
+            action=f"Consider specialist advice before/while giving {name}. Knowledge-base guidance: {act}",
             triggers=[drug_trigger(ctx, med), *(lab_trigger(r) for r in positives)],
             sources=ctx.refs(s.action_if_positive, s.statement),
         ))

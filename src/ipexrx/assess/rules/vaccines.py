@@ -1,22 +1,22 @@
 """Live vaccines planned or given under immunosuppression, after stopping a drug, or after in utero exposure.
 
 Why: a live attenuated vaccine can cause disease in an immunosuppressed child; the labels of the
-IPEX immunosuppressants say to avoid them (KB ``safety.vaccines.live_vaccines``: avoid /
-contraindicated / dose-dependent). Severity is critical when the KB advice is avoid or
+IPEX immunosuppressants say to avoid them (knowledge base ``safety.vaccines.live_vaccines``: avoid /
+contraindicated / dose-dependent). Severity is critical when the knowledge base advice is avoid or
 contraindicated. For corticosteroids the advice is dose-dependent and every one of them takes one
 path (:func:`judge_steroid`): the dose is converted with the drug's sourced ``prednisone_equivalence``
-factor (prednisone 1, methylprednisolone 1.25, dexamethasone 6.667...) and compared with the KB's
+factor (prednisone 1, methylprednisolone 1.25, dexamethasone 6.667...) and compared with the knowledge base's
 machine-readable threshold (``safety.vaccines.threshold``, ACIP: >= 2 mg/kg/day, or >= 20 mg/day from
 10 kg, for 14 days or more). 20 mg/day or more is immunosuppressive whatever the weight; below it a
 missing weight is "cannot judge", never "below threshold". Without a factor (or with a
 ``no_conversion`` statement: oral budesonide) the dose is left unjudged, and the alert says why.
-Which vaccines are live comes from the KB too (``vaccines.yaml``), and the alert cites the vaccine's
+Which vaccines are live comes from the knowledge base too (``vaccines.yaml``), and the alert cites the vaccine's
 statement. A vaccine may be an Immunization or a medication record that orders one (read in
 :mod:`ipexrx.patient.normalize`).
 
 A given vaccine counts as "under immunosuppression" when its date falls inside the drug's
 recorded period (start to end, or to the assessment date for a current drug); after the end date the
-wait the KB gives after stopping (``after_stop``) decides (:func:`live_vaccine_after_stopping`).
+wait the knowledge base gives after stopping (``after_stop``) decides (:func:`live_vaccine_after_stopping`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ REFERENCE_STEROID = "prednisone"  # thresholds are in prednisone-equivalent dose
 
 
 def vaccine_label(ctx: Ctx, v: Vaccination) -> str:
-    """The record's vaccine text; a bare CVX code is shown with the KB vaccine's name."""
+    """The record's vaccine text; a bare CVX code is shown with the knowledge base vaccine's name."""
     vaccine = ctx.kb.vaccines.get(v.vaccine_id) if v.vaccine_id else None
     if v.name.strip().isdigit():
         return f"{vaccine.name} (CVX {v.name.strip()})" if vaccine else f"CVX {v.name.strip()}"
@@ -110,7 +110,7 @@ class SteroidJudgement:
 
 
 def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None, until_text: str | None = None) -> SteroidJudgement:
-    """Judge a corticosteroid record (dose converted to prednisone-equivalents) against the KB threshold.
+    """Judge a corticosteroid record (dose converted to prednisone-equivalents) against the knowledge base threshold.
 
     ``until``: the end of the period judged (a stopped course's end date; default the assessment date).
     """
@@ -122,8 +122,9 @@ def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None, until_text: st
                                 [advice.no_conversion], None)
     threshold, equiv = steroid_threshold(ctx, drug)
     if threshold is None or equiv is None:
-        return SteroidJudgement(Severity.WARNING, "The KB advice is dose-dependent, but the KB gives no dose threshold "
-                                "or no sourced prednisone equivalence for this drug, so ipexrx cannot judge its dose.",
+        return SteroidJudgement(Severity.WARNING, "The advice is dose-dependent, but the knowledge base gives "
+                                "no dose threshold or no sourced prednisone equivalence for this drug, so ipexrx "
+                                "cannot judge its dose.",
                                 [], None)
     stmts: list[Statement | None] = [threshold.statement, equiv.statement]
     factor = equiv.factor
@@ -169,8 +170,8 @@ def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None, until_text: st
                                 f"contraindication, while the averaged dose is {'at or above' if high else 'below'} "
                                 f"the daily threshold ({limits}).", stmts, None)
     if not high:
-        return SteroidJudgement(Severity.INFO, f"{name} {dose_txt} is below the KB's immunosuppressive threshold "
-                                f"({limits}).", stmts, False)
+        return SteroidJudgement(Severity.INFO, f"{name} {dose_txt} is below the immunosuppressive threshold "
+                                f"of the knowledge base ({limits}).", stmts, False)
     end = until or ctx.as_of
     days = (end - m.start).days if m.start and m.start <= end else None
     if m.status == "planned" and until is None:
@@ -186,8 +187,8 @@ def judge_steroid(ctx: Ctx, m: Med, until: dt.date | None = None, until_text: st
         return SteroidJudgement(Severity.WARNING, f"{name} {dose_txt}, given for {days} days {so_far} (threshold: "
                                 f"{threshold.min_days} days or more; a course shorter than that is not in itself a "
                                 "contraindication).", stmts, True, False)
-    return SteroidJudgement(Severity.CRITICAL, f"{name} {dose_txt}, given for {days} days, is at or above the KB's "
-                            f"immunosuppressive threshold ({limits}).", stmts, True, True)
+    return SteroidJudgement(Severity.CRITICAL, f"{name} {dose_txt}, given for {days} days, is at or above the "
+                            f"immunosuppressive threshold of the knowledge base ({limits}).", stmts, True, True)
 
 
 def _dose_dependent(ctx: Ctx, m: Med, v: Vaccination) -> tuple[Severity, str, list[Statement | None]]:
@@ -220,7 +221,7 @@ def live_vaccine_under_immunosuppression(ctx: Ctx) -> list[Alert]:
             extra: list[Statement | None] = []
             if advice is None:
                 sev = Severity.WARNING
-                note = "the KB has no vaccine advice for this drug; it is flagged immunosuppressive."
+                note = "the knowledge base has no vaccine advice for this drug; it is flagged immunosuppressive."
             elif advice.live_vaccines == "dose-dependent":
                 sev, note, extra = _dose_dependent(ctx, m, v)
             else:
@@ -272,12 +273,12 @@ def _after_stop_advice(ctx: Ctx, drug: Drug) -> LiveVaccineWait | None:
 def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
     """Live vaccine planned (or given) inside the wait a label or guideline sets after stopping a drug.
 
-    Reads the end dates of stopped systemic immunosuppressive records whose KB vaccine advice has an
+    Reads the end dates of stopped systemic immunosuppressive records whose knowledge base vaccine advice has an
     ``after_stop`` wait (corticosteroids: 1 month after a high-dose course of 14 days or more, ACIP;
     abatacept: 3 months, label; rituximab: no labelled interval, an ipexrx 12-month convention to check
     B-cell recovery). Planned vaccine inside the wait -> critical (warning for a convention); given
     inside it -> warning; an end date or a steroid course that cannot be judged -> warning "cannot judge".
-    A drug whose KB advice names no wait after stopping (tacrolimus, infliximab...) stopped less than 12
+    A drug whose knowledge base advice names no wait after stopping (tacrolimus, infliximab...) stopped less than 12
     months before the vaccine -> info "no sourced wait, cannot judge" (the 12 months only decide what is
     shown: an ipexrx convention).
     """
@@ -353,9 +354,9 @@ def live_vaccine_after_stopping(ctx: Ctx) -> list[Alert]:
     return alerts
 
 
-# ipexrx convention (display only, never above info): a stopped immunosuppressive drug whose KB advice names no
-# wait after the last dose is mentioned when it ended less than this many days before the vaccine, so a recent stop
-# is said to be unjudged rather than passed over in silence.
+# ipexrx convention (display only, never above info): a stopped immunosuppressive drug whose advice in the
+# knowledge base names no wait after the last dose is mentioned when it ended less than this many days before the
+# vaccine, so a recent stop is said to be unjudged rather than passed over in silence.
 UNSOURCED_WAIT_LOOKBACK_DAYS = 365
 
 
@@ -369,9 +370,10 @@ def _no_sourced_wait(ctx: Ctx, m: Med, drug: Drug, ref_date: dt.date,
     gap = (ref_date - m.end).days
     if gap >= UNSOURCED_WAIT_LOOKBACK_DAYS:
         return None
-    return (m, Severity.INFO, f"{drug.name} stopped on {m.end}, {gap} days before the vaccine: the KB has no sourced "
-            f"wait after stopping {drug.name} (its label advice covers the treatment period only), so ipexrx cannot "
-            "judge whether its effect has worn off (shown for stops within 12 months, an ipexrx convention).",
+    return (m, Severity.INFO, f"{drug.name} stopped on {m.end}, {gap} days before the vaccine: the knowledge base has "
+            f"no sourced wait after stopping {drug.name} (its label advice covers the treatment period only), so "
+            "ipexrx cannot judge whether its effect has worn off (shown for stops within 12 months, an ipexrx "
+            "convention).",
             [advice.statement if advice else None])
 
 

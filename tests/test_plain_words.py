@@ -1,0 +1,272 @@
+"""Plain clinical wording in every face: no internal ids or editor jargon in what a user reads.
+
+Runs the README tour and the examples through the CLI (text output, with ``--as-of``), and renders every
+web page that needs no login (the reference, the rules list, the assessment of every example patient, the
+dosing form and a dosing suggestion, the registry sign-in), then greps the user-facing text for:
+
+* internal rule ids (every key of :data:`ipexrx.assess.rules.RULES`, and any ``family.rule_name`` of a
+  rule family), JSON paths such as ``$.medications[0]``, knowledge-base statement ids;
+* the words "this session", "the page", "KB" and "transcription" (the last except in "transcription factor",
+  which is what FOXP3 is).
+
+HTML is reduced to what a reader sees: tags, scripts, styles, SVG plots and the ``<details>`` / JSON views kept
+for editors are removed; titles, alt texts, labels and placeholders are kept.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+EX = ROOT / "examples"
+AS_OF = "2026-11-25"  # the examples' dates are set relative to this day (examples/README.md)
+PATIENTS = sorted(p.name for p in EX.glob("*.json"))
+
+# Statement-like knowledge-base records: their ids are for editors. (Drug, class, manifestation, vaccine and
+# mechanism ids double as names and may be shown.)
+_ID_KINDS = {"Statement", "Finding", "EvidenceRecord", "TherapyOption", "Interaction", "Monitoring", "Screening",
+             "DoseRange", "ResultThreshold", "VictimRule", "LabThreshold", "TopicalLimit"}
+_NAME_KINDS = {"Drug", "DrugClass", "Manifestation", "Vaccine", "Mechanism", "Disease", "IpexLikeDisorder",
+               "Product", "Formulation"}
+
+
+@cache
+def _statement_ids() -> frozenset[str]:
+    from pydantic import BaseModel
+
+    from ipexrx.knowledge import load_kb
+
+    kb = load_kb()
+    found: dict[str, set[str]] = {}
+
+    def walk(o: Any) -> None:
+        if isinstance(o, BaseModel):
+            for k, v in o:
+                if k == "id" and isinstance(v, str):
+                    found.setdefault(type(o).__name__, set()).add(v)
+                walk(v)
+        elif isinstance(o, list | tuple):
+            for x in o:
+                walk(x)
+        elif isinstance(o, dict):
+            for x in o.values():
+                walk(x)
+
+    for part in ("classes", "disease", "drugs", "evidence", "interactions", "ipex_like", "manifestations",
+                 "mechanisms", "thresholds", "vaccines"):
+        walk(getattr(kb, part))
+    names = set().union(*(found.get(k, set()) for k in _NAME_KINDS))
+    ids = set().union(*(found.get(k, set()) for k in _ID_KINDS))
+    return frozenset(i for i in ids - names if "-" in i)  # one-word ids are ordinary words
+
+
+@cache
+def _rule_patterns() -> tuple[re.Pattern[str], ...]:
+    from ipexrx.assess.rules import RULES
+
+    families = sorted({k.split(".")[0] for k in RULES})
+    return (re.compile("|".join(re.escape(k) for k in sorted(RULES, key=len, reverse=True))),
+            re.compile(r"(?<![\w/.])(?:" + "|".join(families) + r")\.[a-z][a-z0-9]*_[a-z0-9_]*\b"))
+
+
+BANNED = [
+    ("JSON path", re.compile(r"\$(?:\.[A-Za-z_]|\[)")),
+    ("'this session'", re.compile(r"\bthis session\b", re.I)),
+    ("'the page'", re.compile(r"\bthe page\b", re.I)),
+    ("'KB'", re.compile(r"\bKB\b")),
+    ("'transcription'", re.compile(r"transcription(?! factor| of early cytokines)", re.I)),
+]
+_TOKEN = re.compile(r"(?<![\w/.-])[a-z0-9]+(?:-[a-z0-9]+)+(?![\w/-])")
+
+
+def problems(text: str) -> list[str]:
+    """Every internal id or banned word in ``text``, each with a little context."""
+    out: list[str] = []
+
+    def ctx(m: re.Match[str]) -> str:
+        return " ".join(text[max(0, m.start() - 50): m.end() + 50].split())
+
+    exact, family = _rule_patterns()
+    for label, rx in [("rule id", exact), ("rule id pattern", family), *BANNED]:
+        out += [f"{label} {m.group(0)!r}: ...{ctx(m)}..." for m in rx.finditer(text)]
+    ids = _statement_ids()
+    out += [f"statement id {m.group(0)!r}: ...{ctx(m)}..." for m in _TOKEN.finditer(text) if m.group(0) in ids]
+    return out
+
+
+_ATTR = re.compile(r"""\b(?:title|alt|aria-label|placeholder)\s*=\s*("([^"]*)"|'([^']*)')""", re.I)
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees: no scripts, styles, SVG, editors' <details> or JSON views; attribute texts kept."""
+    page = re.sub(r"<(script|style|svg|template)\b.*?</\1\s*>", " ", page, flags=re.S | re.I)
+    page = re.sub(r"<details\b.*?</details\s*>", " ", page, flags=re.S | re.I)
+    page = re.sub(r"<(pre|code|div|section)\b[^>]*\bclass=\"[^\"]*\bjson\b[^\"]*\"[^>]*>.*?</\1\s*>", " ", page,
+                  flags=re.S | re.I)
+    attrs = " ".join(m.group(2) or m.group(3) or "" for m in _ATTR.finditer(page))
+    text = re.sub(r"<[^>]+>", " ", page) + " " + attrs
+    return " ".join(html_lib.unescape(text).split())
+
+
+# ------------------------------------------------------------------------------------------------
+# the command line
+# ------------------------------------------------------------------------------------------------
+
+DOSE = ["--drug", "sirolimus", "--level", "17.5", "--level-unit", "ng/mL", "--dose", "1.5", "--interval", "24",
+        "--cov", "WT=21.5"]
+
+
+def _cli_cases() -> Iterator[Any]:
+    for name in PATIENTS:
+        yield pytest.param(["assess", f"examples/{name}", "--as-of", AS_OF], id=f"assess-{name}")
+    yield pytest.param(["assess", "--batch", "examples/batch.ndjson", "-o", "{tmp}/results.ndjson", "--as-of",
+                        AS_OF], id="assess-batch")
+    yield pytest.param(["assess", "examples/busy-chart.json", "--as-of", AS_OF, "--html", "-o", "{tmp}/a.html"],
+                       id="assess-html")
+    yield pytest.param(["dose", "models"], id="dose-models")
+    yield pytest.param(["dose", "models", "--reference"], id="dose-models-reference")
+    yield pytest.param(["dose", "recommend", *DOSE], id="dose-recommend")
+    yield pytest.param(["dose", "report", *DOSE, "--as-of", AS_OF, "--out", "{tmp}/tdm.html"], id="dose-report")
+    yield pytest.param(["registry", "demo", "--patients", "40", "--centres", "3", "--db",
+                        "sqlite:///{tmp}/reg.sqlite3", "--report-dir", "{tmp}/report"], id="registry-demo")
+    for args in (["summary"], ["manifestation", "diarrhea"], ["manifestation", "HP:0100651"], ["drug", "Neoral"],
+                 ["drug", "sirolimus"], ["drug", "trimethoprim-sulfamethoxazole"], ["class", "calcineurin"],
+                 ["class", "immunosuppressants"], ["search", "FKBP12"], ["search", "sirolimis"], ["sources"],
+                 ["drug", "sirolimis"]):
+        yield pytest.param(args, id="-".join(args))
+
+
+@pytest.mark.parametrize("args", list(_cli_cases()))
+def test_cli_output_has_no_internal_ids_or_banned_words(args: list[str], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.cli import get_app
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping: a phrase is never split by a table border
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = CliRunner().invoke(get_app(), args)
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code in (0, 1), res.output
+    text = res.output
+    for f in sorted(tmp_path.rglob("*.html")):  # reports written to files are read too
+        text += "\n" + visible_text(f.read_text(encoding="utf-8"))
+    if any(a.endswith("results.ndjson") for a in args):
+        assert (tmp_path / "results.ndjson").stat().st_size > 0
+    found = problems(text)
+    assert not found, "\n".join(found)
+
+
+# ------------------------------------------------------------------------------------------------
+# the web pages
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from ipexrx.service import Settings, create_app
+
+    d = tmp_path_factory.mktemp("plain-words")
+    settings = Settings(database_url=f"sqlite:///{d / 'ipexrx.sqlite3'}", replay_dir=d / "seen")
+    with TestClient(create_app(settings), base_url="http://testserver") as c:
+        yield c
+
+
+def _index(kind: str) -> list[str]:
+    from ipexrx.knowledge import load_kb
+
+    kb = load_kb()
+    items = getattr(kb, kind)
+    return sorted(items if isinstance(items, dict) else (x.id for x in items))
+
+
+def _web_pages() -> Iterator[Any]:
+    for path in ("/", "/manifestations", "/drugs", "/classes", "/sources", "/rules", "/search?q=FKBP12",
+                 "/search?q=sirolimis", "/assess", "/dosing", "/registry/login"):
+        yield pytest.param(path, id=path)
+
+
+def test_every_public_get_page_is_in_this_test(web: Any) -> None:
+    """A new page without login must be added here, so that its wording is checked too."""
+    from fastapi.routing import APIRoute
+
+    covered = {p.values[0].split("?")[0] for p in _web_pages()} | {"/manifestations/{name}", "/drugs/{name}",
+                                                                    "/classes/{name}", "/interactions/{iid}"}
+    public = {r.path for r in web.app.routes if isinstance(r, APIRoute) and "GET" in (r.methods or set())
+              and not r.include_in_schema and not r.path.startswith(("/docs", "/smart", "/cds-services", "/api/"))
+              and not (r.path.startswith("/registry") and r.path != "/registry/login")}
+    assert public <= covered, f"pages not checked for plain wording: {sorted(public - covered)}"
+
+
+@pytest.mark.parametrize("path", list(_web_pages()))
+def test_web_page_has_no_internal_ids_or_banned_words(web: Any, path: str) -> None:
+    r = web.get(path)
+    assert r.status_code == 200, path
+    found = problems(visible_text(r.text))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("kind,prefix", [("manifestations", "/manifestations/"), ("drugs", "/drugs/"),
+                                         ("classes", "/classes/")])
+def test_every_reference_page_has_no_internal_ids_or_banned_words(web: Any, kind: str, prefix: str) -> None:
+    bad: list[str] = []
+    for ident in _index(kind):
+        r = web.get(prefix + ident)
+        assert r.status_code == 200, prefix + ident
+        bad += [f"{prefix}{ident}: {p}" for p in problems(visible_text(r.text))]
+    assert not bad, "\n".join(bad)
+
+
+def test_interaction_pages_have_no_internal_ids_or_banned_words(web: Any) -> None:
+
+    bad: list[str] = []
+    for iid in _index("interactions"):
+        r = web.get(f"/interactions/{iid}")
+        assert r.status_code == 200, iid
+        bad += [f"/interactions/{iid}: {p}" for p in problems(visible_text(r.text))]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", PATIENTS)
+def test_assessment_page_of_each_example_has_no_internal_ids_or_banned_words(web: Any, name: str) -> None:
+    text = (EX / name).read_text(encoding="utf-8")
+    r = web.post("/assess", data={"patient": text, "as_of": AS_OF, "ipex_plan": "auto"})
+    assert r.status_code == 200, r.text[:500]
+    found = problems(visible_text(r.text))
+    assert not found, "\n".join(found)
+
+
+def test_dosing_suggestion_page_has_no_internal_ids_or_banned_words(web: Any) -> None:
+    form = {"model": "andrews2018-tacrolimus", "cov_WT": "20", "cov_DONOR_DECEASED": "1", "cov_EGFR": "80",
+            "cov_HCT": "0.35", "dose_mg": "2", "interval_h": "12", "level_value": ["5", ""],
+            "level_unit": ["ng/mL", "ng/mL"], "level_hours": ["", ""], "metric": "trough", "target_low": "7",
+            "target_high": "12", "target_for": "trough", "form": "0"}
+    files = {"file": ("", b"", "application/octet-stream")}
+    r = web.post("/dosing", data=form, files=files)
+    assert r.status_code == 200, r.text[:500]
+    found = problems(visible_text(r.text))
+    assert not found, "\n".join(found)
+
+
+def test_the_scanner_finds_what_it_is_meant_to_find() -> None:
+    """The grep itself: each kind of leak is caught, and clinical prose is not."""
+    from ipexrx.assess.rules import RULES
+
+    rule = next(iter(RULES))
+    sid = sorted(_statement_ids())[0]
+    page = (f"<p>Alert ({rule}) at $.medications[0]; see {sid}. In this session the page shows KB v1 "
+            f"transcription.</p><details><summary>For editors</summary>{rule}</details>")
+    found = problems(visible_text(page))
+    for label in ("rule id '", "JSON path", "statement id", "'this session'", "'the page'", "'KB'",
+                  "'transcription'"):
+        assert any(f.startswith(label) for f in found), (label, found)
+    assert len([f for f in found if f.startswith("rule id '")]) == 1  # the one inside <details> is not counted
+    assert not problems("FOXP3 is a transcription factor; trough 5 ng/mL; a 2 kB file; on the pages of the label")
