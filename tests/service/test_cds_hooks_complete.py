@@ -219,3 +219,17 @@ def test_feedback_is_checked_only_against_the_calling_clients_own_cards(
     path = SIGN + "/feedback"
     assert client.post(path, json={"feedback": [item]}, headers=auth(path)).status_code == 200
     assert _feedback(dev_client, item).status_code == 422
+
+
+def test_two_drafted_calcineurin_inhibitors_are_offered_as_equal_options(dev_client: TestClient) -> None:
+    body = copy.deepcopy(samples.load("order_sign"))
+    meds = body["prefetch"]["medications"]["entry"]
+    tac = next(e for e in meds if "tacrolimus" in json.dumps(e).lower())
+    meds.remove(tac)
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": {**tac["resource"], "id": "draft-tac", "status": "draft"}})
+    cards = _cards(dev_client, SIGN, body)
+    dup = next(c for c in cards if "calcineurin" in c["summary"].lower() and c.get("suggestions"))
+    assert {s["actions"][0]["resourceId"] for s in dup["suggestions"]} == {
+        "MedicationRequest/draft-tac", "MedicationRequest/draft-csa"}
+    assert not any("isRecommended" in s for s in dup["suggestions"])

@@ -5,9 +5,9 @@ the indicator taken from the alert severity, a Markdown detail with what to do, 
 source, and a link (``source.url``) to our page for the drug or rule so the clinician can read the
 full monograph. Suggestions are offered only where the action is obvious and reversible (removing
 a draft order that duplicates or is contraindicated with what the patient takes); they are
-options, never orders. When a card offers several and exactly one removes a drug the patient does
-not already take (the newcomer that introduced the conflict), that one is ``isRecommended``:
-stopping a new drug is the smaller change than disturbing an established regimen.
+options, never orders. When a card offers several and one is clearly the smaller change (today:
+removing a drafted live vaccine rather than the immunosuppressant drafted with it; see
+``engine._preferred``), that one is ``isRecommended``.
 
 Links: a ``smart`` link opens the ipexrx SMART app (``{base}/smart/launch``) with an ``appContext``
 naming the drug, the rule and the levels the card is about; ``absolute`` links open the monograph

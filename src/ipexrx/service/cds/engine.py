@@ -215,24 +215,18 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     alerts = []
     for alert in assessment.alerts:
         involved = []
-        draft_drug: dict[str, str] = {}  # draft reference -> the drug (KB id) it orders
-        established: set[str] = set()  # drugs of the alert the patient already takes (not drafts)
         vaccine_drafts: set[str] = set()  # drafts that order a vaccine
         for t in alert.triggers:
             idx = _entry_of(t.path, locations)
             if idx is not None and idx in asm.drafts:
                 if asm.drafts[idx] not in involved:
                     involved.append(asm.drafts[idx])
-                if t.kind == "drug":
-                    draft_drug[asm.drafts[idx].reference] = t.ref
-                elif t.kind == "vaccine":
+                if t.kind == "vaccine":
                     vaccine_drafts.add(asm.drafts[idx].reference)
-            elif t.kind == "drug" and idx is not None:
-                established.add(t.ref)
         if order_hook and not any(d.selected for d in involved):
             continue
         chosen = tuple(d for d in involved if d.selected)
-        alerts.append((alert, chosen, _preferred(chosen, draft_drug, established, vaccine_drafts)))
+        alerts.append((alert, chosen, _preferred(chosen, vaccine_drafts)))
     unchecked = []
     if order_hook:
         read = {_entry_of(p, {}) for p in locations.values()}
@@ -244,22 +238,16 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     return Analysis(tuple(alerts), tuple(unchecked), mode=assessment.mode)
 
 
-def _preferred(drafts: tuple[DraftOrder, ...], draft_drug: dict[str, str], established: set[str],
-               vaccine_drafts: set[str]) -> str | None:
+def _preferred(drafts: tuple[DraftOrder, ...], vaccine_drafts: set[str]) -> str | None:
     """Of several draft orders an alert involves, the one whose removal is recommended; None when no
-    single option is clearly the smaller change (then all are offered as equal):
-
-    - a live vaccine drafted with an immunosuppressant: the vaccine (the labels contraindicate the live
-      vaccine under immunosuppression; it can be given later, the immunosuppressant treats the disease);
-    - otherwise the only draft whose drug the patient does not already take (the newcomer that brought
-      the conflict; an established regimen is left alone)."""
+    single option is clearly the smaller change (then all are offered as equal). Today one case: a
+    live vaccine drafted with an immunosuppressant, where the vaccine is the one to drop (the labels
+    contraindicate the live vaccine under immunosuppression; it can be given later, while the
+    immunosuppressant treats the disease)."""
     if len(drafts) < 2:
         return None
     vaccines = [d.reference for d in drafts if d.reference in vaccine_drafts]
-    if len(vaccines) == 1:
-        return vaccines[0]
-    new = [d.reference for d in drafts if draft_drug.get(d.reference) not in established]
-    return new[0] if len(new) == 1 else None
+    return vaccines[0] if len(vaccines) == 1 else None
 
 
 _template_cache: OrderedDict[tuple[int, str], tuple[CardTemplate, ...]] = OrderedDict()
