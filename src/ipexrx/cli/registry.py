@@ -23,6 +23,8 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 registry_app.add_typer(audit_app, name="audit")
 app.add_typer(registry_app, name="registry")
 
+AS_OF_OPT = typer.Option(None, "--as-of", help="Report date YYYY-MM-DD, printed on the report and the day follow-up "
+                         "is measured to (default: now); the same data and date give the same report.")
 DB_OPT = typer.Option(None, "--db", help="Database URL (default: $IPEXRX_DATABASE_URL or SQLite in the user data dir).")
 
 
@@ -183,25 +185,40 @@ def demo(
     centres: int = typer.Option(20, min=1, max=99, help="Synthetic centres."),
     seed: int = typer.Option(20180101, help="Random seed (same seed, same cohort)."),
     report_dir: Path | None = typer.Option(None, help="Also write the analytics report here."),
+    as_of: str | None = AS_OF_OPT,
     db: str | None = DB_OPT,
 ) -> None:
     """Load a SYNTHETIC multi-centre cohort (flagged synthetic everywhere) so every screen has data."""
     from ..registry import SYSTEM, ops
     from ..registry.synthetic import SYNTHETIC_LABEL
 
+    _report_date(as_of)  # a malformed date is refused before anything is loaded
     reg = _open(db)
     counts = _run(lambda: ops.load_demo(reg, SYSTEM, patients, centres, seed))
     typer.echo(f"{SYNTHETIC_LABEL}\nloaded {counts['patients']} synthetic patients in {counts['centres']} "
                f"synthetic centres into {reg.url}")
     if report_dir:
-        _write_report(reg, SYSTEM, report_dir)
+        _write_report(reg, SYSTEM, report_dir, as_of)
 
 
-def _write_report(reg: Any, actor: Any, out: Path) -> None:
+def _report_date(value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write_report(reg: Any, actor: Any, out: Path, as_of: str | None = None) -> None:
     from ..registry import ops
     from ..registry.report import write_report
 
-    rep = _run(lambda: ops.analytics_report(reg, actor))
+    day = _report_date(as_of)
+    rep = _run(lambda: ops.analytics_report(reg, actor, day))
     paths = write_report(rep, out)
     typer.echo(f"report: {paths[0]} (printable, {len(paths) - 2} PNG figures) and {paths[-1]} (interactive)")
 
@@ -210,11 +227,13 @@ def _write_report(reg: Any, actor: Any, out: Path) -> None:
 def report(
     out: Path = typer.Option(Path("registry-report"), "--out", help="Output directory."),
     token: str | None = typer.Option(None, help="API token of the acting user (default $IPEXRX_REGISTRY_TOKEN)."),
+    as_of: str | None = AS_OF_OPT,
     db: str | None = DB_OPT,
 ) -> None:
     """Printable HTML report with Kaplan-Meier plots (analysts: pooled; centre users: their centre)."""
+    _report_date(as_of)  # a malformed date is refused before the database is opened
     reg = _open(db)
-    _write_report(reg, _run(lambda: _actor(reg, token)), out)
+    _write_report(reg, _run(lambda: _actor(reg, token)), out, as_of)
 
 
 @registry_app.command("export")

@@ -296,9 +296,11 @@ def followup_due(c: Cohort, today: dt.date, days: int = FOLLOWUP_DAYS) -> list[t
 
 def build_report(s: Session, centre_id: int | None, scope: str, today: dt.date | None = None) -> Report:
     """The report; with ``centre_id`` (a centre's own dashboard) it also lists follow-up visits due,
-    by pseudonym. The pooled report names no patient."""
+    by pseudonym. The pooled report names no patient. ``today`` fixes the report date (printed, and the
+    day follow-up is measured to) so that the same data give the same report; default: now."""
     c = load(s, centre_id)
-    return Report(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), scope, c.synthetic, len(c.patients),
+    stamp = today.isoformat() if today else dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Report(stamp, scope, c.synthetic, len(c.patients),
                   len({p.centre_id for p in c.patients.values()}),
                   sum(p.death_date is not None for p in c.patients.values()), drug_summaries(c),
                   survival_comparisons(c),

@@ -76,14 +76,15 @@ def load_demo(reg: Registry, actor: Actor, n_patients: int = 500, n_centres: int
     return {"centres": n_centres, "patients": done}
 
 
-def analytics_report(reg: Registry, actor: Actor) -> Report:
-    """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre."""
+def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None) -> Report:
+    """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre.
+    ``as_of`` fixes the report date (default: now)."""
     reg.require(actor, "analytics")
     centre_id = actor.centre_id if actor.role in ("clinician", "data_manager") else None
     with reg.read_tx() as s:  # the report only reads: no write lock is held while it is built
         scope = "all centres (pooled)" if centre_id is None else \
             f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
-        r = build_report(s, centre_id, scope)
+        r = build_report(s, centre_id, scope, today=as_of)
     with reg.tx() as s:
         audit.append(s, actor.audit(), "analytics", "report", "*", centre_id=centre_id,
                      after={"scope": scope, "patients": r.patients})
