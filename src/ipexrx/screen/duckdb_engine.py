@@ -35,6 +35,9 @@ TABLES = {"Patient": "t_patient", "Condition": "t_condition", "Observation": "t_
 # Read first: the safety set is decided from these, and later files keep raw JSON only for it.
 FIRST = ("Patient", "Medication", "MedicationRequest", "MedicationStatement")
 MAX_PREFILTER_PATIENTS = 5000
+EMPTY_LINES = "(SELECT NULL::VARCHAR AS _file, NULL::BIGINT AS _line, NULL::VARCHAR AS _raw WHERE FALSE)"
+# keep_json for the types read after the safety set is known: the raw line of a safety patient's resources
+KEEP_SAFETY = "patient IN (SELECT patient FROM safety_patients)"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ def _lines_sql(files: list[Path]) -> str:
 class DuckDBReader:
     """One screen's DuckDB connection and flattened tables. Use as a context manager."""
 
+    engine = "duckdb"
+
     def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None):
         import duckdb
 
@@ -109,6 +114,7 @@ class DuckDBReader:
         self.con = duckdb.connect(config=config)
         self.views: dict[str, View] = load_views()
         self.stats = ReadStats(ignored_files=ignored)
+        self.safety_set: list[str] = []
 
     def __enter__(self) -> DuckDBReader:
         return self
@@ -123,28 +129,43 @@ class DuckDBReader:
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.con.execute(query, params or []).fetchall()
 
+    def prefilter_sql(self, patterns: list[str]) -> str:
+        """An SQL condition over the raw line: any of the regular expressions ``patterns`` matches."""
+        return " OR ".join(f"regexp_matches(_raw, {_quote(a)})" for a in patterns) or "FALSE"
+
     def has(self, rtype: str) -> bool:
         return rtype in self.files
 
     def load(self, rtype: str, keep_json: str | None = None, prefilter: str | None = None) -> None:
         """Flatten one resource type into its table; bad lines go to ``stats.bad_lines``."""
-        import duckdb
-
         table = TABLES[rtype]
         view = self.views[rtype]
         files = self.files.get(rtype, [])
         if not files:  # an empty table with the view's columns and types
-            empty = "(SELECT NULL::VARCHAR AS _file, NULL::BIGINT AS _line, NULL::VARCHAR AS _raw WHERE FALSE)"
-            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, empty, keep_json)}")
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
             return
+        self._flatten(table, view, files, keep_json, prefilter)
+        bad = self.sql(f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok ORDER BY _file, _line")
+        self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
+        self._report(rtype, files, bad, self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"))
+
+    def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
+                 prefilter: str | None) -> None:
+        """Create ``table``: the view over every line of ``files`` (see :func:`~.views.view_sql`)."""
+        import duckdb
+
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS "
                              f"{view_sql(view, _lines_sql(files), keep_json, prefilter)}")
         except duckdb.Error as exc:
             names = ", ".join(p.name for p in files)
             raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
-        for name, line, raw, rtype_found in self.sql(
-                f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok ORDER BY _file, _line"):
+
+    def _report(self, rtype: str, files: list[Path], bad: list[tuple[Any, ...]],
+                counts: list[tuple[Any, ...]]) -> None:
+        """Record one type's bad lines (``_file, _line, _bad, _rtype``, in file and line order) and its
+        per-file counts of good lines (``_file, count``); refuse a file none of whose lines is usable."""
+        for name, line, raw, rtype_found in bad:
             if raw is not None:
                 problem = f"not valid JSON: {raw[:80]!r}"
             elif rtype_found is not None:
@@ -152,18 +173,17 @@ class DuckDBReader:
             else:
                 problem = f"not a {rtype} resource (no resourceType {rtype!r}); line skipped"
             self.stats.bad_lines.append(BadLine(name, int(line), problem))
-        self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
-        for name, total in self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"):
+        for name, total in counts:
             self.stats.files[name] = int(total)
         for path in files:
             self.stats.files.setdefault(path.name, 0)
-            bad = sum(1 for b in self.stats.bad_lines if b.file == path.name)
-            self.stats.files[path.name] += bad
-            if bad and bad == self.stats.files[path.name]:
+            n_bad = sum(1 for b in self.stats.bad_lines if b.file == path.name)
+            self.stats.files[path.name] += n_bad
+            if n_bad and n_bad == self.stats.files[path.name]:
                 raise ScreenInputError(f"{path.name}: no line is a FHIR {rtype} resource (first problem: "
                                        f"{next(b for b in self.stats.bad_lines if b.file == path.name)}); "
                                        "expected one JSON resource per line (NDJSON)")
-        self.stats.resources[rtype] = int(self.sql(f"SELECT count(DISTINCT (_file, _line)) FROM {table}")[0][0])
+        self.stats.resources[rtype] = sum(int(total) for _name, total in counts)
 
     def load_all(self, safety_patients: Callable[[DuckDBReader], list[str]],
                  progress: Callable[[str], None] | None = None,
@@ -179,6 +199,7 @@ class DuckDBReader:
                 progress(rtype)
             self.load(rtype, keep_json="TRUE")
         chosen = safety_patients(self)
+        self.safety_set = list(chosen)
         self.con.execute("CREATE OR REPLACE TABLE safety_patients AS SELECT DISTINCT unnest(?::VARCHAR[]) AS patient",
                          [chosen])
         for rtype in TABLES:
@@ -193,8 +214,8 @@ class DuckDBReader:
                 alts = ["\"(?:" + "|".join(re.escape(c) for c in codes) + ")\""] if codes else []
                 if chosen:
                     alts.append("Patient/(?:" + "|".join(re.escape(p) for p in chosen) + ")\"")
-                prefilter = " OR ".join(f"regexp_matches(_raw, {_quote(a)})" for a in alts) or "FALSE"
-            self.load(rtype, keep_json="patient IN (SELECT patient FROM safety_patients)", prefilter=prefilter)
+                prefilter = self.prefilter_sql(alts)
+            self.load(rtype, keep_json=KEEP_SAFETY, prefilter=prefilter)
         return chosen
 
     def raw_resources(self, patients: list[str]) -> dict[str, list[str]]:

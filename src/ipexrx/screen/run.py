@@ -18,6 +18,7 @@ from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
 from .duckdb_engine import DuckDBReader
+from .errors import ScreenInputError
 from .safety import assess_patients, kb_drug_patients
 from .score import (
     Feature,
@@ -188,6 +189,21 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase, as_of: dt.date,
     return out, dx, people
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def open_reader(engine: str, path: Path | str, *, memory_limit: str = "1GB", threads: int | None = None,
+                spark_master: str | None = None) -> DuckDBReader:
+    """The reader of ``engine``: DuckDB, or Spark (PySpark is imported only then; missing, it is a clear error)."""
+    if engine == "duckdb":
+        return DuckDBReader(path, memory_limit=memory_limit, threads=threads)
+    if engine == "spark":
+        from .spark_engine import SparkReader
+
+        return SparkReader(path, memory_limit=memory_limit, threads=threads, master=spark_master)
+    raise ScreenInputError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+
+
 def histogram(scores: list[float], patients: int, width: float = 2.0) -> list[dict[str, Any]]:
     """Counts of patients per score band (width 2); patients with no scored feature are in the first band."""
     top = max(scores, default=0.0)
@@ -200,17 +216,21 @@ def histogram(scores: list[float], patients: int, width: float = 2.0) -> list[di
 
 def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = None,
            kb: KnowledgeBase | None = None, memory_limit: str = "1GB", threads: int | None = None,
-           progress: Progress | None = None, all_scored: bool = False) -> dict[str, Any]:
+           progress: Progress | None = None, all_scored: bool = False, engine: str = "duckdb",
+           spark_master: str | None = None) -> dict[str, Any]:
     """Screen a Bulk Data directory. Raises :class:`~ipexrx.screen.errors.ScreenInputError` for input that
     cannot be read at all; bad lines are reported in ``stats['bad_lines']`` and skipped.
 
     ``all_scored``: list every undiagnosed patient with a scored feature, below the candidate threshold too
-    (for validation: where do the look-alikes rank?)."""
+    (for validation: where do the look-alikes rank?).
+
+    ``engine``: ``duckdb`` (embedded, the default) or ``spark`` (the views flattened by Spark -- ``spark_master``,
+    default ``IPEXRX_SPARK_MASTER`` or ``local[2]`` -- then the same scoring and safety checks)."""
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    with DuckDBReader(path, memory_limit=memory_limit, threads=threads) as reader:
+    with open_reader(engine, path, memory_limit=memory_limit, threads=threads, spark_master=spark_master) as reader:
         chosen: dict[str, list[str]] = {}
 
         def pick(rd: DuckDBReader) -> list[str]:
@@ -267,7 +287,7 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
         safety = assess_patients(reader, chosen, kb, as_of, assessed)
         timings["safety_seconds"] = round(time.perf_counter() - t2, 3)
         stats = {
-            "as_of": as_of.isoformat(), "engine": "duckdb", "directory": str(Path(path)),
+            "as_of": as_of.isoformat(), "engine": reader.engine, "directory": str(Path(path)),
             "patients": reader.stats.resources.get("Patient", 0), "resources": reader.stats.resources,
             "files": reader.stats.files, "ignored_files": reader.stats.ignored_files,
             "bad_lines": [{"file": b.file, "line": b.line, "problem": b.problem} for b in reader.stats.bad_lines],

@@ -3,7 +3,9 @@
 Why ViewDefinitions as data: the flattening -- which element of which resource becomes which column --
 is the part a health system may need to adapt to its export, and SQL-on-FHIR v2 is the standard way
 to write it down (https://build.fhir.org/ig/FHIR/sql-on-fhir-v2/). The same definitions can be run by
-any SQL-on-FHIR engine; here a small translator turns them into DuckDB JSON functions.
+any SQL-on-FHIR engine; here a small translator turns them into DuckDB JSON functions, and
+``spark_engine`` turns the same parsed views and paths (:func:`parse_view`, :func:`translate_path`,
+:func:`column_value`) into Spark SQL over its VARIANT type.
 
 The supported subset (anything else is refused with the view and column named, never half-translated):
 
@@ -145,11 +147,21 @@ def translate_path(view: str, path: str) -> _Path:
     return _Path(out, ref)
 
 
-def _value(expr: str, col: Column, ref: str | None) -> str:
+def reference_key_pattern(rtype: str) -> str:
+    """The regular expression whose group 1 is the id in a ``<rtype>/<id>`` reference (relative, absolute or
+    versioned); the same text works in DuckDB's RE2 and Spark's Java regular expressions."""
+    return f"(?:^|/){rtype}/([^/]+?)(?:/_history/[^/]*)?$"
+
+
+def column_value(expr: str, col: Column, ref: str | None, try_cast: str = "TRY_CAST") -> str:
+    """SQL turning an extracted text ``expr`` into the column's value: the reference key where the path
+    ends in ``getReferenceKey(T)``, a cast (null when it fails) for decimal, integer and boolean columns.
+    The SQL is shared by the DuckDB and Spark engines (``try_cast`` is the dialect's spelling)."""
     if ref is not None:
-        expr = (f"nullif(regexp_extract({expr}, '(?:^|/){ref}/([^/]+?)(?:/_history/[^/]*)?$', 1), '')")
+        expr = f"nullif(regexp_extract({expr}, '{reference_key_pattern(ref)}', 1), '')"
     cast = CASTS.get(col.type)
-    return f"TRY_CAST({expr} AS {cast})" if cast else expr
+    return f"{try_cast}({expr} AS {cast})" if cast else expr
+
 
 
 def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: str | None = None) -> str:
@@ -177,11 +189,11 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
              f"ELSE regexp_matches(_raw, '{rtype_rx}') END AS _ok", "_bad",
              "CASE WHEN _use THEN _v[1] END AS _rtype"]
     for i, (col, p) in enumerate(zip(view.columns, paths, strict=True), start=2):
-        outer.append(f"{_value(f'_v[{i}]', col, p.reference_type)} AS {col.name}")
+        outer.append(f"{column_value(f'_v[{i}]', col, p.reference_type)} AS {col.name}")
     for col in view.each_columns:
         p = translate_path(view.name, col.path)
-        outer.append(f"{_value(f'json_extract_string(_e, {chr(39)}{p.json_path}{chr(39)})', col, p.reference_type)}"
-                     f" AS {col.name}")
+        got = f"json_extract_string(_e, '{p.json_path}')"
+        outer.append(f"{column_value(got, col, p.reference_type)} AS {col.name}")
     use = f"_ok AND ({prefilter})" if prefilter else "_ok"
     # blank lines are skipped (the trim only runs on the rare lines that are not JSON)
     checked = (f"(SELECT *, {use} AS _use FROM (SELECT _file, _line, _raw, json_valid(_raw) AS _ok FROM {source} "
