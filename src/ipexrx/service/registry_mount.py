@@ -58,7 +58,7 @@ def mount_registry_api(app: FastAPI, registry: Registry) -> None:
             raw = await request.body()
             try:
                 body = json.loads(raw) if raw else None
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's parser allows
                 return JSONResponse({"detail": {"message": "request body: expected JSON"}}, status_code=400)
             status, payload, headers = await run_in_threadpool(
                 call, registry, route, request.headers.get("authorization"), dict(request.path_params), body,
