@@ -106,7 +106,21 @@ def test_precision_at_k_on_a_larger_generated_population(tmp_path: Path) -> None
     assert positives <= {c["patient"] for c in result["candidates"]}
 
 
-def test_an_engine_other_than_duckdb_is_refused_clearly() -> None:
-    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--engine", "spark"])
+def test_an_unknown_engine_is_refused_clearly() -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--engine", "hadoop"])
     assert res.exit_code == 2
-    assert "expects 'duckdb'" in res.stderr and "got 'spark'" in res.stderr
+    assert "expects 'duckdb' or 'spark'" in res.stderr and "got 'hadoop'" in res.stderr
+
+
+def test_spark_master_without_the_spark_engine_is_refused() -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--spark-master", "local[1]"])
+    assert res.exit_code == 2
+    assert "--engine spark only" in res.stderr
+
+
+def test_the_spark_engine_without_pyspark_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark... now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--engine", "spark", "--json"])
+    assert res.exit_code == 1
+    assert "needs PySpark, which is not installed" in res.stderr and "pip install '.[spark]'" in res.stderr

@@ -1,7 +1,7 @@
 """``ipexrx screen``: population screening of a FHIR Bulk Data directory; ``ipexrx screen synth``: a synthetic one.
 
 ``ipexrx screen PATH`` is shorthand for ``ipexrx screen run PATH`` (a directory literally named ``synth`` is
-written ``./synth``). DuckDB and hpo3 are imported inside the commands, so the CLI starts fast.
+written ``./synth``). DuckDB, hpo3 and PySpark are imported inside the commands, so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (terminal output only)."),
     all_scored: bool = typer.Option(False, "--all", help="List every patient with a scored feature, below the "
                                     "candidate threshold too (to validate the ranking)."),
-    engine: str = typer.Option("duckdb", "--engine", help="Query engine: duckdb (embedded). Spark is not "
-                               "available in this release."),
+    engine: str = typer.Option("duckdb", "--engine", help="Query engine: duckdb (embedded, the default) or spark "
+                               "(PySpark, the optional extra ipexrx[spark]: local mode or a cluster)."),
+    spark_master: str | None = typer.Option(None, "--spark-master", help="Spark master URL for --engine spark "
+                                            "(default: IPEXRX_SPARK_MASTER, else local[2]; e.g. spark://host:7077)."),
 ) -> None:
     """Rank patients whose record suggests IPEX or an IPEX-like disorder, and list unsafe regimens."""
-    if engine != "duckdb":
-        typer.echo(f"error: --engine expects 'duckdb' (the only engine in this release; a Spark engine is planned), "
-                   f"got {engine!r}", err=True)
+    if engine not in ("duckdb", "spark"):
+        typer.echo(f"error: --engine expects 'duckdb' or 'spark', got {engine!r}", err=True)
+        raise typer.Exit(2)
+    if spark_master is not None and engine != "spark":
+        typer.echo("error: --spark-master applies to --engine spark only (the engine given is 'duckdb')", err=True)
         raise typer.Exit(2)
     from rich.console import Console
 
@@ -72,7 +76,8 @@ def run(
     date = _as_of(as_of)
     err = Console(stderr=True)
     if as_json or not progress:
-        result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads, all_scored=all_scored)
+        result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads, all_scored=all_scored,
+                        engine=engine, spark_master=spark_master)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -84,7 +89,7 @@ def run(
                 bar.update(task, description=stage, completed=done, total=total or None)
 
             result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads,
-                            progress=show, all_scored=all_scored)
+                            progress=show, all_scored=all_scored, engine=engine, spark_master=spark_master)
     if out is not None:
         from ..screen.report import write_outputs
 

@@ -1,0 +1,121 @@
+"""The Spark engine gives what the DuckDB engine gives: the same views, the same ranking, the same reports.
+
+One SparkSession serves the whole module (starting the JVM takes seconds); the engine reuses it per master.
+Skipped only when PySpark is not installed (the optional extra ``pip install '.[spark]'``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import AS_OF, POPULATION
+
+pytest.importorskip("pyspark", reason="the Spark engine is the optional extra: pip install '.[spark]'")
+
+
+@pytest.fixture(scope="module")
+def spark() -> Any:
+    from ipexrx.screen.spark_engine import spark_session
+
+    return spark_session("local[2]")
+
+
+@pytest.fixture(scope="module")
+def spark_ranked(spark: Any) -> dict[str, Any]:
+    """Every scored patient, below the candidate threshold too, screened by Spark."""
+    from ipexrx.screen.run import screen
+
+    return screen(POPULATION, as_of=AS_OF, all_scored=True, engine="spark", spark_master="local[2]")
+
+
+def test_spark_ranks_the_same_patients_in_the_same_order_with_the_same_scores(
+        ranked: dict[str, Any], spark_ranked: dict[str, Any]) -> None:
+    duck, spark = ranked["candidates"], spark_ranked["candidates"]
+    assert len(duck) > 20
+    assert [c["patient"] for c in spark] == [c["patient"] for c in duck]
+    for d, s in zip(duck, spark, strict=True):
+        assert s["score"] == pytest.approx(d["score"], abs=1e-9)
+        assert s["reasons"] == d["reasons"] and s["pattern"] == d["pattern"] and s["next_step"] == d["next_step"]
+
+
+def test_spark_finds_the_same_known_patients(ranked: dict[str, Any], spark_ranked: dict[str, Any]) -> None:
+    assert ranked["known"] and spark_ranked["known"] == ranked["known"]
+
+
+def test_spark_gives_the_same_drug_safety_alerts(ranked: dict[str, Any], spark_ranked: dict[str, Any]) -> None:
+    assert ranked["safety"] and spark_ranked["safety"] == ranked["safety"]
+    assert spark_ranked["stats"]["safety_patients_checked"] == ranked["stats"]["safety_patients_checked"]
+
+
+def test_spark_reports_the_same_bad_lines_by_file_and_line_gz_included(
+        ranked: dict[str, Any], spark_ranked: dict[str, Any]) -> None:
+    bad = spark_ranked["stats"]["bad_lines"]
+    assert bad == ranked["stats"]["bad_lines"]
+    assert {(b["file"], b["line"]) for b in bad} == {("Condition.ndjson", 516), ("Observation.ndjson.gz", 742)}
+
+
+def test_spark_counts_the_same_files_resources_and_score_distribution(
+        ranked: dict[str, Any], spark_ranked: dict[str, Any]) -> None:
+    for key in ("patients", "resources", "files", "ignored_files", "score_histogram", "candidates", "known"):
+        assert spark_ranked["stats"][key] == ranked["stats"][key], key
+    assert spark_ranked["stats"]["engine"] == "spark" and ranked["stats"]["engine"] == "duckdb"
+
+
+def _awkward_export(tmp: Path) -> Path:
+    """Patients plus a Condition file with a blank line, CRLF endings, a wrong resourceType, JSON that is
+    not an object and a truncated line; and the same Conditions again gzipped in a second file."""
+    shutil.copy(POPULATION / "Patient.ndjson", tmp / "Patient.ndjson")
+    lines = (POPULATION / "Condition.ndjson").read_text(encoding="utf-8").splitlines()
+    lines[10] = '{"resourceType": "Observation", "id": "misfiled"}'
+    lines[20] = "[1, 2, 3]"
+    lines[30] = ""
+    lines[300] = lines[300][:50]
+    (tmp / "Condition.ndjson").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    with gzip.open(tmp / "Condition-2.ndjson.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines[:400]) + "\n")
+    return tmp
+
+
+def _read(reader: Any) -> tuple[list[Any], dict[str, int], list[tuple[Any, ...]]]:
+    with reader:
+        reader.load("Patient", keep_json="TRUE")
+        reader.load("Condition")
+        rows = reader.sql("SELECT _file, _line, id, patient, system, code, onset, onset_age, text FROM t_condition "
+                          "ORDER BY ALL")
+        return [str(b) for b in reader.stats.bad_lines], dict(reader.stats.files), rows
+
+
+def test_spark_numbers_lines_exactly_across_blocks_crlf_blank_lines_and_gz(spark: Any, tmp_path: Path) -> None:
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    export = _awkward_export(tmp_path)
+    duck = _read(DuckDBReader(export))
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "32k")  # the 290 kB file is read in ten blocks
+    try:
+        sparked = _read(SparkReader(export, master="local[2]"))
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+    assert sparked[0] == duck[0]
+    assert any(":11: resourceType 'Observation'" in b for b in duck[0])
+    assert any("Condition.ndjson:301: not valid JSON" in b for b in duck[0])
+    assert any("Condition-2.ndjson.gz:301: not valid JSON" in b for b in duck[0])
+    assert sparked[1] == duck[1]
+    assert sparked[2] == duck[2]
+
+
+def test_a_file_with_no_usable_line_is_refused_as_by_duckdb(spark: Any, tmp_path: Path) -> None:
+    from ipexrx.screen.errors import ScreenInputError
+    from ipexrx.screen.spark_engine import SparkReader
+
+    shutil.copy(POPULATION / "Patient.ndjson", tmp_path / "Patient.ndjson")
+    (tmp_path / "Procedure.ndjson").write_text("<html>404</html>\nnot json either\n", encoding="utf-8")
+    with SparkReader(tmp_path, master="local[2]") as reader, pytest.raises(ScreenInputError,
+                                                                            match=r"Procedure.ndjson: no line"):
+        reader.load("Procedure")
