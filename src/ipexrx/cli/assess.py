@@ -158,7 +158,7 @@ def assessments_list(
     limit: int = typer.Option(50, "--limit", min=1, max=10_000),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Saved assessments, newest first: when, which patient, KB version, alert counts."""
+    """Saved assessments, newest first: when, which patient, knowledge-base version, alert counts."""
     import json
 
     from ..storage import Database
@@ -189,7 +189,7 @@ def assessments_show(
     assessment_id: int = typer.Argument(..., help="Id printed by `--save` or `ipexrx assessments list`."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored assessment JSON."),
 ) -> None:
-    """One saved assessment, exactly as it was produced (with the KB version it was made with)."""
+    """One saved assessment, exactly as it was produced (with the knowledge-base version it was made with)."""
     from ..assess.models import Assessment
     from ..storage import Database
 
