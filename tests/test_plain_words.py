@@ -164,6 +164,23 @@ def test_cli_output_has_no_internal_ids_or_banned_words(args: list[str], tmp_pat
     assert not found, "\n".join(found)
 
 
+def test_screen_worklists_and_report_have_no_internal_ids_or_banned_words(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/screen.md's use: a synthetic population, screened, with the printable report."""
+    from ipexrx.cli import get_app
+
+    monkeypatch.setenv("COLUMNS", "400")
+    pop, out = tmp_path / "pop", tmp_path / "worklists"
+    made = CliRunner().invoke(get_app(), ["screen", "synth", str(pop), "--patients", "200", "--seed", "1",
+                                          "--as-of", "2026-06-30"])
+    assert made.exit_code == 0, made.output
+    res = CliRunner().invoke(get_app(), ["screen", "run", str(pop), "--as-of", "2026-06-30", "--no-progress",
+                                         "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    found = problems(res.output + "\n" + visible_text((out / "report.html").read_text(encoding="utf-8")))
+    assert not found, "\n".join(found)
+
+
 # ------------------------------------------------------------------------------------------------
 # the web pages
 # ------------------------------------------------------------------------------------------------
