@@ -101,8 +101,22 @@ def test_no_system_actions_are_sent_and_the_response_schema_refuses_invented_act
             ServiceResponse.model_validate(bad)
 
 
-def test_cards_link_to_the_smart_app_with_the_drug_and_level_and_to_reference_pages(
-        dev_client: TestClient) -> None:
+def test_without_a_configured_smart_app_cards_carry_no_smart_link(dev_client: TestClient) -> None:
+    cards = _cards(dev_client, VIEW, samples.load("patient_view"))
+    assert cards and all(link["type"] != "smart" for card in cards for link in card["links"])
+    assert all(any(link["type"] == "absolute" for link in card["links"]) for card in cards)
+
+
+def test_cards_link_to_the_smart_app_with_the_drug_and_level_and_to_reference_pages(db_url: str) -> None:
+    from ipexrx.service import Settings, create_app
+
+    settings = Settings(dev_mode=True, database_url=db_url, auto_migrate=False, base_url=BASE,
+                        smart_issuers=["https://ehr.example.org/fhir"], smart_client_id="ipexrx-app")
+    with TestClient(create_app(settings), base_url=BASE) as dev_client:
+        _check_smart_links(dev_client)
+
+
+def _check_smart_links(dev_client: TestClient) -> None:
     cards = _cards(dev_client, VIEW, samples.load("patient_view"))
     trough = next(c for c in cards if "trough" in c["summary"].lower())
     smart = [link for link in trough["links"] if link["type"] == "smart"]

@@ -193,11 +193,12 @@ def app_context(alert: Any, drug_names: dict[str, str]) -> str:
     return json.dumps(ctx, separators=(",", ":"), ensure_ascii=False)
 
 
-def card_links(alert: Any, base: str, drug_names: dict[str, str]) -> list[Link]:
+def card_links(alert: Any, base: str, drug_names: dict[str, str], smart: bool = True) -> list[Link]:
     """A ``smart`` link to the ipexrx app (the EHR adds ``iss`` and ``launch`` and hands the app the
-    ``appContext``), then ``absolute`` links to the monograph of the card's drug and to its rule."""
+    ``appContext``) when the app can be launched, then ``absolute`` links to the monograph of the card's
+    drug and to its rule."""
     links = [Link(label="Open the ipexrx app for this patient", url=f"{base}{SMART_LAUNCH_PATH}", type="smart",
-                  appContext=app_context(alert, drug_names))]
+                  appContext=app_context(alert, drug_names))] if smart else []
     drug = next((t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names), None)
     if drug is not None:
         links.append(Link(label=shorten(f"{drug_names[drug]} monograph (ipexrx reference)", 80),
@@ -215,6 +216,7 @@ def alert_card(
     drafts: list[DraftOrder] | None = None,
     mode: str | None = None,
     preferred: str | None = None,
+    smart: bool = True,
 ) -> Card:
     """One card for one alert; ``drafts`` are the draft orders the alert involves; ``mode`` (the
     assessment's) is said on the detail's first line; ``preferred`` is the reference of the draft
@@ -241,14 +243,14 @@ def alert_card(
         suggestions=suggestions or None,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=list(OVERRIDE_REASONS) if alert.severity.value in OVERRIDE_INDICATORS else None,
-        links=card_links(alert, base, drug_names),
+        links=card_links(alert, base, drug_names, smart),
     )
 
 
 def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder],
-                   mode: str | None = None, preferred: str | None = None) -> CardTemplate:
+                   mode: str | None = None, preferred: str | None = None, smart: bool = True) -> CardTemplate:
     card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode,
-                      preferred=preferred)
+                      preferred=preferred, smart=smart)
     seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
     return CardTemplate(card.wire(), f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
 

@@ -250,20 +250,20 @@ def _preferred(drafts: tuple[DraftOrder, ...], vaccine_drafts: set[str]) -> str 
     return vaccines[0] if len(vaccines) == 1 else None
 
 
-_template_cache: OrderedDict[tuple[int, str], tuple[CardTemplate, ...]] = OrderedDict()
+_template_cache: OrderedDict[tuple[int, str, bool], tuple[CardTemplate, ...]] = OrderedDict()
 
 
-def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
+def _templates(analysis: Analysis, base: str, smart: bool = True) -> tuple[CardTemplate, ...]:
     from ...knowledge import get_kb
 
-    key = (id(analysis), base)
+    key = (id(analysis), base, smart)
     with _cache_lock:
         hit = _template_cache.get(key)
         if hit is not None and _template_owner.get(key) is analysis:
             return hit
     names = {d.id: d.name for d in get_kb().drugs.values()}
     out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode,
-                               preferred=preferred)
+                               preferred=preferred, smart=smart)
                 for alert, drafts, preferred in analysis.alerts)
     out += tuple(unchecked_template(base, d.reference, d.drug_label, why) for d, why in analysis.unchecked)
     if analysis.problems:
@@ -279,16 +279,17 @@ def _templates(analysis: Analysis, base: str) -> tuple[CardTemplate, ...]:
     return out
 
 
-_template_owner: dict[tuple[int, str], Analysis] = {}
+_template_owner: dict[tuple[int, str, bool], Analysis] = {}
 
 
 def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
-             as_of: dt.date | None = None, key: bytes | None = None) -> list[tuple[dict[str, Any], CardTemplate]]:
+             as_of: dt.date | None = None, key: bytes | None = None,
+             smart: bool = True) -> list[tuple[dict[str, Any], CardTemplate]]:
     """The synchronous, CPU-bound part: read the patient, assess, build cards (with their templates,
     which name the alert and rule behind each card)."""
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     analysis = analyse(svc, body, values, as_of, key)
-    return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base)]
+    return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base, smart)]
 
 
 async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str, issuer: str | None = None,
@@ -305,13 +306,15 @@ async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: 
     gathered = await gather(body, settings, issuer)
     as_of = dt.datetime.now(dt.UTC).date()
     key = _cache_key(svc, body, gathered.values, as_of)
+    # a "smart" link to the app only when the app can be launched (issuers and a client id configured)
+    smart = bool(settings.smart_issuers and settings.smart_client_id)
     analysis = cached_analysis(key)
     if analysis is not None:  # same context and prefetch as a call that was assembled and judged before
-        return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base)]
+        return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base, smart)]
     if pool is None:
-        return evaluate(svc, body, gathered.values, base, as_of, key)
+        return evaluate(svc, body, gathered.values, base, as_of, key, smart)
     result: list[tuple[dict[str, Any], CardTemplate]] = await pool.run(
-        evaluate, svc, body, gathered.values, base, as_of, key)
+        evaluate, svc, body, gathered.values, base, as_of, key, smart)
     return result
 
 
