@@ -66,6 +66,8 @@ class EhrOnLoopback:
         while not self.server.started and time.time() < deadline:
             time.sleep(0.01)
 
+    app_context: str | None = None
+
     @property
     def fhir(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir"
@@ -117,8 +119,11 @@ class EhrOnLoopback:
             access = "at-" + secrets.token_urlsafe(24)
             self.tokens.add(access)
             self.issued.append(access)
-            return {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
-                    "scope": asked["scope"], "patient": PATIENT_ID, "id_token": "not-read-by-the-app"}
+            answer = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
+                      "scope": asked["scope"], "patient": PATIENT_ID, "id_token": "not-read-by-the-app"}
+            if self.app_context is not None:  # the CDS card's appContext, handed on by the EHR at launch
+                answer["appContext"] = self.app_context
+            return answer
 
         def allowed(request: Request) -> bool:
             scheme, _, tok = (request.headers.get("authorization") or "").partition(" ")
@@ -525,3 +530,19 @@ def test_frame_ancestors_must_be_https_origins() -> None:
         Settings.from_env({"IPEXRX_SMART_FRAME_ANCESTORS": "https://ehr.example.org/app"})
     s = Settings.from_env({"IPEXRX_SMART_FRAME_ANCESTORS": "https://a.example.org, https://b.example.org:8443/"})
     assert s.smart_frame_ancestors == ["https://a.example.org", "https://b.example.org:8443"]
+
+
+def test_a_card_context_handed_on_by_the_ehr_is_shown_and_anything_else_ignored(app_client: TestClient,
+                                                                                 fresh_ehr: EhrOnLoopback) -> None:
+    fresh_ehr.app_context = json.dumps({"rule": "results.trough_out_of_range", "drugs": ["tacrolimus"], "levels": [
+        {"test": "tacrolimus-trough", "result": "tacrolimus trough 18 ng/mL (2026-11-24)"}]})
+    sign_in(app_client, fresh_ehr)
+    html = app_client.get("/smart/patient").text
+    assert "Opened from a decision-support card about tacrolimus" in html
+    assert "tacrolimus trough 18 ng/mL (2026-11-24)" in html
+    assert "results.trough_out_of_range" not in html  # the rule id is data for the app, never shown
+    for junk in ("not json", json.dumps(["tacrolimus"]), json.dumps({"drugs": "tacrolimus"}), "x" * 5000):
+        fresh_ehr.app_context = junk
+        sign_in(app_client, fresh_ehr)
+        page = app_client.get("/smart/patient")
+        assert page.status_code == 200 and "Opened from a decision-support card" not in page.text

@@ -34,6 +34,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import re
 import secrets
@@ -97,6 +98,7 @@ class SmartSession:
     scope: str = ""
     fhir_user: str | None = None
     notes: list[str] = field(default_factory=list)
+    card_context: dict[str, Any] | None = None  # the CDS card's appContext, when the EHR passed it on
 
     def __repr__(self) -> str:
         return f"SmartSession(iss={self.iss!r}, signed_in={self.access_token is not None})"
@@ -540,7 +542,8 @@ async def callback(request: Request, code: str = "", state: str = "", error: str
     seconds = int(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else SESSION_SECONDS
     signed_in = SmartSession(iss=session.iss, expires=time.time() + max(1, min(seconds, SESSION_SECONDS)),
                              token_endpoint=session.token_endpoint, access_token=token["access_token"],
-                             token_type="Bearer", patient=token["patient"], scope=str(token.get("scope") or ""))
+                             token_type="Bearer", patient=token["patient"], scope=str(token.get("scope") or ""),
+                             card_context=card_context(token.get("appContext")))
     store.drop(cookie)
     new_cookie = store.add(signed_in)  # a new session id after sign-in
     log.info("SMART sign-in with %s complete", session.iss)
@@ -548,6 +551,28 @@ async def callback(request: Request, code: str = "", state: str = "", error: str
     resp.headers["cache-control"] = "no-store"
     _set_cookie(request, resp, new_cookie, SESSION_SECONDS)
     return resp
+
+
+def card_context(raw: Any) -> dict[str, Any] | None:
+    """The ``appContext`` of the CDS card the app was opened from (CDS Hooks 2.0: a string the EHR hands to the
+    app at launch; ipexrx's cards put a small JSON object in it: rule, drugs, levels). Anything else - absent,
+    not JSON, another app's shape - is ignored: the context only adds a line to the page, never decides."""
+    if not isinstance(raw, str) or len(raw) > 4000:
+        return None
+    try:
+        ctx = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(ctx, dict):
+        return None
+    raw_drugs, raw_levels = ctx.get("drugs"), ctx.get("levels")
+    drugs = [d for d in (raw_drugs if isinstance(raw_drugs, list) else []) if isinstance(d, str)
+             and FHIR_ID.fullmatch(d)][:5]
+    levels = [str(lv["result"])[:160] for lv in (raw_levels if isinstance(raw_levels, list) else [])
+              if isinstance(lv, dict) and lv.get("result")][:5]
+    if not drugs and not levels:
+        return None
+    return {"drugs": drugs, "levels": levels}
 
 
 def _token_problem(status: int, token: Any) -> str | None:
@@ -614,7 +639,7 @@ async def patient_page(request: Request) -> Response:
     from .web import render
 
     html = render("smart_patient.html", request, title="Assessment from the EHR", a=result, counts=result.counts(),
-                  notes=notes, dosing=dosing_links(result), fhir_base=session.iss,
+                  notes=notes, dosing=dosing_links(result), fhir_base=session.iss, card=session.card_context,
                   counts_read=_counts(bundle), banner=patient_banner(bundle["entry"][0]["resource"]))
     resp = HTMLResponse(html)
     resp.headers["cache-control"] = "no-store"
