@@ -1,8 +1,10 @@
 """Benchmark ``ipexrx screen`` on a synthetic 100k-patient Bulk Data population.
 
     python benchmarks/screen_bench.py [--patients 100000] [--seed 1] [--routine 20] [--threads 2] [--dir DIR]
+                                      [--engine duckdb|spark]
 
-Prints, for the screen (DuckDB engine, run in a child process so its peak RSS is its own):
+Prints, for the screen (DuckDB engine by default, run in a child process so its peak RSS is its own; with
+``--engine spark`` the peak RSS is the Python driver's, not the JVM's):
 wall time, patients/s, peak RSS, and the ratio to a Python floor that merely parses every NDJSON line
 with orjson (also in a child process); then precision-at-k of the generator population (k = the number
 of undiagnosed IPEX and IPEX-like patients). The population is cached under /tmp, keyed by the
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory-limit", default="1GB")
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
     args = ap.parse_args()
 
     from ipexrx.screen import synth
@@ -80,7 +83,7 @@ def main() -> None:
     lines = int(out.strip())
     result_path = data.parent / f"{data.name}-result.json"
     cmd = [sys.executable, "-m", "ipexrx", "screen", "run", str(data), "--json", "--as-of", "2026-06-30",
-           "--threads", str(args.threads), "--memory-limit", args.memory_limit]
+           "--threads", str(args.threads), "--memory-limit", args.memory_limit, "--engine", args.engine]
     screen_wall, screen_rss, _ = _child(cmd, result_path)
     result = json.loads(result_path.read_text(encoding="utf-8"))
     stats = result["stats"]
@@ -98,7 +101,7 @@ def main() -> None:
           f"(Observation gzipped), cpus={os.cpu_count()}, DuckDB threads={args.threads}")
     print(f"parse floor (orjson.loads per line): {floor_wall:.1f} s, {lines / floor_wall:,.0f} lines/s, "
           f"peak RSS {floor_rss:.0f} MB")
-    print(f"ipexrx screen (duckdb, whole CLI run incl. start-up): {screen_wall:.1f} s, "
+    print(f"ipexrx screen ({args.engine}, whole CLI run incl. start-up): {screen_wall:.1f} s, "
           f"{args.patients / screen_wall:,.0f} patients/s, peak RSS {screen_rss:.0f} MB, "
           f"ratio to parse floor {screen_wall / floor_wall:.2f}")
     print(f"  phases: read {stats['read_seconds']} s, score {stats['score_seconds']} s, "
