@@ -119,3 +119,22 @@ def test_a_file_with_no_usable_line_is_refused_as_by_duckdb(spark: Any, tmp_path
     with SparkReader(tmp_path, master="local[2]") as reader, pytest.raises(ScreenInputError,
                                                                             match=r"Procedure.ndjson: no line"):
         reader.load("Procedure")
+
+
+def test_a_truncated_gz_file_is_refused_with_its_name_and_cause(spark: Any, tmp_path: Path) -> None:
+    from ipexrx.screen.errors import ScreenInputError
+    from ipexrx.screen.spark_engine import SparkReader
+
+    shutil.copy(POPULATION / "Patient.ndjson", tmp_path / "Patient.ndjson")
+    (tmp_path / "Observation.ndjson.gz").write_bytes((POPULATION / "Observation.ndjson.gz").read_bytes()[:5000])
+    with SparkReader(tmp_path, master="local[2]") as reader, pytest.raises(
+            ScreenInputError, match=r"Observation.ndjson.gz: cannot be read as NDJSON \(EOFException: Unexpected end"):
+        reader.load("Observation")
+
+
+def test_one_process_keeps_one_spark_master(spark: Any) -> None:
+    from ipexrx.screen.spark_engine import SparkUnavailableError, spark_session
+
+    assert spark_session("local[2]") is spark
+    with pytest.raises(SparkUnavailableError, match=r"already runs Spark with master 'local\[2\]'"):
+        spark_session("local[1]")

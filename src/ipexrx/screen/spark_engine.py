@@ -48,8 +48,16 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 logger.hadoop.name = org.apache.hadoop
 logger.hadoop.level = error
+# a file that cannot be read fails its task: the screen reports it as one clear error, so the task-level
+# stack traces (utils, executor, scheduler, writer) are not printed as well
 logger.sparkutils.name = org.apache.spark.util.Utils
-logger.sparkutils.level = error
+logger.sparkutils.level = off
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = off
+logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
+logger.tasks.level = off
+logger.writer.name = org.apache.spark.sql.execution.datasources.FileFormatWriter
+logger.writer.level = off
 """
 _sessions: dict[str, Any] = {}
 
@@ -78,8 +86,12 @@ def spark_session(master: str | None = None) -> Any:
     except ImportError:
         raise SparkUnavailableError(f"--engine spark needs PySpark, which is not installed: {INSTALL_HINT}") from None
     master = master or os.environ.get("IPEXRX_SPARK_MASTER") or DEFAULT_MASTER
-    if master in _sessions:
+    if master in _sessions and _sessions[master].sparkContext._jsc is not None:  # not stopped
         return _sessions[master]
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        raise SparkUnavailableError(f"--engine spark: this process already runs Spark with master "
+                                    f"{active.sparkContext.master!r}; one process cannot switch to {master!r}")
     _java_home()
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to a loopback" warning
@@ -207,6 +219,7 @@ class SparkReader(DuckDBReader):
                  prefilter: str | None) -> None:
         """Create the DuckDB ``table`` the DuckDB engine would: the view flattened by Spark, staged as Parquet,
         loaded in file and line order."""
+        from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
         from pyspark.sql import functions as F
 
@@ -225,9 +238,9 @@ class SparkReader(DuckDBReader):
             flat = flat.select(*names, F.when(F.col("_use") & F.col("_ok") & F.col("_keep"), F.col("_raw"))
                                .alias("_json"), "_pos")
             flat.write.mode("overwrite").parquet(str(out))
-        except PySparkException as exc:
+        except (PySparkException, Py4JJavaError) as exc:
             listed = ", ".join(p.name for p in files)
-            raise ScreenInputError(f"{listed}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
+            raise ScreenInputError(f"{listed}: cannot be read as NDJSON ({_root_cause(exc)})") from None
         parquet = str(out / "*.parquet")
         if not glob.glob(parquet):
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
@@ -235,6 +248,20 @@ class SparkReader(DuckDBReader):
         cols = ", ".join([*names, "_json"])
         self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM read_parquet(?) "
                          "ORDER BY _file, _line, _pos", [parquet])
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost Java cause of a Spark failure (``EOFException: Unexpected end of input stream``), else the
+    first line of its message."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    try:
+        if java is not None:
+            while java.getCause() is not None:
+                java = java.getCause()
+            return f"{java.getClass().getSimpleName()}: {java.getMessage()}"
+    except Exception:  # the JVM is gone: fall back to the Python-side message
+        pass
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _bytes(text: str) -> int:
