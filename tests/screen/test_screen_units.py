@@ -81,6 +81,19 @@ def test_reference_key_reads_relative_and_absolute_references(tmp_path: Path) ->
         assert "resourceType 'Observation'" in r.stats.bad_lines[0].problem
 
 
+def test_a_condition_with_an_empty_coding_list_is_kept_by_its_text(tmp_path: Path) -> None:
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+
+    (tmp_path / "Patient.ndjson").write_text('{"resourceType":"Patient","id":"a"}\n', encoding="utf-8")
+    (tmp_path / "Condition.ndjson").write_text(
+        '{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/a"},'
+        '"code":{"coding":[],"text":"chronic diarrhoea"}}\n', encoding="utf-8")
+    with DuckDBReader(tmp_path) as r:
+        r.load_all(lambda rd: [])
+        assert r.sql("SELECT id, text, system, code FROM t_condition") == [("c1", "chronic diarrhoea", None, None)]
+        assert r.stats.resources["Condition"] == 1 and r.stats.files["Condition.ndjson"] == 1
+
+
 def test_observations_not_flattened_are_still_type_checked_and_counted(tmp_path: Path) -> None:
     from ipexrx.screen.duckdb_engine import DuckDBReader
 

@@ -68,12 +68,15 @@ def test_spark_counts_the_same_files_resources_and_score_distribution(
 
 def _awkward_export(tmp: Path) -> Path:
     """Patients plus a Condition file with a blank line, CRLF endings, a wrong resourceType, JSON that is
-    not an object and a truncated line; and the same Conditions again gzipped in a second file."""
+    not an object, a truncated line and an empty coding list; and the same Conditions again gzipped in a
+    second file."""
     shutil.copy(POPULATION / "Patient.ndjson", tmp / "Patient.ndjson")
     lines = (POPULATION / "Condition.ndjson").read_text(encoding="utf-8").splitlines()
     lines[10] = '{"resourceType": "Observation", "id": "misfiled"}'
     lines[20] = "[1, 2, 3]"
     lines[30] = ""
+    lines[40] = ('{"resourceType": "Condition", "id": "no-codings", "subject": {"reference": "Patient/p000001"}, '
+                 '"code": {"coding": [], "text": "chronic diarrhoea"}}')
     lines[300] = lines[300][:50]
     (tmp / "Condition.ndjson").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
     with gzip.open(tmp / "Condition-2.ndjson.gz", "wt", encoding="utf-8") as fh:
@@ -108,6 +111,7 @@ def test_spark_numbers_lines_exactly_across_blocks_crlf_blank_lines_and_gz(spark
     assert any("Condition-2.ndjson.gz:301: not valid JSON" in b for b in duck[0])
     assert sparked[1] == duck[1]
     assert sparked[2] == duck[2]
+    assert ("Condition.ndjson", 41, "no-codings") in {r[:3] for r in duck[2]}
 
 
 def test_a_file_with_no_usable_line_is_refused_as_by_duckdb(spark: Any, tmp_path: Path) -> None:

@@ -142,10 +142,11 @@ def spark_view_sql(view: View, source: str, prefilter: str | None = None) -> str
         inner.append(f"CASE WHEN _use THEN try_variant_get(_j, {_lit(p.json_path)}, 'string') END AS _c{i}")
     if view.for_each:
         loop = translate_path(view.name, view.for_each)
-        null_row = "array(CAST(NULL AS VARIANT))"
-        empty = null_row if view.for_each_or_null else "CAST(array() AS ARRAY<VARIANT>)"
-        inner.append(f"posexplode(CASE WHEN _use THEN coalesce(try_variant_get(_j, {_lit(loop.json_path)}, "
-                     f"'array<variant>'), {empty}) ELSE {null_row} END) AS (_pos, _e)")
+        items = (f"coalesce(try_variant_get(_j, {_lit(loop.json_path)}, 'array<variant>'), "
+                 "CAST(array() AS ARRAY<VARIANT>))")
+        keep = f" AND size({items}) > 0" if view.for_each_or_null else ""  # as in views.view_sql
+        inner.append(f"posexplode(CASE WHEN _use{keep} THEN {items} ELSE array(CAST(NULL AS VARIANT)) END) "
+                     "AS (_pos, _e)")
     else:
         inner.append("0 AS _pos")
     rtype_rx = _lit(f'"resourceType"\\s*:\\s*"{view.resource}"')

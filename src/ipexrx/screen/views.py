@@ -180,9 +180,11 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
                   "CASE WHEN _ok THEN NULL ELSE left(_raw, 160) END AS _bad"]
     if view.for_each:
         loop = translate_path(view.name, view.for_each)
-        empty = "[NULL::JSON]" if view.for_each_or_null else "[]::JSON[]"
-        inner_cols.append(f"unnest(CASE WHEN _use THEN coalesce(TRY_CAST(json_extract(_raw, '{loop.json_path}') "
-                          f"AS JSON[]), {empty}) ELSE [NULL::JSON] END) AS _e")
+        items = f"coalesce(TRY_CAST(json_extract(_raw, '{loop.json_path}') AS JSON[]), []::JSON[])"
+        # forEachOrNull: one row of nulls when the collection is missing *or empty* (a Condition with
+        # "coding": [] and a text is kept); forEach: no row for an empty collection
+        keep = f" AND len({items}) > 0" if view.for_each_or_null else ""
+        inner_cols.append(f"unnest(CASE WHEN _use{keep} THEN {items} ELSE [NULL::JSON] END) AS _e")
     rtype_rx = f'"resourceType"\\s*:\\s*"{view.resource}"'
     outer = ["_file", "_line",
              f"_ok AND CASE WHEN _use THEN _v[1] IS NOT DISTINCT FROM '{view.resource}' "
