@@ -84,7 +84,7 @@ def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None) 
     with reg.read_tx() as s:  # the report only reads: no write lock is held while it is built
         scope = "all centres (pooled)" if centre_id is None else \
             f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
-        r = build_report(s, centre_id, scope, today=as_of)
+        r = build_report(s, centre_id, scope, as_of)  # positional: the report day (None: now)
     with reg.tx() as s:
         audit.append(s, actor.audit(), "analytics", "report", "*", centre_id=centre_id,
                      after={"scope": scope, "patients": r.patients})
