@@ -160,7 +160,9 @@ def detail_markdown(alert: Any, base: str, extra: list[str] | None = None, mode:
         parts.append("**Sources**\n\n" + "\n".join(lines))
     else:  # never silently: the reader must know this line is unsupported by a citation
         parts.append(f"**Sources**\n\n{NO_SOURCE}")
-    parts.append(f"Rule: [{_md(alert.rule)}]({base}/rules#rule-{alert.rule}) · "
+    # the rule by its readable name (as on the /rules page); its id stays in the link's anchor only
+    title = alert.rule.split(".", 1)[-1].replace("_", " ").capitalize()
+    parts.append(f"Rule: [{_md(title)}]({base}/rules#rule-{alert.rule}) · "
                  "_ipexrx supports, and never replaces, clinical judgement._")
     return "\n\n".join(parts)
 
