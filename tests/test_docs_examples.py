@@ -45,11 +45,17 @@ def runnable_blocks(path: Path) -> Iterator[tuple[int, list[str]]]:
             f"{path.name}:{i + 1}: {MARK} must be followed by a ```sh block, found {found!r}"
         cmds: list[str] = []
         k = j + 1
+        pending = ""  # a command continued on the next line with a trailing backslash
         while k < len(lines) and lines[k].strip() != "```":
             text = lines[k].strip()
-            if text and not text.startswith("#"):
-                cmds.append(text)
+            if pending or (text and not text.startswith("#")):
+                if text.endswith("\\"):
+                    pending += text[:-1] + " "
+                else:
+                    cmds.append(pending + text)
+                    pending = ""
             k += 1
+        assert not pending, f"{path.name}:{k}: a command ends with a line continuation"
         assert k < len(lines), f"{path.name}:{j + 1}: unterminated code block"
         yield j + 1, cmds
 
@@ -86,6 +92,7 @@ def test_documented_commands_run_and_exit_zero(path: Path, cmds: list[str], tmp_
     from ipexrx.cli import get_app
 
     (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")  # shipped data sets (e.g. the screening population)
     env = {"IPEXRX_DATABASE_URL": f"sqlite:///{tmp_path / 'ipexrx.sqlite3'}", "HOME": str(tmp_path),
            "XDG_DATA_HOME": str(tmp_path / "data"), "http_proxy": "http://127.0.0.1:9",
            "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
