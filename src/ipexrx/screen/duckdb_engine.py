@@ -82,6 +82,15 @@ def find_files(directory: Path) -> tuple[dict[str, list[Path]], list[str]]:
     return found, ignored
 
 
+def prefilter_patterns(codes: list[str], patients: list[str]) -> list[str]:
+    """The regular expressions of a prefilter (see :meth:`DuckDBReader.prefilter_sql`), shared by the engines."""
+    # two patterns OR-ed: one alternation of both is several times slower in RE2
+    alts = ["\"(?:" + "|".join(re.escape(c) for c in codes) + ")\""] if codes else []
+    if patients:
+        alts.append("Patient/(?:" + "|".join(re.escape(p) for p in patients) + ")\"")
+    return alts
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -129,9 +138,11 @@ class DuckDBReader:
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.con.execute(query, params or []).fetchall()
 
-    def prefilter_sql(self, patterns: list[str]) -> str:
-        """An SQL condition over the raw line: any of the regular expressions ``patterns`` matches."""
-        return " OR ".join(f"regexp_matches(_raw, {_quote(a)})" for a in patterns) or "FALSE"
+    def prefilter_sql(self, codes: list[str], patients: list[str]) -> str:
+        """An SQL condition over the raw line: it holds one of ``codes`` as a JSON string (``"<code>"``) or
+        references one of ``patients`` (``Patient/<id>"``)."""
+        return " OR ".join(f"regexp_matches(_raw, {_quote(a)})"
+                           for a in prefilter_patterns(codes, patients)) or "FALSE"
 
     def has(self, rtype: str) -> bool:
         return rtype in self.files
@@ -210,11 +221,7 @@ class DuckDBReader:
             codes = (wanted_codes or {}).get(rtype)
             prefilter = None
             if codes is not None and len(chosen) <= MAX_PREFILTER_PATIENTS:
-                # two patterns OR-ed: one alternation of both is several times slower in RE2
-                alts = ["\"(?:" + "|".join(re.escape(c) for c in codes) + ")\""] if codes else []
-                if chosen:
-                    alts.append("Patient/(?:" + "|".join(re.escape(p) for p in chosen) + ")\"")
-                prefilter = self.prefilter_sql(alts)
+                prefilter = self.prefilter_sql(codes, chosen)
             self.load(rtype, keep_json=KEEP_SAFETY, prefilter=prefilter)
         return chosen
 
