@@ -26,6 +26,7 @@ driver and every executor (a shared file system).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -96,6 +97,7 @@ def spark_session(master: str | None = None) -> Any:
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to a loopback" warning
     conf_dir = Path(tempfile.mkdtemp(prefix="ipexrx-spark-"))
+    atexit.register(shutil.rmtree, conf_dir, True)
     log4j = conf_dir / "log4j2.properties"
     log4j.write_text(_LOG4J, encoding="utf-8")
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
