@@ -121,26 +121,9 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
         c.usable = False
         c.excluded_because = f"built on {_route(m)} doses; the regimen is {route}"
         return c
-    wt = covariates.get("WT")
     pop = s.population
-    if pop.weight_kg is not None:
-        lo, hi = pop.weight_kg
-        if wt is None:
-            c.mismatches.append(f"weight not given: cannot judge against the cohort's {lo:g}-{hi:g} kg")
-        elif lo <= wt <= hi:
-            c.match_score += 3
-            c.matches.append(f"weight {wt:g} kg inside the cohort's {lo:g}-{hi:g} kg")
-        else:
-            c.mismatches.append(f"weight {wt:g} kg outside the cohort's {lo:g}-{hi:g} kg")
-    if pop.age_years is not None:
-        lo, hi = pop.age_years
-        if age_years is None:
-            c.mismatches.append(f"age not given: cannot judge against the cohort's {lo:g}-{hi:g} years")
-        elif lo <= age_years <= hi:
-            c.match_score += 3
-            c.matches.append(f"age {age_years:g} years inside the cohort's {lo:g}-{hi:g} years")
-        else:
-            c.mismatches.append(f"age {age_years:g} years outside the cohort's {lo:g}-{hi:g} years")
+    _range_match(c, "weight", covariates.get("WT"), pop.weight_kg, "kg")
+    _range_match(c, "age", age_years, pop.age_years, "years")
     if pop.contexts:
         best = max(pop.contexts, key=lambda x: CONTEXT_CLOSENESS.get(x, 0))
         close = CONTEXT_CLOSENESS.get(best, 0)
@@ -149,6 +132,21 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
         (c.matches if close >= 2 else c.mismatches).append(
             f"source population: {settings}" + (" (close to IPEX)" if close >= 2 else " (not close to IPEX)"))
     return c
+
+
+def _range_match(c: Candidate, what: str, value: float | None, cohort: tuple[float, float] | None,
+                 unit: str) -> None:
+    """3 points for a value inside the source cohort's range; a missing value is 'cannot judge', no points."""
+    if cohort is None:
+        return
+    lo, hi = cohort
+    if value is None:
+        c.mismatches.append(f"{what} not given: cannot judge against the cohort's {lo:g}-{hi:g} {unit}")
+    elif lo <= value <= hi:
+        c.match_score += 3
+        c.matches.append(f"{what} {value:g} {unit} inside the cohort's {lo:g}-{hi:g} {unit}")
+    else:
+        c.mismatches.append(f"{what} {value:g} {unit} outside the cohort's {lo:g}-{hi:g} {unit}")
 
 
 def rank_models(drug: str, covariates: dict[str, float], age_years: float | None = None,
