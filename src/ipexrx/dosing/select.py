@@ -41,6 +41,8 @@ CONTEXT_CLOSENESS: dict[str, int] = {
     "bone-marrow-failure": 1, "vascular-anomaly": 1, "epilepsy": 1, "oncology": 1,
     "renal-transplant": 0, "liver-transplant": 0, "heart-transplant": 0,
 }
+CONTEXT_LABELS = {"hsct": "HSCT", "immune-dysregulation": "immune dysregulation",
+                  "inflammatory-bowel-disease": "inflammatory bowel disease"}
 DISAGREEMENT_RATIO = 2.0  # models whose suggested daily doses differ more than 2-fold: say so
 SELECTION_SOURCE = ("Uster DW et al. A model averaging/selection approach improves the predictive performance of "
                     "model-informed precision dosing. Clin Pharmacol Ther 2021;109:175-83, doi:10.1002/cpt.2065")
@@ -128,7 +130,7 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
         best = max(pop.contexts, key=lambda x: CONTEXT_CLOSENESS.get(x, 0))
         close = CONTEXT_CLOSENESS.get(best, 0)
         c.match_score += close
-        settings = ", ".join(x.replace("-", " ") for x in pop.contexts)
+        settings = ", ".join(CONTEXT_LABELS.get(x, x.replace("-", " ")) for x in pop.contexts)
         (c.matches if close >= 2 else c.mismatches).append(
             f"source population: {settings}" + (" (close to IPEX)" if close >= 2 else " (not close to IPEX)"))
     return c
@@ -189,8 +191,7 @@ def with_comedications(m: CompiledModel, covariates: dict[str, float],
     for name, cv in m.spec.covariates.items():
         if cv.comedication and name not in out:
             out[name] = 1.0 if cv.comedication in listed else 0.0
-            notes.append(f"{name} = {out[name]:g}: {cv.comedication} {'is' if out[name] else 'is not'} on the "
-                         "stated co-medication list")
+            notes.append(f"{cv.comedication}: {'yes' if out[name] else 'no'} (from the stated co-medication list)")
     return out, notes
 
 
