@@ -200,6 +200,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .dosing_web import mount_dosing
 
     mount_dosing(app)
+    from .screen_web import mount_screen
+
+    mount_screen(app)
     if settings.registry:
         from ..registry import Registry
         from .registry_mount import mount_registry
