@@ -207,7 +207,8 @@ def _index(kind: str) -> list[str]:
 
 def _web_pages() -> Iterator[Any]:
     for path in ("/", "/manifestations", "/drugs", "/classes", "/sources", "/rules", "/search?q=FKBP12",
-                 "/search?q=sirolimis", "/assess", "/dosing", "/registry/login"):
+                 "/search?q=sirolimis", "/assess", "/dosing", "/screen",
+                 "/registry/login"):
         yield pytest.param(path, id=path)
 
 
