@@ -181,3 +181,44 @@ def test_a_busy_analysis_pool_is_a_503_page_with_retry_after(dev_client: TestCli
         pool.admitted = saved
     assert r.status_code == 503 and r.headers["retry-after"].isdigit()
     assert "busy" in visible_text(r.text)
+
+
+def test_a_large_gzip_export_is_screened_not_refused_for_its_compressed_bytes(dev_client: TestClient) -> None:
+    """Compressed bytes hold random brackets; the request limits leave the nesting check to the route, which
+    checks the decompressed lines."""
+    import base64
+    import os
+
+    from ipexrx.service.limits import json_too_deep
+
+    lines = [b'{"resourceType": "Patient", "id": "p%d", "gender": "male", "birthDate": "2020-01-01", '
+             b'"text": {"status": "generated", "div": "%s"}}\n' % (i, base64.b64encode(os.urandom(750)))
+             for i in range(2000)]
+    data = gzip.compress(b"".join(lines))
+    assert len(data) > 2**20 and json_too_deep(data, 64)  # the raw-body check would have refused it
+    r = _post(dev_client, [("Patient.ndjson.gz", data)])
+    assert r.status_code == 200 and "Patients read: 2000" in r.text
+
+
+def test_a_line_nested_too_deep_is_a_422_naming_file_and_line(dev_client: TestClient) -> None:
+    deep = b'{"resourceType": "Condition", "id": "c1", "note": ' + b"[" * 100 + b"]" * 100 + b"}\n"
+    r = _post(dev_client, [("Patient.ndjson", PATIENT), ("Condition.ndjson", PATIENT.replace(b"Patient", b"X") + deep)])
+    assert r.status_code == 422
+    text = visible_text(r.text)
+    assert "Condition.ndjson, line 2" in text and "at most 64 levels of nesting" in text
+
+
+def test_a_truncated_gzip_file_is_a_422_naming_the_file(dev_client: TestClient) -> None:
+    data = gzip.compress(PATIENT * 50)
+    r = _post(dev_client, [("Patient.ndjson.gz", data[: len(data) // 2])])
+    assert r.status_code == 422
+    assert "Patient.ndjson.gz" in visible_text(r.text) and "a complete gzip-compressed file" in visible_text(r.text)
+
+
+def test_files_that_decompress_beyond_the_limit_are_a_413_page(dev_client: TestClient,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.service import screen_web
+
+    monkeypatch.setattr(screen_web, "MAX_TEXT_BYTES", 4096)
+    r = _post(dev_client, [("Patient.ndjson.gz", gzip.compress(PATIENT * 200))])
+    assert r.status_code == 413 and "once decompressed" in visible_text(r.text)

@@ -24,6 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
 _AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Multipart uploads whose route checks the nesting of every line of every (decompressed) file itself, naming the
+# file and line: the population screen's Bulk Data files, often gzip-compressed. Compressed bytes are not text:
+# their random brackets nest "deeper" than any limit in a file of a megabyte or more, so the check of the raw
+# body would refuse every real export.
+DEPTH_CHECKED_BY_ROUTE = frozenset({"/screen"})
 
 
 def json_too_deep(raw: bytes, limit: int) -> bool:
@@ -116,7 +121,9 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if json_too_deep(body, self.max_depth):
+        by_route = scope.get("path") in DEPTH_CHECKED_BY_ROUTE and (content_type or b"").lower().startswith(
+            b"multipart/form-data")
+        if not by_route and json_too_deep(body, self.max_depth):
             what = "the JSON body nests" if _is_json(content_type) else "the request body nests brackets"
             await refuse(send, 400, "json_too_deep", f"{what} more than {self.max_depth} levels deep")
             return

@@ -25,6 +25,8 @@ from fastapi.responses import HTMLResponse
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # all files together
 MAX_FILES = 40
+MAX_TEXT_BYTES = 400 * 2**20  # all files together once decompressed (a gzip bomb is refused, not screened)
+MAX_LINE_BYTES = 16 * 2**20
 _NAME = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)(?:[-._]\d+)?\.ndjson(?:\.gz)?$")  # the engine's Bulk Data file names
 _JSON_PATH = re.compile(r"\$\.entry\[(\d+)\]\.resource")
 _OTHER_PATH = re.compile(r"\$(?:\.[A-Za-z_][\w]*|\[\d+\])+")
@@ -86,12 +88,50 @@ def _view(result: dict[str, Any], csvs: dict[str, str]) -> dict[str, Any]:
             "method_refs": method_refs, "sources": sources.items, "csv_links": links}
 
 
-def screen_files(files: list[tuple[str, bytes]], as_of: dt.date) -> tuple[dict[str, Any], dict[str, str]]:
+def check_lines(files: list[tuple[str, bytes]], max_depth: int) -> None:
+    """Every line of every file (decompressed) nests at most ``max_depth`` brackets deep, the whole text is at most
+    MAX_TEXT_BYTES, and a .gz file decompresses; else ScreenFormError naming the file and line. (The service's
+    request limits leave this check of the uploads to this route: see limits.DEPTH_CHECKED_BY_ROUTE.)"""
+    import gzip
+    import io
+    import zlib
+
+    from .limits import json_too_deep
+
+    total = 0
+    for name, data in files:
+        stream: Any = gzip.GzipFile(fileobj=io.BytesIO(data)) if name.endswith(".gz") else io.BytesIO(data)
+        number = 0
+        try:
+            while line := stream.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                total += len(line)
+                if total > MAX_TEXT_BYTES:
+                    raise ScreenFormError(413, f"the files together must be at most {MAX_TEXT_BYTES // 2**20} MB "
+                                               f"once decompressed; {name} takes them past that at line {number}")
+                if len(line) > MAX_LINE_BYTES:
+                    raise ScreenFormError(422, "A line is too long to be one resource.", [{
+                        "where": f"{name}, line {number}", "expected": f"at most {MAX_LINE_BYTES // 2**20} MB",
+                        "got": "a longer line"}])
+                if json_too_deep(line, max_depth):
+                    raise ScreenFormError(422, "A line nests too deep to be read safely; nothing was screened.", [{
+                        "where": f"{name}, line {number}", "expected": f"at most {max_depth} levels of nesting",
+                        "got": "more"}])
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ScreenFormError(422, "A compressed file cannot be read.", [{
+                "where": name, "expected": "a complete gzip-compressed file",
+                "got": f"{type(exc).__name__}: {exc}"[:200]}]) from None
+
+
+def screen_files(files: list[tuple[str, bytes]], as_of: dt.date, max_depth: int = 64,
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Screen the uploaded files (written to a temporary directory, removed afterwards) with the DuckDB engine;
-    returns the result and the three CSV worklists' text. Raises ScreenInputError for input that cannot be read."""
+    returns the result and the three CSV worklists' text. Raises ScreenFormError for a file that cannot be taken
+    in (:func:`check_lines`) and ScreenInputError for input that cannot be read."""
     from ..screen.report import write_csvs
     from ..screen.run import screen
 
+    check_lines(files, max_depth)
     with tempfile.TemporaryDirectory(prefix="ipexrx-screen-") as tmp:
         data_dir = Path(tmp) / "export"
         data_dir.mkdir()
@@ -189,7 +229,8 @@ async def _submit(request: Request) -> HTMLResponse:
         if as_of > dt.date.today() + dt.timedelta(days=1):
             raise ScreenFormError(422, "The screening date is in the future.", [
                 {"where": "screening date", "expected": "today or an earlier date", "got": as_of_text}])
-        result, csvs = await pool_of(request.app).run(screen_files, files, as_of)
+        depth = request.app.state.settings.max_json_depth
+        result, csvs = await pool_of(request.app).run(screen_files, files, as_of, depth)
     except ScreenFormError as exc:
         return _page(request, exc.status, as_of=as_of_text, error={"message": exc.message, "problems": exc.problems})
     except ApiError as exc:  # the analysis pool is busy: say so, with the same Retry-After
