@@ -70,3 +70,27 @@ def test_the_worklists_are_readable_sortable_downloadable_and_accessible(browser
         assert violations == []
     finally:
         ctx.close()
+
+
+def test_files_over_the_limit_are_refused_in_the_browser_before_they_are_sent(
+        browser: Any, server: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from ipexrx.service import screen_web
+
+    monkeypatch.setattr(screen_web, "MAX_UPLOAD_BYTES", 2 * 2**20)  # the server runs in this process
+    ctx = browser.new_context(viewport={"width": 375, "height": 740})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(20000)
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        page.goto(f"{server}/screen")
+        big = b'{"resourceType": "Patient", "id": "p1"}\n' * 80000  # 3.2 MB
+        page.get_by_label("NDJSON files", exact=False).set_input_files(
+            [{"name": "Patient.ndjson", "mimeType": "application/x-ndjson", "buffer": big}])
+        page.get_by_role("button", name="Screen").click()
+        error = page.locator("#size-error")
+        error.wait_for()
+        assert "expected at most 2 MB together" in error.inner_text() and posts == []
+        assert _axe_violations(page) == []
+    finally:
+        ctx.close()

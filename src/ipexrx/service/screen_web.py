@@ -197,7 +197,7 @@ def _page(request: Request, status: int = 200, *, as_of: str | None = None, **ct
     from .web import render
 
     body = render("screen.html", request, title="Screen a population", as_of=as_of or dt.date.today().isoformat(),
-                  max_mb=MAX_UPLOAD_BYTES // 2**20, **ctx)
+                  max_mb=MAX_UPLOAD_BYTES // 2**20, max_bytes=MAX_UPLOAD_BYTES, **ctx)
     return HTMLResponse(body, status_code=status)
 
 

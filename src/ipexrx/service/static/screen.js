@@ -27,6 +27,25 @@
     });
     rows.forEach(function (r) { body.appendChild(r); });
   }
+  // Files over the size limit: said before they are sent (the server would refuse them with 413 too)
+  var form = document.getElementById("screen-form");
+  var input = document.getElementById("screen-files");
+  var sizeError = document.getElementById("size-error");
+  if (form && input && sizeError) {
+    form.addEventListener("submit", function (event) {
+      var limit = parseInt(form.getAttribute("data-max-bytes"), 10);
+      var total = 0;
+      for (var i = 0; i < input.files.length; i++) { total += input.files[i].size; }
+      if (limit && total > limit) {
+        event.preventDefault();
+        sizeError.textContent = "The files chosen take " + (total / 1048576).toFixed(1) + " MB; expected at most " +
+          (limit / 1048576).toFixed(0) + " MB together. Screen a larger export with the command line (ipexrx screen).";
+        sizeError.hidden = false;
+      } else {
+        sizeError.hidden = true;
+      }
+    });
+  }
   var tables = document.querySelectorAll("table.sortable");
   Array.prototype.forEach.call(tables, function (table) {
     var headings = table.tHead ? table.tHead.rows[0].cells : [];
