@@ -223,3 +223,17 @@ def test_files_that_decompress_beyond_the_limit_are_a_413_page(dev_client: TestC
     monkeypatch.setattr(screen_web, "MAX_TEXT_BYTES", 4096)
     r = _post(dev_client, [("Patient.ndjson.gz", gzip.compress(PATIENT * 200))])
     assert r.status_code == 413 and "once decompressed" in visible_text(r.text)
+
+
+def test_a_screening_date_in_the_future_is_a_422(dev_client: TestClient) -> None:
+    later = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    r = _post(dev_client, [("Patient.ndjson", PATIENT)], as_of=later)
+    assert r.status_code == 422 and "today or an earlier date" in visible_text(r.text)
+
+
+def test_only_multipart_uploads_to_the_screen_skip_the_raw_body_nesting_check(dev_client: TestClient) -> None:
+    deep = b"[" * 100 + b"]" * 100
+    r = dev_client.post("/screen", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "json_too_deep"
+    r = dev_client.post("/dosing", content=deep, headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 400 and r.json()["error"] == "json_too_deep"
