@@ -237,3 +237,15 @@ def test_only_multipart_uploads_to_the_screen_skip_the_raw_body_nesting_check(de
     assert r.status_code == 400 and r.json()["error"] == "json_too_deep"
     r = dev_client.post("/dosing", content=deep, headers={"content-type": "multipart/form-data; boundary=x"})
     assert r.status_code == 400 and r.json()["error"] == "json_too_deep"
+
+
+def test_the_uploaded_files_are_deleted_after_the_screen_and_after_an_error(dev_client: TestClient) -> None:
+    import tempfile
+
+    def left() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("ipexrx-screen-*")}
+
+    before = left()
+    assert _post(dev_client, [("Patient.ndjson", PATIENT)]).status_code == 200
+    assert _post(dev_client, [("Patient.ndjson", b"ID,NAME\n1,x\n")]).status_code == 422
+    assert left() == before
