@@ -67,6 +67,16 @@ def test_known_cases_are_listed_apart_not_as_candidates(result: dict[str, Any], 
     assert all("LRBA" in kinds[p] for p, g in truth.items() if g.startswith("ipex-like-known:"))
 
 
+def test_a_diagnosis_made_after_the_screening_date_was_not_known_then() -> None:
+    import datetime as dt
+
+    from ipexrx.screen.run import screen
+
+    before = screen(POPULATION, as_of=dt.date(2026, 1, 1))  # p000199's IPEX diagnosis is dated 2026-06-29
+    assert "p000199" not in {k["patient"] for k in before["known"]}
+    assert "p000199" in {k["patient"] for k in screen(POPULATION, as_of=dt.date(2026, 7, 1))["known"]}
+
+
 def _invalid_lines(name: str) -> list[int]:
     import gzip
     import json

@@ -135,6 +135,8 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase, as_of: dt.date,
         label = text or display or ""
         evidence = f"{_code_label(system, code)} {display or text or ''}".strip() if code else f"text '{label}'"
         if tag.startswith("dx:"):
+            if date is not None and date > as_of:
+                continue  # a diagnosis made after the screening date was not known on that date
             kind = "IPEX" if tag == "dx:ipex" else f"IPEX-like disorder ({tag.split(':', 2)[2]})"
             if vstatus in ("provisional", "differential", "unconfirmed"):
                 kind += f" (suspected: verification status '{vstatus}')"  # already being worked up
