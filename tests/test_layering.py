@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"knowledge", "patient", "assess", "reference", "dosing"},
     "registry": {"knowledge", "storage", "patient", "assess", "reference", "dosing"},
     "screen": {"knowledge", "patient", "assess"},
-    "service": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report"},
+    "service": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report",
+                "screen"},
     "cli": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report", "service",
             "screen"},
 }
