@@ -445,8 +445,8 @@ class Registry:
     def actor_for_form(self, session_token: str, csrf: str | None) -> Actor:
         """The user of a web session posting a form: the session must be valid and the CSRF token match."""
         if not csrf or not check_csrf(session_token, csrf):
-            raise PermissionDenied("the form's CSRF token is missing or does not match this session; reload the "
-                                   "page and submit again")
+            raise PermissionDenied("the form's security token is missing or does not match your sign-in; reload "
+                                   "the form and submit again")
         return self.actor_for_token(session_token)
 
     def revoke_token(self, actor: Actor, token: str) -> None:
