@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from . import app
+from .options import date_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -25,13 +26,7 @@ SEV_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow",
 
 
 def _as_of(value: str | None) -> dt.date:
-    if value is None:
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
-        raise typer.Exit(2) from None
+    return date_option(value) or dt.date.today()
 
 
 def _read(path: Path) -> bytes:

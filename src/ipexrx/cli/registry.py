@@ -202,15 +202,9 @@ def demo(
 
 
 def _report_date(value: str | None) -> Any:
-    import datetime as dt
+    from .options import date_option
 
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
-        raise typer.Exit(2) from None
+    return date_option(value)
 
 
 def _write_report(reg: Any, actor: Any, out: Path, as_of: str | None = None) -> None:

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import app
+from .options import date_option
 
 
 class _DefaultRun(TyperGroup):
@@ -33,13 +34,7 @@ app.add_typer(screen_app, name="screen")
 
 
 def _as_of(value: str | None) -> dt.date:
-    if value is None:
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        typer.echo(f"error: --as-of expects a date as YYYY-MM-DD, got {value!r}", err=True)
-        raise typer.Exit(2) from None
+    return date_option(value) or dt.date.today()
 
 
 @screen_app.command("run")
