@@ -100,7 +100,7 @@ def write_png(curve: Curve, path: str | Path) -> Path:
     return p
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering lo..hi."""
     span = hi - lo
     if not span > 0:
@@ -124,7 +124,7 @@ def svg(curve: Curve, dom_id: str = "plot") -> str:
     if curve.obs_y.size:
         ys.append(float(np.max(curve.obs_y)))
     ymax = max(ys) * 1.08 or 1.0
-    yt = _ticks(0.0, ymax)
+    yt = ticks(0.0, ymax)
     ymax = max(ymax, yt[-1])
     t0, t1 = float(curve.times[0]), float(curve.times[-1])
 
@@ -160,7 +160,7 @@ def svg(curve: Curve, dom_id: str = "plot") -> str:
                  f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{H - mb}" stroke="black"/>')
     for v in yt:
         parts.append(f'<text x="{ml - 6}" y="{Y(v) + 5:.1f}" font-size="14" text-anchor="end">{v:g}</text>')
-    for v in _ticks(t0, t1, 6):
+    for v in ticks(t0, t1, 6):
         parts.append(f'<text x="{X(v):.1f}" y="{H - mb + 20}" font-size="14" text-anchor="middle">{v:g}</text>')
     parts.append(f'<text x="{(W + ml) / 2:.0f}" y="{H - 8}" font-size="14" text-anchor="middle">time (h)</text>')
     parts.append(f'<text x="16" y="{(H - mb + mt) / 2:.0f}" font-size="14" text-anchor="middle" '
@@ -183,48 +183,8 @@ def svg(curve: Curve, dom_id: str = "plot") -> str:
 
 
 def write_html(curve: Curve, path: str | Path, details: list[str] | None = None) -> Path:
-    W, H, ml, mr, mt, mb = 820, 420, 70, 20, 40, 50
-    ys = [curve.hi.max(), curve.ipred.max()] + ([curve.target[1]] if curve.target else [])
-    if curve.obs_y.size:
-        ys.append(float(np.max(curve.obs_y)))
-    ymax = float(max(ys)) * 1.08 or 1.0
-    t0, t1 = float(curve.times[0]), float(curve.times[-1])
-
-    def X(t: float) -> float:
-        return ml + (t - t0) / (t1 - t0 or 1) * (W - ml - mr)
-
-    def Y(y: float) -> float:
-        return H - mb - y / ymax * (H - mt - mb)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" '
-             f'aria-label="{html.escape(curve.title)}">']
-    if curve.target:
-        lo, hi = curve.target
-        parts.append(f'<rect x="{ml}" y="{Y(hi):.1f}" width="{W - ml - mr}" height="{Y(lo) - Y(hi):.1f}" '
-                     f'fill="green" fill-opacity="0.15"><title>target {lo:g}-{hi:g} {curve.unit}</title></rect>')
-    band = " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times, curve.hi, strict=True))
-    band += " " + " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times[::-1], curve.lo[::-1], strict=True))
-    parts.append(f'<polygon points="{band}" fill="steelblue" fill-opacity="0.25"><title>90 % band</title></polygon>')
-    line = " ".join(f"{X(t):.1f},{Y(y):.1f}" for t, y in zip(curve.times, curve.ipred, strict=True))
-    parts.append(f'<polyline points="{line}" fill="none" stroke="steelblue" stroke-width="2"/>')
-    step = max(1, len(curve.times) // 60)
-    for t, y, lo_, hi_ in list(zip(curve.times, curve.ipred, curve.lo, curve.hi, strict=True))[::step]:
-        parts.append(f'<circle cx="{X(t):.1f}" cy="{Y(y):.1f}" r="6" fill="transparent"><title>t = {t:.1f} h: '
-                     f'{y:.3g} {curve.unit} (90 %: {lo_:.3g}-{hi_:.3g})</title></circle>')
-    for t, y in zip(curve.obs_t, curve.obs_y, strict=True):
-        parts.append(f'<circle cx="{X(t):.1f}" cy="{Y(y):.1f}" r="4" fill="black"><title>observed at {t:g} h: '
-                     f'{y:g} {curve.unit}</title></circle>')
-    parts.append(f'<line x1="{ml}" y1="{H - mb}" x2="{W - mr}" y2="{H - mb}" stroke="black"/>')
-    parts.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{H - mb}" stroke="black"/>')
-    for k in range(6):
-        yv = ymax * k / 5
-        parts.append(f'<text x="{ml - 6}" y="{Y(yv) + 4:.1f}" font-size="11" text-anchor="end">{yv:.3g}</text>')
-        tv = t0 + (t1 - t0) * k / 5
-        parts.append(f'<text x="{X(tv):.1f}" y="{H - mb + 16}" font-size="11" text-anchor="middle">{tv:.0f}</text>')
-    parts.append(f'<text x="{(W + ml) / 2}" y="{H - 10}" font-size="12" text-anchor="middle">time (h)</text>')
-    parts.append(f'<text x="16" y="{H / 2}" font-size="12" transform="rotate(-90 16 {H / 2})" '
-                 f'text-anchor="middle">concentration ({html.escape(curve.unit)})</text>')
-    parts.append("</svg>")
+    """A standalone page with the plot (:func:`svg`, the same drawing as the web page's) and ``details``."""
+    parts = [svg(curve)]
     items = "".join(f"<li>{html.escape(d)}</li>" for d in (details or []))
     page = (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"

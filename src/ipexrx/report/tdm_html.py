@@ -55,23 +55,6 @@ def _num(x: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi]."""
-    span = hi - lo
-    if span <= 0:
-        return [lo]
-    raw = span / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step) * step
-    out = []
-    t = first
-    while t <= hi + 1e-9 * step:
-        out.append(round(t, 10))
-        t += step
-    return out
-
-
 def plot_svg(report: TDMReport) -> str:
     """The concentration-time plot as an SVG element (a string; the caller marks it safe).
 
@@ -79,6 +62,8 @@ def plot_svg(report: TDMReport) -> str:
     uncertainty only; line: the individual (or population) prediction; green band: the target; dots: measured
     levels (red ring: a level the model cannot explain); open triangles: levels below the limit of
     quantification; dashed line: where the suggested regimen starts."""
+    from ..dosing.plot import ticks  # the dosing stack is loaded already when a TDM report exists
+
     c = report.curve
     if c is None:
         return ""
@@ -89,7 +74,7 @@ def plot_svg(report: TDMReport) -> str:
         ys.append(report.target.high)
     ys += [lv.value for lv in report.patient.levels if lv.value is not None]
     ymax = max(ys) * 1.08 or 1.0
-    yt = _ticks(0.0, ymax)
+    yt = ticks(0.0, ymax)
     ymax = max(ymax, yt[-1])
 
     def X(v: float) -> float:
@@ -138,7 +123,7 @@ def plot_svg(report: TDMReport) -> str:
     for v in yt:
         p.append(f'<line x1="{ML - 4}" y1="{Y(v):.1f}" x2="{ML}" y2="{Y(v):.1f}" stroke="black"/>'
                  f'<text x="{ML - 6}" y="{Y(v) + 3.5:.1f}" font-size="10" text-anchor="end">{_num(v)}</text>')
-    for v in _ticks(t0, t1, 8):
+    for v in ticks(t0, t1, 8):
         p.append(f'<line x1="{X(v):.1f}" y1="{H - MB}" x2="{X(v):.1f}" y2="{H - MB + 4}" stroke="black"/>'
                  f'<text x="{X(v):.1f}" y="{H - MB + 15}" font-size="10" text-anchor="middle">{_num(v)}</text>')
     p.append(f'<text x="{(W + ML) / 2:.0f}" y="{H - 6}" font-size="11" text-anchor="middle">time (h)</text>')
