@@ -383,6 +383,11 @@ async def recommend_upload(
         rec, problems = await pool_of(request.app).run(work)
     except DosingError as exc:
         raise _dosing_error(exc) from None
+    return _upload_answer(rec, problems, m)
+
+
+def _upload_answer(rec: Any, problems: list[Any], m: Any) -> Response:
+    """The /recommend JSON plus the warning-level input checks and the model's concentration unit."""
     out = rec.as_dict()
     out["input_checks"] = [p.as_dict() for p in problems]
     out["unit"] = m.spec.outputs[0].unit
@@ -416,7 +421,4 @@ def _upload_by_drug(drug: str, data: bytes, filename: str, covs: dict[str, float
         problems = check_inputs(m, rec.subject, own, interval_h=interval_h)  # warnings only: errors stopped it above
     except DosingError as exc:
         raise _dosing_error(exc) from None
-    out = rec.as_dict()
-    out["input_checks"] = [p.as_dict() for p in problems]
-    out["unit"] = m.spec.outputs[0].unit
-    return _json(out)
+    return _upload_answer(rec, problems, m)
