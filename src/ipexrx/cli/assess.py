@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..assess.models import Alert, Assessment, PlanChoice, SourceRef
     from ..patient.errors import PatientInputError
+    from ..reference.citations import CitationNumbers
 
 SEV_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold white on blue"}
 
@@ -208,28 +209,13 @@ def assessments_show(
 # ---------------------------------------------------------------------------------------------
 # Terminal report
 # ---------------------------------------------------------------------------------------------
-class _Cites:
-    """Numbered citations shared by the whole report, printed once at the end."""
-
-    def __init__(self) -> None:
-        self.refs: dict[str, tuple[int, SourceRef]] = {}
-
-    def mark(self, sources: list[SourceRef]) -> str:
-        nums = []
-        for s in sources:
-            if s.citation not in self.refs:
-                self.refs[s.citation] = (len(self.refs) + 1, s)
-            nums.append(self.refs[s.citation][0])
-        return "".join(f"[{n}]" for n in sorted(set(nums)))
-
-
-def _alert(console: Console, al: Alert, cites: _Cites) -> None:
+def _alert(console: Console, al: Alert, cites: CitationNumbers[SourceRef]) -> None:
     from rich.text import Text
 
     head = Text()
     head.append(f" {al.severity.value.upper()} ", style=SEV_STYLE[al.severity.value])
     head.append(f" {al.summary} ", style="bold")
-    head.append(cites.mark(al.sources), style="dim")
+    head.append(cites.marker(al.sources), style="dim")
     console.print(head)
     console.print(Text(f"   Why: {al.reasoning}"))
     console.print(Text(f"   Action: {al.action}", style="italic"))
@@ -273,7 +259,9 @@ def render_assessment(a: Assessment, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    cites = _Cites()
+    from ..assess.citations import assessment_citations
+
+    cites = assessment_citations(a)  # the numbers the web page and the printout show too
     p = a.patient
     dx = "no IPEX or IPEX-like diagnosis" if p.diagnosis == "none" else p.diagnosis
     who = f"Patient {p.id or '(no id)'}: {dx}"
@@ -301,12 +289,12 @@ def render_assessment(a: Assessment, console: Console) -> None:
     if h is not None:
         body = Text()
         body.append(f"Status: {h.status}{f' ({h.when()})' if h.date else ''}. ", style="bold")
-        body.append(h.curative_statement + " " + cites.mark(h.sources))
+        body.append(h.curative_statement + " " + cites.marker(h.sources))
         if h.recommendation:
             body.append("\n" + h.recommendation, style="bold")
         body.append("\n" + h.applies_to_diagnosis, style="dim")
         for f in h.figures:
-            body.append(f"\n  - {f.name}: {figure_text(f)} {cites.mark([f.source])}")
+            body.append(f"\n  - {f.name}: {figure_text(f)} {cites.marker([f.source])}")
         if h.read_from:
             body.append("\nRead from: " + "; ".join(h.read_from), style="dim")
         for note in h.notes:
@@ -314,7 +302,7 @@ def render_assessment(a: Assessment, console: Console) -> None:
         if h.followup:
             body.append("\nAfter HSCT:", style="bold")
         for st in h.followup:
-            body.append(f"\n  - {st.text} {cites.mark(st.sources)}" + (f" ({st.evidence})" if st.evidence else ""))
+            body.append(f"\n  - {st.text} {cites.marker(st.sources)}" + (f" ({st.evidence})" if st.evidence else ""))
         console.print(Panel(body, title="Curative therapy (HSCT)", title_align="left"))
 
     if a.ipex_plan:
@@ -334,7 +322,7 @@ def render_assessment(a: Assessment, console: Console) -> None:
             elif o.patient_planned:
                 line.append("  [planned]", style="bold cyan")
             console.print(line)
-            console.print(Text(f"     {o.statement} {cites.mark(o.sources)}"))
+            console.print(Text(f"     {o.statement} {cites.marker(o.sources)}"))
             for c in o.caveats:
                 console.print(Text(f"     Caveat: {c}", style="dim"))
         for c in m.caveats:
@@ -354,10 +342,10 @@ def render_assessment(a: Assessment, console: Console) -> None:
         console.print(Text("Input warnings", style="bold underline"))
         for w in a.warnings:
             console.print(Text(f"  {plain_location(w.path)}: {w.message}"))
-    if cites.refs:
+    if cites:
         console.print(Text("Sources", style="bold underline"))
-        for n, s in sorted(cites.refs.values(), key=lambda x: x[0]):
-            console.print(Text(f"  [{n}] {s.citation}: {s.short()}", style="dim"))
+        for n, s in cites.items():
+            console.print(Text(f"  [{n}] {s.short()}", style="dim"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Rich rendering of the reference views for the terminal.
 
 Sources stay visible without drowning the text: each statement ends with bracketed numbers
-(``[1,3]``) and an evidence tag, and a numbered legend at the end of the view spells out each
+(``[1, 3]``) and an evidence tag, and a numbered legend at the end of the view spells out each
 citation (source title, section heading, DOI/PMID). Numbers are assigned in order of first
 appearance, so the same view always prints the same numbers.
 
@@ -20,6 +20,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from ..reference.citations import CitationNumbers
 from ..reference.models import (
     CitationView,
     ClassView,
@@ -39,29 +40,25 @@ def console() -> Console:
 
 
 class Legend:
-    """Numbers citations in order of first use."""
+    """Numbers citations in order of first use (the numbering the web pages and printouts use:
+    :mod:`ipexrx.reference.citations`)."""
 
     def __init__(self) -> None:
-        self.numbers: dict[tuple[str, str | None], int] = {}
-        self.cites: list[CitationView] = []
+        self.numbers: CitationNumbers[CitationView] = CitationNumbers()
+
+    @property
+    def cites(self) -> list[CitationView]:
+        return self.numbers.entries()
 
     def refs(self, cites: Iterable[CitationView]) -> str:
-        nums: list[int] = []
-        for c in cites:
-            key = (c.source, c.locator)
-            if key not in self.numbers:
-                self.cites.append(c)
-                self.numbers[key] = len(self.cites)
-            if self.numbers[key] not in nums:
-                nums.append(self.numbers[key])
-        return "[" + ",".join(map(str, nums)) + "]" if nums else ""
+        return self.numbers.marker(cites)
 
     def table(self) -> Group:
         rows: list[RenderableType] = []
         for c in self.cites:
-            ident = " ".join(x for x in (f"DOI {c.doi}" if c.doi else "", f"PMID {c.pmid}" if c.pmid else "") if x)
+            ident = "; ".join(x for x in (f"DOI {c.doi}" if c.doi else "", f"PMID {c.pmid}" if c.pmid else "") if x)
             line = Text(c.label)
-            line.append(f"  ({c.source}{'#' + c.locator if c.locator else ''}; {c.kind}", style="dim")
+            line.append(f"  ({c.kind}", style="dim")
             line.append(f"; {ident}" if ident else "", style="dim")
             verification = c.verification
             if verification and verification != "primary":
@@ -349,7 +346,7 @@ def render_drug(v: DrugMonograph, console: Console) -> None:
         for n in sf.section_notes:
             line = Text(f"- {n.text}", style="yellow" if n.status == "not-encoded" else "")
             if n.sources:
-                line.append(" [" + "; ".join(c.label for c in n.sources) + "]", style="cyan")
+                line.append(" " + r.legend.refs(n.sources), style="cyan")
             gap_lines.append(line)
         r.section("Sections with nothing shown above", Group(*gap_lines), "bold yellow")
     if sf.screening:

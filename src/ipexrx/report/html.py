@@ -35,4 +35,7 @@ def _env() -> jinja2.Environment:
 
 def render_assessment_html(assessment: Assessment) -> str:
     """The assessment as a complete HTML document (UTF-8 text)."""
-    return _env().get_template("assessment.html").render(a=assessment, counts=assessment.counts())
+    from ..assess.citations import assessment_citations
+
+    return _env().get_template("assessment.html").render(a=assessment, counts=assessment.counts(),
+                                                         cn=assessment_citations(assessment))

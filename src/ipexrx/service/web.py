@@ -41,14 +41,25 @@ def env() -> Any:
     from ..patient.errors import plain_location
 
     e.filters["place"] = plain_location  # a JSON path in words ("medication 2 (dose)") for readers
+    e.globals["assessment_citations"] = _assessment_citations
     return e
+
+
+def _assessment_citations(a: Any) -> Any:
+    """An assessment's numbered sources: the numbers its terminal report and printout show too."""
+    from ..assess.citations import assessment_citations
+
+    return assessment_citations(a)
 
 
 def render(template: str, request: Request | None = None, **ctx: Any) -> str:
     from ..knowledge import get_kb
 
     meta = get_kb().meta
+    from ..reference.citations import CitationNumbers
+
     page_url = str(request.url) if request is not None else ""
+    ctx.setdefault("cn", CitationNumbers())  # the page's numbered sources, in order of first citation
     return str(env().get_template(template).render(meta=meta, version=__version__, page_url=page_url, **ctx))
 
 
