@@ -113,6 +113,7 @@ def _register() -> None:
     from . import kb as _kb  # noqa: F401  (modules register their commands on import)
     from . import reference as _reference  # noqa: F401
     from . import registry as _registry  # noqa: F401
+    from . import sandbox as _sandbox  # noqa: F401
     from . import schema as _schema  # noqa: F401
     from . import screen as _screen  # noqa: F401
     from . import serve as _serve  # noqa: F401
