@@ -79,8 +79,7 @@ def draft_order(choice: str, dose: str, unit: str, frequency: str, patient: str,
         raise OrderInputError(f"The dose unit must be one of {', '.join(DOSE_UNITS)}; got “{unit[:20]}”.")
     if frequency not in FREQUENCIES:
         raise OrderInputError("Choose how often the dose is given (once, twice or three times a day).")
-    per_kg = unit == "mg/kg"
-    quantity = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": "mg/kg" if per_kg else "mg"}
+    quantity = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
     res["dosageInstruction"] = [{"text": f"{value:g} {unit} {FREQUENCIES[frequency]}",
                                  "timing": {"repeat": {"frequency": int(frequency), "period": 1, "periodUnit": "d"}},
                                  "doseAndRate": [{"doseQuantity": quantity}]}]
@@ -92,5 +91,5 @@ def describe(resource: dict[str, Any]) -> str:
     cc = resource.get("medicationCodeableConcept") or {}
     what = cc.get("text") or next((c.get("display") for c in cc.get("coding") or [] if c.get("display")),
                                   "unnamed medicine")
-    doses = [d.get("text") for d in resource.get("dosageInstruction") or [] if isinstance(d, dict) and d.get("text")]
+    doses = [str(d["text"]) for d in resource.get("dosageInstruction") or [] if isinstance(d, dict) and d.get("text")]
     return f"{what}: {'; '.join(doses)}" if doses else str(what)
