@@ -208,7 +208,7 @@ LABELS = {
     "hpo_code": "HPO code (one of the knowledge-base manifestation codings)",
     "drug_id": "Knowledge-base drug id",
     "ipex_like_id": "Knowledge-base IPEX-like disorder id",
-    "oi_score": "Organ-involvement score (Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013), as computed by the centre",
+    "oi_score": "Organ-involvement score (Barzaghi 2018, doi:10.1016/j.jaci.2017.10.041), as computed by the centre",
     "pre_hsct_oi_score": "Organ-involvement score before HSCT (Barzaghi 2018)",
 }
 

@@ -5,7 +5,7 @@ with ``SYN`` and names say "synthetic", so that no screen, export or report can 
 It exists so that a newcomer sees every screen and analysis working, and so that benchmarks have
 volume. The generating parameters are simulation inputs chosen to give curves of a plausible shape
 (loosely inspired by the drug response proportions reported by Barzaghi 2018,
-doi:10.1016/j.jaci.2017.03.013); the outputs are *not* evidence of anything.
+doi:10.1016/j.jaci.2017.10.041); the outputs are *not* evidence of anything.
 """
 
 from __future__ import annotations
