@@ -14,7 +14,7 @@ Definitions (ipexrx conventions, printed in the report so nobody has to guess):
   (immortal time), so a landmark analysis from the HSCT date is reported beside it.
 * Disease-free survival: from the start of the strategy (HSCT date, or first immunosuppressive
   course) to death or the onset of a manifestation episode after that start.
-* OI strata: 0-2 versus 3 or more (the split used by Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013),
+* OI strata: 0-2 versus 3 or more (the split used by Barzaghi 2018, doi:10.1016/j.jaci.2017.10.041),
   on the pre-HSCT score for transplanted patients and the first score on record otherwise.
 * Patients who withdrew consent are left out entirely.
 
@@ -52,6 +52,11 @@ class KmCurve:
     upper: list[float]
     median: float | None
     at: dict[float, tuple[float, float, float]] = field(default_factory=dict)  # t -> (S, lo, hi)
+    durations: list[float] = field(default_factory=list, repr=False)  # sorted follow-up times (numbers at risk)
+
+    def at_risk(self, t: float) -> int:
+        """Number at risk at time ``t``: followed for at least ``t`` (no event and not censored before ``t``)."""
+        return len(self.durations) - bisect.bisect_left(self.durations, t)
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "n": self.n, "events": self.events, "median": self.median,
@@ -59,6 +64,9 @@ class KmCurve:
 
 
 def kaplan_meier(durations: list[float], events: list[bool], label: str, at: tuple[float, ...] = ()) -> KmCurve:
+    from ..extras import require
+
+    require("lifelines", "analytics", "Registry analytics (Kaplan-Meier estimates)")
     from lifelines import KaplanMeierFitter
 
     if not durations:
@@ -75,11 +83,14 @@ def kaplan_meier(durations: list[float], events: list[bool], label: str, at: tup
         points[t] = (s, lo, hi)
     return KmCurve(label, len(durations), int(sum(events)), [float(x) for x in sf.index], [float(x) for x in sf],
                    [float(x) for x in ci.iloc[:, 0]], [float(x) for x in ci.iloc[:, 1]],
-                   None if med == float("inf") else med, points)
+                   None if med == float("inf") else med, points, sorted(float(d) for d in durations))
 
 
 def logrank(d1: list[float], e1: list[bool], d2: list[float], e2: list[bool]) -> tuple[float, float] | None:
     """(chi-square statistic, p) or None when a group is empty."""
+    from ..extras import require
+
+    require("lifelines.statistics", "analytics", "Registry analytics (log-rank tests)")
     from lifelines.statistics import logrank_test
 
     if not d1 or not d2:
@@ -262,7 +273,7 @@ def survival_comparisons(c: Cohort) -> list[Comparison]:
              "Event: death or onset of a manifestation episode after the HSCT date or the first immunosuppressive "
              "course (ipexrx convention)."),
         comp("Overall survival from diagnosis by organ-involvement score", oi,
-             "OI score as recorded by the centre (Barzaghi 2018, doi:10.1016/j.jaci.2017.03.013): pre-HSCT score "
+             "OI score as recorded by the centre (Barzaghi 2018, doi:10.1016/j.jaci.2017.10.041): pre-HSCT score "
              "for transplanted patients, first recorded score otherwise; split 0-2 versus 3 or more as in that "
              "paper."),
     ]

@@ -205,3 +205,248 @@ def write_report(r: Report, out_dir: Path) -> list[Path]:
         p.write_bytes(base64.b64decode(b64))
         paths.append(p)
     return [*paths, interactive]
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures and tables for download (the registry's analytics web page, and anyone who wants the numbers):
+# standalone SVG and PNG Kaplan-Meier plots with confidence bands and numbers at risk under the time
+# axis, drawn from the same ticks so both say the same; CSV with units in the column names.
+# ----------------------------------------------------------------------------------------------
+MIN_PER_CURVE = 10  # fewer patients (or courses) than this in a group: no curve, the page says why
+# Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), each with its own dash pattern
+SAFE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C6D00"]
+DASHES = ["", "6 3", "2 2", "8 3 2 3", "4 4", "1 3", "10 4", "3 1"]
+RISK_NOTE = ("Numbers at risk: patients (courses, for time on therapy) still followed at each time, that is with "
+             "no event and not censored before it.")
+
+
+def plotted(curves: list[KmCurve], minimum: int = MIN_PER_CURVE) -> list[KmCurve]:
+    """The curves with enough patients to draw."""
+    return [k for k in curves if k.n >= minimum]
+
+
+def time_ticks(xmax: float, most: int = 8) -> list[float]:
+    """Round tick times from 0 to at least ``xmax`` (at most ``most`` of them); the numbers at risk are
+    counted at these times."""
+    import math
+
+    if xmax <= 0:
+        return [0.0, 1.0]
+    raw = xmax / (most - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    n = math.ceil(xmax / step - 1e-9)
+    return [round(i * step, 10) for i in range(n + 1)]
+
+
+def figure_ticks(curves: list[KmCurve], minimum: int = MIN_PER_CURVE) -> list[float]:
+    """The time ticks of a figure of these curves (where its numbers at risk are counted)."""
+    return time_ticks(max((k.times[-1] for k in plotted(curves, minimum)), default=1.0))
+
+
+def _fmt_tick(t: float) -> str:
+    return f"{t:g}"
+
+
+def km_svg(curves: list[KmCurve], xlabel: str, unit: str, title: str, minimum: int = MIN_PER_CURVE) -> str:
+    """A standalone SVG Kaplan-Meier plot: step curves, shaded 95% confidence bands, and the numbers at
+    risk in rows under the time axis (each row starts with its group's line style: the legend). Curves with
+    fewer than ``minimum`` patients are left out (the caller says so in words); with none left the SVG says
+    "cannot judge". No script, no style
+    element: it can be inlined in a page under a strict Content-Security-Policy or saved to a file."""
+    from html import escape
+
+    ks = plotted(curves, minimum)
+    w, left, right, top, plot_h = 720, 190, 20, 34, 280
+    row = 18
+    axis_y = top + plot_h
+    risk_top = axis_y + 58
+    h = risk_top + row * (len(ks) + 1) + 14
+    ticks = figure_ticks(curves, minimum)
+    xmax = ticks[-1] or 1.0
+
+    def x(t: float) -> float:
+        return left + (w - left - right) * min(t, xmax) / xmax
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v)
+
+    p = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
+         f'class="km-plot" role="img" aria-label="{escape(title)}" font-family="system-ui, sans-serif" '
+         f'font-size="12" fill="#1a1a1a">', f"<title>{escape(title)}</title>",
+         f'<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>',
+         f'<text x="{left}" y="20" font-size="13" font-weight="bold">{escape(title)}</text>']
+    if not ks:
+        p.append(f'<text x="{w / 2}" y="{top + plot_h / 2}" text-anchor="middle">Cannot judge: no group has '
+                 f'{minimum} or more patients.</text></svg>')
+        return "".join(p)
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        p.append(f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e3e6ea"/>'
+                 f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{100 * v:.0f}%</text>')
+    p.append(f'<text transform="translate({left - 44},{top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
+             'Probability (95% CI band)</text>')
+    p.append(f'<line x1="{left}" x2="{w - right}" y1="{axis_y}" y2="{axis_y}" stroke="#555"/>'
+             f'<line x1="{left}" x2="{left}" y1="{top}" y2="{axis_y}" stroke="#555"/>')
+    for t in ticks:
+        p.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{axis_y}" y2="{axis_y + 5}" stroke="#555"/>'
+                 f'<text x="{x(t):.1f}" y="{axis_y + 18}" text-anchor="middle">{_fmt_tick(t)}</text>')
+    p.append(f'<text x="{(left + w - right) / 2}" y="{axis_y + 36}" text-anchor="middle">{escape(xlabel)}</text>')
+    for i, k in enumerate(ks):
+        col, dash = SAFE_COLOURS[i % len(SAFE_COLOURS)], DASHES[i % len(DASHES)]
+        times = [*k.times, k.durations[-1]] if k.durations and k.durations[-1] > k.times[-1] else list(k.times)
+        surv, lo, hi = [*k.survival], [*k.lower], [*k.upper]
+        if len(times) > len(surv):  # the curve runs on, flat, to the last follow-up
+            surv, lo, hi = [*surv, surv[-1]], [*lo, lo[-1]], [*hi, hi[-1]]
+        steps = [(x(times[0]), y(surv[0]))]
+        band_hi = [(x(times[0]), y(hi[0]))]
+        band_lo = [(x(times[0]), y(lo[0]))]
+        for j in range(1, len(times)):
+            steps += [(x(times[j]), y(surv[j - 1])), (x(times[j]), y(surv[j]))]
+            band_hi += [(x(times[j]), y(hi[j - 1])), (x(times[j]), y(hi[j]))]
+            band_lo += [(x(times[j]), y(lo[j - 1])), (x(times[j]), y(lo[j]))]
+        band = " ".join(f"{a:.1f},{b:.1f}" for a, b in band_hi + band_lo[::-1])
+        line = " ".join(f"{a:.1f},{b:.1f}" for a, b in steps)
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        p.append(f'<g><title>{escape(k.label)}: {k.n} at start, {k.events} events</title>'
+                 f'<polygon points="{band}" fill="{col}" fill-opacity="0.14" stroke="none"/>'
+                 f'<polyline points="{line}" fill="none" stroke="{col}" stroke-width="2"{dash_attr}/></g>')
+    # the rows of numbers at risk double as the legend: line style and colour, then the group's name
+    p.append(f'<text x="6" y="{risk_top - 8}" font-weight="bold">Number at risk (and line of each group)</text>')
+    for i, k in enumerate(ks):
+        ry = risk_top + row * i + 8
+        col, dash = SAFE_COLOURS[i % len(SAFE_COLOURS)], DASHES[i % len(DASHES)]
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        p.append(f'<line x1="6" x2="24" y1="{ry - 4}" y2="{ry - 4}" stroke="{col}" stroke-width="3"{dash_attr}/>'
+                 f'<text x="30" y="{ry}">{escape(k.label[:24])}</text>')
+        for t in ticks:
+            p.append(f'<text x="{x(t):.1f}" y="{ry}" text-anchor="middle">{k.at_risk(t)}</text>')
+    p.append(f'<text x="6" y="{h - 6}" font-size="10">Time in {escape(unit)}; Kaplan-Meier estimate, shaded: '
+             '95% confidence interval.</text></svg>')
+    return "".join(p)
+
+
+def km_png(curves: list[KmCurve], xlabel: str, unit: str, title: str, minimum: int = MIN_PER_CURVE) -> bytes:
+    """The same plot as :func:`km_svg` as PNG bytes (matplotlib, imported only when a PNG is asked for)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    ks = plotted(curves, minimum)
+    ticks = figure_ticks(curves, minimum)
+    fig_h = 4.6 + 0.22 * len(ks)
+    fig, ax = plt.subplots(figsize=(8.0, fig_h), dpi=110)
+    bottom_in = 1.0 + 0.22 * (len(ks) + 1)
+    fig.subplots_adjust(left=0.24, right=0.97, top=0.9, bottom=bottom_in / fig_h)
+    ax.set_title(title, fontsize=10)
+    if not ks:
+        ax.text(0.5, 0.5, f"Cannot judge: no group has {minimum} or more patients.", ha="center",
+                transform=ax.transAxes)
+    for i, k in enumerate(ks):
+        col = SAFE_COLOURS[i % len(SAFE_COLOURS)]
+        dash = DASHES[i % len(DASHES)]
+        times, surv, lo, hi = list(k.times), list(k.survival), list(k.lower), list(k.upper)
+        if k.durations and k.durations[-1] > times[-1]:
+            times, surv, lo, hi = [*times, k.durations[-1]], [*surv, surv[-1]], [*lo, lo[-1]], [*hi, hi[-1]]
+        ls = (0, tuple(float(d) for d in dash.split())) if dash else "-"
+        ax.step(times, surv, where="post", color=col, linestyle=ls, linewidth=1.8,
+                label=f"{k.label} (n={k.n}, events {k.events})")
+        ax.fill_between(times, lo, hi, step="post", alpha=0.14, color=col, linewidth=0)
+    ax.set_xlim(0, ticks[-1])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([_fmt_tick(t) for t in ticks])
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_xlabel(f"{xlabel}")
+    ax.set_ylabel("Probability (95% CI band)")
+    ax.grid(alpha=0.3)
+    if ks:
+        ax.legend(fontsize=7, loc="best")
+        tr = blended_transform_factory(ax.transData, fig.transFigure)
+        lab = fig.transFigure
+        base = (bottom_in - 0.62) / fig_h  # first row under the axis label
+        step = 0.22 / fig_h
+        fig.text(0.01, base, "Number at risk", fontsize=8, fontweight="bold", transform=lab)
+        for i, k in enumerate(ks):
+            yy = base - step * (i + 1)
+            fig.text(0.01, yy, k.label[:28], fontsize=8, color=SAFE_COLOURS[i % len(SAFE_COLOURS)], transform=lab)
+            for t in ticks:
+                fig.text(t, yy, str(k.at_risk(t)), fontsize=8, ha="center", transform=tr)
+    fig.text(0.01, 0.01, f"Time in {unit}; Kaplan-Meier estimate, shaded: 95% confidence interval.", fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _csv(rows: list[list[object]]) -> str:
+    import csv
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.2f}"
+
+
+def curves_csv(curves: list[KmCurve], unit: str) -> str:
+    """Every step of every curve: group, time, estimate and 95% CI (percent), number at risk, group size
+    and events. Groups too small to plot are included (the numbers are the numbers)."""
+    rows: list[list[object]] = [["group", f"time_{unit}", "survival_percent", "ci95_lower_percent",
+                                 "ci95_upper_percent", "number_at_risk", "group_size", "events"]]
+    for k in curves:
+        if k.n == 0:
+            continue
+        for t, s, lo, hi in zip(k.times, k.survival, k.lower, k.upper, strict=True):
+            rows.append([k.label, f"{t:g}", _pct(s), _pct(lo), _pct(hi), k.at_risk(t), k.n, k.events])
+    return _csv(rows)
+
+
+REASONS = ["inefficacy", "toxicity", "remission", "hsct", "other", "ongoing"]
+RESPONSES = ["improved", "stable", "worse", "stopped before", "not evaluable"]
+
+
+def _at(k: KmCurve, t: float) -> tuple[str, str, str]:
+    """(estimate, lower, upper) in percent at ``t``; empty when nobody is still at risk there (cannot judge)."""
+    if t not in k.at or k.n == 0 or k.at_risk(t) == 0:
+        return "", "", ""
+    s, lo, hi = k.at[t]
+    return _pct(s), _pct(lo), _pct(hi)
+
+
+def drugs_csv(r: Report) -> str:
+    """One row per drug: courses, patients, time on therapy (median, 6 and 12 months with 95% CI),
+    reasons stopped and response counts at 3, 6 and 12 months."""
+    head: list[object] = ["drug", "courses", "patients", "ongoing_courses", "median_days_on_drug",
+            "on_drug_182_days_percent", "on_drug_182_days_ci95_lower_percent", "on_drug_182_days_ci95_upper_percent",
+            "on_drug_365_days_percent", "on_drug_365_days_ci95_lower_percent", "on_drug_365_days_ci95_upper_percent",
+            *[f"stopped_{k.replace(' ', '_')}_courses" if k != "ongoing" else "ongoing_at_report_courses"
+              for k in REASONS],
+            *[f"response_{m}_months_{v.replace(' ', '_')}_courses" for m in (3, 6, 12) for v in RESPONSES]]
+    rows: list[list[object]] = [head]
+    for d in r.drugs:
+        rows.append([d.drug_id, d.courses, d.patients, d.ongoing,
+                     "" if d.km.median is None else f"{d.km.median:g}", *_at(d.km, 182.0), *_at(d.km, 365.0),
+                     *[d.reasons.get(k, 0) for k in REASONS],
+                     *[d.response[m].get(v, 0) for m in (3, 6, 12) for v in RESPONSES]])
+    return _csv(rows)
+
+
+def survival_csv(r: Report) -> str:
+    """One row per group of each survival comparison: size, events, estimate at 1, 5 and 10 years with
+    95% CI, and the comparison's log-rank test."""
+    head: list[object] = ["comparison", "group", "patients", "events", "median_years",
+            *[f"survival_{t}_years_{s}" for t in (1, 5, 10)
+              for s in ("percent", "ci95_lower_percent", "ci95_upper_percent")],
+            "logrank_chi_square", "logrank_p"]
+    rows: list[list[object]] = [head]
+    for c in r.comparisons:
+        for k in c.curves:
+            rows.append([c.title, k.label, k.n, k.events, "" if k.median is None else f"{k.median:.3g}",
+                         *[v for t in (1.0, 5.0, 10.0) for v in _at(k, t)],
+                         "" if c.logrank is None else f"{c.logrank[0]:.4g}",
+                         "" if c.logrank is None else f"{c.logrank[1]:.4g}"])
+    return _csv(rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
-from .core import Actor, Registry
+from .core import PERMISSIONS, Actor, Registry
 from .errors import NotAuthenticated, NotFound, PermissionDenied, RateLimited, RegistryError, ValidationFailed
 from .schemas import (
     CHRONIC_GVHD,
@@ -40,17 +40,28 @@ class WebRequest:
     session: str | None  # the session cookie's value
     form: dict[str, list[str]] = field(default_factory=dict)
     source: str | None = None  # the client's address (sign-in throttling)
+    query: dict[str, list[str]] = field(default_factory=dict)  # the URL's query string (GET filters)
 
     def one(self, name: str) -> str | None:
         v = (self.form.get(name) or [""])[0].strip()
         return v or None
 
+    def arg(self, name: str) -> str | None:
+        v = (self.query.get(name) or [""])[0].strip()
+        return v or None
+
 
 @dataclass
 class WebResponse:
+    """A page to draw (``page``: the name of a registry template, ``context``: what it shows), or bytes to
+    send as they are (``body``: a download), or neither (a redirect)."""
+
     status: int
     html: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    page: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    body: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -67,167 +78,17 @@ def parse_form(raw: bytes) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------------
-# templates
+# pages: each handler says which page to show with what; the service draws it in the site's layout
+# (templates under ipexrx/service/templates/registry/), so this module stays free of web frameworks.
 # ----------------------------------------------------------------------------------------------
-_BASE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ title }} · ipexrx registry</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#111}
-label{display:block;margin:.35rem 0}input,select{font:inherit}table{border-collapse:collapse}
-td,th{border:1px solid #aaa;padding:.2rem .4rem}.err{background:#fee2e2;border:1px solid #b91c1c;padding:.5rem}
-.syn{background:#fde68a;padding:.3rem;font-weight:bold}fieldset{margin:.6rem 0}.inline{display:inline}</style>
-</head><body>
-<nav>{% if actor %}<a href="{{ p }}">Dashboard</a> · signed in as {{ actor.username }} ({{ actor.role }})
-<form method="post" action="{{ p }}/logout" class="inline"><input type="hidden" name="csrf"
-value="{{ csrf }}"><button>Sign out</button></form>{% endif %}</nav>
-<h1>{{ title }}</h1>
-{% if problems %}<div class="err" role="alert"><p>Not saved. Please correct:</p><ul>
-{% for x in problems %}<li>{{ x }}</li>{% endfor %}</ul></div>{% endif %}
-{{ body|safe }}</body></html>"""
-
-_PAGES = {
-    "login": """<form method="post" action="{{ p }}/login">
-<label>Username <input name="username" autocomplete="username" required></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button>Sign in</button></form>""",
-    "dashboard": """{% if synthetic %}<p class="syn">Includes SYNTHETIC demo patients (not real).</p>{% endif %}
-<p><a href="{{ p }}/patients/new">Add a patient</a></p>
-<h2>Patients ({{ patients|length }})</h2><table><tr><th>Pseudonym</th><th>Diagnosis</th><th>Born</th>
-<th>Vital status</th><th>Last follow-up</th></tr>{% for x in patients %}<tr>
-<td><a href="{{ p }}/patients/{{ x.pseudonym|urlencode }}">{{ x.pseudonym }}
-</a>{% if x.synthetic %} (synthetic){% endif %}</td>
-<td>{{ x.diagnosis }} ({{ x.gene }})</td><td>{{ x.birth_year }}-{{ '%02d' % x.birth_month }}</td>
-<td>{{ x.vital_status }}</td><td>{{ x.last_followup_date or '' }}</td></tr>{% endfor %}</table>""",
-    "patient_form": """<form method="post" action="{{ p }}/patients/new">
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<p>No name, no record number: the registry assigns a pseudonym.</p>
-<label>Birth year <input name="birth_year" inputmode="numeric" value="{{ v.birth_year or '' }}" required></label>
-<label>Birth month (1-12)
-<input name="birth_month" inputmode="numeric" value="{{ v.birth_month or '' }}" required></label>
-<label>Sex <select name="sex">{% for o in sex %}<option value="{{ o }}"
-{% if v.sex == o %} selected{% endif %}>{{ o }}</option>{% endfor %}</select></label>
-<label>Diagnosis <select name="diagnosis"><option value="ipex">IPEX (FOXP3)</option>
-<option value="ipex-like"{% if v.diagnosis == 'ipex-like' %} selected{% endif %}>IPEX-like</option></select></label>
-<label>Gene <input name="gene" value="{{ v.gene or 'FOXP3' }}" required></label>
-<label>FOXP3 variant (HGVS, e.g. NM_014009.4:c.1150G&gt;A)
-<input name="variant_hgvs" value="{{ v.variant_hgvs or '' }}"></label>
-<label>IPEX-like disorder <select name="ipex_like_id"><option value="">(not IPEX-like)</option>
-{% for k, name in ipex_like %}<option value="{{ k }}"{% if v.ipex_like_id == k %} selected{% endif %}>{{ name }}
-</option>{% endfor %}</select></label>
-<label>Onset date <input name="onset_date" type="date" value="{{ v.onset_date or '' }}"></label>
-<label>Diagnosis date <input name="diagnosis_date" type="date" value="{{ v.diagnosis_date or '' }}" required></label>
-<label>Consent date <input name="consent_date" type="date" value="{{ v.consent_date or '' }}" required></label>
-<label>Consent scope <select name="consent_scope">{% for o in scopes %}
-<option{% if v.consent_scope == o %} selected{% endif %}>{{ o }}</option>{% endfor %}</select></label>
-<button>Save patient</button></form>""",
-    "patient": """<p>{{ r.patient.diagnosis }} · {{ r.patient.gene }} {{ r.patient.variant_hgvs or '' }} · born
-{{ r.patient.birth_year }}-{{ '%02d' % r.patient.birth_month }} · diagnosed {{ r.patient.diagnosis_date }} ·
-{{ r.patient.vital_status }}{% if r.patient.synthetic %} · <span class="syn">SYNTHETIC</span>{% endif %}</p>
-{% if r.patient.consent_withdrawn_date %}<p class="err">Consent withdrawn on {{ r.patient.consent_withdrawn_date }}:
-left out of analyses and exports from that date.</p>{% endif %}
-<h2>Manifestations</h2><table><tr><th>HPO</th><th>Manifestation</th><th>Onset</th><th>Resolved</th></tr>
-{% for m in r.manifestations %}<tr><td>{{ m.hpo_code }}</td><td>{{ m.manifestation_id }}</td><td>{{ m.onset_date }}</td>
-<td>{{ m.resolution_date or '' }}</td></tr>{% endfor %}</table>
-{% if r.hsct %}<h2>HSCT</h2><table><tr><th>Date</th><th>Donor</th><th>Conditioning</th><th>Donor chimerism</th>
-<th>Acute GvHD</th><th>Chronic GvHD</th><th>Pre-HSCT OI score</th></tr>{% for h in r.hsct %}<tr><td>{{ h.date }}</td>
-<td>{{ h.donor }}</td><td>{{ h.conditioning }}</td>
-<td>{% if h.chimerism_donor_pct is not none %}{{ h.chimerism_donor_pct }}% ({{ h.chimerism_date }}){% endif %}</td>
-<td>{{ h.acute_gvhd_grade if h.acute_gvhd_grade is not none else '' }}</td><td>{{ h.chronic_gvhd or '' }}</td>
-<td>{{ h.pre_hsct_oi_score if h.pre_hsct_oi_score is not none else '' }}</td></tr>{% endfor %}</table>{% endif %}
-{% if r.adverse_events %}<h2>Adverse events</h2><table><tr><th>Date</th><th>Term (CTCAE)</th><th>Grade</th>
-<th>Serious</th></tr>{% for x in r.adverse_events %}<tr><td>{{ x.date }}</td><td>{{ x.term }}</td><td>{{ x.grade }}</td>
-<td>{{ 'yes' if x.serious else 'no' }}</td></tr>{% endfor %}</table>{% endif %}
-<h2>Courses</h2><table><tr><th>Drug</th><th>Start</th><th>Stop</th><th>Dose</th><th>Reason stopped</th></tr>
-{% for c in r.courses %}<tr><td>{{ c.drug_id }}</td><td>{{ c.start_date }}</td><td>{{ c.stop_date or 'ongoing' }}</td>
-<td>{{ c.dose if c.dose is not none else '' }} {{ c.dose_unit or '' }}</td><td>{{ c.reason_stopped or '' }}</td>
-</tr>{% endfor %}</table>
-<h2>Visits</h2><table><tr><th>Date</th><th>OI score</th><th>Weight z</th><th>Stool mL/kg/day</th>
-<th>Insulin U/kg/day</th>
-<th>Skin</th><th>Organs</th></tr>{% for x in r.visits %}<tr><td>{{ x.date }}</td>
-<td>{{ x.oi_score if x.oi_score is not none else '' }}</td>
-<td>{{ x.weight_z if x.weight_z is not none else '' }}</td>
-<td>{{ x.stool_ml_kg_day if x.stool_ml_kg_day is not none else '' }}</td>
-<td>{{ x.insulin_u_kg_day if x.insulin_u_kg_day is not none else '' }}</td><td>{{ x.skin_severity or '' }}</td>
-<td>{{ x.organs.replace(';', ', ') }}</td></tr>{% endfor %}</table>
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/visits"><fieldset>
-<legend>Add a visit</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Date <input name="date" type="date" required></label>
-<label>OI score (Barzaghi 2018, 0-10) <input name="oi_score" inputmode="numeric"></label>
-<label>Weight z-score <input name="weight_z" inputmode="decimal"></label>
-<label>Stool output (mL/kg/day) <input name="stool_ml_kg_day" inputmode="decimal"></label>
-<label>Insulin (units/kg/day) <input name="insulin_u_kg_day" inputmode="decimal"></label>
-<label>Skin <select name="skin_severity"><option value=""></option>{% for o in skin %}<option value="{{ o }}">{{ o }}
-</option>{% endfor %}</select></label>
-<p>Organs involved: {% for o in organs %}<label class="inline">
-<input type="checkbox" name="organs" value="{{ o }}"> {{ o }}</label> {% endfor %}</p>
-<button>Save visit</button></fieldset></form>
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/courses"><fieldset>
-<legend>Add a treatment course</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Drug <select name="drug_id">{% for k, name in drugs %}<option value="{{ k }}">{{ name }}
-</option>{% endfor %}</select></label>
-<label>Start <input name="start_date" type="date" required></label>
-<label>Stop <input name="stop_date" type="date"></label>
-<label>Dose <input name="dose" inputmode="decimal"> <select name="dose_unit"><option value="">
-</option>{% for o in units %}<option value="{{ o }}">{{ o }}</option>{% endfor %}</select></label>
-<label>Reason stopped <select name="reason_stopped"><option value=""></option>{% for o in reasons %}
-<option value="{{ o }}">{{ o }}</option>{% endfor %}</select></label>
-<label>Other reason <input name="reason_other" maxlength="200"></label>
-<button>Save course</button></fieldset></form>
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/manifestations"><fieldset>
-<legend>Add a manifestation episode</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Manifestation (HPO) <select name="hpo_code" required>{% for code, label in hpo %}<option value="{{ code }}">
-{{ label }} ({{ code }})</option>{% endfor %}</select></label>
-<label>Onset <input name="onset_date" type="date" required></label>
-<label>Resolved <input name="resolution_date" type="date"></label>
-<button>Save manifestation</button></fieldset></form>
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/adverse-events"><fieldset>
-<legend>Add an adverse event</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Date <input name="date" type="date" required></label>
-<label>Term (CTCAE) <input name="term" minlength="2" maxlength="100" required></label>
-<label>Grade (CTCAE) <select name="grade">{% for g in range(1, 6) %}<option>{{ g }}</option>{% endfor %}
-</select></label>
-<label><input type="checkbox" name="serious" value="true"> Serious adverse event</label>
-<button>Save adverse event</button></fieldset></form>
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/hsct"><fieldset>
-<legend>Record an HSCT</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Date <input name="date" type="date" required></label>
-<label>Donor <select name="donor">{% for o in donors %}<option>{{ o }}</option>{% endfor %}</select></label>
-<label>Conditioning <select name="conditioning">{% for o in conditioning %}<option>{{ o }}</option>{% endfor %}
-</select></label>
-<label>Donor chimerism (%) <input name="chimerism_donor_pct" inputmode="decimal"></label>
-<label>Chimerism date <input name="chimerism_date" type="date"></label>
-<label>Acute GvHD grade (0-4) <select name="acute_gvhd_grade"><option value=""></option>{% for g in range(0, 5) %}
-<option>{{ g }}</option>{% endfor %}</select></label>
-<label>Chronic GvHD <select name="chronic_gvhd"><option value=""></option>{% for o in chronic_gvhd %}
-<option>{{ o }}</option>{% endfor %}</select></label>
-<label>OI score before HSCT (0-10) <input name="pre_hsct_oi_score" inputmode="numeric"></label>
-<button>Save HSCT</button></fieldset></form>
-{% if not r.patient.consent_withdrawn_date %}
-<form method="post" action="{{ p }}/patients/{{ r.patient.pseudonym|urlencode }}/withdraw-consent"><fieldset>
-<legend>Withdraw consent</legend>
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<p>From this date the patient leaves every analysis and export; the record stays, for the audit trail.</p>
-<label>Date consent was withdrawn <input name="date" type="date" required></label>
-<label><input type="checkbox" name="confirm" value="yes" required> The patient (or guardian) has withdrawn
-consent</label>
-<button>Withdraw consent</button></fieldset></form>
-{% endif %}""",
-    "error": """<p>{{ message }}</p><p><a href="{{ p }}">Back to the dashboard</a></p>""",
-}
+HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
 
 
 def _render(name: str, title: str, status: int = 200, **ctx: Any) -> WebResponse:
-    from jinja2 import Environment
-
-    env = Environment(autoescape=True)
     ctx.setdefault("p", WEB_PREFIX)
-    body = env.from_string(_PAGES[name]).render(**ctx)
-    html = env.from_string(_BASE).render(title=title, body=body, **ctx)
-    return WebResponse(status, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+    ctx.setdefault("analytics_roles", PERMISSIONS["analytics"])
+    ctx.setdefault("patient_roles", PERMISSIONS["patient.list"])
+    return WebResponse(status, headers=dict(HTML_HEADERS), page=name, context={"title": title, **ctx})
 
 
 def _redirect(to: str, cookie: str | None = None) -> WebResponse:
@@ -279,8 +140,10 @@ def _logout(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
 def _dashboard(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
     assert a is not None
     if a.role not in ("clinician", "data_manager"):
+        what = "it reads the pooled analyses" if a.role in PERMISSIONS["analytics"] else \
+            "use the API or `ipexrx registry` commands"
         return _render("error", "Registry", actor=a, csrf=_csrf(req),
-                       message=f"The {a.role} role has no patient pages; use the API or `ipexrx registry` commands.")
+                       message=f"The {a.role.replace('_', ' ')} role has no patient pages; {what}.")
     patients = reg.list_patients(a)
     return _render("dashboard", "Centre dashboard", actor=a, csrf=_csrf(req), patients=patients,
                    synthetic=any(x["synthetic"] for x in patients))
@@ -363,6 +226,134 @@ def _withdraw_consent(reg: Registry, a: Actor | None, req: WebRequest) -> WebRes
     return _redirect(f"{WEB_PREFIX}/patients/{quote(pseudonym)}")
 
 
+# ----------------------------------------------------------------------------------------------
+# analytics: the comparative report as a page, every figure as SVG and PNG, every table and curve as CSV
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Figure:
+    slug: str
+    title: str
+    xlabel: str
+    unit: str  # days or years: the time column of its CSV is time_<unit>
+    curves: list[Any]
+    note: str = ""
+    logrank: tuple[float, float] | None = None
+
+
+COMPARISON_SLUGS = ("survival-hsct-versus-immunosuppression", "survival-from-hsct", "disease-free-survival",
+                    "survival-by-oi-score")
+TABLES = {"drugs.csv": "time on therapy, reasons stopped and response per drug",
+          "survival.csv": "survival estimates per group"}
+
+
+def _report_filters(req: WebRequest) -> tuple[dict[str, str], list[str], Any]:
+    """(the filters as given, problems, the report date) from the query string."""
+    import datetime as dt
+
+    given = {k: req.arg(k) or "" for k in ("as_of", "drug")}
+    problems = []
+    day = dt.datetime.now(dt.UTC).date()
+    if given["as_of"]:
+        try:
+            day = dt.date.fromisoformat(given["as_of"])
+        except ValueError:
+            problems.append(f"Report date: expected a date YYYY-MM-DD, got '{given['as_of']}'")
+    given["as_of"] = day.isoformat()
+    return given, problems, day
+
+
+def _figures(r: Any, drug: str) -> list[Figure]:
+    drugs = [d for d in r.drugs if not drug or d.drug_id == drug]
+    out = [Figure("time-on-therapy", "Time on therapy" + (f": {drug}" if drug else " per drug"),
+                  "Days since the course started", "days", [d.km for d in drugs[:8]],
+                  "Event: the course stopped, for any reason; courses still running are censored at the "
+                  "patient's last follow-up." + (" The eight drugs with the most courses are drawn; every drug is "
+                                                  "in the tables and the CSV." if len(drugs) > 8 else ""))]
+    for i, c in enumerate(r.comparisons):
+        slug = COMPARISON_SLUGS[i] if i < len(COMPARISON_SLUGS) else f"survival-{i + 1}"
+        out.append(Figure(slug, c.title, "Years", "years", list(c.curves), c.note, c.logrank))
+    return out
+
+
+def _analytics_data(reg: Registry, a: Actor, req: WebRequest) -> tuple[Any, dict[str, str], list[Figure]]:
+    from . import ops
+
+    given, problems, day = _report_filters(req)
+    if problems:
+        raise ValidationFailed(problems, "analytics filters")
+    r = ops.analytics_report(reg, a, day)
+    drugs = [d.drug_id for d in r.drugs]
+    if given["drug"] and given["drug"] not in drugs:
+        raise ValidationFailed([f"Drug: expected one of the drugs with courses in the registry ({', '.join(drugs)}), "
+                                f"got '{given['drug']}'"], "analytics filters")
+    return r, given, _figures(r, given["drug"])
+
+
+def _analytics_page(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
+    from .report import MIN_PER_CURVE, REASONS, RESPONSES, RISK_NOTE, figure_ticks, km_svg
+
+    assert a is not None
+    reg.require(a, "analytics")
+    try:
+        r, given, figures = _analytics_data(reg, a, req)
+    except ValidationFailed as exc:
+        given, _p, _d = _report_filters(req)
+        return _render("analytics", "Registry analytics", 422, actor=a, csrf=_csrf(req), problems=exc.problems,
+                       r=None, given=given, drugs=[], figures=[], svgs={}, query="")
+    query = "?" + "&".join(f"{k}={quote(v)}" for k, v in given.items() if v)
+    svgs = {f.slug: km_svg(f.curves, f.xlabel, f.unit, f.title) for f in figures}
+    drugs = [d for d in r.drugs if not given["drug"] or d.drug_id == given["drug"]]
+    return _render("analytics", "Registry analytics", actor=a, csrf=_csrf(req), r=r, given=given,
+                   all_drugs=[d.drug_id for d in r.drugs], drugs=drugs, figures=figures, svgs=svgs, query=query,
+                   minimum=MIN_PER_CURVE, reasons=REASONS, responses=RESPONSES, risk_note=RISK_NOTE, tables=TABLES,
+                   ticks={f.slug: figure_ticks(f.curves) for f in figures}, definitions=_definitions())
+
+
+def _definitions() -> list[str]:
+    """The analyses' definitions, as the printed report gives them (one paragraph per bullet)."""
+    from . import analytics
+
+    text = (analytics.__doc__ or "").split("nobody has to guess):")[-1].split("Kaplan-Meier estimates,")[0]
+    return [" ".join(b.split()) for b in text.split("\n* ") if b.strip()]
+
+
+DOWNLOAD_TYPES = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv; charset=utf-8"}
+
+
+def _analytics_download(reg: Registry, a: Actor | None, req: WebRequest) -> WebResponse:
+    """/analytics/<figure>.svg|png|csv, /analytics/drugs.csv, /analytics/survival.csv (same filters as the page)."""
+    from . import report
+
+    assert a is not None
+    reg.require(a, "analytics")
+    name = req.path_params["name"]
+    stem, _, ext = name.rpartition(".")
+    r, given, figures = _analytics_data(reg, a, req)
+    by_slug = {f.slug: f for f in figures}
+    body: bytes | None = None
+    if name == "drugs.csv":
+        body = report.drugs_csv(r if not given["drug"] else _only_drug(r, given["drug"])).encode()
+    elif name == "survival.csv":
+        body = report.survival_csv(r).encode()
+    elif stem in by_slug and ext in DOWNLOAD_TYPES:
+        f = by_slug[stem]
+        body = report.km_svg(f.curves, f.xlabel, f.unit, f.title).encode() if ext == "svg" else \
+            report.km_png(f.curves, f.xlabel, f.unit, f.title) if ext == "png" else \
+            report.curves_csv(f.curves, f.unit).encode()
+    if body is None:
+        files = [*TABLES, *(f"{s}.{e}" for s in by_slug for e in DOWNLOAD_TYPES)]
+        raise NotFound(f"expected one of {', '.join(files)}, got '{name}'")
+    filename = f"ipexrx-registry-{stem}-{given['as_of']}" + (f"-{given['drug']}" if given["drug"] else "") + f".{ext}"
+    return WebResponse(200, headers={"Content-Type": DOWNLOAD_TYPES[ext], "Cache-Control": "no-store",
+                                     "Content-Disposition": f'attachment; filename="{filename}"'}, body=body)
+
+
+def _only_drug(r: Any, drug: str) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(r, drugs=[d for d in r.drugs if d.drug_id == drug])
+
+
 def _csrf(req: WebRequest) -> str:
     from .security import csrf_token
 
@@ -391,6 +382,8 @@ WEB_ROUTES: list[WebRoute] = [
              _child_submit("hsct", ("date", "donor", "conditioning", "chimerism_donor_pct", "chimerism_date",
                                     "acute_gvhd_grade", "chronic_gvhd", "pre_hsct_oi_score"))),
     WebRoute("POST", "/patients/{pseudonym}/withdraw-consent", _withdraw_consent),
+    WebRoute("GET", "/analytics", _analytics_page),
+    WebRoute("GET", "/analytics/{name}", _analytics_download),
 ]
 
 
@@ -412,6 +405,11 @@ def handle(reg: Registry, route: WebRoute, req: WebRequest) -> WebResponse:
     except (PermissionDenied, NotFound) as exc:
         return _render("error", "Not allowed" if isinstance(exc, PermissionDenied) else "Not found",
                        exc.http_status, actor=actor, csrf=_csrf(req), message=str(exc))
+    except ValidationFailed as exc:
+        if route.method == "GET":  # a filter or download asked for with an unusable value: nothing to save
+            return _render("error", "Cannot show this", exc.http_status, actor=actor, csrf=_csrf(req),
+                           message="Please correct the address or the filters.", problems=exc.problems)
+        return _render("error", "Not saved", exc.http_status, actor=actor, csrf=_csrf(req), message=str(exc))
     except RegistryError as exc:
         return _render("error", "Not saved", exc.http_status, actor=actor, csrf=_csrf(req), message=str(exc))
 

@@ -3,7 +3,8 @@ forms under ``/registry``) from the FastAPI app.
 
 The registry library decides everything (authentication, role and centre checks, validation,
 audit); this module only moves bytes between HTTP and :func:`ipexrx.registry.http.call` /
-:func:`ipexrx.registry.web.handle`, in a thread pool because both do blocking database work.
+:func:`ipexrx.registry.web.handle`, in a thread pool because both do blocking database work, and draws the
+registry's pages with the site's templates.
 """
 
 from __future__ import annotations
@@ -75,14 +76,25 @@ def mount_registry_api(app: FastAPI, registry: Registry) -> None:
 
 
 def mount_registry_web(app: FastAPI, registry: Registry) -> None:
+    """The registry's pages: the library decides what each page shows (:mod:`ipexrx.registry.web`); they are
+    drawn here with the site's layout, navigation and stylesheet (templates/registry/*.html)."""
+    from urllib.parse import parse_qs
+
     from ..registry.web import COOKIE, WEB_PREFIX, WEB_ROUTES, WebRequest, WebRoute, handle, parse_form
+    from .web import render
 
     def make(route: WebRoute) -> Any:
         async def page(request: Request) -> Response:
             form = parse_form(await request.body()) if route.method == "POST" else {}
-            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form, client_source(request))
+            req = WebRequest(dict(request.path_params), request.cookies.get(COOKIE), form, client_source(request),
+                             parse_qs(request.url.query, keep_blank_values=True))
             res = await run_in_threadpool(handle, registry, route, req)
-            return Response(res.html, status_code=res.status, headers=res.headers)
+            if res.body is not None:
+                return Response(res.body, status_code=res.status, headers=res.headers)
+            content = res.html
+            if res.page is not None:
+                content = render(f"registry/{res.page}.html", request, **res.context)
+            return Response(content, status_code=res.status, headers=res.headers)
 
         return page
 
