@@ -171,10 +171,12 @@ def _hashes(text: str, tag: str) -> list[str]:
 
 
 def registry_style_hashes() -> list[str]:
-    """CSP hash sources of the <style> blocks of the registry's page template."""
-    from ..registry.web import _BASE
+    """CSP hash sources of any <style> blocks in the registry's page templates (none today: they share the
+    site's layout and stylesheet)."""
+    from pathlib import Path
 
-    return _hashes(_BASE, "style")
+    folder = Path(__file__).parent / "templates" / "registry"
+    return [h for f in sorted(folder.glob("*.html")) for h in _hashes(f.read_text(encoding="utf-8"), "style")]
 
 
 # The registry's interactive report (a self-contained file too) has one fixed script: click a legend
