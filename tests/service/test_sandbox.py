@@ -159,6 +159,8 @@ def test_smart_configuration_offers_pkce_s256_only(ehr: TestClient) -> None:
 def test_standalone_launch_picks_a_patient_and_the_verified_code_gives_a_patient_token(ehr: TestClient) -> None:
     page = ehr.get("/auth/authorize", params=authorize_params())
     assert "Leo Example" in page.text and 'type="radio"' in page.text and 'id="deny"' in page.text
+    assert "read and search the patient&#39;s Observation records (<code>patient/Observation.rs</code>)" in page.text
+    assert "fhirUser" not in page.text  # not granted: the sandbox issues no ID token
     token = exchange(ehr, code_of(consent(ehr, patient="ex-post-hsct")))
     assert token.status_code == 200, token.text
     body = token.json()
@@ -258,7 +260,7 @@ def test_opening_a_chart_fires_patient_view_and_shows_cards_with_their_sources(e
     assert page.status_code == 200
     shown = summaries(page.text)
     assert any("tacrolimus" in s.lower() and "trimethoprim" in s.lower() for s in shown), shown
-    assert "from ipexrx-patient-view (patient-view" in page.text
+    assert "from the ipexrx CDS service (patient-view hook" in page.text
     assert 'Source: <a href="http://127.0.0.1:8701/drugs/' in page.text
     assert "<strong>What to do:</strong>" in page.text  # the Markdown detail, rendered
     assert "Open the ipexrx app for this patient" in page.text
@@ -272,7 +274,7 @@ def test_a_drafted_live_vaccine_gets_an_order_select_card_and_accepting_its_sugg
     page = ehr.post(f"/chart/{PID}/orders", data={"csrf": csrf, "choice": "vaccine:measles-mumps-rubella",
                                                   "dose": "", "unit": "mg", "frequency": "1"},
                     follow_redirects=True)
-    assert "ipexrx-order-select (order-select" in page.text
+    assert "from the ipexrx CDS service (order-select hook" in page.text
     shown = summaries(page.text, "order-checks")
     assert any(s.startswith("Live vaccine") for s in shown), shown
     assert re.search(r'<span class="draft">Measles, mumps and rubella', page.text)
@@ -281,8 +283,8 @@ def test_a_drafted_live_vaccine_gets_an_order_select_card_and_accepting_its_sugg
     assert card is not None
     after = ehr.post(f"/chart/{PID}/accept", data={"csrf": csrf, "card": card.group(1), "suggestion": card.group(2)},
                      follow_redirects=True)
-    assert "Suggestion applied: removed the draft order MedicationRequest/draft-1; feedback sent (accepted)" \
-        in after.text
+    assert ("Suggestion applied: removed the draft order for Measles, mumps and rubella vaccines (MMR and single "
+            "components): one dose; feedback sent (accepted)") in after.text
     assert '<p id="drafts">No draft orders.</p>' in after.text
     assert "Accepted: Remove the draft order" in after.text
     ehr.app.state.sandbox.cds.http.app.state.cardlog.flush()  # type: ignore[attr-defined]
@@ -315,7 +317,7 @@ def test_signing_fires_order_sign_and_signing_anyway_adds_the_orders_to_the_reco
     ehr.post(f"/chart/{PID}/orders", data={"csrf": csrf, "choice": "product:voriconazole-tablet", "dose": "100",
                                           "unit": "mg", "frequency": "2"})
     page = ehr.post(f"/chart/{PID}/sign", data={"csrf": csrf}, follow_redirects=True).text
-    assert "ipexrx-order-sign (order-sign" in page
+    assert "from the ipexrx CDS service (order-sign hook" in page
     assert any("voriconazole" in s.lower() for s in summaries(page, "order-checks"))
     assert 'id="sign-anyway"' in page
     signed = ehr.post(f"/chart/{PID}/sign", data={"csrf": csrf, "confirm": "1"}, follow_redirects=True).text
@@ -370,7 +372,7 @@ def test_a_cards_smart_link_launches_the_app_with_the_fhir_base_and_a_launch_bou
 
 def test_suggestion_actions_create_update_and_delete_drafts() -> None:
     drafts: list[dict[str, Any]] = [{"resourceType": "MedicationRequest", "id": "d1", "status": "draft",
-               "medicationCodeableConcept": {"text": "A"}}]
+                                     "medicationCodeableConcept": {"text": "A"}}]
     done = apply_actions(drafts, [
         {"type": "create", "resource": {"resourceType": "MedicationRequest", "id": "d2",
                                         "medicationCodeableConcept": {"text": "B"}}},
@@ -382,7 +384,7 @@ def test_suggestion_actions_create_update_and_delete_drafts() -> None:
     assert drafts[1]["subject"] == {"reference": f"Patient/{PID}"} and len(done) == 2
     apply_actions(drafts, [{"type": "delete", "resourceId": "MedicationRequest/d1"}], PID)
     assert [d["id"] for d in drafts] == ["d2"]
-    with pytest.raises(ValueError, match="not a draft order"):
+    with pytest.raises(ValueError, match="not among the draft orders"):
         apply_actions(drafts, [{"type": "delete", "resourceId": "MedicationRequest/medrx-1"}], PID)
     assert [d["id"] for d in drafts] == ["d2"]  # nothing changed by a refused suggestion
 

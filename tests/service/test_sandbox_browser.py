@@ -133,7 +133,7 @@ def test_chart_to_card_to_suggestion_to_feedback_to_smart_app(browser: Any, sand
         order_cards = page.locator("#order-checks ~ article.card")
         live = order_cards.filter(has_text="Live vaccine")
         assert live.count() == 1 and "critical" in live.inner_text().lower()
-        assert "ipexrx-order-select (order-select" in page.content()
+        assert "(order-select hook" in page.locator("#order-checks ~ p.lede").first.inner_text()
         accept = live.get_by_role("button", name="Accept: Remove the draft order for Measles")
         accept.click()
         page.wait_for_url(f"{base}/chart/{PID}#orders")
@@ -149,7 +149,7 @@ def test_chart_to_card_to_suggestion_to_feedback_to_smart_app(browser: Any, sand
         page.get_by_role("button", name="Draft order").click()
         page.get_by_role("button", name="Sign orders").click()
         page.wait_for_url(f"{base}/chart/{PID}#order-checks")
-        assert "(order-sign" in page.locator("#order-checks ~ p.lede").first.inner_text()
+        assert "(order-sign hook" in page.locator("#order-checks ~ p.lede").first.inner_text()
         assert page.get_by_role("button", name="Sign anyway").count() == 1
 
         # launch the SMART app from a patient-view card, consent in the EHR, land on the assessment

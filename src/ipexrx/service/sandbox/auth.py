@@ -152,6 +152,19 @@ def _page(request: Request, status: int, title: str, message: str) -> HTMLRespon
     return HTMLResponse(render(request, "sandbox_message.html", title=title, message=message), status_code=status)
 
 
+def scope_words(item: str) -> str:
+    """A granted scope in plain words, for the consent page."""
+    if item == "launch":
+        return "open with the patient who is open in the chart"
+    if item == "launch/patient":
+        return "ask you which patient to open"
+    m = SCOPE_ITEM.fullmatch(item)
+    if m is None:
+        return item
+    what = "all of the patient's records" if m.group(1) == "*" else f"the patient's {m.group(1)} records"
+    return f"read and search {what}"
+
+
 def granted_scope(requested: list[str]) -> list[str]:
     """What the sandbox grants of the scope asked for: the launch scopes and patient-level read/search
     scopes of the types it serves (no identity scopes: it issues no ID token)."""
@@ -209,7 +222,7 @@ def authorize(request: Request) -> Response:
                   chosen={"id": patient, "name": display_name(chosen)} if chosen else None,
                   patients=[{"id": p["id"], "name": display_name(p), "birth": p.get("birthDate", "not recorded")}
                             for p in sb.store.patients()],
-                  scope=auth.pending[pid].scope, app=client_id)
+                  scope=[(item, scope_words(item)) for item in auth.pending[pid].scope], app=client_id)
     resp = HTMLResponse(html)
     resp.headers["cache-control"] = "no-store"
     return resp

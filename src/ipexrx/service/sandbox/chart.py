@@ -326,12 +326,12 @@ def apply_actions(drafts: list[dict[str, Any]], actions: list[dict[str, Any]], p
             ref = str(action.get("resourceId") or "")
             if not ref and resource is not None:
                 ref = f"{resource.get('resourceType')}/{resource.get('id')}"
-            before = len(work)
+            gone = [d for d in work if f"{d['resourceType']}/{d['id']}" == ref]
+            if not gone:
+                raise ValueError("the suggestion removes an order that is not among the draft orders of this chart "
+                                 "(only draft orders can be changed here)")
             work = [d for d in work if f"{d['resourceType']}/{d['id']}" != ref]
-            if len(work) == before:
-                raise ValueError(f"the suggestion removes {ref or 'an unnamed order'}, which is not a draft order "
-                                 "in this chart")
-            done.append(f"removed the draft order {ref}")
+            done.append(f"removed the draft order for {describe(gone[0])}")
         elif kind == "create" and resource is not None:
             new = {**resource, "subject": {"reference": f"Patient/{pid}"}, "status": "draft"}
             new.setdefault("id", f"suggested-{secrets.token_hex(3)}")
@@ -341,11 +341,13 @@ def apply_actions(drafts: list[dict[str, Any]], actions: list[dict[str, Any]], p
             ref = f"{resource.get('resourceType')}/{resource.get('id')}"
             idx = next((i for i, d in enumerate(work) if f"{d['resourceType']}/{d['id']}" == ref), None)
             if idx is None:
-                raise ValueError(f"the suggestion changes {ref}, which is not a draft order in this chart")
+                raise ValueError("the suggestion changes an order that is not among the draft orders of this chart "
+                                 "(only draft orders can be changed here)")
             work[idx] = {**resource, "status": "draft"}
             done.append(f"changed the draft order: {describe(work[idx])}")
         else:
-            raise ValueError(f"an action of type {str(kind)[:20]!r} without what it needs (resource or resourceId)")
+            raise ValueError(f"it holds an action the sandbox cannot apply (type {str(kind)[:20]!r}; expected "
+                             "create or update with a resource, or delete with a resourceId)")
     drafts[:] = work
     return done
 
