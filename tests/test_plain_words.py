@@ -274,6 +274,44 @@ def test_dosing_suggestion_page_has_no_internal_ids_or_banned_words(web: Any) ->
     assert not found, "\n".join(found)
 
 
+def test_registry_pages_after_sign_in_have_no_internal_ids_or_banned_words(tmp_path: Path) -> None:
+    """The registry's pages behind its sign-in (synthetic cohort): patients, a whole record with its forms,
+    a refused form, a refused page, and the analytics page, for a clinician and an analyst."""
+    from fastapi.testclient import TestClient
+
+    from ipexrx.registry import SYSTEM, ops
+    from ipexrx.service import Settings, create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'reg.sqlite3'}", replay_dir=tmp_path / "seen"))
+    reg = app.state.registry
+    ops.load_demo(reg, SYSTEM, n_patients=60, n_centres=2)
+    password = "a long plain-words password 1"
+    reg.create_user(SYSTEM, {"username": "plain.clinician", "password": password, "role": "clinician",
+                             "centre_code": "SYN01"})
+    reg.create_user(SYSTEM, {"username": "plain.analyst", "password": password, "role": "analyst"})
+    pseudonym = reg.list_patients(reg.authenticate("plain.clinician", password))[0]["pseudonym"]
+    texts: list[tuple[str, str]] = []
+    for user, paths in (("plain.clinician", ["/registry", "/registry/patients/new", f"/registry/patients/{pseudonym}",
+                                             "/registry/patients/SYN02-ZZZZZZ", "/registry/analytics?as_of=" + AS_OF,
+                                             "/registry/analytics?as_of=2026-02-30"]),
+                        ("plain.analyst", ["/registry", "/registry/analytics?as_of=" + AS_OF])):
+        with TestClient(app, base_url="https://testserver") as c:
+            assert c.post("/registry/login", data={"username": user, "password": password}).status_code == 200
+            for path in paths:
+                r = c.get(path)
+                assert r.status_code < 500 and r.headers["content-type"].startswith("text/html"), path
+                texts.append((f"{user} {path}", r.text))
+            page = c.get("/registry").text
+            csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+            if csrf and user == "plain.clinician":
+                r = c.post("/registry/patients/new", data={"csrf": csrf.group(1), "birth_year": "2020",
+                                                           "birth_month": "13"})
+                assert r.status_code == 422
+                texts.append((f"{user} refused form", r.text))
+    bad = [f"{where}: {p}" for where, text in texts for p in problems(visible_text(text))]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_scanner_finds_what_it_is_meant_to_find() -> None:
     """The grep itself: each kind of leak is caught, and clinical prose is not."""
     from ipexrx.assess.rules import RULES
