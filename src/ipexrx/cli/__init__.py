@@ -19,12 +19,14 @@ import typer
 from typer.core import TyperGroup
 
 # "module:Class" -> exit code. Exit codes: 1 = input not understood / not found; 2 = usage error
-# (typer/click's own); 3 = the knowledge base itself failed to load (a content problem).
+# (typer/click's own) or an optional part of ipexrx not installed; 3 = the knowledge base itself failed to
+# load (a content problem).
 USER_ERRORS: dict[str, int] = {
     "ipexrx.reference.errors:ReferenceQueryError": 1,
     "ipexrx.cli.schema:UnknownSchemaError": 1,
     "ipexrx.screen.errors:ScreenInputError": 1,
     "ipexrx.knowledge.loader:KnowledgeBaseError": 3,
+    "ipexrx.extras:MissingExtraError": 2,
 }
 
 

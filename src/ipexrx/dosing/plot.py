@@ -1,7 +1,7 @@
 """Concentration-time plots: individual prediction with its band, observed levels and the target band.
 
-PNG through matplotlib (Agg, no display); HTML as a self-contained page with an inline SVG whose points carry
-tooltips (no JavaScript library, no network).
+PNG through matplotlib (Agg, no display; the optional 'plots' extra); HTML as a self-contained page with an
+inline SVG whose points carry tooltips (no JavaScript library, no network).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def recommendation_curve(model: CompiledModel, rec: Recommendation, covariates: 
 
 
 def write_png(curve: Curve, path: str | Path) -> Path:
-    import matplotlib
+    from ..extras import require
 
+    matplotlib = require("matplotlib", "plots", "A PNG plot (--plot)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

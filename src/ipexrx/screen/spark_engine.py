@@ -39,7 +39,6 @@ from .errors import ScreenInputError
 from .views import View, column_value, translate_path, view_sql
 
 DEFAULT_MASTER = "local[2]"
-INSTALL_HINT = "pip install 'ipexrx[spark]' (in a source checkout: pip install '.[spark]')"
 _LOG4J = """rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
@@ -82,10 +81,11 @@ def _java_home() -> None:
 
 def spark_session(master: str | None = None) -> Any:
     """The SparkSession for ``master`` (created once per process and reused: starting a JVM takes seconds)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise SparkUnavailableError(f"--engine spark needs PySpark, which is not installed: {INSTALL_HINT}") from None
+    from ..extras import require
+
+    require("pyspark.sql", "spark", "--engine spark")  # MissingExtraError naming the extra and the install command
+    from pyspark.sql import SparkSession
+
     master = master or os.environ.get("IPEXRX_SPARK_MASTER") or DEFAULT_MASTER
     if master in _sessions and _sessions[master].sparkContext._jsc is not None:  # not stopped
         return _sessions[master]

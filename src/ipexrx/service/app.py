@@ -18,11 +18,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..extras import MissingExtraError
 from ..storage import Database
 from ..storage.replay import make_replay_store
 from .cardlog import CardLog
 from .deps import Unauthorized, unauthorized_handler
-from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
+from .errors import ApiError, api_error_handler, http_error_handler, missing_extra_handler, validation_error_handler
 from .limits import BrowserHardening, RequestLimits
 from .pool import AnalysisPool
 from .security import JwtVerifier
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (RequestValidationError, validation_error_handler),
         (StarletteHTTPException, http_error_handler),
         (Unauthorized, unauthorized_handler),
+        (MissingExtraError, missing_extra_handler),  # an optional part not installed: 503 naming the extra
     ]
     for exc, handler in handlers:
         app.add_exception_handler(exc, handler)

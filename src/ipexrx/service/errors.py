@@ -12,9 +12,11 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
 
 SENSITIVE_KEYS = frozenset({"fhirAuthorization", "access_token", "authorization", "Authorization"})
 
@@ -135,3 +137,31 @@ async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
         message = "no such endpoint; the API is under /api/v1 (see /docs), CDS Hooks under /cds-services"
     body = ErrorBody(error=name, message=message)
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+NOT_INSTALLED_PAGE = """{% extends "base.html" %}
+{% block content %}
+<h1>{{ title }}</h1>
+<div class="error" role="alert" id="not-installed"><p>{{ message }}</p></div>
+<p>Whoever runs this server can install it with <code>{{ command }}</code> and then restart the server;
+everything else works without it.</p>
+{% endblock %}
+"""
+
+
+async def missing_extra_handler(request: Request, exc: Exception) -> Response:
+    """An optional part of ipexrx (a pip extra) is not installed on this server: 503 with one sentence naming
+    it and the install command. JSON (the usual error shape) under /api and /cds-services, a page elsewhere."""
+    from ..extras import MissingExtraError
+
+    assert isinstance(exc, MissingExtraError)
+    if request.url.path.startswith(("/api/", "/cds-services")):
+        body = ErrorBody(error="not_installed", message=str(exc))
+        return JSONResponse(body.model_dump(), status_code=503)
+    from ..knowledge import get_kb
+    from .web import env
+
+    page = env().from_string(NOT_INSTALLED_PAGE).render(
+        meta=get_kb().meta, version=__version__, page_url=str(request.url),
+        title="This part of ipexrx is not installed", message=str(exc), command=exc.command)
+    return HTMLResponse(page, status_code=503, headers={"cache-control": "no-store"})

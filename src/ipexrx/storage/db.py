@@ -102,7 +102,14 @@ class Database:
         self.url = url or default_database_url()
         if self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
             Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(self.url, future=True)
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except ModuleNotFoundError as exc:  # SQLAlchemy imports the URL's driver here
+            if (exc.name or "").split(".")[0] != "psycopg":
+                raise
+            from ..extras import MissingExtraError
+
+            raise MissingExtraError("psycopg", "postgres", "A PostgreSQL database (postgresql:// URL)") from exc
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
