@@ -409,3 +409,15 @@ def test_the_service_started_by_the_command_trusts_the_sandbox_and_nothing_else(
     assert settings.issuers[BASE].algorithms == ["ES384"] and not settings.dev_mode
     assert settings.smart_issuers == [FHIR] and settings.smart_client_id == CLIENT_ID
     assert settings.base_url == APP and json.loads(str(env["IPEXRX_SMART_ISSUERS"])) == [FHIR]
+
+
+def test_sandbox_pages_have_no_internal_ids_or_banned_words(ehr: TestClient) -> None:
+    """The chart (with patient-view and order cards), the patient list and the consent page, as a reader sees them."""
+    from tests.test_plain_words import problems, visible_text
+
+    csrf = csrf_of(ehr.get(f"/chart/{PID}").text)
+    ehr.post(f"/chart/{PID}/orders", data={"csrf": csrf, "choice": "vaccine:varicella"})
+    pages = {"/": ehr.get("/").text, "chart": ehr.get(f"/chart/{PID}").text,
+             "consent": ehr.get("/auth/authorize", params=authorize_params()).text}
+    for name, html in pages.items():
+        assert problems(visible_text(html)) == [], name
