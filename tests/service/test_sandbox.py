@@ -5,6 +5,7 @@ network), with JWTs the service verifies against the sandbox's key exactly as in
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -421,3 +422,30 @@ def test_sandbox_pages_have_no_internal_ids_or_banned_words(ehr: TestClient) -> 
              "consent": ehr.get("/auth/authorize", params=authorize_params()).text}
     for name, html in pages.items():
         assert problems(visible_text(html)) == [], name
+
+
+def test_a_chart_says_so_when_the_cds_service_cannot_be_reached(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once the socket is closed
+    sandbox = TestClient(create_sandbox_app(BASE, f"http://127.0.0.1:{closed}", new_key()), base_url=BASE)
+    page = sandbox.get(f"/chart/{PID}")
+    assert page.status_code == 200
+    assert f"Decision support is unavailable: the CDS service at http://127.0.0.1:{closed} could not be reached" \
+        in page.text
+    assert "No answer from the CDS service." in page.text and "<article" not in page.text
+
+
+def test_the_command_refuses_one_port_for_both_servers_and_a_busy_port() -> None:
+    from typer.testing import CliRunner
+
+    from ipexrx.cli import get_app
+
+    same = CliRunner().invoke(get_app(), ["sandbox", "--port", "8750", "--app-port", "8750"])
+    assert same.exit_code == 2 and "--port and --app-port must differ" in same.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = CliRunner().invoke(get_app(), ["sandbox", "--port", str(port), "--app-port", "8751"])
+    assert taken.exit_code == 1 and f"cannot listen on 127.0.0.1:{port} (--port)" in taken.output

@@ -6,6 +6,10 @@
 token from the sandbox's authorization server. A token is for one patient and the types its scope
 names: another patient's data is 403, no or an expired token 401, an unknown id 404, an unsupported
 search 400 - each an OperationOutcome.
+
+Why not a FHIR server package: fhirstarter 4.2.0 requires fastapi<0.137 and python-multipart<0.0.32,
+fhirsnake 1.1.0 requires fastapi<0.113 (ipexrx pins fastapi 0.163.2 and python-multipart 0.0.34); this
+read/search subset is what the SMART app and CDS Hooks prefetch need.
 """
 
 from __future__ import annotations
