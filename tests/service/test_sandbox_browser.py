@@ -116,6 +116,7 @@ def test_chart_to_card_to_suggestion_to_feedback_to_smart_app(browser: Any, sand
     try:
         # the patient list, then the chart: patient-view cards, each with its source
         page.goto(f"{base}/")
+        assert _axe_violations(page) == []
         page.get_by_role("link", name="Leo Example").click()
         page.wait_for_url(f"{base}/chart/{PID}")
         view = page.locator("article.card")
@@ -157,6 +158,7 @@ def test_chart_to_card_to_suggestion_to_feedback_to_smart_app(browser: Any, sand
         page.wait_for_url(f"{base}/auth/authorize?**")
         assert "Leo Example" in page.locator("#consent-patient").inner_text()
         assert _axe_violations(page) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
         page.get_by_role("button", name="Allow").click()
         page.wait_for_url(f"{app}/smart/patient")
         html = page.content()
