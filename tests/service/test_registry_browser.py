@@ -95,7 +95,7 @@ def _sign_in(page: Any, site: Site, user: str) -> None:
 def _check_layout_and_a11y(page: Any, width: int, what: str, csp: list[str]) -> None:
     """Shares the site's header and navigation, fits the width, passes axe (no violation of any impact), broke no
     Content-Security-Policy rule."""
-    assert page.locator("header.site nav[aria-label=Main]").count() == 1, what
+    assert page.locator("header.site nav[aria-label=Main] a[href='/registry']").count() == 1, what
     assert page.locator("footer.site").count() == 1, what
     scroll = page.evaluate("() => document.documentElement.scrollWidth")
     assert scroll <= width, f"{what}: {scroll - width} px of horizontal overflow at {width} px"

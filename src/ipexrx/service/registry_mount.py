@@ -81,7 +81,9 @@ def mount_registry_web(app: FastAPI, registry: Registry) -> None:
     from urllib.parse import parse_qs
 
     from ..registry.web import COOKIE, WEB_PREFIX, WEB_ROUTES, WebRequest, WebRoute, handle, parse_form
-    from .web import render
+    from .web import env, render
+
+    env().globals["registry_nav"] = True  # the site's main navigation links the registry while it is served
 
     def make(route: WebRoute) -> Any:
         async def page(request: Request) -> Response:
