@@ -105,9 +105,15 @@ def test_monograph_has_the_clinical_sections_and_each_citation_leads_to_its_sour
     for wanted in ("Identity and class", "Mechanism", "Pharmacology", "Evidence in IPEX", "Boxed warnings",
                    "Screening before the first dose", "Monitoring", "Interactions", "Sources"):
         assert wanted in headings, (wanted, headings)
-    cite = page.locator("#mechanism + ul .cite a").first
-    target = cite.get_attribute("href").split("#", 1)[1]
+    cite = page.locator("#mechanism + ul .cite a").first  # a number, into the page's numbered sources
+    number = cite.inner_text()
+    entry = cite.get_attribute("href").split("#", 1)[1]
+    assert entry == f"cite-{number}"
     cite.click()
+    assert page.locator(f"#{entry}").inner_text().startswith(f"[{number}] ")
+    source = page.locator(f"#{entry} a").first  # the entry leads to the source (and section) on /sources
+    target = source.get_attribute("href").split("#", 1)[1]
+    source.click()
     page.wait_for_url(f"{server}/sources#{target}")
     assert page.locator(f"[id='{target}']").count() == 1
 

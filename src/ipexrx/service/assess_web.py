@@ -34,59 +34,73 @@ def mount_assess(app: FastAPI) -> None:
 
     @app.post("/assess", response_class=HTMLResponse, include_in_schema=False)
     async def assess_submit(request: Request) -> HTMLResponse:
-        from ..assess import assess
-        from ..patient import PatientInputError
-        from ..patient.model import decode_json
+        return await _submit(request, printable=False)
 
+    @app.post("/assess/report", response_class=HTMLResponse, include_in_schema=False)
+    async def assess_report(request: Request) -> HTMLResponse:
+        """The same inputs as /assess, answered with the self-contained printable report (the page
+        ``ipexrx assess --html`` writes, ending with its numbered sources); problems are shown on the form."""
+        return await _submit(request, printable=True)
+
+
+async def _submit(request: Request, printable: bool) -> HTMLResponse:
+    from ..assess import assess
+    from ..patient import PatientInputError
+    from ..patient.model import decode_json
+
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_FORM_BYTES)
+    except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
+        detail = getattr(exc, "detail", None) or type(exc).__name__
+        return _page(request, 400, error={"message": f"the form could not be read: {detail}", "issues": []})
+    text = form.get("patient")
+    text = text if isinstance(text, str) else ""
+    upload = form.get("patient_file")
+    as_of_text = str(form.get("as_of") or "").strip()
+    plan = str(form.get("ipex_plan") or "auto").strip()
+    if upload is not None and not isinstance(upload, str) and upload.filename:
+        data = await upload.read(MAX_FORM_BYTES + 1)
+        if len(data) > MAX_FORM_BYTES:
+            return _page(request, 413, error={"message": f"the file is larger than {MAX_FORM_BYTES // 2**20} MB",
+                                              "issues": []})
         try:
-            form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_FORM_BYTES)
-        except Exception as exc:  # a malformed multipart body or too many parts: say so, never a 500
-            detail = getattr(exc, "detail", None) or type(exc).__name__
-            return _page(request, 400, error={"message": f"the form could not be read: {detail}", "issues": []})
-        text = form.get("patient")
-        text = text if isinstance(text, str) else ""
-        upload = form.get("patient_file")
-        as_of_text = str(form.get("as_of") or "").strip()
-        plan = str(form.get("ipex_plan") or "auto").strip()
-        if upload is not None and not isinstance(upload, str) and upload.filename:
-            data = await upload.read(MAX_FORM_BYTES + 1)
-            if len(data) > MAX_FORM_BYTES:
-                return _page(request, 413, error={"message": f"the file is larger than {MAX_FORM_BYTES // 2**20} MB",
-                                                  "issues": []})
-            try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                return _page(request, 422, error={"message": f"the file '{upload.filename}' is not UTF-8 text (byte "
-                                                  f"{exc.start}): expected a JSON patient record or FHIR Bundle",
-                                                  "issues": []}, as_of=as_of_text)
-        ctx: dict[str, Any] = {"patient_text": text, "as_of": as_of_text, "ipex_plan": plan}
-        if plan not in ("auto", "always", "never"):
-            ctx["ipex_plan"] = "auto"
-            return _page(request, 422, error={"message": f"the IPEX plan choice must be auto, always or never, got "
-                                              f"'{plan[:40]}'", "issues": []}, **ctx)
-        if not text.strip():
-            return _page(request, 422, error={"message": "paste a patient JSON or a FHIR Bundle, or choose a file",
-                                              "issues": []}, **ctx)
-        as_of = None
-        if as_of_text:
-            try:
-                as_of = dt.date.fromisoformat(as_of_text)
-            except ValueError:
-                return _page(request, 422, error={"message": f"the assessment date must be YYYY-MM-DD, got "
-                                                  f"'{as_of_text}'", "issues": []}, **ctx)
-        from .errors import ApiError
-        from .pool import pool_of
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            return _page(request, 422, error={"message": f"the file '{upload.filename}' is not UTF-8 text (byte "
+                                              f"{exc.start}): expected a JSON patient record or FHIR Bundle",
+                                              "issues": []}, as_of=as_of_text)
+    ctx: dict[str, Any] = {"patient_text": text, "as_of": as_of_text, "ipex_plan": plan}
+    if plan not in ("auto", "always", "never"):
+        ctx["ipex_plan"] = "auto"
+        return _page(request, 422, error={"message": f"the IPEX plan choice must be auto, always or never, got "
+                                          f"'{plan[:40]}'", "issues": []}, **ctx)
+    if not text.strip():
+        return _page(request, 422, error={"message": "paste a patient JSON or a FHIR Bundle, or choose a file",
+                                          "issues": []}, **ctx)
+    as_of = None
+    if as_of_text:
+        try:
+            as_of = dt.date.fromisoformat(as_of_text)
+        except ValueError:
+            return _page(request, 422, error={"message": f"the assessment date must be YYYY-MM-DD, got "
+                                              f"'{as_of_text}'", "issues": []}, **ctx)
+    from .errors import ApiError
+    from .pool import pool_of
 
-        def run() -> Any:
-            return assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
+    def run() -> Any:
+        return assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
 
-        try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
-            result = await pool_of(request.app).run(run)
-        except ApiError as exc:  # busy: say so on the page, with the same Retry-After
-            page = _page(request, exc.status, error={"message": exc.body.message, "issues": []}, **ctx)
-            page.headers.update(exc.headers or {})
-            return page
-        except PatientInputError as exc:
-            return _page(request, 422, error={"message": exc.summary, "issues": [i.to_dict() for i in exc.issues]},
-                         **ctx)
-        return _page(request, 200, a=result, counts=result.counts(), **ctx)
+    try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
+        result = await pool_of(request.app).run(run)
+    except ApiError as exc:  # busy: say so on the page, with the same Retry-After
+        page = _page(request, exc.status, error={"message": exc.body.message, "issues": []}, **ctx)
+        page.headers.update(exc.headers or {})
+        return page
+    except PatientInputError as exc:
+        return _page(request, 422, error={"message": exc.summary, "issues": [i.to_dict() for i in exc.issues]},
+                     **ctx)
+    if printable:
+        from ..report import render_assessment_html
+
+        return HTMLResponse(render_assessment_html(result))
+    return _page(request, 200, a=result, counts=result.counts(), **ctx)

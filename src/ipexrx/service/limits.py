@@ -152,9 +152,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
                            "form-action 'self'; frame-ancestors 'none'")
 # Self-contained documents carry their stylesheet inline because they must also work saved to a file or
-# printed (the registry's report, the TDM report): there, and only there, inline styles are allowed.
-# Inline scripts never are. The registry's pages carry one fixed <style> block, allowed by its hash.
-INLINE_STYLE_PREFIXES = ("/api/v1/registry/report", "/api/v1/dosing/report", "/dosing/report")
+# printed (the registry's report, the TDM report, the assessment report): there, and only there, inline
+# styles are allowed. Inline scripts never are. The registry's pages carry one fixed <style> block, allowed by its hash.
+INLINE_STYLE_PREFIXES = ("/api/v1/registry/report", "/api/v1/dosing/report", "/dosing/report", "/assess/report")
 HASHED_STYLE_PREFIXES = ("/registry",)
 CONTENT_SECURITY_POLICY_INLINE_STYLE = CONTENT_SECURITY_POLICY.replace("style-src 'self'",
                                                                        "style-src 'self' 'unsafe-inline'")
