@@ -180,3 +180,18 @@ def test_roles_without_analytics_are_refused(cohort_db: Registry) -> None:
     anonymous = TestClient(admin.app, base_url="https://testserver", follow_redirects=False)
     r = anonymous.get("/registry/analytics/drugs.csv")
     assert r.status_code == 303 and r.headers["location"] == "/registry/login"
+
+
+def test_follow_up_due_is_listed_for_a_centre_and_never_in_the_pooled_view(cohort_db: Registry,
+                                                                            analyst: TestClient) -> None:
+    import datetime as dt
+
+    clin = _client(cohort_db, "small.clinician")
+    due = ops.analytics_report(cohort_db, cohort_db.authenticate("small.clinician", PASSWORD),
+                               dt.date(2027, 6, 30)).followup_due
+    assert due  # a year after the synthetic cut-off, every living patient is due
+    page = clin.get("/registry/analytics?as_of=2027-06-30").text
+    assert f"Yearly follow-up due ({len(due)})" in page
+    for pseudonym, last in due:
+        assert f'<a href="/registry/patients/{pseudonym}">{pseudonym}</a></td><td>{last}</td>' in page
+    assert "Yearly follow-up due" not in analyst.get("/registry/analytics?as_of=2027-06-30").text
