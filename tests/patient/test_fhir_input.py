@@ -73,28 +73,42 @@ def test_invalid_resource_is_skipped_not_fatal() -> None:
     assert any("not valid FHIR R4" in m for m in msgs)
 
 
-def test_an_observation_holding_no_lab_the_rules_use_is_noted_without_being_validated(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from ipexrx.patient import fhir
-
-    validated: list[str] = []
-    real = fhir._validate
-
-    def spy(raw: dict[str, Any], path: str, ctx: Any) -> Any:
-        validated.append(raw["resourceType"] + ":" + str((raw.get("code") or {}).get("text")))
-        return real(raw, path, ctx)
-
-    monkeypatch.setattr(fhir, "_validate", spy)
+def test_every_observation_is_checked_as_far_as_it_is_read_and_unused_ones_are_named() -> None:
     vitals = _obs("8867-4", {"value": 120, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"})
     vitals["code"]["text"] = "Heart rate"
     invalid_unused = {"resourceType": "Observation", "status": "final", "code": {"text": "Pain score"},
                       "valueQuantity": {"value": "abc"}}
     data = _read(_bundle(vitals, invalid_unused, _obs("2160-0", {"value": 30, "unit": "umol/L"})))
-    assert "Observation:Heart rate" not in validated and "Observation:Pain score" not in validated
     msgs = [w.message for w in data.warnings]
     assert "Observation 'Heart rate' skipped: not a lab the rules use" in msgs
-    assert "Observation 'Pain score' skipped: not a lab the rules use" in msgs  # unused, so not called invalid
+    assert any(m.startswith("Observation skipped: not valid FHIR R4 ($.entry[3].resource.valueQuantity.value: "
+                            "expected a number, got 'abc')") for m in msgs), msgs
     assert [lab.kind.id for lab in data.labs] == ["creatinine"]  # the lab the rules use is read as before
+
+
+def test_an_element_the_rules_do_not_read_is_only_checked_with_strict() -> None:
+    from ipexrx.knowledge import get_kb
+    from ipexrx.patient.reader import read_patient
+
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "2024-01-02",
+               "name": "not a list of HumanName"}
+    doc = _bundle(_obs("2160-0", {"value": 30, "unit": "umol/L"}))
+    doc["entry"][0] = {"resource": patient}
+    lenient = read_patient(doc, get_kb(), AS_OF)
+    assert lenient.sex == "male"
+    with pytest.raises(PatientInputError) as err:  # strict: the Patient is not valid FHIR R4, so there is none
+        read_patient(doc, get_kb(), AS_OF, strict=True)
+    assert "one Patient resource" in str(err.value.issues[0].expected)
+
+
+def test_a_malformed_date_in_a_read_element_is_named_with_the_fhir_format() -> None:
+    bad = _obs("2160-0", {"value": 30, "unit": "umol/L"})
+    bad["effectiveDateTime"] = "25/11/2026"
+    data = _read(_bundle(bad))
+    msg = next(w.message for w in data.warnings if "not valid FHIR R4" in w.message)
+    assert "effectiveDateTime: expected a FHIR dateTime (YYYY-MM-DD, optionally with a time and zone), " \
+           "got '25/11/2026'" in msg
+    assert data.labs == []  # never guessed
 
 
 def test_entered_in_error_and_refuted_are_ignored() -> None:
@@ -230,24 +244,22 @@ BUNDLES_BY_DIAGNOSIS = {
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES_BY_DIAGNOSIS))
-def test_the_diagnosis_from_conditions_alone_is_what_the_full_read_finds(name: str) -> None:
-    """``bundle_diagnosis`` decides the diagnosis from the Conditions alone (a cheap screen); that must
-    never differ from reading the whole record."""
-    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+def test_the_diagnosis_is_the_same_with_the_typed_views_and_with_full_validation(name: str) -> None:
+    from ipexrx.patient.fhir import read_bundle
 
     bundle, expected = BUNDLES_BY_DIAGNOSIS[name]
-    assert bundle_diagnosis(bundle) == expected
-    record, _, _ = read_bundle(bundle)
-    assert record["diagnosis"]["type"] == expected
+    assert read_bundle(bundle)[0]["diagnosis"]["type"] == expected
+    assert read_bundle(bundle, strict=True)[0]["diagnosis"]["type"] == expected
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.fhir.json")), ids=lambda p: p.name)
-def test_the_diagnosis_from_conditions_alone_matches_on_the_examples(path: Path) -> None:
-    from ipexrx.patient.fhir import bundle_diagnosis, read_bundle
+def test_the_examples_read_the_same_with_the_typed_views_and_with_full_validation(path: Path) -> None:
+    from ipexrx.patient.fhir import read_bundle
 
     bundle = json.loads(path.read_text())
-    record, _, _ = read_bundle(bundle)
-    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"] != "none"
+    fast, full = read_bundle(bundle), read_bundle(bundle, strict=True)
+    assert fast[0] == full[0] and fast[2] == full[2] and fast[0]["diagnosis"]["type"] != "none"
+    assert [(w.path, w.message) for w in fast[1]] == [(w.path, w.message) for w in full[1]]
 
 
 _WORDS = ["IPEX", "ipex-like", "IPEX like", "Immune", "immune dysregulation,", "polyendocrinopathy", "syndrome",
@@ -262,9 +274,9 @@ _CODINGS = [("http://snomed.info/sct", "724276006"), ("http://snomed.info/sct", 
                           st.lists(st.sampled_from(_CODINGS), max_size=2),
                           st.sampled_from([None, "confirmed", "refuted", "provisional"])), max_size=4))
 @settings(max_examples=150, deadline=None)
-def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
+def test_typed_views_and_full_validation_never_disagree_on_conditions(
         conds: list[tuple[list[str], list[tuple[str, str]], str | None]]) -> None:
-    from ipexrx.patient.fhir import bundle_diagnosis, may_name_ipex, read_bundle
+    from ipexrx.patient.fhir import read_bundle
 
     resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p1", "gender": "male",
                                         "birthDate": "2020-01-01"}]
@@ -278,9 +290,9 @@ def test_conditions_alone_and_the_full_read_never_disagree_on_the_diagnosis(
                 "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]}
         resources.append(cond)
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
-    record, _, _ = read_bundle(bundle)
-    assert bundle_diagnosis(bundle) == record["diagnosis"]["type"]
-    assert may_name_ipex(bundle) or record["diagnosis"]["type"] == "none"  # the raw screen never hides one
+    fast, full = read_bundle(bundle), read_bundle(bundle, strict=True)
+    assert fast[0] == full[0] and fast[2] == full[2]
+    assert [(w.path, w.message) for w in fast[1]] == [(w.path, w.message) for w in full[1]]
 
 
 _OBS_CODINGS = [("http://loinc.org", "2160-0"), ("http://loinc.org", "29463-7"), ("http://loinc.org", "8302-2"),
@@ -322,21 +334,11 @@ def _observations(draw: st.DrawFn) -> dict[str, Any]:
 
 @given(st.lists(_observations(), max_size=5))
 @settings(max_examples=200, deadline=None)
-def test_screening_unused_observations_never_changes_the_record_or_its_notes(obs: list[dict[str, Any]]) -> None:
+def test_typed_views_and_full_validation_read_valid_observations_alike(obs: list[dict[str, Any]]) -> None:
     from ipexrx.patient.fhir import read_bundle
 
     bundle = _bundle(*obs)
-    fast = read_bundle(bundle, screen_observations=True)
-    full = read_bundle(bundle, screen_observations=False)
+    fast = read_bundle(bundle)
+    full = read_bundle(bundle, strict=True)
     assert fast[0] == full[0] and fast[2] == full[2]
     assert [(w.path, w.message, w.code) for w in fast[1]] == [(w.path, w.message, w.code) for w in full[1]]
-
-
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.fhir.json")), ids=lambda p: p.name)
-def test_screening_unused_observations_changes_nothing_on_the_examples(path: Path) -> None:
-    from ipexrx.patient.fhir import read_bundle
-
-    bundle = json.loads(path.read_text())
-    fast, full = read_bundle(bundle), read_bundle(bundle, screen_observations=False)
-    assert fast[0] == full[0] and fast[2] == full[2]
-    assert [(w.path, w.message) for w in fast[1]] == [(w.path, w.message) for w in full[1]]

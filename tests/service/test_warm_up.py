@@ -21,10 +21,16 @@ def test_warm_up_runs_every_service_to_cards_and_leaves_the_caches_empty() -> No
     assert not engine._analysis_cache and not engine._template_cache
 
 
-def test_after_start_up_the_fhir_models_are_already_imported(settings: Settings) -> None:
-    with TestClient(create_app(settings)):
-        for name in ("Patient", "Condition", "MedicationRequest", "Observation", "Procedure", "Immunization"):
-            assert f"fhir.resources.R4B.{name.lower()}" in sys.modules
+def test_after_warm_up_the_fhir_reader_is_ready_without_the_full_fhir_models() -> None:
+    """In a fresh interpreter, as a worker starts: the CDS path reads with the typed views only (full
+    validation with fhir.resources is the --strict option's)."""
+    import subprocess
+
+    code = ("import sys; from ipexrx.service.cds import engine; assert engine.warm_up() > 0; "
+            "assert 'ipexrx.patient.fhir_types' in sys.modules; "
+            "print(sorted(m for m in sys.modules if m.startswith('fhir.resources.R4B.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_verifier_warm_up_parses_each_static_key_for_the_algorithms_it_fits(settings: Settings) -> None:

@@ -43,7 +43,7 @@ class BatchResult:
 
 def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
                  kb: KnowledgeBase | None = None, dose_suggestions: bool = True,
-                 ipex_plan: PlanChoice = "auto") -> Iterator[BatchResult]:
+                 ipex_plan: PlanChoice = "auto", strict: bool = False) -> Iterator[BatchResult]:
     """Assess each non-blank line; yields results in input order (1-based line numbers).
 
     ``dose_suggestions=False`` skips the model-based doses on trough alerts (faster for large batches);
@@ -57,6 +57,7 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
             continue
         try:
             yield BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb,
-                                                              dose_suggestions=dose_suggestions, ipex_plan=ipex_plan))
+                                                              dose_suggestions=dose_suggestions, ipex_plan=ipex_plan,
+                                                              strict=strict))
         except PatientInputError as exc:
             yield BatchResult(line=n, error=exc)

@@ -76,7 +76,7 @@ def plan_mode(diagnosis: str, ipex_plan: PlanChoice = "auto", disorder: str | No
 
 def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date | None = None,
            kb: KnowledgeBase | None = None, dose_suggestions: bool = True,
-           ipex_plan: PlanChoice = "auto") -> Assessment:
+           ipex_plan: PlanChoice = "auto", strict: bool = False) -> Assessment:
     """Assess one patient. Raises only :class:`~ipexrx.patient.PatientInputError` (and subclasses), and
     ValueError for an ``ipex_plan`` that is not one of auto | always | never.
 
@@ -85,12 +85,13 @@ def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date
     ``ipex_plan``: whether the IPEX plan (HSCT section, options per manifestation) is shown -- 'auto' (when
     the chart has IPEX or an IPEX-like disorder), 'always' or 'never' (see :func:`plan_mode`). Every
     drug-safety rule runs whatever it says; ``Assessment.mode`` / ``mode_reason`` say which mode applied.
+    ``strict``: a FHIR Bundle's entries are validated in full (fhir.resources) before they are read.
     """
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
     if ipex_plan not in PLAN_CHOICES:
         raise ValueError(f"ipex_plan must be one of {', '.join(PLAN_CHOICES)}, got {ipex_plan!r}")
-    patient = source if isinstance(source, PatientData) else read_patient(source, kb, as_of)
+    patient = source if isinstance(source, PatientData) else read_patient(source, kb, as_of, strict)
     mode, reason = plan_mode(patient.diagnosis, ipex_plan, patient.ipex_like_id or patient.ipex_like_text)
     show_plan = mode != "drug-safety-only"
     ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of, dose_suggestions=dose_suggestions)

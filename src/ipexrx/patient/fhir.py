@@ -1,8 +1,10 @@
-"""Read a FHIR R4 Bundle (validated with fhir.resources' R4B models) into a patient record.
+"""Read a FHIR R4 Bundle into a patient record: the one FHIR reader of every face (``assess``, the
+CDS service, the population screen's safety check; dosing parses with the same typed models).
 
-Why R4B models for R4 data: R4B changed nothing in the resources we read (Patient, Condition,
-MedicationStatement/Request, Medication, Observation, Procedure, Immunization), and the
-fhir.resources R4B package gives typed validation of each entry.
+Each entry becomes a typed view (:mod:`.fhir_types`) that checks the elements the rules read, in
+FHIR's JSON types, and ignores the rest (microseconds a resource). ``strict=True`` (the commands'
+``--strict``) also validates every element with fhir.resources' R4B models first (R4B changed
+nothing in the resources we read), and skips an entry that fails, with the same kind of warning.
 
 Policy -- real EHR exports are imperfect:
 
@@ -21,7 +23,6 @@ exactly the same resolution and rules.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -29,10 +30,10 @@ from typing import Any
 from ..knowledge.loader import KnowledgeBase, get_kb
 from .codes import HsctCode, hsct_code, manifestation_for_code, might_be_transplant
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
+from .fhir_types import InvalidResource, Medication, parse, strict_issue
 from .hsct import HsctEvidence, combine, format_date, read_date, read_hsct_text
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .medtext import read_product_text
-from .model import issues_from_validation
 from .normalize import InputWarning
 from .units import normalize_dose, volume_ml
 
@@ -128,23 +129,17 @@ def _code(cc: Any, *systems: str) -> str | None:
     return None
 
 
-def _model_class(rtype: str) -> Any:
-    from fhir.resources.R4B import get_fhir_model_class
-
-    return get_fhir_model_class(rtype)
-
-
-def _validate(raw: dict[str, Any], path: str, ctx: _Ctx) -> Any | None:
-    from pydantic import ValidationError
-
-    try:
-        return _model_class(raw["resourceType"]).model_validate(raw)
-    except ValidationError as exc:
-        first = issues_from_validation(exc, path)[0]
-        ctx.warn(path, f"{raw['resourceType']} skipped: not valid FHIR R4 ({first.path}: expected {first.expected}, "
-                 f"got {first.got})")
-    except (TypeError, ValueError, KeyError) as exc:  # fhir.resources may raise these for odd input
-        ctx.warn(path, f"{raw.get('resourceType')} skipped: not valid FHIR R4 ({type(exc).__name__})")
+def _validate(raw: dict[str, Any], path: str, ctx: _Ctx, strict: bool = False) -> Any | None:
+    """The typed view of a resource, or None (and a located warning) when what we read of it is not
+    FHIR R4 -- or, with ``strict``, when any element is not."""
+    rtype = raw["resourceType"]
+    issue = strict_issue(raw, path) if strict else None
+    if issue is None:
+        try:
+            return parse(raw, path)
+        except InvalidResource as exc:
+            issue = exc.issue
+    ctx.warn(path, f"{rtype} skipped: not valid FHIR R4 ({issue.path}: expected {issue.expected}, got {issue.got})")
     return None
 
 
@@ -156,15 +151,12 @@ def _quantity_unit(q: Any) -> str | None:
     return str(q.unit) if q.unit else None
 
 
-def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen_observations: bool = True,
+def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, strict: bool = False,
                 ) -> tuple[dict[str, Any], list[InputWarning], dict[str, str]]:
     """Convert a Bundle into our record dict, warnings, and a map record-path -> Bundle-path.
 
     ``kb`` supplies the SNOMED CT / ICD-10 condition codings (default: the standard knowledge base).
-    ``screen_observations``: an Observation none of whose codes or names is a lab the rules use is
-    noted as such without being validated (EHR prefetch asks for up to 200 Observations, mostly
-    vital signs, at ~0.15 ms of validation each); the record is the same either way, only an
-    invalid unused Observation is then noted as unused rather than as invalid.
+    ``strict``: validate every element of every entry with fhir.resources (slower; see module doc).
     """
     ctx = _Ctx()
     if data.get("resourceType") != "Bundle":
@@ -185,10 +177,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
         if rtype not in SUPPORTED:
             ctx.warn(path, f"{rtype} skipped: resource type not used by the assessment")
             continue
-        if rtype == "Observation" and screen_observations and not _may_be_a_used_lab(res):
-            by_type[rtype].append((path, _Unread(res)))  # noted in its turn, so warnings keep their order
-            continue
-        model = _validate(res, path, ctx)
+        model = _validate(res, path, ctx, strict)
         if model is not None:
             by_type[rtype].append((path, model))
 
@@ -201,10 +190,7 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
     for path, m in by_type["MedicationStatement"] + by_type["MedicationRequest"]:
         _medication(path, m, meds_by_ref, record, ctx, kb)
     for path, o in by_type["Observation"]:
-        if isinstance(o, _Unread):
-            _unused_observation(path, o.raw, ctx)
-        else:
-            _observation(path, o, record, ctx)
+        _observation(path, o, record, ctx)
     for path, p in by_type["Procedure"]:
         _procedure(path, p, record, ctx)
     for path, imm in by_type["Immunization"]:
@@ -213,126 +199,6 @@ def read_bundle(data: dict[str, Any], kb: KnowledgeBase | None = None, *, screen
     if ctx.issues:
         raise PatientInputError(ctx.issues, "the FHIR Bundle cannot be assessed safely")
     return record, ctx.warnings, ctx.locations
-
-
-def may_name_ipex(data: dict[str, Any]) -> bool:
-    """False when no Condition of the Bundle can name IPEX or an IPEX-like disorder, so that
-    ``bundle_diagnosis`` is certain to say 'none'; decided on the raw JSON, validating
-    nothing (microseconds, whatever the size of the record)."""
-    entries = data.get("entry") if isinstance(data, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "Condition" and _may_name_ipex(res):
-            return True
-    return False
-
-
-def bundle_diagnosis(data: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
-    """The diagnosis type ``read_bundle`` would give this Bundle ('ipex', 'ipex-like' or
-    'none'), decided from its Condition resources alone.
-
-    Why: a CDS service hears of every chart opened, and almost no patient has IPEX. Deciding that
-    from the Conditions costs a fraction of validating every resource of the record, and it uses
-    the very code ``read_bundle`` uses (``_conditions``), so the two cannot disagree."""
-    ctx = _Ctx()
-    entries = data.get("entry") if isinstance(data, dict) else None
-    conditions: list[tuple[str, Any]] = []
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "Condition" and _may_name_ipex(res):
-            path = f"$.entry[{i}].resource"
-            model = _validate(res, path, ctx)
-            if model is not None:
-                conditions.append((path, model))
-    record: dict[str, Any] = {"manifestations": [], "infections": []}
-    _conditions(conditions, record, ctx, kb)
-    return str(record["diagnosis"]["type"])
-
-
-class _Unread:
-    """An Observation left unvalidated because no lab the rules use can be in it."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: dict[str, Any]):
-        self.raw = raw
-
-
-def _raw_codings(cc: Any) -> list[dict[str, Any]] | None:
-    """The codings of a raw CodeableConcept; None when its shape is not what FHIR says (then the
-    resource is validated, and validation reports it)."""
-    if cc is None:
-        return []
-    if not isinstance(cc, dict):
-        return None
-    codings = cc.get("coding", [])
-    if not isinstance(codings, list) or not all(isinstance(c, dict) for c in codings):
-        return None
-    for c in codings:
-        if any(c.get(k) is not None and not isinstance(c.get(k), str) for k in ("system", "code", "display")):
-            return None
-    if cc.get("text") is not None and not isinstance(cc.get("text"), str):
-        return None
-    return codings
-
-
-def _raw_concepts(res: dict[str, Any]) -> list[Any] | None:
-    comps = res.get("component")
-    if comps is not None and not (isinstance(comps, list) and all(isinstance(c, dict) for c in comps)):
-        return None
-    return [res.get("code"), *(c.get("code") for c in comps or [])]
-
-
-def _may_be_a_used_lab(res: dict[str, Any]) -> bool:
-    """False only when no code (of any system) and no name in the Observation or its components is a
-    lab the rules use, weight or height: a superset of what ``_observation`` looks at, so a False
-    can never hide a lab."""
-    concepts = _raw_concepts(res)
-    if concepts is None:
-        return True
-    for cc in concepts:
-        codings = _raw_codings(cc)
-        if codings is None:
-            return True
-        for c in codings:
-            code = c.get("code")
-            if code and (code.strip() in WEIGHT_LOINC or code.strip() in HEIGHT_LOINC or lab_by_loinc(code)):
-                return True
-            if c.get("display") and lab_by_name(c["display"]):
-                return True
-        if isinstance(cc, dict) and cc.get("text") and lab_by_name(cc["text"]):
-            return True
-    return False
-
-
-def _raw_text(cc: Any) -> str:
-    if not isinstance(cc, dict):
-        return ""
-    if cc.get("text"):
-        return str(cc["text"])
-    return next((str(c["display"]) for c in cc.get("coding") or [] if c.get("display")), "")
-
-
-def _raw_loinc(cc: Any) -> str | None:
-    if not isinstance(cc, dict):
-        return None
-    return next((str(c["code"]) for c in cc.get("coding") or [] if c.get("system") == LOINC and c.get("code")), None)
-
-
-def _unused_observation(path: str, res: dict[str, Any], ctx: _Ctx) -> None:
-    """The notes ``_observation`` would make for an Observation holding no lab the rules use."""
-    status = res.get("status")
-    if status in ("entered-in-error", "cancelled"):
-        ctx.warn(path, f"Observation skipped: status '{status}'")
-        return
-    comps = res.get("component") or []
-    parts = [(f"{path}.component[{j}]", comp.get("code")) for j, comp in enumerate(comps)]
-    if any(res.get(k) is not None for k in ("valueQuantity", "valueString", "valueCodeableConcept", "valueBoolean")) \
-            or not comps:
-        parts.append((path, res.get("code")))
-    for ppath, cc in parts:
-        text = _raw_text(cc)
-        ctx.warn(ppath, f"Observation '{text or _raw_loinc(cc)}' skipped: not a lab the rules use", "unknown-lab")
 
 
 def _patient(patients: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx) -> None:
@@ -429,18 +295,6 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
 
 _IPEX_CODES = {("http://snomed.info/sct", "724276006")}
 
-# Every string through which _conditions can recognise IPEX or an IPEX-like disorder in a
-# Condition's ``code`` (the only element its diagnosis decision reads): IPEX_WORDS ("ipex",
-# "immun... dysregulation, polyendocrinopathy"), "ipex-like", and the codes _is_ipex_code accepts.
-# A Condition whose code holds none of them cannot name IPEX, so it need not be validated to find
-# that out (validation is ~0.15 ms a resource). Keep in step with those two.
-_IPEX_NEEDLES = ("ipex", "dysregulation", "724276006", "37042", "304790")
-
-
-def _may_name_ipex(resource: dict[str, Any]) -> bool:
-    raw = json.dumps(resource.get("code"), ensure_ascii=False, default=str).lower()
-    return any(needle in raw for needle in _IPEX_NEEDLES)
-
 
 def _is_ipex_code(cc: Any) -> bool:
     for c in _codings(cc):
@@ -488,6 +342,15 @@ def _concentration_known(name: str | None, rxcui: str | None, kb: KnowledgeBase 
     return len({c for st in product.strengths if (c := st.mg_per_ml()) is not None}) == 1
 
 
+def _contained_medication(path: str, m: Any, ref: str, ctx: _Ctx) -> Medication | None:
+    """The contained Medication ``ref`` ('#id') points to, read with the same typed view."""
+    for j, r in enumerate(m.contained or []):
+        if r.get("resourceType") == "Medication" and f"#{r.get('id')}" == ref:
+            med = _validate(r, f"{path}.contained[{j}]", ctx)
+            return med if isinstance(med, Medication) else None
+    return None
+
+
 def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str, Any], ctx: _Ctx,
                 kb: KnowledgeBase | None = None) -> None:
     rtype = m.get_resource_type()
@@ -502,8 +365,7 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
     name: str | None = None
     if concept is None and m.medicationReference is not None:
         ref = str(m.medicationReference.reference or "")
-        contained = {f"#{r.id}": r for r in (m.contained or []) if r.get_resource_type() == "Medication" and r.id}
-        med = contained.get(ref) or meds_by_ref.get(ref)
+        med = _contained_medication(path, m, ref, ctx) if ref.startswith("#") else meds_by_ref.get(ref)
         concept = med.code if med is not None else None
         if concept is None and m.medicationReference.display:
             name = str(m.medicationReference.display)

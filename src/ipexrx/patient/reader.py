@@ -17,17 +17,18 @@ from .normalize import InputWarning, PatientData, normalize
 
 
 def load_record(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase | None = None,
-                ) -> tuple[PatientRecord, list[InputWarning], dict[str, str]]:
+                strict: bool = False) -> tuple[PatientRecord, list[InputWarning], dict[str, str]]:
     """Decode and validate; returns the record, reader warnings (FHIR) and the FHIR location map.
 
     ``kb`` is used for FHIR condition codes (SNOMED CT / ICD-10 -> manifestation); default: standard KB.
+    ``strict``: validate every element of a FHIR Bundle with fhir.resources (see ``patient.fhir``).
     """
     data = decode_json(bytes(source) if isinstance(source, bytearray) else source) \
         if isinstance(source, str | bytes | bytearray) else source
     if isinstance(data, dict) and "resourceType" in data:
         from .fhir import read_bundle, relocate, strip_private
 
-        record_dict, warnings, locations = read_bundle(data, kb)
+        record_dict, warnings, locations = read_bundle(data, kb, strict=strict)
         try:
             record = parse_record(strip_private(record_dict))
         except PatientInputError as exc:
@@ -37,9 +38,10 @@ def load_record(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase | 
     return parse_record(data), [], {}
 
 
-def read_patient(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase, as_of: dt.date) -> PatientData:
+def read_patient(source: str | bytes | dict[str, Any] | Any, kb: KnowledgeBase, as_of: dt.date,
+                 strict: bool = False) -> PatientData:
     """Read any supported input into resolved, unit-normalised :class:`PatientData` (or raise PatientInputError)."""
-    record, warnings, locations = load_record(source, kb)
+    record, warnings, locations = load_record(source, kb, strict)
     try:
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:

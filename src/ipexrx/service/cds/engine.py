@@ -321,10 +321,10 @@ async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: 
 def warm_up(base: str = "http://localhost") -> int:
     """Evaluate the packaged sample request of every service once, the whole way to cards.
 
-    Why: fhir.resources builds each resource model, and our readers import their helpers, on
-    first use; without this the first real CDS call of each worker stalls for a hundred
-    milliseconds or more, which is exactly the tail latency an EHR notices. Returns the number
-    of cards produced (a sanity check: the samples are IPEX patients with alerts)."""
+    Why: pydantic builds each validator, and our readers import their helpers, on first use;
+    without this the first real CDS call of each worker stalls for a hundred milliseconds or
+    more, which is exactly the tail latency an EHR notices. Returns the number of cards produced
+    (a sanity check: the samples are IPEX patients with alerts)."""
     from . import samples
 
     cards = 0
