@@ -171,3 +171,14 @@ def test_a_reference_page_renders_to_pdf_without_the_navigation(screen: tuple[An
     page.emulate_media(media="screen")
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 10000
+
+
+def test_a_search_without_a_hit_says_so_and_suggests_what_to_type(screen: tuple[Any, int],
+                                                                 server: str) -> None:  # noqa: F811
+    page, width = screen
+    page.goto(f"{server}/search?q=qqxzv")
+    assert page.locator("#search-status").inner_text().startswith("No match for “qqxzv”: try a drug")
+    page.get_by_label("Drug, brand, synonym").fill("zzqqx")  # the instant search says the same
+    page.locator("#search-status", has_text="zzqqx").wait_for()
+    assert "No match" in page.locator("#search-status").inner_text()
+    assert _fits(page, width) == []

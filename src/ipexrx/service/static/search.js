@@ -27,7 +27,9 @@
         var snip = document.createElement("div"); snip.textContent = hit.snippet;
         li.appendChild(kind); li.appendChild(a); li.appendChild(snip); list.appendChild(li);
       });
-      status.textContent = (data.results || []).length + " result(s) for \u201c" + q + "\u201d";
+      var n = (data.results || []).length;
+      status.textContent = n ? n + " result(s) for \u201c" + q + "\u201d" : "No match for \u201c" + q +
+        "\u201d: try a drug or brand name, a class, a manifestation, an HPO id or another spelling.";
     }).catch(function () { status.textContent = "Search failed; press Enter to search without JavaScript."; });
   }
   input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 120); });
