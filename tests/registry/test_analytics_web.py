@@ -195,3 +195,31 @@ def test_follow_up_due_is_listed_for_a_centre_and_never_in_the_pooled_view(cohor
     for pseudonym, last in due:
         assert f'<a href="/registry/patients/{pseudonym}">{pseudonym}</a></td><td>{last}</td>' in page
     assert "Yearly follow-up due" not in analyst.get("/registry/analytics?as_of=2027-06-30").text
+
+
+def test_an_analyst_narrows_to_one_centre_without_naming_patients(cohort_db: Registry, analyst: TestClient) -> None:
+    from ipexrx.registry.models import Centre
+
+    with cohort_db.read_tx() as s:
+        centre = s.scalar(select(Centre.id).where(Centre.code == "SYN03"))
+        courses = Counter(s.scalars(select(Course.drug_id).join(Patient).where(
+            Patient.centre_id == centre, Patient.consent_withdrawn_date.is_(None))))
+        patients = len(list(s.scalars(select(Patient.id).where(Patient.centre_id == centre,
+                                                               Patient.consent_withdrawn_date.is_(None)))))
+    page = analyst.get("/registry/analytics?as_of=2027-06-30&centre=SYN03").text
+    assert f"centre SYN03 · {patients} patients · 1 centre " in page
+    assert '<option value="SYN03" selected>' in page
+    assert "Yearly follow-up due" not in page and "/registry/patients/" not in page
+    r = analyst.get("/registry/analytics/drugs.csv?as_of=2027-06-30&centre=SYN03")
+    assert r.headers["content-disposition"] == 'attachment; filename="ipexrx-registry-drugs-2027-06-30-SYN03.csv"'
+    assert {row["drug"]: int(row["courses"]) for row in _rows(r.text)} == dict(courses)
+    unknown = analyst.get("/registry/analytics?centre=XYZ")
+    assert unknown.status_code == 404 and "no centre &#39;XYZ&#39; (known: SYN01, SYN02, SYN03)" in unknown.text
+
+
+def test_a_centre_user_cannot_read_another_centres_analyses(cohort_db: Registry) -> None:
+    clin = _client(cohort_db, "small.clinician")
+    assert clin.get("/registry/analytics?centre=SYN03").status_code == 200  # their own
+    assert 'name="centre"' not in clin.get("/registry/analytics").text  # no centre choice offered
+    r = clin.get("/registry/analytics/survival.csv?centre=SYN01")
+    assert r.status_code == 403 and "another centre" in r.text

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from . import audit
 from .analytics import Report, build_report
 from .core import Actor, Registry, row_dict
-from .errors import Conflict, ValidationFailed
+from .errors import Conflict, PermissionDenied, ValidationFailed
 from .models import (
     AdverseEvent,
     ApiToken,
@@ -76,15 +76,26 @@ def load_demo(reg: Registry, actor: Actor, n_patients: int = 500, n_centres: int
     return {"centres": n_centres, "patients": done}
 
 
-def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None) -> Report:
+def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None,
+                     centre_code: str | None = None) -> Report:
     """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre.
-    ``as_of`` fixes the report date (default: now)."""
+    ``as_of`` fixes the report date (default: now). ``centre_code`` narrows an analyst's report to one
+    centre (still naming no patient); a centre user may name only their own centre."""
     reg.require(actor, "analytics")
-    centre_id = actor.centre_id if actor.role in ("clinician", "data_manager") else None
+    own = actor.role in ("clinician", "data_manager")
+    centre_id = actor.centre_id if own else None
     with reg.read_tx() as s:  # the report only reads: no write lock is held while it is built
+        if centre_code is not None:
+            wanted = reg._centre_id(s, centre_code)  # NotFound lists the known codes
+            if own and wanted != actor.centre_id:
+                raise PermissionDenied(f"{actor.username} ({actor.role}) reads the analyses of their own centre "
+                                       f"only, and '{centre_code}' is another centre")
+            centre_id = wanted
         scope = "all centres (pooled)" if centre_id is None else \
             f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
         r = build_report(s, centre_id, scope, as_of)  # positional: the report day (None: now)
+    if not own:
+        r.followup_due = []  # an analyst's report names no patient, one centre or all
     with reg.tx() as s:
         audit.append(s, actor.audit(), "analytics", "report", "*", centre_id=centre_id,
                      after={"scope": scope, "patients": r.patients})

@@ -250,7 +250,7 @@ def _report_filters(req: WebRequest) -> tuple[dict[str, str], list[str], Any]:
     """(the filters as given, problems, the report date) from the query string."""
     import datetime as dt
 
-    given = {k: req.arg(k) or "" for k in ("as_of", "drug")}
+    given = {k: req.arg(k) or "" for k in ("as_of", "centre", "drug")}
     problems = []
     day = dt.datetime.now(dt.UTC).date()
     if given["as_of"]:
@@ -281,7 +281,7 @@ def _analytics_data(reg: Registry, a: Actor, req: WebRequest) -> tuple[Any, dict
     given, problems, day = _report_filters(req)
     if problems:
         raise ValidationFailed(problems, "analytics filters")
-    r = ops.analytics_report(reg, a, day)
+    r = ops.analytics_report(reg, a, day, given["centre"] or None)
     drugs = [d.drug_id for d in r.drugs]
     if given["drug"] and given["drug"] not in drugs:
         raise ValidationFailed([f"Drug: expected one of the drugs with courses in the registry ({', '.join(drugs)}), "
@@ -299,14 +299,23 @@ def _analytics_page(reg: Registry, a: Actor | None, req: WebRequest) -> WebRespo
     except ValidationFailed as exc:
         given, _p, _d = _report_filters(req)
         return _render("analytics", "Registry analytics", 422, actor=a, csrf=_csrf(req), problems=exc.problems,
-                       r=None, given=given, drugs=[], figures=[], svgs={}, query="")
+                       problems_intro="Please correct:", r=None, given=given, drugs=[], all_drugs=[], figures=[],
+                       svgs={}, query="", centres=_centre_choices(reg, a))
     query = "?" + "&".join(f"{k}={quote(v)}" for k, v in given.items() if v)
     svgs = {f.slug: km_svg(f.curves, f.xlabel, f.unit, f.title) for f in figures}
     drugs = [d for d in r.drugs if not given["drug"] or d.drug_id == given["drug"]]
     return _render("analytics", "Registry analytics", actor=a, csrf=_csrf(req), r=r, given=given,
                    all_drugs=[d.drug_id for d in r.drugs], drugs=drugs, figures=figures, svgs=svgs, query=query,
                    minimum=MIN_PER_CURVE, reasons=REASONS, responses=RESPONSES, risk_note=RISK_NOTE, tables=TABLES,
-                   ticks={f.slug: figure_ticks(f.curves) for f in figures}, definitions=_definitions())
+                   ticks={f.slug: figure_ticks(f.curves) for f in figures}, definitions=_definitions(),
+                   centres=_centre_choices(reg, a))
+
+
+def _centre_choices(reg: Registry, a: Actor) -> list[tuple[str, str]]:
+    """(code, name) of the centres an analyst may narrow the pooled report to; none for a centre user."""
+    if a.role in PERMISSIONS["patient.list"]:
+        return []
+    return [(c["code"], c["name"]) for c in reg.centres(a)]
 
 
 def _definitions() -> list[str]:
@@ -343,7 +352,8 @@ def _analytics_download(reg: Registry, a: Actor | None, req: WebRequest) -> WebR
     if body is None:
         files = [*TABLES, *(f"{s}.{e}" for s in by_slug for e in DOWNLOAD_TYPES)]
         raise NotFound(f"expected one of {', '.join(files)}, got '{name}'")
-    filename = f"ipexrx-registry-{stem}-{given['as_of']}" + (f"-{given['drug']}" if given["drug"] else "") + f".{ext}"
+    filename = "-".join(["ipexrx-registry", stem, given["as_of"], *(v for v in (given["centre"], given["drug"]) if v)])
+    filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename) + f".{ext}"
     return WebResponse(200, headers={"Content-Type": DOWNLOAD_TYPES[ext], "Cache-Control": "no-store",
                                      "Content-Disposition": f'attachment; filename="{filename}"'}, body=body)
 
