@@ -172,6 +172,15 @@ def test_registry_report_without_the_analytics_extra_exits_2_naming_it(tmp_path:
     assert not (tmp_path / "report" / "report.html").exists()
 
 
+def test_the_demo_with_a_report_but_without_the_analytics_extra_stops_before_loading_anything(tmp_path: Path) -> None:
+    db = tmp_path / "demo.sqlite3"
+    proc = _ipexrx("lifelines", "registry", "demo", "--patients", "5", "--centres", "1", "--db", f"sqlite:///{db}",
+                   "--report-dir", str(tmp_path / "report"), tmp_path=tmp_path)
+    _assert_names_extra(proc, "analytics", "lifelines")
+    assert proc.stderr.startswith("error: The demo's report (--report-dir) needs")
+    assert "loaded" not in proc.stdout and not db.exists()
+
+
 def test_a_png_plot_without_the_plots_extra_exits_2_naming_it_and_writes_nothing(tmp_path: Path) -> None:
     png = tmp_path / "regimen.png"
     proc = _ipexrx("matplotlib", "dose", "recommend", "--drug", "sirolimus", "--level", "17.5", "--level-unit",

@@ -193,6 +193,10 @@ def demo(
     from ..registry.synthetic import SYNTHETIC_LABEL
 
     _report_date(as_of)  # a malformed date is refused before anything is loaded
+    if report_dir:  # so is a report that could not be written (the analytics extra not installed)
+        from ..extras import require
+
+        require("lifelines", "analytics", "The demo's report (--report-dir)")
     reg = _open(db)
     counts = _run(lambda: ops.load_demo(reg, SYSTEM, patients, centres, seed))
     typer.echo(f"{SYNTHETIC_LABEL}\nloaded {counts['patients']} synthetic patients in {counts['centres']} "
