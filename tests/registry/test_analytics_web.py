@@ -223,3 +223,29 @@ def test_a_centre_user_cannot_read_another_centres_analyses(cohort_db: Registry)
     assert 'name="centre"' not in clin.get("/registry/analytics").text  # no centre choice offered
     r = clin.get("/registry/analytics/survival.csv?centre=SYN01")
     assert r.status_code == 403 and "another centre" in r.text
+
+
+def test_without_matplotlib_the_png_is_a_503_naming_the_extra_and_the_page_still_works(
+        cohort_db: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from ipexrx import extras
+    from ipexrx.service.errors import missing_extra_handler
+
+    real = importlib.import_module
+
+    def no_matplotlib(name: str, package: str | None = None) -> object:
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError(f"No module named {name!r}")
+        return real(name, package)
+
+    monkeypatch.setattr(extras.importlib, "import_module", no_matplotlib)
+    app = FastAPI()
+    app.add_exception_handler(extras.MissingExtraError, missing_extra_handler)  # as the service does
+    mount_registry_web(app, cohort_db)
+    c = TestClient(app, base_url="https://testserver")
+    assert c.post("/registry/login", data={"username": "pooled.analyst", "password": PASSWORD}).status_code == 200
+    r = c.get(f"/registry/analytics/time-on-therapy.png?as_of={AS_OF}")
+    assert r.status_code == 503 and "analytics" in r.text and "pip install" in r.text
+    assert c.get(f"/registry/analytics?as_of={AS_OF}").status_code == 200  # the SVG plots need no matplotlib
+    assert c.get(f"/registry/analytics/time-on-therapy.svg?as_of={AS_OF}").status_code == 200

@@ -342,6 +342,9 @@ def km_svg(curves: list[KmCurve], xlabel: str, unit: str, title: str, minimum: i
 
 def km_png(curves: list[KmCurve], xlabel: str, unit: str, title: str, minimum: int = MIN_PER_CURVE) -> bytes:
     """The same plot as :func:`km_svg` as PNG bytes (matplotlib, imported only when a PNG is asked for)."""
+    from ..extras import require
+
+    require("matplotlib", "analytics", "Registry analytics (PNG figures)")
     import matplotlib
 
     matplotlib.use("Agg")
