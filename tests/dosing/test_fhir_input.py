@@ -55,6 +55,11 @@ def test_fhir_bundle_gives_the_same_fit_as_the_equivalent_records():
     ((1, "valueQuantity", "unit"), "mg/dL", "not understood"),
     ((1, "effectiveDateTime"), "2026-11-04", "no time of day"),
     ((0, "medicationCodeableConcept", "text"), "Advagraf (tacrolimus) prolonged release", "extended-release"),
+    # a malformed element is named with its path (read through the shared typed FHIR views), not a crash
+    ((0, "dosage"), {"timing": "twice daily"}, r"entry\[0\] MedicationStatement is not valid FHIR R4: "
+                                               r"\$\.entry\[0\]\.resource\.dosage: expected a list"),
+    ((1, "valueQuantity", "value"), "5.1", r"valueQuantity\.value: expected a number, got '5\.1'"),
+    ((1, "effectiveDateTime"), "04/11/2026 07:45", r"expected a FHIR dateTime"),
 ])
 def test_fhir_problems_are_reported_not_guessed(path, value, message):
     b = copy.deepcopy(BUNDLE)

@@ -6,6 +6,9 @@ drug levels (tacrolimus 11253-2, sirolimus 29247-4, cyclosporine 3520-4) and cov
 haematocrit 4544-3, total bilirubin 1975-2). Units are converted explicitly; an unknown or missing unit, a
 missing time, or an extended-release product for an immediate-release model is an error, never a guess.
 Times become hours since the first event.
+
+Each resource is read through the typed FHIR views of ``patient.fhir_types`` (the one place FHIR JSON
+becomes objects), so a malformed element is named with its path instead of failing somewhere inside.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from ..patient.fhir_types import CodeableConcept, InvalidResource, Quantity, parse
 from .data import Record, Subject, validate_subject
 from .errors import DataError
 from .model import CompiledModel
@@ -47,29 +51,31 @@ def _time(value: str | None, where: str) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def _unit(q: dict[str, Any], table: dict[str, float], where: str, expected: str) -> float:
-    unit = (q.get("code") or q.get("unit") or "").strip()
+def _unit(q: Quantity | None, table: dict[str, float], where: str, expected: str) -> float:
+    q = q or Quantity()
+    unit = (q.code or q.unit or "").strip()
     if not unit:
         raise DataError(f"{where}: the quantity has no unit; expected {expected}")
     factor = table.get(unit.lower())
     if factor is None:
         raise DataError(f"{where}: unit {unit!r} not understood; expected {expected}")
-    v = q.get("value")
-    if not isinstance(v, (int, float)) or v < 0:
+    v = q.value
+    if v is None or v < 0:
         raise DataError(f"{where}: expected a non-negative number, got {v!r}")
     return float(v) * factor
 
 
-def _loinc(resource: dict[str, Any]) -> str | None:
-    for c in (resource.get("code") or {}).get("coding", []) or []:
-        if "loinc" in (c.get("system") or "") and c.get("code"):
-            return str(c["code"])
+def _loinc(code: CodeableConcept | None) -> str | None:
+    for c in (code.coding or []) if code is not None else []:
+        if "loinc" in (c.system or "") and c.code:
+            return str(c.code)
     return None
 
 
-def _drug_text(resource: dict[str, Any]) -> str:
-    cc = resource.get("medicationCodeableConcept") or {}
-    parts = [cc.get("text") or ""] + [c.get("display") or "" for c in cc.get("coding", []) or []]
+def _drug_text(cc: CodeableConcept | None) -> str:
+    if cc is None:
+        return ""
+    parts = [cc.text or ""] + [c.display or "" for c in cc.coding or []]
     return " ".join(parts).lower()
 
 
@@ -94,56 +100,65 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
     obs_cmt = model.outputs[0][0] + 1
     events: list[tuple[dt.datetime, int, dict[str, Any]]] = []
     covs: list[tuple[dt.datetime, str, float]] = []
-    for i, entry in enumerate(bundle.get("entry", []) or []):
-        res = (entry or {}).get("resource") or {}
-        rtype = res.get("resourceType")
+    entries = bundle.get("entry", []) or []
+    if not isinstance(entries, list):
+        raise DataError(f"Bundle.entry: expected a list of entries, got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        raw = entry.get("resource") if isinstance(entry, dict) else None
+        rtype = raw.get("resourceType") if isinstance(raw, dict) else None
+        if rtype not in ("MedicationAdministration", "MedicationStatement", "Observation"):
+            continue
         where = f"entry[{i}] {rtype}"
+        try:
+            res: Any = parse(raw, f"$.entry[{i}].resource")  # type: ignore[arg-type]
+        except InvalidResource as exc:
+            raise DataError(f"{where} is not valid FHIR R4: {exc}") from None
         if rtype in ("MedicationAdministration", "MedicationStatement"):
-            text = _drug_text(res)
+            text = _drug_text(res.medicationCodeableConcept)
             if not any(n in text for n in names):
                 continue
-            if res.get("status") in ("entered-in-error", "not-done", "stopped", "cancelled", "intended"):
+            if res.status in ("entered-in-error", "not-done", "stopped", "cancelled", "intended"):
                 continue
             if any(x in f" {text}" for x in EXTENDED_RELEASE):
                 raise DataError(f"{where}: {text.strip()!r} is an extended-release product; the model {model.id} "
                                 "describes immediate-release dosing")
             if rtype == "MedicationAdministration":
-                dose_q = ((res.get("dosage") or {}).get("dose")) or {}
-                amt = _unit(dose_q, _DOSE_UNITS, f"{where} dosage.dose", "mg, g or ug")
-                t = _time(res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start"), where)
+                amt = _unit(res.dosage.dose if res.dosage else None, _DOSE_UNITS, f"{where} dosage.dose",
+                            "mg, g or ug")
+                t = _time(res.effectiveDateTime or (res.effectivePeriod.start if res.effectivePeriod else None),
+                          where)
                 events.append((t, 1, {"amt": amt}))
             else:
-                dosage = (res.get("dosage") or [{}])[0]
-                dr = (dosage.get("doseAndRate") or [{}])[0]
-                amt = _unit(dr.get("doseQuantity") or {}, _DOSE_UNITS, f"{where} doseAndRate.doseQuantity",
+                dosage = (res.dosage or [None])[0]
+                dr = ((dosage.doseAndRate if dosage else None) or [None])[0]
+                amt = _unit(dr.doseQuantity if dr else None, _DOSE_UNITS, f"{where} doseAndRate.doseQuantity",
                             "mg, g or ug")
-                rep = ((dosage.get("timing") or {}).get("repeat")) or {}
-                freq, period, unit = rep.get("frequency"), rep.get("period"), rep.get("periodUnit")
+                rep = dosage.timing.repeat if dosage is not None and dosage.timing is not None else None
+                freq, period, unit = (rep.frequency, rep.period, rep.periodUnit) if rep else (None, None, None)
                 hours = {"h": 1.0, "d": 24.0, "wk": 168.0}.get(unit or "")
                 if not freq or not period or hours is None:
                     raise DataError(f"{where}: dosage.timing.repeat needs frequency, period and periodUnit h/d/wk")
                 ii = period * hours / freq
-                per = res.get("effectivePeriod") or {}
-                start = _time(per.get("start"), f"{where} effectivePeriod.start")
-                end = _time(per["end"], f"{where} effectivePeriod.end") if per.get("end") else None
+                per = res.effectivePeriod
+                start = _time(per.start if per else None, f"{where} effectivePeriod.start")
+                end = _time(per.end, f"{where} effectivePeriod.end") if per is not None and per.end else None
                 events.append((start, 1, {"amt": amt, "ii": ii, "end": end}))
-        elif rtype == "Observation":
-            code = _loinc(res)
-            if res.get("status") in ("entered-in-error", "cancelled"):
+        else:
+            code = _loinc(res.code)
+            if res.status in ("entered-in-error", "cancelled"):
                 continue
-            t_raw = res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
+            t_raw = res.effectiveDateTime or (res.effectivePeriod.start if res.effectivePeriod else None)
             if code in LEVEL_LOINC and LEVEL_LOINC[code] == drug:
-                q = res.get("valueQuantity") or {}
-                v = q.get("value")
-                if not isinstance(v, (int, float)) or v < 0:
+                q = res.valueQuantity
+                v = q.value if q is not None else None
+                if v is None or v < 0:
                     raise DataError(f"{where} valueQuantity: expected a non-negative number, got {v!r}")
                 # case-insensitive UCUM; molar units with the drug's molar mass (knowledge base)
-                val = to_model_unit(float(v), q.get("code") or q.get("unit") or "", model, f"{where} valueQuantity")
+                val = to_model_unit(float(v), q.code or q.unit or "", model, f"{where} valueQuantity")  # type: ignore[union-attr]
                 events.append((_time(t_raw, where), 0, {"dv": val}))
             elif code in COVARIATE_LOINC and COVARIATE_LOINC[code] in model.spec.covariates:
                 name = COVARIATE_LOINC[code]
-                q = res.get("valueQuantity") or {}
-                val = _unit(q, _COV_UNITS[name], f"{where} valueQuantity", ", ".join(_COV_UNITS[name]))
+                val = _unit(res.valueQuantity, _COV_UNITS[name], f"{where} valueQuantity", ", ".join(_COV_UNITS[name]))
                 covs.append((_time(t_raw, where) if t_raw and "T" in t_raw else _day(t_raw, where), name, val))
     if not any(e[1] == 1 for e in events):
         raise DataError(f"the Bundle has no {drug} MedicationAdministration or MedicationStatement with a dose")
