@@ -92,13 +92,33 @@ def _sign_in(page: Any, site: Site, user: str) -> None:
     page.wait_for_url(f"{site.url}/registry")
 
 
+# elements wider than the screen outside a sideways-scrolling box (the box, or text running out of it)
+_WIDE = """(w) => [...document.querySelectorAll('main *')].filter(el => {
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || r.right <= 0) return false;
+    const own = getComputedStyle(el).overflowX;  // a scrolling box: its own box must fit, its content may not
+    if (['auto', 'scroll', 'hidden'].includes(own)) return r.right > w + 1;
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+        if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return false;
+    }
+    return Math.max(r.right, r.left + el.scrollWidth) > w + 1;
+}).slice(0, 5).map(el => el.tagName.toLowerCase() + ' ' + (el.textContent || '').trim().slice(0, 50))"""
+
+
 def _check_layout_and_a11y(page: Any, width: int, what: str, csp: list[str]) -> None:
     """Shares the site's header and navigation, fits the width, passes axe (no violation of any impact), broke no
-    Content-Security-Policy rule."""
+    Content-Security-Policy rule, and prints without the navigation but with the content."""
     assert page.locator("header.site nav[aria-label=Main] a[href='/registry']").count() == 1, what
     assert page.locator("footer.site").count() == 1, what
     scroll = page.evaluate("() => document.documentElement.scrollWidth")
     assert scroll <= width, f"{what}: {scroll - width} px of horizontal overflow at {width} px"
+    assert page.evaluate(_WIDE, width) == [], what
+    page.emulate_media(media="print")
+    try:
+        assert not page.locator("header.site").is_visible() and not page.locator("nav.registry-nav").is_visible()
+        assert page.locator("main h1").is_visible(), what
+    finally:
+        page.emulate_media(media="screen")
     bad = _axe_violations(page)
     assert bad == [], (what, bad)
     assert csp == [], (what, csp)
