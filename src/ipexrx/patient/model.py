@@ -16,6 +16,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputIssue, MalformedInputError, PatientInputError, _short, json_path
@@ -263,10 +264,11 @@ def parse_record(data: object) -> PatientRecord:
 
 
 def decode_json(text: str | bytes, where: str = "input") -> Any:
-    """Decode JSON text; a syntax error becomes ``MalformedInputError`` with line and column."""
+    """Decode JSON text (orjson: strict RFC 8259, several times faster than the standard library);
+    a syntax error becomes ``MalformedInputError`` with line and column."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return orjson.loads(text)
+    except json.JSONDecodeError as exc:  # orjson.JSONDecodeError is a subclass
         raise MalformedInputError(InputIssue("$", "valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}"),
                                   f"{where} is not valid JSON") from None
     except (UnicodeDecodeError, RecursionError) as exc:
