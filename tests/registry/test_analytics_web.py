@@ -249,3 +249,43 @@ def test_without_matplotlib_the_png_is_a_503_naming_the_extra_and_the_page_still
     assert r.status_code == 503 and "analytics" in r.text and "pip install" in r.text
     assert c.get(f"/registry/analytics?as_of={AS_OF}").status_code == 200  # the SVG plots need no matplotlib
     assert c.get(f"/registry/analytics/time-on-therapy.svg?as_of={AS_OF}").status_code == 200
+
+
+def test_a_diagnosis_period_keeps_only_the_patients_diagnosed_in_it(analyst: TestClient, cohort_db: Registry) -> None:
+    import datetime as dt
+
+    lo, hi = dt.date(2012, 1, 1), dt.date(2019, 12, 31)
+    with cohort_db.read_tx() as s:
+        inside = list(s.scalars(select(Patient.id).where(Patient.consent_withdrawn_date.is_(None),
+                                                         Patient.diagnosis_date >= lo, Patient.diagnosis_date <= hi)))
+        courses = Counter(s.scalars(select(Course.drug_id).where(Course.patient_id.in_(inside))))
+    assert 0 < len(inside) < 120
+    q = f"as_of={AS_OF}&diagnosed_from={lo}&diagnosed_to={hi}"
+    page = analyst.get(f"/registry/analytics?{q}").text
+    assert f"all centres (pooled), diagnosed from {lo} to {hi} · {len(inside)} patients" in page
+    assert f'name="diagnosed_from" value="{lo}"' in page
+    r = analyst.get(f"/registry/analytics/drugs.csv?{q}")
+    assert {row["drug"]: int(row["courses"]) for row in _rows(r.text)} == dict(courses)
+    assert f"-diagnosed-{lo}-to-{hi}.csv" in r.headers["content-disposition"]
+    curve = _rows(analyst.get(f"/registry/analytics/survival-hsct-versus-immunosuppression.csv?{q}").text)
+    assert sum(int(x["number_at_risk"]) for x in curve if float(x["time_years"]) == 0) == len(inside)
+    only_from = analyst.get(f"/registry/analytics?as_of={AS_OF}&diagnosed_from={lo}").text
+    assert f"diagnosed from {lo} onwards" in only_from
+
+
+def test_a_diagnosis_period_ending_before_it_starts_is_a_422(analyst: TestClient) -> None:
+    r = analyst.get("/registry/analytics?diagnosed_from=2020-01-01&diagnosed_to=2019-01-01")
+    assert r.status_code == 422
+    assert "Diagnosed from: expected a date on or before &#39;Diagnosed to&#39; (2019-01-01), got 2020-01-01" in r.text
+    r = analyst.get("/registry/analytics/drugs.csv?diagnosed_to=2019-02-30")
+    assert r.status_code == 422 and "Diagnosed to: expected a date YYYY-MM-DD, got &#39;2019-02-30&#39;" in r.text
+
+
+def test_the_library_refuses_a_backwards_diagnosis_period(cohort_db: Registry) -> None:
+    import datetime as dt
+
+    from ipexrx.registry.errors import ValidationFailed
+
+    actor = cohort_db.authenticate("pooled.analyst", PASSWORD)
+    with pytest.raises(ValidationFailed, match="expected the first date on or before the second"):
+        ops.analytics_report(cohort_db, actor, None, None, (dt.date(2020, 1, 1), dt.date(2019, 1, 1)))

@@ -29,7 +29,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from .models import Course, Hsct, ManifestationEpisode, Patient, Visit
@@ -112,20 +112,24 @@ class Cohort:
     synthetic: bool
 
 
-def load(s: Session, centre_id: int | None = None) -> Cohort:
-    """Patients in scope (one centre, or all), minus withdrawn consent, with their follow-up.
+def load(s: Session, centre_id: int | None = None, *,
+         diagnosed: tuple[dt.date | None, dt.date | None] = (None, None)) -> Cohort:
+    """Patients in scope (one centre, or all; diagnosed within ``diagnosed``, both ends included, when
+    given), minus withdrawn consent, with their follow-up.
 
     Follow-up comes as light rows of only the columns the analyses read (attribute access works as
     on the models): at 100,000 patients there are millions of visits, and ORM objects would cost
     most of the report's time.
     """
-    ps = select(Patient).where(Patient.consent_withdrawn_date.is_(None))
+    where: list[ColumnElement[bool]] = [Patient.consent_withdrawn_date.is_(None)]
     if centre_id is not None:
-        ps = ps.where(Patient.centre_id == centre_id)
-    patients = {p.id: p for p in s.scalars(ps)}
-    ids = select(Patient.id).where(Patient.consent_withdrawn_date.is_(None))
-    if centre_id is not None:
-        ids = ids.where(Patient.centre_id == centre_id)
+        where.append(Patient.centre_id == centre_id)
+    if diagnosed[0] is not None:
+        where.append(Patient.diagnosis_date >= diagnosed[0])
+    if diagnosed[1] is not None:
+        where.append(Patient.diagnosis_date <= diagnosed[1])
+    patients = {p.id: p for p in s.scalars(select(Patient).where(*where))}
+    ids = select(Patient.id).where(*where)
     courses: list[Any] = list(s.execute(
         select(Course.patient_id, Course.drug_id, Course.start_date, Course.stop_date, Course.reason_stopped)
         .where(Course.patient_id.in_(ids)).order_by(Course.id)))
@@ -305,11 +309,13 @@ def followup_due(c: Cohort, today: dt.date, days: int = FOLLOWUP_DAYS) -> list[t
     return sorted(out, key=lambda x: x[1])
 
 
-def build_report(s: Session, centre_id: int | None, scope: str, today: dt.date | None = None) -> Report:
+def build_report(s: Session, centre_id: int | None, scope: str, today: dt.date | None = None, *,
+                 diagnosed: tuple[dt.date | None, dt.date | None] = (None, None)) -> Report:
     """The report; with ``centre_id`` (a centre's own dashboard) it also lists follow-up visits due,
     by pseudonym. The pooled report names no patient. ``today`` fixes the report date (printed, and the
-    day follow-up is measured to) so that the same data give the same report; default: now."""
-    c = load(s, centre_id)
+    day follow-up is measured to) so that the same data give the same report; default: now.
+    ``diagnosed`` (from, to; either may be None) keeps the patients diagnosed in that period."""
+    c = load(s, centre_id, diagnosed=diagnosed)
     stamp = today.isoformat() if today else dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Report(stamp, scope, c.synthetic, len(c.patients),
                   len({p.centre_id for p in c.patients.values()}),

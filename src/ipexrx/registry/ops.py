@@ -77,11 +77,16 @@ def load_demo(reg: Registry, actor: Actor, n_patients: int = 500, n_centres: int
 
 
 def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None,
-                     centre_code: str | None = None) -> Report:
+                     centre_code: str | None = None,
+                     diagnosed: tuple[dt.date | None, dt.date | None] = (None, None)) -> Report:
     """Analysts get the pooled registry (de-identified aggregates); centre roles their own centre.
     ``as_of`` fixes the report date (default: now). ``centre_code`` narrows an analyst's report to one
-    centre (still naming no patient); a centre user may name only their own centre."""
+    centre (still naming no patient); a centre user may name only their own centre. ``diagnosed``
+    (from, to; both included, either may be None) keeps the patients diagnosed in that period."""
     reg.require(actor, "analytics")
+    if diagnosed[0] and diagnosed[1] and diagnosed[0] > diagnosed[1]:
+        raise ValidationFailed([f"diagnosed: expected the first date on or before the second, got "
+                                f"{diagnosed[0]} to {diagnosed[1]}"], "analytics filters")
     own = actor.role in ("clinician", "data_manager")
     centre_id = actor.centre_id if own else None
     with reg.read_tx() as s:  # the report only reads: no write lock is held while it is built
@@ -93,7 +98,13 @@ def analytics_report(reg: Registry, actor: Actor, as_of: dt.date | None = None,
             centre_id = wanted
         scope = "all centres (pooled)" if centre_id is None else \
             f"centre {s.scalar(select(Centre.code).where(Centre.id == centre_id))}"
-        r = build_report(s, centre_id, scope, as_of)  # positional: the report day (None: now)
+        if diagnosed != (None, None):
+            scope += ", diagnosed " + (f"from {diagnosed[0]} " if diagnosed[0] else "") + \
+                (f"to {diagnosed[1]}" if diagnosed[1] else "onwards")
+        if diagnosed == (None, None):
+            r = build_report(s, centre_id, scope, as_of)  # positional: the report day (None: now)
+        else:
+            r = build_report(s, centre_id, scope, as_of, diagnosed=diagnosed)
     if not own:
         r.followup_due = []  # an analyst's report names no patient, one centre or all
     with reg.tx() as s:

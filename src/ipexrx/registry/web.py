@@ -246,20 +246,27 @@ TABLES = {"drugs.csv": "time on therapy, reasons stopped and response per drug",
           "survival.csv": "survival estimates per group"}
 
 
-def _report_filters(req: WebRequest) -> tuple[dict[str, str], list[str], Any]:
-    """(the filters as given, problems, the report date) from the query string."""
+FILTER_LABELS = {"as_of": "Report date", "diagnosed_from": "Diagnosed from", "diagnosed_to": "Diagnosed to"}
+
+
+def _report_filters(req: WebRequest) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """(the filters as given, problems, the dates by name) from the query string."""
     import datetime as dt
 
-    given = {k: req.arg(k) or "" for k in ("as_of", "centre", "drug")}
+    given = {k: req.arg(k) or "" for k in ("as_of", "centre", "diagnosed_from", "diagnosed_to", "drug")}
     problems = []
-    day = dt.datetime.now(dt.UTC).date()
-    if given["as_of"]:
-        try:
-            day = dt.date.fromisoformat(given["as_of"])
-        except ValueError:
-            problems.append(f"Report date: expected a date YYYY-MM-DD, got '{given['as_of']}'")
-    given["as_of"] = day.isoformat()
-    return given, problems, day
+    dates: dict[str, Any] = {"as_of": dt.datetime.now(dt.UTC).date(), "diagnosed_from": None, "diagnosed_to": None}
+    for name, label in FILTER_LABELS.items():
+        if given[name]:
+            try:
+                dates[name] = dt.date.fromisoformat(given[name])
+            except ValueError:
+                problems.append(f"{label}: expected a date YYYY-MM-DD, got '{given[name]}'")
+    if dates["diagnosed_from"] and dates["diagnosed_to"] and dates["diagnosed_from"] > dates["diagnosed_to"]:
+        problems.append(f"Diagnosed from: expected a date on or before 'Diagnosed to' ({given['diagnosed_to']}), "
+                        f"got {given['diagnosed_from']}")
+    given["as_of"] = dates["as_of"].isoformat()
+    return given, problems, dates
 
 
 def _figures(r: Any, drug: str) -> list[Figure]:
@@ -278,10 +285,11 @@ def _figures(r: Any, drug: str) -> list[Figure]:
 def _analytics_data(reg: Registry, a: Actor, req: WebRequest) -> tuple[Any, dict[str, str], list[Figure]]:
     from . import ops
 
-    given, problems, day = _report_filters(req)
+    given, problems, dates = _report_filters(req)
     if problems:
         raise ValidationFailed(problems, "analytics filters")
-    r = ops.analytics_report(reg, a, day, given["centre"] or None)
+    r = ops.analytics_report(reg, a, dates["as_of"], given["centre"] or None,
+                             (dates["diagnosed_from"], dates["diagnosed_to"]))
     drugs = [d.drug_id for d in r.drugs]
     if given["drug"] and given["drug"] not in drugs:
         raise ValidationFailed([f"Drug: expected one of the drugs with courses in the registry ({', '.join(drugs)}), "
@@ -352,7 +360,10 @@ def _analytics_download(reg: Registry, a: Actor | None, req: WebRequest) -> WebR
     if body is None:
         files = [*TABLES, *(f"{s}.{e}" for s in by_slug for e in DOWNLOAD_TYPES)]
         raise NotFound(f"expected one of {', '.join(files)}, got '{name}'")
-    filename = "-".join(["ipexrx-registry", stem, given["as_of"], *(v for v in (given["centre"], given["drug"]) if v)])
+    period = f"diagnosed-{given['diagnosed_from'] or 'start'}-to-{given['diagnosed_to'] or 'now'}" \
+        if given["diagnosed_from"] or given["diagnosed_to"] else ""
+    filename = "-".join(["ipexrx-registry", stem, given["as_of"],
+                         *(v for v in (given["centre"], period, given["drug"]) if v)])
     filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename) + f".{ext}"
     return WebResponse(200, headers={"Content-Type": DOWNLOAD_TYPES[ext], "Cache-Control": "no-store",
                                      "Content-Disposition": f'attachment; filename="{filename}"'}, body=body)
