@@ -184,7 +184,7 @@ def test_analyst_analytics_page_fits_the_width_and_passes_axe(browser: Any, site
         page.get_by_label("Report date", exact=True).fill(AS_OF)
         page.get_by_label("Drug", exact=True).select_option("sirolimus")
         page.get_by_role("button", name="Show").click()
-        page.wait_for_url(f"{site.url}/registry/analytics?as_of={AS_OF}&centre=&drug=sirolimus")  # pooled
+        page.wait_for_url(lambda url: "drug=sirolimus" in url and f"as_of={AS_OF}" in url and "centre=&" in url)
         assert page.locator("h2", has_text="Time on therapy per drug").count() == 1
         assert page.locator("figure.km svg").count() == 5  # time on therapy and four survival comparisons
         assert page.locator("figure.km svg text", has_text="Number at risk").count() == 5
