@@ -62,7 +62,7 @@ def test_the_page_shows_every_figure_with_numbers_at_risk_bands_and_download_lin
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
     assert '<link rel="stylesheet" href="/static/site.css">' in page  # the site's layout and navigation
-    assert 'aria-label="Registry"' in page and 'href="/registry/analytics"' in page
+    assert 'aria-label="Registry"' in page and '<a href="/registry/analytics" aria-current="page">Analytics</a>' in page
     assert "SYNTHETIC DATA" in page and "all centres (pooled) · 120 patients · 3 centres" in page
     assert page.count('<svg xmlns="http://www.w3.org/2000/svg"') == len(FIGURES)
     assert page.count("Number at risk (and line of each group)") == len(FIGURES)

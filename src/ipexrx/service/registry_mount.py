@@ -95,7 +95,7 @@ def mount_registry_web(app: FastAPI, registry: Registry) -> None:
                 return Response(res.body, status_code=res.status, headers=res.headers)
             content = res.html
             if res.page is not None:
-                content = render(f"registry/{res.page}.html", request, **res.context)
+                content = render(f"registry/{res.page}.html", request, registry_page=res.page, **res.context)
             return Response(content, status_code=res.status, headers=res.headers)
 
         return page
