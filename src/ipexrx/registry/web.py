@@ -1,7 +1,9 @@
 """Registry web pages (login, centre dashboard, patient page with forms for visits, courses,
-manifestations, adverse events, HSCT and consent withdrawal) as a framework-free
-route table, like :mod:`.http`: each handler takes the parsed request and returns the page, so the
-service mounts them with a few lines of glue and every rule stays in the library.
+manifestations, adverse events, HSCT and consent withdrawal, and the analytics page with its SVG, PNG
+and CSV downloads) as a framework-free route table, like :mod:`.http`: each handler takes the parsed
+request and says which page to show with what (or which bytes to send), so every rule stays in the
+library; the service draws the pages in the site's layout (``ipexrx/service/templates/registry/``) and
+mounts the routes with a few lines of glue (:mod:`ipexrx.service.registry_mount`).
 
 Safety: the session lives in an HttpOnly, SameSite=Strict cookie scoped to ``/registry``; every
 form carries the session's CSRF token (:meth:`Registry.actor_for_form`); validation errors
