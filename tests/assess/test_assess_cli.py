@@ -76,3 +76,37 @@ def test_batch_reports_line_errors_and_writes_ndjson(tmp_path: Path) -> None:
     assert [x["ok"] for x in results] == [True, False, True, False]
     assert results[1]["error"]["issues"][0]["path"] == "$"
     assert "line 2" in r.output and "line 5" in r.output and "patients assessed" in r.output
+
+
+def test_batch_on_two_processes_gives_the_same_lines_in_the_same_order(tmp_path: Path) -> None:
+    names = sorted(p.name for p in EXAMPLES.glob("*.json"))
+    lines = [json.dumps(json.loads((EXAMPLES / n).read_text())) for n in names] * 3
+    lines.insert(4, "{broken")
+    src = tmp_path / "in.ndjson"
+    src.write_text("\n".join(lines) + "\n")
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}.ndjson"
+        r = run("assess", "--batch", str(src), "-o", str(out), "--no-progress", "--as-of", "2026-11-25",
+                "--workers", workers)
+        assert r.exit_code == 0, r.output
+        assert "line 5" in r.output  # the broken line is named either way
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+    assert [json.loads(x)["line"] for x in outs[1].splitlines()] == list(range(1, len(lines) + 1))
+
+
+def test_strict_skips_a_bundle_entry_that_is_not_valid_fhir_in_an_element_the_checks_do_not_read(
+        tmp_path: Path) -> None:
+    bundle = json.loads((EXAMPLES / "sirolimus-azole.fhir.json").read_text())
+    med = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationStatement")
+    med["subject"] = "Patient/not-a-Reference-object"  # an element no check reads
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(bundle))
+    lenient = run("assess", str(src), "--json", "--as-of", "2026-11-25")
+    strict = run("assess", str(src), "--json", "--as-of", "2026-11-25", "--strict")
+    assert lenient.exit_code == 0 and strict.exit_code == 0, strict.output
+    n_lenient = len(json.loads(lenient.stdout)["alerts"])
+    data = json.loads(strict.stdout)
+    assert any("not valid FHIR R4" in w["message"] and "subject" in w["message"] for w in data["warnings"])
+    assert len(data["alerts"]) < n_lenient  # the skipped medication no longer takes part: named, not silent

@@ -7,7 +7,7 @@ Knows the knowledge and patient layers only (no terminal, no web). Public API:
 * the output models and :func:`assessment_json_schema`; ``Assessment.to_fhir()``.
 """
 
-from .batch import BatchResult, assess_batch
+from .batch import BatchLine, BatchResult, assess_batch, assess_batch_lines
 from .engine import assess
 from .models import (
     Alert,
@@ -24,6 +24,7 @@ from .models import (
 from .rules import RULES
 
 __all__ = [
-    "RULES", "Alert", "Assessment", "BatchResult", "DoseSuggestion", "HsctStatus", "ManifestationPlan", "OptionView",
-    "Severity", "SourceRef", "Trigger", "assess", "assess_batch", "assessment_json_schema",
+    "RULES", "Alert", "Assessment", "BatchLine", "BatchResult", "DoseSuggestion", "HsctStatus", "ManifestationPlan",
+    "OptionView", "Severity", "SourceRef", "Trigger", "assess", "assess_batch", "assess_batch_lines",
+    "assessment_json_schema",
 ]

@@ -55,9 +55,73 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         if not text.strip():
             continue
-        try:
-            yield BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb,
-                                                              dose_suggestions=dose_suggestions, ipex_plan=ipex_plan,
-                                                              strict=strict))
-        except PatientInputError as exc:
-            yield BatchResult(line=n, error=exc)
+        yield _one(n, text, as_of, kb, dose_suggestions, ipex_plan, strict)
+
+
+def _one(n: int, text: str | bytes, as_of: dt.date, kb: KnowledgeBase, dose_suggestions: bool,
+         ipex_plan: PlanChoice, strict: bool) -> BatchResult:
+    try:
+        return BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb, dose_suggestions=dose_suggestions,
+                                                     ipex_plan=ipex_plan, strict=strict))
+    except PatientInputError as exc:
+        return BatchResult(line=n, error=exc)
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One output line of a batch, already serialised (what crosses a process boundary cheaply)."""
+
+    line: int
+    json: str
+    counts: dict[str, int] | None  # alert counts by severity; None when the line could not be assessed
+    error: str | None = None  # the reason it could not, with the first located issue
+
+
+def _line(res: BatchResult) -> BatchLine:
+    if res.assessment is not None:
+        return BatchLine(res.line, res.to_json(), res.assessment.counts())
+    assert res.error is not None
+    return BatchLine(res.line, res.to_json(), None, f"{res.error.summary}: {res.error.issues[0]}")
+
+
+def _chunk(job: tuple[list[tuple[int, bytes]], dt.date, bool, PlanChoice, bool]) -> list[BatchLine]:
+    items, as_of, dose_suggestions, ipex_plan, strict = job
+    kb = get_kb()
+    return [_line(_one(n, text, as_of, kb, dose_suggestions, ipex_plan, strict)) for n, text in items]
+
+
+def assess_batch_lines(lines: Iterable[str | bytes], *, as_of: dt.date | None = None, workers: int = 1,
+                       dose_suggestions: bool = True, ipex_plan: PlanChoice = "auto", strict: bool = False,
+                       chunk_size: int = 200) -> Iterator[BatchLine]:
+    """Like :func:`assess_batch`, serialised, optionally on ``workers`` processes; input order kept.
+
+    Why processes: the assessment is pure Python, so threads would share one core. Lines are sent in
+    chunks, and at most two chunks per worker are in flight, so memory stays bounded whatever the
+    size of the file (the input is read as it is consumed). The knowledge base is loaded before the
+    workers start, so forked workers share it instead of each reading it again."""
+    as_of = as_of or dt.date.today()
+    kb = get_kb()
+    numbered = ((n, raw if isinstance(raw, bytes) else raw.encode("utf-8")) for n, raw in enumerate(lines, start=1))
+    nonblank = ((n, raw) for n, raw in numbered if raw.strip())
+    if workers <= 1:
+        for n, raw in nonblank:
+            yield _line(_one(n, raw, as_of, kb, dose_suggestions, ipex_plan, strict))
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from itertools import islice
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: deque[Future[list[BatchLine]]] = deque()
+        while True:
+            while len(pending) < 2 * workers:
+                items = list(islice(nonblank, chunk_size))
+                if not items:
+                    break
+                pending.append(pool.submit(_chunk, (items, as_of, dose_suggestions, ipex_plan, strict)))
+            if not pending:
+                return
+            yield from pending.popleft().result()

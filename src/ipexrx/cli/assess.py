@@ -74,6 +74,11 @@ def assess_cmd(
         None, "--ipex-plan/--no-ipex-plan", show_default=False,
         help="Show the IPEX plan (HSCT, options per manifestation) for any chart / for none. Default: only when "
         "the chart has IPEX or an IPEX-like disorder. Drug-safety checks run either way."),
+    strict: bool = typer.Option(False, "--strict", help="Validate every element of a FHIR Bundle against the FHIR "
+                                "R4 models before reading (slower); an entry that fails is skipped and named. "
+                                "Default: the elements the checks read are validated."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Batch mode: assess on this many processes "
+                                "(output order is kept)."),
 ) -> None:
     """Assess a patient: safety alerts with sources for every chart; for IPEX or an IPEX-like disorder also
     HSCT status and options per manifestation (the report says which mode it is in, at the top)."""
@@ -83,7 +88,7 @@ def assess_cmd(
         if file is not None:
             typer.echo("error: give either FILE or --batch FILE.ndjson, not both", err=True)
             raise typer.Exit(2)
-        _run_batch(batch, output, date, progress, plan)
+        _run_batch(batch, output, date, progress, plan, strict=strict, workers=workers)
         return
     if file is None:
         typer.echo("error: missing FILE (a patient JSON or FHIR Bundle), or use --batch FILE.ndjson", err=True)
@@ -96,7 +101,7 @@ def assess_cmd(
 
     data = _read(file)
     try:
-        result = assess(data, as_of=date, ipex_plan=plan)
+        result = assess(data, as_of=date, ipex_plan=plan, strict=strict)
     except PatientInputError as exc:
         _input_error(exc, str(file))
         return
@@ -352,12 +357,12 @@ def render_assessment(a: Assessment, console: Console) -> None:
 # Batch
 # ---------------------------------------------------------------------------------------------
 def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: bool,
-               plan: PlanChoice = "auto") -> None:
+               plan: PlanChoice = "auto", strict: bool = False, workers: int = 1) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from ..assess import assess_batch
+    from ..assess import assess_batch_lines
 
     try:
         fh = path.open("rb")
@@ -376,19 +381,17 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
                           console=err, disable=not show_progress, transient=True) as bar:
                 task = bar.add_task("batch", total=total)
                 last = 0
-                for res in assess_batch(fh, as_of=as_of, ipex_plan=plan):
-                    out.write(res.to_json() + "\n")
-                    if res.assessment is not None:
+                for res in assess_batch_lines(fh, as_of=as_of, ipex_plan=plan, strict=strict, workers=workers):
+                    out.write(res.json + "\n")
+                    if res.counts is not None:
                         stats["patients"] += 1
-                        c = res.assessment.counts()
+                        c = res.counts
                         for k in ("critical", "warning", "info"):
                             stats[k] += c[k]
                         stats["with_critical"] += 1 if c["critical"] else 0
                     else:
-                        assert res.error is not None
                         stats["errors"] += 1
-                        first = res.error.issues[0]
-                        errors.append((res.line, f"{res.error.summary}: {first}"))
+                        errors.append((res.line, res.error or "not assessed"))
                     bar.advance(task, res.line - last)
                     last = res.line
         finally:
