@@ -88,6 +88,7 @@ def test_missing_model_covariate_or_dose_is_reported_not_guessed() -> None:
 def test_dose_suggestions_can_be_turned_off() -> None:
     alert = _trough_alert(_patient("sirolimus", 1.5, 22), dose_suggestions=False)
     assert alert.dose_suggestion is None and "not an order" not in alert.action
+    assert "dose suggestion was not calculated" in alert.action  # said, not silently left out
 
 
 def test_assessments_without_an_out_of_range_trough_do_not_import_the_dosing_stack() -> None:

@@ -79,6 +79,10 @@ def assess_cmd(
                                 "Default: the elements the checks read are validated."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Batch mode: assess on this many processes "
                                 "(output order is kept)."),
+    dose_suggestions: bool = typer.Option(False, "--dose-suggestions/--no-dose-suggestions", help="Batch mode: "
+                                          "also fit the population models for each out-of-range trough (tens of "
+                                          "ms per such patient; a single assessment always does). Without it "
+                                          "the alert says the suggestion was not calculated."),
 ) -> None:
     """Assess a patient: safety alerts with sources for every chart; for IPEX or an IPEX-like disorder also
     HSCT status and options per manifestation (the report says which mode it is in, at the top)."""
@@ -88,7 +92,8 @@ def assess_cmd(
         if file is not None:
             typer.echo("error: give either FILE or --batch FILE.ndjson, not both", err=True)
             raise typer.Exit(2)
-        _run_batch(batch, output, date, progress, plan, strict=strict, workers=workers)
+        _run_batch(batch, output, date, progress, plan, strict=strict, workers=workers,
+                   dose_suggestions=dose_suggestions)
         return
     if file is None:
         typer.echo("error: missing FILE (a patient JSON or FHIR Bundle), or use --batch FILE.ndjson", err=True)
@@ -357,7 +362,8 @@ def render_assessment(a: Assessment, console: Console) -> None:
 # Batch
 # ---------------------------------------------------------------------------------------------
 def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: bool,
-               plan: PlanChoice = "auto", strict: bool = False, workers: int = 1) -> None:
+               plan: PlanChoice = "auto", strict: bool = False, workers: int = 1,
+               dose_suggestions: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -381,7 +387,8 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
                           console=err, disable=not show_progress, transient=True) as bar:
                 task = bar.add_task("batch", total=total)
                 last = 0
-                for res in assess_batch_lines(fh, as_of=as_of, ipex_plan=plan, strict=strict, workers=workers):
+                for res in assess_batch_lines(fh, as_of=as_of, ipex_plan=plan, strict=strict, workers=workers,
+                                              dose_suggestions=dose_suggestions):
                     out.write(res.json + "\n")
                     if res.counts is not None:
                         stats["patients"] += 1

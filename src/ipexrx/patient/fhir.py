@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
@@ -89,13 +90,22 @@ class _Ctx:
 
 
 def _date(value: Any) -> dt.date | None:
+    if isinstance(value, str):
+        return _date_text(value[:10])
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", value):
+    return None
+
+
+@lru_cache(maxsize=8192)
+def _date_text(value: str) -> dt.date | None:
+    """The day of a FHIR date/dateTime (its first 10 characters); None for a partial date. Cached:
+    a chart repeats the same few dates across its resources."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         try:
-            return dt.date.fromisoformat(value[:10])
+            return dt.date.fromisoformat(value)
         except ValueError:
             return None
     return None

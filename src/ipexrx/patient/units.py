@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import InputIssue, UnitError
 
 
+@lru_cache(maxsize=4096)
 def norm_unit(unit: str) -> str:
-    """Canonical spelling used as a table key (case-folded, micro sign as 'u', no UCUM brackets)."""
+    """Canonical spelling used as a table key (case-folded, micro sign as 'u', no UCUM brackets).
+
+    Cached: a chart spells its units a few ways, and every dose and lab is normalised through here."""
     u = unit.strip().replace("µ", "u").replace("μ", "u").replace("[", "").replace("]", "")
     u = u.replace("^", "*").replace(" ", "").replace("×", "x").lower()
     if u.startswith("x10*"):

@@ -85,6 +85,9 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
         if suggestion is not None:
             action += " " + describe_suggestion(suggestion)
             statements += suggestion_statements(ctx, suggestion)
+        elif not ctx.dose_suggestions:
+            action += (" A model-based dose suggestion was not calculated (many patients assessed at once); an "
+                       "assessment of this patient alone gives one where a population model fits.")
         alerts.append(Alert(
             id=f"result:trough:{med.drug_id}:{word.split()[0]}", rule="results.trough_out_of_range", family="result",
             severity=sev, summary=f"{name} trough {fmt_number(v)} ng/mL is {word} target range(s) ({latest.date})",
