@@ -233,8 +233,9 @@ def alert_card(
                 label=shorten(f"Remove the draft order for {plain_text(d.drug_label)}", 100),
                 uuid=card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}"),
                 isRecommended=True if len(drafts) > 1 and d.reference == preferred else None,
-                actions=[Action(type="delete", description=f"Remove the draft order {plain_text(d.reference, 80)} "
-                                f"({plain_text(d.drug_label)})", resourceId=d.reference)],
+                # The EHR shows the description; it names the drug, the resourceId says which order.
+                actions=[Action(type="delete", description=f"Remove the draft order for {plain_text(d.drug_label)}",
+                                resourceId=d.reference)],
             ))
     return Card(
         uuid=card_uuid(hook_instance, f"|{alert.id}"),
