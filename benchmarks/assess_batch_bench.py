@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--dose-suggestions", action="store_true", help="also time the CLI default (with suggestions)")
+    ap.add_argument("--ipex-plan", choices=["auto", "always", "never"], default="auto",
+                    help="as the CLI's --ipex-plan/--no-ipex-plan (auto: plan for IPEX charts, as the CLI default)")
     args = ap.parse_args()
     print(f"load average: {os.getloadavg()}; cpus: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,13 +65,15 @@ def main() -> None:
             t = time.perf_counter()
             ok = bad = 0
             with src.open("rb") as fh, out.open("w") as sink:
-                for res in assess_batch_lines(fh, as_of=AS_OF, workers=workers, dose_suggestions=doses):
+                for res in assess_batch_lines(fh, as_of=AS_OF, workers=workers, dose_suggestions=doses,
+                                              ipex_plan=args.ipex_plan):
                     sink.write(res.json + "\n")
                     ok += res.counts is not None
                     bad += res.counts is None
             elapsed = time.perf_counter() - t
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"workers={workers} dose_suggestions={doses}: {elapsed:.1f} s, {args.n / elapsed:,.0f} charts/s, "
+            print(f"workers={workers} dose_suggestions={doses} ipex_plan={args.ipex_plan}: {elapsed:.1f} s, "
+                  f"{args.n / elapsed:,.0f} charts/s, "
                   f"{elapsed / args.n * 1000:.2f} ms/chart; {ok:,} assessed, {bad} not; "
                   f"{elapsed / floor:.1f}x the parse floor; peak RSS (main process) {rss:.0f} MB; "
                   f"output {out.stat().st_size / 1e6:.0f} MB")
