@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import POPULATION
+from .conftest import AS_OF, POPULATION
 
 
 def _rank(result: dict[str, Any]) -> dict[str, int]:
@@ -184,3 +184,11 @@ def test_every_fixed_laboratory_cut_off_shown_carries_its_source(ranked: dict[st
     assert shown
     for r in shown:
         assert r["threshold_sources"] and all(s["citation"] and s["verification"] for s in r["threshold_sources"])
+
+
+def test_strict_fhir_validation_gives_the_same_safety_worklist_on_valid_resources(result: dict[str, Any]) -> None:
+    """The typed read path and full fhir.resources validation agree on the shipped population."""
+    from ipexrx.screen.run import screen
+
+    strict = screen(POPULATION, as_of=AS_OF, strict=True)
+    assert strict["safety"] == result["safety"] and strict["safety"]

@@ -56,6 +56,9 @@ def run(
                                "(PySpark, the optional extra ipexrx[spark]: local mode or a cluster)."),
     spark_master: str | None = typer.Option(None, "--spark-master", help="Spark master URL for --engine spark "
                                             "(default: IPEXRX_SPARK_MASTER, else local[2]; e.g. spark://host:7077)."),
+    strict: bool = typer.Option(False, "--strict", help="Drug-safety checks: validate every element of each "
+                                "assessed patient's resources against the FHIR R4 models (slower), as "
+                                "`ipexrx assess --strict`."),
 ) -> None:
     """Rank patients whose record suggests IPEX or an IPEX-like disorder, and list unsafe regimens."""
     if engine not in ("duckdb", "spark"):
@@ -72,7 +75,7 @@ def run(
     err = Console(stderr=True)
     if as_json or not progress:
         result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads, all_scored=all_scored,
-                        engine=engine, spark_master=spark_master)
+                        engine=engine, spark_master=spark_master, strict=strict)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -84,7 +87,8 @@ def run(
                 bar.update(task, description=stage, completed=done, total=total or None)
 
             result = screen(path, as_of=date, top=top, memory_limit=memory_limit, threads=threads,
-                            progress=show, all_scored=all_scored, engine=engine, spark_master=spark_master)
+                            progress=show, all_scored=all_scored, engine=engine, spark_master=spark_master,
+                            strict=strict)
     if out is not None:
         from ..screen.report import write_outputs
 

@@ -219,7 +219,7 @@ def histogram(scores: list[float], patients: int, width: float = 2.0) -> list[di
 def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = None,
            kb: KnowledgeBase | None = None, memory_limit: str = "1GB", threads: int | None = None,
            progress: Progress | None = None, all_scored: bool = False, engine: str = "duckdb",
-           spark_master: str | None = None) -> dict[str, Any]:
+           spark_master: str | None = None, strict: bool = False) -> dict[str, Any]:
     """Screen a Bulk Data directory. Raises :class:`~ipexrx.screen.errors.ScreenInputError` for input that
     cannot be read at all; bad lines are reported in ``stats['bad_lines']`` and skipped.
 
@@ -227,7 +227,10 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
     (for validation: where do the look-alikes rank?).
 
     ``engine``: ``duckdb`` (embedded, the default) or ``spark`` (the views flattened by Spark -- ``spark_master``,
-    default ``IPEXRX_SPARK_MASTER`` or ``local[2]`` -- then the same scoring and safety checks)."""
+    default ``IPEXRX_SPARK_MASTER`` or ``local[2]`` -- then the same scoring and safety checks).
+
+    ``strict``: the safety checks validate each assessed patient's resources in full (fhir.resources),
+    as ``ipexrx assess --strict`` does."""
     kb = kb or get_kb()
     as_of = as_of or dt.date.today()
     t0 = time.perf_counter()
@@ -286,7 +289,7 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
             if progress:
                 progress("drug-safety checks", done, total)
 
-        safety = assess_patients(reader, chosen, kb, as_of, assessed)
+        safety = assess_patients(reader, chosen, kb, as_of, assessed, strict=strict)
         timings["safety_seconds"] = round(time.perf_counter() - t2, 3)
         stats = {
             "as_of": as_of.isoformat(), "engine": reader.engine, "directory": str(Path(path)),

@@ -65,7 +65,8 @@ def _alert(a: Any) -> dict[str, Any]:
 
 
 def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: KnowledgeBase, as_of: dt.date,
-                    progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+                    progress: Callable[[int, int], None] | None = None, strict: bool = False,
+                    ) -> list[dict[str, Any]]:
     """One entry per chosen patient with at least one alert (or with a record that cannot be assessed)."""
     from ..assess import assess
     from ..patient.errors import PatientInputError
@@ -81,7 +82,8 @@ def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: Kn
                       "entry": [{"resource": orjson.loads(r)} for r in raws.get(pid, [])]}
             entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
             try:
-                result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never")
+                result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never",
+                                strict=strict)
             except PatientInputError as exc:
                 entry["alerts"] = []
                 entry["error"] = (f"the record cannot be assessed safely, so its drug safety cannot be judged: "
