@@ -6,27 +6,21 @@ from an uploaded file (with and without JavaScript), print view, and accessibili
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, serve_on_loopback
 
-CHROMIUM = "/usr/bin/chromium"
 EXAMPLES = Path(__file__).parents[2] / "src" / "ipexrx" / "service" / "static"
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at /usr/bin/chromium "
-                       "(.ci/run installs it with apt-get install chromium)"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=SKIP_REASON),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]  # other browser tests import them from here too
 
 
 REG_USER, REG_PASSWORD = "browser.clinician", "a long browser password 1"
@@ -47,27 +41,13 @@ def _registry_user_and_patient(reg: Any) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     from ipexrx.service import Settings, create_app
 
     db = tmp_path_factory.mktemp("browser") / "ipexrx.sqlite3"
     app = create_app(Settings(database_url=f"sqlite:///{db}"))
     _registry_user_and_patient(app.state.registry)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_on_loopback(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

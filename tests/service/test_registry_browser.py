@@ -10,16 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.service.test_browser import CHROMIUM, CHROMIUM_ARGS, _axe_violations
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, serve_on_loopback
+from tests.service.test_browser import _axe_violations
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at "
                                  "/usr/bin/chromium (.ci/run installs it with apt-get install chromium)")]
@@ -38,8 +36,6 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    import uvicorn
-
     from ipexrx.registry import SYSTEM, ops
     from ipexrx.service import Settings, create_app
 
@@ -56,20 +52,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 if (rec := reg.get_patient(clin, p["pseudonym"]))["hsct"] and rec["adverse_events"])
     other = next(p["pseudonym"] for p in reg.list_patients(reg.authenticate(CLINICIAN, PASSWORD))).replace(
         "SYN01", "SYN02")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield Site(f"http://127.0.0.1:{port}", reg, full, other)
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_on_loopback(app) as url:
+        yield Site(url, reg, full, other)
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at /usr/bin/chromium "
-                       "(.ci/run installs it with apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=SKIP_REASON)]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 PID = "ipex-boy-1"
 
 

@@ -184,6 +184,8 @@ class MedicationAdministration(_MedicationUse):
 
 
 class ObservationComponent(Element):
+    """What an Observation and each of its components share: a code and a result."""
+
     code: CodeableConcept | None = None
     valueQuantity: Quantity | None = None
     valueString: Str | None = None
@@ -193,19 +195,12 @@ class ObservationComponent(Element):
     referenceRange: list[ReferenceRange] | None = None
 
 
-class Observation(Resource):
+class Observation(ObservationComponent, Resource):
     resourceType: ClassVar[str] = "Observation"
     status: Str | None = None
-    code: CodeableConcept | None = None
     effectiveDateTime: DateTime | None = None
     effectivePeriod: Period | None = None
     issued: Instant | None = None
-    valueQuantity: Quantity | None = None
-    valueString: Str | None = None
-    valueCodeableConcept: CodeableConcept | None = None
-    valueBoolean: StrictBool | None = None
-    interpretation: list[CodeableConcept] | None = None
-    referenceRange: list[ReferenceRange] | None = None
     component: list[ObservationComponent] | None = None
 
 
