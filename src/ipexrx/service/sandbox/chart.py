@@ -352,18 +352,38 @@ def apply_actions(drafts: list[dict[str, Any]], actions: list[dict[str, Any]], p
     return done
 
 
-@router.post("/chart/{pid}/accept")
-async def accept(request: Request, pid: str) -> Response:
-    sb = _sandbox(request)
+@dataclass
+class _CardForm:
+    """A posted answer to a card: the checked form, the card it names and the hook call that showed it."""
+
+    sid: str
+    session: ChartSession
+    form: dict[str, str]
+    result: HookResult
+    card: dict[str, Any]
+
+
+async def _card_form(request: Request, pid: str, unchanged: str) -> _CardForm | Response:
+    """The form of an accept / override post and its card; else the answer to send back (a refused form,
+    or a note that the card is gone, ending in ``unchanged``)."""
     sid, session = _session(request)
     form = await _form(request, session)
     if form is None:
         return _refused(request, sid)
     found = _find_card(session, pid, form.get("card", ""))
     if found is None:
-        session.say(pid, "error", "That card is no longer shown; nothing was changed.")
+        session.say(pid, "error", f"That card is no longer shown; {unchanged}.")
         return _back(pid, sid)
-    result, card = found
+    return _CardForm(sid, session, form, *found)
+
+
+@router.post("/chart/{pid}/accept")
+async def accept(request: Request, pid: str) -> Response:
+    sb = _sandbox(request)
+    posted = await _card_form(request, pid, "nothing was changed")
+    if not isinstance(posted, _CardForm):
+        return posted
+    sid, session, form, result, card = posted.sid, posted.session, posted.form, posted.result, posted.card
     suggestion = next((s for s in card.get("suggestions") or [] if s.get("uuid") == form.get("suggestion")), None)
     if suggestion is None:
         session.say(pid, "error", "That suggestion is not on the card; nothing was changed.")
@@ -387,15 +407,10 @@ async def accept(request: Request, pid: str) -> Response:
 @router.post("/chart/{pid}/override")
 async def override(request: Request, pid: str) -> Response:
     sb = _sandbox(request)
-    sid, session = _session(request)
-    form = await _form(request, session)
-    if form is None:
-        return _refused(request, sid)
-    found = _find_card(session, pid, form.get("card", ""))
-    if found is None:
-        session.say(pid, "error", "That card is no longer shown; no feedback was sent.")
-        return _back(pid, sid)
-    result, card = found
+    posted = await _card_form(request, pid, "no feedback was sent")
+    if not isinstance(posted, _CardForm):
+        return posted
+    sid, session, form, result, card = posted.sid, posted.session, posted.form, posted.result, posted.card
     offered = card.get("overrideReasons") or []
     reason = next((r for r in offered if r.get("code") == form.get("reason")), None)
     if offered and reason is None:
