@@ -278,3 +278,18 @@ def test_upload_api_by_drug_chooses_the_model_for_a_fhir_bundle_and_needs_a_mode
     assert csv.status_code == 422 and "expected 'model' with a CSV" in csv.json()["message"]
     neither = dev_client.post(url, data={}, files={"file": ("x.csv", CSV.encode(), "text/csv")})
     assert neither.status_code == 422 and "exactly one of 'model' or 'drug'" in neither.json()["message"]
+
+
+def test_sources_are_cited_by_number_into_a_numbered_list_on_the_page(dev_client: TestClient) -> None:
+    from ipexrx.reference.citations import numbers_in
+
+    r = dev_client.post("/dosing", data=_form(), files=NO_FILE)
+    assert r.status_code == 200
+    head, _, tail = r.text.partition('id="sources"')
+    cited = numbers_in(_text(head))
+    listed = [int(n) for n in re.findall(r'<li id="dsrc-(\d+)"', tail)]
+    assert cited and listed == list(range(1, len(listed) + 1))
+    assert set(cited) == set(listed)  # every number has an entry, every entry is cited
+    assert cited[0] == 1  # numbered in order of first use
+    assert "doi:10.1007/s40262-017-0567-8" in tail  # the population model, in the list
+    assert "source:" not in _text(_section(r.text, "result"))  # no free-text sources inline any more

@@ -211,6 +211,35 @@ def _targets_help(ch: Choice) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Cited:
+    """A source as the dosing results name it: its text (a reference, or knowledge-base ids) and a DOI."""
+
+    source: str
+    locator: str | None = None  # the DOI: two texts with different DOIs are different sources
+
+
+class _PageCitations:
+    """Numbers the sources the page cites, in the order the template shows them (shared rule:
+    :mod:`ipexrx.reference.citations`); the numbered list is drawn at the end of the page."""
+
+    def __init__(self) -> None:
+        from ..reference.citations import CitationNumbers
+
+        self.numbers: CitationNumbers[_Cited] = CitationNumbers()
+
+    def __call__(self, text: Any, doi: str | None = None) -> Any:
+        from markupsafe import Markup
+
+        if not text:
+            return Markup("")
+        nums = self.numbers.cite([_Cited(str(text), doi or None)])
+        return Markup(", ".join(f'<a class="cite" href="#dsrc-{n}">[{n}]</a>' for n in nums))
+
+    def items(self) -> list[tuple[int, _Cited]]:
+        return self.numbers.items()
+
+
 def _page(request: Request, ch: Choice, st: FormState, status: int = 200, **ctx: Any) -> HTMLResponse:
     from .web import render
 
@@ -222,7 +251,7 @@ def _page(request: Request, ch: Choice, st: FormState, status: int = 200, **ctx:
         defaults[t.metric] = (f"{t.low:g}", f"{t.high:g}")
     from ..dosing.report import BOX_1980, BOX_1980_DOI, PARAMETER_WORDS, SAVIC_2009, SAVIC_2009_DOI
 
-    body = render("dosing.html", request, title="Dose a patient", models=models, ch=ch, st=st,
+    body = render("dosing.html", request, title="Dose a patient", models=models, ch=ch, st=st, cite=_PageCitations(),
                   parameter_words=PARAMETER_WORDS,
                   diagnostic_sources=[(BOX_1980, BOX_1980_DOI), (SAVIC_2009, SAVIC_2009_DOI)],
                   drugs=sorted({m.spec.drug for m in models}), covariates=_covariate_fields(ch, st),
