@@ -5,7 +5,7 @@
 
 Measures, after a warm-up (KB loaded, indexes built):
 * per patient: ``assess(record_dict)`` for the examples and for generated patients (JSON), and for
-  the generated patients' FHIR Bundle twins (read with fhir.resources R4B models);
+  the generated patients' FHIR Bundle twins (read with the typed FHIR views of ipexrx.patient.fhir_types);
 * batch: ``assess_batch`` over N NDJSON lines including writing each result as a JSON line (what
   ``ipexrx assess --batch`` does, minus the terminal).
 """
@@ -58,7 +58,7 @@ def main() -> None:
     examples = [json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))]
     gen = [patient(rng, i) for i in range(1000)]
     fhir = [to_fhir(r) for r in gen[:300]]
-    _times(examples + gen[:50] + fhir[:20])  # warm-up: imports, KB, indexes, fhir.resources models
+    _times(examples + gen[:50] + fhir[:20])  # warm-up: imports, KB, indexes, validators
     print(f"knowledge base {kb.meta.content_version}: {len(kb.drugs)} drugs, {len(kb.interactions)} interactions")
     print(_fmt("examples (JSON + FHIR files)", _times(examples, repeat=20)))
     print(_fmt("generated patients, JSON dict", _times(gen)))

@@ -1,7 +1,7 @@
 """Synthetic CDS Hooks requests (one per hook), shipped with the package.
 
 They are what the service evaluates once at start-up so that the first real call does not pay
-for lazy imports (fhir.resources builds each resource model on first use), and what the tests
+for lazy imports (pydantic builds each validator on first use), and what the tests
 and the load benchmark send. The patient is invented; no real data.
 """
 
