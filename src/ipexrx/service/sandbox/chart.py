@@ -230,13 +230,22 @@ async def chart(request: Request, pid: str, reopen: str = "") -> Response:
     return _with_cookie(HTMLResponse(html), sid)
 
 
-@router.post("/chart/{pid}/orders")
-async def add_order(request: Request, pid: str) -> Response:
-    sb = _sandbox(request)
+async def _posted(request: Request) -> tuple[str, ChartSession, dict[str, str]] | Response:
+    """The browser's session and its checked form; else the refusal to send back."""
     sid, session = _session(request)
     form = await _form(request, session)
     if form is None:
         return _refused(request, sid)
+    return sid, session, form
+
+
+@router.post("/chart/{pid}/orders")
+async def add_order(request: Request, pid: str) -> Response:
+    sb = _sandbox(request)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    sid, session, form = posted
     if _patient(request, pid) is None:
         return _with_cookie(_page(request, 404, "No such patient", "Choose a patient from the patient list."), sid)
     session.counter += 1
@@ -261,10 +270,10 @@ async def add_order(request: Request, pid: str) -> Response:
 
 @router.post("/chart/{pid}/drafts/remove")
 async def remove_draft(request: Request, pid: str) -> Response:
-    sid, session = _session(request)
-    form = await _form(request, session)
-    if form is None:
-        return _refused(request, sid)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    sid, session, form = posted
     drafts = session.drafts.get(pid, [])
     kept = [d for d in drafts if d["id"] != form.get("draft")]
     if len(kept) < len(drafts):
@@ -287,10 +296,10 @@ def _sign(sb: Any, session: ChartSession, pid: str) -> None:
 @router.post("/chart/{pid}/sign")
 async def sign(request: Request, pid: str) -> Response:
     sb = _sandbox(request)
-    sid, session = _session(request)
-    form = await _form(request, session)
-    if form is None:
-        return _refused(request, sid)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    sid, session, form = posted
     drafts = session.drafts.get(pid, [])
     if not drafts:
         session.say(pid, "error", "There is no draft order to sign.")
@@ -366,10 +375,10 @@ class _CardForm:
 async def _card_form(request: Request, pid: str, unchanged: str) -> _CardForm | Response:
     """The form of an accept / override post and its card; else the answer to send back (a refused form,
     or a note that the card is gone, ending in ``unchanged``)."""
-    sid, session = _session(request)
-    form = await _form(request, session)
-    if form is None:
-        return _refused(request, sid)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    sid, session, form = posted
     found = _find_card(session, pid, form.get("card", ""))
     if found is None:
         session.say(pid, "error", f"That card is no longer shown; {unchanged}.")

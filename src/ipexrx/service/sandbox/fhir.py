@@ -66,12 +66,17 @@ def smart_config(request: Request) -> JSONResponse:
     return JSONResponse(smart_configuration(request.app.state.sandbox.base))
 
 
+def _admit(request: Request, rtype: str) -> tuple[AccessToken | None, JSONResponse | None]:
+    """A served resource type and a token that may read it; else the OperationOutcome to answer."""
+    if rtype not in SEARCHABLE:
+        return None, _json(outcome("not-supported", f"resource type '{rtype}' is not served; expected one of "
+                                   f"{', '.join(SEARCHABLE)}"), 404)
+    return _refuse(request, rtype)
+
+
 @router.get("/fhir/{rtype}/{rid}")
 def read(rtype: str, rid: str, request: Request) -> JSONResponse:
-    if rtype not in SEARCHABLE:
-        return _json(outcome("not-supported", f"resource type '{rtype}' is not served; expected one of "
-                             f"{', '.join(SEARCHABLE)}"), 404)
-    token, refusal = _refuse(request, rtype)
+    token, refusal = _admit(request, rtype)
     if refusal is not None:
         return refusal
     assert token is not None
@@ -86,10 +91,7 @@ def read(rtype: str, rid: str, request: Request) -> JSONResponse:
 @router.get("/fhir/{rtype}")
 def search(rtype: str, request: Request) -> JSONResponse:
     sb = request.app.state.sandbox
-    if rtype not in SEARCHABLE:
-        return _json(outcome("not-supported", f"resource type '{rtype}' is not served; expected one of "
-                             f"{', '.join(SEARCHABLE)}"), 404)
-    token, refusal = _refuse(request, rtype)
+    token, refusal = _admit(request, rtype)
     if refusal is not None:
         return refusal
     assert token is not None
