@@ -20,11 +20,11 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     "reference": {"knowledge"},
     "patient": {"knowledge"},
-    "dosing": {"knowledge", "patient"},
+    "dosing": {"knowledge", "patient", "reference"},  # reference: the shared citation numbering
     "assess": {"knowledge", "patient", "dosing", "reference"},
     "report": {"knowledge", "patient", "assess", "reference", "dosing"},
     "registry": {"knowledge", "storage", "patient", "assess", "reference", "dosing"},
-    "screen": {"knowledge", "patient", "assess"},
+    "screen": {"knowledge", "patient", "assess", "reference"},
     "service": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report",
                 "screen"},
     "cli": {"knowledge", "storage", "reference", "patient", "assess", "dosing", "registry", "report", "service",

@@ -274,3 +274,38 @@ def test_model_choice_from_model_selection_lists_every_candidate() -> None:
     assert len(rep.model_choice.models) == len(rec.model_choice.candidates) >= 2
     assert sum(x.chosen for x in rep.model_choice.models) == 1
     assert rep.model_choice.method == rec.model_choice.method
+
+
+def _reading_order_agrees(body: str, listed: list[int]) -> None:
+    """Inline numbers and the numbered list agree: every number used is listed, every entry is used, and the
+    numbers first appear 1, 2, 3 ... as the report is read."""
+    from ipexrx.reference.citations import numbers_in
+
+    used = numbers_in(body)
+    assert listed == list(range(1, len(listed) + 1))
+    assert set(used) == set(listed), sorted(set(used) ^ set(listed))
+    first_use = list(dict.fromkeys(used))
+    assert first_use == sorted(first_use), first_use
+
+
+# an input-check warning on the model's cohort (cites the model) below a fit-diagnostics alert (cites Box and
+# Savic): the alert is read first, so its sources are [1, 2] and the model's paper [3]
+@pytest.mark.parametrize("level,dose,wt", [(3.5, 0.8, 12), (60, 1, 20), (10, 1, 150)])
+def test_printed_report_cites_numbers_its_sources_list_holds_in_reading_order(level: float, dose: float,
+                                                                              wt: float) -> None:
+    import html as html_lib
+
+    from ipexrx.report import render_tdm_html
+
+    rep = _trough_report(level, dose=dose, wt=wt)
+    page = render_tdm_html(rep)
+    body, _, tail = page.partition('<section id="sources">')
+    body = re.sub(r"<(style|script|svg)\b.*?</\1>", "", body.split("<body>", 1)[1], flags=re.S)
+    listed = [int(n) for n in re.findall(r'<li value="(\d+)" id="source-\1">', tail)]
+    _reading_order_agrees(html_lib.unescape(re.sub(r"<[^>]+>", " ", body)), listed)
+    assert listed == [s.number for s in rep.sources]
+    d = rep.as_dict()  # the JSON (`ipexrx dose report --json`) carries the same numbers and list
+    assert _all_refs(d) == {s["number"] for s in d["sources"]} == set(listed)
+    if level == 10:  # the case whose numbers followed the build order, not the reading order, before
+        assert rep.notices[0].topic == "fit diagnostics" and rep.notices[0].refs == [1, 2]
+        assert rep.model.refs == [3]

@@ -24,12 +24,14 @@ import datetime as dt
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..reference.citations import CitationNumbers
 from .checks import Problem, check_inputs
 from .data import Record, Subject
 from .errors import DosingError
@@ -346,18 +348,40 @@ def plain(text: str) -> str:
 # sources
 
 
+@dataclass(frozen=True)
+class _Cited:
+    """One source as the report cites it. ``source`` and ``locator`` make it one entry of the numbered list (shared
+    rule, :mod:`ipexrx.reference.citations`): a knowledge-base source and its section, else the paper's DOI or text."""
+
+    source: str
+    locator: str | None
+    text: str
+    doi: str | None = None
+    url: str | None = None
+
+
+def _cited(text: str, doi: str | None = None, url: str | None = None, key: str | None = None) -> _Cited:
+    """A source by its text; ``key`` (``label-prograf#2``: a knowledge-base source and section) or the DOI names it."""
+    source, _, locator = key.partition("#") if key else (doi or text, "", "")
+    return _Cited(source, locator or None, text, doi, url)
+
+
 class _Sources:
+    """The report's numbered sources, numbered by the shared rule in the order the report is built (its reading
+    order); :meth:`cite` gives the number of one source, :meth:`items` the numbered list."""
+
     def __init__(self) -> None:
-        self.items: list[SourceRef] = []
-        self._by_key: dict[str, int] = {}
+        self.numbers: CitationNumbers[_Cited] = CitationNumbers()
 
     def cite(self, text: str, doi: str | None = None, url: str | None = None, key: str | None = None) -> int:
-        k = key or doi or text
-        if k not in self._by_key:
-            n = len(self.items) + 1
-            self.items.append(SourceRef(number=n, text=plain(text), doi=doi, url=url))
-            self._by_key[k] = n
-        return self._by_key[k]
+        return self.number(_cited(text, doi, url, key))
+
+    def number(self, c: _Cited) -> int:
+        (n,) = self.numbers.cite([c])
+        return n
+
+    def items(self) -> list[SourceRef]:
+        return [SourceRef(number=n, text=plain(c.text), doi=c.doi, url=c.url) for n, c in self.numbers.items()]
 
 
 def _kb_source(ref: str) -> tuple[str, str | None, str | None] | None:
@@ -378,17 +402,17 @@ def _kb_source(ref: str) -> tuple[str, str | None, str | None] | None:
     return text, src.doi, src.url
 
 
-def _problem_refs(p: Problem, model: CompiledModel, model_ref: int, sources: _Sources) -> tuple[list[int], str]:
-    """Numbered sources of an input-check problem, and its basis in words when it has no published source."""
+def _problem_refs(p: Problem, model: CompiledModel, model_cite: _Cited) -> tuple[list[_Cited], str]:
+    """Sources of an input-check problem, and its basis in words when it has no published source."""
     src = p.source
     hit = re.match(r"^([a-z0-9][a-z0-9.-]*#[\w.-]+)\s*(?:\((.*)\))?$", src)
     if hit:
         found = _kb_source(hit.group(1))
         if found is not None:
             note = hit.group(2) or ""
-            return [sources.cite(found[0], found[1], found[2], key=hit.group(1))], plain(note)
+            return [_cited(found[0], found[1], found[2], key=hit.group(1))], plain(note)
     if model.id in src:
-        return [model_ref], "the source study's cohort" if "cohort" in src else "the model's declared covariates"
+        return [model_cite], "the source study's cohort" if "cohort" in src else "the model's declared covariates"
     if src == "input check":
         return [], "consistency of the records"
     return [], plain(src)
@@ -655,13 +679,14 @@ def _where(path: str, subject: Subject | None) -> str:
 
 
 def _notices(model: CompiledModel, rec: Recommendation, problems: list[Problem], subject: Subject | None,
-             model_ref: int, sources: _Sources, curve_problem: str | None) -> list[Notice]:
-    out: list[Notice] = []
+             model_cite: _Cited, sources: _Sources, curve_problem: str | None,
+             extra: Iterable[str] = ()) -> list[Notice]:
+    """The alerts and warnings, most severe first; their sources are numbered once they are in that order."""
+    out: list[tuple[Notice, list[_Cited]]] = []
     diag_w = set(rec.diagnostics.warnings) if rec.diagnostics is not None else set()
     mc = getattr(rec, "model_choice", None)
     mc_w = set(getattr(mc, "warnings", None) or (mc.get("warnings", []) if isinstance(mc, dict) else []))
-    diag_refs = ([sources.cite(BOX_1980, BOX_1980_DOI), sources.cite(SAVIC_2009, SAVIC_2009_DOI)]
-                 if diag_w else [])
+    diag_cites = [_cited(BOX_1980, BOX_1980_DOI), _cited(SAVIC_2009, SAVIC_2009_DOI)]
     domain = {p.path.rsplit(".", 1)[-1] for p in problems if p.code == "covariate-domain"}
     for w in rec.warnings:
         if w.startswith("input check: "):
@@ -670,29 +695,33 @@ def _notices(model: CompiledModel, rec: Recommendation, problems: list[Problem],
         if hit and hit.group(1) in domain:
             continue  # the same fact as the input check's covariate-domain warning
         if w in diag_w:
-            out.append(Notice(severity="alert", topic="fit diagnostics", text=plain(w), refs=diag_refs))
+            out.append((Notice(severity="alert", topic="fit diagnostics", text=plain(w)), diag_cites))
         elif w in mc_w:
-            out.append(Notice(severity="warning", topic="model choice", text=plain(w)))
+            out.append((Notice(severity="warning", topic="model choice", text=plain(w)), []))
         elif re.match(r"^levels? .* (read as|converted from) ", w):
-            out.append(Notice(severity="note", topic="units", text=plain(w)))
+            out.append((Notice(severity="note", topic="units", text=plain(w)), []))
         elif "sits on its bound" in w or "did not converge" in w:
-            out.append(Notice(severity="alert", topic="fit", text=plain(w)))
+            out.append((Notice(severity="alert", topic="fit", text=plain(w)), []))
         else:
-            out.append(Notice(severity="warning", topic="suggestion", text=plain(w)))
+            out.append((Notice(severity="warning", topic="suggestion", text=plain(w)), []))
     for p in problems:
-        refs, basis = _problem_refs(p, model, model_ref, sources)
+        cites, basis = _problem_refs(p, model, model_cite)
         where = _where(p.path, subject)
         lead = f"{where}: " if where and not p.message.startswith(where) else ""
         text = lead + f"{p.message} (expected {p.expected}; got {p.got})"
         if basis:
             text += f"; basis: {basis}"
-        out.append(Notice(severity="alert" if p.severity == "error" else "warning", topic="input check",
-                          text=plain(text), refs=refs))
+        out.append((Notice(severity="alert" if p.severity == "error" else "warning", topic="input check",
+                           text=plain(text)), cites))
     if curve_problem:
-        out.append(Notice(severity="note", topic="plot", text=curve_problem))
+        out.append((Notice(severity="note", topic="plot", text=curve_problem), []))
+    out += [(Notice(severity="warning", topic="input", text=plain(w)), []) for w in extra]
     order = {"alert": 0, "warning": 1, "note": 2}
     # a level the model cannot explain comes first; otherwise the engine's order within a severity (stable sort)
-    return sorted(out, key=lambda n: (order[n.severity], n.topic != "fit diagnostics"))
+    out.sort(key=lambda nc: (order[nc[0].severity], nc[0].topic != "fit diagnostics"))
+    for notice, cites in out:  # numbered in the order the reader meets them
+        notice.refs = [sources.number(c) for c in cites]
+    return [notice for notice, _ in out]
 
 
 def _headline(rec: Recommendation) -> str:
@@ -809,18 +838,9 @@ def build_report(
     problems = check_inputs(model, subject, covs or None, interval_h=rec.interval_h, dose_mg=rec.current_dose_mg,
                             dose_interval_h=rec.current_interval_h, age_years=age_years)
     curve, curve_problem = _curve(model, rec, subject, _last_covs(subject, covs))
-    # the model's paper is cited by alerts on covariates; register it lazily so numbers follow the reading order
-    model_key = cit.doi or cit.text
-    model_ref = -1
-
-    def mref() -> int:
-        return sources.cite(cit.text, cit.doi, cit.url, key=model_key)
-
-    if any(model.id in p.source for p in problems):
-        model_ref = mref()
-    notices = _notices(model, rec, problems, subject, model_ref, sources, curve_problem)
-    notices += [Notice(severity="warning", topic="input", text=plain(w)) for w in extra_notices]
-    model_ref = mref()
+    model_cite = _cited(cit.text, cit.doi, cit.url)
+    notices = _notices(model, rec, problems, subject, model_cite, sources, curve_problem, extra_notices)
+    model_ref = sources.number(model_cite)
     sugg_refs = [model_ref]
     form = next((f for f in model.spec.dosage_forms if f.form == rec.form), None)
     if form is not None:
@@ -865,7 +885,7 @@ def build_report(
         produced_by=f"ipexrx {_version()}", disclaimer=DISCLAIMER, individualised=rec.fit is not None,
         notices=notices, suggestion=suggestion, alternatives=alternatives, target=target, patient=patient,
         curve=curve, diagnostics=diagnostics, model=info, validity=validity, model_choice=choice,
-        caveats=_caveats(model, rec, diagnostics, cov_rows), sources=sources.items)
+        caveats=_caveats(model, rec, diagnostics, cov_rows), sources=sources.items())
 
 
 def _last_covs(subject: Subject | None, covs: dict[str, float]) -> dict[str, float]:
