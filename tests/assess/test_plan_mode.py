@@ -191,3 +191,33 @@ def test_cli_batch_passes_the_choice_to_every_line(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [row["assessment"]["mode"] for row in rows] == ["drug-safety-only"] * 2
+
+
+def _case_files() -> list[Path]:
+    return sorted(CASES.glob("*.json"))
+
+
+@pytest.mark.parametrize("choice", ["auto", "never", "always"])
+def test_alerts_without_the_plan_are_exactly_the_alerts_of_a_full_assessment(choice: Any) -> None:
+    """``assess_alerts`` (what the CDS service uses) skips building the plan's sections; it must not
+    change a single alert, its order or the mode, for any case (IPEX, IPEX-like, no diagnosis)."""
+    from ipexrx.assess.engine import assess_alerts
+    from ipexrx.knowledge import get_kb
+    from ipexrx.patient import PatientInputError
+    from ipexrx.patient.reader import read_patient
+
+    kb = get_kb()
+    compared = 0
+    for path in [*_case_files(), *sorted(EXAMPLES.glob("*.json"))]:
+        doc = json.loads(path.read_text())
+        record = doc.get("patient", doc) if isinstance(doc, dict) else doc
+        try:
+            patient = read_patient(copy.deepcopy(record), kb, AS_OF, False)
+        except PatientInputError:  # a case whose input is meant to be refused: nothing to compare
+            continue
+        full = assess(patient, as_of=AS_OF, kb=kb, ipex_plan=choice, dose_suggestions=False)
+        mode, alerts = assess_alerts(patient, as_of=AS_OF, kb=kb, ipex_plan=choice, dose_suggestions=False)
+        assert mode == full.mode, path.name
+        assert [a.model_dump() for a in alerts] == [a.model_dump() for a in full.alerts], path.name
+        compared += 1
+    assert compared > 150

@@ -95,13 +95,7 @@ def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date
     mode, reason = plan_mode(patient.diagnosis, ipex_plan, patient.ipex_like_id or patient.ipex_like_text)
     show_plan = mode != "drug-safety-only"
     ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of, dose_suggestions=dose_suggestions)
-    alerts: dict[str, Alert] = {}
-    for name, rule in RULES.items():
-        if not show_plan and name in IPEX_PLAN_RULES:
-            continue
-        for alert in rule(ctx):
-            alerts.setdefault(alert.id, alert)
-    ordered = sorted(alerts.values(), key=lambda a: (a.severity.rank, FAMILY_ORDER.index(a.family), a.id))
+    ordered = _run_rules(ctx, show_plan)
     hsct = hsct_status(ctx) if show_plan else None
     if hsct is not None and mode == "ipex-plan-on-request":
         hsct = hsct.model_copy(update={"applies_to_diagnosis": (
@@ -118,6 +112,32 @@ def assess(source: str | bytes | dict[str, Any] | PatientData, *, as_of: dt.date
         warnings=list(patient.warnings) if show_plan else [_without_plan(w) for w in patient.warnings],
         disclaimer=kb.meta.disclaimer,
     )
+
+
+def _run_rules(ctx: Ctx, show_plan: bool) -> list[Alert]:
+    """Every alert rule's alerts, each alert once, most severe first."""
+    alerts: dict[str, Alert] = {}
+    for name, rule in RULES.items():
+        if not show_plan and name in IPEX_PLAN_RULES:
+            continue
+        for alert in rule(ctx):
+            alerts.setdefault(alert.id, alert)
+    return sorted(alerts.values(), key=lambda a: (a.severity.rank, FAMILY_ORDER.index(a.family), a.id))
+
+
+def assess_alerts(patient: PatientData, *, as_of: dt.date, kb: KnowledgeBase | None = None,
+                  dose_suggestions: bool = True, ipex_plan: PlanChoice = "auto") -> tuple[Mode, list[Alert]]:
+    """The mode and the alerts of :func:`assess`, without the IPEX plan's sections.
+
+    Why: a face that shows only alerts (CDS cards are alerts; the plan never becomes a card) would
+    otherwise build the HSCT section, the options per manifestation and the medication views for
+    nothing -- about a quarter of an assessment's time on a CDS server answering every chart an EHR
+    opens. The alerts are exactly those :func:`assess` gives for the same arguments (the same rules,
+    the same mode, the same order; a test compares them)."""
+    kb = kb or get_kb()
+    mode, _reason = plan_mode(patient.diagnosis, ipex_plan, patient.ipex_like_id or patient.ipex_like_text)
+    ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=as_of, dose_suggestions=dose_suggestions)
+    return mode, _run_rules(ctx, mode != "drug-safety-only")
 
 
 _NO_OPTIONS = "; no options shown for it"

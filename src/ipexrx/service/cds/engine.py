@@ -188,7 +188,7 @@ def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt
 
 
 def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) -> Analysis:
-    from ...assess import assess
+    from ...assess.engine import assess_alerts
     from ...knowledge import get_kb
     from ...patient import PatientInputError
     from ...patient.fhir import relocate
@@ -209,11 +209,11 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
         log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
         return Analysis((), (), issues)
     data.warnings = warnings + data.warnings
-    # 'auto': the IPEX plan only for IPEX / IPEX-like charts; it never becomes a card (cards are alerts).
-    assessment = assess(data, kb=kb, as_of=as_of, ipex_plan="auto")
+    # 'auto': the mode of an assessment; the IPEX plan itself never becomes a card (cards are alerts).
+    mode, found = assess_alerts(data, kb=kb, as_of=as_of, ipex_plan="auto")
     order_hook = svc.hook in ORDER_HOOKS
     alerts = []
-    for alert in assessment.alerts:
+    for alert in found:
         involved = []
         vaccine_drafts: set[str] = set()  # drafts that order a vaccine
         for t in alert.triggers:
@@ -235,7 +235,7 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
                 why = next((w.message for w in warnings if _entry_of(w.path, {}) == idx),
                            "the order could not be read as a medication")
                 unchecked.append((d, why))
-    return Analysis(tuple(alerts), tuple(unchecked), mode=assessment.mode)
+    return Analysis(tuple(alerts), tuple(unchecked), mode=mode)
 
 
 def _preferred(drafts: tuple[DraftOrder, ...], vaccine_drafts: set[str]) -> str | None:
