@@ -5,6 +5,7 @@ authentication; CPU-heavy work on a bounded pool (503 + Retry-After), off the ev
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -273,7 +274,8 @@ def _run_concurrently(app: Any, blocked: threading.Event, heavy: Any, light: Any
     return asyncio.run(main())
 
 
-def test_a_cds_analysis_runs_off_the_event_loop(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cds_analysis_of_a_chart_above_the_inline_size_runs_off_the_event_loop(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from ipexrx.service.cds import engine
 
     release = threading.Event()
@@ -285,14 +287,39 @@ def test_a_cds_analysis_runs_off_the_event_loop(db_url: str, monkeypatch: pytest
 
     monkeypatch.setattr(engine, "_analyse", slow)
     engine._analysis_cache.clear()  # a chart judged before would be answered from the cache
-    app = create_app(Settings(dev_mode=True, database_url=db_url, auto_migrate=False))
     body = samples.load("patient_view")
+    size = len(json.dumps(body))
+    # the sample is an ordinary chart; a limit below its size makes it "large"
+    app = create_app(Settings(dev_mode=True, database_url=db_url, auto_migrate=False,
+                              inline_analysis_bytes=size // 2))
 
     first, second, elapsed, still_running = _run_concurrently(
         app, release, lambda c: c.post("/cds-services/ipexrx-patient-view", json=body),
         lambda c: c.get("/api/v1/version"))
     assert second.status_code == 200 and elapsed < 3.0 and still_running  # answered during the analysis
     assert first.status_code == 200 and first.json()["cards"]
+
+
+@pytest.mark.parametrize(("limit", "pooled"), [(0, True), (2**20, False)])
+def test_an_ordinary_cds_chart_is_judged_on_the_event_loop_and_a_large_one_on_the_pool(
+        db_url: str, limit: int, pooled: bool) -> None:
+    from ipexrx.service.cds import engine
+
+    engine._analysis_cache.clear()
+    app = create_app(Settings(dev_mode=True, database_url=db_url, auto_migrate=False, inline_analysis_bytes=limit))
+    used: list[str] = []
+    with TestClient(app) as c:
+        pool = app.state.analysis_pool
+        real_run = pool.run
+
+        async def counting_run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            used.append(fn.__name__)
+            return await real_run(fn, *args, **kwargs)
+
+        pool.run = counting_run
+        r = c.post("/cds-services/ipexrx-patient-view", json=samples.load("patient_view"))
+    assert r.status_code == 200 and r.json()["cards"]
+    assert used == (["evaluate"] if pooled else [])
 
 
 def test_a_saturated_analysis_pool_answers_503_with_retry_after(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

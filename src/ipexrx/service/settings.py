@@ -138,6 +138,9 @@ class Settings(BaseModel):
     max_json_depth: int = Field(64, ge=8, le=512, description="Nesting limit of a JSON request body (400 beyond).")
     analysis_threads: int = Field(2, ge=1, le=64, description="Threads for CPU-heavy analysis.")
     analysis_queue: int = Field(32, ge=0, le=10_000, description="Analysis jobs that may wait; beyond: 503.")
+    inline_analysis_bytes: int = Field(
+        64 * 1024, ge=0, le=2**30, description="A CDS call whose body is at most this size is judged on the event "
+        "loop rather than on the analysis pool (0: always on the pool).")
     trust_forwarded_proto: bool = Field(False, description="Believe X-Forwarded-Proto from the proxy in front.")
     trusted_proxies: list[str] = Field(
         default_factory=list, description="Addresses or CIDRs of the reverse proxies in front; from them the client "
@@ -238,7 +241,8 @@ class Settings(BaseModel):
 
 _INT_VARS = {"fhir_max_bytes": "IPEXRX_FHIR_MAX_BYTES", "max_body_bytes": "IPEXRX_MAX_BODY_BYTES",
              "max_header_bytes": "IPEXRX_MAX_HEADER_BYTES", "max_json_depth": "IPEXRX_MAX_JSON_DEPTH",
-             "analysis_threads": "IPEXRX_ANALYSIS_THREADS", "analysis_queue": "IPEXRX_ANALYSIS_QUEUE"}
+             "analysis_threads": "IPEXRX_ANALYSIS_THREADS", "analysis_queue": "IPEXRX_ANALYSIS_QUEUE",
+             "inline_analysis_bytes": "IPEXRX_INLINE_ANALYSIS_BYTES"}
 
 
 def _list(v: str | None) -> list[str]:
