@@ -64,10 +64,10 @@ def main() -> None:
             out = Path(tmp) / "out.ndjson"
             t = time.perf_counter()
             ok = bad = 0
-            with src.open("rb") as fh, out.open("w") as sink:
+            with src.open("rb") as fh, out.open("wb") as sink:
                 for res in assess_batch_lines(fh, as_of=AS_OF, workers=workers, dose_suggestions=doses,
                                               ipex_plan=args.ipex_plan):
-                    sink.write(res.json + "\n")
+                    sink.write(res.ndjson)
                     ok += res.counts is not None
                     bad += res.counts is None
             elapsed = time.perf_counter() - t

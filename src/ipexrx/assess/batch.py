@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..knowledge.loader import KnowledgeBase, get_kb
 from ..patient.errors import PatientInputError
 from .engine import assess
-from .models import Assessment, PlanChoice
+from .models import Assessment, PlanChoice, assessment_json
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,13 @@ class BatchResult:
         return {"line": self.line, "ok": False, "error": self.error.to_dict()}
 
     def to_json(self) -> str:
+        return self.to_ndjson()[:-1].decode("utf-8")
+
+    def to_ndjson(self) -> bytes:
+        """The output line as UTF-8 bytes, newline included (what a batch writes; no str round trip)."""
         if self.assessment is not None:
-            return f'{{"line": {self.line}, "ok": true, "assessment": {self.assessment.model_dump_json()}}}'
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+            return b'{"line": %d, "ok": true, "assessment": %b}\n' % (self.line, assessment_json(self.assessment))
+        return json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
@@ -69,19 +73,28 @@ def _one(n: int, text: str | bytes, as_of: dt.date, kb: KnowledgeBase, dose_sugg
 
 @dataclass(frozen=True)
 class BatchLine:
-    """One output line of a batch, already serialised (what crosses a process boundary cheaply)."""
+    """One output line of a batch, already serialised (what crosses a process boundary cheaply).
+
+    ``ndjson`` is the line as UTF-8 bytes with its newline: a worker sends bytes, which pickle as a
+    copy, and the writer writes them as they are (a 35 kB str would be encoded, decoded and encoded
+    again on the way to the file)."""
 
     line: int
-    json: str
+    ndjson: bytes
     counts: dict[str, int] | None  # alert counts by severity; None when the line could not be assessed
     error: str | None = None  # the reason it could not, with the first located issue
+
+    @property
+    def json(self) -> str:
+        """The output line as text, without its newline."""
+        return self.ndjson[:-1].decode("utf-8")
 
 
 def _line(res: BatchResult) -> BatchLine:
     if res.assessment is not None:
-        return BatchLine(res.line, res.to_json(), res.assessment.counts())
+        return BatchLine(res.line, res.to_ndjson(), res.assessment.counts())
     assert res.error is not None
-    return BatchLine(res.line, res.to_json(), None, f"{res.error.summary}: {res.error.issues[0]}")
+    return BatchLine(res.line, res.to_ndjson(), None, f"{res.error.summary}: {res.error.issues[0]}")
 
 
 def _chunk(job: tuple[list[tuple[int, bytes]], dt.date, bool, PlanChoice, bool]) -> list[BatchLine]:

@@ -268,6 +268,11 @@ class Assessment(_Out):
         return assessment_to_fhir(self, patient_reference)
 
 
+def assessment_json(a: Assessment) -> bytes:
+    """``a.model_dump_json()`` as UTF-8 bytes (the same bytes, without decoding them to a str)."""
+    return Assessment.__pydantic_serializer__.to_json(a)
+
+
 def assessment_json_schema() -> dict[str, Any]:
     schema = Assessment.model_json_schema()
     schema["$id"] = "https://ipexrx.org/schema/assessment-1.json"

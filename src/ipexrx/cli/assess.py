@@ -379,7 +379,11 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
         total = sum(1 for _ in fh)
         fh.seek(0)
         err = Console(stderr=True, highlight=False)
-        out: Any = output.open("w", encoding="utf-8") if output else sys.stdout
+        if output:
+            out: Any = output.open("wb")
+        else:  # the lines are UTF-8 bytes: straight to stdout's buffer when it has one
+            sys.stdout.flush()
+            out = getattr(sys.stdout, "buffer", None) or _TextSink(sys.stdout)
         stats = {"patients": 0, "errors": 0, "critical": 0, "warning": 0, "info": 0, "with_critical": 0}
         errors: list[tuple[int, str]] = []
         try:
@@ -389,7 +393,7 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
                 last = 0
                 for res in assess_batch_lines(fh, as_of=as_of, ipex_plan=plan, strict=strict, workers=workers,
                                               dose_suggestions=dose_suggestions):
-                    out.write(res.json + "\n")
+                    out.write(res.ndjson)
                     if res.counts is not None:
                         stats["patients"] += 1
                         c = res.counts
@@ -404,6 +408,8 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
         finally:
             if output:
                 out.close()
+            else:
+                out.flush()
     table = Table(title=f"Batch {path.name} (as of {as_of})", title_justify="left")
     table.add_column("Measure")
     table.add_column("Count", justify="right")
@@ -420,6 +426,19 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
         err.print(Text_(f"results written: {output}"))
     if stats["patients"] == 0 and stats["errors"]:
         raise typer.Exit(1)
+
+
+class _TextSink:
+    """Writes UTF-8 lines to a text stream that has no byte buffer (a redirected sys.stdout)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def Text_(s: str) -> Any:  # noqa: N802 - tiny helper so messages are never parsed as markup
