@@ -126,3 +126,41 @@ def test_the_spark_engine_without_pyspark_says_how_to_install_it(monkeypatch: py
     assert res.exit_code == 2  # an optional part not installed (ipexrx.extras.MissingExtraError)
     assert "--engine spark needs the optional part 'spark' of ipexrx" in res.stderr
     assert re.search(r"Install it with: pip install (-e )?'[^']*\[spark\]'", res.stderr), res.stderr
+
+
+def _numbers_agree(body: str, listed: list[int]) -> None:
+    """The shared citation rule: every number used is listed, every entry is used, numbers in reading order."""
+    from ipexrx.reference.citations import numbers_in
+
+    used = numbers_in(body)
+    assert listed and listed == list(range(1, len(listed) + 1)), listed
+    assert set(used) == set(listed), sorted(set(used) ^ set(listed))
+    first_use = list(dict.fromkeys(used))
+    assert first_use == sorted(first_use), first_use
+
+
+def test_screen_report_cites_numbers_its_sources_list_holds(tmp_path: Path) -> None:
+    import html as html_lib
+
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), "--json", *AS_OF, "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    body, _, tail = page.split("<body>", 1)[1].partition('<h2 id="sources-title">')
+    body = re.sub(r"<svg\b.*?</svg>", "", body, flags=re.S)
+    listed = [int(n) for n in re.findall(r'<li id="source-(\d+)">', tail)]
+    _numbers_agree(html_lib.unescape(re.sub(r"<[^>]+>", "", body)), listed)
+    assert set(re.findall(r'href="#source-(\d+)"', body)) == {str(n) for n in listed}
+    data = json.loads(res.stdout)  # the safety alerts' sources, once inline text, are numbered entries now
+    alert_source = data["safety"][0]["alerts"][0]["sources"][0]
+    assert alert_source not in body and alert_source in tail
+
+
+def test_terminal_table_cites_numbers_its_sources_legend_holds() -> None:
+    res = runner.invoke(get_app(), ["screen", str(POPULATION), *AS_OF, "--no-progress"], env={"COLUMNS": "1000"})
+    assert res.exit_code == 0, res.output
+    body, _, tail = res.stdout.partition("\nSources\n")
+    entries = [line for line in tail.splitlines() if line.strip()]
+    listed = [int(m.group(1)) for line in entries for m in [re.match(r"\[(\d+)\] ", line)] if m]
+    assert len(listed) == len(entries)  # every legend line starts with its number
+    _numbers_agree(body, listed)
+    assert "doi:10.3389/fimmu.2018.02411" in tail and "Suggested next step (candidates 1," in body

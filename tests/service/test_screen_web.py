@@ -94,6 +94,29 @@ def test_every_source_mark_points_to_a_numbered_source_on_the_same_page(screened
     assert "doi:10.3389/fimmu.2018.02411" in page  # the IgE cut-off and the next step cite Gambineri 2018
 
 
+def test_inline_source_numbers_and_the_sources_list_agree_in_reading_order(
+        screened: tuple[str, dict[str, Any]]) -> None:
+    """The shared numbering rule: every number shown is listed and every entry is used, the numbers first appear
+    1, 2, 3 ... down the page, each marker lists its numbers ascending, and one source has one number."""
+    from ipexrx.reference.citations import numbers_in
+
+    page, _ = screened
+    result = page.split('<section id="screen-result"', 1)[1]
+    body, _, tail = result.partition('<h3 id="sources-title">')
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
+    listed = [int(n) for n in re.findall(r'<li id="source-(\d+)">', tail)]
+    used = numbers_in(text)
+    assert listed == list(range(1, len(listed) + 1)) and set(used) == set(listed)
+    first_use = list(dict.fromkeys(used))
+    assert first_use == sorted(first_use)
+    for sup in re.findall(r'<sup class="refs">(.*?)</sup>', body):
+        marks = [int(n) for n in re.findall(r"\[(\d+)\]", sup)]
+        assert marks == sorted(set(marks)), sup
+    entries = [" ".join(html.unescape(re.sub(r"<[^>]+>", "", li)).split())
+               for li in re.findall(r'<li id="source-\d+">(.*?)</li>', tail, re.S)]
+    assert len(entries) == len(set(entries))  # one source, one entry
+
+
 def test_safety_alerts_are_listed_critical_first_without_json_paths(screened: tuple[str, dict[str, Any]]) -> None:
     page, _ = screened
     for row in _rows(page, "safety"):

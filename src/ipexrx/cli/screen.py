@@ -100,10 +100,10 @@ def run(
     _print(result)
 
 
-def _reason_line(r: dict[str, Any]) -> str:
+def _reason_line(r: dict[str, Any], marker: str = "") -> str:
     from rich.markup import escape
 
-    return escape(_reason_plain(r))
+    return escape(_reason_plain(r) + (f" {marker}" if marker else ""))
 
 
 def _reason_plain(r: dict[str, Any]) -> str:
@@ -116,9 +116,19 @@ def _reason_plain(r: dict[str, Any]) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
+    """The worklists as tables; every cited statement carries numbers ([2]) into the Sources list at the end,
+    numbered in the order they are printed (the shared rule of the other faces)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from ..reference.citations import CitationNumbers
+    from ..screen.report import SEVERITY_ORDER, ScreenSource, plain_error, screen_source
+
+    numbers: CitationNumbers[ScreenSource] = CitationNumbers()
+
+    def marker(sources: list[Any]) -> str:
+        return numbers.marker(screen_source(x) for x in sources)
 
     con = Console()
     s = result["stats"]
@@ -131,16 +141,18 @@ def _print(result: dict[str, Any]) -> None:
     for col in ("#", "patient", "score", "closest pattern", "sex/age"):
         t.add_column(col)
     t.add_column("features that scored \\[code, age at onset] points", ratio=3)
+    steps: dict[str, list[int]] = {}
     for i, c in enumerate(result["candidates"], start=1):
-        feats = "\n".join(_reason_line(r) for r in c["reasons"])
+        feats = "\n".join(_reason_line(r, marker(r.get("threshold_sources", []))) for r in c["reasons"])
         age = f"{c['age_years']} y" if c.get("age_years") is not None else "age unknown"
         t.add_row(escape(str(i)), escape(c["patient"]), f"{c['score']:.1f}", escape(c["pattern"]),
                   escape(f"{c['sex']}, {age}"), feats)
+        steps.setdefault(c["next_step"]["text"], []).append(i)
     con.print(t)
-    if result["candidates"]:
-        first = result["candidates"][0]["next_step"]
-        cites = "; ".join(x["citation"] + (f" doi:{x['doi']}" if x.get("doi") else "") for x in first["sources"])
-        con.print(f"Suggested next step: {escape(first['text'])}\n  [dim]{escape(cites)}[/dim]")
+    by_text = {c["next_step"]["text"]: c["next_step"]["sources"] for c in result["candidates"]}
+    for text, ranks in steps.items():
+        who = f"candidate {ranks[0]}" if len(ranks) == 1 else f"candidates {', '.join(map(str, ranks))}"
+        con.print(f"Suggested next step ({who}): {escape(text)} {escape(marker(by_text[text]))}")
     if result["known"]:
         k = Table(title="Already diagnosed (not candidates)")
         for col in ("patient", "diagnosis", "recorded as", "date"):
@@ -153,13 +165,21 @@ def _print(result: dict[str, Any]) -> None:
         for col in ("patient", "drugs", "alerts"):
             st.add_column(col)
         for e in result["safety"]:
-            lines = [escape(f"[{a['severity']}] {a['summary']}") for a in e["alerts"]]
+            alerts = sorted(e["alerts"], key=lambda a: SEVERITY_ORDER.get(a["severity"], 3))
+            lines = [escape(f"[{a['severity']}] {a['summary']} {marker(a['sources'])}".rstrip()) for a in alerts]
             if e.get("error"):
-                lines.insert(0, escape(e["error"]))
+                lines.insert(0, escape(plain_error(e["error"])))
             st.add_row(escape(e["patient"]), ", ".join(e["drugs"]), "\n".join(lines))
         con.print(st)
     for b in s["bad_lines"]:
         con.print(f"[yellow]skipped[/yellow] {escape(b['file'])}:{b['line']}: {escape(b['problem'])}")
+    method = s["method"].replace("; see docs/screen.md", "")
+    con.print(f"Method: {escape(method)}. {escape(marker(s['method_sources']))}")
+    if numbers:
+        con.print("Sources", style="bold")
+        for n, src in numbers.items():
+            ref = f" doi:{src.doi}" if src.doi else f" PMID {src.pmid}" if src.pmid else ""
+            con.print(escape(f"[{n}] {src.citation}{ref}"), soft_wrap=True)
 
 
 @screen_app.command("synth")

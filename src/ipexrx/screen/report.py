@@ -2,14 +2,88 @@
 
 Files: ``candidates.csv`` (one row per candidate, best first), ``known.csv``, ``safety.csv`` (one row per
 alert) and ``report.html`` (Jinja2, self-contained, with the score distribution drawn as inline SVG).
+
+Citations: every face of a screen (this report, the ``/screen`` web page, the terminal table) cites its sources
+as numbers into a numbered list at its end, by the shared rule of :mod:`ipexrx.reference.citations` (numbers in
+reading order; one source, one number). :func:`screen_source` says what makes two citations one source, and
+:func:`cited_worklists` numbers the worklists the way the HTML faces show them.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..reference.citations import CitationNumbers
+
+_JSON_PATH = re.compile(r"\$\.entry\[(\d+)\]\.resource")
+_OTHER_PATH = re.compile(r"\$(?:\.[A-Za-z_][\w]*|\[\d+\])+")
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class ScreenSource:
+    """One cited source of a screen. ``source`` (its DOI, else its PMID, else its citation text) and ``locator``
+    make it one entry of the numbered list; the rest is what the list shows."""
+
+    source: str
+    locator: str | None
+    citation: str
+    doi: str | None = None
+    pmid: str | None = None
+    verification: str | None = None
+
+
+def screen_source(src: dict[str, Any] | str) -> ScreenSource:
+    """A source as the screen result gives it: a dict (citation, doi, pmid, verification) from the phenotype map
+    or the knowledge base, or the text a drug-safety alert cites (title, section, DOI in one line)."""
+    if isinstance(src, str):
+        return ScreenSource(src, None, src)
+    doi, pmid = src.get("doi") or None, src.get("pmid") or None
+    return ScreenSource(str(doi or pmid or src["citation"]), None, str(src["citation"]), doi,
+                        None if pmid is None else str(pmid), src.get("verification") or None)
+
+
+def plain_error(text: str) -> str:
+    """A safety check's error in the record's words: JSON paths become the entry's number in the patient's
+    record (``$.entry[3].resource`` -> ``record entry 4``)."""
+    out = _JSON_PATH.sub(lambda m: f"record entry {int(m[1]) + 1}", text)
+    return _OTHER_PATH.sub(lambda m: m[0].lstrip("$.").replace("[", " ").replace("]", "").replace(".", " "), out)
+
+
+def cited_worklists(result: dict[str, Any]) -> dict[str, Any]:
+    """The worklists as the HTML faces show them, each cited statement with the numbers (``refs``) of its sources.
+
+    Reading order: each candidate's scored features, then its suggested next step; the drug-safety alerts (each
+    patient's by severity, critical first, with ``worst``); the method. ``sources`` is the numbered list
+    (dicts with ``number``, ``citation``, ``doi``, ``pmid``, ``verification``)."""
+    numbers: CitationNumbers[ScreenSource] = CitationNumbers()
+
+    def refs(sources: Iterable[dict[str, Any] | str]) -> list[int]:
+        return numbers.cite(screen_source(s) for s in sources)
+
+    candidates = []
+    for i, c in enumerate(result["candidates"], start=1):
+        reasons = [{**r, "refs": refs(r.get("threshold_sources", []))} for r in c["reasons"]]
+        step = c["next_step"]
+        candidates.append({**c, "rank": i, "reasons": reasons,
+                           "step": {"text": step["text"], "refs": refs(step["sources"])}})
+    safety = []
+    for e in result["safety"]:
+        alerts = sorted(e["alerts"], key=lambda a: SEVERITY_ORDER.get(a["severity"], 3))
+        safety.append({**e, "error": plain_error(e["error"]) if e.get("error") else None,
+                       "alerts": [{**a, "refs": refs(a["sources"])} for a in alerts],
+                       "worst": min((SEVERITY_ORDER.get(a["severity"], 3) for a in alerts), default=3)})
+    method_refs = refs(result["stats"]["method_sources"])
+    sources = [{"number": n, "citation": c.citation, "doi": c.doi, "pmid": c.pmid, "verification": c.verification}
+               for n, c in numbers.items()]
+    return {"candidates": candidates, "known": result["known"], "safety": safety, "method_refs": method_refs,
+            "sources": sources}
 
 
 def _reasons_text(reasons: list[dict[str, Any]]) -> str:
@@ -98,7 +172,7 @@ def write_html(result: dict[str, Any], out: Path) -> Path:
     env = Environment(loader=PackageLoader("ipexrx.screen", "templates"), autoescape=select_autoescape(["html"]))
     stats = result["stats"]
     svg = histogram_svg(stats.get("score_histogram", []), float(stats.get("candidate_min_score", 0)))
-    html = env.get_template("report.html").render(r=result, s=stats, svg=svg, reasons_text=_reasons_text)
+    html = env.get_template("report.html").render(s=stats, svg=svg, **cited_worklists(result))
     path = out / "report.html"
     path.write_text(html, encoding="utf-8")
     return path

@@ -28,8 +28,6 @@ MAX_FILES = 40
 MAX_TEXT_BYTES = 400 * 2**20  # all files together once decompressed (a gzip bomb is refused, not screened)
 MAX_LINE_BYTES = 16 * 2**20
 _NAME = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)(?:[-._]\d+)?\.ndjson(?:\.gz)?$")  # the engine's Bulk Data file names
-_JSON_PATH = re.compile(r"\$\.entry\[(\d+)\]\.resource")
-_OTHER_PATH = re.compile(r"\$(?:\.[A-Za-z_][\w]*|\[\d+\])+")
 
 
 class ScreenFormError(Exception):
@@ -38,54 +36,13 @@ class ScreenFormError(Exception):
         self.status, self.message, self.problems = status, message, problems or []
 
 
-def plain_error(text: str) -> str:
-    """A safety check's error in the record's words: JSON paths become the entry's number in the patient's
-    record (``$.entry[3].resource`` -> ``record entry 4``)."""
-    out = _JSON_PATH.sub(lambda m: f"record entry {int(m[1]) + 1}", text)
-    return _OTHER_PATH.sub(lambda m: m[0].lstrip("$.").replace("[", " ").replace("]", "").replace(".", " "), out)
-
-
-class Sources:
-    """The page's numbered sources list: each distinct citation gets one number, in order of first use."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        self._n: dict[str, int] = {}
-
-    def cite(self, src: dict[str, Any]) -> int:
-        key = src.get("doi") or src.get("pmid") or src["citation"]
-        if key not in self._n:
-            self.items.append({**src, "number": len(self.items) + 1})
-            self._n[key] = len(self.items)
-        return self._n[key]
-
-    def text(self, citation: str) -> int:
-        return self.cite({"citation": citation, "doi": None, "pmid": None, "verification": None})
-
-
 def _view(result: dict[str, Any], csvs: dict[str, str]) -> dict[str, Any]:
-    """What the template shows: the result with every source replaced by its number on the page's list."""
-    sources = Sources()
-    candidates = []
-    for i, c in enumerate(result["candidates"], start=1):
-        reasons = []
-        for r in c["reasons"]:
-            reasons.append({**r, "refs": [sources.cite(s) for s in r.get("threshold_sources", [])]})
-        step = c["next_step"]
-        candidates.append({**c, "rank": i, "reasons": reasons,
-                           "step": {"text": step["text"], "refs": [sources.cite(s) for s in step["sources"]]}})
-    order = {"critical": 0, "warning": 1, "info": 2}
-    safety = []
-    for e in result["safety"]:
-        alerts = sorted(e["alerts"], key=lambda a: order.get(a["severity"], 3))
-        safety.append({**e, "error": plain_error(e["error"]) if e.get("error") else None,
-                       "alerts": [{**a, "refs": [sources.text(s) for s in a["sources"]]} for a in alerts],
-                       "worst": min((order.get(a["severity"], 3) for a in alerts), default=3)})
-    stats = result["stats"]
-    method_refs = [sources.cite(s) for s in stats["method_sources"]]
+    """What the template shows: the worklists with every source replaced by its number on the page's list (the
+    numbering the screen's HTML report uses), and the CSV downloads."""
+    from ..screen.report import cited_worklists
+
     links = {name: "data:text/csv;charset=utf-8," + quote(text, safe="") for name, text in csvs.items()}
-    return {"candidates": candidates, "known": result["known"], "safety": safety, "s": stats,
-            "method_refs": method_refs, "sources": sources.items, "csv_links": links}
+    return {**cited_worklists(result), "s": result["stats"], "csv_links": links}
 
 
 def check_lines(files: list[tuple[str, bytes]], max_depth: int) -> None:
