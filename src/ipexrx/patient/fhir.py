@@ -36,7 +36,7 @@ from .hsct import HsctEvidence, combine, format_date, read_date, read_hsct_text
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .medtext import read_product_text
 from .normalize import InputWarning
-from .units import normalize_dose, volume_ml
+from .units import QUANTITIES, accepts, norm_unit, normalize_dose, volume_ml
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -505,8 +505,6 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
                 ctx.warn(ppath, f"{kind.label} skipped: no numeric value")
                 continue
             unit = _quantity_unit(q)
-            from .units import QUANTITIES, accepts
-
             # A drug level in nmol/L is read when the drug has a molar mass (checked again, with the
             # knowledge base, when the record is normalised; a drug without one is an error there).
             if not accepts(kind.quantity, unit, molar_mass=1.0 if kind.drug else None):
@@ -527,8 +525,6 @@ def _observation(path: str, o: Any, record: dict[str, Any], ctx: _Ctx) -> None:
 def _upper_limit(src: Any, unit: str) -> float | None:
     """The upper reference limit of an Observation (or component) when it is given in the result's own
     unit (or without a unit); another unit is not converted here and the limit is left out."""
-    from .units import norm_unit
-
     for rr in getattr(src, "referenceRange", None) or []:
         high = getattr(rr, "high", None)
         if high is None or high.value is None or float(high.value) <= 0:
@@ -558,8 +554,6 @@ def _qualitative(src: Any) -> str | bool | None:
 
 
 def _body(path: str, o: Any, loinc: str, date: dt.date | None, record: dict[str, Any], ctx: _Ctx) -> None:
-    from .units import QUANTITIES, norm_unit
-
     q = o.valueQuantity
     kind, field, key = ("weight", "weight_kg", "weight") if loinc in WEIGHT_LOINC else ("length", "height_cm", "height")
     if q is None or q.value is None:

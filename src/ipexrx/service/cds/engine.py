@@ -20,6 +20,12 @@ from typing import Any
 
 import orjson
 
+from ...assess.engine import assess_alerts
+from ...knowledge import get_kb
+from ...patient import PatientInputError
+from ...patient.fhir import relocate
+from ...patient.normalize import normalize
+from ...patient.reader import load_record
 from ..errors import ApiError
 from ..settings import Settings
 from .cards import (
@@ -150,7 +156,6 @@ _cache_lock = threading.Lock()  # analyses run on pool threads; the caches are s
 
 
 def _cache_key(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt.date) -> bytes:
-    from ...knowledge import get_kb
 
     # Unsorted: the same request body gives the same bytes (JSON objects keep their order), and
     # sorting tripled the cost; a body with its keys reordered merely misses the cache.
@@ -188,12 +193,6 @@ def analyse(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], as_of: dt
 
 
 def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) -> Analysis:
-    from ...assess.engine import assess_alerts
-    from ...knowledge import get_kb
-    from ...patient import PatientInputError
-    from ...patient.fhir import relocate
-    from ...patient.normalize import normalize
-    from ...patient.reader import load_record
 
     kb = get_kb()
     if asm.fixes:
@@ -254,7 +253,6 @@ _template_cache: OrderedDict[tuple[int, str, bool], tuple[CardTemplate, ...]] = 
 
 
 def _templates(analysis: Analysis, base: str, smart: bool = True) -> tuple[CardTemplate, ...]:
-    from ...knowledge import get_kb
 
     key = (id(analysis), base, smart)
     with _cache_lock:
