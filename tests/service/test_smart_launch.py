@@ -28,6 +28,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.testclient import TestClient
+from tests.test_plain_words import visible_text
 
 from ipexrx.assess import assess
 from ipexrx.service import Settings, create_app
@@ -55,6 +56,7 @@ class EhrOnLoopback:
         self.fhir_status: int | None = None  # answer every FHIR read with this status
         self.expires_in = 3600
         self.next_link: str | None = None  # a "next" link on the first page of the Condition search
+        self.patient_missing = False  # the FHIR server has no Patient for the id the token names (404)
         self.app = self._build()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -148,7 +150,8 @@ class EhrOnLoopback:
                 return JSONResponse({"resourceType": "OperationOutcome"}, self.fhir_status)
             if not allowed(request):
                 return JSONResponse({"resourceType": "OperationOutcome"}, 401)
-            return self.bundle["entry"][0]["resource"] if pid == PATIENT_ID else JSONResponse({}, 404)
+            found = pid == PATIENT_ID and not self.patient_missing
+            return self.bundle["entry"][0]["resource"] if found else JSONResponse({}, 404)
 
         @app.get("/fhir/{rtype}")
         def search(rtype: str, request: Request) -> Any:
@@ -184,6 +187,7 @@ def fresh_ehr(ehr: EhrOnLoopback) -> EhrOnLoopback:
     ehr.fhir_status = None
     ehr.expires_in = 3600
     ehr.next_link = None
+    ehr.patient_missing = False
     return ehr
 
 
@@ -273,8 +277,8 @@ def test_full_ehr_launch_shows_the_patients_assessment_alerts_first(app_client: 
     positions = [html.index(al.summary) for al in expected.alerts]
     assert positions == sorted(positions)  # the same alerts, in the same order
     assert html.index('id="alerts"') < html.index('id="medications"')
-    assert f"for {PATIENT_ID}" in html
-    assert "<strong>Leo Example</strong> · born 2019-03-14 · sex male" in html  # the banner, from the EHR's Patient
+    assert '<h1 id="smart-patient-name">Leo Example</h1>' in html  # the heading, from the EHR's Patient
+    assert "Born 2019-03-14 · sex male." in html and "report for Leo Example, as of" in html
     assert 'href="/dosing?drug=tacrolimus"' in html  # tacrolimus has a clinical dosing model
     # the record was read with the token, from the listed FHIR base only
     fhir_reads = [(p, a) for p, a in fresh_ehr.seen if p.startswith("/fhir/") and "well-known" not in p]
@@ -546,3 +550,69 @@ def test_a_card_context_handed_on_by_the_ehr_is_shown_and_anything_else_ignored(
         sign_in(app_client, fresh_ehr)
         page = app_client.get("/smart/patient")
         assert page.status_code == 200 and "Opened from a decision-support card" not in page.text
+
+
+# --- who the page is about -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("names", "shown"), [
+    ([{"use": "usual", "given": ["Leo"]}, {"use": "official", "family": "Example", "given": ["Leo", "Jon"]}],
+     "Leo Jon Example"),  # the official name, wherever it is in the list
+    ([{"use": "nickname", "text": "Little Leo"}, {"use": "usual", "given": ["Leo"], "family": "E"}], "Little Leo"),
+    ([{"use": "official", "text": " Leo  Example ", "given": ["Ignored"]}], "Leo Example"),  # text before parts
+    ([{"use": "official"}, {"given": ["Leo"], "family": "Example"}], "Leo Example"),  # an empty name is skipped
+])
+def test_the_heading_is_the_official_or_first_human_name(names: list[dict[str, Any]], shown: str) -> None:
+    from ipexrx.service.smart import patient_banner
+
+    b = patient_banner({"resourceType": "Patient", "id": "p-9", "name": names, "birthDate": "2019-03-14",
+                        "gender": "male"})
+    assert (b.name, b.named, b.birth, b.gender, b.fhir_id) == (shown, True, "2019-03-14", "male", "p-9")
+
+
+@pytest.mark.parametrize("patient", [{"resourceType": "Patient", "id": "p-9"},
+                                     {"resourceType": "Patient", "id": "p-9", "name": [{"use": "official"}, "x"]},
+                                     None])
+def test_a_patient_without_a_name_is_said_so_never_by_its_id(patient: dict[str, Any] | None) -> None:
+    from ipexrx.service.smart import UNNAMED, patient_banner
+
+    b = patient_banner(patient)
+    assert (b.name, b.named, b.birth, b.gender) == (UNNAMED, False, None, None)
+    assert "p-9" not in b.name
+
+
+def test_the_page_is_headed_with_the_patients_name_and_shows_the_fhir_id_to_editors_only(
+        app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    sign_in(app_client, fresh_ehr)
+    html = app_client.get("/smart/patient").text
+    assert '<h1 id="smart-patient-name">Leo Example</h1>' in html
+    assert PATIENT_ID not in visible_text(html)
+    editors = html.split('<details class="editors" id="smart-editors">', 1)[1].split("</details>", 1)[0]
+    assert f"<code>{PATIENT_ID}</code>" in editors
+
+
+def test_an_unnamed_patient_is_headed_as_such_with_what_the_record_holds(
+        app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    patient = fresh_ehr.bundle["entry"][0]["resource"]
+    saved = copy.deepcopy(patient)
+    for key in ("name", "gender"):
+        patient.pop(key, None)
+    try:
+        sign_in(app_client, fresh_ehr)
+        page = app_client.get("/smart/patient")
+    finally:
+        fresh_ehr.bundle["entry"][0]["resource"] = saved
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert '<h1 id="smart-patient-name">Patient without a recorded name</h1>' in html
+    assert "Born 2019-03-14 · sex not recorded." in html
+    assert "report for the patient opened in the EHR, as of" in html
+    assert PATIENT_ID not in visible_text(html) and f"<code>{PATIENT_ID}</code>" in html
+
+
+def test_a_missing_patient_is_an_error_page_that_does_not_name_the_id(
+        app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    fresh_ehr.patient_missing = True
+    sign_in(app_client, fresh_ehr)
+    page = app_client.get("/smart/patient")
+    assert page.status_code == 502
+    assert "has no record of the patient named in the sign-in" in page.text
+    assert PATIENT_ID not in visible_text(page.text) and "smart-patient-name" not in page.text

@@ -638,9 +638,11 @@ async def patient_page(request: Request) -> Response:
                           issues=[i.to_dict() for i in exc.issues])
     from .web import render
 
+    banner = patient_banner(bundle["entry"][0]["resource"])
     html = render("smart_patient.html", request, title="Assessment from the EHR", a=result, counts=result.counts(),
                   notes=notes, dosing=dosing_links(result), fhir_base=session.iss, card=session.card_context,
-                  counts_read=_counts(bundle), banner=patient_banner(bundle["entry"][0]["resource"]))
+                  counts_read=_counts(bundle), banner=banner,
+                  report_subject=banner.name if banner.named else "the patient opened in the EHR")
     resp = HTMLResponse(html)
     resp.headers["cache-control"] = "no-store"
     return resp
@@ -653,21 +655,45 @@ def _next_link(bundle: Any) -> str | None:
     return None
 
 
-def patient_banner(patient: dict[str, Any]) -> dict[str, str]:
-    """Name, birth date and sex as the EHR's Patient gives them, so the user can check the app shows the
-    patient they opened (the app runs in its own window, away from the EHR's banner)."""
+UNNAMED = "Patient without a recorded name"
+
+
+def _human_name(name: dict[str, Any]) -> str:
+    """A FHIR HumanName as one line: its ``text``, else the given names and the family name."""
+    written = name.get("text")
+    if isinstance(written, str) and written.strip():
+        return " ".join(written.split())
+    given = [g for g in name.get("given") or [] if isinstance(g, str)]
+    family = name.get("family")
+    return " ".join(" ".join([*given, family] if isinstance(family, str) else given).split())
+
+
+@dataclass(frozen=True)
+class PatientBanner:
+    """Who the page is about, as the EHR's Patient gives it: ``name`` (:data:`UNNAMED` when it has none),
+    ``birth`` and ``gender`` (None when not recorded), ``fhir_id`` (shown to editors only)."""
+
+    name: str
+    named: bool
+    birth: str | None
+    gender: str | None
+    fhir_id: str | None
+
+
+def patient_banner(patient: dict[str, Any] | None) -> PatientBanner:
+    """The page's heading, so the user can check the app shows the patient they opened (the app runs in its own
+    window, away from the EHR's banner): the official HumanName, else the first one that holds a name."""
+    patient = patient if isinstance(patient, dict) else {}
     names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
-    name = next((n for n in names if n.get("use") in ("official", "usual")), names[0] if names else None)
-    text = ""
-    if name is not None:
-        given = [g for g in name.get("given") or [] if isinstance(g, str)]
-        family, written = name.get("family"), name.get("text")
-        parts = [*given, family] if isinstance(family, str) else given
-        text = " ".join(parts).strip() or (written if isinstance(written, str) else "")
-    birth = patient.get("birthDate")
-    gender = patient.get("gender")
-    return {"name": text or "no name in the record", "birth": birth if isinstance(birth, str) else "not recorded",
-            "gender": gender if isinstance(gender, str) else "not recorded"}
+    ordered = [n for n in names if n.get("use") == "official"] + [n for n in names if n.get("use") != "official"]
+    shown = next((t for t in map(_human_name, ordered) if t), "")
+
+    def text(key: str) -> str | None:
+        v = patient.get(key)
+        return v if isinstance(v, str) and v.strip() else None
+
+    return PatientBanner(name=shown or UNNAMED, named=bool(shown), birth=text("birthDate"), gender=text("gender"),
+                         fhir_id=text("id"))
 
 
 def _counts(bundle: dict[str, Any]) -> list[tuple[str, int]]:
