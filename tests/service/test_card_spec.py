@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ipexrx.knowledge import get_kb
 from ipexrx.service.cds import samples
@@ -193,3 +195,31 @@ def test_the_example_fhir_bundles_as_prefetch_give_valid_cards(dev_client: TestC
         cards = resp.json()["cards"]
         assert cards, f"{path.name}: an IPEX example patient gets cards"
         assert {c["summary"][:50]: spec_problems(c) for c in cards if spec_problems(c)} == {}, path.name
+
+
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_card_uuids_are_the_rfc_4122_name_based_uuids_of_the_hook_call_and_seed(hook: str, seed: str) -> None:
+    import uuid
+
+    from ipexrx.service.cds.cards import CARD_NAMESPACE, card_uuid
+
+    got = card_uuid(hook, seed)
+    assert got == str(uuid.uuid5(CARD_NAMESPACE, hook + seed))
+    assert uuid.UUID(got).version == 5
+
+
+_SEGMENT = st.one_of(st.sampled_from([".medications", ".labs", ".dose", ".value", ".resource", ".entry"]),
+                     st.integers(0, 3).map(lambda i: f"[{i}]"))
+_PATH = st.lists(_SEGMENT, max_size=5).map(lambda segs: "$" + "".join(segs))
+
+
+@given(st.dictionaries(_PATH, st.one_of(_PATH, st.integers(0, 9).map(lambda i: f"$.entry[{i}].resource")),
+                       max_size=8),
+       st.lists(st.one_of(st.none(), _PATH), max_size=8))
+def test_the_indexed_entry_lookup_agrees_with_the_scan_it_replaces(locations: dict[str, str],
+                                                                  paths: list[str | None]) -> None:
+    from ipexrx.service.cds.engine import _entry_of, _EntryFinder
+
+    finder = _EntryFinder(locations)
+    for path in paths:
+        assert finder.find(path) == _entry_of(path, locations), path

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import orjson
 
 from ..storage.models import SeenToken
 from ..storage.replay import ReplayStore
@@ -133,7 +134,7 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     out = []
     for seg in parts[:2]:
         try:
-            value = json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+            value = orjson.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
         except (ValueError, TypeError) as exc:
             raise AuthError("malformed token") from exc
         if not isinstance(value, dict):

@@ -139,6 +139,35 @@ def _entry_of(path: str | None, locations: dict[str, str]) -> int | None:
     return None
 
 
+class _EntryFinder:
+    """:func:`_entry_of` for many paths of one record (the same answers; a test compares them): the
+    record's locations are indexed once, and a path is looked up by its own prefixes, longest first,
+    rather than by scanning every location for every path."""
+
+    _STEP = re.compile(r"(\.[^.\[]+|\[\d+\])$")
+
+    def __init__(self, locations: dict[str, str]):
+        self.entry: dict[str, int | None] = {}
+        for prefix, loc in locations.items():
+            m = _ENTRY.match(loc)
+            self.entry[prefix] = int(m.group(1)) if m else None
+
+    def find(self, path: str | None) -> int | None:
+        if not path:
+            return None
+        m = _ENTRY.match(path)
+        if m:
+            return int(m.group(1))
+        while path:
+            if path in self.entry:
+                return self.entry[path]
+            cut = self._STEP.search(path)
+            if cut is None:
+                return None
+            path = path[: cut.start()]
+        return None
+
+
 @dataclass(frozen=True)
 class Analysis:
     """What a hook call concluded, before it is dressed as cards (cards carry the hookInstance)."""
@@ -211,12 +240,13 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     # 'auto': the mode of an assessment; the IPEX plan itself never becomes a card (cards are alerts).
     mode, found = assess_alerts(data, kb=kb, as_of=as_of, ipex_plan="auto")
     order_hook = svc.hook in ORDER_HOOKS
+    entries = _EntryFinder(locations)
     alerts = []
     for alert in found:
         involved = []
         vaccine_drafts: set[str] = set()  # drafts that order a vaccine
         for t in alert.triggers:
-            idx = _entry_of(t.path, locations)
+            idx = entries.find(t.path)
             if idx is not None and idx in asm.drafts:
                 if asm.drafts[idx] not in involved:
                     involved.append(asm.drafts[idx])
@@ -259,7 +289,7 @@ def _templates(analysis: Analysis, base: str, smart: bool = True) -> tuple[CardT
         hit = _template_cache.get(key)
         if hit is not None and _template_owner.get(key) is analysis:
             return hit
-    names = {d.id: d.name for d in get_kb().drugs.values()}
+    names = _drug_names()
     out = tuple(alert_template(alert, base=base, drug_names=names, drafts=list(drafts), mode=analysis.mode,
                                preferred=preferred, smart=smart)
                 for alert, drafts, preferred in analysis.alerts)
@@ -278,6 +308,14 @@ def _templates(analysis: Analysis, base: str, smart: bool = True) -> tuple[CardT
 
 
 _template_owner: dict[tuple[int, str, bool], Analysis] = {}
+_names: list[tuple[Any, dict[str, str]]] = []  # [(knowledge base, drug id -> name)], the current one only
+
+
+def _drug_names() -> dict[str, str]:
+    kb = get_kb()
+    if not _names or _names[0][0] is not kb:
+        _names[:] = [(kb, {d.id: d.name for d in kb.drugs.values()})]
+    return _names[0][1]
 
 
 def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: str,
