@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..knowledge.schema import LabParameter as P
 
@@ -174,8 +175,10 @@ def lab_by_name(name: str) -> LabKind | None:
     return _BY_NAME.get(_key(name))
 
 
+@lru_cache(maxsize=1024)
 def kinds_for_parameter(param: P, drug: str | None = None) -> tuple[LabKind, ...]:
-    """The lab kinds whose results count for a monitoring parameter (troughs: of that drug only)."""
+    """The lab kinds whose results count for a monitoring parameter (troughs: of that drug only).
+    Cached: the lab kinds are fixed at import, and the rules ask this dozens of times per chart."""
     return tuple(k for k in LAB_KINDS if param in k.parameters and (param is not P.TROUGH or k.drug == drug))
 
 
