@@ -314,7 +314,21 @@ def build_report(s: Session, centre_id: int | None, scope: str, today: dt.date |
     """The report; with ``centre_id`` (a centre's own dashboard) it also lists follow-up visits due,
     by pseudonym. The pooled report names no patient. ``today`` fixes the report date (printed, and the
     day follow-up is measured to) so that the same data give the same report; default: now.
-    ``diagnosed`` (from, to; either may be None) keeps the patients diagnosed in that period."""
+    ``diagnosed`` (from, to; either may be None) keeps the patients diagnosed in that period.
+
+    Served from :mod:`ipexrx.registry.analytics_cache` while the registry's data have not changed
+    (same centre, scope, day and period); computed by :func:`compute_report` otherwise."""
+    from .analytics_cache import cached_report
+
+    day = today or dt.date.today()
+    stamp = today.isoformat() if today else dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return cached_report(s, (centre_id, scope, day, diagnosed),
+                         lambda: compute_report(s, centre_id, scope, today, diagnosed=diagnosed), stamp)
+
+
+def compute_report(s: Session, centre_id: int | None, scope: str, today: dt.date | None = None, *,
+                   diagnosed: tuple[dt.date | None, dt.date | None] = (None, None)) -> Report:
+    """The report computed from the data (what :func:`build_report` caches)."""
     c = load(s, centre_id, diagnosed=diagnosed)
     stamp = today.isoformat() if today else dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Report(stamp, scope, c.synthetic, len(c.patients),
