@@ -249,7 +249,9 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
             if progress:
                 progress(f"reading {rtype}", step["n"], 8)
 
-        reader.load_all(pick, loaded, wanted_codes={"Observation": sorted(compiled(kb).lab_by_loinc)})
+        # the HPO weights (hpo3's ontology, ~0.5 s of Python) are built while the Observations are read
+        reader.load_all(pick, loaded, wanted_codes={"Observation": sorted(compiled(kb).lab_by_loinc)},
+                        meanwhile=lambda: weights(kb))
         timings["read_seconds"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
         if progress:

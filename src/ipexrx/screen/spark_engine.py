@@ -167,6 +167,7 @@ class SparkReader(DuckDBReader):
     """A :class:`~.duckdb_engine.DuckDBReader` whose tables are flattened by Spark. Use as a context manager."""
 
     engine = "spark"
+    background_scans = False  # Spark reads and flattens in one job per type
 
     def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None,
                  master: str | None = None, staging: str | None = None):
@@ -221,9 +222,10 @@ class SparkReader(DuckDBReader):
             "_file", (F.col("_n") + F.coalesce(F.col("_off"), F.lit(0))).alias("_line"), "_raw")
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
-                 prefilter: str | None) -> None:
+                 prefilter: str | None, scanned: str | None = None) -> dict[str, int]:
         """Create the DuckDB ``table`` the DuckDB engine would: the view flattened by Spark, staged as Parquet,
-        loaded in file and line order."""
+        loaded in file and line order. Every line has its row (none is only counted), so no counts are
+        returned; ``scanned`` is not used (Spark reads the files itself)."""
         from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
         from pyspark.sql import functions as F
@@ -249,10 +251,11 @@ class SparkReader(DuckDBReader):
         parquet = str(out / "*.parquet")
         if not glob.glob(parquet):
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
-            return
+            return {}
         cols = ", ".join([*names, "_json"])
         self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM read_parquet(?) "
                          "ORDER BY _file, _line, _pos", [parquet])
+        return {}
 
 
 def _root_cause(exc: BaseException) -> str:

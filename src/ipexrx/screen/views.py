@@ -163,6 +163,10 @@ def column_value(expr: str, col: Column, ref: str | None, try_cast: str = "TRY_C
     return f"{try_cast}({expr} AS {cast})" if cast else expr
 
 
+def resource_type_pattern(rtype: str) -> str:
+    """The regular expression a raw line of an ``rtype`` resource matches (its ``resourceType`` member)."""
+    return f'"resourceType"\\s*:\\s*"{rtype}"'
+
 
 def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: str | None = None) -> str:
     """SQL over ``source`` (a relation with ``_file, _line, _raw``) giving the view's columns plus
@@ -170,9 +174,10 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
     ``_rtype`` and ``_json`` (the raw line, only where ``keep_json`` -- an SQL condition over the
     view's columns -- holds).
 
-    ``prefilter``: an SQL condition over the raw line (``_raw``); valid lines failing it are checked for their
-    resourceType and counted but not flattened (their view columns are null). It saves the JSON work on
-    lines no later query can use (most Observations are vital signs)."""
+    ``prefilter``: an SQL condition over the raw line (``_raw``, or another column of ``source``); valid
+    lines failing it are checked for their resourceType and counted but not flattened (their view columns
+    are null). It saves the JSON work on lines no later query can use (most Observations are vital
+    signs)."""
     paths = [translate_path(view.name, c.path) for c in view.columns]
     plist = ", ".join(["'$.resourceType'"] + [f"'{p.json_path}'" for p in paths])
     inner_cols = ["_file", "_line", "_ok", "_use", "_raw",
@@ -185,7 +190,7 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
         # "coding": [] and a text is kept); forEach: no row for an empty collection
         keep = f" AND len({items}) > 0" if view.for_each_or_null else ""
         inner_cols.append(f"unnest(CASE WHEN _use{keep} THEN {items} ELSE [NULL::JSON] END) AS _e")
-    rtype_rx = f'"resourceType"\\s*:\\s*"{view.resource}"'
+    rtype_rx = resource_type_pattern(view.resource)
     outer = ["_file", "_line",
              f"_ok AND CASE WHEN _use THEN _v[1] IS NOT DISTINCT FROM '{view.resource}' "
              f"ELSE regexp_matches(_raw, '{rtype_rx}') END AS _ok", "_bad",
@@ -198,7 +203,7 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
         outer.append(f"{column_value(got, col, p.reference_type)} AS {col.name}")
     use = f"_ok AND ({prefilter})" if prefilter else "_ok"
     # blank lines are skipped (the trim only runs on the rare lines that are not JSON)
-    checked = (f"(SELECT *, {use} AS _use FROM (SELECT _file, _line, _raw, json_valid(_raw) AS _ok FROM {source} "
+    checked = (f"(SELECT *, {use} AS _use FROM (SELECT *, json_valid(_raw) AS _ok FROM {source} "
                "WHERE _raw IS NOT NULL) WHERE _ok OR trim(_raw) <> '')")
     sql = f"SELECT {', '.join(outer)}, _use, _raw FROM (SELECT {', '.join(inner_cols)} FROM {checked})"
     keep = keep_json or "FALSE"
