@@ -51,3 +51,32 @@ def test_schema_command_knows_patient_and_assessment() -> None:
     for name in ("patient", "assessment"):
         r = runner.invoke(get_app(), ["schema", name])
         assert r.exit_code == 0 and '"properties"' in r.stdout
+
+
+def _uncached_refs(statements: tuple[object, ...]) -> list[object]:
+    out: dict[str, object] = {}
+    for st in statements:
+        if st is None:
+            continue
+        for c in st.sources:  # type: ignore[attr-defined]
+            src = get_kb().sources.get(c.source)
+            out.setdefault(str(c), (str(c), c.source, c.locator, src.title if src else None))
+    return list(out.values())
+
+
+def test_remembered_sources_are_the_sources_of_the_statements_and_a_fresh_list_each_time() -> None:
+    from ipexrx.assess.context import assess_index
+
+    kb = get_kb()
+    index = assess_index(kb)
+    groups = [(kb.disease.cure, *kb.disease.hsct_evidence), (None, kb.disease.cure),
+              tuple(m.caveats[0] if m.caveats else None for m in kb.manifestations.values())]
+    for statements in groups:
+        first = index.refs(statements)
+        second = index.refs(statements)
+        assert [(r.citation, r.source, r.locator, r.title) for r in first] == _uncached_refs(statements)
+        assert second == first and second is not first  # a caller may extend its own list
+        first.append(first[0])
+        assert index.refs(statements) == second  # ... without changing what the next caller gets
+    citation = kb.disease.cure.sources[0]
+    assert index.ref(citation) is index.ref(citation)  # one resolved source per citation

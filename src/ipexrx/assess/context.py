@@ -29,8 +29,16 @@ class AssessIndex:
     interactions: dict[frozenset[str], list[Interaction]]
     memberships: dict[str, dict[str, tuple[Mechanism, MechanismMember]]] = field(default_factory=dict)
     _refs: dict[str, SourceRef] = field(default_factory=dict)
+    # By the citation object (the knowledge base's own, alive as long as it is): rules ask for the
+    # same few hundred citations tens of times per chart, and formatting the key cost more than the rest.
+    _by_object: dict[int, tuple[Citation, SourceRef]] = field(default_factory=dict)
+    _statement_refs: dict[tuple[int, ...], tuple[tuple[Statement | None, ...], tuple[SourceRef, ...]]] = field(
+        default_factory=dict)
 
     def ref(self, c: Citation) -> SourceRef:
+        known = self._by_object.get(id(c))
+        if known is not None and known[0] is c:
+            return known[1]
         key = str(c)
         hit = self._refs.get(key)
         if hit is None:
@@ -42,7 +50,29 @@ class AssessIndex:
                                 section=src.sections.get(c.locator) if c.locator else None, kind=src.kind.value,
                                 doi=src.doi, pmid=src.pmid, url=src.url)
             self._refs[key] = hit
+        if len(self._by_object) > 100_000:
+            self._by_object.clear()
+        self._by_object[id(c)] = (c, hit)
         return hit
+
+    def refs(self, statements: tuple[Statement | None, ...]) -> list[SourceRef]:
+        """The resolved sources of ``statements``, each once, in order (remembered per tuple of statement
+        objects, which are the knowledge base's; the caller gets its own list)."""
+        key = tuple(map(id, statements))
+        known = self._statement_refs.get(key)
+        if known is not None and all(a is b for a, b in zip(known[0], statements, strict=True)):
+            return list(known[1])
+        out: dict[str, SourceRef] = {}
+        for st in statements:
+            if st is None:
+                continue
+            for c in st.sources:
+                r = self.ref(c)
+                out.setdefault(r.citation, r)
+        if len(self._statement_refs) > 100_000:
+            self._statement_refs.clear()
+        self._statement_refs[key] = (statements, tuple(out.values()))
+        return list(out.values())
 
 
 _CACHE: dict[int, AssessIndex] = {}
@@ -152,14 +182,7 @@ class Ctx:
         return [r for r in self.patient.labs if r.kind.id in ids]
 
     def refs(self, *statements: Statement | None) -> list[SourceRef]:
-        out: dict[str, SourceRef] = {}
-        for st in statements:
-            if st is None:
-                continue
-            for c in st.sources:
-                r = self.index.ref(c)
-                out.setdefault(r.citation, r)
-        return list(out.values())
+        return self.index.refs(statements)
 
     def dosing_caveat(self, drug_id: str) -> Statement | None:
         d = self.drug(drug_id)

@@ -187,7 +187,7 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
     kb, p = ctx.kb, ctx.patient
     cure = kb.disease.cure
     statements: list[Statement | None] = [cure, *kb.disease.hsct_evidence]
-    figures = [f.model_copy() for f in _hsct_figures(ctx)]
+    figures = list(_hsct_figures(ctx))  # frozen models: shared between assessments as they are
     notes: list[str] = [s.text for s in kb.disease.hsct_evidence]
     if p.diagnosis == "ipex-like":
         applies = ("IPEX-like disorder: the statements and figures below come from FOXP3 IPEX and may not transfer; "

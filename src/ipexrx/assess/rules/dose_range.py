@@ -106,7 +106,23 @@ def _convert(ctx: Ctx, m: Med, r: DoseRange) -> tuple[float, float | None] | str
     return value, plain
 
 
+_RANGE_TEXTS: dict[int, tuple[DoseRange, str]] = {}
+
+
 def _range_text(r: DoseRange) -> str:
+    """The range as the alerts print it; made once per range of the knowledge base (asked for every
+    range a dose is compared with, several per medication)."""
+    known = _RANGE_TEXTS.get(id(r))
+    if known is not None and known[0] is r:
+        return known[1]
+    text = _new_range_text(r)
+    if len(_RANGE_TEXTS) > 10_000:
+        _RANGE_TEXTS.clear()
+    _RANGE_TEXTS[id(r)] = (r, text)
+    return text
+
+
+def _new_range_text(r: DoseRange) -> str:
     usual = f"{fmt_number(r.low)}-{fmt_number(r.high)}" if r.low is not None else f"up to {fmt_number(r.high)}"
     text = f"{usual} {r.basis}"
     if r.maximum is not None:
