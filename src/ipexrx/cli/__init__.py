@@ -62,6 +62,24 @@ class _CleanErrors(TyperGroup):
             raise typer.Exit(code) from None
 
 
+def _flags_without_a_type() -> None:
+    """A flag takes no value, so its help line shows none: typer's rich help prints a type for every option
+    (``--version <bool>``, ``--json <bool>``), click's plain help does not. Pinned typer (pyproject.toml)."""
+    from typer.core import TyperOption
+
+    show_type = TyperOption.display_type_rich
+    if getattr(show_type, "_ipexrx_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag or self.count else show_type(self, ctx)
+
+    display_type_rich._ipexrx_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
+
 app = typer.Typer(
     name="ipexrx",
     cls=_CleanErrors,

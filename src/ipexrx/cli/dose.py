@@ -173,8 +173,8 @@ def fit_cmd(
                 rows.append([r.subject_id, str(len(r.times)), *[f"{x:.5f}" for x in r.eta], f"{r.ofv:.4f}",
                              f"{r.obj:.4f}", *[f"{r.parameters[k]:.4g}" for k in m.param_names], status])
             widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
-            typer.echo(f"MAP fits, model {m.id} (OFV: MAP objective as mapbayr; OBJ: NONMEM's phi OBJ; levels in "
-                       f"{m.spec.outputs[0].unit})")
+            typer.echo(f"MAP fits, model {m.id} [1] (OFV: MAP objective as mapbayr; OBJ: NONMEM's phi OBJ; levels "
+                       f"in {m.spec.outputs[0].unit})")
             typer.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
             for row in rows:
                 typer.echo("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
@@ -182,7 +182,7 @@ def fit_cmd(
                 for w in r.warnings + (r.diagnostics().warnings if r.design is not None else []):
                     typer.echo(f"warning: subject {r.subject_id}: {w}")
             doi = f" doi:{m.spec.citation.doi}" if m.spec.citation.doi else ""
-            typer.echo(f"model: {m.spec.citation.text}{doi}")
+            typer.echo(f"Sources\n  [1] {m.spec.citation.text}{doi}")  # the one source: the model's paper
         if failed:
             typer.echo(f"error: the fit did not converge for subject(s) {', '.join(failed)}", err=True)
             raise typer.Exit(1)
@@ -255,34 +255,11 @@ def recommend_cmd(
             return
         from rich.console import Console
 
-        con = Console(highlight=False)
-        # alerts first (what needs checking before the numbers are used), then the suggestion, then the evidence
-        for w in rec.warnings:
-            con.print(f"[yellow]warning:[/yellow] {w}")
-        verb = "keep the current regimen" if rec.decision == "keep" else "consider"
-        con.print(f"[bold]Suggestion (not an order):[/bold] {verb}: {rec.drug} {rec.dose_mg:g} mg every "
-                  f"{rec.interval_h:g} h ({rec.daily_dose_mg:g} mg/day) as {rec.form}: {rec.administration}")
-        con.print(f"Why: {rec.decision_reason}")
-        con.print(f"Predicted steady-state {rec.metric}: {rec.predicted:.3g} {rec.target_unit} "
-                  f"(90 % predictive interval {rec.predicted_low:.3g}-{rec.predicted_high:.3g} {rec.target_unit}, "
-                  f"{rec.interval_includes}; parameter uncertainty alone {rec.parameter_low:.3g}-"
-                  f"{rec.parameter_high:.3g})")
-        con.print(f"Probability of target attainment ({rec.target_low:g}-{rec.target_high:g} {rec.target_unit}): "
-                  f"{100 * rec.probability_in_target:.0f} % (share of parameter draws whose true {rec.metric} is in "
-                  f"range); a measured level in range: {100 * rec.probability_measured_in_target:.0f} %")
-        con.print(f"Target: {rec.target_context} - source: {rec.target_source}")
-        con.print(f"Basis: {rec.basis}; exact dose {rec.exact_dose_mg:.3g} mg before rounding")
-        for alt in rec.alternatives:
-            con.print(f"Also considered: {alt['dose_mg']:g} mg every {alt['interval_h']:g} h, predicted "
-                      f"{alt['predicted']:.3g} {rec.target_unit}, probability in range "
-                      f"{100 * alt['probability_in_target']:.0f} %" + (f" ({alt['note']})" if alt.get("note") else ""))
-        con.print(f"Model: {rec.model_id} - {rec.citation}" + (f" doi:{rec.doi}" if rec.doi else ""))
-        if rec.model_choice is not None:
-            _print_model_choice(con, rec.model_choice)
-        if rec.diagnostics is not None:
-            _print_diagnostics(con, rec.diagnostics)
-        for c in rec.caveats:
-            con.print(f"[bold yellow]caveat:[/bold yellow] {c}")
+        from ..dosing.report import build_report
+
+        # the terminal shows the printable report's content and numbers (alerts, suggestion, evidence, sources)
+        report = build_report(m, rec, covariates=covs, age_years=age)
+        _print_report(Console(highlight=False), report)
 
     _guard(run)
 
@@ -419,44 +396,109 @@ def _read_text(path: Path) -> str:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _print_model_choice(con: Any, mc: Any) -> None:
-    """Which models were considered, why this one, and how far apart the models are."""
-    con.print(f"[bold]Model choice ({mc.method}):[/bold] {mc.reason}")
-    for c in mc.candidates:
-        if not c.usable:
-            con.print(f"  {c.model_id}: not used - {c.excluded_because}")
-            continue
-        parts = []
-        if c.weight is not None:
-            parts.append(f"weight {100 * c.weight:.0f} %")
-        if c.suggested_dose_mg is not None:
-            parts.append(f"own suggestion {c.suggested_dose_mg:g} mg every {c.suggested_interval_h:g} h")
-        if c.predicted_for_chosen is not None:
-            parts.append(f"predicts {c.predicted_for_chosen:.3g} {mc.unit} for the suggested regimen")
-        con.print(f"  {c.model_id}: " + ", ".join(parts) + (f" ({'; '.join(c.mismatches)})" if c.mismatches else ""))
-    if mc.averaged_prediction is not None:
-        con.print(f"  weighted average over the models: {mc.averaged_prediction:.3g} {mc.unit} ({mc.metric})")
-    if mc.prediction_range is not None and len([c for c in mc.candidates if c.predicted_for_chosen]) > 1:
-        lo, hi = mc.prediction_range
-        con.print(f"  spread between models for the suggested regimen: {lo:.3g}-{hi:.3g} {mc.unit}")
-    con.print(f"  method: {mc.source}")
+def _refs(numbers: list[int]) -> str:
+    """`` [1, 3]``: the numbers of the sources list at the end (the shared rule, ipexrx.reference.citations)."""
+    from ..reference.citations import format_marker
+
+    marker = format_marker(numbers)
+    return f" {marker}" if marker else ""
 
 
-def _print_diagnostics(con: Any, dg: Any) -> None:
-    """Fit diagnostics block of `dose recommend` (limits and derivation: docs/dosing.md)."""
-    head = "levels explained by the model" if dg.explained else "[bold red]a level the model cannot explain[/bold red]"
-    con.print(f"[bold]Fit diagnostics:[/bold] {head}")
-    for lv in dg.levels:
-        mark = " [red]![/red]" if lv.flagged else ""
-        con.print(f"  level {lv.value:.4g} {lv.unit} at t = {lv.time_h:g} h: individual prediction {lv.ipred:.3g} "
-                  f"{lv.unit}, IWRES {lv.iwres:+.2f} (limit +/-{dg.iwres_limit:g}){mark}")
-    for e in dg.etas:
-        shr = f", shrinkage {100 * e.shrinkage:.0f} %" if e.shrinkage is not None else ""
-        if e.shrinkage is not None and e.shrinkage > dg.shrinkage_note:
-            shr += " (the levels say little about this ETA; its z-score is pulled towards 0)"
-        con.print(f"  {e.name}: ETA {e.eta:+.3f} = {e.z:+.2f} prior SD (limit +/-{dg.eta_z_limit:g}){shr}"
-                  + (" [red]![/red]" if e.flagged else ""))
-    if dg.conflict is not None:
-        c = dg.conflict
-        con.print(f"  prior-data conflict: Q = {c.statistic:.2f} vs {c.limit:.2f} (chi-square {c.df} df, "
-                  f"{100 * c.quantile:g}th percentile), p = {c.p_value:.2g}" + (" [red]![/red]" if c.flagged else ""))
+def _print_report(con: Any, r: Any) -> None:
+    """A TDM report (:class:`ipexrx.dosing.report.TDMReport`) in the terminal, in the printed page's order: alerts,
+    the suggestion, fit diagnostics, model choice, the model and its validity, caveats, then the numbered sources
+    that the ``[n]`` marks point to (numbered in this reading order, the same numbers as `dose report`)."""
+    from rich.text import Text
+
+    def line(text: str, lead: str = "", style: str = "", indent: int = 0) -> None:
+        out = Text(" " * indent)
+        if lead:
+            out.append(lead, style=style or "bold")
+            out.append(" ")
+        out.append(text)
+        con.print(out)
+
+    def num(x: float) -> str:
+        return f"{x:.3g}"
+
+    for n in r.notices:
+        style = {"alert": "bold red", "warning": "yellow", "note": "dim"}[n.severity]
+        line(f"{n.text}{_refs(n.refs)}", f"{n.severity} ({n.topic}):", style)
+    s = r.suggestion
+    verb = "keep the current regimen" if s.decision == "keep" else "consider"
+    line(f"{verb}: {s.drug} {s.dose_mg:g} mg every {s.interval_h:g} h ({s.daily_dose_mg:g} mg/day) as {s.form}: "
+         f"{s.administration}{_refs(s.refs)}", "Suggestion (not an order):")
+    line(s.reason, "Why:")
+    line(f"{num(s.predicted)} {s.unit} (90 % predictive interval {num(s.predicted_low)}-{num(s.predicted_high)} "
+         f"{s.unit}, {s.interval_includes}; parameter uncertainty alone {num(s.parameter_low)}-"
+         f"{num(s.parameter_high)} {s.unit})", f"Predicted steady-state {s.metric}:")
+    t = r.target
+    line(f"{100 * s.probability_in_target:.0f} % (share of parameter draws whose true {s.metric} is in range); a "
+         f"measured level in range: {100 * s.probability_measured_in_target:.0f} %",
+         f"Probability of target attainment ({t.low:g}-{t.high:g} {t.unit}):")
+    line(f"{t.metric} {t.low:g}-{t.high:g} {t.unit} ({t.context}; source: {t.source}){_refs(t.refs)}"
+         + ("" if t.verified else "; not established for IPEX"), "Target:")
+    if s.current_dose_mg is not None:
+        cur = f"{s.current_dose_mg:g} mg every {s.current_interval_h:g} h"
+        if s.current_predicted is not None:
+            cur += f", predicted {s.metric} {num(s.current_predicted)} {s.unit}"
+        line(cur, "Current regimen:")
+    line(f"{s.basis} Exact dose before rounding to the dosage form: {num(s.exact_dose_mg)} mg.", "Basis:")
+    for a in r.alternatives:
+        line(f"{a.dose_mg:g} mg every {a.interval_h:g} h, predicted {num(a.predicted)} {a.unit}, probability in "
+             f"range {100 * a.probability_in_target:.0f} %" + (f" ({a.note})" if a.note else ""), "Also considered:")
+    dg = r.diagnostics
+    if dg.available:
+        head = "levels explained by the model" if dg.explained else "a level the model cannot explain"
+        line(f"{head}{_refs(dg.refs)}", "Fit diagnostics:", "bold" if dg.explained else "bold red")
+        line(dg.summary, indent=2)
+        for lv in dg.levels:
+            line(f"level {lv.value:.4g} {lv.unit} at t = {lv.time_h:g} h: individual prediction "
+                 f"{num(lv.individual_prediction)} {lv.unit}, IWRES {lv.iwres:+.2f} (limit +/-{dg.iwres_limit:g})"
+                 + (" - not explained" if lv.flagged else ""), indent=2)
+        for e in dg.etas:
+            shr = f", shrinkage {e.shrinkage_percent:.0f} %" if e.shrinkage_percent is not None else ""
+            if e.weakly_informed:
+                shr += " (the levels say little about it; the estimate stays near the typical value)"
+            line(f"{e.meaning} ({e.parameter}): {e.z:+.2f} SD from the typical value (limit +/-{dg.eta_z_limit:g})"
+                 f"{shr}" + (" - outside the model's population" if e.flagged else ""), indent=2)
+        if dg.conflict is not None:
+            c = dg.conflict
+            line(f"prior-data conflict: Q = {c.statistic:.2f} vs {c.limit:.2f} (chi-square {c.df} df), p = "
+                 f"{c.p_value:.2g}" + (" - conflict" if c.flagged else ""), indent=2)
+    else:
+        line(dg.summary, "Fit diagnostics:")
+    mc = r.model_choice
+    if mc is not None:
+        line(f"{mc.reason}{_refs(mc.refs)}", f"Model choice ({mc.method}):")
+        for cm in mc.models:
+            name = f"{cm.label}{_refs(cm.refs)}" + (" (used)" if cm.chosen else "")
+            if not cm.usable:
+                line(f"{name}: not used - {cm.excluded_because}", indent=2)
+                continue
+            parts = []
+            if cm.weight is not None:
+                parts.append(f"weight {100 * cm.weight:.0f} %")
+            if cm.suggested_dose_mg is not None:
+                parts.append(f"own suggestion {cm.suggested_dose_mg:g} mg every {cm.suggested_interval_h:g} h")
+            if cm.predicted_for_chosen is not None:
+                parts.append(f"predicts {num(cm.predicted_for_chosen)} {mc.unit} for the suggested regimen")
+            line(f"{name}: " + ", ".join(parts) + (f" ({'; '.join(cm.mismatches)})" if cm.mismatches else ""),
+                 indent=2)
+        if mc.averaged_prediction is not None:
+            line(f"weighted average over the models: {num(mc.averaged_prediction)} {mc.unit} ({mc.metric})", indent=2)
+        if mc.prediction_range is not None and mc.prediction_range[0] != mc.prediction_range[1]:
+            lo, hi = mc.prediction_range
+            line(f"spread between models for the suggested regimen: {num(lo)}-{num(hi)} {mc.unit}", indent=2)
+    mo = r.model
+    line(f"{mo.title}{_refs(mo.refs)}. {mo.population}" + (f" Assay: {mo.assay}." if mo.assay else "")
+         + f" {mo.parameters_checked[:1].upper()}{mo.parameters_checked[1:]}.", "Model:")
+    for v in r.validity:
+        line(f"{'outside: ' if v.inside is False else ''}{v.text}{_refs(v.refs)}", indent=2)
+    for c in r.caveats:
+        line(c, "caveat:", "bold yellow")
+    if r.sources:
+        con.print(Text("Sources", style="bold underline"))
+        for src in r.sources:
+            link = f" doi:{src.doi}" if src.doi else (f" {src.url}" if src.url else "")
+            con.print(Text(f"  [{src.number}] {src.text}{link}", style="dim"))

@@ -27,6 +27,8 @@ from .model import CompiledModel, DosageForm, Target, get_model
 from .units import factor_to, to_model_unit
 
 IPEX_CAVEAT = "Optimal dosing in IPEX syndrome is not established; this model was developed in another population."
+IV_CAVEAT = ("Intravenous doses are predicted as if given over a few minutes; a 2-4 h infusion changes the predicted "
+             "trough by about 1-2 % and lowers the peak, so judge a peak target with care.")
 
 DEFAULT_MODELS = {
     "tacrolimus": "andrews2018-tacrolimus",
@@ -519,8 +521,7 @@ def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | 
     if not form.verified:
         caveats.append(f"Dosage form strengths: {form.source}.")
     if any(d.route in ("iv", "intravenous") for d in m.spec.dosing.values()):
-        caveats.append("Intravenous doses are predicted as if given over a few minutes; a 2-4 h infusion changes the "
-                       "predicted trough by about 1-2 % and lowers the peak, so judge a peak target with care.")
+        caveats.append(IV_CAVEAT)
     params = fr.parameters if fr is not None else {
         k: float(v[0, 0].real) for k, v in individual_parameters(d0, center[None]).items()
     }

@@ -37,7 +37,7 @@ from .data import Record, Subject
 from .errors import DosingError
 from .estimate import FitResult
 from .model import CompiledModel, all_models
-from .recommend import IPEX_CAVEAT, Recommendation, dose_compartment, prediction_band
+from .recommend import IPEX_CAVEAT, IV_CAVEAT, Recommendation, dose_compartment, prediction_band
 
 DISCLAIMER = ("A suggestion for the treating clinician to weigh against the whole clinical picture, not an order. "
               "Check the dose, the sample timing and the target before acting on it.")
@@ -741,6 +741,8 @@ def _basis(rec: Recommendation, subject: Subject | None) -> str:
 def _caveats(model: CompiledModel, rec: Recommendation, diag: Diagnostics, covariates: list[CovariateRow]) -> list[str]:
     out = [IPEX_CAVEAT]
     out += [plain(c) for c in model.spec.caveats if plain(c) not in out]
+    if IV_CAVEAT in rec.caveats:
+        out.append(IV_CAVEAT)
     if not rec.target_verified:
         out.append(f"Target range from the source study ({plain(rec.target_context)}), not established for IPEX: "
                    "agree the target for this patient.")
