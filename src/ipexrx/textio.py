@@ -77,7 +77,8 @@ def decode_text(data: bytes, source: str, *, csv_fields: bool = False, legacy: b
     for bom, name in _BOMS:
         if data.startswith(bom):
             raise TextEncodingError(source, 1, None, f"{name} text (byte-order mark {bom.hex(' ').upper()}); "
-                                    "save the file as UTF-8 (in a spreadsheet: 'CSV UTF-8')", exp)
+                                    "save the file as UTF-8" + (" (in a spreadsheet: 'CSV UTF-8')" if legacy else ""),
+                                    exp)
     nul = data.find(b"\x00")
     if nul >= 0:
         pattern = data[:64]
@@ -96,9 +97,12 @@ def decode_text(data: bytes, source: str, *, csv_fields: bool = False, legacy: b
     except UnicodeDecodeError as exc:
         line, field = _locate(data, exc.start, csv_fields)
         bad = data[exc.start]
+        mixed = bool(_UTF8_SEQ.search(data, 0, exc.start) or _UTF8_SEQ.search(data, exc.end))
         if not legacy:
-            raise TextEncodingError(source, line, field, f"a byte that is not UTF-8 (0x{bad:02X})", exp) from None
-        if _UTF8_SEQ.search(data, 0, exc.start) or _UTF8_SEQ.search(data, exc.end):
+            looks = "" if mixed else "; the text looks like Latin-1/Windows-1252"
+            raise TextEncodingError(source, line, field, f"a byte that is not UTF-8 (0x{bad:02X}{looks}); save the "
+                                    "file as UTF-8", exp) from None
+        if mixed:
             raise TextEncodingError(
                 source, line, field, f"a mixture of UTF-8 and another encoding (byte 0x{bad:02X} is not UTF-8, "
                 "other characters are); save the whole file in one encoding, preferably UTF-8", exp) from None

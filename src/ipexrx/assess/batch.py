@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..knowledge.loader import KnowledgeBase, get_kb
-from ..patient.errors import PatientInputError
+from ..patient.errors import InputIssue, MalformedInputError, PatientInputError
 from .engine import assess
 from .models import Assessment, PlanChoice, assessment_json
 
@@ -64,6 +64,11 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
 
 def _one(n: int, text: str | bytes, as_of: dt.date, kb: KnowledgeBase, dose_suggestions: bool,
          ipex_plan: PlanChoice, strict: bool) -> BatchResult:
+    if n > 1 and (text.startswith(b"\xef\xbb\xbf") if isinstance(text, bytes) else text.startswith("\ufeff")):
+        # a byte-order mark may open the file (line 1: the JSON reader skips it), not a line inside it
+        return BatchResult(line=n, error=MalformedInputError(InputIssue(
+            "$", "one JSON document per line, a byte-order mark only at the start of the file",
+            "a UTF-8 byte-order mark at the start of this line (files joined together?)"), "line is not valid JSON"))
     try:
         return BatchResult(line=n, assessment=assess(text, as_of=as_of, kb=kb, dose_suggestions=dose_suggestions,
                                                      ipex_plan=ipex_plan, strict=strict))

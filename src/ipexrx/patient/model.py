@@ -263,17 +263,44 @@ def parse_record(data: object) -> PatientRecord:
         raise PatientInputError(issues_from_validation(exc), "the patient record is not valid") from None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def decode_json(text: str | bytes, where: str = "input") -> Any:
     """Decode JSON text (orjson: strict RFC 8259, several times faster than the standard library);
-    a syntax error becomes ``MalformedInputError`` with line and column."""
+    a syntax error becomes ``MalformedInputError`` with line and column. A UTF-8 byte-order mark opening the
+    document is skipped (Windows editors write one); bytes in another encoding (UTF-16, Latin-1) are refused
+    saying what they look like (:mod:`ipexrx.textio`, the decoder of every text input)."""
+    if isinstance(text, bytes):
+        if text.startswith(UTF8_BOM):
+            text = text[3:]
+    elif isinstance(text, str) and text.startswith("\ufeff"):
+        text = text[1:]
+
     try:
         return orjson.loads(text)
     except json.JSONDecodeError as exc:  # orjson.JSONDecodeError is a subclass
+        if isinstance(text, bytes):
+            _refuse_other_encodings(text, where)
         raise MalformedInputError(InputIssue("$", "valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}"),
                                   f"{where} is not valid JSON") from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise MalformedInputError(InputIssue("$", "UTF-8 JSON text", type(exc).__name__),
                                   f"{where} is not readable JSON") from None
+
+
+def _refuse_other_encodings(data: bytes, where: str) -> None:
+    """Raise ``MalformedInputError`` naming the encoding when JSON bytes that failed to parse are not UTF-8 text."""
+    from ..textio import TextEncodingError, decode_text
+
+    try:
+        decode_text(data, where, legacy=False)
+    except TextEncodingError as exc:
+        if exc.got.startswith("binary data (control character"):
+            return  # a raw control character in valid UTF-8: the JSON syntax error says where
+        what, sep, advice = exc.got.partition("; save the file")
+        got = what + (f" on line {exc.line}" if exc.line and exc.line > 1 else "") + sep + advice
+        raise MalformedInputError(InputIssue("$", exc.expected, got), f"{where} is not UTF-8 text") from None
 
 
 def patient_json_schema() -> dict[str, Any]:
