@@ -5,9 +5,16 @@ web page that needs no login (the reference, the rules list, the assessment of e
 dosing form and a dosing suggestion, the registry sign-in), then greps the user-facing text for:
 
 * internal rule ids (every key of :data:`ipexrx.assess.rules.RULES`, and any ``family.rule_name`` of a
-  rule family), JSON paths such as ``$.medications[0]``, knowledge-base statement ids;
-* the words "this session", "the page", "KB" and "transcription" (the last except in "transcription factor",
-  which is what FOXP3 is).
+  rule family), JSON paths such as ``$.medications[0]``, knowledge-base statement ids, raw status values
+  (``not-done``);
+* the words "this session", "the page", "this page", "KB" and "transcription" (the last except in
+  "transcription factor", which is what FOXP3 is);
+* outside the dosing tools (where a model is chosen by its id and a covariate typed by its code): dosing model
+  ids (``chen2022-tacrolimus``) and model covariate codes (``DONOR_DECEASED``, ``POSACONAZOLE``).
+
+Also every CDS card made from the packaged sample requests (and from variants that cannot be checked) and from
+every assessment case in tests/cases: summary, detail (Markdown link targets are not shown), labels, action
+descriptions.
 
 HTML is reduced to what a reader sees: tags, scripts, styles, SVG plots and the ``<details>`` / JSON views kept
 for editors are removed; titles, alt texts, labels and placeholders are kept.
@@ -81,21 +88,38 @@ BANNED = [
     ("JSON path", re.compile(r"\$(?:\.[A-Za-z_]|\[)")),
     ("'this session'", re.compile(r"\bthis session\b", re.I)),
     ("'the page'", re.compile(r"\bthe page\b", re.I)),
+    ("'this page'", re.compile(r"\bthis page\b", re.I)),
+    ("raw status value", re.compile(r"(?<![\w'\"-])not-done\b")),
     ("'KB'", re.compile(r"\bKB\b")),
     ("'transcription'", re.compile(r"transcription(?! factor| of early cytokines)", re.I)),
 ]
 _TOKEN = re.compile(r"(?<![\w/.-])[a-z0-9]+(?:-[a-z0-9]+)+(?![\w/-])")
 
 
-def problems(text: str) -> list[str]:
-    """Every internal id or banned word in ``text``, each with a little context."""
+@cache
+def _dosing_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Dosing model ids (any ``name2022-drug`` of a modelled drug) and the models' covariate codes that are not
+    ordinary abbreviations (an underscore, or a co-medication's name in capitals)."""
+    from ipexrx.dosing.model import all_models
+
+    models = [m for m in all_models() if m.spec.kind == "clinical"]
+    drugs = sorted({m.spec.drug for m in models})
+    codes = sorted({n for m in models for n, cv in m.spec.covariates.items() if "_" in n or cv.comedication})
+    return (("dosing model id", re.compile(r"\b[a-z]+\d{4}[a-z]?-(?:" + "|".join(drugs) + r")\b")),
+            ("covariate code", re.compile(r"\b(?:" + "|".join(codes) + r")\b")))
+
+
+def problems(text: str, dosing_ids: bool = False) -> list[str]:
+    """Every internal id or banned word in ``text``, each with a little context. ``dosing_ids``: dosing model ids
+    and covariate codes are allowed (the dosing tools, where they are what a user types)."""
     out: list[str] = []
 
     def ctx(m: re.Match[str]) -> str:
         return " ".join(text[max(0, m.start() - 50): m.end() + 50].split())
 
     exact, family = _rule_patterns()
-    for label, rx in [("rule id", exact), ("rule id pattern", family), *BANNED]:
+    for label, rx in [("rule id", exact), ("rule id pattern", family), *BANNED,
+                      *(() if dosing_ids else _dosing_patterns())]:
         out += [f"{label} {m.group(0)!r}: ...{ctx(m)}..." for m in rx.finditer(text)]
     ids = _statement_ids()
     out += [f"statement id {m.group(0)!r}: ...{ctx(m)}..." for m in _TOKEN.finditer(text) if m.group(0) in ids]
@@ -160,7 +184,7 @@ def test_cli_output_has_no_internal_ids_or_banned_words(args: list[str], tmp_pat
         text += "\n" + visible_text(f.read_text(encoding="utf-8"))
     if any(a.endswith("results.ndjson") for a in args):
         assert (tmp_path / "results.ndjson").stat().st_size > 0
-    found = problems(text)
+    found = problems(text, dosing_ids=args[0] == "dose")  # the dosing tools take model ids and covariate codes
     assert not found, "\n".join(found)
 
 
@@ -228,7 +252,7 @@ def test_every_public_get_page_is_in_this_test(web: Any) -> None:
 def test_web_page_has_no_internal_ids_or_banned_words(web: Any, path: str) -> None:
     r = web.get(path)
     assert r.status_code == 200, path
-    found = problems(visible_text(r.text))
+    found = problems(visible_text(r.text), dosing_ids=path == "/dosing")  # the dosing form asks for covariates
     assert not found, "\n".join(found)
 
 
@@ -270,7 +294,7 @@ def test_dosing_suggestion_page_has_no_internal_ids_or_banned_words(web: Any) ->
     files = {"file": ("", b"", "application/octet-stream")}
     r = web.post("/dosing", data=form, files=files)
     assert r.status_code == 200, r.text[:500]
-    found = problems(visible_text(r.text))
+    found = problems(visible_text(r.text), dosing_ids=True)
     assert not found, "\n".join(found)
 
 
@@ -319,10 +343,91 @@ def test_the_scanner_finds_what_it_is_meant_to_find() -> None:
     rule = next(iter(RULES))
     sid = sorted(_statement_ids())[0]
     page = (f"<p>Alert ({rule}) at $.medications[0]; see {sid}. In this session the page shows KB v1 "
-            f"transcription.</p><details><summary>For editors</summary>{rule}</details>")
+            f"transcription. Doses on this page. Status: not-done. chen2022-tacrolimus needs POSACONAZOLE and "
+            f"DONOR_DECEASED.</p><details><summary>For editors</summary>{rule}</details>")
     found = problems(visible_text(page))
-    for label in ("rule id '", "JSON path", "statement id", "'this session'", "'the page'", "'KB'",
-                  "'transcription'"):
+    for label in ("rule id '", "JSON path", "statement id", "'this session'", "'the page'", "'this page'", "'KB'",
+                  "'transcription'", "raw status value", "dosing model id", "covariate code"):
         assert any(f.startswith(label) for f in found), (label, found)
     assert len([f for f in found if f.startswith("rule id '")]) == 1  # the one inside <details> is not counted
-    assert not problems("FOXP3 is a transcription factor; trough 5 ng/mL; a 2 kB file; on the pages of the label")
+    assert len([f for f in found if f.startswith("covariate code")]) == 2
+    assert not problems("FOXP3 is a transcription factor; trough 5 ng/mL; a 2 kB file; on the pages of the label; "
+                        "not transplanted; the Chen 2022 tacrolimus model; HCT and eGFR; a well-done plan")
+    assert not [f for f in problems("ipexrx dose recommend --model chen2022-tacrolimus --cov POSACONAZOLE=1",
+                                    dosing_ids=True) if not f.startswith("rule id")]
+
+
+# ------------------------------------------------------------------------------------------------
+# CDS cards
+# ------------------------------------------------------------------------------------------------
+
+CDS_BASE = "https://ipexrx.example.org"
+_MD_LINK_TARGET = re.compile(r"\]\((?:[^()\s]|\([^()\s]*\))*\)")
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """What an EHR shows of a card: summary, detail (Markdown, without link targets), the source's label and
+    topic, suggestion labels and action descriptions, link labels, override reasons."""
+    source = card["source"]
+    parts = [card["summary"], card.get("detail") or "", source["label"], (source.get("topic") or {}).get("display", "")]
+    for s in card.get("suggestions") or []:
+        parts += [s["label"], *(a.get("description", "") for a in s.get("actions") or [])]
+    parts += [link["label"] for link in card.get("links") or []]
+    parts += [o.get("display", "") for o in card.get("overrideReasons") or []]
+    return _MD_LINK_TARGET.sub("]", "\n".join(parts))
+
+
+def _sample_requests() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, hook, body): each packaged sample, and a variant that gives the card for an order that cannot be
+    checked."""
+    from ipexrx.service.cds import samples
+
+    for hook in ("patient-view", "order-select", "order-sign"):
+        yield hook, hook, samples.load(hook.replace("-", "_"))
+    body = samples.load("order_sign")
+    body["context"]["draftOrders"]["entry"][0]["resource"].pop("medicationCodeableConcept", None)
+    yield "order-sign, unreadable draft order", "order-sign", body
+
+
+def test_cds_cards_of_the_samples_have_no_internal_ids_or_banned_words() -> None:
+    import datetime as dt
+
+    from ipexrx.service.cds.engine import SERVICES, evaluate
+    from ipexrx.service.cds.models import CdsRequest
+
+    bad: list[str] = []
+    seen = 0
+    for name, hook, body in _sample_requests():
+        svc = next(s for s in SERVICES.values() if s.hook == hook)
+        req = CdsRequest.model_validate(body)
+        cards = [c for c, _ in evaluate(svc, req, dict(req.prefetch or {}), CDS_BASE, dt.date.fromisoformat(AS_OF))]
+        assert cards, name
+        seen += len(cards)
+        bad += [f"{name}: {c['summary']!r}: {p}" for c in cards for p in problems(card_text(c))]
+    assert seen >= 8
+    assert not bad, "\n".join(bad)
+
+
+def test_cds_cards_of_every_assessment_case_have_no_internal_ids_or_banned_words() -> None:
+    """Each alert of each case in tests/cases/assess (IPEX or not, JSON or FHIR) dressed as the card the CDS
+    service would send for it (the assessment's alerts, with model-based dose suggestions: every text)."""
+    import datetime as dt
+    import json
+
+    from ipexrx.assess import assess
+    from ipexrx.knowledge import load_kb
+    from ipexrx.service.cds.cards import alert_card
+
+    names = {d.id: d.name for d in load_kb().drugs.values()}
+    bad: list[str] = []
+    cards = 0
+    for path in sorted((ROOT / "tests" / "cases" / "assess").glob("*.json")):
+        case = json.loads(path.read_text(encoding="utf-8"))
+        a = assess(case["patient"], as_of=dt.date.fromisoformat(case.get("as_of", AS_OF)),
+                   ipex_plan=case.get("ipex_plan", "auto"))
+        for alert in a.alerts:
+            card = alert_card(alert, hook_instance="plain-words", base=CDS_BASE, drug_names=names, mode=a.mode).wire()
+            cards += 1
+            bad += [f"{path.name}: {card['summary']!r}: {p}" for p in problems(card_text(card))]
+    assert cards > 100
+    assert not bad, "\n".join(bad)

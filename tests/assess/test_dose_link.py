@@ -78,8 +78,10 @@ def test_missing_model_covariate_or_dose_is_reported_not_guessed() -> None:
     patient["medications"].append({"drug": "Zzyzxamab", "start_date": "2026-01-01"})
     tac = _trough_alert(patient)
     assert tac.dose_suggestion is not None and tac.dose_suggestion.dose_mg is None
-    assert "POSACONAZOLE" in (tac.dose_suggestion.not_computed or "")
-    assert "DONOR_DECEASED" in (tac.dose_suggestion.not_computed or "")
+    why = tac.dose_suggestion.not_computed or ""
+    assert "the Chen 2022 tacrolimus model needs to know whether posaconazole is given" in why
+    assert "whether the kidney donor was deceased" in why and "could not be identified" in why
+    assert "POSACONAZOLE" not in why and "DONOR_DECEASED" not in why and "chen2022-tacrolimus" not in why
     assert "No model-based dose suggestion" in tac.action
     no_dose = _trough_alert(_patient("sirolimus", None, 22)).dose_suggestion
     assert no_dose is not None and no_dose.dose_mg is None and "mg" in (no_dose.not_computed or "")

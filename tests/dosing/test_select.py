@@ -9,10 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ipexrx.dosing import DosingError
+from ipexrx.dosing.errors import NoUsableModelError
 from ipexrx.dosing.model import get_model
 from ipexrx.dosing.select import (
     assess_match,
     clinical_models,
+    exclusion_in_words,
     minus2_log_likelihood,
     rank_models,
     recommend_for_drug,
@@ -25,6 +27,37 @@ def test_a_model_needing_a_covariate_the_child_lacks_is_not_used_and_says_which(
     andrews = get_model("andrews2018-tacrolimus")
     c = assess_match(andrews, {"WT": 10.0}, age_years=2)
     assert not c.usable and "DONOR_DECEASED" in (c.excluded_because or "")
+    assert c.missing == ["DONOR_DECEASED", "EGFR", "HCT"]
+
+
+def test_why_a_model_is_not_used_is_said_in_words_from_the_model_file() -> None:
+    """For clinical text: the model as a citation (author, year, drug), each missing covariate by its label in the
+    model file; neither the model's id nor a covariate code."""
+    andrews = get_model("andrews2018-tacrolimus")
+    words = exclusion_in_words(assess_match(andrews, {"WT": 10.0}, age_years=2))
+    labels = [andrews.spec.covariates[n].in_words() for n in ("DONOR_DECEASED", "EGFR", "HCT")]
+    assert words == f"the Andrews 2018 tacrolimus model needs to know {labels[0]}, {labels[1]} and {labels[2]}"
+    assert labels[0] == "whether the kidney donor was deceased"
+    oral = exclusion_in_words(assess_match(get_model("fan2024-sirolimus"), {"WT": 20.0}, 5, route="intravenous"))
+    assert oral == "the Fan 2024 sirolimus model was built on oral doses; the regimen is intravenous"
+    with pytest.raises(NoUsableModelError) as err:
+        recommend_for_drug("tacrolimus", {"WT": 10.0}, age_years=2)  # no co-medication list: Chen 2022 needs one
+    assert "andrews2018-tacrolimus" in str(err.value)  # the dosing tools name the model they are given by id
+    assert err.value.needs_comedications
+    text = "; ".join(err.value.reasons)
+    assert "the Chen 2022 tacrolimus model needs to know whether posaconazole is given" in text
+    assert not any(m.id in text for m in clinical_models("tacrolimus")) and "POSACONAZOLE" not in text
+
+
+def test_every_clinical_model_names_its_paper_and_labels_its_covariates() -> None:
+    from ipexrx.dosing.model import all_models
+
+    for m in all_models():
+        if m.spec.kind != "clinical":
+            continue
+        assert m.spec.citation_name.endswith(f" {m.spec.drug} model") and m.id not in m.spec.citation_name
+        for name, cv in m.spec.covariates.items():
+            assert cv.label and name not in cv.label, (m.id, name)
 
 
 def test_population_match_rewards_weight_and_age_inside_the_cohort_and_says_so():

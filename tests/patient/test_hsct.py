@@ -134,7 +134,7 @@ def test_done_wins_and_the_latest_transplant_dates_it() -> None:
           HsctEvidence("done", dt.date(2024, 2, 1), "day", "allogeneic", "second", "$.c")]
     r = combine(ev, AS_OF)
     assert (r.status, r.date, r.kind, r.path) == ("done", dt.date(2024, 2, 1), "allogeneic", "$.c")
-    assert r.notes and "plan reads as planned" in r.notes[0][1]
+    assert r.notes and "plan reads as transplant planned" in r.notes[0][1]
 
 
 def test_a_done_reading_dated_in_the_future_is_a_plan() -> None:
@@ -162,7 +162,7 @@ def test_json_manifestation_line_is_hsct_history_not_a_manifestation() -> None:
 def test_json_stated_status_and_contradicting_text_named_back() -> None:
     p = _read({"diagnosis": {"type": "ipex"}, "hsct": {"status": "not-done", "note": "s/p BMT 2021"}})
     assert p.hsct_status == "done"
-    assert any("reads as not-done" in w.message for w in p.warnings)
+    assert any("reads as not transplanted" in w.message for w in p.warnings)
 
 
 def test_json_bare_mention_cannot_be_judged() -> None:
@@ -225,7 +225,7 @@ def test_fhir_completed_procedure_beats_a_planning_condition() -> None:
     p = _read(_bundle({"resourceType": "Condition", "subject": SUBJ, "code": {"text": "candidate for HSCT"}},
                       _proc(SCT, "234336002")))
     assert p.hsct_status == "done"
-    assert any("reads as planned" in w.message for w in p.warnings)
+    assert any("reads as transplant planned" in w.message for w in p.warnings)
 
 
 def test_fhir_no_hsct_anywhere_is_not_done() -> None:

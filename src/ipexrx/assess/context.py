@@ -193,7 +193,8 @@ class Ctx:
 
 def drug_trigger(ctx: Ctx, m: Med) -> Trigger:
     detail = f"{m.status}: {m.describe()}"
-    return Trigger(kind="drug", ref=m.drug_id or m.text, path=m.path, detail=detail)
+    name = ctx.kb.drugs[m.drug_id].name if m.drug_id in ctx.kb.drugs else None
+    return Trigger(kind="drug", ref=m.drug_id or m.text, path=m.path, detail=detail, name=name)
 
 
 def lab_trigger(r: LabResult) -> Trigger:

@@ -33,7 +33,7 @@ def _lab_covariates(ctx: Ctx) -> dict[str, float]:
 
 def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange]) -> DoseSuggestion | None:
     """A regimen for ``med`` from its latest ``trough``; None when the drug has no dosing model."""
-    from ..dosing.errors import DosingError
+    from ..dosing.errors import DosingError, NoUsableModelError
     from ..dosing.patient_input import interval_from_frequency
     from ..dosing.recommend import DEFAULT_MODELS, IPEX_CAVEAT
     from ..dosing.select import recommend_for_drug
@@ -63,6 +63,12 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
             dose_mg=med.dose.value, interval_h=interval_from_frequency(med.frequency),
             target_low=target.low if target else None, target_high=target.high if target else None,
             target_unit="ng/mL" if target else None, co_medications=comeds)
+    except NoUsableModelError as exc:  # said in words: the models as citations, what each lacks
+        why = f"no {ctx.label(drug_id)} model could be used: " + "; ".join(exc.reasons)
+        if comeds is None and exc.needs_comedications:
+            why += (" (a medication on the chart could not be identified, so no other drug can be ruled out: "
+                    "co-medications are never assumed)")
+        return DoseSuggestion(drug=drug_id, caveats=caveats, not_computed=why)
     except DosingError as exc:
         return DoseSuggestion(drug=drug_id, caveats=caveats, not_computed=str(exc))
     partners = sorted({ctx.label(m.drug_id) for m in ctx.active if m.drug_id and m.drug_id != drug_id

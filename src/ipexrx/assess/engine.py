@@ -343,6 +343,7 @@ def medication_views(ctx: Ctx, ipex_plan: bool = True) -> list[MedicationView]:
         out.append(MedicationView(input=m.text, path=m.path, drug_id=m.drug_id, status=m.status,
                                   dose=str(m.dose) if m.dose else None, route=m.route, frequency=m.frequency,
                                   start_date=m.start, in_knowledge_base=m.drug_id is not None,
+                                  drug_name=ctx.kb.drugs[m.drug_id].name if m.drug_id in ctx.kb.drugs else None,
                                   dosing_caveat=cav.text if cav else None, brand=m.brand, product=m.product_id,
                                   formulation=m.formulation, identified_by=m.identified_by,
                                   route_basis=m.route_basis, did_you_mean=list(m.suggestions),

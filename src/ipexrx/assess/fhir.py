@@ -45,7 +45,7 @@ def _detected_issue(a: Alert, subject: dict[str, Any], as_of: dt.date, uid: str)
         "detail": detail,
         "mitigation": [{"action": {"text": a.action}}],
     }
-    implicated = [{"display": f"{t.kind}: {t.ref}" + (f" ({t.detail})" if t.detail else "")} for t in a.triggers]
+    implicated = [{"display": f"{t.kind}: {t.label}" + (f" ({t.detail})" if t.detail else "")} for t in a.triggers]
     if implicated:
         issue["implicated"] = implicated
     url = next((s.url for s in a.sources if s.url), None)

@@ -34,7 +34,7 @@ class Severity(StrEnum):
 
 
 class SourceRef(_Out):
-    """A resolved citation: ``citation`` as written in the KB plus what the registry says about it."""
+    """A resolved citation: ``citation`` as written in the knowledge base plus what the registry says about it."""
 
     citation: str
     source: str
@@ -63,9 +63,18 @@ class Trigger(_Out):
     """What in the record set off an alert: a drug, a lab result, a vaccine, an infection..."""
 
     kind: Literal["drug", "lab", "vaccine", "infection", "manifestation", "record"]
-    ref: str = Field(description="KB id (drug) or a label of the datum.")
+    ref: str = Field(description="Knowledge base id (drug) or a label of the datum.")
     path: str | None = Field(None, description="JSON path of the datum in the input.")
     detail: str | None = None
+    name: str | None = Field(None, description="A drug's name in the knowledge base (drug triggers), as shown to "
+                             "readers; ref keeps the id.")
+
+    @property
+    def label(self) -> str:
+        """What a reader is shown for the trigger: a drug's name, a lab kind in words, else the datum's label."""
+        if self.name:
+            return self.name
+        return self.ref.replace("-", " ") if self.kind == "lab" else self.ref
 
 
 class DoseSuggestion(_Out):
@@ -127,7 +136,8 @@ class OptionView(_Out):
     statement: str
     evidence: list[str] = Field(default_factory=list)
     on_source_page: bool
-    patient_receives: list[str] = Field(default_factory=list, description="KB drug ids the patient has (active).")
+    patient_receives: list[str] = Field(default_factory=list,
+                                        description="Knowledge base drug ids the patient has (active).")
     patient_planned: list[str] = Field(default_factory=list)
     caveats: list[str] = Field(default_factory=list)
     sources: list[SourceRef]
@@ -181,9 +191,17 @@ class HsctStatus(_Out):
         default_factory=list, description="Transplanted patients: post-HSCT follow-up (chimerism, immune "
         "reconstitution and revaccination, GvHD prophylaxis), each statement with its sources.")
     gvhd_prophylaxis_drugs: list[str] = Field(
-        default_factory=list, description="KB drugs used for GvHD prophylaxis that the record lists as current or "
-        "planned (their interactions, levels and monitoring are checked by the alert rules).")
+        default_factory=list, description="Knowledge base drugs used for GvHD prophylaxis that the record lists as "
+        "current or planned (their interactions, levels and monitoring are checked by the alert rules).")
     sources: list[SourceRef]
+
+    @property
+    def status_text(self) -> str:
+        """The status in plain words for every face ('not transplanted', 'transplant planned', 'transplanted');
+        ``status`` keeps the value for programs."""
+        from ..patient.hsct import status_words
+
+        return status_words(self.status)
 
     def when(self) -> str | None:
         """The date as precise as the record gave it ('2024-03' for a month)."""
@@ -202,14 +220,18 @@ class MedicationView(_Out):
     frequency: str | None = None
     start_date: dt.date | None = None
     in_knowledge_base: bool
+    drug_name: str | None = Field(None, description="The knowledge base drug's name, as shown to readers "
+                                  "(drug_id keeps the id).")
     dosing_caveat: str | None = None
     brand: str | None = None
-    product: str | None = Field(None, description="KB product (dosage form) the record's code or text names.")
+    product: str | None = Field(None, description="Knowledge base product (dosage form) the record's code or text "
+                                "names.")
     formulation: str | None = None
     identified_by: str | None = Field(
         None, description="rxnorm-product | rxnorm-brand | rxnorm-ingredient | atc | name | brand | text")
     route_basis: str | None = Field(None, description="Where the route came from when the record gave none.")
-    did_you_mean: list[str] = Field(default_factory=list, description="KB drugs an unrecognised name may mean.")
+    did_you_mean: list[str] = Field(default_factory=list,
+                                    description="Knowledge base drugs an unrecognised name may mean.")
     known_outside_kb: str | None = Field(None, description="Dictionary name of a known drug without IPEX content.")
 
 

@@ -240,9 +240,8 @@ def trigger_text(t: Any) -> str:
     """'lab tacrolimus trough (lab result 1)': what set off an alert and where it is in the record, in words."""
     from ..patient.errors import plain_location
 
-    ref = t.ref.replace("-", " ") if t.kind == "lab" else t.ref
     where = plain_location(t.path)
-    return f"{t.kind} {ref}" + (f" ({where})" if where else "")
+    return f"{t.kind} {t.label}" + (f" ({where})" if where else "")
 
 
 MODE_LABEL = {"ipex": "IPEX", "ipex-like": "IPEX-like disorder", "ipex-unconfirmed": "IPEX suspected (unconfirmed)",
@@ -298,7 +297,7 @@ def render_assessment(a: Assessment, console: Console) -> None:
     h = a.hsct
     if h is not None:
         body = Text()
-        body.append(f"Status: {h.status}{f' ({h.when()})' if h.date else ''}. ", style="bold")
+        body.append(f"Status: {h.status_text}{f' ({h.when()})' if h.date else ''}. ", style="bold")
         body.append(h.curative_statement + " " + cites.marker(h.sources))
         if h.recommendation:
             body.append("\n" + h.recommendation, style="bold")
@@ -343,8 +342,8 @@ def render_assessment(a: Assessment, console: Console) -> None:
         for col in ("Input", "Read as", "Status", "Dose", "Route/frequency"):
             table.add_column(col)
         for med in a.medications:
-            table.add_row(med.input, med.drug_id or "not in the knowledge base; not checked", med.status,
-                          med.dose or "", " ".join(x for x in (med.route, med.frequency) if x))
+            table.add_row(med.input, med.drug_name or med.drug_id or "not in the knowledge base; not checked",
+                          med.status, med.dose or "", " ".join(x for x in (med.route, med.frequency) if x))
         console.print(table)
     if a.warnings:
         from ..patient.errors import plain_location

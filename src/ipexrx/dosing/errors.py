@@ -23,5 +23,16 @@ class CovariateError(DosingError):
     """A covariate is missing, has the wrong unit, or lies outside a range the model refuses."""
 
 
+class NoUsableModelError(DosingError):
+    """No clinical model of the drug can be used for this patient. The message names the models and covariates
+    (for the dosing tools, where they are typed); ``reasons`` says the same in words for clinical text: one
+    sentence part per model, "the Chen 2022 tacrolimus model needs to know whether posaconazole is given"."""
+
+    def __init__(self, message: str, reasons: list[str], needs_comedications: bool = False):
+        super().__init__(message)
+        self.reasons = reasons
+        self.needs_comedications = needs_comedications  # a model lacks a co-medication indicator
+
+
 class EstimationError(DosingError):
     """The MAP optimisation did not converge from any start (never returned silently)."""

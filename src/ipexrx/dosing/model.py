@@ -12,6 +12,7 @@ naming the file and the field.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -65,6 +66,10 @@ class Units(_Strict):
 class Covariate(_Strict):
     unit: str = Field(..., description="Unit, or '1' for a dimensionless code; never empty.")
     description: str
+    label: str | None = Field(
+        None, description="What the covariate says, in words that follow 'needs to know' (\"whether posaconazole is "
+        "given\", \"the haematocrit\"): how a clinician reads what a model lacks. Without it, the description's "
+        "first phrase.")
     min: float | None = None
     max: float | None = None
     allowed: list[float] | None = Field(None, description="For categorical codes: the permitted values.")
@@ -84,6 +89,13 @@ class Covariate(_Strict):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} > max {self.max}")
         return self
+
+    def in_words(self) -> str:
+        """What the covariate says, for a reader: its ``label``, else its description up to the first
+        parenthesis or semicolon ('body weight')."""
+        if self.label:
+            return self.label
+        return self.description.split(" (", 1)[0].split(";", 1)[0].strip() or self.description
 
 
 class Theta(_Strict):
@@ -261,6 +273,21 @@ class ModelSpec(_Strict):
     allowed_intervals_h: list[float] = Field(
         [], description="Intervals the source population used; recommend() compares them when none is imposed.")
     caveats: list[str] = []
+
+    @property
+    def author_year(self) -> str:
+        """The paper's author and year, from the title's closing parenthesis ('Chen 2022'); else the title."""
+        hit = _AUTHOR_YEAR.search(self.title)
+        return hit.group(1) if hit else self.title
+
+    @property
+    def citation_name(self) -> str:
+        """How a reader is told which model: 'Chen 2022 tacrolimus model' (never the file's id)."""
+        hit = _AUTHOR_YEAR.search(self.title)
+        return f"{hit.group(1)} {self.drug} model" if hit else f"{self.title} model"
+
+
+_AUTHOR_YEAR = re.compile(r"\(([^()]*\d{4}[a-z]?)\)\s*$")
 
 
 # ----------------------------------------------------------------------------------------------

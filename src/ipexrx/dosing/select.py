@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DosingError
+from .errors import DosingError, NoUsableModelError
 from .model import CompiledModel, all_models, get_model
 from .recommend import Recommendation
 
@@ -61,6 +61,7 @@ class Candidate:
     matches: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     excluded_because: str | None = None
+    missing: list[str] = field(default_factory=list)  # required covariates that were not given
     weight: float | None = None  # a posteriori only
     minus2_log_likelihood: float | None = None
     suggested_dose_mg: float | None = None
@@ -118,6 +119,7 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
     if missing:
         c.usable = False
         c.excluded_because = "needs " + "; ".join(missing) + ", not given"
+        c.missing = [n for n, cv in s.covariates.items() if cv.default is None and n not in covariates]
         return c
     if _route(m) != route:
         c.usable = False
@@ -134,6 +136,21 @@ def assess_match(m: CompiledModel, covariates: dict[str, float], age_years: floa
         (c.matches if close >= 2 else c.mismatches).append(
             f"source population: {settings}" + (" (close to IPEX)" if close >= 2 else " (not close to IPEX)"))
     return c
+
+
+def exclusion_in_words(c: Candidate) -> str:
+    """Why a model was not used, for clinical text: the model named as a citation, what it lacks in the words of
+    its covariates' labels ("the Andrews 2018 tacrolimus model needs to know whether the kidney donor was
+    deceased, the eGFR and the haematocrit"); no model id, no covariate code."""
+    spec = get_model(c.model_id).spec
+    name = f"the {spec.citation_name}"
+    if c.missing:
+        words = [spec.covariates[n].in_words() for n in c.missing]
+        listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+        return f"{name} needs to know {listed}"
+    if c.excluded_because and c.excluded_because.startswith("built on"):
+        return f"{name} was {c.excluded_because}"
+    return f"{name} {c.excluded_because or 'could not be used'}"
 
 
 def _range_match(c: Candidate, what: str, value: float | None, cohort: tuple[float, float] | None,
@@ -227,8 +244,10 @@ def choose_and_recommend(
     cands.sort(key=lambda c: (not c.usable, -c.match_score, -size[c.model_id], c.model_id))
     usable = [c for c in cands if c.usable]
     if not usable:
-        raise DosingError(f"no {drug} model can be used for this patient: " + "; ".join(
-            f"{c.model_id} {c.excluded_because}" for c in cands))
+        raise NoUsableModelError(f"no {drug} model can be used for this patient: " + "; ".join(
+            f"{c.model_id} {c.excluded_because}" for c in cands), [exclusion_in_words(c) for c in cands],
+            needs_comedications=any(get_model(c.model_id).spec.covariates[n].comedication
+                                    for c in cands for n in c.missing))
     recs: dict[str, Recommendation] = {}
     errors: dict[str, DosingError] = {}
     for c in usable:

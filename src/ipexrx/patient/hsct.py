@@ -142,6 +142,13 @@ def format_date(date: dt.date | None, precision: str) -> str | None:
 
 
 _RANK = {"not-done": 0, "planned": 1, "done": 2}
+# The status values in plain words, for every face (terminal, web, printout, warnings); the JSON keeps the values.
+STATUS_WORDS = {"not-done": "not transplanted", "planned": "transplant planned", "done": "transplanted"}
+
+
+def status_words(status: str | None) -> str:
+    """``not-done`` -> ``not transplanted`` (see :data:`STATUS_WORDS`); an unknown value as it is."""
+    return STATUS_WORDS.get(status or "", status or "not stated")
 
 
 @dataclass(frozen=True)
@@ -198,8 +205,9 @@ def combine(evidence: list[HsctEvidence], as_of: dt.date | None = None) -> HsctR
     out.basis.extend(e.basis for e in usable)
     losers = [e for e in usable if _RANK[e.status] < best]
     for e in losers:
-        out.notes.append((e.path, f"{e.basis} reads as {e.status}, but another record reads as {out.status} "
-                          f"({chosen.basis}): HSCT status {out.status} is used - check the transplant history"))
+        out.notes.append((e.path, f"{e.basis} reads as {status_words(e.status)}, but another record reads as "
+                          f"{status_words(out.status)} ({chosen.basis}): '{status_words(out.status)}' is used - "
+                          "check the transplant history"))
     return out
 
 

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict
 from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import SYSTEMIC_ROUTES as KB_SYSTEMIC_ROUTES
 from ..knowledge.schema import Formulation, Product
-from .errors import InputIssue, PatientInputError, UnitError
-from .hsct import HsctEvidence, HsctReading, combine, donor_kind, evidence_from_text, mentions_hsct
+from .errors import InputIssue, PatientInputError, UnitError, plain_location
+from .hsct import HsctEvidence, HsctReading, combine, donor_kind, evidence_from_text, mentions_hsct, status_words
 from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualitative
 from .medtext import read_product_text
 from .model import Medication, PatientRecord
@@ -360,6 +360,9 @@ def _dose(med: Medication, path: str, mg_per_ml: float | None, conc_text: str | 
         return None
 
 
+_STATED = "the record's HSCT status"  # the reading of hsct.status, in words
+
+
 def _hsct(record: PatientRecord, lines: list[tuple[str, str]], as_of: dt.date, issues: list[InputIssue],
           warnings: list[InputWarning]) -> HsctReading:
     """HSCT status from ``hsct`` (status, date, note) and HSCT lines in the manifestation list.
@@ -372,12 +375,13 @@ def _hsct(record: PatientRecord, lines: list[tuple[str, str]], as_of: dt.date, i
     if h.status is not None:
         if h.status == "done" and h.date is not None:
             _future(h.date, as_of, "$.hsct.date", issues, "a transplant date")
-        basis = h.basis[0] if len(h.basis) == 1 else f"hsct.status '{h.status}'"
+        basis = h.basis[0] if len(h.basis) == 1 else f"{_STATED} ({status_words(h.status)})"
         evidence.append(HsctEvidence(h.status, h.date, h.date_precision, h.kind, basis, "$.hsct.status"))
     for path, text in ([("$.hsct.note", h.note)] if h.note else []) + lines:
         ev, note = evidence_from_text(text, path, "note" if path == "$.hsct.note" else "list")
         if ev is not None:
-            ev = HsctEvidence(ev.status, ev.date, ev.date_precision, ev.kind, f"{path[2:]}: {ev.basis}", ev.path)
+            where = "the HSCT note" if path == "$.hsct.note" else plain_location(path)
+            ev = HsctEvidence(ev.status, ev.date, ev.date_precision, ev.kind, f"{where}: {ev.basis}", ev.path)
             if ev.kind is None and h.kind is not None:
                 ev = HsctEvidence(ev.status, ev.date, ev.date_precision, h.kind, ev.basis, ev.path)
             if ev.date is None and h.date is not None and h.status in (None, ev.status):
@@ -387,7 +391,7 @@ def _hsct(record: PatientRecord, lines: list[tuple[str, str]], as_of: dt.date, i
             notes.append((path, note))
     reading = combine(evidence, as_of)
     if h.basis and len(h.basis) > 1:
-        reading.basis = list(h.basis) + [b for b in reading.basis or [] if not b.startswith("hsct.status")]
+        reading.basis = list(h.basis) + [b for b in reading.basis or [] if not b.startswith(_STATED)]
     if reading.kind is None and reading.status != "not-done":
         reading.kind = h.kind or donor_kind(h.donor)
     reading.notes = (reading.notes or []) + notes

@@ -26,7 +26,7 @@ def dosing_not_established(ctx: Ctx) -> list[Alert]:
         id="dosing:not-established", rule="dosing.dosing_not_established", family="dosing", severity=Severity.INFO,
         summary="Optimal dosing in IPEX has not been established for the doses shown",
         reasoning=(first.text if first else "No dose has been established for IPEX.")
-        + " Doses on this page are the record's own, shown for checking, not recommended.",
+        + " The doses shown are the record's own, listed for checking, not recommended.",
         action="Consider dosing by response, tolerance and (where measured) drug levels, with specialist input.",
         triggers=[drug_trigger(ctx, m) for m in dosed], sources=ctx.refs(*caveats),
     )]
