@@ -7,6 +7,7 @@ Reads the same database as ``ipexrx serve`` (``$IPEXRX_DATABASE_URL`` or the use
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -97,3 +98,153 @@ def feedback(
     for it in items:
         why = f" ({it['overrideReason']})" if it["overrideReason"] else ""
         typer.echo(f"{it['outcomeTimestamp']}  {it['service']}  {it['outcome']}{why}  card {it['card']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline: what the service publishes and what it answers (no server, no network, no signature)
+# ---------------------------------------------------------------------------------------------
+def _hook_service(name: str) -> Any:
+    """A CDS service by its id (ipexrx-order-sign) or its hook (order-sign)."""
+    from ..service.cds.services import SERVICES
+
+    for svc in SERVICES.values():
+        if name in (svc.id, svc.hook):
+            return svc
+    choices = ", ".join(f"{s.id} ({s.hook})" for s in SERVICES.values())
+    typer.echo(f"error: expected a CDS service id or hook: {choices}; got {name!r}", err=True)
+    raise typer.Exit(1)
+
+
+@cds_app.command("services")
+def services_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the discovery document as the service serves it."),
+) -> None:
+    """The discovery document an EHR reads at <base>/cds-services: each service's id, hook, title and the FHIR
+    queries it asks the EHR to prefetch. Runs offline."""
+    import json
+
+    from ..service.cds.services import OPTIONAL_KEYS, PREFETCH, SERVICES
+
+    if as_json:
+        services = [{"hook": s.hook, "title": s.title, "description": s.description, "id": s.id,
+                     "prefetch": dict(PREFETCH)} for s in SERVICES.values()]
+        typer.echo(json.dumps({"services": services}, indent=2))
+        return
+    for s in SERVICES.values():
+        typer.echo(f"{s.id}  (hook {s.hook}): {s.title}")
+    typer.echo("\nPrefetch (the same for every service; {{context.patientId}} is the chart's patient):")
+    width = max(map(len, PREFETCH))
+    for key, query in PREFETCH.items():
+        typer.echo(f"  {key.ljust(width)}  {query}" + ("  (optional: not read by the rules yet)"
+                                                        if key in OPTIONAL_KEYS else ""))
+
+
+@cds_app.command("sample")
+def sample_cmd(
+    hook: str = typer.Argument(..., help="patient-view, order-select or order-sign (or the service id)."),
+) -> None:
+    """Print the shipped synthetic CDS Hooks request for a hook (an invented IPEX patient with every prefetch
+    key): a starting point for a request of your own for `ipexrx cds cards --request`."""
+    import json
+
+    from ..service.cds import samples
+
+    svc = _hook_service(hook)
+    typer.echo(json.dumps(samples.load(svc.hook.replace("-", "_")), indent=2, ensure_ascii=False))
+
+
+@cds_app.command("cards")
+def cards_cmd(
+    service: str = typer.Argument(..., help="The CDS service id (ipexrx-patient-view, ipexrx-order-select, "
+                                  "ipexrx-order-sign) or its hook."),
+    request: Path | None = typer.Option(None, "--request", help="A CDS Hooks request (JSON) with the prefetch; "
+                                        "default: the shipped sample of the hook (`ipexrx cds sample`)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="The date the chart is judged on, YYYY-MM-DD (default: "
+                                     "today, as the service does)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the CDS Hooks response ({\"cards\": [...]})."),
+) -> None:
+    """The cards the service would answer to a CDS Hooks request, without a server: the request's prefetch is
+    judged as the service judges it. Nothing is fetched (a request whose prefetch lacks a key the rules read is
+    refused, as the service refuses it without a FHIR server) and no signature is checked (the JWT belongs to
+    the HTTP call). Card links use IPEXRX_BASE_URL (default http://127.0.0.1:8000)."""
+    import asyncio
+    import json
+
+    from pydantic import ValidationError
+
+    from ..service.cds import samples
+    from ..service.cds.engine import evaluate
+    from ..service.cds.fhir import PrefetchUnavailable, gather
+    from ..service.cds.models import CdsRequest
+    from ..service.settings import Settings
+
+    svc = _hook_service(service)
+    date = _as_of(as_of)
+    where = str(request) if request is not None else f"the {svc.hook} sample"
+    if request is None:
+        data: Any = samples.load(svc.hook.replace("-", "_"))
+    else:
+        from ..patient.errors import PatientInputError
+        from ..patient.model import decode_json
+
+        try:
+            data = decode_json(request.read_bytes(), str(request))
+        except OSError as exc:
+            typer.echo(f"error: cannot read {request}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
+        except PatientInputError as exc:
+            issue = exc.issues[0]
+            typer.echo(f"error: {request}: expected {issue.expected}, got {issue.got}", err=True)
+            raise typer.Exit(1) from None
+    try:
+        body = CdsRequest.model_validate(data)
+    except ValidationError as exc:
+        typer.echo(f"error: {where} is not a CDS Hooks request:", err=True)
+        for e in exc.errors(include_url=False)[:20]:
+            field = ".".join(str(p) for p in e["loc"]) or "the document"
+            if e["type"] == "missing":
+                typer.echo(f"  - field {field}: expected a value (required), got nothing", err=True)
+            elif e["type"] == "value_error":  # our validators say what was expected and what arrived
+                typer.echo(f"  - field {field}: {e['msg'].removeprefix('Value error, ')}", err=True)
+            else:
+                typer.echo(f"  - field {field}: expected {e['msg'].removeprefix('Input should be ')}, got "
+                           f"{repr(e.get('input'))[:80]}", err=True)
+        raise typer.Exit(1) from None
+    if body.hook != svc.hook:
+        typer.echo(f"error: {where}: service {svc.id} answers the {svc.hook} hook; the request's hook is "
+                   f"{body.hook!r}", err=True)
+        raise typer.Exit(1)
+    settings = Settings.from_env()
+    try:  # the service's own prefetch check; without a fhirServer it never fetches
+        gathered = asyncio.run(gather(body.model_copy(update={"fhirServer": None}), settings))
+    except PrefetchUnavailable as exc:
+        typer.echo(f"error: {where}: the prefetch lacks {', '.join(exc.keys)} (expected for each key what its query "
+                   "returns: the Patient, a Bundle for a search, or null when the EHR has no data); offline nothing "
+                   "is fetched from a FHIR server", err=True)
+        raise typer.Exit(1) from None
+    base = settings.base_url or "http://127.0.0.1:8000"
+    smart = bool(settings.smart_issuers and settings.smart_client_id)
+    cards = [card for card, _ in evaluate(svc, body, gathered.values, base, date, smart=smart)]
+    if as_json:
+        typer.echo(json.dumps({"cards": cards}, indent=2, ensure_ascii=False))
+        return
+    order = {"critical": 0, "warning": 1, "info": 2}
+    typer.echo(f"{svc.id} ({svc.hook}) on {where}, judged as of {date.isoformat()}: {len(cards)} card(s)")
+    for card in sorted(cards, key=lambda c: order.get(c.get("indicator", ""), 3)):  # alerts first
+        typer.echo(f"\n{card.get('indicator', '?')}: {card['summary']}")
+        source = card.get("source") or {}
+        if source.get("label"):
+            typer.echo(f"  source: {source['label']}")
+        for s in card.get("suggestions") or []:
+            typer.echo(f"  suggestion: {s.get('label')}")
+        for link in card.get("links") or []:  # the label the EHR shows (the address is in --json)
+            typer.echo(f"  link: {link.get('label')}")
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected a date YYYY-MM-DD, got {value!r}", param_hint="--as-of") from None
