@@ -23,6 +23,7 @@ for editors are removed; titles, alt texts, labels and placeholders are kept.
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -161,11 +162,51 @@ def _cli_cases() -> Iterator[Any]:
     yield pytest.param(["dose", "report", *DOSE, "--as-of", AS_OF, "--out", "{tmp}/tdm.html"], id="dose-report")
     yield pytest.param(["registry", "demo", "--patients", "40", "--centres", "3", "--db",
                         "sqlite:///{tmp}/reg.sqlite3", "--report-dir", "{tmp}/report"], id="registry-demo")
+    for name in sorted(n for n in BAD_INPUTS if n.endswith(".json")):  # input errors name file, line and field
+        yield pytest.param(["assess", f"{{bad}}/{name}", "--as-of", AS_OF], id=f"assess-bad-{name}")
+    yield pytest.param(["assess", "--batch", "{bad}/batch.ndjson", "-o", "{tmp}/bad-results.ndjson", "--as-of",
+                        AS_OF], id="assess-bad-batch")
+    yield pytest.param(["dose", "fit", "--model", "nonmem-001", "--data", "{bad}/levels.csv"], id="dose-bad-csv")
     for args in (["summary"], ["manifestation", "diarrhea"], ["manifestation", "HP:0100651"], ["drug", "Neoral"],
                  ["drug", "sirolimus"], ["drug", "trimethoprim-sulfamethoxazole"], ["class", "calcineurin"],
                  ["class", "immunosuppressants"], ["search", "FKBP12"], ["search", "sirolimis"], ["sources"],
                  ["drug", "sirolimis"]):
         yield pytest.param(args, id="-".join(args))
+
+
+def _bad_bundle() -> str:
+    bundle = json.loads((EX / "sirolimus-azole.fhir.json").read_text(encoding="utf-8"))
+    for e in bundle["entry"]:
+        r = e["resource"]
+        if r["resourceType"] == "MedicationStatement":
+            r["dosage"][0]["doseAndRate"][0]["doseQuantity"]["value"] = -2
+        if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "29463-7":
+            r["valueQuantity"]["value"] = 400
+    return json.dumps(bundle, indent=2)
+
+
+BAD_INPUTS: dict[str, Any] = {
+    "missing-and-unknown.json": '{"patient": {"sex": "male"}}',
+    "values.json": '{\n "diagnosis": {"type": "ipex"},\n "demographics": {"weight_kg": "heavy"},\n'
+                   ' "medications": [{"drug": "tacrolimus", "dose": {"value": -1, "unit": "mg"}}],\n'
+                   ' "hsct": {"status": "soon"}\n}\n',
+    "unit.json": '{"diagnosis": {"type": "ipex"},\n "medications": [{"drug": "tacrolimus", "dose": "1 furlong"}]}',
+    "broken.json": '{\n "diagnosis": {"type": "ipex"}\n "labs": []\n}',
+    "not-an-object.json": "[1, 2]",
+    "bundle.fhir.json": _bad_bundle,
+    "batch.ndjson": lambda: "\n".join([
+        json.dumps(json.loads((EX / "post-hsct.json").read_text(encoding="utf-8"))), '{"patient": {}}', "{broken",
+        json.dumps(json.loads(_bad_bundle()))]) + "\n",
+    "levels.csv": "ID,TIME,AMT,DV,EVID,MDV,CMT\n1,0,5,.,1,1,1\n1,12,.,abc,0,0,2\n",
+}
+
+
+def write_bad_inputs(directory: Path) -> Path:
+    """The bad inputs above, as files in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in BAD_INPUTS.items():
+        (directory / name).write_text(text() if callable(text) else text, encoding="utf-8")
+    return directory
 
 
 @pytest.mark.parametrize("args", list(_cli_cases()))
@@ -175,7 +216,8 @@ def test_cli_output_has_no_internal_ids_or_banned_words(args: list[str], tmp_pat
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping: a phrase is never split by a table border
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    bad = write_bad_inputs(tmp_path / "bad")
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{bad}", str(bad)) for a in args]
     res = CliRunner().invoke(get_app(), args)
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     assert res.exit_code in (0, 1), res.output
@@ -183,7 +225,10 @@ def test_cli_output_has_no_internal_ids_or_banned_words(args: list[str], tmp_pat
     for f in sorted(tmp_path.rglob("*.html")):  # reports written to files are read too
         text += "\n" + visible_text(f.read_text(encoding="utf-8"))
     if any(a.endswith("results.ndjson") for a in args):
-        assert (tmp_path / "results.ndjson").stat().st_size > 0
+        assert any(p.stat().st_size > 0 for p in tmp_path.glob("*results.ndjson"))
+    if any(str(bad) in a for a in args):  # an input error: said with the file, a line and the place in words
+        assert res.exit_code == 1 or "lines with errors" in res.output, res.output
+        assert str(bad) in res.output and re.search(r", line \d+", res.output), res.output
     found = problems(text, dosing_ids=args[0] == "dose")  # the dosing tools take model ids and covariate codes
     assert not found, "\n".join(found)
 
@@ -283,6 +328,18 @@ def test_assessment_page_of_each_example_has_no_internal_ids_or_banned_words(web
     r = web.post("/assess", data={"patient": text, "as_of": AS_OF, "ipex_plan": "auto"})
     assert r.status_code == 200, r.text[:500]
     found = problems(visible_text(r.text))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in BAD_INPUTS if n.endswith(".json")))
+def test_assessment_page_of_a_bad_input_names_the_place_without_internal_ids(web: Any, name: str) -> None:
+    text = BAD_INPUTS[name]
+    text = text() if callable(text) else text
+    r = web.post("/assess", data={"patient": text, "as_of": AS_OF, "ipex_plan": "auto"})
+    assert r.status_code == 422, r.text[:500]
+    seen = visible_text(r.text)
+    assert re.search(r"\bline \d+", seen), seen[:2000]
+    found = problems(seen)
     assert not found, "\n".join(found)
 
 

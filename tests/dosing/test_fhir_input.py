@@ -56,9 +56,10 @@ def test_fhir_bundle_gives_the_same_fit_as_the_equivalent_records():
     ((1, "effectiveDateTime"), "2026-11-04", "no time of day"),
     ((0, "medicationCodeableConcept", "text"), "Advagraf (tacrolimus) prolonged release", "extended-release"),
     # a malformed element is named with its path (read through the shared typed FHIR views), not a crash
-    ((0, "dosage"), {"timing": "twice daily"}, r"entry\[0\] MedicationStatement is not valid FHIR R4: "
-                                               r"\$\.entry\[0\]\.resource\.dosage: expected a list"),
-    ((1, "valueQuantity", "value"), "5.1", r"valueQuantity\.value: expected a number, got '5\.1'"),
+    ((0, "dosage"), {"timing": "twice daily"}, r"^entry 1 \(MedicationStatement(, id \"[^\"]+\")?\), element "
+                                               r"\"dosage\" is not valid FHIR R4: expected a list"),
+    ((1, "valueQuantity", "value"), "5.1", r"element \"valueQuantity\.value\" is not valid FHIR R4: expected a "
+                                           r"number, got '5\.1'"),
     ((1, "effectiveDateTime"), "04/11/2026 07:45", r"expected a FHIR dateTime"),
 ])
 def test_fhir_problems_are_reported_not_guessed(path, value, message):
@@ -67,10 +68,24 @@ def test_fhir_problems_are_reported_not_guessed(path, value, message):
     for k in path[1:-1]:
         node = node[k]
     node[path[-1]] = value
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as err:
         subject_from_fhir(b, get_model("andrews2018-tacrolimus"), covariates=OTHER)
+    assert "$" not in str(err.value) and "entry[" not in str(err.value)  # no JSON path: the entry counted from 1
 
 
 def test_not_a_bundle_is_refused():
     with pytest.raises(DataError, match="expected a FHIR Bundle"):
         subject_from_fhir({"resourceType": "Patient"}, get_model("fan2024-sirolimus"))
+
+
+def test_a_problem_in_bundle_text_names_the_line_of_the_entry() -> None:
+    import json
+
+    b = copy.deepcopy(BUNDLE)
+    b["entry"][1]["resource"]["valueQuantity"]["unit"] = "mg/dL"
+    text = json.dumps(b, indent=2)
+    lines = [n for n, x in enumerate(text.splitlines(), start=1) if '"resource"' in x]
+    with pytest.raises(DataError) as err:
+        subject_from_fhir(text, get_model("andrews2018-tacrolimus"), covariates=OTHER)
+    assert str(err.value).startswith(f"line {lines[1]}, entry 2 (Observation"), str(err.value)
+    assert 'element "valueQuantity": unit \'mg/dL\' not understood' in str(err.value)

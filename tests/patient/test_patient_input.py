@@ -78,9 +78,15 @@ def test_lab_values_are_converted_and_drugs_resolved_by_brand_synonym_and_rxcui(
 
 
 def test_broken_json_is_a_malformed_input_error_with_position() -> None:
+    with pytest.raises(MalformedInputError) as err:  # cut off: said so, wherever the text ends
+        _read('{"diagnosis": {"type": "ipex"},\n')
+    assert err.value.issues[0].got.endswith(": the text ends before the JSON is complete")
+    with pytest.raises(MalformedInputError) as err:  # one line: the column (an NDJSON line is a line of its own)
+        _read('{"diagnosis": {"type": "ipex"} "x": 1}')
+    assert err.value.issues[0].got.endswith(" at column 32")
     with pytest.raises(MalformedInputError) as err:
-        _read('{"diagnosis": {"type": "ipex"},')
-    assert "line 1" in err.value.issues[0].got
+        _read('{\n "diagnosis": {"type": "ipex"}\n "x": 1}')
+    assert err.value.issues[0].got.endswith(" at line 3, column 2")
 
 
 @pytest.mark.parametrize("doc", ["[1, 2]", "42", '"text"', "null"])

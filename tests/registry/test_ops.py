@@ -150,7 +150,7 @@ def test_csv_export_then_import_round_trips(world: World, tmp_path: Path) -> Non
     assert _comparable(imported) == _comparable(original)
 
 
-def test_csv_import_reports_file_and_row_and_writes_nothing(world: World, tmp_path: Path) -> None:
+def test_csv_import_reports_file_line_and_column_and_writes_nothing(world: World, tmp_path: Path) -> None:
     d = tmp_path / "bad"
     d.mkdir()
     (d / "patient.csv").write_text(
@@ -165,9 +165,32 @@ def test_csv_import_reports_file_and_row_and_writes_nothing(world: World, tmp_pa
     with pytest.raises(ValidationFailed) as exc:
         ops.import_csv(world.reg, world.actors["data_manager"], d)
     msg = str(exc.value)
-    assert "course.csv row 3: record 'r9' is not in patient.csv" in msg
-    assert "record 'r2' (patient.csv row 3): patient.birth_month" in msg
+    assert "course.csv, line 3: record 'r9' is not in patient.csv" in msg
+    assert 'patient.csv, line 3, column "birth_month": ' in msg
     assert world.reg.list_patients(world.actors["data_manager"]) == before
+
+
+def test_csv_import_names_the_follow_up_file_line_and_column(world: World, tmp_path: Path) -> None:
+    """A problem in a course or trough row is reported in that file, on that row's line (a quoted field over two
+    lines counts as two), under its column name."""
+    from ipexrx.registry import ValidationFailed
+
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "patient.csv").write_text(
+        "record,centre_code,birth_year,birth_month,sex,diagnosis,gene,variant_hgvs,diagnosis_date,consent_date,"
+        "consent_scope\r\n"
+        "r1,CTR-A,2019,5,male,ipex,FOXP3,c.1150G>A,2019-09-01,2019-09-02,registry\r\n")
+    (d / "course.csv").write_text('record,id,drug_id,start_date,reason_other\n'
+                                  'r1,1,sirolimus,2019-09-10,"two\nlines"\n'
+                                  "r1,2,tacrolimus,not-a-date,\n")
+    (d / "trough.csv").write_text("record,course_id,date,value_ng_ml\nr1,1,2019-10-01,5\nr1,1,2019-11-01,lots\n")
+    with pytest.raises(ValidationFailed) as exc:
+        ops.import_csv(world.reg, world.actors["data_manager"], d)
+    msg = str(exc.value)
+    assert 'course.csv, line 4, column "start_date": ' in msg
+    assert "trough.csv, line 3, column \"value_ng_ml\": " in msg and "'lots'" in msg
+    assert "$" not in msg and "courses.1" not in msg
 
 
 def _edit_backup(path: Path, table: str, old: str, new: str) -> None:

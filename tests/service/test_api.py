@@ -136,6 +136,36 @@ def test_web_assessment_form_takes_an_uploaded_file_over_the_text(dev_client: Te
     assert resp.status_code in (400, 422) and "<html" in resp.text.lower()
 
 
+def test_web_assessment_errors_name_the_line_and_field_in_words(dev_client: TestClient) -> None:
+    """The form's error table: where each problem is (line of the pasted text or uploaded file, the field in
+    words), never a JSON path; the API's JSON answer keeps the path."""
+    from tests.test_plain_words import visible_text
+
+    text = '{\n  "diagnosis": {"type": "ipex"},\n  "demographics": {\n    "weight_kg": 400\n  },\n  "medicatons": []\n}'
+    resp = dev_client.post("/assess", data={"patient": text, "as_of": "2026-11-25"})
+    assert resp.status_code == 422
+    seen = visible_text(resp.text)
+    assert "the pasted text: the patient record is not valid" in seen
+    assert 'line 4, demographics, field "weight_kg" a number <= 250.0 400' in seen
+    assert 'line 6, field "medicatons"' in seen
+    assert "$." not in seen
+    bundle = json.loads((STATIC / "example-bundle.json").read_text())
+    i = next(i for i, e in enumerate(bundle["entry"]) if e["resource"].get("id") == "obs-1")
+    bundle["entry"][i]["resource"]["valueQuantity"]["value"] = 400
+    upload = json.dumps(bundle, indent=2)
+    line = next(n for n, x in enumerate(upload.splitlines(), start=1) if '"value": 400' in x)
+    resp = dev_client.post("/assess", data={"as_of": "2026-11-25"},
+                           files={"patient_file": ("chart.json", upload.encode(), "application/fhir+json")})
+    assert resp.status_code == 422
+    seen = visible_text(resp.text)
+    assert "chart.json: the patient record is not valid" in seen
+    assert f'line {line}, entry {i + 1} (Observation, id "obs-1"), element "valueQuantity.value"' in seen
+    assert "$." not in seen
+    api = dev_client.post("/api/v1/assess", json=bundle)
+    assert api.status_code == 422
+    assert api.json()["issues"][0]["path"].startswith(f"$.entry[{i}].resource")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

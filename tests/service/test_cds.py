@@ -491,7 +491,11 @@ def test_an_ipex_record_that_cannot_be_assessed_gets_a_warning_card_not_silence(
     assert resp.status_code == 200
     (card,) = resp.json()["cards"]
     assert card["indicator"] == "warning" and "could not check" in card["summary"]
-    assert "$.context.draftOrders.entry[0].resource.dosageInstruction[0]" in card["detail"]  # located in the request
+    # located in the request in words: the draft order by type and id, the element (no JSON path)
+    order = payload("order_sign")["context"]["draftOrders"]["entry"][0]["resource"]
+    assert f'- {order["resourceType"]}, id "{order["id"]}", dosageInstruction 1, ' in card["detail"]
+    assert 'element "doseQuantity.value": expected a number &gt; 0' in card["detail"]
+    assert "$." not in card["detail"]
 
 
 def test_a_non_ipex_record_that_cannot_be_assessed_gets_the_warning_card_too(dev_client: TestClient) -> None:

@@ -616,3 +616,20 @@ def test_a_missing_patient_is_an_error_page_that_does_not_name_the_id(
     assert page.status_code == 502
     assert "has no record of the patient named in the sign-in" in page.text
     assert PATIENT_ID not in visible_text(page.text) and "smart-patient-name" not in page.text
+
+
+def test_a_record_that_cannot_be_assessed_names_the_resource_and_element_not_a_json_path(
+        app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    weight = next(e["resource"] for e in fresh_ehr.bundle["entry"] if e["resource"].get("id") == "obs-1")
+    saved = copy.deepcopy(weight)
+    weight["valueQuantity"]["value"] = 400  # kg: not a patient
+    try:
+        sign_in(app_client, fresh_ehr)
+        page = app_client.get("/smart/patient")
+    finally:
+        weight.clear()
+        weight.update(saved)
+    assert page.status_code == 422
+    text = visible_text(page.text)
+    assert 'Observation, id "obs-1", element "valueQuantity.value" a number <= 250.0 400.0' in text
+    assert "$." not in text

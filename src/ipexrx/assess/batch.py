@@ -87,7 +87,7 @@ class BatchLine:
     line: int
     ndjson: bytes
     counts: dict[str, int] | None  # alert counts by severity; None when the line could not be assessed
-    error: str | None = None  # the reason it could not, with the first located issue
+    error: str | None = None  # why it could not: the first problem in words (no JSON path), and the summary
 
     @property
     def json(self) -> str:
@@ -95,17 +95,35 @@ class BatchLine:
         return self.ndjson[:-1].decode("utf-8")
 
 
-def _line(res: BatchResult) -> BatchLine:
+def _line(res: BatchResult, text: str | bytes = b"") -> BatchLine:
     if res.assessment is not None:
         return BatchLine(res.line, res.to_ndjson(), res.assessment.counts())
     assert res.error is not None
-    return BatchLine(res.line, res.to_ndjson(), None, f"{res.error.summary}: {res.error.issues[0]}")
+    return BatchLine(res.line, res.to_ndjson(), None, error_words(res.error, text))
+
+
+def error_words(exc: PatientInputError, text: str | bytes = b"") -> str:
+    """A batch line's error for a reader: 'field "diagnosis": required but missing (the patient record is not
+    valid)', the first problem in words (a Bundle entry named by type and id, read from ``text``); the JSON
+    path stays in the NDJSON output."""
+    from ..patient.errors import issue_lines
+
+    document = None
+    if any(".entry[" in i.path for i in exc.issues[:1]):
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            document = None
+    first = issue_lines(exc, document=document, limit=1)[0].removesuffix(".")
+    more = len(exc.issues) - 1
+    return f"{first} ({exc.summary}" + (f"; {more} more problem{'s' if more > 1 else ''} in the output line"
+                                        if more else "") + ")"
 
 
 def _chunk(job: tuple[list[tuple[int, bytes]], dt.date, bool, PlanChoice, bool]) -> list[BatchLine]:
     items, as_of, dose_suggestions, ipex_plan, strict = job
     kb = get_kb()
-    return [_line(_one(n, text, as_of, kb, dose_suggestions, ipex_plan, strict)) for n, text in items]
+    return [_line(_one(n, text, as_of, kb, dose_suggestions, ipex_plan, strict), text) for n, text in items]
 
 
 def assess_batch_lines(lines: Iterable[str | bytes], *, as_of: dt.date | None = None, workers: int = 1,
@@ -123,7 +141,7 @@ def assess_batch_lines(lines: Iterable[str | bytes], *, as_of: dt.date | None = 
     nonblank = ((n, raw) for n, raw in numbered if raw.strip())
     if workers <= 1:
         for n, raw in nonblank:
-            yield _line(_one(n, raw, as_of, kb, dose_suggestions, ipex_plan, strict))
+            yield _line(_one(n, raw, as_of, kb, dose_suggestions, ipex_plan, strict), raw)
         return
     import multiprocessing
     from collections import deque

@@ -40,12 +40,13 @@ def _read(path: Path) -> bytes:
         raise typer.Exit(1) from None
 
 
-def _input_error(exc: PatientInputError, where: str) -> None:
+def _input_error(exc: PatientInputError, where: str, data: bytes | None = None) -> None:
+    """Each problem as 'FILE, line N, field "x": what is wrong' (the JSON paths stay in --json outputs)."""
+    from ..patient.errors import issue_lines
+
     typer.echo(f"error: {where}: {exc.summary}", err=True)
-    for issue in exc.issues[:50]:
-        typer.echo(f"  - {issue.path}: expected {issue.expected}; got {issue.got}", err=True)
-    if len(exc.issues) > 50:
-        typer.echo(f"  ... and {len(exc.issues) - 50} more", err=True)
+    for text in issue_lines(exc, where, data):
+        typer.echo(f"  - {text}", err=True)
     raise typer.Exit(1)
 
 
@@ -108,7 +109,7 @@ def assess_cmd(
     try:
         result = assess(data, as_of=date, ipex_plan=plan, strict=strict)
     except PatientInputError as exc:
-        _input_error(exc, str(file))
+        _input_error(exc, "standard input" if str(file) == "-" else str(file), data)
         return
     if save:
         _save(result, data)
@@ -418,7 +419,7 @@ def _run_batch(path: Path, output: Path | None, as_of: dt.date, show_progress: b
         table.add_row(label, str(stats[key]))
     err.print(table)
     for line, msg in errors[:20]:
-        err.print(Text_(f"line {line}: {msg}"))
+        err.print(Text_(f"{path}, line {line}, {msg}"))
     if len(errors) > 20:
         err.print(Text_(f"... and {len(errors) - 20} more line errors (see the NDJSON output)"))
     if output:

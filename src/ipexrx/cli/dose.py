@@ -106,7 +106,10 @@ def _read(model_name: str, data: Path, subject_id: str | None, fhir: bool = Fals
             raise DataError(f"cannot read {data}: {exc.strerror}") from None
         except TextEncodingError as exc:
             raise DataError(str(exc)) from None
-        return m, [subject_from_fhir(text, m, subject_id or data.stem, covariates=covs)]
+        try:
+            return m, [subject_from_fhir(text, m, subject_id or data.stem, covariates=covs)]
+        except DataError as exc:  # 'levels.json: line 40, entry 4 (Observation, id "o1"), ...'
+            raise DataError(f"{data}: {exc}") from None
     subjects = read_nmtran(data, m.covariate_names())
     if subject_id is not None:
         subjects = [s for s in subjects if s.id == subject_id]

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from ..patient.errors import describe_path
 from ..patient.fhir_types import CodeableConcept, InvalidResource, Quantity, parse
 from .data import Record, Subject, validate_subject
 from .errors import DataError
@@ -86,7 +87,11 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
     ``covariates`` supplies model covariates the Bundle does not carry (genotype, donor type, eGFR...),
     in the model's units; values found in the Bundle take precedence at their times. ``now`` (default: the clock)
     is recorded as ``Subject.now_h`` so that the input checks can refuse records dated in the future."""
+    lines = None
     if isinstance(bundle, str):
+        from ..patient.jsonpos import JsonLines
+
+        lines = JsonLines(bundle)  # an entry's line in the text, for the messages
         try:
             bundle = json.loads(bundle)
         except json.JSONDecodeError as exc:
@@ -108,11 +113,15 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
         rtype = raw.get("resourceType") if isinstance(raw, dict) else None
         if rtype not in ("MedicationAdministration", "MedicationStatement", "Observation"):
             continue
-        where = f"entry[{i}] {rtype}"
+        # 'line 40, entry 4 (Observation, id "o1")': the entry counted from 1, where the file has it
+        line = lines.line(f"$.entry[{i}].resource") if lines is not None else None
+        where = (f"line {line}, " if line else "") + describe_path(f"$.entry[{i}]", bundle)
         try:
             res: Any = parse(raw, f"$.entry[{i}].resource")  # type: ignore[arg-type]
         except InvalidResource as exc:
-            raise DataError(f"{where} is not valid FHIR R4: {exc}") from None
+            line = lines.line(exc.issue.path) if lines is not None else None
+            raise DataError((f"line {line}, " if line else "") + f"{describe_path(exc.issue.path, bundle)} is not "
+                            f"valid FHIR R4: expected {exc.issue.expected}, got {exc.issue.got}") from None
         if rtype in ("MedicationAdministration", "MedicationStatement"):
             text = _drug_text(res.medicationCodeableConcept)
             if not any(n in text for n in names):
@@ -123,7 +132,7 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
                 raise DataError(f"{where}: {text.strip()!r} is an extended-release product; the model {model.id} "
                                 "describes immediate-release dosing")
             if rtype == "MedicationAdministration":
-                amt = _unit(res.dosage.dose if res.dosage else None, _DOSE_UNITS, f"{where} dosage.dose",
+                amt = _unit(res.dosage.dose if res.dosage else None, _DOSE_UNITS, f'{where}, element "dosage.dose"',
                             "mg, g or ug")
                 t = _time(res.effectiveDateTime or (res.effectivePeriod.start if res.effectivePeriod else None),
                           where)
@@ -131,17 +140,18 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
             else:
                 dosage = (res.dosage or [None])[0]
                 dr = ((dosage.doseAndRate if dosage else None) or [None])[0]
-                amt = _unit(dr.doseQuantity if dr else None, _DOSE_UNITS, f"{where} doseAndRate.doseQuantity",
-                            "mg, g or ug")
+                amt = _unit(dr.doseQuantity if dr else None, _DOSE_UNITS,
+                            f'{where}, element "dosage.doseAndRate.doseQuantity"', "mg, g or ug")
                 rep = dosage.timing.repeat if dosage is not None and dosage.timing is not None else None
                 freq, period, unit = (rep.frequency, rep.period, rep.periodUnit) if rep else (None, None, None)
                 hours = {"h": 1.0, "d": 24.0, "wk": 168.0}.get(unit or "")
                 if not freq or not period or hours is None:
-                    raise DataError(f"{where}: dosage.timing.repeat needs frequency, period and periodUnit h/d/wk")
+                    raise DataError(f'{where}, element "dosage.timing.repeat": expected frequency, period and '
+                                    "periodUnit h, d or wk")
                 ii = period * hours / freq
                 per = res.effectivePeriod
-                start = _time(per.start if per else None, f"{where} effectivePeriod.start")
-                end = _time(per.end, f"{where} effectivePeriod.end") if per is not None and per.end else None
+                start = _time(per.start if per else None, f'{where}, element "effectivePeriod.start"')
+                end = _time(per.end, f'{where}, element "effectivePeriod.end"') if per is not None and per.end else None
                 events.append((start, 1, {"amt": amt, "ii": ii, "end": end}))
         else:
             code = _loinc(res.code)
@@ -152,13 +162,15 @@ def subject_from_fhir(bundle: str | dict[str, Any], model: CompiledModel, subjec
                 q = res.valueQuantity
                 v = q.value if q is not None else None
                 if v is None or v < 0:
-                    raise DataError(f"{where} valueQuantity: expected a non-negative number, got {v!r}")
+                    raise DataError(f'{where}, element "valueQuantity": expected a non-negative number, got {v!r}')
                 # case-insensitive UCUM; molar units with the drug's molar mass (knowledge base)
-                val = to_model_unit(float(v), q.code or q.unit or "", model, f"{where} valueQuantity")  # type: ignore[union-attr]
+                val = to_model_unit(float(v), q.code or q.unit or "", model,  # type: ignore[union-attr]
+                                    f'{where}, element "valueQuantity"')
                 events.append((_time(t_raw, where), 0, {"dv": val}))
             elif code in COVARIATE_LOINC and COVARIATE_LOINC[code] in model.spec.covariates:
                 name = COVARIATE_LOINC[code]
-                val = _unit(res.valueQuantity, _COV_UNITS[name], f"{where} valueQuantity", ", ".join(_COV_UNITS[name]))
+                val = _unit(res.valueQuantity, _COV_UNITS[name], f'{where}, element "valueQuantity"',
+                            ", ".join(_COV_UNITS[name]))
                 covs.append((_time(t_raw, where) if t_raw and "T" in t_raw else _day(t_raw, where), name, val))
     if not any(e[1] == 1 for e in events):
         raise DataError(f"the Bundle has no {drug} MedicationAdministration or MedicationStatement with a dose")

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+MISSING = "this required field"  # InputIssue.expected of a required field that is absent
+UNKNOWN_FIELD = "no such field (check spelling; see docs/patient-format.md)"  # ... of a key the format lacks
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,122 @@ def plain_location(path: str | None) -> str:
         return ", ".join(fields) or "the record"
     where = ", ".join(parts)
     return where + (f" ({', '.join(fields)})" if fields else "")
+
+
+_ITEM = {**_PLACE, "entry": "entry"}  # a list's items, in words (the record's lists; FHIR lists keep their name)
+_SEE_THROUGH = {"resource"}  # a Bundle entry's resource is the entry, for a reader
+
+
+def _entry_label(entry: object) -> str:
+    """'Observation, id "o1"' for a Bundle entry whose resource is known, else ''."""
+    res = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        return ""
+    rid = res.get("id")
+    return res["resourceType"] + (f', id "{rid}"' if isinstance(rid, str) and rid else "")
+
+
+def describe_path(path: str | None, document: Any = None, numbered_entries: bool = True) -> str:
+    """An issue's JSON path in words, for every human face (the JSON output keeps the path itself):
+
+    ``$.diagnosis`` -> ``field "diagnosis"``; ``$.demographics.weight_kg`` -> ``demographics, field
+    "weight_kg"``; ``$.medications[0].dose`` -> ``medication 1, field "dose"`` (items counted from 1);
+    ``$.entry[3].resource.valueQuantity.value`` -> ``entry 4 (Observation, id "o1"), element
+    "valueQuantity.value"`` (type and id read from ``document``, the decoded input, when given);
+    ``$`` -> ``the whole document``. A FHIR reader's note ``$.entry[3].resource (field dose.unit)``
+    becomes ``..., field "dose.unit"``. Anything that is not a JSON path is returned as it is.
+    ``numbered_entries=False``: an entry is named by its resource alone (``Observation, id "o1"``), for a
+    Bundle the reader never saw (assembled from other files)."""
+    from .jsonpos import path_steps
+
+    if not path:
+        return "the whole document"
+    steps = path_steps(path)
+    if steps is None:
+        return path
+    note = path.partition(" (field ")[2].rstrip(")")
+    phrases: list[str] = []
+    names: list[str] = []  # member names since the last list item
+    node = document
+    fhir = False
+    for step in steps:
+        if isinstance(step, str):
+            node = node.get(step) if isinstance(node, dict) else None
+            if not (names == [] and phrases and step in _SEE_THROUGH):
+                names.append(step)
+            continue
+        node = node[step] if isinstance(node, list) and 0 <= step < len(node) else None
+        name = names.pop() if names else "item"
+        phrases += names
+        names = []
+        label = _entry_label(node) if name == "entry" else ""
+        fhir = fhir or name == "entry"
+        if name == "entry" and label and not numbered_entries:
+            phrases.append(label)
+        else:
+            phrases.append(f"{_ITEM.get(name, name)} {step + 1}" + (f" ({label})" if label else ""))
+    if names and not phrases and len(names) > 1:
+        phrases.append(names.pop(0))
+    if note and fhir and names:  # a reader's note inside a FHIR element: doseQuantity + value
+        names, note = names + note.split("."), ""
+    if names:
+        phrases.append(f'{"element" if fhir else "field"} "{".".join(names)}"')
+    if note:
+        phrases.append(f'field "{note}"')
+    return ", ".join(phrases) or "the whole document"
+
+
+def issue_problem(issue: InputIssue) -> str:
+    """What is wrong, in words: ``required but missing``, or ``expected ..., got ...``."""
+    if issue.expected == MISSING:
+        return "required but missing"
+    if issue.expected == UNKNOWN_FIELD:
+        return "not a field of the ipexrx patient format (check the spelling; see docs/patient-format.md)"
+    return f"expected {issue.expected}, got {issue.got}"
+
+
+def issue_places(exc: PatientInputError, source: str | None = None, text: str | bytes | None = None,
+                 document: Any = None, line: int | None = None, limit: int = 50,
+                 numbered_entries: bool = True) -> list[str]:
+    """Where each of the first ``limit`` issues of ``exc`` is, in words: ``bad.json, line 3, demographics,
+    field "weight_kg"`` (no JSON path; the JSON outputs keep it).
+
+    ``source``: the file's name (left out when None); ``text``: the input as read, to find each issue's
+    line (a JSON or FHIR document); ``line``: the line when it is known already (an NDJSON batch line);
+    ``document``: the decoded input (read from ``text`` when not given), for a Bundle entry's type and id;
+    ``numbered_entries``: see :func:`describe_path`."""
+    from .jsonpos import JsonLines
+
+    issues = exc.issues[:limit]
+    lines = JsonLines(text) if text is not None and line is None else None
+    if document is None and text is not None and any(".entry[" in i.path for i in issues):
+        import json
+
+        try:
+            raw = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+            document = json.loads(raw.removeprefix("\ufeff"))
+        except (ValueError, RecursionError):
+            document = None
+    out = []
+    for issue in issues:
+        at = line if lines is None else lines.line(issue.path)
+        out.append(", ".join(x for x in (source, f"line {at}" if at is not None else None,
+                                         describe_path(issue.path, document, numbered_entries)) if x))
+    return out
+
+
+def issue_lines(exc: PatientInputError, source: str | None = None, text: str | bytes | None = None,
+                document: Any = None, line: int | None = None, limit: int = 50) -> list[str]:
+    """Each issue of ``exc`` as one sentence naming the file, the line and the field (no JSON path):
+    ``bad.json, line 3, demographics, field "weight_kg": expected a number <= 250.0, got 400.0.``
+    (arguments as for :func:`issue_places`)."""
+    out = []
+    for issue, where in zip(exc.issues, issue_places(exc, source, text, document, line, limit), strict=False):
+        sentence = f"{where}: {issue_problem(issue)}"
+        out.append(sentence if sentence.endswith(".") else sentence + ".")
+    if len(exc.issues) > limit:
+        out.append(f"... and {len(exc.issues) - limit} more problems (the JSON output lists them all).")
+    return out
 
 
 def json_path(loc: tuple[int | str, ...] | list[int | str], root: str = "$") -> str:

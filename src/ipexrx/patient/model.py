@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import InputIssue, MalformedInputError, PatientInputError, _short, json_path
+from .errors import MISSING, UNKNOWN_FIELD, InputIssue, MalformedInputError, PatientInputError, _short, json_path
 
 FORMAT_ID: Literal["ipexrx-patient/1"] = "ipexrx-patient/1"
 MAX_WEIGHT_KG = 250.0  # heavier than any paediatric or adult IPEX patient; above it the datum is corrupt
@@ -214,9 +214,9 @@ def _expected(err: Any) -> str:
     t = err["type"]
     ctx = err.get("ctx") or {}
     if t == "missing":
-        return "this required field"
+        return MISSING
     if t == "extra_forbidden":
-        return "no such field (check spelling; see docs/patient-format.md)"
+        return UNKNOWN_FIELD
     if t == "literal_error":
         return "one of " + str(ctx.get("expected", ""))
     if t in _BOUNDS:
@@ -282,7 +282,11 @@ def decode_json(text: str | bytes, where: str = "input") -> Any:
     except json.JSONDecodeError as exc:  # orjson.JSONDecodeError is a subclass
         if isinstance(text, bytes):
             _refuse_other_encodings(text, where)
-        raise MalformedInputError(InputIssue("$", "valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}"),
+        ends = len(text.rstrip()) if isinstance(text, str | bytes) else None
+        got = f"{exc.msg}: the text ends before the JSON is complete" if ends is not None and exc.pos >= ends \
+            else f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 \
+            else f"{exc.msg} at column {exc.colno}"
+        raise MalformedInputError(InputIssue("$", "valid JSON", got),
                                   f"{where} is not valid JSON") from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise MalformedInputError(InputIssue("$", "UTF-8 JSON text", type(exc).__name__),

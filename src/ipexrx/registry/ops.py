@@ -385,8 +385,9 @@ IMPORT_IGNORED = {"id", "patient_id", "course_id", "pseudonym", "record", "creat
                   "manifestation_id"}
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of an import CSV: UTF-8 (with or without byte-order mark) or Windows-1252/Latin-1 (logged as
+def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, row) of an import CSV, ``line`` the file line the row is on (where it ends, for a quoted
+    field over several lines): UTF-8 (with or without byte-order mark) or Windows-1252/Latin-1 (logged as
     assumed); UTF-16 or binary files are refused naming the file and line (:mod:`ipexrx.textio`)."""
     import logging
 
@@ -399,7 +400,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     if decoded.warning:
         logging.getLogger("ipexrx.registry").warning(decoded.warning)
     reader = csv.DictReader(io.StringIO(decoded.text, newline=""))
-    return [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+    return [(reader.line_num, {k: (v if v != "" else None) for k, v in row.items()}) for row in reader]
 
 
 def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
@@ -407,9 +408,10 @@ def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
 
     Rows are linked by ``record`` (or ``pseudonym``, as the export writes it); troughs and adverse
     events name their course by the course row's ``id``. Keys only link rows within the files; the
-    registry assigns new pseudonyms. Every problem is reported with its file and row.
+    registry assigns new pseudonyms. Every problem is reported with its file, line and column
+    (``course.csv, line 3, column "drug_id": ...``).
     """
-    from .schemas import PatientBundle, describe_errors
+    from .schemas import PatientBundle, describe_error
 
     tables = {name: _read_csv(directory / f"{name}.csv") for name in IMPORT_FILES
               if (directory / f"{name}.csv").exists()}
@@ -427,22 +429,24 @@ def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
         return {k: v for k, v in row.items() if k not in IMPORT_IGNORED}
 
     bundles: dict[str, dict[str, Any]] = {}
-    rownum: dict[str, int] = {}
-    for i, row in enumerate(tables["patient"], start=2):
-        k = key(row, f"patient.csv row {i}")
+    # where each part of a bundle came from: ("patient",) / ("courses", 0) / ("courses", 0, "troughs", 1) -> file, line
+    origin: dict[str, dict[tuple[str | int, ...], tuple[str, int]]] = {}
+    for i, row in tables["patient"]:
+        k = key(row, f"patient.csv, line {i}")
         if k in bundles:
-            problems.append(f"patient.csv row {i}: record '{k}' appears twice")
+            problems.append(f"patient.csv, line {i}: record '{k}' appears twice")
         bundles[k] = {"patient": clean(row), "manifestations": [], "courses": [], "visits": [], "adverse_events": [],
                       "hsct": []}
-        rownum[k] = i
+        origin[k] = {("patient",): ("patient.csv", i)}
     course_pos: dict[tuple[str, str], int] = {}
     plural = {"manifestation": "manifestations", "course": "courses", "visit": "visits", "hsct": "hsct"}
     for name, field in plural.items():
-        for i, row in enumerate(tables.get(name, []), start=2):
-            k = key(row, f"{name}.csv row {i}")
+        for i, row in tables.get(name, []):
+            k = key(row, f"{name}.csv, line {i}")
             if k not in bundles:
-                problems.append(f"{name}.csv row {i}: record '{k}' is not in patient.csv")
+                problems.append(f"{name}.csv, line {i}: record '{k}' is not in patient.csv")
                 continue
+            origin[k][(field, len(bundles[k][field]))] = (f"{name}.csv", i)
             r = clean(row)
             if name == "visit":
                 r["organs"] = [o for o in (r.get("organs") or "").split(";") if o]
@@ -452,30 +456,44 @@ def read_csv_bundles(directory: Path) -> tuple[list[str], list[Any]]:
                     course_pos[(k, str(row["id"]))] = len(bundles[k]["courses"])
             bundles[k][field].append(r)
     for name in ("trough", "adverse_event"):
-        for i, row in enumerate(tables.get(name, []), start=2):
-            k = key(row, f"{name}.csv row {i}")
+        for i, row in tables.get(name, []):
+            k = key(row, f"{name}.csv, line {i}")
             if k not in bundles:
-                problems.append(f"{name}.csv row {i}: record '{k}' is not in patient.csv")
+                problems.append(f"{name}.csv, line {i}: record '{k}' is not in patient.csv")
                 continue
             pos = course_pos.get((k, str(row.get("course_id")))) if row.get("course_id") else None
             if name == "trough":
                 if pos is None:
-                    problems.append(f"trough.csv row {i}: course_id '{row.get('course_id')}' is not a course row "
-                                    f"'id' of record '{k}'")
+                    problems.append(f"trough.csv, line {i}, column \"course_id\": '{row.get('course_id')}' is not "
+                                    f"a course row 'id' of record '{k}'")
                     continue
-                bundles[k]["courses"][pos]["troughs"].append({"date": row.get("date"),
-                                                              "value_ng_ml": row.get("value_ng_ml")})
+                troughs = bundles[k]["courses"][pos]["troughs"]
+                origin[k][("courses", pos, "troughs", len(troughs))] = ("trough.csv", i)
+                troughs.append({"date": row.get("date"), "value_ng_ml": row.get("value_ng_ml")})
             else:
+                origin[k][("adverse_events", len(bundles[k]["adverse_events"]))] = ("adverse_event.csv", i)
                 bundles[k]["adverse_events"].append({**clean(row), "course_index": pos})
     out: list[Any] = []
     for k, b in bundles.items():
         try:
             out.append(PatientBundle.model_validate(b))
         except ValidationError as exc:
-            problems += [f"record '{k}' (patient.csv row {rownum[k]}): {p}" for p in describe_errors(exc)]
+            problems += [f"{_csv_place(origin[k], e['loc'])}: {describe_error(e)}" for e in exc.errors()]
     if problems:
         raise ValidationFailed(problems, f"import from {directory}")
     return list(bundles), out
+
+
+def _csv_place(origin: dict[tuple[str | int, ...], tuple[str, int]], loc: tuple[str | int, ...]) -> str:
+    """A validation error's place in the import files: the longest part of ``loc`` that came from a row
+    gives the file and line, what follows names the column (``course.csv, line 3, column "drug_id"``)."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origin:
+            file, line = origin[loc[:n]]
+            column = ".".join(str(x) for x in loc[n:])
+            return f"{file}, line {line}" + (f', column "{column}"' if column else "")
+    file, line = origin[("patient",)]  # a problem of the whole record (a check across its rows)
+    return f"{file}, line {line}" + (f", {'.'.join(str(x) for x in loc)}" if loc else "")
 
 
 def import_csv(reg: Registry, actor: Actor, directory: Path) -> dict[str, str]:

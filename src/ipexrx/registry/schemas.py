@@ -334,24 +334,24 @@ class PatientBundle(_In):
 # ----------------------------------------------------------------------------------------------
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: where, what was expected, what arrived."""
-    out = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "record"
-        msg = e["msg"].removeprefix("Value error, ")
-        got = e.get("input")
-        if e["type"] in ("missing",):
-            out.append(f"{loc}: required, got nothing")
-        elif e["type"] == "extra_forbidden":
-            out.append(f"{loc}: unknown field (no such field in the data dictionary)")
-        elif e["type"] == "string_too_long":
-            limit = (e.get("ctx") or {}).get("max_length")
-            out.append(f"{loc}: expected at most {limit} characters, got {len(got) if isinstance(got, str) else '?'}")
-        elif e["type"].startswith(("literal_error", "string_pattern", "greater", "less", "int_", "float_",
-                                   "date_", "bool_")):
-            out.append(f"{loc}: {msg}, got {got!r}")
-        else:
-            out.append(f"{loc}: {msg}")
-    return out
+    return [f"{'.'.join(str(x) for x in e['loc']) or 'record'}: {describe_error(e)}" for e in exc.errors()]
+
+
+def describe_error(e: Any) -> str:
+    """What is wrong with one pydantic error, in words (without where): 'required, got nothing'."""
+    msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    if e["type"] in ("missing",):
+        return "required, got nothing"
+    if e["type"] == "extra_forbidden":
+        return "unknown field (no such field in the data dictionary)"
+    if e["type"] == "string_too_long":
+        limit = (e.get("ctx") or {}).get("max_length")
+        return f"expected at most {limit} characters, got {len(got) if isinstance(got, str) else '?'}"
+    if e["type"].startswith(("literal_error", "string_pattern", "greater", "less", "int_", "float_", "date_",
+                             "bool_")):
+        return f"{msg}, got {got!r}"
+    return msg
 
 
 def kb_hpo_index() -> dict[str, tuple[str, str]]:

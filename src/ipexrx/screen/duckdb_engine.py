@@ -319,7 +319,12 @@ class DuckDBReader:
     def raw_resources(self, patients: list[str]) -> dict[str, list[str]]:
         """Patient id -> the raw JSON lines of its resources (Patient first; Medications referenced by
         its medication resources included)."""
-        out: dict[str, list[str]] = {p: [] for p in patients}
+        return {p: [raw for _f, _l, raw in rows] for p, rows in self.resource_lines(patients).items()}
+
+    def resource_lines(self, patients: list[str]) -> dict[str, list[tuple[str, int, str]]]:
+        """As :meth:`raw_resources`, each line with the file and line number it was read from (so that a
+        problem in a resource can be named where it is)."""
+        out: dict[str, list[tuple[str, int, str]]] = {p: [] for p in patients}
         if not patients:
             return out
         self.con.execute("CREATE OR REPLACE TEMP TABLE _want AS SELECT unnest(?::VARCHAR[]) AS patient", [patients])
@@ -336,6 +341,6 @@ class DuckDBReader:
             "FROM t_medication_statement) m ON m.medication_ref = 'Medication/' || t.id "
             "WHERE m.patient IN (SELECT patient FROM _want) AND t._json IS NOT NULL")
         rows = self.sql(" UNION ALL ".join(parts) + " ORDER BY 1, 2, 3, 4")
-        for patient, _k, _f, _l, raw in rows:
-            out[patient].append(raw)
+        for patient, _k, file, line, raw in rows:
+            out[patient].append((file, line, raw))
         return out

@@ -76,10 +76,10 @@ def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: Kn
     chunk = 500
     for start in range(0, len(ids), chunk):
         batch = ids[start:start + chunk]
-        raws = reader.raw_resources(batch)
+        located = reader.resource_lines(batch)
         for n, pid in enumerate(batch, start=start + 1):
             bundle = {"resourceType": "Bundle", "type": "collection",
-                      "entry": [{"resource": orjson.loads(r)} for r in raws.get(pid, [])]}
+                      "entry": [{"resource": orjson.loads(r)} for _f, _l, r in located.get(pid, [])]}
             entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
             try:
                 result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never",
@@ -87,8 +87,8 @@ def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: Kn
             except PatientInputError as exc:
                 entry["alerts"] = []
                 entry["error"] = (f"the record cannot be assessed safely, so its drug safety cannot be judged: "
-                                  f"{exc.summary}; " + "; ".join(f"{i.path}: expected {i.expected}, got {i.got}"
-                                                                 for i in exc.issues[:5]))
+                                  f"{exc.summary}; " + "; ".join(_issue_words(exc, bundle, located.get(pid, []))))
+                entry["issues"] = [i.to_dict() for i in exc.issues]  # the JSON paths, for machines
                 out.append(entry)
                 continue
             if result.alerts:
@@ -96,4 +96,22 @@ def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: Kn
                 out.append(entry)
             if progress:
                 progress(n, len(ids))
+    return out
+
+
+def _issue_words(exc: Any, bundle: dict[str, Any], lines: list[tuple[str, int, str]]) -> list[str]:
+    """The first problems of a patient's record, each where it is in the input files: 'MedicationStatement.ndjson,
+    line 17, MedicationStatement, id "m1", element "dosage..."' (no JSON path; the bundle's entry number, which
+    only this screen made, is not shown)."""
+    from ..patient.errors import describe_path, issue_problem
+    from ..patient.jsonpos import path_steps
+
+    out = []
+    for issue in exc.issues[:5]:
+        steps = path_steps(issue.path) or []
+        where = describe_path(issue.path, bundle, numbered_entries=False)
+        if len(steps) > 1 and steps[0] == "entry" and isinstance(steps[1], int) and steps[1] < len(lines):
+            file, line, _raw = lines[steps[1]]
+            where = f"{file}, line {line}, {where}"
+        out.append(f"{where}: {issue_problem(issue)}")
     return out

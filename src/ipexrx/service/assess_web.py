@@ -84,11 +84,18 @@ async def _submit(request: Request, printable: bool) -> HTMLResponse:
         except ValueError:
             return _page(request, 422, error={"message": f"the assessment date must be YYYY-MM-DD, got "
                                               f"'{as_of_text}'", "issues": []}, **ctx)
+    from ..patient.errors import issue_places
     from .errors import ApiError
     from .pool import pool_of
 
+    source = upload.filename if upload is not None and not isinstance(upload, str) and upload.filename \
+        else "the pasted text"
+
     def run() -> Any:
-        return assess(decode_json(text, "the pasted text"), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
+        try:
+            return assess(decode_json(text, source), as_of=as_of, ipex_plan=plan)  # type: ignore[arg-type]
+        except PatientInputError as exc:  # where each problem is (a walk over the text): on the pool too
+            return exc, issue_places(exc, text=text)  # 'line 3, demographics, field "weight_kg"' (no JSON path)
 
     try:  # CPU-heavy: on the bounded analysis pool, never on the event loop (503 when saturated)
         result = await pool_of(request.app).run(run)
@@ -96,9 +103,11 @@ async def _submit(request: Request, printable: bool) -> HTMLResponse:
         page = _page(request, exc.status, error={"message": exc.body.message, "issues": []}, **ctx)
         page.headers.update(exc.headers or {})
         return page
-    except PatientInputError as exc:
-        return _page(request, 422, error={"message": exc.summary, "issues": [i.to_dict() for i in exc.issues]},
-                     **ctx)
+    if isinstance(result, tuple):
+        problem, places = result
+        message = problem.summary if problem.summary.startswith(source) else f"{source}: {problem.summary}"
+        return _page(request, 422, error={"message": message, "issues": [
+            {**i.to_dict(), "where": where} for i, where in zip(problem.issues, places, strict=False)]}, **ctx)
     if printable:
         from ..report import render_assessment_html
 

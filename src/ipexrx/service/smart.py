@@ -634,8 +634,13 @@ async def patient_page(request: Request) -> Response:
         page.headers.update(exc.headers or {})
         return page
     except PatientInputError as exc:
-        return error_page(request, 422, "The patient's record cannot be assessed safely", exc.summary,
-                          issues=[i.to_dict() for i in exc.issues])
+        from ..patient.errors import issue_places
+
+        # 'Observation, id "o1", element "valueQuantity.value"': the resource as the EHR holds it (the Bundle
+        # and its entry numbers are the app's own)
+        places = issue_places(exc, document=bundle, numbered_entries=False)
+        issues = [{**i.to_dict(), "where": where} for i, where in zip(exc.issues, places, strict=False)]
+        return error_page(request, 422, "The patient's record cannot be assessed safely", exc.summary, issues=issues)
     from .web import render
 
     banner = patient_banner(bundle["entry"][0]["resource"])

@@ -278,7 +278,8 @@ def unchecked_template(base: str, reference: str, label: str, why: str) -> CardT
 def unassessable_template(base: str, problems: list[dict[str, str]]) -> CardTemplate:
     """A warning card for a record that cannot be assessed safely (e.g. a negative dose, an impossible
     weight, a lab value without a unit): the checks did not run, and the EHR must say so."""
-    lines = [f"- `{_code(p['path'])}`: expected {_md(p['expected'])}, got {_md(p['got'])}" for p in problems[:10]]
+    lines = [f"- {_md(p.get('where') or p['path'])}: expected {_md(p['expected'])}, got {_md(p['got'])}"
+             for p in problems[:10]]
     more = f"\n- ... and {len(problems) - 10} more" if len(problems) > 10 else ""
     card = Card(
         uuid=card_uuid("", "|unassessable"),

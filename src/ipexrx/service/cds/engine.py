@@ -232,7 +232,11 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
         # A record that cannot be read safely: say so; silence would read as "no problem".
-        issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got}
+        from ...patient.errors import describe_path
+
+        issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got,
+                        # in words for the card: 'MedicationRequest, id "m1", dosageInstruction 1, element ...'
+                        "where": describe_path(relocate(i.path, locations), asm.bundle, numbered_entries=False)}
                        for i in exc.issues)
         log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
         return Analysis((), (), issues)
