@@ -192,8 +192,37 @@ def test_cli_validate_exits_nonzero_with_located_message(kb_copy: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1
-    assert "drugs/sirolimus.yaml [sirolimus] classes[0]" in proc.stderr
+    line = next(n for n, x in enumerate((kb_copy / "drugs" / "sirolimus.yaml").read_text().splitlines(), start=1)
+                if x.strip() == "- no-such-class")  # the list item itself
+    assert f"drugs/sirolimus.yaml, line {line} [sirolimus] classes[0]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_problems_get_the_line_of_their_field_or_of_the_record_that_lacks_it(kb_copy: Path) -> None:
+    from ipexrx.knowledge.yamlpos import with_lines
+
+    def change(records: list[dict[str, Any]]) -> None:
+        del records[2]["title"]  # missing: the record's own line
+        records[1]["titel"] = "misspelt"  # unknown: the key's line
+    _edit(kb_copy / "evidence.yaml", change)
+    lines = (kb_copy / "evidence.yaml").read_text(encoding="utf-8").splitlines()
+    records = yaml.safe_load("\n".join(lines))
+    problems = with_lines(_problems(kb_copy), kb_copy)
+    missing = _find(problems, file="evidence.yaml", record=records[2]["id"], field_part="title", msg_part="missing")
+    assert missing.line is not None and lines[missing.line - 1] == f"- id: {records[2]['id']}"
+    unknown = _find(problems, file="evidence.yaml", record=records[1]["id"], field_part="titel", msg_part="unknown")
+    assert unknown.line is not None and lines[unknown.line - 1].strip().startswith("titel:")
+    assert str(unknown).startswith(f"evidence.yaml, line {unknown.line} [{records[1]['id']}] titel: ")
+
+
+def test_a_problem_whose_record_is_not_in_the_file_keeps_no_line(kb_copy: Path) -> None:
+    from ipexrx.knowledge.yamlpos import with_lines
+
+    (p,) = with_lines([Problem("drugs/sirolimus.yaml", "no-such-record", "classes", "x")], kb_copy)
+    assert p.line is None and str(p) == "drugs/sirolimus.yaml [no-such-record] classes: x"
+    (p,) = with_lines([Problem("drugs/sirolimus.yaml", "sirolimus", "no.such[3].field", "x")], kb_copy)
+    lines = (kb_copy / "drugs" / "sirolimus.yaml").read_text(encoding="utf-8").splitlines()
+    assert p.line is not None and lines[p.line - 1] == "id: sirolimus"  # where the record starts
 
 
 def test_cli_validate_passes_on_embedded_content() -> None:

@@ -30,6 +30,10 @@ def validate(
         problems = exc.problems
         kb = None
     if problems:
+        from ..knowledge.loader import DEFAULT_DATA_DIR
+        from ..knowledge.yamlpos import with_lines
+
+        problems = with_lines(problems, kb.data_dir if kb is not None else data_dir or DEFAULT_DATA_DIR)
         for p in problems:
             console.print(f"[red]error[/red] {escape(str(p))}", highlight=False, soft_wrap=True)
         console.print(f"[bold red]{len(problems)} problem(s)[/bold red]")

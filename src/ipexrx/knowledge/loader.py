@@ -63,9 +63,10 @@ class Problem:
     record: str
     field: str
     message: str
+    line: int | None = None  # the line in ``file`` (set by ``kb validate``, see :mod:`.yamlpos`)
 
     def __str__(self) -> str:
-        where = self.file
+        where = self.file + (f", line {self.line}" if self.line is not None else "")
         if self.record:
             where += f" [{self.record}]"
         if self.field:
