@@ -57,6 +57,16 @@ def test_a_fhir_path_names_the_entry_with_its_resource_type_and_id(path: str, wo
     assert describe_path(path, BUNDLE) == words
 
 
+def test_an_element_is_said_relative_to_its_resource_when_a_warning_names_the_resource() -> None:
+    from ipexrx.patient.errors import element_words
+
+    assert element_words("$.entry[3].resource.valueQuantity.value", "$.entry[3].resource") == \
+        'element "valueQuantity.value"'
+    assert element_words("$.entry[3].resource.dosage[0].timing", "$.entry[3].resource") == 'dosage 1, element "timing"'
+    assert element_words("$.entry[3].resource", "$.entry[3].resource") == "the resource"
+    assert element_words("$.entry[1].resource.code", "$.entry[3].resource") == 'entry 2, element "code"'
+
+
 def test_without_the_document_an_entry_is_named_by_its_number_only() -> None:
     assert describe_path("$.entry[3].resource.valueQuantity.value") == 'entry 4, element "valueQuantity.value"'
 

@@ -81,8 +81,9 @@ def test_every_observation_is_checked_as_far_as_it_is_read_and_unused_ones_are_n
     data = _read(_bundle(vitals, invalid_unused, _obs("2160-0", {"value": 30, "unit": "umol/L"})))
     msgs = [w.message for w in data.warnings]
     assert "Observation 'Heart rate' skipped: not a lab the rules use" in msgs
-    assert any(m.startswith("Observation skipped: not valid FHIR R4 ($.entry[3].resource.valueQuantity.value: "
+    assert any(m.startswith("Observation skipped: not valid FHIR R4 (element \"valueQuantity.value\": "
                             "expected a number, got 'abc')") for m in msgs), msgs
+    assert not [m for m in msgs if "$" in m]  # the element in words; the warning's path names the entry
     assert [lab.kind.id for lab in data.labs] == ["creatinine"]  # the lab the rules use is read as before
 
 
@@ -106,7 +107,7 @@ def test_a_malformed_date_in_a_read_element_is_named_with_the_fhir_format() -> N
     bad["effectiveDateTime"] = "25/11/2026"
     data = _read(_bundle(bad))
     msg = next(w.message for w in data.warnings if "not valid FHIR R4" in w.message)
-    assert "effectiveDateTime: expected a FHIR dateTime (YYYY-MM-DD, optionally with a time and zone), " \
+    assert 'element "effectiveDateTime": expected a FHIR dateTime (YYYY-MM-DD, optionally with a time and zone), ' \
            "got '25/11/2026'" in msg
     assert data.labs == []  # never guessed
 

@@ -162,6 +162,15 @@ def describe_path(path: str | None, document: Any = None, numbered_entries: bool
     return ", ".join(phrases) or "the whole document"
 
 
+def element_words(path: str, resource_path: str) -> str:
+    """An element of one FHIR resource in words, relative to the resource at ``resource_path`` (a warning that
+    names the resource already): ``$.entry[3].resource.dosage[0].timing`` -> ``dosage 1, element "timing"``."""
+    if not path.startswith(resource_path):
+        return describe_path(path)
+    words = describe_path("$.entry[0].resource" + path[len(resource_path):])
+    return words.removeprefix("entry 1").removeprefix(", ") or "the resource"
+
+
 def issue_problem(issue: InputIssue) -> str:
     """What is wrong, in words: ``required but missing``, or ``expected ..., got ...``."""
     if issue.expected == MISSING:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
 from .codes import HsctCode, hsct_code, manifestation_for_code, might_be_transplant
-from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError
+from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError, element_words
 from .fhir_types import InvalidResource, Medication, parse, strict_issue
 from .hsct import HsctEvidence, combine, format_date, read_date, read_hsct_text
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
@@ -149,7 +149,8 @@ def _validate(raw: dict[str, Any], path: str, ctx: _Ctx, strict: bool = False) -
             return parse(raw, path)
         except InvalidResource as exc:
             issue = exc.issue
-    ctx.warn(path, f"{rtype} skipped: not valid FHIR R4 ({issue.path}: expected {issue.expected}, got {issue.got})")
+    ctx.warn(path, f"{rtype} skipped: not valid FHIR R4 ({element_words(issue.path, path)}: expected "
+                   f"{issue.expected}, got {issue.got})")  # the element in words; the warning's path is the resource
     return None
 
 
