@@ -40,6 +40,9 @@ def test_table_output_lists_candidates_known_safety_and_skipped_lines() -> None:
     assert "Already diagnosed" in out and "Drug safety" in out
     assert "skipped Condition.ndjson:" in out and "skipped Observation.ndjson.gz:" in out
     assert "not a diagnosis or an order" in out
+    # alerts first (the drug-safety worklist), then the plan (the candidates), then the evidence
+    assert out.index("Drug safety") < out.index("Candidates (best first)") < out.index("Already diagnosed") \
+        < out.index("Method:")
 
 
 def test_out_writes_worklists_and_a_report_with_the_score_plot(tmp_path: Path) -> None:
@@ -55,6 +58,10 @@ def test_out_writes_worklists_and_a_report_with_the_score_plot(tmp_path: Path) -
     assert "<svg" in html and "candidate threshold" in html
     assert "doi:10.1126/science.aal4043" in html  # PheRS, the method's source
     assert "critical" in (out / "safety.csv").read_text(encoding="utf-8")
+    order = ['<h2 id="safety-title">Drug safety</h2>', '<h2 id="candidates-title">Candidates</h2>',
+             "<h2>Score distribution</h2>", "<h2>Already diagnosed</h2>", "<h2>Method</h2>", '<h2 id="sources-title">']
+    positions = [html.index(heading) for heading in order]  # alerts first, then the plan, then the evidence
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.browser_support import does_not_fit, serious_violations
 from tests.service.test_browser import CHROMIUM, CHROMIUM_ARGS, _axe_violations, server  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at "
@@ -67,6 +68,8 @@ def test_the_form_gives_a_suggestion_and_plots_without_horizontal_scrolling(brow
         page.get_by_role("button", name="Printable report (one page)").click()  # the same inputs, the TDM report
         page.wait_for_url(f"{server}/dosing/report")
         assert page.locator("h1").first.inner_text().startswith("Therapeutic drug monitoring report")
+        assert does_not_fit(page, width) == []  # the printable report fits this screen and passes axe too
+        assert serious_violations(page) == []
         assert violations == []
     finally:
         ctx.close()

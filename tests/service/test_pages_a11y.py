@@ -11,19 +11,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.browser_support import WIDTHS, does_not_fit, serious_violations
 from tests.service.test_browser import (  # noqa: F401 (fixture)
     CHROMIUM,
     CHROMIUM_ARGS,
     EXAMPLES,
-    _axe_violations,
     server,
 )
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at "
                                  "/usr/bin/chromium (.ci/run installs it with apt-get install chromium)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
-
-WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
 
 
 def _first_interaction() -> str:
@@ -35,21 +33,6 @@ def _first_interaction() -> str:
 PAGES = ["/", "/manifestations", "/manifestations/enteropathy", "/manifestations/type-1-diabetes", "/drugs",
          "/classes", "/classes/calcineurin-inhibitors", f"/interactions/{_first_interaction()}", "/sources",
          "/rules", "/search?q=tacrolimus", "/search?q=qqxzv", "/assess", "/smart/launch", "/drugs/rapamycn"]
-
-# Elements wider than the screen, or whose text runs out of them past its edge: ignored inside a container
-# that scrolls (or clips) sideways on purpose, and the skip link, which waits off-screen until it is focused.
-_WIDE = """(w) => [...document.querySelectorAll('body *')].filter(el => {
-    const r = el.getBoundingClientRect();
-    if (!r.width || !r.height || r.right <= 0) return false;
-    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
-        const ox = getComputedStyle(p).overflowX;
-        if (ox === 'auto' || ox === 'scroll' || ox === 'hidden') return false;
-    }
-    return Math.max(r.right, r.left + el.scrollWidth) > w + 1;  // the box, or text running out of it
-}).slice(0, 5).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
-                   + (typeof el.className === 'string' && el.className ? '.' + el.className.split(' ').join('.') : '')
-                   + ' ' + Math.round(Math.max(el.getBoundingClientRect().width, el.scrollWidth)) + 'px: '
-                   + (el.textContent || '').trim().slice(0, 50))"""
 
 
 @pytest.fixture(scope="module")
@@ -71,19 +54,6 @@ def screen(request: pytest.FixtureRequest, browser: Any) -> Iterator[tuple[Any, 
     ctx.close()
 
 
-def _fits(page: Any, width: int) -> list[str]:
-    """What does not fit the screen: the document's own overflow, then the elements wider than the screen."""
-    problems = []
-    scroll = page.evaluate("() => document.documentElement.scrollWidth")
-    if scroll > width:
-        problems.append(f"document is {scroll} px wide")
-    return problems + page.evaluate(_WIDE, width)
-
-
-def _serious(page: Any) -> list[Any]:
-    return [v for v in _axe_violations(page) if v[1] in ("serious", "critical")]
-
-
 def _prints(page: Any, content: str = "main") -> None:
     """In the print view the site navigation and search are hidden and the content stays."""
     page.emulate_media(media="print")
@@ -100,9 +70,9 @@ def test_page_fits_a_phone_and_a_desktop_passes_axe_and_prints(screen: tuple[Any
     page, width = screen
     page.goto(server + path)
     assert page.locator("h1").count() == 1
-    problems = _fits(page, width)
+    problems = does_not_fit(page, width)
     assert problems == [], "\n".join([path, *problems])
-    assert _serious(page) == [], path
+    assert serious_violations(page) == [], path
     _prints(page)
 
 
@@ -113,9 +83,9 @@ def test_every_drug_monograph_fits_the_screen_and_passes_axe(screen: tuple[Any, 
     bad: dict[str, Any] = {}
     for drug in sorted(get_kb().drugs):
         page.goto(f"{server}/drugs/{drug}")
-        problems = _fits(page, width)
+        problems = does_not_fit(page, width)
         if width < 400:  # axe once per drug (colours and names do not change with the width)
-            problems += _serious(page)
+            problems += serious_violations(page)
         if problems:
             bad[drug] = problems
     assert bad == {}
@@ -135,8 +105,8 @@ def test_an_assessment_result_fits_passes_axe_and_prints_with_its_sources(screen
     page.get_by_role("button", name="Assess", exact=True).click()
     page.locator("#report").wait_for()
     assert page.locator(".alert").count() >= 3
-    assert _fits(page, width) == []
-    assert _serious(page) == []
+    assert does_not_fit(page, width) == []
+    assert serious_violations(page) == []
     page.emulate_media(media="print")
     assert not page.locator("#assess-form").is_visible() and page.locator("#report").is_visible()
     assert page.locator("#report-sources + ol.refs li").first.is_visible()  # the sources are printed too
@@ -154,8 +124,8 @@ def test_the_printable_assessment_report_fits_passes_axe_and_ends_with_its_sourc
     assert page.locator("h1").inner_text() == "IPEX medication assessment"
     assert page.locator("section").last.get_attribute("id") == "sources"
     assert page.locator("#sources li").count() >= 3
-    assert _fits(page, width) == []
-    assert _serious(page) == []
+    assert does_not_fit(page, width) == []
+    assert serious_violations(page) == []
     assert violations == []  # its inline stylesheet is allowed on that path, and nothing else is
     if width > 400:
         pdf = page.pdf(format="A4")
@@ -181,4 +151,24 @@ def test_a_search_without_a_hit_says_so_and_suggests_what_to_type(screen: tuple[
     page.get_by_label("Drug, brand, synonym").fill("zzqqx")  # the instant search says the same
     page.locator("#search-status", has_text="zzqqx").wait_for()
     assert "No match" in page.locator("#search-status").inner_text()
-    assert _fits(page, width) == []
+    assert does_not_fit(page, width) == []
+
+
+def test_the_api_docs_fit_pass_axe_and_keep_their_deep_links(screen: tuple[Any, int], server: str) -> None:  # noqa: F811
+    """Swagger UI at /docs, as loaded and with an operation opened: its contrast is raised by static/docs.css and
+    an operation's path is plain text inside its button (static/swagger-init.js), so no rule is excepted."""
+    page, width = screen
+    refused: list[str] = []
+    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto(f"{server}/docs#/Assessment")
+    page.locator(".opblock").first.wait_for()
+    assert page.locator("#operations-tag-Assessment").count() == 1  # the deep link still finds its section
+    assert page.locator("button.opblock-summary-control a[href], button.opblock-summary-control button").count() == 0
+    assert does_not_fit(page, width) == []
+    assert serious_violations(page) == []
+    page.locator("button.opblock-summary-control").first.click()  # an operation opened: examples and schemas
+    page.locator(".opblock-body").first.wait_for()
+    assert "#/" in page.url  # the address follows what is opened
+    assert does_not_fit(page, width) == []
+    assert serious_violations(page) == []
+    assert refused == []

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, WIDTHS, does_not_fit, serious_violations
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=SKIP_REASON)]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
@@ -177,6 +177,54 @@ def test_denying_consent_shows_the_apps_declined_page(browser: Any, sandbox: dic
         page.get_by_role("button", name="Deny").click()
         page.wait_for_url(f"{app}/smart/callback?**")
         assert page.locator("h1").inner_text() == "Consent was declined"
+    finally:
+        ctx.close()
+
+
+def _fits_and_passes_axe(page: Any, width: int, what: str) -> None:
+    problems = does_not_fit(page, width)
+    assert problems == [], "\n".join([what, *problems])
+    assert serious_violations(page) == [], what
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_every_page_of_the_loop_fits_a_phone_and_a_desktop_and_passes_axe(browser: Any, sandbox: dict[str, str],
+                                                                          width: str) -> None:
+    """The patient list, the chart, the EHR's consent page, the SMART app's patient page (alerts first, then the
+    plan with the dosing links, then the evidence, the sources last) and its "consent was declined" page: no
+    horizontal scrolling at 1280 and 375 px, no serious or critical axe violation."""
+    base, app = sandbox["base"], sandbox["app"]
+    w, h = WIDTHS[width]
+    ctx = browser.new_context(viewport={"width": w, "height": h})
+    page = ctx.new_page()
+    page.set_default_timeout(20000)
+    try:
+        page.goto(f"{base}/")
+        _fits_and_passes_axe(page, w, "patient list")
+        page.goto(f"{base}/chart/{PID}")
+        page.locator("#view-cards ~ article.card").first.wait_for()
+        _fits_and_passes_axe(page, w, "chart")
+        page.locator("#view-cards ~ article.card a.smart-link").first.click()
+        page.wait_for_url(f"{base}/auth/authorize?**")
+        _fits_and_passes_axe(page, w, "consent")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(f"{app}/smart/patient")
+        _fits_and_passes_axe(page, w, "SMART patient page")
+        headings = page.locator("#report h3").all_inner_texts()
+        order = [next(i for i, t in enumerate(headings) if t.startswith(start))
+                 for start in ("Alerts", "Dosing from drug levels", "Medications as read", "Sources")]
+        assert order == sorted(order), headings
+        assert headings[-1] == "Sources"
+        page.locator("#smart-editors summary").click()  # the details for editors, opened, fit too
+        _fits_and_passes_axe(page, w, "SMART patient page, details for editors open")
+
+        page.goto(f"{base}/chart/ex-two-cni")
+        page.locator("a.smart-link").first.click()
+        page.wait_for_url(f"{base}/auth/authorize?**")
+        page.get_by_role("button", name="Deny").click()
+        page.wait_for_url(f"{app}/smart/callback?**")
+        assert page.locator("h1").inner_text() == "Consent was declined"
+        _fits_and_passes_axe(page, w, "consent declined")
     finally:
         ctx.close()
 

@@ -82,8 +82,17 @@ def test_bad_lines_come_first_with_file_and_line(screened: tuple[str, dict[str, 
     assert bad
     for b in bad:
         assert f"{b['file']}, line {b['line']}:" in page
-    assert page.index('id="bad-lines"') < page.index('id="candidates"') < page.index('id="known"') \
-        < page.index('id="safety"')
+    assert page.index('id="bad-lines"') < page.index('id="safety"')
+
+
+def test_alerts_come_first_then_the_candidates_then_the_evidence(screened: tuple[str, dict[str, Any]]) -> None:
+    """The order of every face: the drug-safety worklist (alerts), then the candidates with their next steps
+    (the plan), then the already diagnosed, the method and the sources (the evidence)."""
+    page, _ = screened
+    order = ['id="safety-title"', 'id="safety"', 'id="candidates-title"', 'id="candidates"', 'id="known-title"',
+             'id="method"', 'id="sources-title"']
+    positions = [page.index(marker) for marker in order]
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
 
 
 def test_every_source_mark_points_to_a_numbered_source_on_the_same_page(screened: tuple[str, dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -277,6 +278,12 @@ def test_full_ehr_launch_shows_the_patients_assessment_alerts_first(app_client: 
     positions = [html.index(al.summary) for al in expected.alerts]
     assert positions == sorted(positions)  # the same alerts, in the same order
     assert html.index('id="alerts"') < html.index('id="medications"')
+    # alerts first, then the plan (the dosing links among it), then the evidence detail, the sources last
+    order = ['id="alerts"', 'id="smart-dosing"', 'id="medications"', 'id="smart-editors"', 'id="report-sources"']
+    positions = [html.index(marker) for marker in order]
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
+    after = html.split('id="report-sources"', 1)[1].split("</main>", 1)[0]
+    assert not re.search(r"<(h[1-6]|section|details)\b", after), after  # nothing after the sources
     assert '<h1 id="smart-patient-name">Leo Example</h1>' in html  # the heading, from the EHR's Patient
     assert "Born 2019-03-14 · sex male." in html and "report for Leo Example, as of" in html
     assert 'href="/dosing?drug=tacrolimus"' in html  # tacrolimus has a clinical dosing model

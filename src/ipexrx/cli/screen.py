@@ -116,8 +116,9 @@ def _reason_plain(r: dict[str, Any]) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
-    """The worklists as tables; every cited statement carries numbers ([2]) into the Sources list at the end,
-    numbered in the order they are printed (the shared rule of the other faces)."""
+    """The worklists as tables, alerts first (the drug-safety worklist, then the candidates with their next steps,
+    then the evidence); every cited statement carries numbers ([2]) into the Sources list at the end, numbered in
+    the order they are printed (the shared rule of the other faces)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -133,8 +134,19 @@ def _print(result: dict[str, Any]) -> None:
     con = Console()
     s = result["stats"]
     con.print(f"[bold]Population screen[/bold] as of {s['as_of']}: {s['patients']} patients, "
-              f"{s['candidates']} candidate(s), {s['known']} already diagnosed, "
-              f"{s['safety_patients_with_alerts']} patient(s) with drug-safety alerts ({s['total_seconds']} s).")
+              f"{s['safety_patients_with_alerts']} patient(s) with drug-safety alerts, "
+              f"{s['candidates']} candidate(s), {s['known']} already diagnosed ({s['total_seconds']} s).")
+    if result["safety"]:
+        st = Table(title="Drug safety (the assessment's rules)", show_lines=True)
+        for col in ("patient", "drugs", "alerts"):
+            st.add_column(col)
+        for e in result["safety"]:
+            alerts = sorted(e["alerts"], key=lambda a: SEVERITY_ORDER.get(a["severity"], 3))
+            lines = [escape(f"[{a['severity']}] {a['summary']} {marker(a['sources'])}".rstrip()) for a in alerts]
+            if e.get("error"):
+                lines.insert(0, escape(plain_error(e["error"])))
+            st.add_row(escape(e["patient"]), ", ".join(e["drugs"]), "\n".join(lines))
+        con.print(st)
     con.print("[italic]Candidates are a worklist for clinical review: a suggestion, not a diagnosis or an "
               "order.[/italic]")
     t = Table(title="Candidates (best first)", show_lines=True)
@@ -160,17 +172,6 @@ def _print(result: dict[str, Any]) -> None:
         for x in result["known"]:
             k.add_row(escape(x["patient"]), escape(x["diagnosis"]), escape(x["evidence"]), x["date"] or "")
         con.print(k)
-    if result["safety"]:
-        st = Table(title="Drug safety (the assessment's rules)", show_lines=True)
-        for col in ("patient", "drugs", "alerts"):
-            st.add_column(col)
-        for e in result["safety"]:
-            alerts = sorted(e["alerts"], key=lambda a: SEVERITY_ORDER.get(a["severity"], 3))
-            lines = [escape(f"[{a['severity']}] {a['summary']} {marker(a['sources'])}".rstrip()) for a in alerts]
-            if e.get("error"):
-                lines.insert(0, escape(plain_error(e["error"])))
-            st.add_row(escape(e["patient"]), ", ".join(e["drugs"]), "\n".join(lines))
-        con.print(st)
     for b in s["bad_lines"]:
         con.print(f"[yellow]skipped[/yellow] {escape(b['file'])}:{b['line']}: {escape(b['problem'])}")
     method = s["method"].replace("; see docs/screen.md", "")

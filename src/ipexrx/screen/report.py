@@ -59,26 +59,27 @@ def plain_error(text: str) -> str:
 def cited_worklists(result: dict[str, Any]) -> dict[str, Any]:
     """The worklists as the HTML faces show them, each cited statement with the numbers (``refs``) of its sources.
 
-    Reading order: each candidate's scored features, then its suggested next step; the drug-safety alerts (each
-    patient's by severity, critical first, with ``worst``); the method. ``sources`` is the numbered list
-    (dicts with ``number``, ``citation``, ``doi``, ``pmid``, ``verification``)."""
+    Reading order (every face: alerts first, then the plan, then the evidence): the drug-safety alerts (each
+    patient's by severity, critical first, with ``worst``); then each candidate's scored features and its
+    suggested next step; the method. ``sources`` is the numbered list (dicts with ``number``, ``citation``,
+    ``doi``, ``pmid``, ``verification``)."""
     numbers: CitationNumbers[ScreenSource] = CitationNumbers()
 
     def refs(sources: Iterable[dict[str, Any] | str]) -> list[int]:
         return numbers.cite(screen_source(s) for s in sources)
 
-    candidates = []
-    for i, c in enumerate(result["candidates"], start=1):
-        reasons = [{**r, "refs": refs(r.get("threshold_sources", []))} for r in c["reasons"]]
-        step = c["next_step"]
-        candidates.append({**c, "rank": i, "reasons": reasons,
-                           "step": {"text": step["text"], "refs": refs(step["sources"])}})
     safety = []
     for e in result["safety"]:
         alerts = sorted(e["alerts"], key=lambda a: SEVERITY_ORDER.get(a["severity"], 3))
         safety.append({**e, "error": plain_error(e["error"]) if e.get("error") else None,
                        "alerts": [{**a, "refs": refs(a["sources"])} for a in alerts],
                        "worst": min((SEVERITY_ORDER.get(a["severity"], 3) for a in alerts), default=3)})
+    candidates = []
+    for i, c in enumerate(result["candidates"], start=1):
+        reasons = [{**r, "refs": refs(r.get("threshold_sources", []))} for r in c["reasons"]]
+        step = c["next_step"]
+        candidates.append({**c, "rank": i, "reasons": reasons,
+                           "step": {"text": step["text"], "refs": refs(step["sources"])}})
     method_refs = refs(result["stats"]["method_sources"])
     sources = [{"number": n, "citation": c.citation, "doi": c.doi, "pmid": c.pmid, "verification": c.verification}
                for n, c in numbers.items()]

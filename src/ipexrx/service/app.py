@@ -95,6 +95,7 @@ DOCS_HTML = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
+<link rel="stylesheet" href="/static/docs.css">
 <link rel="icon" href="data:,">
 <title>ipexrx API</title>
 </head>
