@@ -435,15 +435,21 @@ def card_text(card: dict[str, Any]) -> str:
 
 
 def _sample_requests() -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(name, hook, body): each packaged sample, and a variant that gives the card for an order that cannot be
-    checked."""
+    """(name, hook, body): each packaged sample (a fresh copy each time), and variants that give the cards for what
+    cannot be checked: a record with an impossible value, an unreadable draft order, an unusable Patient."""
     from ipexrx.service.cds import samples
 
     for hook in ("patient-view", "order-select", "order-sign"):
         yield hook, hook, samples.load(hook.replace("-", "_"))
     body = samples.load("order_sign")
+    body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]["doseQuantity"]["value"] = -50
+    yield "order-sign, negative draft dose", "order-sign", body
+    body = samples.load("order_sign")
     body["context"]["draftOrders"]["entry"][0]["resource"].pop("medicationCodeableConcept", None)
     yield "order-sign, unreadable draft order", "order-sign", body
+    body = samples.load("patient_view")
+    body["prefetch"]["patient"]["birthDate"] = "not-a-date"
+    yield "patient-view, unusable Patient", "patient-view", body
 
 
 def test_cds_cards_of_the_samples_have_no_internal_ids_or_banned_words() -> None:
