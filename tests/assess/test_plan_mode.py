@@ -221,3 +221,40 @@ def test_alerts_without_the_plan_are_exactly_the_alerts_of_a_full_assessment(cho
         assert [a.model_dump() for a in alerts] == [a.model_dump() for a in full.alerts], path.name
         compared += 1
     assert compared > 150
+
+
+def test_an_assessment_is_the_same_whether_the_shared_parts_were_built_for_it_or_reused() -> None:
+    """Parts of the plan that depend on the knowledge base only (an option's view for the drugs the
+    patient receives, the HSCT figures, resolved sources) are built once and shared between
+    assessments: every case must come out byte for byte as when it is assessed first, with the
+    caches empty, also after the other cases filled them (and changed nothing they share)."""
+    from ipexrx.assess import engine
+    from ipexrx.assess.context import assess_index
+    from ipexrx.knowledge import get_kb
+    from ipexrx.patient import PatientInputError
+
+    kb = get_kb()
+    docs = []
+    for path in [*_case_files(), *sorted(EXAMPLES.glob("*.json"))]:
+        doc = json.loads(path.read_text())
+        docs.append((path.name, doc.get("patient", doc) if isinstance(doc, dict) else doc))
+
+    def fresh(record: Any) -> str | None:
+        engine._OPTION_VIEWS.clear()
+        engine._FIGURES.clear()
+        index = assess_index(kb)
+        index._by_object.clear()
+        index._statement_refs.clear()
+        try:
+            return assess(copy.deepcopy(record), as_of=AS_OF, kb=kb, dose_suggestions=False).model_dump_json()
+        except PatientInputError:
+            return None
+
+    alone = {name: fresh(record) for name, record in docs}
+    for name, record in reversed(docs):  # the caches now hold every other case's parts
+        try:
+            again = assess(copy.deepcopy(record), as_of=AS_OF, kb=kb, dose_suggestions=False).model_dump_json()
+        except PatientInputError:
+            again = None
+        assert again == alone[name], name
+    assert sum(v is not None for v in alone.values()) > 150

@@ -280,10 +280,29 @@ def _option_drugs(ctx: Ctx, opt: TherapyOption) -> frozenset[str]:
     return frozenset(ids)
 
 
+_OPTION_VIEWS: dict[tuple[int, int, tuple[str, ...], tuple[str, ...]],
+                    tuple[KnowledgeBase, TherapyOption, OptionView]] = {}
+
+
 def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
+    """An option as shown to this patient. It depends on the option and on which of its drugs the patient
+    receives or has planned, nothing else, so one view per such combination is built and shared between
+    assessments (a frozen model; nothing appends to its lists)."""
     members = _option_drugs(ctx, opt)
     receives = sorted({m.drug_id for m in ctx.active if m.drug_id in members})  # type: ignore[type-var]
     planned = sorted({m.drug_id for m in ctx.planned if m.drug_id in members})  # type: ignore[type-var]
+    key = (id(ctx.kb), id(opt), tuple(receives), tuple(planned))
+    known = _OPTION_VIEWS.get(key)
+    if known is not None and known[0] is ctx.kb and known[1] is opt:
+        return known[2]
+    view = _new_option_view(ctx, opt, receives, planned)
+    if len(_OPTION_VIEWS) > 20_000:
+        _OPTION_VIEWS.clear()
+    _OPTION_VIEWS[key] = (ctx.kb, opt, view)
+    return view
+
+
+def _new_option_view(ctx: Ctx, opt: TherapyOption, receives: list[str], planned: list[str]) -> OptionView:
     caveats: list[str] = []
     if not opt.on_source_page:
         caveats.append("Beyond the source page (from the literature).")
