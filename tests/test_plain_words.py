@@ -436,7 +436,8 @@ def card_text(card: dict[str, Any]) -> str:
 
 def _sample_requests() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(name, hook, body): each packaged sample (a fresh copy each time), and variants that give the cards for what
-    cannot be checked: a record with an impossible value, an unreadable draft order, an unusable Patient."""
+    cannot be checked: a record with an impossible value, an unreadable draft order, an unusable Patient, a lab result
+    in the wrong unit."""
     from ipexrx.service.cds import samples
 
     for hook in ("patient-view", "order-select", "order-sign"):
@@ -450,6 +451,10 @@ def _sample_requests() -> Iterator[tuple[str, str, dict[str, Any]]]:
     body = samples.load("patient_view")
     body["prefetch"]["patient"]["birthDate"] = "not-a-date"
     yield "patient-view, unusable Patient", "patient-view", body
+    body = samples.load("patient_view")
+    body["prefetch"]["observations"]["entry"][0]["resource"]["valueQuantity"] = {
+        "value": 8, "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"}  # a trough in the wrong unit
+    yield "patient-view, implausible tacrolimus trough", "patient-view", body
 
 
 def test_cds_cards_of_the_samples_have_no_internal_ids_or_banned_words() -> None:

@@ -11,7 +11,16 @@ import json
 
 import pytest
 
-from ipexrx.patient.errors import InputIssue, PatientInputError, describe_path, issue_lines, issue_places
+from ipexrx.patient.errors import (
+    ELEMENT_WORDS,
+    MISSING,
+    InputIssue,
+    PatientInputError,
+    describe_path,
+    issue_in_words,
+    issue_lines,
+    issue_places,
+)
 from ipexrx.patient.jsonpos import line_of, path_steps
 
 BUNDLE = {"resourceType": "Bundle", "type": "collection", "entry": [
@@ -205,3 +214,73 @@ def test_the_record_reader_uses_the_wording_constants_for_missing_and_unknown_fi
         parse_record({"patient": {}})
     by_path = {i.path: i.expected for i in err.value.issues}
     assert by_path == {"$.diagnosis": MISSING, "$.patient": UNKNOWN_FIELD}
+
+
+# ------------------------------------------------------------------------------------------------
+# In clinical words, for a card a clinician reads in the EHR: the resource, then the element, then the problem
+# ------------------------------------------------------------------------------------------------
+CLINICAL = {"resourceType": "Bundle", "type": "collection", "entry": [
+    {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "2024-01-01"}},
+    {"resource": {"resourceType": "MedicationRequest", "id": "draft-csa", "status": "draft",
+                  "medicationCodeableConcept": {"text": "cyclosporine 25 mg capsule"}}},
+    {"resource": {"resourceType": "Observation", "id": "o2", "code": {"coding": [{"display": "Tacrolimus trough"}]}}},
+    {"resource": {"resourceType": "Immunization", "id": "i1", "vaccineCode": {"text": "MMR"}}},
+    {"resource": {"resourceType": "MedicationStatement", "id": "ms1"}},
+]}
+
+
+@pytest.mark.parametrize("issue,words", [
+    (InputIssue("$.entry[1].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value", "a number > 0.0",
+                "-50.0"),
+     "the draft order for cyclosporine 25 mg capsule (MedicationRequest draft-csa): its dose (doseQuantity.value) "
+     "should be a number more than 0; it is -50.0"),
+    (InputIssue("$.entry[1].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value", "a number", "'ten'"),
+     'the draft order for cyclosporine 25 mg capsule (MedicationRequest draft-csa): its dose (doseQuantity.value) '
+     'should be a number; it is "ten"'),
+    (InputIssue("$.entry[1].resource.dosageInstruction[1].route", "a CodeableConcept", "'po'"),
+     'the draft order for cyclosporine 25 mg capsule (MedicationRequest draft-csa): its route in dosage 2 '
+     'should be a CodeableConcept; it is "po"'),
+    (InputIssue("$.entry[2].resource (field unit)", "a unit of mass concentration", "'mg/L'"),
+     'the lab result for Tacrolimus trough (Observation o2): its unit (valueQuantity.unit) should be a unit of mass '
+     'concentration; it is "mg/L"'),
+    (InputIssue("$.entry[2].resource (field date)", "a date on or before 2026-11-25", "2026-12-01"),
+     "the lab result for Tacrolimus trough (Observation o2): its date should be a date on or before 2026-11-25; "
+     "it is 2026-12-01"),
+    (InputIssue("$.entry[3].resource.occurrenceDateTime", MISSING, "nothing"),
+     "the vaccination with MMR (Immunization i1): its date (occurrenceDateTime) is missing; it is required"),
+    (InputIssue("$.entry[4].resource.effectiveDateTime", "a FHIR dateTime", "'yesterday'"),
+     'the medication (MedicationStatement ms1): its date (effectiveDateTime) should be a FHIR dateTime; it is '
+     '"yesterday"'),
+    (InputIssue("$.entry[0].resource.birthDate", "a FHIR date", "'soon'"),
+     'the patient (Patient p1): its date of birth (birthDate) should be a FHIR date; it is "soon"'),
+    (InputIssue("$.entry[0].resource.photo", "a list", "'x'"),
+     'the patient (Patient p1): its element "photo" should be a list; it is "x"'),
+])
+def test_an_issue_in_clinical_words_names_the_resource_then_the_element_then_the_problem(
+        issue: InputIssue, words: str) -> None:
+    assert issue_in_words(issue, CLINICAL) == words
+
+
+def test_a_record_without_a_patient_says_so() -> None:
+    no_patient = InputIssue("$.entry", "one Patient resource", "none")
+    assert issue_in_words(no_patient, {"resourceType": "Bundle", "entry": CLINICAL["entry"][1:]}) == \
+        "the record has no Patient resource"
+    assert issue_in_words(no_patient) == "the record has no Patient resource"
+
+
+def test_an_unreadable_patient_is_said_to_be_there_but_unreadable_and_why() -> None:
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "p9",
+                                                                "birthDate": "not-a-date"}}]}
+    words = issue_in_words(InputIssue("$.entry", "one Patient resource", "none"), bundle)
+    assert words.startswith("the record has no Patient resource that can be read: the patient (Patient p9): its "
+                            "date of birth (birthDate) should be a FHIR date")
+    assert words.endswith('; it is "not-a-date"')
+
+
+def test_the_element_table_keeps_fhir_names_out_of_the_words_and_the_json_path_is_unchanged() -> None:
+    for element, words in ELEMENT_WORDS.items():
+        assert words and "." not in words and "_" not in words and words == words.lower(), element
+    issue = InputIssue("$.entry[1].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value", "a number",
+                       "'ten'")
+    issue_in_words(issue, CLINICAL)
+    assert issue.to_dict()["path"] == "$.entry[1].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value"

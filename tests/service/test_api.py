@@ -118,6 +118,24 @@ def test_web_assessment_form_shows_report_and_errors(dev_client: TestClient) -> 
     assert resp.status_code == 422 and "not valid JSON" in resp.text
 
 
+def test_web_assessment_errors_past_the_first_50_are_counted_and_pointed_to(dev_client: TestClient) -> None:
+    """A record with 60 problems: the form's table lists the first 50 and says how many more there are and where
+    all of them are; the API's JSON answer lists all 60. With 50 or fewer, nothing is said to be left out."""
+    from tests.test_plain_words import visible_text
+
+    record = {"diagnosis": {"type": "ipex"}, "demographics": {"weight_kg": 20},
+              **{f"extra_{k}": 1 for k in range(60)}}  # 60 fields the format lacks: 60 problems
+    resp = dev_client.post("/assess", data={"patient": json.dumps(record), "as_of": "2026-11-25"})
+    assert resp.status_code == 422
+    seen = visible_text(resp.text)
+    assert seen.count('field "extra_') == 50
+    assert "… and 10 more problems not shown; the JSON output lists them all" in seen
+    assert len(dev_client.post("/api/v1/assess", json=record).json()["issues"]) == 60
+    record = {k: v for k, v in record.items() if not k.startswith("extra_") or int(k[6:]) < 50}
+    resp = dev_client.post("/assess", data={"patient": json.dumps(record), "as_of": "2026-11-25"})
+    assert visible_text(resp.text).count('field "extra_') == 50 and "more problem" not in resp.text
+
+
 def test_web_assessment_form_takes_an_uploaded_file_over_the_text(dev_client: TestClient) -> None:
     bundle = (STATIC / "example-bundle.json").read_bytes()
     resp = dev_client.post("/assess", data={"patient": "{ignored", "as_of": "2026-11-25"},

@@ -491,11 +491,57 @@ def test_an_ipex_record_that_cannot_be_assessed_gets_a_warning_card_not_silence(
     assert resp.status_code == 200
     (card,) = resp.json()["cards"]
     assert card["indicator"] == "warning" and "could not check" in card["summary"]
-    # located in the request in words: the draft order by type and id, the element (no JSON path)
+    # in clinical words: the draft order and its drug first (type and id after it for the integrator), then the
+    # element in words with its FHIR name, then what it should be and what it is (no JSON path)
     order = payload("order_sign")["context"]["draftOrders"]["entry"][0]["resource"]
-    assert f'- {order["resourceType"]}, id "{order["id"]}", dosageInstruction 1, ' in card["detail"]
-    assert 'element "doseQuantity.value": expected a number &gt; 0' in card["detail"]
-    assert "$." not in card["detail"]
+    drug = order["medicationCodeableConcept"]["text"]
+    assert (f"- The draft order for {drug} (MedicationRequest {order['id']}): its dose (doseQuantity.value) should "
+            "be a number more than 0; it is -50.0.") in card["detail"]
+    assert "$." not in card["detail"] and "expected" not in card["detail"] and "dosageInstruction" not in card["detail"]
+    assert card["summary"] == "ipexrx could not check this patient's medicines: 1 problem in the record"
+
+
+def test_a_cannot_check_card_names_a_lab_result_by_its_test_and_its_value_in_words(dev_client: TestClient) -> None:
+    """A tacrolimus trough of 8 entered in mg/L (meant ng/mL) is implausible: the card names the lab result by its
+    test and says what the value should be and what it is."""
+    body = payload("patient_view")
+    obs = body["prefetch"]["observations"]["entry"][0]["resource"]
+    obs["valueQuantity"] = {"value": 8, "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"}
+    (card,) = dev_client.post("/cds-services/ipexrx-patient-view", json=body).json()["cards"]
+    assert "could not check" in card["summary"]
+    test = obs["code"]["text"].replace("[", "\\[").replace("]", "\\]")  # Markdown-escaped in the detail
+    assert (f"- The lab result for {test} (Observation {obs['id']}): its value (valueQuantity.value) should be a "
+            "plausible tacrolimus trough") in card["detail"]
+    assert "; it is 8 mg/L." in card["detail"]
+
+
+def test_a_cannot_check_card_says_the_record_has_no_patient() -> None:
+    """The HTTP route answers 412 when the prefetch has no Patient; the engine's card for a record without one
+    still says so in words."""
+    import datetime as dt
+
+    from ipexrx.service.cds.engine import SERVICES, evaluate
+    from ipexrx.service.cds.models import CdsRequest
+
+    body = payload("patient_view")
+    body["prefetch"]["patient"] = None
+    svc = next(s for s in SERVICES.values() if s.hook == "patient-view")
+    req = CdsRequest.model_validate(body)
+    (card,) = [c for c, _ in evaluate(svc, req, dict(req.prefetch or {}), "https://ipexrx.example.org",
+                                      dt.date(2026, 11, 25))]
+    assert "could not check" in card["summary"]
+    assert "- The record has no Patient resource.\n" in card["detail"]
+    assert "entry" not in card["detail"] and "expected" not in card["detail"]
+
+
+def test_a_draft_order_that_is_not_fhir_says_what_its_dose_should_be_in_words(dev_client: TestClient) -> None:
+    body = payload("order_sign")
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["dosageInstruction"][0]["doseQuantity"]["value"] = "ten"
+    cards = dev_client.post("/cds-services/ipexrx-order-sign", json=body).json()["cards"]
+    (card,) = [c for c in cards if "could not check the draft order" in c["summary"]]
+    assert ('**Why:** the order is not valid FHIR R4: its dose (doseQuantity.value) should be a number; it is "ten".'
+            in card["detail"])
 
 
 def test_a_non_ipex_record_that_cannot_be_assessed_gets_the_warning_card_too(dev_client: TestClient) -> None:
@@ -515,6 +561,11 @@ def test_an_ipex_patient_whose_patient_resource_is_unusable_gets_the_cannot_chec
     assert resp.status_code == 200
     (card,) = resp.json()["cards"]
     assert "could not check" in card["summary"]
+    # the Patient is there but unreadable: the card says so, and why, in words
+    pid = body["prefetch"]["patient"]["id"]
+    assert (f"- The record has no Patient resource that can be read: the patient (Patient {pid}): its date of "
+            "birth (birthDate) should be a FHIR date") in card["detail"]
+    assert '; it is "not-a-date".' in card["detail"]
     body["prefetch"]["conditions"]["entry"] = body["prefetch"]["conditions"]["entry"][1:]  # not IPEX: same card
     (card,) = dev_client.post("/cds-services/ipexrx-patient-view", json=body).json()["cards"]
     assert "could not check" in card["summary"]

@@ -625,6 +625,30 @@ def test_a_missing_patient_is_an_error_page_that_does_not_name_the_id(
     assert PATIENT_ID not in visible_text(page.text) and "smart-patient-name" not in page.text
 
 
+def test_a_record_with_more_than_50_problems_lists_50_and_says_how_many_more(
+        app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
+    """60 impossible tacrolimus troughs in the EHR's record: the error page lists the first 50 and counts the
+    other 10, saying how to see them."""
+    trough = next(e["resource"] for e in fresh_ehr.bundle["entry"] if e["resource"].get("id") == "obs-2")
+    added = []
+    for k in range(60):
+        extra = copy.deepcopy(trough)
+        extra["id"] = f"bad-trough-{k}"
+        extra["valueQuantity"]["value"] = -5 - k
+        added.append({"resource": extra})
+    fresh_ehr.bundle["entry"] += added
+    try:
+        sign_in(app_client, fresh_ehr)
+        page = app_client.get("/smart/patient")
+    finally:
+        del fresh_ehr.bundle["entry"][-60:]
+    assert page.status_code == 422
+    text = visible_text(page.text)
+    assert text.count('Observation, id "bad-trough-') == 50
+    assert ("… and 10 more problems not shown; correct these in the EHR and open the app again to see the next "
+            "ones.") in text
+
+
 def test_a_record_that_cannot_be_assessed_names_the_resource_and_element_not_a_json_path(
         app_client: TestClient, fresh_ehr: EhrOnLoopback) -> None:
     weight = next(e["resource"] for e in fresh_ehr.bundle["entry"] if e["resource"].get("id") == "obs-1")

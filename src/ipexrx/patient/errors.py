@@ -171,6 +171,202 @@ def element_words(path: str, resource_path: str) -> str:
     return words.removeprefix("entry 1").removeprefix(", ") or "the resource"
 
 
+# A FHIR resource in clinical words, for a card a clinician reads in the EHR: resourceType -> (noun, the word
+# before the drug's or test's name). A MedicationRequest whose status is "draft" is "the draft order".
+RESOURCE_WORDS: dict[str, tuple[str, str]] = {
+    "MedicationRequest": ("medication order", "for"), "MedicationStatement": ("medication", ""),
+    "MedicationAdministration": ("medication given", ""), "Medication": ("medicine", ""),
+    "Observation": ("lab result", "for"), "Immunization": ("vaccination", "with"), "Condition": ("diagnosis", ""),
+    "Procedure": ("procedure", ""), "AllergyIntolerance": ("allergy", "to"), "Patient": ("patient", ""),
+}
+_NAME_ELEMENT = {"MedicationRequest": "medicationCodeableConcept", "MedicationStatement": "medicationCodeableConcept",
+                 "MedicationAdministration": "medicationCodeableConcept", "Medication": "code",
+                 "Observation": "code", "Immunization": "vaccineCode", "Condition": "code", "Procedure": "code",
+                 "AllergyIntolerance": "code"}
+# A FHIR element (its path inside the resource, list positions left out), or a field of the ipexrx patient
+# format that a reader's note names (" (field dose.unit)"), in words. The longest matching tail wins:
+# "dosageInstruction.doseAndRate.doseQuantity.value" is a "dose" by its tail "doseQuantity.value".
+ELEMENT_WORDS: dict[str, str] = {
+    # medication orders and statements
+    "doseQuantity.value": "dose", "doseQuantity.unit": "dose unit", "doseQuantity.code": "dose unit",
+    "doseQuantity.system": "dose unit system", "doseQuantity": "dose", "doseRange": "dose range",
+    "rateQuantity": "rate", "route": "route", "timing": "timing", "timing.repeat": "dosing frequency",
+    "timing.repeat.frequency": "dosing frequency", "timing.repeat.period": "dosing interval",
+    "timing.repeat.periodUnit": "dosing interval unit", "boundsPeriod.start": "start date",
+    "boundsPeriod.end": "end date", "dosageInstruction": "dosage", "dosage": "dosage", "text": "text",
+    "medicationCodeableConcept": "medicine", "medicationReference": "medicine", "authoredOn": "date ordered",
+    "effectivePeriod.start": "start date", "effectivePeriod.end": "end date", "intent": "intent",
+    # results, vaccinations, diagnoses, procedures
+    "valueQuantity.value": "value", "valueQuantity.unit": "unit", "valueQuantity.code": "unit",
+    "valueQuantity.system": "unit system", "valueQuantity": "value", "valueString": "value",
+    "valueCodeableConcept": "value", "referenceRange.high.value": "upper reference limit",
+    "referenceRange.low.value": "lower reference limit", "component": "component",
+    "effectiveDateTime": "date", "issued": "date reported", "occurrenceDateTime": "date", "onsetDateTime": "onset date",
+    "recordedDate": "date recorded", "performedDateTime": "date", "performedPeriod.start": "date",
+    "code": "code", "code.coding": "code", "vaccineCode": "vaccine code", "category": "category",
+    "status": "status", "clinicalStatus": "clinical status", "verificationStatus": "verification status",
+    "subject": "patient reference", "patient": "patient reference",
+    # the patient
+    "birthDate": "date of birth", "gender": "sex", "deceasedDateTime": "date of death",
+    # fields of the ipexrx patient format (a FHIR reader's note)
+    "value": "value", "unit": "unit", "date": "date", "dose": "dose", "dose.value": "dose", "dose.unit": "dose unit",
+    "start_date": "start date", "end_date": "end date", "birth_date": "date of birth", "weight_kg": "weight",
+    "height_cm": "height", "sex": "sex", "drug": "medicine", "test": "test", "upper_limit": "upper reference limit",
+    "frequency": "dosing frequency",
+}
+# A field of the ipexrx patient format that a reader's note names, as the FHIR element it was read from, where
+# that is one element: the note " (field value)" on an Observation is its valueQuantity.value.
+NOTE_ELEMENTS: dict[tuple[str, str], str] = {
+    ("Observation", "value"): "valueQuantity.value", ("Observation", "unit"): "valueQuantity.unit",
+    ("Observation", "upper_limit"): "referenceRange.high.value",
+}
+_COMPARISON = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
+
+
+def element_in_words(names: list[str]) -> str:
+    """An element (its member names, list positions left out) in words, or '' when the table lacks it."""
+    for start in range(len(names)):
+        words = ELEMENT_WORDS.get(".".join(names[start:]))
+        if words:
+            return words
+    return ""
+
+
+def _clean(text: object, limit: int = 60) -> str:
+    out = " ".join(str(text).split())
+    return out if len(out) <= limit else out[: limit - 1].rstrip() + "…"
+
+
+def _concept_name(concept: object) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return _clean(concept["text"])
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str) and coding["display"].strip():
+            return _clean(coding["display"])
+    return ""
+
+
+def resource_in_words(resource: object) -> str:
+    """A FHIR resource as a clinician would name it, its type and id after it for the EHR integrator:
+    ``the draft order for cycloSPORINE 25 MG (MedicationRequest draft-csa)``, ``the lab result for Tacrolimus
+    trough (Observation obs-2)``, ``the patient (Patient p1)``; '' when ``resource`` is not a resource."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return ""
+    rtype = resource["resourceType"]
+    noun, joint = RESOURCE_WORDS.get(rtype, (f"{rtype} resource", ""))
+    if rtype == "MedicationRequest" and resource.get("status") == "draft":
+        noun = "draft order"
+    if rtype == "Observation" and "vital-signs" in json_text(resource.get("category")):
+        noun, joint = "vital sign", ""
+    name = _concept_name(resource.get(_NAME_ELEMENT.get(rtype, "")))
+    rid = resource.get("id")
+    tag = f"{rtype} {_clean(rid, 64)}" if isinstance(rid, str) and rid else rtype
+    return f"the {noun}" + (f" {joint}" if joint and name else "") + (f" {name}" if name else "") + f" ({tag})"
+
+
+def json_text(value: object) -> str:
+    """Every string inside a decoded JSON value, joined (to look for a code without walking the shape)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(json_text(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(json_text(v) for v in value)
+    return ""
+
+
+def _quoted(got: str) -> str:
+    """An offending value as a reader sees it: a Python-quoted text ``'ten'`` in double quotes."""
+    if len(got) >= 2 and got[0] == got[-1] == "'" and '"' not in got:
+        return f'"{got[1:-1]}"'
+    return got
+
+
+def _expected_words(expected: str) -> str:
+    """``a number > 0.0`` -> ``a number more than 0``."""
+    return re.sub(r"(>=|<=|>|<) ?(-?\d+(?:\.\d+)?)",
+                  lambda m: f"{_COMPARISON[m.group(1)]} {m.group(2).removesuffix('.0')}", expected)
+
+
+def problem_sentence(issue: InputIssue, subject: str = "it") -> str:
+    """What is wrong as a sentence about ``subject``: ``its dose (doseQuantity.value) should be a number; it is
+    "ten"``; ``... is missing; it is required``."""
+    if issue.expected == MISSING:
+        return f"{subject} is missing; it is required"
+    if issue.expected == UNKNOWN_FIELD:
+        return f"{subject} is not a field of the ipexrx patient format (check the spelling; see docs/patient-format.md)"
+    return f"{subject} should be {_expected_words(issue.expected)}; it is {_quoted(issue.got)}"
+
+
+def issue_in_words(issue: InputIssue, document: Any = None, named: bool = True) -> str:
+    """One problem of a FHIR record in clinical words, for a clinician reading a card in the EHR: the resource
+    first (see :func:`resource_in_words`), then the element in words with its FHIR name in parentheses, then
+    what it should be and what it is::
+
+        the draft order for cycloSPORINE 25 MG (MedicationRequest draft-csa): its dose (doseQuantity.value)
+        should be a number more than 0; it is -50.0
+
+    ``document``: the decoded Bundle the path points into; ``named=False``: the resource is not named (a card
+    about it named it already): ``its dose (doseQuantity.value) should be ...``. A record without a Patient
+    reads ``the record has no Patient resource``. No JSON path is shown (the JSON output keeps the path)."""
+    from .jsonpos import path_steps
+
+    if issue.path == "$.entry" and issue.expected == "one Patient resource":
+        return _no_patient(document)
+    steps = path_steps(issue.path) or []
+    note = issue.path.partition(" (field ")[2].rstrip(")")
+    node, resource, inside = document, None, None
+    for i, step in enumerate(steps):
+        if isinstance(step, str):
+            node = node.get(step) if isinstance(node, dict) else None
+        else:
+            node = node[step] if isinstance(node, list) and 0 <= step < len(node) else None
+        if step == "resource" and i >= 2 and steps[i - 2] == "entry" and isinstance(steps[i - 1], int):
+            resource, inside = node, steps[i + 1:]
+    place = resource_in_words(resource) if inside is not None else ""
+    if not place:
+        return f"{describe_path(issue.path, document)}: {problem_sentence(issue)}"
+    inside = inside or []
+    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+    note = NOTE_ELEMENTS.get((str(rtype), note), note) if not inside or isinstance(inside[-1], int) else note
+    noted = note.split(".") if note else []
+    names = [s for s in inside if isinstance(s, str)] + noted
+    if not names:
+        return f"{place}: {problem_sentence(issue)}" if named else problem_sentence(issue)
+    last = max((k for k, s in enumerate(inside) if isinstance(s, int)), default=-1)
+    # the element's own name: its members after its last list position
+    fhir_name = ".".join([str(s) for s in inside[last + 1:]] + noted) or ".".join(names)
+    words = element_in_words(names)
+    subject = (f"its {words} ({fhir_name})" if words and words != fhir_name.replace("_", " ")
+               else f"its {words}" if words else f'its element "{fhir_name}"')
+    later = [f"{ELEMENT_WORDS.get(str(inside[k - 1]), inside[k - 1])} {s + 1}" for k, s in enumerate(inside)
+             if isinstance(s, int) and s > 0 and k > 0]  # a second dosage instruction, ...
+    if later:
+        subject += " in " + ", ".join(later)
+    return f"{place}: {problem_sentence(issue, subject)}" if named else problem_sentence(issue, subject)
+
+
+def _no_patient(document: Any) -> str:
+    """A record without a usable Patient, in words: none at all, or one that is not valid FHIR R4 (and why)."""
+    entries = document.get("entry") if isinstance(document, dict) else None
+    patients = [(i, e["resource"]) for i, e in enumerate(entries or []) if isinstance(e, dict)
+                and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Patient"]
+    if not patients:
+        return "the record has no Patient resource"
+    from .fhir_types import InvalidResource, parse
+
+    i, raw = patients[0]
+    try:
+        parse(raw, f"$.entry[{i}].resource")
+    except InvalidResource as exc:
+        return f"the record has no Patient resource that can be read: {issue_in_words(exc.issue, document)}"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return "the record has no Patient resource that can be read"
+
+
 def issue_problem(issue: InputIssue) -> str:
     """What is wrong, in words: ``required but missing``, or ``expected ..., got ...``."""
     if issue.expected == MISSING:

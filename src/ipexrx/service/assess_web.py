@@ -107,7 +107,8 @@ async def _submit(request: Request, printable: bool) -> HTMLResponse:
         problem, places = result
         message = problem.summary if problem.summary.startswith(source) else f"{source}: {problem.summary}"
         return _page(request, 422, error={"message": message, "issues": [
-            {**i.to_dict(), "where": where} for i, where in zip(problem.issues, places, strict=False)]}, **ctx)
+            {**i.to_dict(), "where": where} for i, where in zip(problem.issues, places, strict=False)],
+            "more": len(problem.issues) - len(places)}, **ctx)  # the first 50 are listed; the page counts the rest
     if printable:
         from ..report import render_assessment_html
 

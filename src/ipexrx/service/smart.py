@@ -175,11 +175,13 @@ def _settings(request: Request) -> Settings:
 
 
 def error_page(request: Request, status: int, title: str, message: str, *, hint: str | None = None,
-               issuers: list[str] | None = None, issues: list[dict[str, Any]] | None = None) -> HTMLResponse:
+               issuers: list[str] | None = None, issues: list[dict[str, Any]] | None = None,
+               more: int = 0) -> HTMLResponse:
+    """``more``: how many problems beyond ``issues`` were left out (the page says so)."""
     from .web import render
 
     page = render("smart_error.html", request, title=title, message=message, hint=hint, issuers=issuers or [],
-                  issues=issues or [])
+                  issues=issues or [], more=more)
     resp = HTMLResponse(page, status_code=status)
     resp.headers["cache-control"] = "no-store"
     return resp
@@ -640,7 +642,8 @@ async def patient_page(request: Request) -> Response:
         # and its entry numbers are the app's own)
         places = issue_places(exc, document=bundle, numbered_entries=False)
         issues = [{**i.to_dict(), "where": where} for i, where in zip(exc.issues, places, strict=False)]
-        return error_page(request, 422, "The patient's record cannot be assessed safely", exc.summary, issues=issues)
+        return error_page(request, 422, "The patient's record cannot be assessed safely", exc.summary, issues=issues,
+                          more=len(exc.issues) - len(issues))
     from .web import render
 
     banner = patient_banner(bundle["entry"][0]["resource"])

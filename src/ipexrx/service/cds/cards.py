@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ...patient.errors import InputIssue, issue_in_words
 from .models import Action, Card, Coding, Link, Source, Suggestion
 
 CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
@@ -278,13 +279,12 @@ def unchecked_template(base: str, reference: str, label: str, why: str) -> CardT
 def unassessable_template(base: str, problems: list[dict[str, str]]) -> CardTemplate:
     """A warning card for a record that cannot be assessed safely (e.g. a negative dose, an impossible
     weight, a lab value without a unit): the checks did not run, and the EHR must say so."""
-    lines = [f"- {_md(p.get('where') or p['path'])}: expected {_md(p['expected'])}, got {_md(p['got'])}"
-             for p in problems[:10]]
-    more = f"\n- ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    lines = [f"- {_md(_sentence(p))}" for p in problems[:10]]
+    more = f"\n- ... and {len(problems) - 10} more problems not shown" if len(problems) > 10 else ""
     card = Card(
         uuid=card_uuid("", "|unassessable"),
-        summary=shorten(f"ipexrx could not check this patient's medicines: {len(problems)} problem(s) in the "
-                        "record"),
+        summary=shorten(f"ipexrx could not check this patient's medicines: {len(problems)} "
+                        f"problem{'' if len(problems) == 1 else 's'} in the record"),
         detail="**Why:** the record holds data that cannot be used safely, so no interaction, duplication, "
         "screening or monitoring check was made.\n\n" + "\n".join(lines) + more
         + "\n\n**What to do:** correct the record, or check the medicines against the labels (and, for IPEX, "
@@ -295,6 +295,14 @@ def unassessable_template(base: str, problems: list[dict[str, str]]) -> CardTemp
         overrideReasons=list(OVERRIDE_REASONS),
     )
     return CardTemplate(card.wire(), "|unassessable", alert_id="unassessable", rule="unassessable-record")
+
+
+def _sentence(problem: dict[str, str]) -> str:
+    """One problem of an unassessable record as a sentence: the engine's, in clinical words (the resource, then
+    the element in words, see ``patient.errors.issue_in_words``), else made here from its expected and got."""
+    text = problem.get("sentence") or issue_in_words(InputIssue(problem["path"], problem["expected"], problem["got"]))
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
 
 
 def unchecked_order_card(hook_instance: str, base: str, reference: str, label: str, why: str) -> Card:

@@ -232,11 +232,12 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
         data = normalize(record, kb, as_of)
     except PatientInputError as exc:
         # A record that cannot be read safely: say so; silence would read as "no problem".
-        from ...patient.errors import describe_path
+        from ...patient.errors import InputIssue, issue_in_words
 
         issues = tuple({"path": asm.origin(relocate(i.path, locations)), "expected": i.expected, "got": i.got,
-                        # in words for the card: 'MedicationRequest, id "m1", dosageInstruction 1, element ...'
-                        "where": describe_path(relocate(i.path, locations), asm.bundle, numbered_entries=False)}
+                        # in clinical words for the card: 'the draft order for X (MedicationRequest m1): its dose ...'
+                        "sentence": issue_in_words(InputIssue(relocate(i.path, locations), i.expected, i.got),
+                                                   asm.bundle)}
                        for i in exc.issues)
         log.info("hook %s: patient data cannot be assessed (%d issue(s))", body.hookInstance, len(issues))
         return Analysis((), (), issues)
@@ -265,10 +266,28 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
         read = {_entry_of(p, {}) for p in locations.values()}
         for idx, d in asm.drafts.items():
             if d.selected and idx not in read:
-                why = next((w.message for w in warnings if _entry_of(w.path, {}) == idx),
-                           "the order could not be read as a medication")
+                why = _invalid_draft(asm.bundle, idx) or next(
+                    (w.message for w in warnings if _entry_of(w.path, {}) == idx),
+                    "the order could not be read as a medication")
                 unchecked.append((d, why))
     return Analysis(tuple(alerts), tuple(unchecked), mode=mode)
+
+
+def _invalid_draft(bundle: dict[str, Any], idx: int) -> str | None:
+    """Why a draft order is not valid FHIR R4, in clinical words ('its dose (doseQuantity.value) should be a
+    number; it is "ten"'), or None when it is (then the reader's warning says why it was not read)."""
+    from ...patient.errors import issue_in_words
+    from ...patient.fhir_types import MODELS, InvalidResource, parse
+
+    entries = bundle.get("entry") or []
+    raw = entries[idx].get("resource") if 0 <= idx < len(entries) and isinstance(entries[idx], dict) else None
+    if not isinstance(raw, dict) or raw.get("resourceType") not in MODELS:
+        return None
+    try:
+        parse(raw, f"$.entry[{idx}].resource")
+    except InvalidResource as exc:
+        return f"the order is not valid FHIR R4: {issue_in_words(exc.issue, bundle, named=False)}."
+    return None
 
 
 def _preferred(drafts: tuple[DraftOrder, ...], vaccine_drafts: set[str]) -> str | None:
