@@ -355,6 +355,61 @@ def test_dosing_suggestion_page_has_no_internal_ids_or_banned_words(web: Any) ->
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("name", PATIENTS)
+def test_printable_assessment_of_each_example_has_no_internal_ids_or_banned_words(web: Any, name: str) -> None:
+    """The printout (/assess/report, the page ``ipexrx assess --html`` writes): its details for editors are
+    dropped from what a reader sees, everything else is scanned."""
+    text = (EX / name).read_text(encoding="utf-8")
+    r = web.post("/assess/report", data={"patient": text, "as_of": AS_OF, "ipex_plan": "auto"})
+    assert r.status_code == 200, r.text[:500]
+    seen = visible_text(r.text)
+    assert "Sources" in seen
+    found = problems(seen)
+    assert not found, "\n".join(found)
+
+
+def test_printable_dosing_report_has_no_internal_ids_or_banned_words(web: Any) -> None:
+    form = {"model": "andrews2018-tacrolimus", "cov_WT": "20", "cov_DONOR_DECEASED": "1", "cov_EGFR": "80",
+            "cov_HCT": "0.35", "dose_mg": "2", "interval_h": "12", "level_value": ["5", ""],
+            "level_unit": ["ng/mL", "ng/mL"], "level_hours": ["", ""], "metric": "trough", "target_low": "7",
+            "target_high": "12", "target_for": "trough", "form": "0"}
+    r = web.post("/dosing/report", data=form, files={"file": ("", b"", "application/octet-stream")})
+    assert r.status_code == 200, r.text[:500]
+    found = problems(visible_text(r.text), dosing_ids=True)  # the report names the model chosen by its id
+    assert not found, "\n".join(found)
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and command group of the CLI, as the argument lists that reach it."""
+    import typer
+
+    from ipexrx.cli import get_app
+
+    root = typer.main.get_command(get_app())
+    out: list[list[str]] = [[]]
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if isinstance(getattr(cmd, "commands", None), dict):  # a group (typer's own copy of click)
+            for name, sub in sorted(cmd.commands.items()):
+                out.append([*path, name])
+                walk(sub, [*path, name])
+
+    walk(root, [])
+    return out
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "ipexrx")
+def test_every_commands_help_has_no_internal_ids_or_banned_words(path: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipexrx.cli import get_app
+
+    monkeypatch.setenv("COLUMNS", "400")
+    res = CliRunner().invoke(get_app(), [*path, "--help"])
+    assert res.exit_code == 0, res.output
+    found = problems(res.output, dosing_ids=bool(path) and path[0] == "dose")
+    assert not found, "\n".join(found)
+
+
 def test_registry_pages_after_sign_in_have_no_internal_ids_or_banned_words(tmp_path: Path) -> None:
     """The registry's pages behind its sign-in (synthetic cohort): patients, a whole record with its forms,
     a refused form, a refused page, and the analytics page, for a clinician and an analyst."""

@@ -309,7 +309,7 @@ def _report_signature() -> inspect.Signature:
         inspect.Parameter("out", kw, annotation=Path | None, default=typer.Option(
             None, "--out", help="Write the report as one printable HTML page (A4) to this .html file.")),
         inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(
-            False, "--json", help="Print the report as JSON (the same content as the page).")),
+            False, "--json", help="Print the report as JSON (the same content as the printable report).")),
         inspect.Parameter("as_of", kw, annotation=str | None, default=typer.Option(
             None, "--as-of", help="Date printed on the report, YYYY-MM-DD (default: today); the same inputs and date "
             "give the same report.")),
