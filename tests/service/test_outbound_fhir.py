@@ -358,3 +358,30 @@ def test_prefetch_templates_are_filled_only_with_fhir_ids() -> None:
     assert render_template("Patient/{{context.patientId}}", {"patientId": 12345}) == "Patient/12345"
     for bad in ("../x", "a/b", "a?b", "a&b", "a%2Fb", "..", ".", "", "a" * 65, True, 1.5, None, ["a"]):
         assert render_template("Condition?patient={{context.patientId}}", {"patientId": bad}) is None, bad
+
+
+def test_a_chart_with_fetched_data_is_judged_on_the_pool_however_small_the_request(
+        db_url: str, listener: Listener) -> None:
+    """A small request may bring a large chart: what the FHIR server sends is not bounded by the request's
+    size (up to ``fhir_max_bytes``), so a chart with fetched data never runs on the event loop; the same
+    chart sent whole in a small request is judged inline."""
+    from ipexrx.service.cds import engine
+
+    settings = Settings(dev_mode=True, database_url=db_url, auto_migrate=False, dev_fhir_servers=[listener.url()])
+    used: list[str] = []
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        pool = c.app.state.analysis_pool  # type: ignore[attr-defined]
+        real_run = pool.run
+
+        async def counting_run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            used.append(fn.__name__)
+            return await real_run(fn, *args, **kwargs)
+
+        pool.run = counting_run
+        engine._analysis_cache.clear()
+        fetched = c.post(PATH, json=call_body(listener.url()))
+        assert fetched.status_code == 200, fetched.text
+        assert used == ["evaluate"] and listener.connections >= 1
+        engine._analysis_cache.clear()
+        whole = c.post(PATH, json=samples.load("patient_view"))
+        assert whole.status_code == 200 and used == ["evaluate"]  # judged inline: the pool was not used again

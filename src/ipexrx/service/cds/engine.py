@@ -352,11 +352,13 @@ def evaluate(svc: ServiceDef, body: CdsRequest, values: dict[str, Any], base: st
 
 
 async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: str, issuer: str | None = None,
-                   pool: Any = None) -> list[tuple[dict[str, Any], CardTemplate]]:
+                   pool: Any = None, *, inline: bool = False) -> list[tuple[dict[str, Any], CardTemplate]]:
     """Gather the prefetch (fetching what is missing from a FHIR server listed for ``issuer``), then
     judge. A chart judged before (an EHR reopening it) is answered from the cache on the event loop;
     a new one is analysed on ``pool`` (:class:`~ipexrx.service.pool.AnalysisPool`: bounded, 503 when
-    saturated), so a large chart never stalls the other requests."""
+    saturated), so a large chart never stalls the other requests. ``inline``: the request carried a
+    small chart whole, which may be judged on the event loop; a chart with fetched data never is (the
+    server may have sent megabytes however small the request was)."""
     ctx = body.context
     pid = ctx.get("patientId")
     if not isinstance(pid, str) or not pid.strip():
@@ -370,7 +372,7 @@ async def run_hook(svc: ServiceDef, body: CdsRequest, settings: Settings, base: 
     analysis = cached_analysis(key)
     if analysis is not None:  # same context and prefetch as a call that was assembled and judged before
         return [(t.instantiate(body.hookInstance), t) for t in _templates(analysis, base, smart)]
-    if pool is None:
+    if pool is None or (inline and not gathered.fetched):
         return evaluate(svc, body, gathered.values, base, as_of, key, smart)
     result: list[tuple[dict[str, Any], CardTemplate]] = await pool.run(
         evaluate, svc, body, gathered.values, base, as_of, key, smart)

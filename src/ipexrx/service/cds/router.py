@@ -47,17 +47,17 @@ def _service(service_id: str) -> Any:
     return svc
 
 
-def _pool_for(request: Request, body_bytes: int) -> Any:
-    """The analysis pool for a large chart; None (judge on the event loop) for an ordinary one.
+def _judged_inline(request: Request, body_bytes: int) -> bool:
+    """Whether a chart that arrived whole in its request may be judged on the event loop.
 
     Why: an ordinary chart is judged in about a millisecond and a half. Handing it to a pool thread
     costs more than that in thread switches and contention for Python's interpreter lock between the
     event loop and the thread (measured: one worker answered 225 distinct charts a second through the
     pool, 285 inline), and gains nothing, since threads do not add CPU. A chart of many megabytes
-    would stall every other request of the worker for seconds, so above
-    ``inline_analysis_bytes`` it still goes to the bounded pool (503 when saturated)."""
-    limit = settings_of(request).inline_analysis_bytes
-    return None if body_bytes <= limit else request.app.state.analysis_pool
+    would stall every other request of the worker for seconds, so above ``inline_analysis_bytes`` it
+    goes to the bounded pool (503 when saturated); so does any chart whose data were fetched from the
+    FHIR server (see :func:`~.engine.run_hook`), whatever the size of the request."""
+    return body_bytes <= settings_of(request).inline_analysis_bytes
 
 
 @router.post(
@@ -88,7 +88,8 @@ async def call_service(service_id: str, request: Request) -> Response:
 
     try:
         issued = await run_hook(svc, body, settings_of(request), public_base(request), auth.issuer,
-                                _pool_for(request, len(await request.body())))
+                                request.app.state.analysis_pool,
+                                inline=_judged_inline(request, len(await request.body())))
     except PrefetchUnavailable as exc:
         return JSONResponse(exc.operation_outcome(), status_code=412, media_type="application/fhir+json")
     if issued:
