@@ -284,3 +284,23 @@ def test_the_element_table_keeps_fhir_names_out_of_the_words_and_the_json_path_i
                        "'ten'")
     issue_in_words(issue, CLINICAL)
     assert issue.to_dict()["path"] == "$.entry[1].resource.dosageInstruction[0].doseAndRate[0].doseQuantity.value"
+
+
+def test_a_component_or_reference_range_is_always_numbered_so_its_value_is_not_read_as_the_results() -> None:
+    from ipexrx.patient.errors import InputIssue, issue_in_words
+
+    doc = {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Observation", "id": "bp", "code": {"text": "Blood pressure"},
+        "component": [{"valueQuantity": {"value": "x"}}, {"valueQuantity": {"value": "y"}}],
+        "referenceRange": [{"high": {"unit": 5}}]}}]}
+
+    def said(path: str) -> str:
+        return issue_in_words(InputIssue(path, "a number", "'x'"), doc)
+
+    first = said("$.entry[0].resource.component[0].valueQuantity.value")
+    assert "its value (valueQuantity.value) in component 1 should be a number" in first
+    assert "in component 2" in said("$.entry[0].resource.component[1].valueQuantity.value")
+    own = said("$.entry[0].resource.valueQuantity.value")
+    assert "component" not in own and "its value (valueQuantity.value) should be" in own
+    limit = said("$.entry[0].resource.referenceRange[0].high.unit")
+    assert "its upper reference limit unit (high.unit) in reference range 1" in limit

@@ -200,7 +200,10 @@ ELEMENT_WORDS: dict[str, str] = {
     "valueQuantity.value": "value", "valueQuantity.unit": "unit", "valueQuantity.code": "unit",
     "valueQuantity.system": "unit system", "valueQuantity": "value", "valueString": "value",
     "valueCodeableConcept": "value", "referenceRange.high.value": "upper reference limit",
-    "referenceRange.low.value": "lower reference limit", "component": "component",
+    "referenceRange.low.value": "lower reference limit", "referenceRange.high.unit": "upper reference limit unit",
+    "referenceRange.low.unit": "lower reference limit unit", "referenceRange.high.code": "upper reference limit unit",
+    "referenceRange.low.code": "lower reference limit unit", "referenceRange": "reference range",
+    "component": "component",
     "effectiveDateTime": "date", "issued": "date reported", "occurrenceDateTime": "date", "onsetDateTime": "onset date",
     "recordedDate": "date recorded", "performedDateTime": "date", "performedPeriod.start": "date",
     "code": "code", "code.coding": "code", "vaccineCode": "vaccine code", "category": "category",
@@ -341,11 +344,16 @@ def issue_in_words(issue: InputIssue, document: Any = None, named: bool = True) 
     words = element_in_words(names)
     subject = (f"its {words} ({fhir_name})" if words and words != fhir_name.replace("_", " ")
                else f"its {words}" if words else f'its element "{fhir_name}"')
+    # a second dosage instruction, ...; a component or reference range is always numbered (its value is not
+    # the result's own value)
     later = [f"{ELEMENT_WORDS.get(str(inside[k - 1]), inside[k - 1])} {s + 1}" for k, s in enumerate(inside)
-             if isinstance(s, int) and s > 0 and k > 0]  # a second dosage instruction, ...
+             if isinstance(s, int) and k > 0 and (s > 0 or inside[k - 1] in _ALWAYS_NUMBERED)]
     if later:
         subject += " in " + ", ".join(later)
     return f"{place}: {problem_sentence(issue, subject)}" if named else problem_sentence(issue, subject)
+
+
+_ALWAYS_NUMBERED = frozenset({"component", "referenceRange"})
 
 
 def _no_patient(document: Any) -> str:
