@@ -110,3 +110,70 @@ def test_batch_lines_name_file_line_and_field_and_the_ndjson_keeps_the_path(tmp_
     results = {x["line"]: x for x in map(json.loads, out.read_text().splitlines())}
     assert [i["path"] for i in results[2]["error"]["issues"]] == ["$.diagnosis", "$.patient"]
     assert results[5]["error"]["issues"][0]["path"].startswith(f"$.entry[{i}].resource")
+
+
+def test_assess_json_writes_the_error_as_json_on_stdout_and_the_words_on_stderr(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "demographics": {"weight_kg": 400},\n  "medicatons": []\n}\n')
+    r = run("assess", "--json", str(bad), "--as-of", AS_OF)
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)  # stdout is JSON alone: a script can read it
+    assert doc["error"] == "PatientInputError" and doc["message"] == "the patient record is not valid"
+    by_path = {i["path"]: i for i in doc["issues"]}
+    weight = by_path["$.demographics.weight_kg"]
+    assert weight["expected"] == "a number <= 250.0" and weight["got"] == "400"
+    assert weight["where"] == f'{bad}, line 2, demographics, field "weight_kg"'
+    assert by_path["$.diagnosis"]["where"] == f'{bad}, line 1, field "diagnosis"'
+    assert "$.medicatons" in by_path
+    # the human lines stay on stderr, in words
+    assert f'{bad}, line 2, demographics, field "weight_kg": expected a number <= 250.0, got 400.' in r.stderr
+    assert "$" not in r.stderr
+
+
+def test_assess_json_broken_and_unreadable_files_are_json_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"diagnosis":')
+    r = run("assess", "--json", str(broken))
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["error"] == "MalformedInputError"
+    assert doc["issues"][0]["path"] == "$" and doc["issues"][0]["expected"] == "valid JSON"
+    assert doc["issues"][0]["where"].startswith(f"{broken}, line 1")
+    missing = tmp_path / "nope.json"
+    r = run("assess", "--json", str(missing))
+    assert r.exit_code == 1 and f"cannot read {missing}" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["message"] == f"cannot read {missing}"
+    assert doc["issues"] == [{"path": "$", "expected": "a readable file", "got": "No such file or directory",
+                              "where": str(missing)}]
+
+
+def test_without_json_an_error_writes_nothing_on_stdout(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"patient": {}}')
+    r = run("assess", str(bad))
+    assert r.exit_code == 1 and r.stdout == "" and "required but missing" in r.stderr
+
+
+def test_dose_json_errors_are_json_on_stdout(tmp_path: Path) -> None:
+    csv = tmp_path / "levels.csv"
+    csv.write_text("ID,TIME,EVID\n1,0,1\n")
+    for args in (["dose", "recommend", "--drug", "aspirin", "--json"],
+                 ["dose", "report", "--drug", "aspirin", "--json"],
+                 ["dose", "fit", "--model", "fan2024-sirolimus", "--data", str(csv), "--json"]):
+        r = run(*args)
+        assert r.exit_code == 1, args
+        doc = json.loads(r.stdout)
+        assert doc["error"].endswith("Error") and doc["issues"] == [], args
+        assert doc["message"] and f"error: {doc['message']}" in r.stderr, args
+    r = run("dose", "recommend", "--drug", "aspirin")
+    assert r.exit_code == 1 and r.stdout == ""
+
+
+def test_screen_json_errors_are_json_on_stdout(tmp_path: Path) -> None:
+    r = run("screen", "run", str(tmp_path / "no-such-export"), "--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["error"] == "ScreenInputError" and "no such directory" in doc["message"]
+    assert f"error: {doc['message']}" in r.stderr
+    assert run("screen", "run", str(tmp_path / "no-such-export")).stdout == ""

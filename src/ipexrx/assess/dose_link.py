@@ -31,6 +31,12 @@ def _lab_covariates(ctx: Ctx) -> dict[str, float]:
     return out
 
 
+def _sources_text(ctx: Ctx, target: TargetRange) -> str:
+    """The knowledge base's sources of ``target``, by title (never their ids)."""
+    titles = [ctx.kb.sources[c.source].title for c in target.statement.sources if c.source in ctx.kb.sources]
+    return "; ".join(dict.fromkeys(titles)) or "the knowledge base"
+
+
 def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange]) -> DoseSuggestion | None:
     """A regimen for ``med`` from its latest ``trough``; None when the drug has no dosing model."""
     from ..dosing.errors import DosingError, NoUsableModelError
@@ -62,7 +68,8 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
             drug_id, covariates, age_years=ctx.patient.age_years, level=trough.value, level_unit="ng/mL",
             dose_mg=med.dose.value, interval_h=interval_from_frequency(med.frequency),
             target_low=target.low if target else None, target_high=target.high if target else None,
-            target_unit="ng/mL" if target else None, co_medications=comeds)
+            target_unit="ng/mL" if target else None, co_medications=comeds,
+            target_basis=(target.context, _sources_text(ctx, target)) if target else None)
     except NoUsableModelError as exc:  # said in words: the models as citations, what each lacks
         why = f"no {ctx.label(drug_id)} model could be used: " + "; ".join(exc.reasons)
         if comeds is None and exc.needs_comedications:
@@ -78,7 +85,7 @@ def suggest_dose(ctx: Ctx, med: Med, trough: LabResult, ranges: list[TargetRange
                        f"(interacting with {ctx.label(drug_id)} in the knowledge base): the suggestion holds only "
                        "while that combination is unchanged.")
     for c in rec.caveats:
-        if target is not None and c.startswith("Target range (user-supplied"):
+        if target is not None and c.startswith("Target range ") and "knowledge base's range" in c:
             continue  # the target is the KB's range, cited on the alert with its context
         if c not in caveats:
             caveats.append(c)

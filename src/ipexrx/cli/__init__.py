@@ -52,6 +52,8 @@ class _CleanErrors(TyperGroup):
     """Top-level group that reports registered errors cleanly instead of with a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
+        # a command asked for JSON (`screen run --json`): a refused input is then also JSON on stdout
+        as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
             return super().invoke(ctx)
         except Exception as exc:
@@ -59,6 +61,10 @@ class _CleanErrors(TyperGroup):
             if code is None:
                 raise
             typer.echo(f"error: {_message(exc)}", err=True)
+            if as_json:
+                from .errors import echo_json_error
+
+                echo_json_error(exc)
             raise typer.Exit(code) from None
 
 

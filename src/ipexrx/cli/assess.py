@@ -30,23 +30,35 @@ def _as_of(value: str | None) -> dt.date:
     return date_option(value) or dt.date.today()
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, as_json: bool = False) -> bytes:
     if str(path) == "-":
         return sys.stdin.buffer.read()
     try:
         return path.read_bytes()
     except OSError as exc:
         typer.echo(f"error: cannot read {path}: {exc.strerror or exc}", err=True)
+        if as_json:
+            from ..patient.errors import InputIssue, PatientInputError
+            from .errors import echo_json_error
+
+            echo_json_error(PatientInputError(InputIssue("$", "a readable file", str(exc.strerror or exc)),
+                                              f"cannot read {path}"), [str(path)])
         raise typer.Exit(1) from None
 
 
-def _input_error(exc: PatientInputError, where: str, data: bytes | None = None) -> None:
-    """Each problem as 'FILE, line N, field "x": what is wrong' (the JSON paths stay in --json outputs)."""
-    from ..patient.errors import issue_lines
+def _input_error(exc: PatientInputError, where: str, data: bytes | None = None, as_json: bool = False) -> None:
+    """Each problem as 'FILE, line N, field "x": what is wrong' on stderr (the JSON paths stay in --json outputs);
+    with ``as_json`` also the error as JSON on stdout (message, every issue with its path, expected, got and
+    where in words)."""
+    from ..patient.errors import issue_lines, issue_places
 
     typer.echo(f"error: {where}: {exc.summary}", err=True)
     for text in issue_lines(exc, where, data):
         typer.echo(f"  - {text}", err=True)
+    if as_json:
+        from .errors import echo_json_error
+
+        echo_json_error(exc, issue_places(exc, where, data, limit=len(exc.issues)))
     raise typer.Exit(1)
 
 
@@ -105,11 +117,11 @@ def assess_cmd(
     from ..assess import assess
     from ..patient.errors import PatientInputError
 
-    data = _read(file)
+    data = _read(file, as_json)
     try:
         result = assess(data, as_of=date, ipex_plan=plan, strict=strict)
     except PatientInputError as exc:
-        _input_error(exc, "standard input" if str(file) == "-" else str(file), data)
+        _input_error(exc, "standard input" if str(file) == "-" else str(file), data, as_json=as_json)
         return
     if save:
         _save(result, data)

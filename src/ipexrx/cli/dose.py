@@ -23,13 +23,19 @@ dose_app = typer.Typer(help="Model-informed dosing: model library, MAP-Bayesian 
 app.add_typer(dose_app, name="dose")
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
+def _guard(fn: Callable[[], Any], as_json: bool = False) -> Any:
+    """Run a command; a DosingError is one line on stderr and exit 1 (with ``as_json`` also the error as JSON on
+    stdout: kind and message)."""
     from ..dosing.errors import DosingError
 
     try:
         return fn()
     except DosingError as exc:
         typer.echo(f"error: {exc}", err=True)
+        if as_json:
+            from .errors import echo_json_error
+
+            echo_json_error(exc)
         raise typer.Exit(1) from None
 
 
@@ -60,7 +66,7 @@ def models_cmd(
     from ..dosing.model import all_models
 
     want = "reference" if reference else "clinical"
-    models = [m for m in _guard(all_models) if m.spec.kind == want]
+    models = [m for m in _guard(all_models, as_json) if m.spec.kind == want]
     if as_json:
         out = []
         for m in models:
@@ -190,7 +196,7 @@ def fit_cmd(
             typer.echo(f"error: the fit did not converge for subject(s) {', '.join(failed)}", err=True)
             raise typer.Exit(1)
 
-    _guard(run)
+    _guard(run, as_json)
 
 
 @dose_app.command("recommend")
@@ -264,7 +270,7 @@ def recommend_cmd(
         report = build_report(m, rec, covariates=covs, age_years=age)
         _print_report(Console(highlight=False), report)
 
-    _guard(run)
+    _guard(run, as_json)
 
 
 def report_cmd(**opts: Any) -> None:
@@ -297,7 +303,7 @@ def report_cmd(**opts: Any) -> None:
         elif out is None:
             typer.echo(render_tdm_html(report))
 
-    _guard(run)
+    _guard(run, as_json)
 
 
 def _report_signature() -> inspect.Signature:

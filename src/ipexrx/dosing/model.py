@@ -236,6 +236,9 @@ class Target(_Strict):
     context: str
     source: str
     verified: bool = True
+    origin: Literal["study", "user", "knowledge base"] = Field(
+        "study", description="Where the range came from: the model's source study (the model file), typed by the "
+        "user, or the knowledge base's range for the drug (set by the program, never in a model file).")
 
 
 class DosageForm(_Strict):

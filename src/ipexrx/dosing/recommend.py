@@ -76,6 +76,7 @@ class Recommendation:
     parameters: dict[str, float] = field(default_factory=dict)
     fit: FitResult | None = field(default=None, repr=False)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    target_origin: str = "study"  # "study" (the model's source study), "user" (typed) or "knowledge base"
     decision: str = "start"  # "keep" (current regimen in range), "change" (smallest change to the target), "start"
     decision_reason: str = ""
     current_dose_mg: float | None = None
@@ -263,7 +264,11 @@ def _last_measured_trough(subject: Subject | None, tau: float) -> float | None:
 
 
 def choose_target(model: CompiledModel, metric: str | None, low: float | None, high: float | None,
-                  unit: str | None) -> Target:
+                  unit: str | None, basis: tuple[str, str] | None = None) -> Target:
+    """The range to aim at: ``low``-``high`` ``unit`` when given, else the model's own (source-study) target.
+
+    ``basis`` is (context, source) when the given range is the knowledge base's range for the drug; without it a
+    given range was typed by the user. The origin is kept on the target so every caveat can name it."""
     if low is not None and high is not None:
         if low >= high or low <= 0:
             raise DosingError(f"target range must satisfy 0 < low < high, got {low:g}-{high:g}")
@@ -280,9 +285,12 @@ def choose_target(model: CompiledModel, metric: str | None, low: float | None, h
             else:
                 raise DosingError(f"an AUC24 target needs a unit with '*h', e.g. {out_unit}; got {unit!r}")
         f = factor_to(conc_unit, model.spec.outputs[0].unit, model.spec.drug, "target")
-        context = "user-supplied target" + (f" (given as {low:g}-{high:g} {unit})" if f != 1.0 else "")
-        return Target(metric=metric or "trough", low=low * f, high=high * f, unit=out_unit, context=context,
-                      source="user", verified=False)
+        given = f" (given as {low:g}-{high:g} {unit})" if f != 1.0 else ""
+        if basis is not None:
+            return Target(metric=metric or "trough", low=low * f, high=high * f, unit=out_unit,
+                          context=basis[0] + given, source=basis[1], verified=False, origin="knowledge base")
+        return Target(metric=metric or "trough", low=low * f, high=high * f, unit=out_unit,
+                      context="user-supplied target" + given, source="user", verified=False, origin="user")
     cands = [t for t in model.spec.targets if t.metric == (metric or "trough")]
     if not cands:
         raise DosingError(f"the {model.spec.title.split(',')[0]} model states no {metric or ''} target; give a target "
@@ -306,6 +314,7 @@ def recommend(
     current_interval_h: float | None = None,
     retarget: bool = False,
     allow_reference: bool = False,
+    target_basis: tuple[str, str] | None = None,
 ) -> Recommendation:
     """Recommend a steady-state regimen. With observed levels in ``subject`` the individual's MAP estimate is
     used (a posteriori); without, the typical values for the covariates (a priori).
@@ -320,7 +329,7 @@ def recommend(
         raise DosingError(
             f"model {m.id} is a fictional teaching/validation model (kind: {m.spec.kind}), never used for a "
             f"patient; choose a clinical model ({', '.join(sorted(DEFAULT_MODELS.values()))})")
-    target = choose_target(m, metric, target_low, target_high, target_unit)
+    target = choose_target(m, metric, target_low, target_high, target_unit, target_basis)
     cur_dose, cur_tau = _current_regimen(subject)
     cur_dose = current_dose_mg if current_dose_mg is not None else cur_dose
     cur_tau = current_interval_h if current_interval_h is not None else cur_tau
@@ -448,7 +457,8 @@ def recommend(
                                       target_low=target_low, target_high=target_high, target_unit=target_unit,
                                       form_index=k, n_samples=n_samples, fit_result=fr,
                                       current_dose_mg=current_dose_mg, current_interval_h=current_interval_h,
-                                      retarget=retarget, allow_reference=allow_reference)
+                                      retarget=retarget, allow_reference=allow_reference,
+                                      target_basis=target_basis)
                     again.warnings.insert(0, f"{form.form} cannot give a dose whose prediction is in range: the "
                                              f"suggestion uses {other.form}")
                     return again
@@ -516,10 +526,11 @@ def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | 
             f"{target.unit}; the closest is shown (exact dose {exact:.3g} mg)"
         )
     caveats = [IPEX_CAVEAT] + [c for c in m.spec.caveats if c != IPEX_CAVEAT]
-    if not target.verified:
-        caveats.append(f"Target range ({target.context}) is not verified for IPEX: {target.source}.")
+    said = target_caveat(target)
+    if said:
+        caveats.append(said)
     if not form.verified:
-        caveats.append(f"Dosage form strengths: {form.source}.")
+        caveats.append(form_caveat(form))
     if any(d.route in ("iv", "intravenous") for d in m.spec.dosing.values()):
         caveats.append(IV_CAVEAT)
     params = fr.parameters if fr is not None else {
@@ -530,6 +541,7 @@ def _finish(m: CompiledModel, target: Target, form: DosageForm, fr: FitResult | 
         dose_mg=dose, interval_h=tau, daily_dose_mg=dose * 24.0 / tau, form=form.form, administration=how,
         metric=target.metric, target_low=target.low, target_high=target.high, target_unit=target.unit,
         target_source=target.source, target_context=target.context, target_verified=target.verified,
+        target_origin=target.origin,
         predicted=pred, predicted_low=float(lo), predicted_high=float(hi), probability_in_target=p_in,
         exact_dose_mg=float(exact), in_target=inside, caveats=caveats, warnings=warnings, parameters=params, fit=fr,
         alternatives=alternatives, diagnostics=diag, decision=decision, decision_reason=reason,
@@ -558,6 +570,7 @@ def recommend_from_trough(
     new_interval_h: float | None = None,
     retarget: bool = False,
     target_unit: str | None = None,
+    target_basis: tuple[str, str] | None = None,
 ) -> Recommendation:
     """For the assessment: a measured steady-state level on the current regimen -> a suggested regimen.
 
@@ -592,7 +605,33 @@ def recommend_from_trough(
     t_unit = target_unit or (_metric_unit(unit, metric) if target_low is not None else None)
     return recommend(m, subj, interval_h=new_interval_h or interval_h, metric=metric, target_low=target_low,
                      target_high=target_high, target_unit=t_unit,
-                     form_index=form_index, current_dose_mg=dose_mg, current_interval_h=interval_h, retarget=retarget)
+                     form_index=form_index, current_dose_mg=dose_mg, current_interval_h=interval_h, retarget=retarget,
+                     target_basis=target_basis)
+
+
+def target_caveat(target: Target) -> str | None:
+    """The caveat on the target range, worded by where it came from; None for a verified model target."""
+    rng = f"{target.low:.3g}-{target.high:.3g} {target.unit}"
+    if target.origin == "user":
+        given = target.context.removeprefix("user-supplied target").strip()
+        return (f"Target range {rng}{' ' + given if given else ''} was supplied by the user, not taken from a study "
+                "or the knowledge base; it is not established for IPEX: confirm it is the range agreed for this "
+                "patient.")
+    if target.origin == "knowledge base":
+        return (f"Target range {rng} is the knowledge base's range for the drug ({target.context}; taken from "
+                f"{target.source}), not established for IPEX: agree the target for this patient.")
+    if target.verified:
+        return None
+    context = target.context.replace("; not an IPEX target", "").replace(" (not an IPEX target)", "")
+    return (f"Target range {rng} is from the model's source study, not an IPEX target: {context}; taken from "
+            f"{target.source}. Agree the target for this patient.")
+
+
+def form_caveat(form: DosageForm) -> str:
+    """The caveat on a dosage form whose strengths were not checked against the label."""
+    where = form.source.split("; not re-checked")[0]
+    return (f"Dosage form strengths ({form.form}) were not re-checked against the label for this release: confirm "
+            f"them against the product in hand (taken from {where}).")
 
 
 def _metric_unit(unit: str, metric: str | None) -> str:

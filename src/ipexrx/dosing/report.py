@@ -37,7 +37,7 @@ from .data import Record, Subject
 from .errors import DosingError
 from .estimate import FitResult
 from .model import CompiledModel, all_models
-from .recommend import IPEX_CAVEAT, IV_CAVEAT, Recommendation, dose_compartment, prediction_band
+from .recommend import IPEX_CAVEAT, Recommendation, dose_compartment, prediction_band
 
 DISCLAIMER = ("A suggestion for the treating clinician to weigh against the whole clinical picture, not an order. "
               "Check the dose, the sample timing and the target before acting on it.")
@@ -739,13 +739,12 @@ def _basis(rec: Recommendation, subject: Subject | None) -> str:
 
 
 def _caveats(model: CompiledModel, rec: Recommendation, diag: Diagnostics, covariates: list[CovariateRow]) -> list[str]:
+    # every caveat the recommendation carries (the IPEX caveat, the model's own, the target's worded by where the
+    # range came from, an unchecked dosage form, intravenous dosing), then the report's own
     out = [IPEX_CAVEAT]
-    out += [plain(c) for c in model.spec.caveats if plain(c) not in out]
-    if IV_CAVEAT in rec.caveats:
-        out.append(IV_CAVEAT)
-    if not rec.target_verified:
-        out.append(f"Target range from the source study ({plain(rec.target_context)}), not established for IPEX: "
-                   "agree the target for this patient.")
+    for c in [*model.spec.caveats, *rec.caveats]:
+        if plain(c) not in out:
+            out.append(plain(c))
     if rec.fit is None:
         out.append("Without a measured level the suggestion is the typical patient's: measure a level at steady state "
                    "to individualise it.")
@@ -863,11 +862,16 @@ def build_report(
         daily_dose_mg=float(a["dose_mg"]) * 24.0 / float(a["interval_h"]), administration=str(a["administration"]),
         predicted=float(a["predicted"]), unit=rec.target_unit, probability_in_target=float(a["probability_in_target"]),
         note=plain(str(a["note"])) if a.get("note") else None) for a in rec.alternatives]
-    user_target = rec.target_source == "user"
+    # the range's origin decides its source and citation: typed by the user (none), the knowledge base's range
+    # (its sources), or the model's source study (the model's paper)
+    origin = rec.target_origin
     target = TargetBand(metric=rec.metric, low=rec.target_low, high=rec.target_high, unit=rec.target_unit,
                         context=plain(rec.target_context), verified=rec.target_verified,
-                        source="entered by the user" if user_target else plain(rec.target_source),
-                        on_plot=rec.metric != "auc24", refs=[] if user_target else [model_ref])
+                        source="entered by the user" if origin == "user" else (
+                            f"the knowledge base: {plain(rec.target_source)}" if origin == "knowledge base"
+                            else plain(rec.target_source)),
+                        on_plot=rec.metric != "auc24", refs=[] if origin == "user" else (
+                            [sources.cite(rec.target_source)] if origin == "knowledge base" else [model_ref]))
     cov_rows = _covariate_rows(model, subject, covs)
     patient = PatientData(covariates=cov_rows, doses=_dose_rows(model, subject),
                           levels=_level_rows(model, subject, rec), time_note=_time_note(subject))

@@ -354,13 +354,16 @@ def recommend_for_drug(
     fhir_bundle: str | None = None,
     route: str = "oral",
     co_medications: list[str] | None = None,
+    target_basis: tuple[str, str] | None = None,
 ) -> Recommendation:
     """A suggestion for ``drug`` with the model chosen among the library's clinical models (see module doc).
 
     Inputs as :func:`~ipexrx.dosing.recommend.recommend_from_trough` (a level on the current regimen), or a FHIR
     Bundle with the dose history and levels (read separately for each model), or covariates only (a priori).
     ``co_medications``: the patient's complete list of other current drugs (knowledge-base ids), which sets the
-    models' co-medication indicators; None = not known (models that need one are then not used)."""
+    models' co-medication indicators; None = not known (models that need one are then not used).
+    ``target_basis``: (context, source) when ``target_low``-``target_high`` is the knowledge base's range for the
+    drug; None = a range given here was typed by the user (see :func:`~ipexrx.dosing.recommend.choose_target`)."""
     from .recommend import recommend, recommend_from_trough
 
     def pick(ov: dict[str, Any], key: str, default: Any) -> Any:
@@ -377,7 +380,7 @@ def recommend_for_drug(
                 target_low=pick(ov, "target_low", target_low), target_high=pick(ov, "target_high", target_high),
                 metric=pick(ov, "metric", metric), form_index=form,
                 new_interval_h=pick(ov, "interval_h", new_interval_h), retarget=retarget,
-                target_unit=pick(ov, "target_unit", target_unit))
+                target_unit=pick(ov, "target_unit", target_unit), target_basis=None if ov else target_basis)
     elif fhir_bundle is not None:
         from .fhir_input import subject_from_fhir
 
@@ -387,14 +390,16 @@ def recommend_for_drug(
             return recommend(m, subject, covs, interval_h=pick(ov, "interval_h", interval_h),
                              metric=pick(ov, "metric", metric), target_low=pick(ov, "target_low", target_low),
                              target_high=pick(ov, "target_high", target_high),
-                             target_unit=pick(ov, "target_unit", target_unit), form_index=form, retarget=retarget)
+                             target_unit=pick(ov, "target_unit", target_unit), form_index=form, retarget=retarget,
+                             target_basis=None if ov else target_basis)
     else:
         def run(mid: str, covs: dict[str, float], ov: dict[str, Any]) -> Recommendation:
             return recommend(mid, None, covs, interval_h=pick(ov, "interval_h", interval_h),
                              metric=pick(ov, "metric", metric), target_low=pick(ov, "target_low", target_low),
                              target_high=pick(ov, "target_high", target_high),
                              target_unit=pick(ov, "target_unit", target_unit), form_index=form, retarget=retarget,
-                             current_dose_mg=dose_mg, current_interval_h=interval_h if dose_mg else None)
+                             current_dose_mg=dose_mg, current_interval_h=interval_h if dose_mg else None,
+                             target_basis=None if ov else target_basis)
 
     return choose_and_recommend(drug, run, covariates, age_years=age_years, route=route,
                                 co_medications=co_medications)
