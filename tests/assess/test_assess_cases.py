@@ -88,12 +88,17 @@ def test_case(path: Path) -> None:
 
 
 def _check_hsct(case: dict[str, Any], result: Any) -> None:
-    """Optional ``expect_hsct``: {"status", "referral" (bool), "date", "kind", "followup" (bool),
+    """Optional ``expect_hsct``: {"status", "status_basis", "status_text", "referral" (bool), "date", "kind",
+    "followup" (bool),
     "read_from_contains": [...], "warnings_contain": [...]} -- the HSCT section is not an alert."""
     exp, h = case["expect_hsct"], result.hsct
     where = f"{case['description']}\nhsct: {h.model_dump(exclude={'figures', 'sources', 'followup'}) if h else None}"
     assert h is not None, where
     assert h.status == exp["status"], where
+    if "status_basis" in exp:
+        assert h.status_basis == exp["status_basis"], where
+    if "status_text" in exp:
+        assert h.status_text == exp["status_text"], where
     if "referral" in exp:
         assert bool(h.recommendation and "referral" in h.recommendation) == exp["referral"], where
     if "date" in exp:

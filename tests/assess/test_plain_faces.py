@@ -1,5 +1,6 @@
 """The assessment's three faces (terminal, web page, printout) say things in words, from one place each:
-the HSCT status ('not transplanted', not the value ``not-done``), a drug by its knowledge-base name (not its
+the HSCT status ('not transplanted', not the value ``not-done``; 'no transplant recorded' when the record says
+nothing about HSCT, 'HSCT mentioned, status unclear' when it only names it), a drug by its knowledge-base name (not its
 id), a dosing model by its paper; the JSON keeps the values and ids."""
 
 from __future__ import annotations
@@ -122,3 +123,74 @@ def test_no_model_based_suggestion_names_the_models_as_papers_and_the_missing_fa
 def test_the_assessment_schema_says_knowledge_base_not_kb() -> None:
     schema = json.dumps(Assessment.model_json_schema())
     assert not re.search(r"\bKB\b", schema)
+
+
+# What the record says about HSCT -> the words every face shows; the JSON status stays a value.
+HSCT_CASES = {
+    "explicit not-done": ({"status": "not-done"}, "not-done", "recorded", "not transplanted"),
+    "read as not done": ({"note": "no HSCT"}, "not-done", "recorded", "not transplanted"),
+    "nothing recorded": (None, "not-done", "not-recorded", "no transplant recorded"),
+    "unclear mention": ({"note": "BMT"}, "not-done", "unclear", "HSCT mentioned, status unclear"),
+    "done": ({"status": "done", "date": "2024-03-01"}, "done", "recorded", "transplanted"),
+}
+
+
+def _patient(hsct: dict[str, str] | None) -> dict[str, object]:
+    p = {k: v for k, v in PATIENT.items() if k != "hsct"}
+    return p if hsct is None else {**p, "hsct": hsct}
+
+
+@pytest.mark.parametrize("case", list(HSCT_CASES))
+def test_hsct_words_say_what_the_record_says_in_every_face(case: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing value is 'cannot judge', never 'not transplanted': the three faces tell an explicit
+    not-done from nothing recorded and from an unclear mention; the JSON keeps ``status`` as it was."""
+    from fastapi.testclient import TestClient
+
+    from ipexrx.cli import get_app
+    from ipexrx.report import render_assessment_html
+    from ipexrx.service import Settings, create_app
+
+    hsct, status, basis, words = HSCT_CASES[case]
+    a = assess(_patient(hsct), as_of=dt.date.fromisoformat(AS_OF))
+    assert a.hsct is not None
+    out = json.loads(a.model_dump_json())["hsct"]
+    assert (out["status"], out["status_basis"], a.hsct.status_text) == (status, basis, words)
+    others = {w for _, _, _, w in HSCT_CASES.values()} - {words}
+
+    monkeypatch.setenv("COLUMNS", "400")
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(_patient(hsct)), encoding="utf-8")
+    res = CliRunner().invoke(get_app(), ["assess", str(f), "--as-of", AS_OF])
+    assert res.exit_code in (0, 1), res.output
+    status_line = re.search(r"Status: ([^.(]*?)(?: \(\S+\))?\.", res.output)
+    assert status_line and status_line.group(1) == words, res.output
+
+    page = render_assessment_html(a)
+    assert f"<strong>Status:</strong> {words}" in page
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ipexrx.sqlite3'}", replay_dir=tmp_path / "seen")
+    with TestClient(create_app(settings), base_url="http://testserver") as c:
+        r = c.post("/assess", data={"patient": json.dumps(_patient(hsct)), "as_of": AS_OF, "ipex_plan": "auto"})
+    assert r.status_code == 200, r.text[:500]
+    assert f"Status: <strong>{words}</strong>" in r.text
+    for other in others - {"transplanted"}:  # 'transplanted' is a word of the others
+        assert f"Status: <strong>{other}" not in r.text and f"<strong>Status:</strong> {other}" not in page
+
+
+def test_the_referral_is_not_phrased_as_if_the_record_said_not_transplanted() -> None:
+    rec = {case: assess(_patient(HSCT_CASES[case][0]), as_of=dt.date.fromisoformat(AS_OF)).hsct.recommendation
+           for case in HSCT_CASES}  # type: ignore[union-attr]
+    assert rec["explicit not-done"] and rec["explicit not-done"].startswith("Consider referral to a transplant centre")
+    assert rec["nothing recorded"] and rec["nothing recorded"].startswith(
+        "No transplant is recorded; if the patient has not been transplanted: consider referral")
+    assert rec["unclear mention"] and rec["unclear mention"].startswith("Confirm the transplant history first")
+    assert "referral" in rec["unclear mention"]
+    assert rec["done"] is None
+
+
+def test_a_saved_assessment_from_before_status_basis_does_not_say_not_transplanted() -> None:
+    old = json.loads(assess(_patient(None), as_of=dt.date.fromisoformat(AS_OF)).model_dump_json())
+    del old["hsct"]["status_basis"]
+    assert Assessment.model_validate(old).hsct.status_text == "no transplant recorded"  # type: ignore[union-attr]
+    old["hsct"]["read_from"] = ["the record's HSCT status (not transplanted)"]
+    assert Assessment.model_validate(old).hsct.status_text == "not transplanted"  # type: ignore[union-attr]

@@ -167,8 +167,33 @@ def test_json_stated_status_and_contradicting_text_named_back() -> None:
 
 def test_json_bare_mention_cannot_be_judged() -> None:
     p = _read({"diagnosis": {"type": "ipex"}, "hsct": {"note": "HSCT"}})
-    assert p.hsct_status == "not-done"
+    assert p.hsct_status == "not-done" and p.hsct_status_basis == "unclear"
     assert any("cannot be judged" in w.message for w in p.warnings) and p.hsct_notes
+
+
+@pytest.mark.parametrize(("hsct", "basis"), [
+    ({"status": "not-done"}, "recorded"), ({"note": "no HSCT"}, "recorded"), ({}, "not-recorded"),
+    ({"note": "BMT"}, "unclear"), ({"date": "2023-05"}, "unclear"), ({"donor": "matched sibling"}, "unclear")])
+def test_json_not_done_says_what_it_rests_on(hsct: dict[str, str], basis: str) -> None:
+    """not-done from the record, from nothing, or from a mention without a status: only the first is
+    'not transplanted' (patient.hsct.status_words)."""
+    from ipexrx.patient.hsct import status_words
+
+    p = _read({"diagnosis": {"type": "ipex"}, "hsct": hsct})
+    assert (p.hsct_status, p.hsct_status_basis) == ("not-done", basis)
+    assert status_words(p.hsct_status, p.hsct_status_basis) == {
+        "recorded": "not transplanted", "not-recorded": "no transplant recorded",
+        "unclear": "HSCT mentioned, status unclear"}[basis]
+    if basis == "unclear":
+        assert any(w.code == "hsct" and "cannot be judged" in w.message for w in p.warnings)
+
+
+def test_json_done_is_recorded_and_transplanted() -> None:
+    from ipexrx.patient.hsct import status_words
+
+    p = _read({"diagnosis": {"type": "ipex"}, "hsct": {"status": "done", "date": "2023-05"}})
+    assert (p.hsct_status, p.hsct_status_basis) == ("done", "recorded")
+    assert status_words(p.hsct_status, p.hsct_status_basis) == "transplanted"
 
 
 def test_json_transplant_date_in_the_future_is_an_error() -> None:
@@ -188,7 +213,8 @@ def test_fhir_procedure_codes_with_and_without_text() -> None:
 @pytest.mark.parametrize("status", ["not-done", "entered-in-error", "stopped", "unknown"])
 def test_fhir_procedure_not_performed_is_not_a_transplant(status: str) -> None:
     p = _read(_bundle(_proc(SCT, "234336002", status=status)))
-    assert p.hsct_status == "not-done"
+    assert p.hsct_status == "not-done" and p.hsct_status_basis == "unclear"  # named, status not readable
+    assert any("234336002" in n and "no status that can be read" in n for n in p.hsct_notes)
     assert any(f"status '{status}'" in w.message and "not read as a transplant" in w.message for w in p.warnings)
 
 
@@ -205,7 +231,9 @@ def test_fhir_unrelated_procedures_keep_the_old_policy_and_transplant_like_ones_
     assert any("Procedure 'Appendectomy' skipped: only HSCT is used" in m for m in msgs)
     assert any("'Kidney transplant'" in m and "not read as an HSCT" in m for m in msgs)
     assert any("CPT 38242" in m and "not a transplant" in m for m in msgs)
-    assert p.hsct_status == "not-done"
+    assert p.hsct_status == "not-done" and p.hsct_status_basis == "unclear"  # a DLI follows a transplant
+    p = _read(_bundle(_proc(SCT, "80146002", "Appendectomy"), _proc(None, None, "Kidney transplant")))
+    assert p.hsct_status == "not-done" and p.hsct_status_basis == "not-recorded"  # no HSCT named at all
 
 
 def test_fhir_conditions_history_status_and_text() -> None:
@@ -230,4 +258,9 @@ def test_fhir_completed_procedure_beats_a_planning_condition() -> None:
 
 def test_fhir_no_hsct_anywhere_is_not_done() -> None:
     p = _read(_bundle())
-    assert p.hsct_status == "not-done" and not p.hsct_basis
+    assert p.hsct_status == "not-done" and not p.hsct_basis and p.hsct_status_basis == "not-recorded"
+
+
+def test_fhir_completed_procedure_is_recorded() -> None:
+    p = _read(_bundle(_proc(SCT, "234336002")))
+    assert (p.hsct_status, p.hsct_status_basis) == ("done", "recorded")

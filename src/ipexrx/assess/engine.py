@@ -228,12 +228,19 @@ def hsct_status(ctx: Ctx) -> HsctStatus:
                "(statement and outcome figures below, with their sources).")
         if p.diagnosis != "ipex":
             rec = "Consider HSCT evaluation once the diagnosis is settled; " + rec[len("Consider "):]
+        if p.hsct_status_basis == "unclear":  # named without a status: a transplanted child must not be referred
+            rec = ("Confirm the transplant history first: the record mentions HSCT but not whether it was done "
+                   "or planned. If the patient has not been transplanted: " + rec[0].lower() + rec[1:])
+        elif p.hsct_status_basis == "not-recorded":
+            rec = ("No transplant is recorded; if the patient has not been transplanted: " + rec[0].lower()
+                   + rec[1:])
     refs = ctx.refs(*statements)
     for fig_view in figures:
         if all(r.citation != fig_view.source.citation for r in refs):
             refs.append(fig_view.source)
     notes.extend(f"Record: {n}" for n in p.hsct_notes)
-    return HsctStatus(status=p.hsct_status, date=p.hsct_date,  # type: ignore[arg-type]
+    return HsctStatus(status=p.hsct_status, status_basis=p.hsct_status_basis,  # type: ignore[arg-type]
+                      date=p.hsct_date,  # type: ignore[arg-type]
                       date_precision=p.hsct_date_precision, kind=p.hsct_kind,  # type: ignore[arg-type]
                       curative_statement=cure.text, recommendation=rec, applies_to_diagnosis=applies,
                       figures=figures, notes=notes, read_from=list(p.hsct_basis), followup=followup,

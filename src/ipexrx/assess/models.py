@@ -12,7 +12,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..patient.normalize import InputWarning
 
@@ -176,6 +176,12 @@ class CitedStatement(_Out):
 
 class HsctStatus(_Out):
     status: Literal["not-done", "planned", "done"]
+    status_basis: Literal["recorded", "not-recorded", "unclear"] = Field(
+        "recorded", description="What `status` rests on: `recorded` (read from the record, see read_from); "
+        "`not-recorded` (the record says nothing about HSCT: not-done is assumed, shown as 'no transplant "
+        "recorded'); `unclear` (the record names HSCT without a status that can be read: not-done is assumed, "
+        "shown as 'HSCT mentioned, status unclear'). Absent in assessments saved before it existed: read from "
+        "read_from (empty: not-recorded).")
     date: dt.date | None = None
     date_precision: Literal["day", "month", "year"] = Field(
         "day", description="How precise the date is: a month-precision date is shown as YYYY-MM.")
@@ -195,13 +201,21 @@ class HsctStatus(_Out):
         "current or planned (their interactions, levels and monitoring are checked by the alert rules).")
     sources: list[SourceRef]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _basis_of_old_assessments(cls, data: Any) -> Any:
+        """A saved assessment from before ``status_basis``: nothing read -> not-recorded, never 'not transplanted'."""
+        if isinstance(data, dict) and "status_basis" not in data and "status" in data:
+            data = {**data, "status_basis": "recorded" if data.get("read_from") else "not-recorded"}
+        return data
+
     @property
     def status_text(self) -> str:
-        """The status in plain words for every face ('not transplanted', 'transplant planned', 'transplanted');
-        ``status`` keeps the value for programs."""
+        """The status in plain words for every face ('not transplanted', 'no transplant recorded', 'HSCT mentioned,
+        status unclear', 'transplant planned', 'transplanted'); ``status`` keeps the value for programs."""
         from ..patient.hsct import status_words
 
-        return status_words(self.status)
+        return status_words(self.status, self.status_basis)
 
     def when(self) -> str | None:
         """The date as precise as the record gave it ('2024-03' for a month)."""

@@ -84,6 +84,7 @@ class _Ctx:
         self.warnings: list[InputWarning] = []
         self.locations: dict[str, str] = {}
         self.hsct: list[HsctEvidence] = []
+        self.hsct_unclear: list[str] = []  # HSCT named with no status that can be read (hsct.unclear)
 
     def warn(self, path: str, message: str, code: str = "skipped") -> None:
         self.warnings.append(InputWarning(path=path, code=code, message=message))  # type: ignore[arg-type]
@@ -604,6 +605,7 @@ def _procedure(path: str, p: Any, record: dict[str, Any], ctx: _Ctx) -> None:
         if related:
             ctx.warn(path, f"Procedure {_code_names(related)} is not a transplant: not read as one (HSCT status "
                      "unchanged; such procedures follow or prepare a transplant - check the HSCT record)", "hsct")
+            ctx.hsct_unclear.append(f"Procedure {_code_names(related)}, status {p.status}")
         elif might_be_transplant(raw):
             coded = "; ".join(f"{c.system or 'code'} {c.code}" for c in _codings(p.code) if c.code)
             ctx.warn(path, f"Procedure '{text or coded}'{f' ({coded})' if coded and text else ''} names a transplant "
@@ -617,6 +619,7 @@ def _procedure(path: str, p: Any, record: dict[str, Any], ctx: _Ctx) -> None:
     if status is None:
         ctx.warn(path, f"HSCT Procedure {what} not read as a transplant: status '{p.status}' (a procedure not done, "
                  "entered in error, stopped or of unknown status is not a transplant)", "hsct")
+        ctx.hsct_unclear.append(f"HSCT Procedure {what}, status {p.status}")
         return
     if status == "done" and mention is not None and mention.status in ("planned", "not-done"):
         ctx.warn(path, f"HSCT Procedure {what} is 'completed' but its text says {mention.status} ('{text}'): "
@@ -645,6 +648,7 @@ def _hsct_condition(path: str, c: Any, text: str, ctx: _Ctx) -> bool:
         if related:
             ctx.warn(path, f"Condition {_code_names(related)}: a transplant status that does not say which tissue; "
                      "not read as HSCT - check the HSCT record", "hsct")
+            ctx.hsct_unclear.append(f"Condition {_code_names(related)}")
             return True
         return False
     status = mention.status if mention is not None and mention.status in ("planned", "not-done") else "done"
@@ -665,6 +669,8 @@ def _hsct_condition(path: str, c: Any, text: str, ctx: _Ctx) -> bool:
 def _hsct_record(record: dict[str, Any], ctx: _Ctx) -> None:
     """All HSCT readings of the Bundle -> one ``hsct`` entry with what it was read from."""
     if not ctx.hsct:
+        if ctx.hsct_unclear:  # named, but no status: the assessment says unclear, not "not transplanted"
+            record["hsct"] = {"unclear": [u[:500] for u in ctx.hsct_unclear][:50]}
         return
     reading = combine(ctx.hsct)
     hsct: dict[str, Any] = {"status": reading.status, "basis": [b[:500] for b in reading.basis or []][:50]}

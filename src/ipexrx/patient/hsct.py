@@ -144,10 +144,17 @@ def format_date(date: dt.date | None, precision: str) -> str | None:
 _RANK = {"not-done": 0, "planned": 1, "done": 2}
 # The status values in plain words, for every face (terminal, web, printout, warnings); the JSON keeps the values.
 STATUS_WORDS = {"not-done": "not transplanted", "planned": "transplant planned", "done": "transplanted"}
+# What a ``not-done`` status rests on (``status_basis``): the record says so (``recorded``), the record says
+# nothing about HSCT (``not-recorded``), or it names HSCT without a status that can be read (``unclear``).
+# A missing value is "cannot judge", never "not transplanted".
+BASIS_WORDS = {"not-recorded": "no transplant recorded", "unclear": "HSCT mentioned, status unclear"}
 
 
-def status_words(status: str | None) -> str:
-    """``not-done`` -> ``not transplanted`` (see :data:`STATUS_WORDS`); an unknown value as it is."""
+def status_words(status: str | None, basis: str = "recorded") -> str:
+    """``not-done`` -> ``not transplanted`` (see :data:`STATUS_WORDS`); an unknown value as it is. With
+    ``basis`` other than ``recorded`` a not-done status is what was assumed, and is said so (:data:`BASIS_WORDS`)."""
+    if status == "not-done" and basis in BASIS_WORDS:
+        return BASIS_WORDS[basis]
     return STATUS_WORDS.get(status or "", status or "not stated")
 
 
@@ -167,13 +174,14 @@ class HsctEvidence:
 class HsctReading:
     """The transplant status a whole record gives, with what it was read from and what is unclear."""
 
-    status: str = "not-done"
+    status: str = "not-done"  # with nothing read; see status_basis in the caller (normalize) for what it rests on
     date: dt.date | None = None
     date_precision: str = "day"
     kind: str | None = None
     basis: list[str] | None = None
     path: str | None = None
     notes: list[tuple[str, str]] | None = None  # (path, message) for the input warnings
+    status_basis: str = "recorded"  # recorded | not-recorded | unclear: see BASIS_WORDS
 
 
 def combine(evidence: list[HsctEvidence], as_of: dt.date | None = None) -> HsctReading:

@@ -58,7 +58,8 @@ _PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 
 class Hsct(_In):
     """Transplant status. ``status`` may be left out: it is then read from ``note`` (free text such as
-    "s/p BMT 2023-05") and from HSCT lines elsewhere in the record; with nothing said it is not-done."""
+    "s/p BMT 2023-05") and from HSCT lines elsewhere in the record; with nothing said it is not-done, and the
+    assessment says that nothing was recorded (or that the mention is unclear), never "not transplanted"."""
 
     status: Literal["not-done", "planned", "done"] | None = Field(
         None, description="not-done, planned or done; when absent, read from the note and the rest of the record.")
@@ -72,6 +73,11 @@ class Hsct(_In):
     basis: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
         default_factory=list, max_length=50,
         description="What the status was read from (filled by the FHIR reader: resource, code, status, date).")
+    unclear: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=50,
+        description="Mentions of HSCT that say no status that can be read (filled by the FHIR reader: an HSCT "
+        "Procedure entered in error or stopped, a donor lymphocyte infusion); with no status read, the status "
+        "is shown as unclear, not as 'not transplanted'.")
 
     @model_validator(mode="before")
     @classmethod

@@ -165,6 +165,9 @@ class PatientData:
     hsct_kind: str | None = None  # allogeneic | autologous
     hsct_basis: list[str] = field(default_factory=list)  # what the HSCT status was read from
     hsct_notes: list[str] = field(default_factory=list)  # what about it is unclear or contradictory
+    # What hsct_status rests on: recorded (read from the record) | not-recorded (nothing about HSCT: not-done is
+    # assumed) | unclear (HSCT named, no status readable: not-done is assumed). See patient.hsct.status_words.
+    hsct_status_basis: str = "recorded"
 
     def meds_with(self, *statuses: str) -> list[Med]:
         return [m for m in self.meds if m.status in statuses and m.drug_id]
@@ -389,7 +392,11 @@ def _hsct(record: PatientRecord, lines: list[tuple[str, str]], as_of: dt.date, i
             evidence.append(ev)
         elif note is not None:
             notes.append((path, note))
+    if not evidence and not notes and (h.date is not None or h.kind or h.donor):
+        notes.append(("$.hsct", "the HSCT entry gives a date or donor but no status: HSCT status cannot be "
+                      "judged from it; give hsct.status"))
     reading = combine(evidence, as_of)
+    reading.status_basis = "recorded" if evidence else "unclear" if notes or h.unclear else "not-recorded"
     if h.basis and len(h.basis) > 1:
         reading.basis = list(h.basis) + [b for b in reading.basis or [] if not b.startswith(_STATED)]
     if reading.kind is None and reading.status != "not-done":
@@ -519,5 +526,9 @@ def normalize(record: PatientRecord, kb: KnowledgeBase, as_of: dt.date) -> Patie
         hsct_status=hsct.status, hsct_date=hsct.date, manifestations=manifestations, meds=meds,
         labs=labs, vaccinations=vaccinations, infections=infections, warnings=warnings,
         height_cm=record.demographics.height_cm, hsct_date_precision=hsct.date_precision, hsct_kind=hsct.kind,
-        hsct_basis=list(hsct.basis or []), hsct_notes=[msg for _, msg in hsct.notes or []],
+        hsct_basis=list(hsct.basis or []),
+        hsct_notes=[msg for _, msg in hsct.notes or []] + [
+            f"{u}: names HSCT but gives no status that can be read" for u in record.hsct.unclear
+            if hsct.status_basis == "unclear"],
+        hsct_status_basis=hsct.status_basis,
     )
