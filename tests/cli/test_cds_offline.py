@@ -61,3 +61,28 @@ def test_an_incomplete_prefetch_or_another_hook_is_refused_clearly(tmp_path: Pat
     out = " ".join(_run("cards", "patient-view", "--request", str(request), code=1).output.split())
     assert "not a CDS Hooks request" in out and "field context: expected a value (required), got nothing" in out
     assert "expected a CDS service id or hook" in _run("cards", "no-such-hook", code=1).output
+
+
+def test_with_json_a_refused_request_is_json_on_stdout(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text('{"hook": "patient-view"}')
+    res = _run("cards", "patient-view", "--request", str(request), "--json", code=1)
+    doc = json.loads(res.stdout)
+    assert doc["message"] == f"{request} is not a CDS Hooks request"
+    context = next(i for i in doc["issues"] if i["path"] == "$.context")
+    assert context == {"path": "$.context", "expected": "a value (required)", "got": "nothing",
+                       "where": f"{request}, field context"}
+    assert "field context: expected a value (required), got nothing" in res.stderr
+    request.write_text(json.dumps({"hook": "patient-view", "hookInstance": "x", "context": {"patientId": "p1"},
+                                   "prefetch": {"patient": {"resourceType": "Patient", "id": "p1"}}}))
+    doc = json.loads(_run("cards", "patient-view", "--request", str(request), "--json", code=1).stdout)
+    assert "$.prefetch.conditions" in [i["path"] for i in doc["issues"]] and "the prefetch lacks" in doc["message"]
+    doc = json.loads(_run("cards", "order-sign", "--request", str(request), "--json", code=1).stdout)
+    assert doc["issues"] == [{"path": "$.hook", "expected": "order-sign", "got": "patient-view",
+                              "where": f"{request}, field hook"}]
+    request.write_text("{broken")
+    doc = json.loads(_run("cards", "patient-view", "--request", str(request), "--json", code=1).stdout)
+    assert doc["error"] == "MalformedInputError" and doc["issues"][0]["where"] == str(request)
+    doc = json.loads(_run("cards", "patient-view", "--request", str(tmp_path / "nope.json"), "--json", code=1).stdout)
+    assert doc["issues"][0]["expected"] == "a readable file"
+    assert _run("cards", "patient-view", "--request", str(request), code=1).stdout == ""

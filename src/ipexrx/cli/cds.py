@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -177,10 +177,17 @@ def cards_cmd(
     from ..service.cds.fhir import PrefetchUnavailable, gather
     from ..service.cds.models import CdsRequest
     from ..service.settings import Settings
+    from .errors import echo_json_error, echo_json_message
 
     svc = _hook_service(service)
     date = _as_of(as_of)
     where = str(request) if request is not None else f"the {svc.hook} sample"
+
+    def refuse(message: str, issues: list[dict[str, str]] | None = None) -> NoReturn:
+        """With --json, the refusal is also JSON on stdout (the lines on stderr are the caller's); exit 1."""
+        if as_json:
+            echo_json_message("CdsRequestError", message, issues)
+        raise typer.Exit(1)
     if request is None:
         data: Any = samples.load(svc.hook.replace("-", "_"))
     else:
@@ -191,37 +198,46 @@ def cards_cmd(
             data = decode_json(request.read_bytes(), str(request))
         except OSError as exc:
             typer.echo(f"error: cannot read {request}: {exc.strerror}", err=True)
-            raise typer.Exit(1) from None
+            refuse(f"cannot read {request}", [{"path": "$", "expected": "a readable file",
+                                               "got": str(exc.strerror or exc), "where": str(request)}])
         except PatientInputError as exc:
             issue = exc.issues[0]
             typer.echo(f"error: {request}: expected {issue.expected}, got {issue.got}", err=True)
+            if as_json:
+                echo_json_error(exc, [str(request)])
             raise typer.Exit(1) from None
     try:
         body = CdsRequest.model_validate(data)
     except ValidationError as exc:
         typer.echo(f"error: {where} is not a CDS Hooks request:", err=True)
-        for e in exc.errors(include_url=False)[:20]:
+        issues: list[dict[str, str]] = []
+        for e in exc.errors(include_url=False):
             field = ".".join(str(p) for p in e["loc"]) or "the document"
+            path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
             if e["type"] == "missing":
-                typer.echo(f"  - field {field}: expected a value (required), got nothing", err=True)
+                expected, got = "a value (required)", "nothing"
             elif e["type"] == "value_error":  # our validators say what was expected and what arrived
-                typer.echo(f"  - field {field}: {e['msg'].removeprefix('Value error, ')}", err=True)
+                expected, got = e["msg"].removeprefix("Value error, "), ""
             else:
-                typer.echo(f"  - field {field}: expected {e['msg'].removeprefix('Input should be ')}, got "
-                           f"{repr(e.get('input'))[:80]}", err=True)
-        raise typer.Exit(1) from None
+                expected, got = e["msg"].removeprefix("Input should be "), repr(e.get("input"))[:80]
+            if len(issues) < 20:
+                typer.echo(f"  - field {field}: {f'expected {expected}, got {got}' if got else expected}", err=True)
+            issues.append({"path": path, "expected": expected, "got": got, "where": f"{where}, field {field}"})
+        refuse(f"{where} is not a CDS Hooks request", issues)
     if body.hook != svc.hook:
-        typer.echo(f"error: {where}: service {svc.id} answers the {svc.hook} hook; the request's hook is "
-                   f"{body.hook!r}", err=True)
-        raise typer.Exit(1)
+        message = f"{where}: service {svc.id} answers the {svc.hook} hook; the request's hook is {body.hook!r}"
+        typer.echo(f"error: {message}", err=True)
+        refuse(message, [{"path": "$.hook", "expected": svc.hook, "got": body.hook, "where": f"{where}, field hook"}])
     settings = Settings.from_env()
     try:  # the service's own prefetch check; without a fhirServer it never fetches
         gathered = asyncio.run(gather(body.model_copy(update={"fhirServer": None}), settings))
     except PrefetchUnavailable as exc:
-        typer.echo(f"error: {where}: the prefetch lacks {', '.join(exc.keys)} (expected for each key what its query "
+        message = (f"{where}: the prefetch lacks {', '.join(exc.keys)} (expected for each key what its query "
                    "returns: the Patient, a Bundle for a search, or null when the EHR has no data); offline nothing "
-                   "is fetched from a FHIR server", err=True)
-        raise typer.Exit(1) from None
+                   "is fetched from a FHIR server")
+        typer.echo(f"error: {message}", err=True)
+        refuse(message, [{"path": f"$.prefetch.{k}", "expected": "what its query returns (a resource, a Bundle or "
+                          "null)", "got": "nothing", "where": f"{where}, prefetch key {k}"} for k in exc.keys])
     base = settings.base_url or "http://127.0.0.1:8000"
     smart = bool(settings.smart_issuers and settings.smart_client_id)
     cards = [card for card, _ in evaluate(svc, body, gathered.values, base, date, smart=smart)]

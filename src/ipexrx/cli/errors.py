@@ -4,7 +4,7 @@ A script that runs ``ipexrx assess --json``, ``ipexrx dose recommend --json`` or
 reads stdout as JSON, also when the input is refused: the error is then written to stdout as one JSON object
 (``error``: the error's kind, ``message``, ``issues``: each located problem with its JSON ``path``, what was
 ``expected``, what was ``got`` and, where known, ``where`` in words), the plain-words lines still go to stderr
-and the exit code is unchanged (1).
+and the exit code is unchanged (1). ``ipexrx cds cards --json`` does the same for a refused request.
 """
 
 from __future__ import annotations
@@ -32,3 +32,9 @@ def error_document(exc: BaseException, places: list[str] | None = None) -> dict[
 def echo_json_error(exc: BaseException, places: list[str] | None = None) -> None:
     """Write :func:`error_document` of ``exc`` to stdout (the human lines are the caller's, on stderr)."""
     typer.echo(json.dumps(error_document(exc, places), indent=2, ensure_ascii=False))
+
+
+def echo_json_message(error: str, message: str, issues: list[dict[str, str]] | None = None) -> None:
+    """An error that has no exception object of its own (a command's own check), as the same JSON object."""
+    typer.echo(json.dumps({"error": error, "message": message, "issues": issues or []}, indent=2,
+                          ensure_ascii=False))
