@@ -623,8 +623,9 @@ def target_caveat(target: Target) -> str | None:
     if target.verified:
         return None
     context = target.context.replace("; not an IPEX target", "").replace(" (not an IPEX target)", "")
-    return (f"Target range {rng} is from the model's source study, not an IPEX target: {context}; taken from "
-            f"{target.source}. Agree the target for this patient.")
+    # the study is cited where the target is shown (the report's target band); only its setting is said here
+    return f"Target range {rng} is from the model's source study, not an IPEX target: {context}. Agree the target " \
+           "for this patient."
 
 
 def form_caveat(form: DosageForm) -> str:
