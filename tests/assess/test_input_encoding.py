@@ -83,3 +83,22 @@ def test_decode_json_skips_one_leading_mark_and_no_other() -> None:
     with pytest.raises(MalformedInputError) as err:
         decode_json(b'{"a": "\x00"}')
     assert "NUL" in str(err.value.issues[0].got)
+
+
+def test_a_first_line_holding_only_the_byte_order_mark_is_a_blank_line() -> None:
+    import datetime as dt
+
+    from ipexrx.assess.batch import assess_batch, assess_batch_lines
+
+    lines = [b"\xef\xbb\xbf\n", b"{broken\n"]
+    served = [r.line for r in assess_batch_lines(lines, as_of=dt.date(2026, 11, 25), dose_suggestions=False)]
+    assert served == [2]  # line 1 is not reported as an empty document
+    assert [r.line for r in assess_batch(lines, as_of=dt.date(2026, 11, 25), dose_suggestions=False)] == [2]
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_json_cut_off_after_non_ascii_text_is_said_to_end_early(as_bytes: bool) -> None:
+    text = '{"note": "Zoë, Ångström, 移植", "x": '
+    with pytest.raises(MalformedInputError) as caught:
+        decode_json(text.encode() if as_bytes else text)
+    assert "the text ends before the JSON is complete" in caught.value.issues[0].got

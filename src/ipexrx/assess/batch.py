@@ -57,9 +57,17 @@ def assess_batch(lines: Iterable[str | bytes], *, as_of: dt.date | None = None,
     as_of = as_of or dt.date.today()
     for n, raw in enumerate(lines, start=1):
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
+        if _blank(n, text):
             continue
         yield _one(n, text, as_of, kb, dose_suggestions, ipex_plan, strict)
+
+
+def _blank(n: int, line: str | bytes) -> bool:
+    """A line with nothing to read: blank, or (the first line only) nothing but the byte-order mark that may
+    open the file."""
+    if n == 1:
+        line = line.removeprefix(b"\xef\xbb\xbf") if isinstance(line, bytes) else line.removeprefix("\ufeff")
+    return not line.strip()
 
 
 def _one(n: int, text: str | bytes, as_of: dt.date, kb: KnowledgeBase, dose_suggestions: bool,
@@ -138,7 +146,7 @@ def assess_batch_lines(lines: Iterable[str | bytes], *, as_of: dt.date | None = 
     as_of = as_of or dt.date.today()
     kb = get_kb()
     numbered = ((n, raw if isinstance(raw, bytes) else raw.encode("utf-8")) for n, raw in enumerate(lines, start=1))
-    nonblank = ((n, raw) for n, raw in numbered if raw.strip())
+    nonblank = ((n, raw) for n, raw in numbered if not _blank(n, raw))
     if workers <= 1:
         for n, raw in nonblank:
             yield _line(_one(n, raw, as_of, kb, dose_suggestions, ipex_plan, strict), raw)

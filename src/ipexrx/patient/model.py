@@ -288,7 +288,9 @@ def decode_json(text: str | bytes, where: str = "input") -> Any:
     except json.JSONDecodeError as exc:  # orjson.JSONDecodeError is a subclass
         if isinstance(text, bytes):
             _refuse_other_encodings(text, where)
-        ends = len(text.rstrip()) if isinstance(text, str | bytes) else None
+        # orjson counts the position in characters, also for bytes
+        shown = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+        ends = len(shown.rstrip()) if isinstance(shown, str) else None
         got = f"{exc.msg}: the text ends before the JSON is complete" if ends is not None and exc.pos >= ends \
             else f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 \
             else f"{exc.msg} at column {exc.colno}"
