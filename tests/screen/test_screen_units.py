@@ -108,7 +108,8 @@ def test_observations_not_flattened_are_still_type_checked_and_counted(tmp_path:
         assert r.sql("SELECT id FROM t_observation WHERE id IS NOT NULL") == [("o2",)]  # only the IgE is flattened
         assert r.stats.resources["Observation"] == 2
         assert [(b.file, b.line) for b in r.stats.bad_lines] == [("Observation.ndjson", 3)]
-        assert "no resourceType 'Observation'" in r.stats.bad_lines[0].problem
+        # every line is parsed once, flattened or not, so the wrong type is named
+        assert "resourceType 'Condition' where 'Observation' was expected" in r.stats.bad_lines[0].problem
 
 
 # --- input errors -------------------------------------------------------------------------------------------

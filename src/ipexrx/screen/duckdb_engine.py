@@ -20,13 +20,13 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ScreenInputError
-from .views import View, load_views, reference_key_pattern, resource_type_pattern, view_sql
+from .views import View, load_views, reference_key_pattern, view_sql
 
 # Bulk Data file names: "<Type>.ndjson", "<Type>-1.ndjson", "<Type>.000.ndjson", "<Type>_2.ndjson[.gz]".
 _FILE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)(?:[-._]\d+)?\.ndjson(?P<gz>\.gz)?$")
@@ -111,7 +111,7 @@ class DuckDBReader:
     """One screen's DuckDB connection and flattened tables. Use as a context manager."""
 
     engine = "duckdb"
-    background_scans = True  # see load_all
+    fast_lines = True  # read lines through :mod:`.lines` (False: DuckDB's sequential CSV scan only)
 
     def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None):
         import duckdb
@@ -126,6 +126,8 @@ class DuckDBReader:
         self.views: dict[str, View] = load_views()
         self.stats = ReadStats(ignored_files=ignored)
         self.safety_set: list[str] = []
+        # files read the exact, slow way because the fast line reader gave way: (file names, why)
+        self.exact_reads: list[tuple[str, str]] = []
 
     def __enter__(self) -> DuckDBReader:
         return self
@@ -140,62 +142,62 @@ class DuckDBReader:
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.con.execute(query, params or []).fetchall()
 
-    def prefilter_sql(self, codes: list[str], patients: list[str]) -> str:
-        """An SQL condition over the raw line: it holds one of ``codes`` as a JSON string (``"<code>"``) or
-        references one of ``patients`` (``Patient/<id>"``)."""
-        return " OR ".join(f"regexp_matches(_raw, {_quote(a)})"
-                           for a in prefilter_patterns(codes, patients)) or "FALSE"
+    def prefilter_sql(self, rtype: str, codes: list[str], patients: list[str]) -> str | None:
+        """The condition (see :func:`~.views.view_sql`) under which a valid line of ``rtype`` is flattened:
+        one of ``codes`` is a JSON string in the view's ``forEach`` collection (the codings), or its
+        patient is one of ``patients`` (kept in the table ``safety_patients``). None -- flatten every
+        line -- when the view has no ``forEach`` or no ``patient`` column to test."""
+        view = self.views[rtype]
+        if not view.for_each or "patient" not in [c.name for c in view.columns]:
+            return None
+        parts = []
+        if codes:
+            parts.append(f"regexp_matches(_each_text, {_quote(prefilter_patterns(codes, [])[0])})")
+        if patients:
+            parts.append(f"regexp_extract(_text_patient, {_quote(reference_key_pattern('Patient'))}, 1) IN "
+                         "(SELECT patient FROM safety_patients)")
+        return " OR ".join(f"coalesce({p}, FALSE)" for p in parts) or "FALSE"
 
     def has(self, rtype: str) -> bool:
         return rtype in self.files
 
-    def load(self, rtype: str, keep_json: str | None = None, prefilter: str | None = None,
-             scanned: str | None = None) -> None:
-        """Flatten one resource type into its table; bad lines go to ``stats.bad_lines``.
-
-        ``scanned``: the table :meth:`scan` made of this type's lines with this ``prefilter`` (it is dropped
-        here); without it the files are scanned now."""
+    def load(self, rtype: str, keep_json: str | None = None, prefilter: str | None = None) -> None:
+        """Flatten one resource type into its table (see :func:`~.views.view_sql` for ``keep_json`` and
+        ``prefilter``); bad lines go to ``stats.bad_lines``."""
         table = TABLES[rtype]
         view = self.views[rtype]
         files = self.files.get(rtype, [])
         if not files:  # an empty table with the view's columns and types
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
             return
-        skipped = self._flatten(table, view, files, keep_json, prefilter, scanned)
-        bad = self.sql(f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok ORDER BY _file, _line")
+        self._flatten(table, view, files, keep_json, prefilter)
+        bad = self.sql(f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok AND "
+                       "(_bad IS NULL OR trim(_bad, ' \t') <> '') ORDER BY _file, _line")  # blank: no problem
         self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
         counts = dict(self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"))
-        for name, n in skipped.items():
-            counts[name] = counts.get(name, 0) + n
         self._report(rtype, files, bad, sorted(counts.items()))
 
-    def scan(self, rtype: str, codes: list[str], con: Any = None) -> str:
-        """Read the lines of ``rtype``'s files once, in order, into a table ``_lines_<table>`` of ``_file,
-        _line, _raw, _pre``. ``_pre``: the line is a JSON object one of whose ``code.coding`` is one of
-        ``codes`` (a JSON string inside that element) or whose subject is a patient in ``safety_patients``.
-        ``_raw`` is kept only for a line the view needs: one that is not JSON, that passes ``_pre``, or
-        that is not of the type; for the rest (valid resources of the type that ``_pre`` rejects: most
-        Observations) only the line is counted. Returns the table's name, for :meth:`load` (``scanned``).
+    def _run_lines(self, con: Any, sql: str, files: list[Path]) -> None:
+        """Run ``sql`` (an SQL text whose ``{source}`` is the relation ``_file, _line, _raw`` of ``files``):
+        over the numbered Arrow stream of :mod:`.lines`, which DuckDB parses on every thread; when that
+        reader gives way (a file that is not plain UTF-8 lines) or fails, over DuckDB's own sequential,
+        exact CSV scan, which reads what it can and words what it cannot."""
+        import duckdb
 
-        This is the one sequential pass over the files (line numbers need the order; a ``.gz`` cannot be
-        split), so it parses each line once: validity (a line that does not parse gives null), its
-        subject and its code.coding in one ``json_extract_string``. What follows reads the small table in
-        parallel. ``con``: a cursor of this reader's database, to run it beside other work in another
-        thread."""
-        name = f"_lines_{TABLES[rtype]}"
-        marker = _quote(f'"resourceType":"{rtype}"')
-        typed = f"(contains(_raw, {marker}) OR regexp_matches(_raw, {_quote(resource_type_pattern(rtype))}))"
-        code_rx = _quote("\"(?:" + "|".join(re.escape(c) for c in codes) + ")\"") if codes else None
-        by_code = f"coalesce(regexp_matches(_m[2], {code_rx}), FALSE)" if code_rx else "FALSE"
-        by_patient = (f"coalesce(regexp_extract(_m[1], {_quote(reference_key_pattern('Patient'))}, 1) IN "
-                      "(SELECT patient FROM safety_patients), FALSE)")
-        sql = (f"CREATE OR REPLACE TABLE {name} AS SELECT _file, _line, CASE WHEN _m IS NOT NULL AND NOT _pre "
-               f"AND {typed} THEN NULL ELSE _raw END AS _raw, _pre FROM (SELECT *, _m IS NOT NULL AND ({by_code} OR "
-               f"{by_patient}) AS _pre FROM (SELECT _file, _line, _raw, try(json_extract_string(_raw, "
-               f"['$.subject.reference', '$.code.coding'])) AS _m FROM {_lines_sql(self.files[rtype])} "
-               "WHERE _raw IS NOT NULL) WHERE _m IS NOT NULL OR trim(_raw) <> '')")
-        self._run_or_refuse(con or self.con, sql, self.files[rtype])
-        return name
+        if self.fast_lines:
+            from .lines import LineSource
+
+            src = LineSource(files)
+            name = f"_lines_src_{len(self.exact_reads)}_{id(src)}"
+            con.register(name, src.reader)
+            try:
+                con.execute(sql.replace("{source}", f"(SELECT _file, _line, _raw FROM {name})"))
+                return
+            except duckdb.Error as exc:
+                self.exact_reads.append((", ".join(p.name for p in files), str(src.problem or exc).splitlines()[0]))
+            finally:
+                con.unregister(name)
+        self._run_or_refuse(con, sql.replace("{source}", _lines_sql(files)), files)
 
     def _run_or_refuse(self, con: Any, sql: str, files: list[Path]) -> None:
         import duckdb
@@ -207,27 +209,10 @@ class DuckDBReader:
             raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
-                 prefilter: str | None, scanned: str | None = None) -> dict[str, int]:
-        """Create ``table``: the view over every line of ``files`` (see :func:`~.views.view_sql`), flattening
-        only the lines ``prefilter`` keeps; or over the lines :meth:`scan` kept in the table ``scanned``
-        (then dropped). Returns the counts of the valid lines only counted, by file name."""
-        if prefilter is None and scanned is None:
-            self._run_or_refuse(self.con, f"CREATE OR REPLACE TABLE {table} AS "
-                                f"{view_sql(view, _lines_sql(files), keep_json)}", files)
-            return {}
-        if scanned is None:
-            self._run_or_refuse(self.con, f"CREATE OR REPLACE TABLE {table} AS "
-                                f"{view_sql(view, _lines_sql(files), keep_json, prefilter)}", files)
-            return {}
-        lines = scanned
-        try:
-            kept = f"(SELECT _file, _line, _raw, _pre FROM {lines} WHERE _raw IS NOT NULL)"
-            self._run_or_refuse(self.con, f"CREATE OR REPLACE TABLE {table} AS "
-                                f"{view_sql(view, kept, keep_json, '_pre')}", files)
-            return {str(f): int(n) for f, n in self.sql(f"SELECT _file, count(*) FROM {lines} WHERE _raw IS NULL "
-                                                         "GROUP BY _file")}
-        finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {lines}")
+                 prefilter: str | None) -> None:
+        """Create ``table``: the view over every line of ``files`` (see :func:`~.views.view_sql`)."""
+        self._run_lines(self.con, f"CREATE OR REPLACE TABLE {table} AS "
+                        f"{view_sql(view, '{source}', keep_json, prefilter)}", files)
 
     def _report(self, rtype: str, files: list[Path], bad: list[tuple[Any, ...]],
                 counts: list[tuple[Any, ...]]) -> None:
@@ -264,9 +249,8 @@ class DuckDBReader:
         are validated and counted but flattened only when they belong to a safety patient (up to
         :data:`MAX_PREFILTER_PATIENTS` of them; beyond that every line is flattened).
 
-        The long sequential read of a prefiltered type (:meth:`scan`; the Observations, usually one
-        ``.gz``) runs in a second thread while the other types are loaded and ``meanwhile()`` runs here,
-        so both cores work; bad lines, file counts and resource counts are still reported in type order."""
+        ``meanwhile()`` (Python work that needs no table) runs in a second thread while the types after the
+        first ones are read; bad lines, file counts and resource counts are reported in type order."""
         for rtype in FIRST:
             if progress:
                 progress(rtype)
@@ -279,42 +263,17 @@ class DuckDBReader:
         prefilters: dict[str, str | None] = {}
         for rtype in rest:
             codes = (wanted_codes or {}).get(rtype)
-            prefilters[rtype] = (self.prefilter_sql(codes, chosen)
+            prefilters[rtype] = (self.prefilter_sql(rtype, codes, chosen)
                                  if codes is not None and len(chosen) <= MAX_PREFILTER_PATIENTS else None)
-        background = [r for r in rest if self.background_scans and prefilters[r] is not None and self.has(r)]
-        scans: dict[str, Future[str]] = {}
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipexrx-screen-scan") as pool:
-            cursor = self.con.cursor() if background else None
-            try:
-                for rtype in background:
-                    scans[rtype] = pool.submit(self.scan, rtype, list((wanted_codes or {})[rtype]), cursor)
-                for rtype in [r for r in rest if r not in scans] + list(scans):
-                    if rtype in scans and meanwhile is not None:
-                        meanwhile()
-                        meanwhile = None
-                    if progress:
-                        progress(rtype)
-                    self.load(rtype, keep_json=KEEP_SAFETY, prefilter=prefilters[rtype],
-                              scanned=scans[rtype].result() if rtype in scans else None)
-            finally:
-                for job in scans.values():
-                    job.cancel()
-                wait(list(scans.values()))
-                if cursor is not None:
-                    cursor.close()
-        if meanwhile is not None:
-            meanwhile()
-        self._in_type_order([*FIRST, *rest])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipexrx-screen-meanwhile") as pool:
+            side: Future[object] | None = pool.submit(meanwhile) if meanwhile is not None else None
+            for rtype in rest:
+                if progress:
+                    progress(rtype)
+                self.load(rtype, keep_json=KEEP_SAFETY, prefilter=prefilters[rtype])
+            if side is not None:
+                side.result()
         return chosen
-
-    def _in_type_order(self, order: list[str]) -> None:
-        """Put the statistics in ``order`` of types (files in name order within a type), whatever order the
-        types were loaded in."""
-        rank = {p.name: (order.index(t), i) for t, paths in self.files.items() for i, p in enumerate(paths)}
-        self.stats.bad_lines.sort(key=lambda b: (rank.get(b.file, (len(order), 0)), b.line))
-        self.stats.files = dict(sorted(self.stats.files.items(), key=lambda kv: rank.get(kv[0], (len(order), 0))))
-        self.stats.resources = dict(sorted(self.stats.resources.items(),
-                                           key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
     def raw_resources(self, patients: list[str]) -> dict[str, list[str]]:
         """Patient id -> the raw JSON lines of its resources (Patient first; Medications referenced by

@@ -167,7 +167,6 @@ class SparkReader(DuckDBReader):
     """A :class:`~.duckdb_engine.DuckDBReader` whose tables are flattened by Spark. Use as a context manager."""
 
     engine = "spark"
-    background_scans = False  # Spark reads and flattens in one job per type
 
     def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None,
                  master: str | None = None, staging: str | None = None):
@@ -180,9 +179,10 @@ class SparkReader(DuckDBReader):
         super().close()
         self._staging.cleanup()
 
-    def prefilter_sql(self, codes: list[str], patients: list[str]) -> str:
-        """The DuckDB engine's condition: the same regular expressions, with Spark's ``RLIKE`` (a literal
-        substring search per code, ``instr``, was measured several times slower)."""
+    def prefilter_sql(self, rtype: str, codes: list[str], patients: list[str]) -> str | None:
+        """The same selection as the DuckDB engine's, tested on the raw line: a code as a JSON string
+        anywhere in it, or a reference to one of ``patients`` -- regular expressions with Spark's ``RLIKE``
+        (a literal substring search per code, ``instr``, was measured several times slower)."""
         return " OR ".join(f"_raw RLIKE {_lit(a)}" for a in prefilter_patterns(codes, patients)) or "FALSE"
 
     def _lines(self, files: list[Path]) -> Any:
@@ -222,10 +222,9 @@ class SparkReader(DuckDBReader):
             "_file", (F.col("_n") + F.coalesce(F.col("_off"), F.lit(0))).alias("_line"), "_raw")
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
-                 prefilter: str | None, scanned: str | None = None) -> dict[str, int]:
+                 prefilter: str | None) -> None:
         """Create the DuckDB ``table`` the DuckDB engine would: the view flattened by Spark, staged as Parquet,
-        loaded in file and line order. Every line has its row (none is only counted), so no counts are
-        returned; ``scanned`` is not used (Spark reads the files itself)."""
+        loaded in file and line order."""
         from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
         from pyspark.sql import functions as F
@@ -251,11 +250,11 @@ class SparkReader(DuckDBReader):
         parquet = str(out / "*.parquet")
         if not glob.glob(parquet):
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
-            return {}
+            return
         cols = ", ".join([*names, "_json"])
         self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM read_parquet(?) "
                          "ORDER BY _file, _line, _pos", [parquet])
-        return {}
+
 
 
 def _root_cause(exc: BaseException) -> str:

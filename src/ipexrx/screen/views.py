@@ -170,42 +170,50 @@ def resource_type_pattern(rtype: str) -> str:
 
 def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: str | None = None) -> str:
     """SQL over ``source`` (a relation with ``_file, _line, _raw``) giving the view's columns plus
-    ``_file, _line, _ok`` (valid JSON of the view's resource type), ``_bad`` (the start of a bad line),
-    ``_rtype`` and ``_json`` (the raw line, only where ``keep_json`` -- an SQL condition over the
-    view's columns -- holds).
+    ``_file, _line, _ok`` (valid JSON of the view's resource type), ``_bad`` (the start of a line that
+    is not JSON: blank for a blank line, which is neither a resource nor a bad line), ``_rtype`` (the
+    line's resourceType) and ``_json`` (the raw line, only where ``keep_json`` -- an SQL condition over
+    the view's columns -- holds).
 
-    ``prefilter``: an SQL condition over the raw line (``_raw``, or another column of ``source``); valid
-    lines failing it are checked for their resourceType and counted but not flattened (their view columns
-    are null). It saves the JSON work on lines no later query can use (most Observations are vital
-    signs)."""
+    Each line is parsed once: one ``json_extract_string`` takes the resourceType, every column's path
+    and the ``forEach`` collection (as JSON text, parsed again only for the lines flattened); a line
+    that does not parse gives null there, which is how validity is known.
+
+    ``prefilter``: an SQL condition deciding which valid lines of the type are flattened; it can read
+    ``_each_text`` (the JSON text of the ``forEach`` collection, null without one) and ``_text_<column>``
+    (a column's text before its cast and reference-key extraction). The other lines are checked and
+    counted, their view columns null: it saves the work on lines no later query can use (most
+    Observations are vital signs and blood counts)."""
     paths = [translate_path(view.name, c.path) for c in view.columns]
-    plist = ", ".join(["'$.resourceType'"] + [f"'{p.json_path}'" for p in paths])
-    inner_cols = ["_file", "_line", "_ok", "_use", "_raw",
-                  f"CASE WHEN _use THEN json_extract_string(_raw, [{plist}]) END AS _v",
-                  "CASE WHEN _ok THEN NULL ELSE left(_raw, 160) END AS _bad"]
+    wanted = ["$.resourceType"] + [p.json_path for p in paths]
     if view.for_each:
-        loop = translate_path(view.name, view.for_each)
-        items = f"coalesce(TRY_CAST(json_extract(_raw, '{loop.json_path}') AS JSON[]), []::JSON[])"
+        wanted.append(translate_path(view.name, view.for_each).json_path)
+    plist = ", ".join(f"'{w}'" for w in wanted)
+    texts = [f"_v[{i}] AS _text_{c.name}" for i, c in enumerate(view.columns, start=2)]
+    each_text = f"_v[{len(wanted)}]" if view.for_each else "NULL::VARCHAR"
+    # a blank line does not parse either; its _bad is blank, which the caller skips (filtering blank lines
+    # out here, on the parsed value, would be pushed below the projection and parse every line twice)
+    parsed = (f"SELECT _file, _line, _raw, try(json_extract_string(_raw, [{plist}])) AS _v FROM {source} "
+              "WHERE _raw IS NOT NULL")
+    checked = (f"SELECT _file, _line, _raw, _v IS NOT NULL AND _v[1] IS NOT DISTINCT FROM '{view.resource}' AS _ok, "
+               f"CASE WHEN _v IS NULL THEN left(_raw, 160) END AS _bad, _v[1] AS _rtype, {each_text} AS _each_text, "
+               f"{', '.join(texts)} FROM ({parsed})")
+    use = f"_ok AND coalesce({prefilter}, FALSE)" if prefilter else "_ok"
+    cols = ["_file", "_line", "_ok", "_bad", "_rtype", "_use", "_raw"]
+    for col, p in zip(view.columns, paths, strict=True):
+        cols.append(f"{column_value(f'CASE WHEN _use THEN _text_{col.name} END', col, p.reference_type)} AS {col.name}")
+    if view.for_each:
+        items = "coalesce(TRY_CAST(_each_text::JSON AS JSON[]), []::JSON[])"
         # forEachOrNull: one row of nulls when the collection is missing *or empty* (a Condition with
         # "coding": [] and a text is kept); forEach: no row for an empty collection
         keep = f" AND len({items}) > 0" if view.for_each_or_null else ""
-        inner_cols.append(f"unnest(CASE WHEN _use{keep} THEN {items} ELSE [NULL::JSON] END) AS _e")
-    rtype_rx = resource_type_pattern(view.resource)
-    outer = ["_file", "_line",
-             f"_ok AND CASE WHEN _use THEN _v[1] IS NOT DISTINCT FROM '{view.resource}' "
-             f"ELSE regexp_matches(_raw, '{rtype_rx}') END AS _ok", "_bad",
-             "CASE WHEN _use THEN _v[1] END AS _rtype"]
-    for i, (col, p) in enumerate(zip(view.columns, paths, strict=True), start=2):
-        outer.append(f"{column_value(f'_v[{i}]', col, p.reference_type)} AS {col.name}")
+        cols.append(f"unnest(CASE WHEN _use{keep} THEN {items} ELSE [NULL::JSON] END) AS _e")
+    flat = f"SELECT {', '.join(cols)} FROM (SELECT *, {use} AS _use FROM ({checked}))"
+    outer = ["_file", "_line", "_ok", "_bad", "_rtype", *[c.name for c in view.columns]]
     for col in view.each_columns:
         p = translate_path(view.name, col.path)
         got = f"json_extract_string(_e, '{p.json_path}')"
         outer.append(f"{column_value(got, col, p.reference_type)} AS {col.name}")
-    use = f"_ok AND ({prefilter})" if prefilter else "_ok"
-    # blank lines are skipped (the trim only runs on the rare lines that are not JSON)
-    checked = (f"(SELECT *, {use} AS _use FROM (SELECT *, json_valid(_raw) AS _ok FROM {source} "
-               "WHERE _raw IS NOT NULL) WHERE _ok OR trim(_raw) <> '')")
-    sql = f"SELECT {', '.join(outer)}, _use, _raw FROM (SELECT {', '.join(inner_cols)} FROM {checked})"
-    keep = keep_json or "FALSE"
-    names = ", ".join(["_file", "_line", "_ok", "_bad", "_rtype"] + view.column_names)
-    return f"SELECT {names}, CASE WHEN _use AND _ok AND ({keep}) THEN _raw END AS _json FROM ({sql})"
+    keep_sql = keep_json or "FALSE"
+    return (f"SELECT * EXCLUDE (_use, _raw), CASE WHEN _use AND _ok AND ({keep_sql}) THEN _raw END AS _json FROM "
+            f"(SELECT {', '.join(outer)}, _use, _raw FROM ({flat}))")

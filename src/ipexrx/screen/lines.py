@@ -1,0 +1,145 @@
+"""The numbered lines of NDJSON files as an Arrow stream, for DuckDB to read in parallel.
+
+Why this exists: a screen must name every bad line by file and line number, and the only way DuckDB
+numbers lines is ``row_number() OVER ()`` over a sequential CSV scan -- which makes every later step of
+that query (JSON parsing, regular expressions, copying) run on one thread, while the other core waits.
+Here Arrow's CSV reader (C++, no quoting, one text column) splits the decompressed bytes into lines and
+each batch gets its line numbers from a running count, so DuckDB receives ``_file, _line, _raw``
+already numbered and parses the batches on every thread. Gzip is inflated by ISA-L (``isal``), several
+times faster than zlib; without it, by Python's ``gzip``.
+
+The fast reader gives way when it might not number lines exactly as a text editor does: a control
+byte ``\\x01`` (its column separator), a lone carriage return (Arrow ends a line there, an editor does
+not), bytes that are not UTF-8, a line longer than a block. It then raises :class:`NotPlainLines`,
+and the caller reads the file the slow, exact way (DuckDB's sequential CSV scan), which also gives the
+same error messages as before for files that cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+BLOCK = 16 << 20  # bytes per Arrow CSV block: a few batches per core, little memory
+
+
+class NotPlainLines(Exception):
+    """The fast reader cannot number this file's lines exactly (see the module docstring)."""
+
+
+class _Checked:
+    """A binary file that refuses, as it is read, the bytes the fast reader would split differently from
+    an editor: ``\\x01`` and a carriage return not followed by a line feed."""
+
+    def __init__(self, raw: IO[bytes], name: str):
+        self._raw = raw
+        self._name = name
+        self._pending_cr = False  # the previous block ended in "\r"
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._raw.read(size)
+        if not block:
+            if self._pending_cr:
+                raise NotPlainLines(f"{self._name}: a carriage return ends the file without a line feed")
+            return block
+        if b"\x01" in block:
+            raise NotPlainLines(f"{self._name}: holds the control byte 0x01")
+        if self._pending_cr and not block.startswith(b"\n"):
+            raise NotPlainLines(f"{self._name}: a carriage return without a line feed")
+        if b"\r" in block:
+            trailing = block.endswith(b"\r")
+            if block.count(b"\r") - trailing != block.count(b"\r\n"):
+                raise NotPlainLines(f"{self._name}: a carriage return without a line feed")
+            self._pending_cr = trailing
+        else:
+            self._pending_cr = False
+        return block
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._raw.close()
+
+
+def _open(path: Path) -> IO[bytes]:
+    if not path.name.endswith(".gz"):
+        return path.open("rb")
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a pinned dependency; zlib is the same, slower
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return cast(IO[bytes], igzip.open(path, "rb"))
+
+
+def schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([("_file", pa.large_string()), ("_line", pa.int64()), ("_raw", pa.string())])
+
+
+def _file_batches(path: Path) -> Iterator[Any]:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    name = path.name.encode("utf-8")
+    with _open(path) as raw:
+        checked = _Checked(raw, path.name)
+        try:
+            reader = pcsv.open_csv(
+                pa.PythonFile(checked, mode="r"),
+                read_options=pcsv.ReadOptions(column_names=["_raw"], block_size=BLOCK, use_threads=True),
+                parse_options=pcsv.ParseOptions(delimiter="\x01", quote_char=False, escape_char=False,
+                                                newlines_in_values=False, ignore_empty_lines=False),
+                convert_options=pcsv.ConvertOptions(column_types={"_raw": pa.string()}, check_utf8=True,
+                                                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                return
+            raise NotPlainLines(f"{path.name}: {exc}") from None
+        base = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise NotPlainLines(f"{path.name}: {exc}") from None
+            n = batch.num_rows
+            # built from buffers: pa.array() and pa.scalar() import pandas (0.2 s) to look for its types
+            files = pa.Array.from_buffers(pa.large_string(), n, [
+                None, pa.py_buffer(np.arange(0, (n + 1) * len(name), len(name), dtype=np.int64)), pa.py_buffer(name * n)])
+            lines = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(base + 1, base + n + 1,
+                                                                                        dtype=np.int64))])
+            base += n
+            yield pa.RecordBatch.from_arrays([files, lines, batch.column(0)], schema=schema())
+
+
+class LineSource:
+    """``reader``: a ``pyarrow.RecordBatchReader`` of ``_file`` (the file's name), ``_line`` (1-based,
+    blank lines counted) and ``_raw`` (the line without its line end) over ``files`` in order; it can be
+    read once. When a file is not plain UTF-8 NDJSON lines the stream stops with an error and
+    ``problem`` says why (the consumer -- DuckDB -- reports the stream's failure in its own words)."""
+
+    def __init__(self, files: list[Path]):
+        import pyarrow as pa
+
+        self.files = files
+        self.problem: NotPlainLines | None = None
+        self.reader = pa.RecordBatchReader.from_batches(schema(), self._batches())
+
+    def _batches(self) -> Iterator[Any]:
+        try:
+            for path in self.files:
+                yield from _file_batches(path)
+        except NotPlainLines as exc:
+            self.problem = exc
+            raise
