@@ -115,10 +115,10 @@ def _file_batches(path: Path) -> Iterator[Any]:
                 raise NotPlainLines(f"{path.name}: {exc}") from None
             n = batch.num_rows
             # built from buffers: pa.array() and pa.scalar() import pandas (0.2 s) to look for its types
-            files = pa.Array.from_buffers(pa.large_string(), n, [
-                None, pa.py_buffer(np.arange(0, (n + 1) * len(name), len(name), dtype=np.int64)), pa.py_buffer(name * n)])
-            lines = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(base + 1, base + n + 1,
-                                                                                        dtype=np.int64))])
+            starts = np.arange(0, (n + 1) * len(name), len(name), dtype=np.int64)
+            files = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(starts), pa.py_buffer(name * n)])
+            numbers = np.arange(base + 1, base + n + 1, dtype=np.int64)
+            lines = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(numbers)])
             base += n
             yield pa.RecordBatch.from_arrays([files, lines, batch.column(0)], schema=schema())
 
