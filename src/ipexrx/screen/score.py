@@ -283,11 +283,52 @@ class Weights:
 _WEIGHTS: dict[int, tuple[KnowledgeBase, Weights]] = {}
 
 
+WEIGHTS_FILE = "hpo-weights.json"  # in screen/data: the weights derived from hpo3, and the key they hold for
+
+
+def weights_key(kb: KnowledgeBase) -> dict[str, Any]:
+    """What the weights are computed from: the hpo3 release (its ontology and annotations), the mapped HPO
+    terms and the target disorders' OMIM / Orphanet numbers."""
+    from importlib.metadata import version
+
+    terms = sorted({r.hpo for r in load_map().conditions} | {r.hpo for r in load_map().labs})
+    return {"hpo3": version("hpo3"), "terms": terms,
+            "targets": [[t.id, list(t.omim), list(t.orpha)] for t in targets(kb)]}
+
+
+def weights_to_json(w: Weights, key: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "release": w.release, "names": w.names, "annotation_counts": w.annotation_counts,
+            "ancestors": {h: sorted(a) for h, a in sorted(w.ancestors.items())},
+            "match": [[h, t, m.points, m.annotated, m.annotated_name] for (h, t), m in sorted(w.match.items())]}
+
+
+def _weights_from_json(data: dict[str, Any]) -> Weights:
+    return Weights(dict(data["names"]), {(h, t): Match(float(p), a, n) for h, t, p, a, n in data["match"]},
+                   str(data["release"]), dict(data["annotation_counts"]),
+                   {h: set(a) for h, a in data["ancestors"].items()})
+
+
 def weights(kb: KnowledgeBase) -> Weights:
-    """IC-weighted matches of every mapped HPO term against every target's annotations (built once)."""
+    """IC-weighted matches of every mapped HPO term against every target's annotations (built once).
+
+    Loading hpo3's ontology takes most of a second of one core, which a screen of 100k patients cannot
+    spare; the weights are therefore shipped, derived, in ``data/hpo-weights.json`` (regenerate with
+    ``python -m ipexrx.screen.score``; a test checks the file against hpo3), and used when they were
+    derived from the same hpo3 release, terms and disorders -- otherwise they are computed from hpo3."""
     hit = _WEIGHTS.get(id(kb))
     if hit is not None and hit[0] is kb:
         return hit[1]
+    import json
+
+    shipped = json.loads(resources.files("ipexrx.screen").joinpath("data", WEIGHTS_FILE).read_text(encoding="utf-8"))
+    w = _weights_from_json(shipped) if shipped.get("key") == weights_key(kb) else compute_weights(kb)
+    _WEIGHTS.clear()
+    _WEIGHTS[id(kb)] = (kb, w)
+    return w
+
+
+def compute_weights(kb: KnowledgeBase) -> Weights:
+    """:func:`weights` computed from hpo3's ontology and annotations."""
     from pyhpo import Omim, Ontology, Orpha
 
     Ontology()
@@ -320,10 +361,7 @@ def weights(kb: KnowledgeBase) -> Weights:
                     best = cand
             if best is not None and best.points > 0:
                 match[(h, tgt.id)] = best
-    w = Weights(names, match, str(Ontology.version()), counts, ancestors)
-    _WEIGHTS.clear()
-    _WEIGHTS[id(kb)] = (kb, w)
-    return w
+    return Weights(names, match, str(Ontology.version()), counts, ancestors)
 
 
 # --- scoring ---------------------------------------------------------------------------------------------------------
@@ -492,3 +530,16 @@ def lab_feature(rule: LabRule, value: float | None, unit: str | None, interpreta
     if not high and v < th.value and comparator not in (">", ">="):
         return f"below {th.value:g} {th.unit}"
     return None
+
+
+if __name__ == "__main__":  # regenerate data/hpo-weights.json from the installed hpo3
+    import json
+    from pathlib import Path
+
+    from ..knowledge.loader import get_kb
+
+    kb_ = get_kb()
+    out = Path(__file__).parent / "data" / WEIGHTS_FILE
+    out.write_text(json.dumps(weights_to_json(compute_weights(kb_), weights_key(kb_)), indent=1, ensure_ascii=False)
+                   + "\n", encoding="utf-8")
+    print(f"wrote {out}")
