@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScreenInputError
-from .views import View, load_views, reference_key_pattern, view_sql
+from .views import View, load_views, view_sql
 
 # Bulk Data file names: "<Type>.ndjson", "<Type>-1.ndjson", "<Type>.000.ndjson", "<Type>_2.ndjson[.gz]".
 _FILE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)(?:[-._]\d+)?\.ndjson(?P<gz>\.gz)?$")
@@ -153,9 +153,9 @@ class DuckDBReader:
         parts = []
         if codes:
             parts.append(f"regexp_matches(_each_text, {_quote(prefilter_patterns(codes, [])[0])})")
-        if patients:
-            parts.append(f"regexp_extract(_text_patient, {_quote(reference_key_pattern('Patient'))}, 1) IN "
-                         "(SELECT patient FROM safety_patients)")
+        if patients:  # one alternation, not a join: the rows are wide (the raw line rides along)
+            ids = "|".join(re.escape(p) for p in sorted(set(patients)))
+            parts.append(f"regexp_matches(_text_patient, {_quote(f'(?:^|/)Patient/(?:{ids})(?:/_history/[^/]*)?$')})")
         return " OR ".join(f"coalesce({p}, FALSE)" for p in parts) or "FALSE"
 
     def has(self, rtype: str) -> bool:
@@ -170,18 +170,24 @@ class DuckDBReader:
         if not files:  # an empty table with the view's columns and types
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
             return
-        self._flatten(table, view, files, keep_json, prefilter)
+        read = self._flatten(table, view, files, keep_json, prefilter)
         bad = self.sql(f"SELECT DISTINCT _file, _line, _bad, _rtype FROM {table} WHERE NOT _ok AND "
                        "(_bad IS NULL OR trim(_bad, ' \t') <> '') ORDER BY _file, _line")  # blank: no problem
-        self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
-        counts = dict(self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"))
+        if read is None:  # every line read has a row: count the good ones
+            self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
+            counts = dict(self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} GROUP BY _file"))
+        else:  # a good line may have no row (not flattened, or no coding): lines read less the rest
+            rest = dict(self.sql(f"SELECT _file, count(DISTINCT _line) FROM {table} WHERE NOT _ok GROUP BY _file"))
+            counts = {name: n - rest.get(name, 0) for name, n in read.items()}
+            self.con.execute(f"DELETE FROM {table} WHERE NOT _ok")
         self._report(rtype, files, bad, sorted(counts.items()))
 
-    def _run_lines(self, con: Any, sql: str, files: list[Path]) -> None:
+    def _run_lines(self, con: Any, sql: str, files: list[Path]) -> dict[str, int]:
         """Run ``sql`` (an SQL text whose ``{source}`` is the relation ``_file, _line, _raw`` of ``files``):
         over the numbered Arrow stream of :mod:`.lines`, which DuckDB parses on every thread; when that
         reader gives way (a file that is not plain UTF-8 lines) or fails, over DuckDB's own sequential,
-        exact CSV scan, which reads what it can and words what it cannot."""
+        exact CSV scan, which reads what it can and words what it cannot. Returns the number of lines
+        read (``_raw`` not null) per file name."""
         import duckdb
 
         if self.fast_lines:
@@ -192,12 +198,16 @@ class DuckDBReader:
             con.register(name, src.reader)
             try:
                 con.execute(sql.replace("{source}", f"(SELECT _file, _line, _raw FROM {name})"))
-                return
+                return {p.name: src.counts.get(p.name, 0) for p in files}
             except duckdb.Error as exc:
                 self.exact_reads.append((", ".join(p.name for p in files), str(src.problem or exc).splitlines()[0]))
             finally:
                 con.unregister(name)
-        self._run_or_refuse(con, sql.replace("{source}", _lines_sql(files)), files)
+        lines = _lines_sql(files)
+        self._run_or_refuse(con, sql.replace("{source}", lines), files)
+        read = dict(con.execute(f"SELECT _file, count(*) FROM {lines} WHERE _raw IS NOT NULL GROUP BY _file")
+                    .fetchall())
+        return {p.name: int(read.get(p.name, 0)) for p in files}
 
     def _run_or_refuse(self, con: Any, sql: str, files: list[Path]) -> None:
         import duckdb
@@ -209,10 +219,11 @@ class DuckDBReader:
             raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
-                 prefilter: str | None) -> None:
-        """Create ``table``: the view over every line of ``files`` (see :func:`~.views.view_sql`)."""
-        self._run_lines(self.con, f"CREATE OR REPLACE TABLE {table} AS "
-                        f"{view_sql(view, '{source}', keep_json, prefilter)}", files)
+                 prefilter: str | None) -> dict[str, int] | None:
+        """Create ``table``: the view over every line of ``files`` (see :func:`~.views.view_sql`). Returns
+        the lines read per file name (a good line may have no row), or None when every line read has one."""
+        return self._run_lines(self.con, f"CREATE OR REPLACE TABLE {table} AS "
+                               f"{view_sql(view, '{source}', keep_json, prefilter)}", files)
 
     def _report(self, rtype: str, files: list[Path], bad: list[tuple[Any, ...]],
                 counts: list[tuple[Any, ...]]) -> None:

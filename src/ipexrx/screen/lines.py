@@ -134,12 +134,16 @@ class LineSource:
 
         self.files = files
         self.problem: NotPlainLines | None = None
+        self.counts: dict[str, int] = {}  # file name -> lines streamed so far (blank ones too)
         self.reader = pa.RecordBatchReader.from_batches(schema(), self._batches())
 
     def _batches(self) -> Iterator[Any]:
         try:
             for path in self.files:
-                yield from _file_batches(path)
+                self.counts[path.name] = 0
+                for batch in _file_batches(path):
+                    self.counts[path.name] += batch.num_rows
+                    yield batch
         except NotPlainLines as exc:
             self.problem = exc
             raise

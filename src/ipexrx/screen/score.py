@@ -344,7 +344,7 @@ def compute_weights(kb: KnowledgeBase) -> Weights:
         for o in tgt.orpha:
             annotated |= set(Orpha.get(int(o)).hpo)
         counts[tgt.id] = len(annotated)
-        ann_terms = [Ontology.get_hpo_object(a) for a in annotated]
+        ann_terms = [Ontology.get_hpo_object(a) for a in sorted(annotated)]
         ann_parents = {a.id: {p.id for p in a.all_parents} for a in ann_terms}
         for h in terms:
             t = Ontology.get_hpo_object(h)
@@ -357,7 +357,8 @@ def compute_weights(kb: KnowledgeBase) -> Weights:
                     cand = Match(t.information_content.omim, a.id, a.name)
                 else:
                     continue
-                if best is None or cand.points > best.points:
+                # ties go to the lowest HPO id: hpo3 hands out annotations in no fixed order
+                if best is None or (cand.points, best.annotated) > (best.points, cand.annotated):
                     best = cand
             if best is not None and best.points > 0:
                 match[(h, tgt.id)] = best

@@ -222,9 +222,9 @@ class SparkReader(DuckDBReader):
             "_file", (F.col("_n") + F.coalesce(F.col("_off"), F.lit(0))).alias("_line"), "_raw")
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
-                 prefilter: str | None) -> None:
+                 prefilter: str | None) -> dict[str, int] | None:
         """Create the DuckDB ``table`` the DuckDB engine would: the view flattened by Spark, staged as Parquet,
-        loaded in file and line order."""
+        loaded in file and line order. Every line has its row, so no counts are returned."""
         from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
         from pyspark.sql import functions as F
@@ -250,10 +250,11 @@ class SparkReader(DuckDBReader):
         parquet = str(out / "*.parquet")
         if not glob.glob(parquet):
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {view_sql(view, EMPTY_LINES, keep_json)}")
-            return
+            return None
         cols = ", ".join([*names, "_json"])
         self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM read_parquet(?) "
                          "ORDER BY _file, _line, _pos", [parquet])
+        return None
 
 
 

@@ -205,9 +205,12 @@ def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: s
     if view.for_each:
         items = "coalesce(TRY_CAST(_each_text::JSON AS JSON[]), []::JSON[])"
         # forEachOrNull: one row of nulls when the collection is missing *or empty* (a Condition with
-        # "coding": [] and a text is kept); forEach: no row for an empty collection
-        keep = f" AND len({items}) > 0" if view.for_each_or_null else ""
-        cols.append(f"unnest(CASE WHEN _use{keep} THEN {items} ELSE [NULL::JSON] END) AS _e")
+        # "coding": [] and a text is kept); forEach: no row for an empty collection. A good line the
+        # prefilter passes over has no row either (the caller counts lines read, not rows); every other
+        # line -- not JSON, another type, blank -- has one row for its report.
+        each = f"CASE WHEN len({items}) > 0 THEN {items} ELSE [NULL::JSON] END" if view.for_each_or_null else items
+        skip = "WHEN _ok THEN []::JSON[] " if prefilter else ""
+        cols.append(f"unnest(CASE WHEN _use THEN {each} {skip}ELSE [NULL::JSON] END) AS _e")
     flat = f"SELECT {', '.join(cols)} FROM (SELECT *, {use} AS _use FROM ({checked}))"
     outer = ["_file", "_line", "_ok", "_bad", "_rtype", *[c.name for c in view.columns]]
     for col in view.each_columns:
