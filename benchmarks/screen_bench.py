@@ -104,9 +104,11 @@ def main() -> None:
     print(f"ipexrx screen ({args.engine}, whole CLI run incl. start-up): {screen_wall:.1f} s, "
           f"{args.patients / screen_wall:,.0f} patients/s, peak RSS {screen_rss:.0f} MB, "
           f"ratio to parse floor {screen_wall / floor_wall:.2f}")
+    beside = (f"in a forked worker beside the scoring, {stats['safety_wait_seconds']} s waited for after it"
+              if stats.get("safety_beside_scoring") else "after the scoring")
     print(f"  phases: read {stats['read_seconds']} s, score {stats['score_seconds']} s, "
-          f"safety {stats['safety_seconds']} s ({stats['safety_patients_checked']} patients on knowledge-base "
-          f"drugs assessed, {stats['safety_patients_with_alerts']} with alerts)")
+          f"safety {stats['safety_seconds']} s ({beside}; {stats['safety_patients_checked']} patients on "
+          f"knowledge-base drugs assessed, {stats['safety_patients_with_alerts']} with alerts)")
     print(f"  bad lines {len(stats['bad_lines'])}; candidates {stats['candidates']}; known {stats['known']}")
     print(f"precision at k={k} (undiagnosed IPEX + IPEX-like): {p_at_k:.3f}; recall of the candidate list "
           f"{recall:.3f}; precision of the whole candidate list {precision_list:.3f}; look-alikes in the list "

@@ -127,3 +127,4 @@ def test_a_file_that_is_not_utf8_is_refused_by_name_as_before(tmp_path: Path) ->
     (tmp_path / "Patient.ndjson").write_bytes(f"{P1}\n".encode() + b'{"resourceType":"Patient","id":"\xff"}\n')
     with DuckDBReader(tmp_path) as reader, pytest.raises(ScreenInputError, match=r"Patient\.ndjson: cannot be read"):
         reader.load("Patient", keep_json="TRUE")
+

@@ -68,35 +68,107 @@ def assess_patients(reader: DuckDBReader, patients: dict[str, list[str]], kb: Kn
                     progress: Callable[[int, int], None] | None = None, strict: bool = False,
                     ) -> list[dict[str, Any]]:
     """One entry per chosen patient with at least one alert (or with a record that cannot be assessed)."""
-    from ..assess import assess
-    from ..patient.errors import PatientInputError
-
     ids = list(patients)
     out: list[dict[str, Any]] = []
     chunk = 500
     for start in range(0, len(ids), chunk):
         batch = ids[start:start + chunk]
-        located = reader.resource_lines(batch)
-        for n, pid in enumerate(batch, start=start + 1):
-            bundle = {"resourceType": "Bundle", "type": "collection",
-                      "entry": [{"resource": orjson.loads(r)} for _f, _l, r in located.get(pid, [])]}
-            entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
-            try:
-                result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never",
-                                strict=strict)
-            except PatientInputError as exc:
-                entry["alerts"] = []
-                entry["error"] = (f"the record cannot be assessed safely, so its drug safety cannot be judged: "
-                                  f"{exc.summary}; " + "; ".join(_issue_words(exc, bundle, located.get(pid, []))))
-                entry["issues"] = [i.to_dict() for i in exc.issues]  # the JSON paths, for machines
-                out.append(entry)
-                continue
-            if result.alerts:
-                entry["alerts"] = [_alert(a) for a in result.alerts]
-                out.append(entry)
-            if progress:
-                progress(n, len(ids))
+        out += assess_located(reader.resource_lines(batch), {p: patients[p] for p in batch}, kb, as_of, strict,
+                              progress, start, len(ids))
     return out
+
+
+def assess_located(located: dict[str, list[tuple[str, int, str]]], patients: dict[str, list[str]],
+                   kb: KnowledgeBase, as_of: dt.date, strict: bool = False,
+                   progress: Callable[[int, int], None] | None = None, done: int = 0, total: int = 0,
+                   ) -> list[dict[str, Any]]:
+    """:func:`assess_patients` for patients whose resource lines were already read
+    (:meth:`~.duckdb_engine.DuckDBReader.resource_lines`): no database is needed, so it can run in
+    another process."""
+    from ..assess import assess
+    from ..patient.errors import PatientInputError
+
+    out: list[dict[str, Any]] = []
+    for n, pid in enumerate(patients, start=done + 1):
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": orjson.loads(r)} for _f, _l, r in located.get(pid, [])]}
+        entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
+        try:
+            result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never", strict=strict)
+        except PatientInputError as exc:
+            entry["alerts"] = []
+            entry["error"] = (f"the record cannot be assessed safely, so its drug safety cannot be judged: "
+                              f"{exc.summary}; " + "; ".join(_issue_words(exc, bundle, located.get(pid, []))))
+            entry["issues"] = [i.to_dict() for i in exc.issues]  # the JSON paths, for machines
+            out.append(entry)
+            continue
+        if result.alerts:
+            entry["alerts"] = [_alert(a) for a in result.alerts]
+            out.append(entry)
+        if progress:
+            progress(n, total or len(patients))
+    return out
+
+
+# What a forked worker inherits instead of receiving it pickled: the knowledge base (set just before the fork).
+_FORKED_KB: KnowledgeBase | None = None
+
+
+def _assess_in_fork(located: dict[str, list[tuple[str, int, str]]], patients: dict[str, list[str]],
+                    as_of: dt.date, strict: bool) -> tuple[list[dict[str, Any]], float]:
+    import time
+
+    assert _FORKED_KB is not None
+    t0 = time.perf_counter()
+    return assess_located(located, patients, _FORKED_KB, as_of, strict), time.perf_counter() - t0
+
+
+class SafetyChecks:
+    """The safety checks of a screen, started before the scoring and collected after it.
+
+    Why a process: the checks and the scoring are both Python, so threads would take turns on one core
+    while the other waits; a forked worker (it inherits the loaded knowledge base and drug index, and
+    never touches the database, whose lines are read here first) runs the checks beside the scoring.
+    Where fork is not available, or the patients are too many to hold their lines at once
+    (:data:`MAX_FORKED`), the checks run here, in chunks, when collected."""
+
+    MAX_FORKED = 5000
+
+    def __init__(self, reader: DuckDBReader, patients: dict[str, list[str]], kb: KnowledgeBase, as_of: dt.date,
+                 strict: bool = False):
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        global _FORKED_KB
+        self._args = (reader, patients, kb, as_of, strict)
+        self._pool: ProcessPoolExecutor | None = None
+        self._job: Future[tuple[list[dict[str, Any]], float]] | None = None
+        self.beside = False  # the checks ran in the worker, beside the scoring
+        self.seconds = 0.0  # the checks' own time
+        if not patients or len(patients) > self.MAX_FORKED or "fork" not in multiprocessing.get_all_start_methods():
+            return
+        located = reader.resource_lines(list(patients))
+        _FORKED_KB = kb
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        self._job = self._pool.submit(_assess_in_fork, located, patients, as_of, strict)
+
+    def result(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        import time
+
+        reader, patients, kb, as_of, strict = self._args
+        if self._job is None or self._pool is None:
+            t0 = time.perf_counter()
+            out = assess_patients(reader, patients, kb, as_of, progress, strict=strict)
+            self.seconds = time.perf_counter() - t0
+            return out
+        try:
+            out, self.seconds = self._job.result()
+        finally:
+            self._pool.shutdown()
+        self.beside = True
+        if progress:
+            progress(len(patients), len(patients))
+        return out
 
 
 def _issue_words(exc: Any, bundle: dict[str, Any], lines: list[tuple[str, int, str]]) -> list[str]:
