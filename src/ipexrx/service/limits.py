@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"')
 _AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Multipart uploads whose route checks the nesting of every line of every (decompressed) file itself, naming the
@@ -34,16 +34,22 @@ DEPTH_CHECKED_BY_ROUTE = frozenset({"/screen"})
 def json_too_deep(raw: bytes, limit: int) -> bool:
     """True when the JSON text ``raw`` nests arrays / objects more than ``limit`` levels deep.
 
-    Linear and iteration-free over the characters (C-speed byte operations; ~60 us for a 22 kB CDS
-    request): string contents are cut out (after removing escaped backslashes and quotes, the
-    remaining quotes alternate open / close), the brackets left are read as parentheses, and each
-    pass removes the innermost pairs, i.e. exactly one level. Text that is not JSON may get any
-    answer; the parser behind rejects it."""
+    Linear and iteration-free over the characters (C-speed byte operations; ~25 us for a 14 kB CDS
+    request): escaped backslashes and quotes are removed, then everything but quotes and brackets (one
+    ``translate``); the remaining quotes alternate open / close, so an adjacent pair ``""`` -- an
+    empty string, or the end of one string and the start of the next with nothing between -- can go
+    without changing what lies inside or outside a string (most strings hold no bracket and vanish in
+    that one pass); what is left inside quotes is cut out. The brackets left are read as parentheses,
+    and each pass removes the innermost pairs, i.e. exactly one level. Text that is not JSON may get
+    any answer; the parser behind rejects it."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False
     if b"\\" in raw:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(raw.split(b'"')[::2]).translate(_AS_PARENS, _NOT_BRACKETS)
+    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])
+    brackets = marks.translate(_AS_PARENS)
     for _ in range(limit):
         inner = brackets.replace(b"()", b"")
         if inner == brackets or not inner:
