@@ -357,8 +357,10 @@ def compute_weights(kb: KnowledgeBase) -> Weights:
                     cand = Match(t.information_content.omim, a.id, a.name)
                 else:
                     continue
-                # ties go to the lowest HPO id: hpo3 hands out annotations in no fixed order
-                if best is None or (cand.points, best.annotated) > (best.points, cand.annotated):
+                # ties go to the term itself, then to the lowest HPO id: hpo3 hands out annotations in no
+                # fixed order, and the reason shown must not change from one run to the next
+                if best is None or (cand.points, cand.annotated == t.id, best.annotated) > (
+                        best.points, best.annotated == t.id, cand.annotated):
                     best = cand
             if best is not None and best.points > 0:
                 match[(h, tgt.id)] = best
