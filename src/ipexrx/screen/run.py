@@ -156,6 +156,7 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase, as_of: dt.date,
         if old_f is None or (f.date and old_f.date and f.date < old_f.date) or (
                 old_f.evidence.startswith("text") and not f.evidence.startswith("text")):
             feats[pid][key] = f
+    cited_by: dict[int, list[dict[str, Any]]] = {}  # id(threshold) -> its sources (thresholds live all run)
     for (pid, code, value, unit, unit_text, interp, low, high, comparator, eff, eff_start, _text, fname,
          line) in labs:
         rule = cm.lab_by_loinc[code]
@@ -168,11 +169,13 @@ def _features(reader: DuckDBReader, kb: KnowledgeBase, as_of: dt.date,
         th = rule.threshold
         cited: tuple[dict[str, Any], ...] = ()
         if th is not None and why.startswith(("above ", "below ")) and not why.startswith(("above the", "below the")):
-            ids = list(th.sources)
-            if th.kb_threshold:
-                ids += [c.source for t in kb.thresholds.values() for x in t.thresholds if x.id == th.kb_threshold
-                        and x.statement is not None for c in x.statement.sources]
-            refs = _source_refs(kb, ids)
+            if id(th) not in cited_by:  # the same few thresholds, lab after lab: their sources looked up once
+                ids = list(th.sources)
+                if th.kb_threshold:
+                    ids += [c.source for t in kb.thresholds.values() for x in t.thresholds
+                            if x.id == th.kb_threshold and x.statement is not None for c in x.statement.sources]
+                cited_by[id(th)] = _source_refs(kb, ids)
+            refs = [dict(r) for r in cited_by[id(th)]]
             if not refs:
                 refs = [{"citation": f"cut-off chosen for this screen ({th.note or 'no published source'})",
                          "doi": None, "pmid": None, "verification": "a method choice, not a published cut-off"}]
