@@ -190,15 +190,21 @@ class DuckDBReader:
         read (``_raw`` not null) per file name."""
         import duckdb
 
-        if self.fast_lines:
+        try:
             from .lines import LineSource
 
-            src = LineSource(files)
+            src = LineSource(files) if self.fast_lines else None
+        except ImportError as exc:  # pyarrow is a pinned dependency; without it, the exact reader
+            self.exact_reads.append((", ".join(p.name for p in files), f"no fast line reader ({exc})"))
+            src = None
+        if src is not None:
             name = f"_lines_src_{len(self.exact_reads)}_{id(src)}"
             con.register(name, src.reader)
             try:
                 con.execute(sql.replace("{source}", f"(SELECT _file, _line, _raw FROM {name})"))
                 return {p.name: src.counts.get(p.name, 0) for p in files}
+            except duckdb.InterruptException:
+                raise  # Ctrl-C: stop, do not read the files again the slow way
             except duckdb.Error as exc:
                 self.exact_reads.append((", ".join(p.name for p in files), str(src.problem or exc).splitlines()[0]))
             finally:

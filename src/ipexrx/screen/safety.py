@@ -129,14 +129,17 @@ class SafetyChecks:
     Why a process: the checks and the scoring are both Python, so threads would take turns on one core
     while the other waits; a forked worker (it inherits the loaded knowledge base and drug index, and
     never touches the database, whose lines are read here first) runs the checks beside the scoring.
-    Where fork is not available, or the patients are too many to hold their lines at once
-    (:data:`MAX_FORKED`), the checks run here, in chunks, when collected."""
+    The checks run here, in chunks, when collected, instead: where fork is not available; when the
+    patients are too many to hold their lines at once (:data:`MAX_FORKED`); and when this process runs
+    other Python threads (a web server's, a progress bar's), since a fork copies a lock another thread
+    may hold at that moment, and the child could wait on it for ever."""
 
     MAX_FORKED = 5000
 
     def __init__(self, reader: DuckDBReader, patients: dict[str, list[str]], kb: KnowledgeBase, as_of: dt.date,
                  strict: bool = False):
         import multiprocessing
+        import threading
         from concurrent.futures import Future, ProcessPoolExecutor
 
         global _FORKED_KB
@@ -145,7 +148,8 @@ class SafetyChecks:
         self._job: Future[tuple[list[dict[str, Any]], float]] | None = None
         self.beside = False  # the checks ran in the worker, beside the scoring
         self.seconds = 0.0  # the checks' own time
-        if not patients or len(patients) > self.MAX_FORKED or "fork" not in multiprocessing.get_all_start_methods():
+        if (not patients or len(patients) > self.MAX_FORKED or "fork" not in multiprocessing.get_all_start_methods()
+                or threading.active_count() > 1):
             return
         located = reader.resource_lines(list(patients))
         _FORKED_KB = kb
