@@ -163,11 +163,6 @@ def column_value(expr: str, col: Column, ref: str | None, try_cast: str = "TRY_C
     return f"{try_cast}({expr} AS {cast})" if cast else expr
 
 
-def resource_type_pattern(rtype: str) -> str:
-    """The regular expression a raw line of an ``rtype`` resource matches (its ``resourceType`` member)."""
-    return f'"resourceType"\\s*:\\s*"{rtype}"'
-
-
 def view_sql(view: View, source: str, keep_json: str | None = None, prefilter: str | None = None) -> str:
     """SQL over ``source`` (a relation with ``_file, _line, _raw``) giving the view's columns plus
     ``_file, _line, _ok`` (valid JSON of the view's resource type), ``_bad`` (the start of a line that
