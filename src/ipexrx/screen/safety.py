@@ -139,7 +139,6 @@ class SafetyChecks:
     def __init__(self, reader: DuckDBReader, patients: dict[str, list[str]], kb: KnowledgeBase, as_of: dt.date,
                  strict: bool = False):
         import multiprocessing
-        import threading
         from concurrent.futures import Future, ProcessPoolExecutor
 
         global _FORKED_KB
@@ -148,13 +147,20 @@ class SafetyChecks:
         self._job: Future[tuple[list[dict[str, Any]], float]] | None = None
         self.beside = False  # the checks ran in the worker, beside the scoring
         self.seconds = 0.0  # the checks' own time
-        if (not patients or len(patients) > self.MAX_FORKED or "fork" not in multiprocessing.get_all_start_methods()
-                or threading.active_count() > 1):
+        if not patients or len(patients) > self.MAX_FORKED or not self.may_fork():
             return
         located = reader.resource_lines(list(patients))
         _FORKED_KB = kb
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
         self._job = self._pool.submit(_assess_in_fork, located, patients, as_of, strict)
+
+    @staticmethod
+    def may_fork() -> bool:
+        """Fork is available and no other Python thread runs in this process (see the class docstring)."""
+        import multiprocessing
+        import threading
+
+        return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
     def result(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
         import time
