@@ -1,5 +1,5 @@
-"""The fast line reader (Arrow, numbered in Python, parsed by DuckDB on every thread) numbers lines as an
-editor does, and gives way to DuckDB's exact sequential scan on files it might number differently."""
+"""The line readers (Arrow's CSV reader, fast; Python line by line, exact) number lines as an editor does, and
+the fast one gives way to the exact one on files it might split or decode differently."""
 
 from __future__ import annotations
 
@@ -18,22 +18,26 @@ P1 = '{"resourceType":"Patient","id":"a","gender":"male","birthDate":"2025-01-01
 P2 = '{"resourceType":"Patient","id":"b","gender":"female"}'
 
 
-def _lines(path: Path, block: int | None = None, monkeypatch: pytest.MonkeyPatch | None = None) -> list[Any]:
+def _lines(path: Path, block: int | None = None, monkeypatch: pytest.MonkeyPatch | None = None,
+           exact: bool = False) -> list[Any]:
     from ipexrx.screen import lines
 
     if block is not None and monkeypatch is not None:
         monkeypatch.setattr(lines, "BLOCK", block)
-    src = lines.LineSource([path])
+        monkeypatch.setattr(lines, "EXACT_BATCH", 7)
+    src = lines.LineSource([path], exact=exact)
     table = src.reader.read_all()
     return list(zip(table.column("_file").to_pylist(), table.column("_line").to_pylist(),
                     table.column("_raw").to_pylist(), strict=True))
 
 
-def test_blank_lines_are_counted_and_crlf_bom_and_a_last_line_without_end_are_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+def test_blank_lines_are_counted_and_crlf_bom_and_a_last_line_without_end_are_read(tmp_path: Path,
+                                                                                   exact: bool) -> None:
     f = tmp_path / "Patient.ndjson"
     f.write_bytes(b"\xef\xbb\xbf" + P1.encode() + b"\r\n\r\n   \n" + P2.encode())
-    assert _lines(f) == [("Patient.ndjson", 1, P1), ("Patient.ndjson", 2, ""), ("Patient.ndjson", 3, "   "),
-                         ("Patient.ndjson", 4, P2)]
+    assert _lines(f, exact=exact) == [("Patient.ndjson", 1, P1), ("Patient.ndjson", 2, ""),
+                                      ("Patient.ndjson", 3, "   "), ("Patient.ndjson", 4, P2)]
 
 
 def test_gzip_files_are_numbered_from_one_each(tmp_path: Path) -> None:
@@ -54,12 +58,14 @@ def test_an_empty_file_has_no_lines(tmp_path: Path) -> None:
     assert _lines(f) == []
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
 def test_line_numbers_run_on_across_blocks_and_a_crlf_split_by_a_block_edge_is_one_line_end(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact: bool) -> None:
     f = tmp_path / "Patient.ndjson"
     rows = [P1.replace('"a"', f'"p{i}"') for i in range(400)]
     f.write_bytes(("\r\n".join(rows) + "\r\n").encode())
-    got = _lines(f, block=1000, monkeypatch=monkeypatch)  # dozens of blocks, some ending between \r and \n
+    # dozens of blocks (some ending between \r and \n) or batches of 7 lines
+    got = _lines(f, block=1000, monkeypatch=monkeypatch, exact=exact)
     assert [n for _f, n, _r in got] == list(range(1, 401))
     assert [r for _f, _n, r in got] == rows
 
@@ -120,11 +126,44 @@ def test_a_file_the_fast_reader_gives_way_on_is_read_the_exact_way_and_nothing_i
         assert _tables(fast) == _tables(exact)
 
 
-def test_a_file_that_is_not_utf8_is_refused_by_name_as_before(tmp_path: Path) -> None:
+def _screened(directory: Path) -> Any:
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+
+    reader = DuckDBReader(directory)
+    reader.load("Patient", keep_json="TRUE")
+    return reader
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_line_and_the_others_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "Patient.ndjson").write_bytes(f"{P1}\n".encode() + b'{"resourceType":"Patient","id":"\xff"}\n'
+                                              + f"{P2}\n".encode())
+    with _screened(tmp_path) as reader:
+        assert reader.sql("SELECT id, _line FROM t_patient ORDER BY _line") == [("a", 1), ("b", 3)]
+        [bad] = reader.stats.bad_lines
+        assert (bad.file, bad.line) == ("Patient.ndjson", 2)
+        assert "not valid JSON" in bad.problem and "\\xff" in bad.problem  # the bad byte is shown
+        assert reader.stats.resources["Patient"] == 2
+
+
+def test_a_lone_carriage_return_does_not_end_a_line_and_the_next_line_is_kept_whole(tmp_path: Path) -> None:
+    """NDJSON lines end at \\n; two objects joined by a lone \\r are one bad line, as an editor shows them."""
+    p3 = P2.replace('"b"', '"c"')
+    (tmp_path / "Patient.ndjson").write_bytes(f"{P1}\r{P2}\n{p3}\n".encode())
+    with _screened(tmp_path) as reader:
+        assert reader.sql("SELECT id, gender, _line FROM t_patient") == [("c", "female", 2)]
+        assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 1)]
+        assert reader.exact_reads and "carriage return" in reader.exact_reads[0][1]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "exact"])
+def test_a_truncated_gzip_file_is_refused_by_name(tmp_path: Path, fast: bool) -> None:
     from ipexrx.screen.duckdb_engine import DuckDBReader
     from ipexrx.screen.errors import ScreenInputError
 
-    (tmp_path / "Patient.ndjson").write_bytes(f"{P1}\n".encode() + b'{"resourceType":"Patient","id":"\xff"}\n')
-    with DuckDBReader(tmp_path) as reader, pytest.raises(ScreenInputError, match=r"Patient\.ndjson: cannot be read"):
-        reader.load("Patient", keep_json="TRUE")
-
+    rows = [P1.replace('"a"', f'"p{i}"') for i in range(2000)]
+    whole = gzip.compress(("\n".join(rows) + "\n").encode())
+    (tmp_path / "Patient.ndjson.gz").write_bytes(whole[: len(whole) // 2])
+    with DuckDBReader(tmp_path) as reader:
+        reader.fast_lines = fast
+        with pytest.raises(ScreenInputError, match=r"Patient\.ndjson\.gz: cannot be read as NDJSON"):
+            reader.load("Patient", keep_json="TRUE")

@@ -136,6 +136,21 @@ def test_a_truncated_gz_file_is_refused_with_its_name_and_cause(spark: Any, tmp_
         reader.load("Observation")
 
 
+def test_a_line_that_is_not_utf8_is_one_bad_line_for_both_engines(spark: Any, tmp_path: Path) -> None:
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
+                                              b'{"resourceType":"Patient","id":"b\xff"}\n'
+                                              b'{"resourceType":"Patient","id":"c"}\n')
+    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
+        with reader:
+            reader.load("Patient", keep_json="TRUE")
+            assert reader.sql("SELECT id FROM t_patient ORDER BY _line") == [("a",), ("c",)], reader.engine
+            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
+            assert "not valid JSON" in reader.stats.bad_lines[0].problem
+
+
 def test_one_process_keeps_one_spark_master(spark: Any) -> None:
     from ipexrx.screen.spark_engine import SparkUnavailableError, spark_session
 

@@ -3,13 +3,11 @@
 Why lines first, not ``read_json``: DuckDB's ``read_json(..., ignore_errors=true)`` skips a bad line
 without saying which, and a truncated object makes its parser read on into the next, good line (seen
 with DuckDB 2.0: an object cut at the end of line 402 is reported "in line 403"). A screen must name
-each bad line and lose nothing else, so each file is read by DuckDB's CSV reader as one text column
-(no quoting, so a line is exactly a line; ``\\n`` and ``\\r\\n`` both end one; read sequentially, so
-``row_number()`` is the line number -- DuckDB's parallel CSV scan refuses ``new_line='\\r\\n'`` on some
-files and would not guarantee the order), ``json_valid`` marks the lines that
-are JSON, and the view's JSON paths are extracted from those in one parse per line (``json_extract_string``
-with a list of paths). Every file is read once; the work is DuckDB's, in parallel and vectorised, with a
-``memory_limit`` and a spill directory so memory stays bounded whatever the population size.
+each bad line and lose nothing else, so the lines reach DuckDB already split and numbered, as an Arrow
+stream (:mod:`.lines`), and each view's JSON paths are extracted in one parse per line
+(``json_extract_string`` with a list of paths; a line that does not parse gives null). Every file is
+read once; the parsing is DuckDB's, on every thread and vectorised, with a ``memory_limit`` and a spill
+directory so memory stays bounded whatever the population size.
 
 The tables (``t_condition``, ``t_observation``...) hold the view columns plus ``_file`` and ``_line``;
 the raw JSON of a line is kept only for the patients the safety checks need (``_json``).
@@ -96,22 +94,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _lines_sql(files: list[Path]) -> str:
-    parts = []
-    for path in files:
-        parts.append(
-            f"SELECT {_quote(path.name)} AS _file, row_number() OVER () AS _line, column0 AS _raw "
-            f"FROM read_csv({_quote(str(path))}, columns={{'column0': 'VARCHAR'}}, delim='\\x01', quote='', "
-            "escape='', new_line='\\r\\n', header=false, auto_detect=false, strict_mode=false, parallel=false, "
-            f"compression={'gzip' if path.name.endswith('.gz') else 'none'})")
-    return "(" + " UNION ALL ".join(parts) + ")"
-
-
 class DuckDBReader:
     """One screen's DuckDB connection and flattened tables. Use as a context manager."""
 
     engine = "duckdb"
-    fast_lines = True  # read lines through :mod:`.lines` (False: DuckDB's sequential CSV scan only)
+    fast_lines = True  # False: every file read by the exact (Python) line reader of :mod:`.lines`
 
     def __init__(self, directory: Path | str, *, memory_limit: str = "1GB", threads: int | None = None):
         import duckdb
@@ -183,46 +170,33 @@ class DuckDBReader:
         self._report(rtype, files, bad, sorted(counts.items()))
 
     def _run_lines(self, con: Any, sql: str, files: list[Path]) -> dict[str, int]:
-        """Run ``sql`` (an SQL text whose ``{source}`` is the relation ``_file, _line, _raw`` of ``files``):
-        over the numbered Arrow stream of :mod:`.lines`, which DuckDB parses on every thread; when that
-        reader gives way (a file that is not plain UTF-8 lines) or fails, over DuckDB's own sequential,
-        exact CSV scan, which reads what it can and words what it cannot. Returns the number of lines
-        read (``_raw`` not null) per file name."""
+        """Run ``sql`` (an SQL text whose ``{source}`` is the relation ``_file, _line, _raw`` of ``files``)
+        over the numbered line stream of :mod:`.lines`, which DuckDB parses on every thread: the fast
+        reader first and, when it gives way (a file that is not plain UTF-8 lines), the exact one. Returns
+        the number of lines read per file name; a file that cannot be read at all is refused by name."""
         import duckdb
 
-        try:
-            from .lines import LineSource
+        from .lines import LineSource
 
-            src = LineSource(files) if self.fast_lines else None
-        except ImportError as exc:  # pyarrow is a pinned dependency; without it, the exact reader
-            self.exact_reads.append((", ".join(p.name for p in files), f"no fast line reader ({exc})"))
-            src = None
-        if src is not None:
-            name = f"_lines_src_{len(self.exact_reads)}_{id(src)}"
-            con.register(name, src.reader)
+        names = ", ".join(p.name for p in files)
+        for exact in (False, True) if self.fast_lines else (True,):
+            src = LineSource(files, exact=exact)
+            view = f"_lines_src_{len(self.exact_reads)}_{id(src)}"
+            con.register(view, src.reader)
             try:
-                con.execute(sql.replace("{source}", f"(SELECT _file, _line, _raw FROM {name})"))
+                con.execute(sql.replace("{source}", f"(SELECT _file, _line, _raw FROM {view})"))
                 return {p.name: src.counts.get(p.name, 0) for p in files}
             except duckdb.InterruptException:
                 raise  # Ctrl-C: stop, do not read the files again the slow way
             except duckdb.Error as exc:
-                self.exact_reads.append((", ".join(p.name for p in files), str(src.problem or exc).splitlines()[0]))
+                if src.refusal is not None:
+                    raise ScreenInputError(src.refusal) from None
+                if exact:
+                    raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
+                self.exact_reads.append((names, str(src.problem or exc).splitlines()[0]))
             finally:
-                con.unregister(name)
-        lines = _lines_sql(files)
-        self._run_or_refuse(con, sql.replace("{source}", lines), files)
-        read = dict(con.execute(f"SELECT _file, count(*) FROM {lines} WHERE _raw IS NOT NULL GROUP BY _file")
-                    .fetchall())
-        return {p.name: int(read.get(p.name, 0)) for p in files}
-
-    def _run_or_refuse(self, con: Any, sql: str, files: list[Path]) -> None:
-        import duckdb
-
-        try:
-            con.execute(sql)
-        except duckdb.Error as exc:
-            names = ", ".join(p.name for p in files)
-            raise ScreenInputError(f"{names}: cannot be read as NDJSON ({str(exc).splitlines()[0]})") from None
+                con.unregister(view)
+        raise AssertionError("unreachable: the exact reader returns or raises")
 
     def _flatten(self, table: str, view: View, files: list[Path], keep_json: str | None,
                  prefilter: str | None) -> dict[str, int] | None:

@@ -3,16 +3,21 @@
 Why this exists: a screen must name every bad line by file and line number, and the only way DuckDB
 numbers lines is ``row_number() OVER ()`` over a sequential CSV scan -- which makes every later step of
 that query (JSON parsing, regular expressions, copying) run on one thread, while the other core waits.
-Here Arrow's CSV reader (C++, no quoting, one text column) splits the decompressed bytes into lines and
-each batch gets its line numbers from a running count, so DuckDB receives ``_file, _line, _raw``
+Here the lines are split and numbered before DuckDB sees them, so it receives ``_file, _line, _raw``
 already numbered and parses the batches on every thread. Gzip is inflated by ISA-L (``isal``), several
 times faster than zlib; without it, by Python's ``gzip``.
 
-The fast reader gives way when it might not number lines exactly as a text editor does: a control
-byte ``\\x01`` (its column separator), a lone carriage return (Arrow ends a line there, an editor does
-not), bytes that are not UTF-8, a line longer than a block. It then raises :class:`NotPlainLines`,
-and the caller reads the file the slow, exact way (DuckDB's sequential CSV scan), which also gives the
-same error messages as before for files that cannot be read at all.
+Two readers give the same lines, numbered as a text editor numbers them (a line ends at ``\n``; a
+``\r`` before it is dropped; a UTF-8 byte-order mark opening the file is not part of line 1):
+
+* the fast one: Arrow's CSV reader (C++, no quoting, one text column). It gives way -- raising
+  :class:`NotPlainLines` while it is read -- where it might split or decode differently: a control
+  byte ``\x01`` (its column separator), a carriage return not followed by a line feed (Arrow ends a
+  line there), bytes that are not UTF-8, a line longer than a block;
+* the exact one: Python reading line by line (``exact=True``), several times slower, for those files.
+  A line that is not UTF-8 is passed on with its bad bytes written as ``\\xNN`` -- never valid JSON
+  (JSON text is UTF-8), so it is reported as a bad line with what it holds, and the other lines are
+  kept. A file that cannot be read at all (a broken gzip stream) is named in ``refusal``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,17 @@ from typing import IO, Any, cast
 BLOCK = 16 << 20  # bytes per Arrow CSV block: a few batches per core, little memory
 
 
+EXACT_BATCH = 20_000  # lines per batch of the exact reader
+
+BOM = b"\xef\xbb\xbf"
+
+
 class NotPlainLines(Exception):
     """The fast reader cannot number this file's lines exactly (see the module docstring)."""
+
+
+class Unreadable(Exception):
+    """A file that cannot be read at all (its message names the file and why)."""
 
 
 class _Checked:
@@ -86,7 +100,6 @@ def schema() -> Any:
 
 
 def _file_batches(path: Path) -> Iterator[Any]:
-    import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -113,27 +126,68 @@ def _file_batches(path: Path) -> Iterator[Any]:
                 return
             except (pa.ArrowInvalid, OSError) as exc:
                 raise NotPlainLines(f"{path.name}: {exc}") from None
-            n = batch.num_rows
-            # built from buffers: pa.array() and pa.scalar() import pandas (0.2 s) to look for its types
-            starts = np.arange(0, (n + 1) * len(name), len(name), dtype=np.int64)
-            files = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(starts), pa.py_buffer(name * n)])
-            numbers = np.arange(base + 1, base + n + 1, dtype=np.int64)
-            lines = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(numbers)])
-            base += n
-            yield pa.RecordBatch.from_arrays([files, lines, batch.column(0)], schema=schema())
+            yield _batch(name, base, batch.column(0))
+            base += batch.num_rows
+
+
+def _exact_batches(path: Path) -> Iterator[Any]:
+    """The lines of ``path`` read by Python, one at a time (see the module docstring)."""
+    import pyarrow as pa
+
+    base = 0
+    texts: list[str] = []
+
+    def batch() -> Any:
+        return _batch(path.name.encode("utf-8"), base, pa.array(texts, type=pa.string()))
+
+    try:
+        with _open(path) as fh:
+            for n, line in enumerate(fh):  # a binary file's lines end at b"\n" only
+                line = line.removesuffix(b"\n").removesuffix(b"\r")
+                if n == 0:
+                    line = line.removeprefix(BOM)
+                try:
+                    texts.append(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    texts.append(line.decode("utf-8", "backslashreplace"))
+                if len(texts) == EXACT_BATCH:
+                    yield batch()
+                    base += len(texts)
+                    texts = []
+    except Exception as exc:  # noqa: BLE001 - gzip, zlib and ISA-L each raise their own kind
+        raise Unreadable(f"{path.name}: cannot be read as NDJSON ({type(exc).__name__}: {exc})") from None
+    if texts:
+        yield batch()
+
+
+def _batch(name: bytes, base: int, raw: Any) -> Any:
+    """A record batch of ``raw`` (an Arrow string array) numbered from ``base + 1``, in file ``name``."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(raw)
+    # built from buffers: pa.array() and pa.scalar() on Python objects import pandas (0.2 s) to look for its types
+    starts = np.arange(0, (n + 1) * len(name), len(name), dtype=np.int64)
+    files = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(starts), pa.py_buffer(name * n)])
+    numbers = np.arange(base + 1, base + n + 1, dtype=np.int64)
+    lines = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(numbers)])
+    return pa.RecordBatch.from_arrays([files, lines, raw], schema=schema())
 
 
 class LineSource:
     """``reader``: a ``pyarrow.RecordBatchReader`` of ``_file`` (the file's name), ``_line`` (1-based,
     blank lines counted) and ``_raw`` (the line without its line end) over ``files`` in order; it can be
-    read once. When a file is not plain UTF-8 NDJSON lines the stream stops with an error and
-    ``problem`` says why (the consumer -- DuckDB -- reports the stream's failure in its own words)."""
+    read once. ``exact``: read by Python, line by line (see the module docstring). When the stream stops
+    with an error (the consumer -- DuckDB -- reports it in its own words), ``problem`` says why the fast
+    reader gave way, or ``refusal`` why a file cannot be read at all."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], exact: bool = False):
         import pyarrow as pa
 
         self.files = files
+        self.exact = exact
         self.problem: NotPlainLines | None = None
+        self.refusal: str | None = None
         self.counts: dict[str, int] = {}  # file name -> lines streamed so far (blank ones too)
         self.reader = pa.RecordBatchReader.from_batches(schema(), self._batches())
 
@@ -141,9 +195,12 @@ class LineSource:
         try:
             for path in self.files:
                 self.counts[path.name] = 0
-                for batch in _file_batches(path):
+                for batch in _exact_batches(path) if self.exact else _file_batches(path):
                     self.counts[path.name] += batch.num_rows
                     yield batch
         except NotPlainLines as exc:
             self.problem = exc
+            raise
+        except Unreadable as exc:
+            self.refusal = str(exc)
             raise

@@ -134,12 +134,14 @@ def spark_view_sql(view: View, source: str, prefilter: str | None = None) -> str
     -- and ``_use`` (flattened), ``_raw`` and ``_pos`` (the forEach element's index, to keep row order)."""
     paths = [translate_path(view.name, c.path) for c in view.columns]
     use = f"_ok AND ({prefilter})" if prefilter else "_ok"
+    # Spark's text reader keeps bytes that are not UTF-8: such a line is a bad line (JSON text is UTF-8), shown
+    # with U+FFFD in their place, since the DuckDB tables the rows go to hold only valid UTF-8
     checked = (f"SELECT *, {use} AS _use FROM (SELECT _file, _line, _raw, _j, _j IS NOT NULL AS _ok FROM "
-               f"(SELECT _file, _line, _raw, try_parse_json(_raw) AS _j FROM {source} WHERE _raw IS NOT NULL)) "
-               "WHERE _ok OR trim(_raw) <> ''")
+               f"(SELECT _file, _line, _raw, CASE WHEN is_valid_utf8(_raw) THEN try_parse_json(_raw) END AS _j "
+               f"FROM {source} WHERE _raw IS NOT NULL)) WHERE _ok OR trim(_raw) <> ''")
     inner = ["_file", "_line", "_ok", "_use", "_raw",
              "CASE WHEN _use THEN try_variant_get(_j, '$.resourceType', 'string') END AS _rtype",
-             "CASE WHEN _ok THEN NULL ELSE substring(_raw, 1, 160) END AS _bad"]
+             "CASE WHEN _ok THEN NULL ELSE substring(make_valid_utf8(_raw), 1, 160) END AS _bad"]
     for i, p in enumerate(paths):
         inner.append(f"CASE WHEN _use THEN try_variant_get(_j, {_lit(p.json_path)}, 'string') END AS _c{i}")
     if view.for_each:
