@@ -412,7 +412,12 @@ def score_patient(patient: str, info: PatientInfo, feats: list[Feature], kb: Kno
                   w: Weights) -> Scored | None:
     pmap = load_map()
     sc = pmap.scoring
-    best: Scored | None = None
+    sex_key: Literal["male", "female", "other", "unknown"] = (
+        "male" if info.sex == "male" else "female" if info.sex == "female" else "other" if info.sex == "other"
+        else "unknown")
+    # the totals of every target first, the reasons of the best one only (most patients score low and
+    # are only counted in the histogram)
+    best: tuple[float, Target, dict[str, tuple[float, Feature, Match, float]], list[str], float, float] | None = None
     for tgt in targets(kb):
         by_term: dict[str, tuple[float, Feature, Match, float]] = {}
         for f in feats:
@@ -429,33 +434,33 @@ def score_patient(patient: str, info: PatientInfo, feats: list[Feature], kb: Kno
         base = sum(v[0] for v in by_term.values())
         organs = sorted({v[1].organ for v in by_term.values() if v[1].organ})
         bonus = sc.organ_bonus * (len(organs) - 1) if len(organs) >= 2 else 0.0
-        sex_key: Literal["male", "female", "other", "unknown"] = (
-            "male" if info.sex == "male" else "female" if info.sex == "female" else "other" if info.sex == "other"
-            else "unknown")
         sex = sc.sex_factors.get("ipex", {}).get(sex_key, 1.0) if tgt.x_linked else 1.0
         total = round((base + bonus) * sex, 2)
-        if best is not None and total <= best.score:  # ties go to the earlier target (IPEX first)
+        if best is not None and total <= best[0]:  # ties go to the earlier target (IPEX first)
             continue
-        reasons: list[dict[str, Any]] = []
-        for pts, f, m, factor in sorted(by_term.values(), key=lambda v: (-v[0], v[1].hpo)):
-            r: dict[str, Any] = {"feature": w.names.get(f.hpo, f.hpo), "hpo": f.hpo, "code": f.code,
-                                 "evidence": f.evidence,
-                                 "date": f.date.isoformat() if f.date else None,
-                                 "age_at_onset_years": round(f.age_years, 2) if f.age_years is not None else None,
-                                 "points": round(pts, 2), "information_content": round(m.points, 2),
-                                 "onset_factor": factor, "record": f.where}
-            if m.annotated != f.hpo:
-                r["matches_annotation"] = f"{m.annotated} {m.annotated_name}"
-            if f.sources:
-                r["threshold_sources"] = list(f.sources)
-            reasons.append(r)
-        if bonus:
-            reasons.append({"feature": f"organ-specific autoimmunity in {len(organs)} organs ({', '.join(organs)})",
-                            "points": round(bonus, 2)})
-        if tgt.x_linked:
-            reasons.append({"feature": f"sex: {info.sex} (IPEX is X-linked)", "factor": sex})
-        best = Scored(patient, total, tgt, reasons, len(by_term))
-    return best
+        best = (total, tgt, by_term, organs, bonus, sex)
+    if best is None:
+        return None
+    total, tgt, by_term, organs, bonus, sex = best
+    reasons: list[dict[str, Any]] = []
+    for pts, f, m, factor in sorted(by_term.values(), key=lambda v: (-v[0], v[1].hpo)):
+        r: dict[str, Any] = {"feature": w.names.get(f.hpo, f.hpo), "hpo": f.hpo, "code": f.code,
+                             "evidence": f.evidence,
+                             "date": f.date.isoformat() if f.date else None,
+                             "age_at_onset_years": round(f.age_years, 2) if f.age_years is not None else None,
+                             "points": round(pts, 2), "information_content": round(m.points, 2),
+                             "onset_factor": factor, "record": f.where}
+        if m.annotated != f.hpo:
+            r["matches_annotation"] = f"{m.annotated} {m.annotated_name}"
+        if f.sources:
+            r["threshold_sources"] = list(f.sources)
+        reasons.append(r)
+    if bonus:
+        reasons.append({"feature": f"organ-specific autoimmunity in {len(organs)} organs ({', '.join(organs)})",
+                        "points": round(bonus, 2)})
+    if tgt.x_linked:
+        reasons.append({"feature": f"sex: {info.sex} (IPEX is X-linked)", "factor": sex})
+    return Scored(patient, total, tgt, reasons, len(by_term))
 
 
 def most_specific(feats: list[Feature], w: Weights) -> list[Feature]:
