@@ -10,6 +10,13 @@ import pytest
 from .conftest import AS_OF, POPULATION
 
 
+def _die(*_args: Any) -> Any:
+    """The worker's job in a test: the process ends at once, as when it is killed."""
+    import os
+
+    os._exit(9)
+
+
 def test_the_safety_checks_in_a_forked_worker_equal_those_run_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     from ipexrx.screen import safety
     from ipexrx.screen.run import screen
@@ -44,5 +51,18 @@ def test_with_other_python_threads_running_the_checks_stay_in_this_process(resul
     finally:
         stop.set()
         other.join()
+    assert here["stats"]["safety_beside_scoring"] is False
+    assert here["safety"] == result["safety"]
+
+
+def test_a_worker_that_dies_leaves_the_checks_to_this_process(monkeypatch: pytest.MonkeyPatch,
+                                                              result: dict[str, Any]) -> None:
+    """A worker killed (out of memory, a signal) must not lose the safety list: it is made here instead."""
+    from ipexrx.screen import safety
+    from ipexrx.screen.run import screen
+
+    monkeypatch.setattr(safety.SafetyChecks, "may_fork", staticmethod(lambda: True))
+    monkeypatch.setattr(safety, "_assess_in_fork", _die)
+    here = screen(POPULATION, as_of=AS_OF)
     assert here["stats"]["safety_beside_scoring"] is False
     assert here["safety"] == result["safety"]

@@ -258,36 +258,40 @@ def screen(path: Path | str, *, as_of: dt.date | None = None, top: int | None = 
         timings["read_seconds"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
         checks = SafetyChecks(reader, chosen, kb, as_of, strict=strict)  # beside the scoring, where it can
-        if progress:
-            progress("scoring", 0, 1)
-        feats, dx, people = _features(reader, kb, as_of)
-        w = weights(kb)
-        pmap = load_map()
-        candidates: list[dict[str, Any]] = []
-        known: list[dict[str, Any]] = []
-        all_scores: list[float] = []
-        for pid in sorted(set(feats) | set(dx)):
-            info = people.get(pid, PatientInfo("unknown", None))
-            scored = score_patient(pid, info, feats.get(pid, []), kb, w)
-            if pid in dx:
-                entry = dict(dx[pid])
-                entry["score"] = scored.score if scored else 0.0
-                known.append(entry)
-                continue
-            all_scores.append(scored.score if scored else 0.0)
-            if scored is None or (not all_scored and (scored.score < pmap.scoring.candidate_min_score
-                                                      or scored.features < pmap.scoring.candidate_min_features)):
-                continue
-            candidates.append({
-                "patient": pid, "score": scored.score, "reasons": scored.reasons,
-                "pattern": scored.target.name, "sex": info.sex,
-                "age_years": round(_years(info.birth_date, as_of) or 0, 1) if info.birth_date else None,
-                "next_step": next_step(kb, scored.target.id, scored.target.name)})
-        candidates.sort(key=lambda c: (-c["score"], c["patient"]))
-        total_candidates = len(candidates)
-        if top is not None:
-            candidates = candidates[:top]
-        known.sort(key=lambda k: k["patient"])
+        try:
+            if progress:
+                progress("scoring", 0, 1)
+            feats, dx, people = _features(reader, kb, as_of)
+            w = weights(kb)
+            pmap = load_map()
+            candidates: list[dict[str, Any]] = []
+            known: list[dict[str, Any]] = []
+            all_scores: list[float] = []
+            for pid in sorted(set(feats) | set(dx)):
+                info = people.get(pid, PatientInfo("unknown", None))
+                scored = score_patient(pid, info, feats.get(pid, []), kb, w)
+                if pid in dx:
+                    entry = dict(dx[pid])
+                    entry["score"] = scored.score if scored else 0.0
+                    known.append(entry)
+                    continue
+                all_scores.append(scored.score if scored else 0.0)
+                if scored is None or (not all_scored and (scored.score < pmap.scoring.candidate_min_score
+                                                          or scored.features < pmap.scoring.candidate_min_features)):
+                    continue
+                candidates.append({
+                    "patient": pid, "score": scored.score, "reasons": scored.reasons,
+                    "pattern": scored.target.name, "sex": info.sex,
+                    "age_years": round(_years(info.birth_date, as_of) or 0, 1) if info.birth_date else None,
+                    "next_step": next_step(kb, scored.target.id, scored.target.name)})
+            candidates.sort(key=lambda c: (-c["score"], c["patient"]))
+            total_candidates = len(candidates)
+            if top is not None:
+                candidates = candidates[:top]
+            known.sort(key=lambda k: k["patient"])
+        except BaseException:  # the worker is not left running behind a failed screen
+            checks.close()
+            raise
         timings["score_seconds"] = round(time.perf_counter() - t1, 3)
         t2 = time.perf_counter()
 

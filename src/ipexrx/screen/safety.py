@@ -14,6 +14,7 @@ per-patient calculation for the clinician's view, not a population worklist item
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ import orjson
 
 from ..knowledge.loader import KnowledgeBase
 from .duckdb_engine import DuckDBReader
+
+log = logging.getLogger("ipexrx.screen.safety")
 
 MED_CONCEPTS_SQL = """
 WITH m AS (
@@ -164,21 +167,31 @@ class SafetyChecks:
 
     def result(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
         import time
+        from concurrent.futures.process import BrokenProcessPool
 
         reader, patients, kb, as_of, strict = self._args
-        if self._job is None or self._pool is None:
-            t0 = time.perf_counter()
-            out = assess_patients(reader, patients, kb, as_of, progress, strict=strict)
-            self.seconds = time.perf_counter() - t0
-            return out
-        try:
-            out, self.seconds = self._job.result()
-        finally:
-            self._pool.shutdown()
-        self.beside = True
-        if progress:
-            progress(len(patients), len(patients))
+        if self._job is not None and self._pool is not None:
+            try:
+                out, self.seconds = self._job.result()
+            except BrokenProcessPool as exc:  # the worker died (killed, out of memory): check here instead
+                log.warning("the drug-safety worker stopped (%s); the checks run in this process", exc)
+            else:
+                self.beside = True
+                if progress:
+                    progress(len(patients), len(patients))
+                return out
+            finally:
+                self.close()
+        t0 = time.perf_counter()
+        out = assess_patients(reader, patients, kb, as_of, progress, strict=strict)
+        self.seconds = time.perf_counter() - t0
         return out
+
+    def close(self) -> None:
+        """Stop the worker (after :meth:`result`, or when the screen fails before it)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _issue_words(exc: Any, bundle: dict[str, Any], lines: list[tuple[str, int, str]]) -> list[str]:
