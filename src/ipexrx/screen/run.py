@@ -11,6 +11,7 @@ Candidates are suggestions for a clinician to review -- never a diagnosis or an 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ Progress = Callable[[str, int, int], None]
 GENES_LIKE = "IL2RA (CD25), STAT5B, STAT1, STAT3, CTLA4, LRBA, DEF6 and BACH2"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a population's findings share a few thousand dates
 def _date(text: str | None) -> dt.date | None:
     if not text or len(text) < 4:
         return None
@@ -57,6 +59,7 @@ def _years(birth: dt.date | None, when: dt.date | None) -> float | None:
     return max(0.0, (when - birth).days / 365.25)
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def _code_label(system: str | None, code: str | None) -> str:
     s = (system or "").lower()
     name = ("SNOMED CT" if "snomed" in s else "ICD-10-CM" if "icd-10-cm" in s else "ICD-10" if "icd" in s

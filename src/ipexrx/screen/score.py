@@ -469,6 +469,8 @@ def most_specific(feats: list[Feature], w: Weights) -> list[Feature]:
     by_line: dict[str, set[str]] = {}
     for f in feats:
         by_line.setdefault(f.where, set()).add(f.hpo)
+    if len(by_line) == len(feats):  # one term per line (the usual case): nothing to drop
+        return feats
     return [f for f in feats if not any(f.hpo in w.ancestors.get(o, set()) for o in by_line[f.where] if o != f.hpo)]
 
 
