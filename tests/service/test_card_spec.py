@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ipexrx.knowledge import get_kb
 from ipexrx.service.cds import samples
 from ipexrx.service.cds.cards import NO_SOURCE
+from ipexrx.service.cds.models import Card
 
 INDICATORS = {"info", "warning", "critical"}
 ACTION_TYPES = {"create", "update", "delete"}
@@ -158,6 +159,9 @@ def test_every_card_we_can_produce_meets_the_card_rules(dev_client: TestClient) 
     assert {k: v for k, v in problems.items() if v} == {}
     unsourced = sorted(c["summary"] for c in cards if NO_SOURCE in c.get("detail", ""))
     assert unsourced == []  # a gap would be shown on the card (never hidden), but every alert must cite
+    # Cards are built as plain dicts on the hot path: each must also be exactly what our strict Card
+    # model gives back (no field it lacks, none it would drop as null, nothing it would refuse).
+    assert [Card.model_validate(c).wire() for c in cards] == cards
 
 
 def test_long_summaries_are_shortened_below_140_characters() -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...patient.errors import InputIssue, issue_in_words
-from .models import Action, Card, Coding, Link, Source, Suggestion
+from .models import Card, Coding, Source
 
 CARD_NAMESPACE = uuid.UUID("5b0f3f7e-8f57-4f4e-9a34-1f1f0ad1c0de")
 TOPIC_SYSTEM = "https://ipexrx.org/fhir/CodeSystem/alert-rule"
@@ -52,6 +52,7 @@ OVERRIDE_REASONS = [
     Coding(system=OVERRIDE_SYSTEM, code="record-incomplete", display="The record is incomplete or wrong"),
     Coding(system=OVERRIDE_SYSTEM, code="not-applicable", display="Does not apply to this patient"),
 ]
+_OVERRIDE_WIRE = tuple(c.model_dump() for c in OVERRIDE_REASONS)
 
 _FAMILY_ANCHOR = {"interaction": "interactions", "duplication": "identity", "screening": "screening",
                   "monitoring": "monitoring", "result": "monitoring", "vaccine": "safety", "infection": "safety",
@@ -180,15 +181,16 @@ def detail_markdown(alert: Any, base: str, extra: list[str] | None = None, mode:
     return "\n\n".join(parts)
 
 
-def card_source(alert: Any, base: str, drug_names: dict[str, str]) -> Source:
+def card_source(alert: Any, base: str, drug_names: dict[str, str]) -> dict[str, Any]:
+    """The card's ``source`` (wire form): the monograph of the alert's drug, else the rules page."""
     drug = next((t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names), None)
-    topic = Coding(system=TOPIC_SYSTEM, code=alert.rule,
-                   display=_FAMILY_TITLE.get(alert.family, alert.family.title()))
+    topic = {"system": TOPIC_SYSTEM, "code": alert.rule,
+             "display": _FAMILY_TITLE.get(alert.family, alert.family.title())}
     if drug is not None:
         anchor = _FAMILY_ANCHOR.get(alert.family, "")
-        return Source(label=f"ipexrx: {drug_names[drug]} monograph", url=f"{base}/drugs/{drug}"
-                      + (f"#{anchor}" if anchor else ""), topic=topic)
-    return Source(label="ipexrx assessment rules", url=f"{base}/rules#rule-{alert.rule}", topic=topic)
+        return {"label": f"ipexrx: {drug_names[drug]} monograph",
+                "url": f"{base}/drugs/{drug}" + (f"#{anchor}" if anchor else ""), "topic": topic}
+    return {"label": "ipexrx assessment rules", "url": f"{base}/rules#rule-{alert.rule}", "topic": topic}
 
 
 SMART_LAUNCH_PATH = "/smart/launch"
@@ -208,21 +210,21 @@ def app_context(alert: Any, drug_names: dict[str, str]) -> str:
     return json.dumps(ctx, separators=(",", ":"), ensure_ascii=False)
 
 
-def card_links(alert: Any, base: str, drug_names: dict[str, str], smart: bool = True) -> list[Link]:
+def card_links(alert: Any, base: str, drug_names: dict[str, str], smart: bool = True) -> list[dict[str, Any]]:
     """A ``smart`` link to the ipexrx app (the EHR adds ``iss`` and ``launch`` and hands the app the
     ``appContext``) when the app can be launched, then ``absolute`` links to the monograph of the card's
-    drug and to its rule."""
-    links = [Link(label="Open the ipexrx app for this patient", url=f"{base}{SMART_LAUNCH_PATH}", type="smart",
-                  appContext=app_context(alert, drug_names))] if smart else []
+    drug and to its rule (wire form)."""
+    links = [{"label": "Open the ipexrx app for this patient", "url": f"{base}{SMART_LAUNCH_PATH}", "type": "smart",
+              "appContext": app_context(alert, drug_names)}] if smart else []
     drug = next((t.ref for t in alert.triggers if t.kind == "drug" and t.ref in drug_names), None)
     if drug is not None:
-        links.append(Link(label=shorten(f"{drug_names[drug]} monograph (ipexrx reference)", 80),
-                          url=f"{base}/drugs/{drug}", type="absolute"))
-    links.append(Link(label="The rule behind this card", url=f"{base}/rules#rule-{alert.rule}", type="absolute"))
+        links.append({"label": shorten(f"{drug_names[drug]} monograph (ipexrx reference)", 80),
+                      "url": f"{base}/drugs/{drug}", "type": "absolute"})
+    links.append({"label": "The rule behind this card", "url": f"{base}/rules#rule-{alert.rule}", "type": "absolute"})
     return links
 
 
-def alert_card(
+def alert_wire(
     alert: Any,
     *,
     hook_instance: str,
@@ -232,43 +234,58 @@ def alert_card(
     mode: str | None = None,
     preferred: str | None = None,
     smart: bool = True,
-) -> Card:
-    """One card for one alert; ``drafts`` are the draft orders the alert involves; ``mode`` (the
-    assessment's) is said on the detail's first line; ``preferred`` is the reference of the draft
-    whose removal is recommended (see the module docstring), marked only among two or more options."""
+) -> dict[str, Any]:
+    """One card for one alert, as the JSON the EHR receives; ``drafts`` are the draft orders the alert
+    involves; ``mode`` (the assessment's) is said on the detail's first line; ``preferred`` is the
+    reference of the draft whose removal is recommended (see the module docstring), marked only among
+    two or more options.
+
+    Why a plain dict, not a :class:`Card`: a CDS call builds a card for every alert of every chart an
+    EHR opens, and building and dumping the pydantic models was a third of the card's cost. The wire
+    form is exactly what ``Card(...).wire()`` gives (optional fields left out, never null, the model's
+    key order); :func:`alert_card` validates it, and the tests check every card the services send
+    against the strict models."""
     drafts = drafts or []
-    suggestions: list[Suggestion] = []
+    suggestions: list[dict[str, Any]] = []
     removable = alert.family == "duplication" or (
         alert.severity.value == "critical" and alert.family in ("interaction", "vaccine"))
     if removable:
         for d in drafts:
-            suggestions.append(Suggestion(
-                label=shorten(f"Remove the draft order for {plain_text(d.drug_label)}", 100),
-                uuid=card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}"),
-                isRecommended=True if len(drafts) > 1 and d.reference == preferred else None,
-                # The EHR shows the description; it names the drug, the resourceId says which order.
-                actions=[Action(type="delete", description=f"Remove the draft order for {plain_text(d.drug_label)}",
-                                resourceId=d.reference)],
-            ))
-    return Card(
-        uuid=card_uuid(hook_instance, f"|{alert.id}"),
-        summary=shorten(alert.summary),
-        detail=detail_markdown(alert, base, mode=mode),
-        indicator=alert.severity.value,
-        source=card_source(alert, base, drug_names),
-        suggestions=suggestions or None,
-        selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=list(OVERRIDE_REASONS) if alert.severity.value in OVERRIDE_INDICATORS else None,
-        links=card_links(alert, base, drug_names, smart),
-    )
+            label = f"Remove the draft order for {plain_text(d.drug_label)}"
+            sg: dict[str, Any] = {"label": shorten(label, 100),
+                                  "uuid": card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}")}
+            if len(drafts) > 1 and d.reference == preferred:
+                sg["isRecommended"] = True
+            # The EHR shows the description; it names the drug, the resourceId says which order.
+            sg["actions"] = [{"type": "delete", "description": label, "resourceId": d.reference}]
+            suggestions.append(sg)
+    card: dict[str, Any] = {
+        "uuid": card_uuid(hook_instance, f"|{alert.id}"),
+        "summary": shorten(alert.summary),
+        "detail": detail_markdown(alert, base, mode=mode),
+        "indicator": alert.severity.value,
+        "source": card_source(alert, base, drug_names),
+    }
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "at-most-one"
+    if alert.severity.value in OVERRIDE_INDICATORS:
+        card["overrideReasons"] = [dict(c) for c in _OVERRIDE_WIRE]
+    card["links"] = card_links(alert, base, drug_names, smart)
+    return card
+
+
+def alert_card(alert: Any, **kwargs: Any) -> Card:
+    """:func:`alert_wire` as a validated :class:`Card` (arguments as there)."""
+    return Card.model_validate(alert_wire(alert, **kwargs))
 
 
 def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder],
                    mode: str | None = None, preferred: str | None = None, smart: bool = True) -> CardTemplate:
-    card = alert_card(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode,
+    card = alert_wire(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode,
                       preferred=preferred, smart=smart)
-    seeds = tuple(f"|{alert.id}|delete|{s.actions[0].resourceId}" for s in card.suggestions or [])
-    return CardTemplate(card.wire(), f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
+    seeds = tuple(f"|{alert.id}|delete|{s['actions'][0]['resourceId']}" for s in card.get("suggestions", ()))
+    return CardTemplate(card, f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
 
 
 def unchecked_template(base: str, reference: str, label: str, why: str) -> CardTemplate:
