@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import Citation, Drug, Interaction, Mechanism, MechanismMember, Statement
@@ -108,8 +108,10 @@ _FREQ = [
 ]
 
 
+@lru_cache(maxsize=4096)
 def doses_per_day(frequency: str | None) -> float | None:
-    """Administrations per day from common frequency spellings; None when not recognisable."""
+    """Administrations per day from common frequency spellings; None when not recognisable. Cached: charts
+    spell frequencies from a small vocabulary, and a dose is compared with several ranges."""
     if not frequency:
         return None
     f = frequency.strip().lower()
@@ -170,12 +172,20 @@ class Ctx:
     def is_cni(self, m: Med) -> bool:
         return bool(m.drug_id) and m.systemic and self.drug(m.drug_id).calcineurin_inhibitor  # type: ignore[arg-type]
 
+    @cached_property
+    def _last_of_kind(self) -> dict[str, tuple[int, LabResult]]:
+        """Per lab kind, the position and result of its last record (the record keeps results in date order).
+        Why: the rules ask for the latest result dozens of times per chart."""
+        return {r.kind.id: (i, r) for i, r in enumerate(self.patient.labs)}
+
     def latest(self, kinds: tuple[LabKind, ...]) -> LabResult | None:
-        ids = {k.id for k in kinds}
-        for r in reversed(self.patient.labs):
-            if r.kind.id in ids:
-                return r
-        return None
+        """The last result of any of ``kinds`` (the one listed last, as the record orders them)."""
+        best: tuple[int, LabResult] | None = None
+        for k in kinds:
+            hit = self._last_of_kind.get(k.id)
+            if hit is not None and (best is None or hit[0] > best[0]):
+                best = hit
+        return best[1] if best is not None else None
 
     def results(self, kinds: tuple[LabKind, ...]) -> list[LabResult]:
         ids = {k.id for k in kinds}

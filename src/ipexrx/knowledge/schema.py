@@ -14,11 +14,14 @@ knowledge base (a cited source exists, a referenced drug exists, ids are unique)
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}  # ResultThreshold.crossed
 
 # --------------------------------------------------------------------------------------------
 # Code patterns. Kept as module constants so validation messages and tests can name them.
@@ -608,7 +611,7 @@ class ResultThreshold(Strict):
         """Whether ``value`` meets the threshold: against ``self.value`` (in ``unit``; a % change when
         relative), or against ``limit`` when the caller converted the threshold to another unit."""
         lim = self.value if limit is None else limit
-        return {"<": value < lim, "<=": value <= lim, ">": value > lim, ">=": value >= lim}[self.comparison]
+        return bool(_COMPARE[self.comparison](value, lim))
 
 
 class SteroidEquivalence(Strict):

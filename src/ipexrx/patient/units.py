@@ -112,22 +112,27 @@ def convert(quantity: str, value: float, unit: str | None, path: str, molar_mass
     ``molar_mass`` (g/mol, from the knowledge base) lets a drug concentration in nmol/L be read:
     tacrolimus 10 nmol/L x 804.0 g/mol = 8.04 ng/mL. Without it a molar unit is an error."""
     q = QUANTITIES[quantity]
-    accepted = q.accepted() + (sorted(MOLAR_UNITS) if quantity == "drug-concentration" and molar_mass else [])
     if unit is None or not str(unit).strip():
-        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(accepted)})", "no unit"),
-                        "a value needs a unit")
+        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {_accepted(q, quantity, molar_mass)})",
+                                   "no unit"), "a value needs a unit")
     u = norm_unit(unit)
     fn = q.convert.get(u)
-    if fn is None and quantity == "drug-concentration" and u in MOLAR_UNITS:
+    if fn is not None:
+        return fn(value)
+    if quantity == "drug-concentration" and u in MOLAR_UNITS:
         if molar_mass is None:
             raise UnitError(InputIssue(path, f"a mass unit for {q.name} (one of {', '.join(q.accepted())}); a molar "
                                        "unit needs the drug's molar mass, which the knowledge base does not hold",
                                        repr(unit)), "molar unit without a molar mass")
         return value * MOLAR_UNITS[u] * molar_mass
-    if fn is None:
-        raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {', '.join(accepted)})", repr(unit)),
-                        "unknown or ambiguous unit")
-    return fn(value)
+    raise UnitError(InputIssue(path, f"a unit for {q.name} (one of {_accepted(q, quantity, molar_mass)})",
+                               repr(unit)), "unknown or ambiguous unit")
+
+
+def _accepted(q: Quantity, quantity: str, molar_mass: float | None) -> str:
+    """The units ``convert`` reads for this quantity, for an error message (made only when one is raised)."""
+    extra = sorted(MOLAR_UNITS) if quantity == "drug-concentration" and molar_mass else []
+    return ", ".join(q.accepted() + extra)
 
 
 # Dose units: a mass, a mass per kg or per m2, or international units. Volumes are refused: a mL of

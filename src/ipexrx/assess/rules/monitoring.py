@@ -91,6 +91,9 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
     alerts: list[Alert] = []
     for need in _collect(ctx):
         latest = ctx.latest(need.kinds)
+        # A recent result (the usual case) needs no words: judged first, worded only for an alert.
+        if latest is not None and (need.interval is None or (ctx.as_of - latest.date).days <= need.interval):
+            continue
         drugs = ", ".join(ctx.label(m.drug_id or "") for m, _ in need.items)
         what = _what(ctx, need)
         if need.interval is None:
@@ -101,8 +104,6 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
         earliest_start: dt.date | None = None if any(s is None for s in starts) else min(s for s in starts if s)
         if latest is not None:
             age = (ctx.as_of - latest.date).days
-            if age <= need.interval:
-                continue
             sev = Severity.WARNING if age > OVERDUE_FACTOR * need.interval else Severity.INFO
             state = "overdue" if sev is Severity.WARNING else "due"
             summary = (f"{what.capitalize()} {state}: last result {age} days ago "

@@ -309,9 +309,26 @@ def _kinds(t: ResultThreshold) -> tuple[LabKind, ...]:
     return kinds_for_parameter(t.parameter)
 
 
-def _thresholds_for(ctx: Ctx, med: Med) -> list[tuple[ResultThreshold, Statement | None, list[Statement]]]:
+_Threshold = tuple[ResultThreshold, Statement | None, list[Statement]]
+_THRESHOLDS: dict[tuple[int, str, bool], tuple[object, list[_Threshold]]] = {}
+
+
+def _thresholds_for(ctx: Ctx, med: Med) -> list[_Threshold]:
     """(threshold, context, label basis) for one drug: its own absolute thresholds, then the knowledge base's
-    drug-independent thresholds for every parameter its label asks to monitor."""
+    drug-independent thresholds for every parameter its label asks to monitor. Made once per knowledge
+    base, drug and planned-or-given (they depend on nothing else), not for every chart."""
+    key = (id(ctx.kb), med.drug_id or "", med.status == "planned")
+    known = _THRESHOLDS.get(key)
+    if known is not None and known[0] is ctx.kb:
+        return known[1]
+    out = _new_thresholds_for(ctx, med)
+    if len(_THRESHOLDS) > 10_000:
+        _THRESHOLDS.clear()
+    _THRESHOLDS[key] = (ctx.kb, out)
+    return out
+
+
+def _new_thresholds_for(ctx: Ctx, med: Med) -> list[_Threshold]:
     drug = ctx.drug(med.drug_id or "")
     when = {None, "start"} if med.status == "planned" else {None, "treatment"}
     monitored: dict[LabParameter, list[Statement]] = {}
@@ -332,10 +349,20 @@ def _limit(kind: LabKind, t: ResultThreshold, r: LabResult | None = None) -> flo
     """The threshold in the lab's canonical unit; a multiple of the upper limit needs the result's limit."""
     if t.unit == "x ULN":
         return t.value * r.upper_limit if r is not None and r.upper_limit is not None else None
+    known = _LIMITS.get((id(t), kind.id))
+    if known is not None and known[0] is t:
+        return known[1]
     try:
-        return convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
+        limit: float | None = convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
     except UnitError:
-        return None  # a knowledge base unit the lab's quantity does not read: tests/patient keep this from happening
+        limit = None  # a knowledge base unit the lab's quantity does not read: tests/patient keep this from happening
+    if len(_LIMITS) > 10_000:
+        _LIMITS.clear()
+    _LIMITS[(id(t), kind.id)] = (t, limit)  # the threshold is the knowledge base's: its limit never changes
+    return limit
+
+
+_LIMITS: dict[tuple[int, str], tuple[ResultThreshold, float | None]] = {}
 
 
 def _unit(r: LabResult) -> str:
@@ -478,13 +505,16 @@ def _bp_crossed(r: LabResult, found: list[tuple[ResultThreshold, Statement | Non
     """Thresholds for this reading's pressure (systolic or diastolic) that it meets at this age; with the
     sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess)."""
     out = []
+    if r.value is None:
+        return []
+    kind = r.kind.id
     for t, context in found:
-        if t.lab != r.kind.id or not t.applies_to_age(age) or r.value is None:
+        # the comparison first: it rules out nearly every threshold for a normal reading
+        if t.lab != kind or not t.crossed(r.value) or not t.applies_to_age(age):
             continue
         if t.sex is not None and sex in ("male", "female") and t.sex != sex:
             continue
-        if t.crossed(r.value):
-            out.append((t, context))
+        out.append((t, context))
     if sex not in ("male", "female"):
         by_sex = {s: [t for t, _ in out if t.sex == s] for s in ("male", "female")}
         if not (by_sex["male"] and by_sex["female"]):
@@ -504,13 +534,18 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
     readings = [r for r in latest if r is not None]
     if not readings:
         return []
+    thresholds = _bp_thresholds(ctx, meds)
+    age, sex = ctx.patient.age_years, ctx.patient.sex
+    # Judged first, worded after: most charts on a calcineurin inhibitor have a reading below every threshold.
+    crossed = [] if age is None or age < 1 else [
+        (r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex)]
+    if age is not None and age >= 1 and not crossed:
+        return []
     names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
     basis = [mon.statement for m in meds for mon in ctx.drug(m.drug_id or "").safety.monitoring
              if mon.parameter is LabParameter.BLOOD_PRESSURE]
-    thresholds = _bp_thresholds(ctx, meds)
     shown = " and ".join(r.show() for r in readings)
     triggers = [*(drug_trigger(ctx, m) for m in meds), *(lab_trigger(r) for r in readings)]
-    age, sex = ctx.patient.age_years, ctx.patient.sex
     contexts = list({id(c): c for _, c in thresholds if c is not None}.values())
     if age is None or age < 1:
         why = ("the record gives no age, and every threshold depends on it" if age is None else
@@ -523,9 +558,6 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
                    + (" and recording the age or birth date." if age is None else "."),
             triggers=triggers, sources=ctx.refs(*basis, *contexts),
         )]
-    crossed = [(r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex)]
-    if not crossed:
-        return []
     sev = min((Severity(t.severity) for _, t, _ in crossed), key=lambda s: s.rank)
     # Per pressure, the highest threshold met; the summary shows the worst band.
     top: dict[str, tuple[LabResult, ResultThreshold]] = {}
