@@ -19,7 +19,9 @@ at 32 connections:
 The CDS scenarios run once per JWT algorithm (``--algs``, default both): a P-384 signature check
 costs the server about 0.5 ms of CPU (OpenSSL; ``openssl speed ecdsap384``), an RSA one about
 0.02 ms, and at these rates that difference is most of the budget. Prints requests per second,
-p50 and p99 latency (wrk's, corrected for coordinated omission), and non-2xx counts. Usage::
+p50 and p99 latency (wrk's, corrected for coordinated omission), non-2xx counts, and the server's CPU
+time per call (its processes' user + system time over the run, divided by the calls: steadier than
+requests per second on a shared machine, and 1.86 cores / CPU per call bounds the throughput). Usage::
 
     python benchmarks/service_load.py [--workers 2] [--duration 15] [--connections 32]
 
@@ -168,6 +170,27 @@ def distinct_bodies(n: int, path: Path, ipex: bool = True) -> None:
             fh.write(json.dumps(body, separators=(",", ":")) + "\n")
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by the server process and its workers (Linux /proc).
+
+    Why: requests per second move 10-20 % between runs on a shared machine; the CPU each call costs the
+    server moves much less, and it is what the 2 cores divide into throughput."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return float("nan")
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s",
            str(script), url]
@@ -255,14 +278,20 @@ def main() -> None:
                 script.write_text(LUA % {"nthreads": args.threads, "nonce": uuid.uuid4().hex, "tokens": tokens,
                                          "method": method, "path": path,
                                          "bodies_loader": BODIES_LOADER % bodies if bodies else ""})
+                cpu0 = server_cpu_seconds(server.pid)
                 res = run_wrk(base + path, script, args)
+                cpu = server_cpu_seconds(server.pid) - cpu0
+                res["cpu_ms"] = cpu * 1000 / res["requests"] if res["requests"] else float("nan")
+                res["cores"] = cpu / args.duration
                 if args.verbose:
                     print(res["raw"])
                 rows.append((label, res))
                 time.sleep(1)
-        print("\n| scenario | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|")
+        print("\n| scenario | req/s | p50 | p99 | requests | non-2xx | server CPU per call | server cores |"
+              "\n|---|---|---|---|---|---|---|---|")
         for name, r in rows:
-            print(f"| {name} | {r['rps']:.0f} | {r['p50']} | {r['p99']} | {r['requests']} | {r['non2xx']} |")
+            print(f"| {name} | {r['rps']:.0f} | {r['p50']} | {r['p99']} | {r['requests']} | {r['non2xx']} "
+                  f"| {r['cpu_ms']:.2f} ms | {r['cores']:.2f} |")
         print(f"\nload average after: {os.getloadavg()}")
     finally:
         server.terminate()
