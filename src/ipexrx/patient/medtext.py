@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Dose-form words -> route. Longest phrases first so "oral suspension" wins over "suspension".
 _FORMS: list[tuple[str, str]] = [
@@ -67,8 +68,10 @@ def _f(text: str) -> float:
     return float(text.replace(",", "."))
 
 
+@lru_cache(maxsize=8192)
 def read_product_text(text: str) -> ProductText:
-    """Parse a medication's free text; a part said two different ways is left unknown."""
+    """Parse a medication's free text; a part said two different ways is left unknown. Cached (the result
+    is frozen): a chart names each product in several places, and charts share a formulary."""
     forms = {m.group(1).lower() for m in _FORM_RE.finditer(text)}
     routes = {_FORM_ROUTE[f] for f in forms}
     # "injection" says parenteral without saying which route; a named route beside it decides.

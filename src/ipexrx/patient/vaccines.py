@@ -122,9 +122,27 @@ class VaccineMedication:
     reason: str  # why the record was read as a vaccine (named back in an input warning)
 
 
+_MED_VACCINE: dict[tuple[int, str, str | None, str | None], tuple[object, VaccineMedication | None]] = {}
+
+
 def vaccine_in_medication(text: str, atc: str | None = None, cvx: str | None = None,
                           kb: KnowledgeBase | None = None) -> VaccineMedication | None:
-    """The vaccine a medication record orders, or None when the record is not a vaccine."""
+    """The vaccine a medication record orders, or None when the record is not a vaccine. Remembered per
+    text and codes (and knowledge base): every medication of every chart is asked, from a formulary."""
+    idx = vaccine_index(kb)
+    key = (id(idx), text, atc, cvx)
+    known = _MED_VACCINE.get(key)
+    if known is not None and known[0] is idx:
+        return known[1]
+    found = _vaccine_in_medication(text, atc, cvx, kb)
+    if len(_MED_VACCINE) > 20_000:
+        _MED_VACCINE.clear()
+    _MED_VACCINE[key] = (idx, found)
+    return found
+
+
+def _vaccine_in_medication(text: str, atc: str | None, cvx: str | None,
+                           kb: KnowledgeBase | None) -> VaccineMedication | None:
     if _NOT_VACCINE.search(text):
         return None
     live, vid = classify_vaccine(text, cvx, kb)

@@ -142,7 +142,23 @@ def _code(text: str) -> str:
     return " ".join(str(text).split()).replace("`", "'")
 
 
+_SOURCE_LINES: dict[tuple[int, str], tuple[Any, str]] = {}
+
+
 def _source_line(ref: Any, base: str) -> str:
+    """The Markdown line citing ``ref``; made once per source and server (the references are the
+    knowledge base's shared, frozen objects, and a few dozen sources are cited on every card)."""
+    known = _SOURCE_LINES.get((id(ref), base))
+    if known is not None and known[0] is ref:
+        return known[1]
+    line = _new_source_line(ref, base)
+    if len(_SOURCE_LINES) > 10_000:
+        _SOURCE_LINES.clear()
+    _SOURCE_LINES[(id(ref), base)] = (ref, line)
+    return line
+
+
+def _new_source_line(ref: Any, base: str) -> str:
     title = ref.title or ref.source
     if ref.section:
         title += f", {ref.section}"
