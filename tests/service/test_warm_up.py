@@ -64,3 +64,46 @@ def test_fast_json_response_writes_the_same_json_as_the_standard_encoder(content
     body = FastJSONResponse(content).body
     assert json.loads(body) == content
     assert body.decode() == json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_start_up_raises_the_young_collection_threshold_above_one_charts_objects(settings: Settings) -> None:
+    """A CDS call keeps a chart's objects alive at once; with Python's default threshold (700) the calls set
+    off young-generation collections (here in process every few calls; in the server, with its request
+    objects, on nearly every call). The service raises it at start-up (app.GC_YOUNG_THRESHOLD): then new
+    charts, each read and judged the whole way to cards, set off none."""
+    import gc
+
+    from ipexrx.service.app import GC_YOUNG_THRESHOLD
+    from ipexrx.service.cds.models import CdsRequest
+    from ipexrx.service.cds.services import SERVICES
+
+    before = gc.get_threshold()
+    body = CdsRequest.model_validate(samples.load("patient_view"))
+    svc = SERVICES["ipexrx-patient-view"]
+    young: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            young.append(1)
+
+    def collections_per_call(threshold: int) -> float:
+        gc.set_threshold(threshold, *before[1:])
+        gc.collect()
+        young.clear()
+        gc.callbacks.append(count)
+        try:
+            for _ in range(20):
+                engine._analysis_cache.clear()  # a new chart each time: read and judged in full
+                engine.evaluate(svc, body, dict(body.prefetch or {}), "http://x")
+        finally:
+            gc.callbacks.remove(count)
+        return len(young) / 20
+
+    try:
+        with TestClient(create_app(settings)):
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert collections_per_call(700) > 0  # Python's default
+        assert collections_per_call(GC_YOUNG_THRESHOLD) == 0  # ours
+    finally:
+        gc.set_threshold(*before)
+        engine._analysis_cache.clear()
