@@ -50,7 +50,7 @@ def _service(service_id: str) -> Any:
 def _judged_inline(request: Request, body_bytes: int) -> bool:
     """Whether a chart that arrived whole in its request may be judged on the event loop.
 
-    Why: an ordinary chart is judged in about a millisecond and a half. Handing it to a pool thread
+    Why: an ordinary chart is judged in a little over a millisecond. Handing it to a pool thread
     costs more than that in thread switches and contention for Python's interpreter lock between the
     event loop and the thread (measured: one worker answered 225 distinct charts a second through the
     pool, 285 inline), and gains nothing, since threads do not add CPU. A chart of many megabytes
