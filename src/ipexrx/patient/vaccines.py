@@ -17,8 +17,10 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
+from ..memo import remembered
 
 _NON_LIVE_MARKERS = ("inactivated", "recombinant")
 
@@ -122,7 +124,7 @@ class VaccineMedication:
     reason: str  # why the record was read as a vaccine (named back in an input warning)
 
 
-_MED_VACCINE: dict[tuple[int, str, str | None, str | None], tuple[object, VaccineMedication | None]] = {}
+_MED_VACCINE: dict[Any, tuple[object, Any]] = {}
 
 
 def vaccine_in_medication(text: str, atc: str | None = None, cvx: str | None = None,
@@ -130,15 +132,8 @@ def vaccine_in_medication(text: str, atc: str | None = None, cvx: str | None = N
     """The vaccine a medication record orders, or None when the record is not a vaccine. Remembered per
     text and codes (and knowledge base): every medication of every chart is asked, from a formulary."""
     idx = vaccine_index(kb)
-    key = (id(idx), text, atc, cvx)
-    known = _MED_VACCINE.get(key)
-    if known is not None and known[0] is idx:
-        return known[1]
-    found = _vaccine_in_medication(text, atc, cvx, kb)
-    if len(_MED_VACCINE) > 20_000:
-        _MED_VACCINE.clear()
-    _MED_VACCINE[key] = (idx, found)
-    return found
+    return remembered(_MED_VACCINE, (id(idx), text, atc, cvx), idx,
+                      lambda: _vaccine_in_medication(text, atc, cvx, kb), limit=20_000)
 
 
 def _vaccine_in_medication(text: str, atc: str | None, cvx: str | None,

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ...knowledge.schema import DoseRange
+from ...memo import remembered
 from ...patient.normalize import Med
 from ...patient.units import fmt_number
 from ..context import Ctx, doses_per_day, drug_trigger
@@ -106,20 +108,13 @@ def _convert(ctx: Ctx, m: Med, r: DoseRange) -> tuple[float, float | None] | str
     return value, plain
 
 
-_RANGE_TEXTS: dict[int, tuple[DoseRange, str]] = {}
+_RANGE_TEXTS: dict[Any, tuple[object, Any]] = {}
 
 
 def _range_text(r: DoseRange) -> str:
     """The range as the alerts print it; made once per range of the knowledge base (asked for every
     range a dose is compared with, several per medication)."""
-    known = _RANGE_TEXTS.get(id(r))
-    if known is not None and known[0] is r:
-        return known[1]
-    text = _new_range_text(r)
-    if len(_RANGE_TEXTS) > 10_000:
-        _RANGE_TEXTS.clear()
-    _RANGE_TEXTS[id(r)] = (r, text)
-    return text
+    return remembered(_RANGE_TEXTS, id(r), r, lambda: _new_range_text(r))
 
 
 def _new_range_text(r: DoseRange) -> str:

@@ -31,8 +31,10 @@ Why each check exists:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ...knowledge.schema import Drug, LabParameter, ResultThreshold, Statement
+from ...memo import remembered
 from ...patient.errors import UnitError
 from ...patient.labs import LabKind, kinds_for_parameter, lab_by_id
 from ...patient.normalize import LabResult, Med
@@ -310,22 +312,15 @@ def _kinds(t: ResultThreshold) -> tuple[LabKind, ...]:
 
 
 _Threshold = tuple[ResultThreshold, Statement | None, list[Statement]]
-_THRESHOLDS: dict[tuple[int, str, bool], tuple[object, list[_Threshold]]] = {}
+_THRESHOLDS: dict[Any, tuple[object, Any]] = {}
 
 
 def _thresholds_for(ctx: Ctx, med: Med) -> list[_Threshold]:
     """(threshold, context, label basis) for one drug: its own absolute thresholds, then the knowledge base's
     drug-independent thresholds for every parameter its label asks to monitor. Made once per knowledge
     base, drug and planned-or-given (they depend on nothing else), not for every chart."""
-    key = (id(ctx.kb), med.drug_id or "", med.status == "planned")
-    known = _THRESHOLDS.get(key)
-    if known is not None and known[0] is ctx.kb:
-        return known[1]
-    out = _new_thresholds_for(ctx, med)
-    if len(_THRESHOLDS) > 10_000:
-        _THRESHOLDS.clear()
-    _THRESHOLDS[key] = (ctx.kb, out)
-    return out
+    return remembered(_THRESHOLDS, (id(ctx.kb), med.drug_id or "", med.status == "planned"), ctx.kb,
+                      lambda: _new_thresholds_for(ctx, med))
 
 
 def _new_thresholds_for(ctx: Ctx, med: Med) -> list[_Threshold]:
@@ -349,20 +344,18 @@ def _limit(kind: LabKind, t: ResultThreshold, r: LabResult | None = None) -> flo
     """The threshold in the lab's canonical unit; a multiple of the upper limit needs the result's limit."""
     if t.unit == "x ULN":
         return t.value * r.upper_limit if r is not None and r.upper_limit is not None else None
-    known = _LIMITS.get((id(t), kind.id))
-    if known is not None and known[0] is t:
-        return known[1]
+    # the threshold is the knowledge base's: its limit in the lab's unit never changes
+    return remembered(_LIMITS, (id(t), kind.id), t, lambda: _converted_limit(kind, t))
+
+
+def _converted_limit(kind: LabKind, t: ResultThreshold) -> float | None:
     try:
-        limit: float | None = convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
+        return convert(kind.quantity, t.value, t.unit, f"threshold {t.id}")
     except UnitError:
-        limit = None  # a knowledge base unit the lab's quantity does not read: tests/patient keep this from happening
-    if len(_LIMITS) > 10_000:
-        _LIMITS.clear()
-    _LIMITS[(id(t), kind.id)] = (t, limit)  # the threshold is the knowledge base's: its limit never changes
-    return limit
+        return None  # a knowledge base unit the lab's quantity does not read: tests/patient keep this from happening
 
 
-_LIMITS: dict[tuple[int, str], tuple[ResultThreshold, float | None]] = {}
+_LIMITS: dict[Any, tuple[object, Any]] = {}
 
 
 def _unit(r: LabResult) -> str:

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ...memo import remembered
 from ...patient.errors import InputIssue, issue_in_words
 from .models import Card, Coding, Source
 
@@ -142,20 +143,13 @@ def _code(text: str) -> str:
     return " ".join(str(text).split()).replace("`", "'")
 
 
-_SOURCE_LINES: dict[tuple[int, str], tuple[Any, str]] = {}
+_SOURCE_LINES: dict[Any, tuple[object, Any]] = {}
 
 
 def _source_line(ref: Any, base: str) -> str:
     """The Markdown line citing ``ref``; made once per source and server (the references are the
     knowledge base's shared, frozen objects, and a few dozen sources are cited on every card)."""
-    known = _SOURCE_LINES.get((id(ref), base))
-    if known is not None and known[0] is ref:
-        return known[1]
-    line = _new_source_line(ref, base)
-    if len(_SOURCE_LINES) > 10_000:
-        _SOURCE_LINES.clear()
-    _SOURCE_LINES[(id(ref), base)] = (ref, line)
-    return line
+    return remembered(_SOURCE_LINES, (id(ref), base), ref, lambda: _new_source_line(ref, base))
 
 
 def _new_source_line(ref: Any, base: str) -> str:
