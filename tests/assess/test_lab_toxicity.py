@@ -76,3 +76,40 @@ def test_topical_tacrolimus_raises_no_toxicity_alert() -> None:
     ids = _ids(_patient([{"drug": "tacrolimus", "route": "topical", "start_date": "2025-01-01"}],
                         [("potassium", 6.3, "mmol/L")]))
     assert "result:lab:potassium" not in ids
+
+
+def test_the_blood_pressure_floor_is_the_lowest_upper_threshold_of_each_pressure() -> None:
+    """The early exit for normal readings: a reading below every threshold of its pressure crosses none,
+    so the floor must be the lowest value among them, and a reading at the floor is still judged."""
+    from types import SimpleNamespace
+
+    from ipexrx.assess.rules.results import _bp_thresholds
+    from ipexrx.knowledge.loader import get_kb
+    from ipexrx.knowledge.schema import LabParameter
+
+    kb = get_kb()
+    drugs = [d for d in kb.drugs.values()
+             if any(m.parameter is LabParameter.BLOOD_PRESSURE for m in d.safety.monitoring)]
+    assert drugs  # the calcineurin inhibitors
+    ctx = SimpleNamespace(kb=kb, drug=lambda i: kb.drugs[i])  # what the helper reads of the rule's Ctx
+    found, floors = _bp_thresholds(ctx, [SimpleNamespace(drug_id=d.id) for d in drugs])  # type: ignore[arg-type]
+    assert set(floors) == {"systolic-bp", "diastolic-bp"}
+    for kind, floor in floors.items():
+        mine = [t for t, _ in found if t.lab == kind]
+        assert floor == min(t.value for t in mine) and all(t.comparison in (">=", ">") for t in mine)
+    lowest = next(t for t, _ in found if t.lab == "systolic-bp" and t.value == floors["systolic-bp"])
+    age = lowest.min_age_years if lowest.min_age_years is not None else 13
+    csa = [{"drug": "cyclosporine", "start_date": "2025-01-01"}]
+    sex = lowest.sex or "male"
+    at = _ids(_patient(csa, [("systolic blood pressure", floors["systolic-bp"], "mmHg")], age=age + 0.5, sex=sex))
+    below = _ids(_patient(csa, [("systolic blood pressure", floors["systolic-bp"] - 1, "mmHg")], age=age + 0.5,
+                          sex=sex))
+    assert "result:blood-pressure" in at  # the threshold at the floor itself is met (>=)
+    assert "result:blood-pressure" not in below
+
+
+def test_a_blood_pressure_reading_missing_its_value_is_not_judged_and_monitoring_says_it_is_due() -> None:
+    csa = [{"drug": "cyclosporine", "start_date": "2025-01-01"}]
+    ids = _ids(_patient(csa, [], age=8))
+    assert not any(i.startswith("result:blood-pressure") for i in ids)
+    assert "monitoring:blood-pressure" in ids

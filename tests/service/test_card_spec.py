@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ipexrx.knowledge import get_kb
@@ -227,3 +227,27 @@ def test_the_indexed_entry_lookup_agrees_with_the_scan_it_replaces(locations: di
     finder = _EntryFinder(locations)
     for path in paths:
         assert finder.find(path) == _entry_of(path, locations), path
+
+
+@given(st.lists(st.text(max_size=30), max_size=3), st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40)),
+                                                              max_size=3))
+@example(["tacrolimus\ud800"], [("potassium", "5.9 mmol/L \udfff")])  # lone surrogates: orjson refuses them
+def test_the_app_context_is_the_compact_json_the_standard_library_writes(drugs: list[str],
+                                                                         levels: list[tuple[str, str]]) -> None:
+    """appContext is written with orjson for speed; it must be the very text json.dumps(separators=(",", ":"),
+    ensure_ascii=False) gives, including for text orjson refuses (lone surrogates), where json is used."""
+    import json
+    from types import SimpleNamespace
+
+    from ipexrx.service.cds.cards import app_context
+
+    triggers = [SimpleNamespace(kind="drug", ref=d, detail=None) for d in drugs]
+    triggers += [SimpleNamespace(kind="lab", ref=t, detail=r) for t, r in levels]
+    alert = SimpleNamespace(rule="results.lab_toxicity", triggers=triggers)
+    names = {d: d.upper() for d in drugs}
+    expected: dict[str, object] = {"rule": alert.rule}
+    if drugs:
+        expected["drugs"] = list(dict.fromkeys(drugs))
+    if any(r for _, r in levels):
+        expected["levels"] = [{"test": t, "result": r} for t, r in levels if r]
+    assert app_context(alert, names) == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -100,11 +101,21 @@ def _date(value: Any) -> dt.date | None:
     return None
 
 
+# Patterns of the hot paths, compiled once (a module-level pattern skips the re module's cache lookup).
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_IPEX_LIKE = re.compile(r"ipex[- ]like", re.I)
+_IPEX_LIKE_GENE = re.compile(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", re.I)
+_HPO_ID = re.compile(r"HP:\d{7}")
+_CVX_CODE = re.compile(r"\d{1,3}")
+_RXCUI = re.compile(r"\d{1,8}")
+_ATC_CODE = re.compile(r"[A-Z]\d{2}[A-Z]{2}\d{2}")
+
+
 @lru_cache(maxsize=8192)
 def _date_text(value: str) -> dt.date | None:
     """The day of a FHIR date/dateTime (its first 10 characters); None for a partial date. Cached:
     a chart repeats the same few dates across its resources."""
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if _FULL_DATE.fullmatch(value):
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
@@ -118,8 +129,9 @@ def _num(value: Any) -> float | None:
     return None
 
 
-def _codings(cc: Any) -> list[Any]:
-    return list(getattr(cc, "coding", None) or []) if cc is not None else []
+def _codings(cc: Any) -> Sequence[Any]:
+    """The codings of a CodeableConcept (none for a missing one); the typed view's own list, not a copy."""
+    return (getattr(cc, "coding", None) or ()) if cc is not None else ()
 
 
 def _text(cc: Any) -> str | None:
@@ -246,8 +258,8 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
         cstatus = _code(c.clinicalStatus, "http://terminology.hl7.org/CodeSystem/condition-clinical")
         text = _text(c.code) or ""
         notes = " ".join(str(n.text) for n in (c.note or []) if n.text)
-        if re.search(r"ipex[- ]like", text, re.I):
-            gene = re.search(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", text + " " + notes, re.I)
+        if _IPEX_LIKE.search(text):
+            gene = _IPEX_LIKE_GENE.search(text + " " + notes)
             diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
             continue
         if IPEX_WORDS.search(text) or _is_ipex_code(c.code):
@@ -279,7 +291,7 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
         hpo = _code(c.code, *HPO_SYSTEMS)
         if hpo is None:
             for cd in _codings(c.code):
-                if cd.code and re.fullmatch(r"HP:\d{7}", str(cd.code)):
+                if cd.code and _HPO_ID.fullmatch(str(cd.code)):
                     hpo = str(cd.code)
         entry: dict[str, Any] = {"hpo": hpo} if hpo else {}
         if text:
@@ -383,7 +395,7 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
             name = str(m.medicationReference.display)
     name = _text(concept) or name
     cvx = (_code(concept, CVX) or "").strip()
-    if re.fullmatch(r"\d{1,3}", cvx):  # a vaccine ordered as a medication (CVX-coded): read as a vaccination
+    if _CVX_CODE.fullmatch(cvx):  # a vaccine ordered as a medication (CVX-coded): read as a vaccination
         _vaccine_order(path, rtype, name, cvx, status, record, ctx)
         return
     rxcuis = [str(c.code) for c in _codings(concept) if c.system == RXNORM and c.code]
@@ -394,9 +406,9 @@ def _medication(path: str, m: Any, meds_by_ref: dict[str, Any], record: dict[str
         return
     i = len(record["medications"])
     rec: dict[str, Any] = {"drug": name or rxcui or atc, "status": status}
-    if rxcui and re.fullmatch(r"\d{1,8}", rxcui):
+    if rxcui and _RXCUI.fullmatch(rxcui):
         rec["rxcui"] = rxcui
-    if atc and re.fullmatch(r"[A-Z]\d{2}[A-Z]{2}\d{2}", atc.strip().upper()):
+    if atc and _ATC_CODE.fullmatch(atc.strip().upper()):
         rec["atc"] = atc.strip().upper()
     dosages = (m.dosageInstruction if is_request else m.dosage) or []
     dkey = "dosageInstruction" if is_request else "dosage"
@@ -696,7 +708,7 @@ def _immunization(path: str, imm: Any, record: dict[str, Any], ctx: _Ctx) -> Non
         ctx.warn(path, "Immunization skipped: no vaccine code or text")
         return
     rec: dict[str, Any] = {"vaccine": name or cvx, "status": "given"}
-    if cvx and re.fullmatch(r"\d{1,3}", cvx):
+    if cvx and _CVX_CODE.fullmatch(cvx):
         rec["cvx"] = cvx
     d = _date(imm.occurrenceDateTime)
     if d:

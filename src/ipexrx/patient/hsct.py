@@ -94,6 +94,9 @@ def read_date(text: str) -> tuple[dt.date | None, str]:
     return None, "day"
 
 
+_HCT_TRANSPLANT_CONTEXT = re.compile(r"transplant|allo|auto|donor|cord|haplo|graft", re.I)
+
+
 def mentions_hsct(text: str | None) -> bool:
     """Whether the text names a haematopoietic stem cell / bone marrow / cord blood transplant."""
     if not text or _BARE_HCT.match(text):
@@ -102,7 +105,7 @@ def mentions_hsct(text: str | None) -> bool:
     if m is None:
         return False
     if m.group(0).lower().rstrip("s") == "hct":  # haematocrit unless something else says transplant
-        return bool(re.search(r"transplant|allo|auto|donor|cord|haplo|graft", text, re.I))
+        return bool(_HCT_TRANSPLANT_CONTEXT.search(text))
     return True
 
 

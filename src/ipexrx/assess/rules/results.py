@@ -485,22 +485,44 @@ def _cannot_judge_alert(ctx: Ctx, kind_id: str, latest: LabResult, found: list[_
 # --------------------------------------------------------------------------------------------
 # Blood pressure on a drug whose label warns of hypertension
 # --------------------------------------------------------------------------------------------
-def _bp_thresholds(ctx: Ctx, meds: list[Med]) -> list[tuple[ResultThreshold, Statement | None]]:
-    out = [(t, rec.context) for rec in ctx.kb.thresholds.values() if rec.parameter is LabParameter.BLOOD_PRESSURE
-           for t in rec.thresholds]
-    out += [(t, None) for m in meds for t in ctx.drug(m.drug_id or "").safety.result_thresholds
+_BpFound = list[tuple[ResultThreshold, Statement | None]]
+_BP_THRESHOLDS: dict[Any, tuple[object, Any]] = {}
+
+
+def _bp_thresholds(ctx: Ctx, meds: list[Med]) -> tuple[_BpFound, dict[str, float]]:
+    """The blood-pressure thresholds for these drugs (the knowledge base's, then the drugs' own), and per
+    pressure the lowest value of its thresholds when every one of them is an upper limit (``>=``, ``>``):
+    a reading below it crosses none, which is the answer for nearly every chart. Made once per knowledge
+    base and set of drugs (they depend on nothing else)."""
+    drug_ids = tuple(sorted({m.drug_id or "" for m in meds}))
+    return remembered(_BP_THRESHOLDS, (id(ctx.kb), drug_ids), ctx.kb, lambda: _new_bp_thresholds(ctx, drug_ids))
+
+
+def _new_bp_thresholds(ctx: Ctx, drug_ids: tuple[str, ...]) -> tuple[_BpFound, dict[str, float]]:
+    out: _BpFound = [(t, rec.context) for rec in ctx.kb.thresholds.values()
+                     if rec.parameter is LabParameter.BLOOD_PRESSURE for t in rec.thresholds]
+    out += [(t, None) for d in drug_ids for t in ctx.drug(d).safety.result_thresholds
             if t.parameter is LabParameter.BLOOD_PRESSURE]
-    return out
+    floors: dict[str, float] = {}
+    for kind in {t.lab for t, _ in out if t.lab}:
+        mine = [t for t, _ in out if t.lab == kind]
+        if all(t.comparison in (">=", ">") and not t.relative_to_baseline for t in mine):
+            floors[kind] = min(t.value for t in mine)
+    return out, floors
 
 
-def _bp_crossed(r: LabResult, found: list[tuple[ResultThreshold, Statement | None]], age: float, sex: str,
-                ) -> list[tuple[ResultThreshold, Statement | None]]:
+def _bp_crossed(r: LabResult, found: _BpFound, age: float, sex: str, floors: dict[str, float] | None = None,
+                ) -> _BpFound:
     """Thresholds for this reading's pressure (systolic or diastolic) that it meets at this age; with the
-    sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess)."""
+    sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess).
+    ``floors``: see :func:`_bp_thresholds` (a reading below its pressure's floor meets nothing)."""
     out = []
     if r.value is None:
         return []
     kind = r.kind.id
+    floor = floors.get(kind) if floors else None
+    if floor is not None and r.value < floor:
+        return []
     for t, context in found:
         # the comparison first: it rules out nearly every threshold for a normal reading
         if t.lab != kind or not t.crossed(r.value) or not t.applies_to_age(age):
@@ -527,11 +549,11 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
     readings = [r for r in latest if r is not None]
     if not readings:
         return []
-    thresholds = _bp_thresholds(ctx, meds)
+    thresholds, floors = _bp_thresholds(ctx, meds)
     age, sex = ctx.patient.age_years, ctx.patient.sex
     # Judged first, worded after: most charts on a calcineurin inhibitor have a reading below every threshold.
     crossed = [] if age is None or age < 1 else [
-        (r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex)]
+        (r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex, floors)]
     if age is not None and age >= 1 and not crossed:
         return []
     names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
