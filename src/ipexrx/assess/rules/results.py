@@ -511,8 +511,7 @@ def _new_bp_thresholds(ctx: Ctx, drug_ids: tuple[str, ...]) -> tuple[_BpFound, d
     return out, floors
 
 
-def _bp_crossed(r: LabResult, found: _BpFound, age: float, sex: str, floors: dict[str, float] | None = None,
-                ) -> _BpFound:
+def _bp_crossed(r: LabResult, found: _BpFound, age: float, sex: str, floors: dict[str, float]) -> _BpFound:
     """Thresholds for this reading's pressure (systolic or diastolic) that it meets at this age; with the
     sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess).
     ``floors``: see :func:`_bp_thresholds` (a reading below its pressure's floor meets nothing)."""
@@ -520,7 +519,7 @@ def _bp_crossed(r: LabResult, found: _BpFound, age: float, sex: str, floors: dic
     if r.value is None:
         return []
     kind = r.kind.id
-    floor = floors.get(kind) if floors else None
+    floor = floors.get(kind)
     if floor is not None and r.value < floor:
         return []
     for t, context in found:
