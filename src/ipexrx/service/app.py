@@ -226,6 +226,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = Registry(db.url, migrate=False)
         mount_registry(app, app.state.registry)
 
+    if settings.cds_fast_path:
+        from .cds.fastpath import CdsHookFastPath
+
+        app.add_middleware(CdsHookFastPath)  # innermost: every middleware below still applies to hook calls
     # As the CDS Hooks reference services do: any origin, GET/POST/OPTIONS, Content-Type and
     # Authorization allowed, so browser-based EHRs (the sandbox) can preflight and call us.
     app.add_middleware(

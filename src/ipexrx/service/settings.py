@@ -141,6 +141,9 @@ class Settings(BaseModel):
     inline_analysis_bytes: int = Field(
         64 * 1024, ge=0, le=2**30, description="A CDS call whose body is at most this size is judged on the event "
         "loop rather than on the analysis pool (0: always on the pool).")
+    cds_fast_path: bool = Field(
+        True, description="Answer CDS service calls before Starlette's router (same answers, less CPU per call; "
+        "see ipexrx.service.cds.fastpath). Off: the FastAPI route answers them.")
     trust_forwarded_proto: bool = Field(False, description="Believe X-Forwarded-Proto from the proxy in front.")
     trusted_proxies: list[str] = Field(
         default_factory=list, description="Addresses or CIDRs of the reverse proxies in front; from them the client "
@@ -231,6 +234,7 @@ class Settings(BaseModel):
             dev_fhir_servers=_list(e.get("IPEXRX_DEV_FHIR_SERVERS")),
             fhir_private_networks=_list(e.get("IPEXRX_FHIR_PRIVATE_NETWORKS")),
             **{name: int(e[var]) for name, var in _INT_VARS.items() if (e.get(var) or "").strip()},
+            cds_fast_path=not _falsy(e.get("IPEXRX_CDS_FAST_PATH")),
             trust_forwarded_proto=_truthy(e.get("IPEXRX_TRUST_FORWARDED_PROTO")),
             trusted_proxies=_list(e.get("IPEXRX_TRUSTED_PROXIES")),
             smart_issuers=_json_list(e.get("IPEXRX_SMART_ISSUERS"), "IPEXRX_SMART_ISSUERS"),

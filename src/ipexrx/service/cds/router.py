@@ -75,8 +75,16 @@ def _judged_inline(request: Request, body_bytes: int) -> bool:
     openapi_extra=OPENAPI_BODY,
 )
 async def call_service(service_id: str, request: Request) -> Response:
-    # The hot path: JWT, body and answer handled here rather than by FastAPI's dependency and body
-    # machinery (see cds/body.py for why); the checks and the errors are the same.
+    # Requests reach this route only when the hook fast path (cds/fastpath.py) is off; the route stays
+    # for the OpenAPI document and as the reference the fast path is tested against.
+    return await answer_hook(service_id, request)
+
+
+async def answer_hook(service_id: str, request: Request) -> Response:
+    """A CDS service call, from the JWT to the cards (what the route and the fast path both run).
+
+    The hot path: JWT, body and answer handled here rather than by FastAPI's dependency and body
+    machinery (see cds/body.py for why); the checks and the errors are the same."""
     auth = await cds_auth(request)
     svc = _service(service_id)
     body = await read_cds_request(request)
