@@ -242,7 +242,7 @@ def card_links(alert: Any, base: str, drug_names: dict[str, str], smart: bool = 
 def alert_wire(
     alert: Any,
     *,
-    hook_instance: str,
+    hook_instance: str | None,
     base: str,
     drug_names: dict[str, str],
     drafts: list[DraftOrder] | None = None,
@@ -253,7 +253,8 @@ def alert_wire(
     """One card for one alert, as the JSON the EHR receives; ``drafts`` are the draft orders the alert
     involves; ``mode`` (the assessment's) is said on the detail's first line; ``preferred`` is the
     reference of the draft whose removal is recommended (see the module docstring), marked only among
-    two or more options.
+    two or more options. ``hook_instance`` None: a template's card, whose uuids are left empty for
+    :meth:`CardTemplate.instantiate` to fill (hashing them here would be thrown away).
 
     Why a plain dict, not a :class:`Card`: a CDS call builds a card for every alert of every chart an
     EHR opens, and building and dumping the pydantic models was a third of the card's cost. The wire
@@ -267,15 +268,15 @@ def alert_wire(
     if removable:
         for d in drafts:
             label = f"Remove the draft order for {plain_text(d.drug_label)}"
-            sg: dict[str, Any] = {"label": shorten(label, 100),
-                                  "uuid": card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}")}
+            sg: dict[str, Any] = {"label": shorten(label, 100), "uuid": "" if hook_instance is None else
+                                  card_uuid(hook_instance, f"|{alert.id}|delete|{d.reference}")}
             if len(drafts) > 1 and d.reference == preferred:
                 sg["isRecommended"] = True
             # The EHR shows the description; it names the drug, the resourceId says which order.
             sg["actions"] = [{"type": "delete", "description": label, "resourceId": d.reference}]
             suggestions.append(sg)
     card: dict[str, Any] = {
-        "uuid": card_uuid(hook_instance, f"|{alert.id}"),
+        "uuid": "" if hook_instance is None else card_uuid(hook_instance, f"|{alert.id}"),
         "summary": shorten(alert.summary),
         "detail": detail_markdown(alert, base, mode=mode),
         "indicator": alert.severity.value,
@@ -297,7 +298,7 @@ def alert_card(alert: Any, **kwargs: Any) -> Card:
 
 def alert_template(alert: Any, *, base: str, drug_names: dict[str, str], drafts: list[DraftOrder],
                    mode: str | None = None, preferred: str | None = None, smart: bool = True) -> CardTemplate:
-    card = alert_wire(alert, hook_instance="", base=base, drug_names=drug_names, drafts=drafts, mode=mode,
+    card = alert_wire(alert, hook_instance=None, base=base, drug_names=drug_names, drafts=drafts, mode=mode,
                       preferred=preferred, smart=smart)
     seeds = tuple(f"|{alert.id}|delete|{s['actions'][0]['resourceId']}" for s in card.get("suggestions", ()))
     return CardTemplate(card, f"|{alert.id}", seeds, alert_id=alert.id, rule=alert.rule)
