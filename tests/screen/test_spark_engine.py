@@ -157,3 +157,41 @@ def test_one_process_keeps_one_spark_master(spark: Any) -> None:
     assert spark_session("local[2]") is spark
     with pytest.raises(SparkUnavailableError, match=r"already runs Spark with master 'local\[2\]'"):
         spark_session("local[1]")
+
+
+def test_a_lone_carriage_return_joins_two_objects_into_one_bad_line_for_both_engines(
+        spark: Any, tmp_path: Path) -> None:
+    """NDJSON lines end at \\n (a \\r before it dropped); a lone \\r (old Mac line end) does not end a line, so
+    the two objects around it are one bad line for both engines, and the lines after keep their numbers."""
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\r\n'
+                                              b'{"resourceType":"Patient","id":"b"}\r{"resourceType":"Patient","id":"c"}\n'
+                                              b'{"resourceType":"Patient","id":"d"}\r\n'
+                                              b'{"resourceType":"Patient","id":"e"}\r')
+    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
+        with reader:
+            reader.load("Patient", keep_json="TRUE")
+            assert reader.sql("SELECT id, _line FROM t_patient ORDER BY _line") == [("a", 1), ("d", 3), ("e", 4)], \
+                reader.engine
+            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
+
+
+@pytest.mark.parametrize("tail", [b" junk", b"}", b' {"resourceType":"Patient","id":"x"}', b", 1", b']]"]'])
+def test_text_after_the_json_object_makes_the_line_bad_for_both_engines(spark: Any, tmp_path: Path,
+                                                                         tail: bytes) -> None:
+    """Spark's JSON parser stops after the first value; a line with anything but whitespace after its object is
+    still a bad line (never half-read), as it is for DuckDB."""
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}  \n'
+                                              b'{"resourceType":"Patient","id":"b"}' + tail + b"\n"
+                                              b'{"resourceType":"Patient","id":"c"}\t\n')
+    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
+        with reader:
+            reader.load("Patient", keep_json="TRUE")
+            assert reader.sql("SELECT id FROM t_patient ORDER BY _line") == [("a",), ("c",)], reader.engine
+            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
+            assert "not valid JSON" in reader.stats.bad_lines[0].problem, reader.engine

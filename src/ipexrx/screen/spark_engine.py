@@ -15,7 +15,7 @@ Line numbers: Spark's text reader may split a large file into blocks read by dif
 number is its position in its block (``monotonically_increasing_id`` counts rows contiguously within a
 task, and each task reads one block) plus the lines of the file's earlier blocks
 (``_metadata.file_block_start``), counted by a first, text-only pass when a file has more than one block.
-``\\n`` and ``\\r\\n`` both end a line, as in the DuckDB engine.
+``\\n`` and ``\\r\\n`` both end a line, and a lone ``\\r`` does not, as in the DuckDB engine.
 
 Spark runs quietly (log level WARN, no web UI) and offline (no package downloads: PySpark's own jars only).
 ``master``: ``local[2]`` by default, or a cluster URL (``spark://host:7077``, ``yarn``, ``k8s://...``) from
@@ -31,6 +31,7 @@ import glob
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +129,30 @@ def _lit(text: str) -> str:
     return f"r'{text}'"
 
 
-def spark_view_sql(view: View, source: str, prefilter: str | None = None) -> str:
+def spark_view_sql(view: View, source: str, prefilter: str | None = None, sentinel: str | None = None) -> str:
     """Spark SQL over ``source`` (a relation with ``_file, _line, _raw``) giving what
     :func:`~.views.view_sql` gives in DuckDB -- the view's columns plus ``_file, _line, _ok, _bad, _rtype``
-    -- and ``_use`` (flattened), ``_raw`` and ``_pos`` (the forEach element's index, to keep row order)."""
+    -- and ``_use`` (flattened), ``_raw`` and ``_pos`` (the forEach element's index, to keep row order).
+
+    A line is JSON only when nothing but whitespace follows its value. Spark's ``try_parse_json`` reads the
+    first value and ignores the rest (``{"a":1} junk`` parses as ``{"a":1}``), where DuckDB and every other
+    reader of ours refuse the line; so the line is parsed as the first element of ``[line,"<sentinel>"]``, and
+    it is JSON only when the second element is the sentinel (text after the value would sit between them
+    and break the array, or be read as the second element). ``sentinel``: letters and digits, new for each
+    reader (a random uuid), so no line of an export can close the array early and put it there itself."""
+    sentinel = sentinel or uuid.uuid4().hex
+    if not sentinel.isalnum():
+        raise ValueError(f"the sentinel must be letters and digits, got {sentinel!r}")
     paths = [translate_path(view.name, c.path) for c in view.columns]
     use = f"_ok AND ({prefilter})" if prefilter else "_ok"
     # Spark's text reader keeps bytes that are not UTF-8: such a line is a bad line (JSON text is UTF-8), shown
     # with U+FFFD in their place, since the DuckDB tables the rows go to hold only valid UTF-8
     checked = (f"SELECT *, {use} AS _use FROM (SELECT _file, _line, _raw, _j, _j IS NOT NULL AS _ok FROM "
-               f"(SELECT _file, _line, _raw, CASE WHEN is_valid_utf8(_raw) THEN try_parse_json(_raw) END AS _j "
-               f"FROM {source} WHERE _raw IS NOT NULL)) WHERE _ok OR trim(_raw) <> ''")
+               f"(SELECT _file, _line, _raw, CASE WHEN try_variant_get(_w, '$[1]', 'string') = '{sentinel}' "
+               "THEN try_variant_get(_w, '$[0]', 'variant') END AS _j FROM "
+               f"(SELECT _file, _line, _raw, CASE WHEN is_valid_utf8(_raw) THEN "
+               f"try_parse_json(concat('[', _raw, ',\"{sentinel}\"]')) END AS _w "
+               f"FROM {source} WHERE _raw IS NOT NULL))) WHERE _ok OR trim(_raw) <> ''")
     inner = ["_file", "_line", "_ok", "_use", "_raw",
              "CASE WHEN _use THEN try_variant_get(_j, '$.resourceType', 'string') END AS _rtype",
              "CASE WHEN _ok THEN NULL ELSE substring(make_valid_utf8(_raw), 1, 160) END AS _bad"]
@@ -174,6 +188,7 @@ class SparkReader(DuckDBReader):
                  master: str | None = None, staging: str | None = None):
         self.spark = spark_session(master)
         super().__init__(directory, memory_limit=memory_limit, threads=threads)
+        self._sentinel = uuid.uuid4().hex  # see spark_view_sql
         self._staging = tempfile.TemporaryDirectory(prefix="ipexrx-spark-stage-",
                                                     dir=staging or os.environ.get("IPEXRX_SPARK_STAGING"))
 
@@ -201,10 +216,15 @@ class SparkReader(DuckDBReader):
         self.spark.conf.set("spark.sql.files.openCostInBytes", str(block))
 
         def read(paths: list[Path]) -> Any:
-            return self.spark.read.text([str(p) for p in paths]).select(
+            # Lines end at "\n" only, and a "\r" before it is dropped, as in the DuckDB engine: Spark's default
+            # also ends a line at a lone "\r" (not valid NDJSON), which would read two objects where DuckDB
+            # reports one bad line.
+            # (trim works on the line's bytes: a regular expression would first turn bytes that are not UTF-8
+            # into U+FFFD, and such a line must stay a bad line)
+            return self.spark.read.option("lineSep", "\n").text([str(p) for p in paths]).select(
                 F.col("_metadata.file_name").alias("_file"), F.col("_metadata.file_block_start").alias("_blk"),
                 (F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("long"), 33) + 1)
-                .alias("_n"), F.col("value").alias("_raw"))
+                .alias("_n"), F.expr("trim(TRAILING '\\r' FROM value)").alias("_raw"))
 
         lines = read(files)
         split = [p for p in files if not p.name.endswith(".gz") and p.stat().st_size > block]
@@ -236,7 +256,7 @@ class SparkReader(DuckDBReader):
         names = ["_file", "_line", "_ok", "_bad", "_rtype", *view.column_names]
         try:
             self._lines(files).createOrReplaceTempView(src)
-            flat = self.spark.sql(spark_view_sql(view, src, prefilter))
+            flat = self.spark.sql(spark_view_sql(view, src, prefilter, self._sentinel))
             if keep_json == KEEP_SAFETY:
                 keep = self.spark.createDataFrame([(p,) for p in sorted(set(self.safety_set))], "_sp STRING")
                 flat = flat.join(F.broadcast(keep), flat["patient"] == keep["_sp"], "left").withColumn(
