@@ -195,3 +195,23 @@ def test_text_after_the_json_object_makes_the_line_bad_for_both_engines(spark: A
             assert reader.sql("SELECT id FROM t_patient ORDER BY _line") == [("a",), ("c",)], reader.engine
             assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
             assert "not valid JSON" in reader.stats.bad_lines[0].problem, reader.engine
+
+
+@pytest.mark.parametrize("tail", [', "x": NaN}', ', "x": [1,]}', ', "x": -Infinity}'])
+def test_json_that_only_duckdb_accepts_is_a_bad_line_for_spark(spark: Any, tmp_path: Path, tail: str) -> None:
+    """The documented difference (docs/screen.md): DuckDB's JSON reader accepts NaN, Infinity and trailing commas
+    and reads the line (the safety check then refuses to judge its patient, tests/screen/test_screen_record_errors.py);
+    Spark's parser refuses them, so the line is a bad line, reported with its file and number."""
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
+                                              + b'{"resourceType":"Patient","id":"b"' + tail.encode() + b"\n")
+    got = {}
+    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
+        with reader:
+            reader.load("Patient", keep_json="TRUE")
+            got[reader.engine] = (reader.sql("SELECT id FROM t_patient ORDER BY _line"),
+                                  [(b.file, b.line) for b in reader.stats.bad_lines])
+    assert got["spark"] == ([("a",)], [("Patient.ndjson", 2)])
+    assert got["duckdb"] == ([("a",), ("b",)], [])

@@ -93,9 +93,17 @@ def assess_located(located: dict[str, list[tuple[str, int, str]]], patients: dic
 
     out: list[dict[str, Any]] = []
     for n, pid in enumerate(patients, start=done + 1):
-        bundle = {"resourceType": "Bundle", "type": "collection",
-                  "entry": [{"resource": orjson.loads(r)} for _f, _l, r in located.get(pid, [])]}
         entry: dict[str, Any] = {"patient": pid, "drugs": patients[pid]}
+        resources, unreadable = _parsed(located.get(pid, []))
+        if unreadable:
+            entry["alerts"] = []
+            entry["error"] = ("the record cannot be assessed safely, so its drug safety cannot be judged: " + "; ".join(
+                f"{f}, line {line} is not strict JSON ({why})" for f, line, why in unreadable))
+            entry["issues"] = [{"path": f"{f}:{line}", "expected": "strict JSON (RFC 8259)", "got": why}
+                               for f, line, why in unreadable]
+            out.append(entry)
+            continue
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
         try:
             result = assess(bundle, as_of=as_of, kb=kb, dose_suggestions=False, ipex_plan="never", strict=strict)
         except PatientInputError as exc:
@@ -111,6 +119,24 @@ def assess_located(located: dict[str, list[tuple[str, int, str]]], patients: dic
         if progress:
             progress(n, total or len(patients))
     return out
+
+
+def _parsed(lines: list[tuple[str, int, str]]) -> tuple[list[Any], list[tuple[str, int, str]]]:
+    """The patient's resources, and the lines that are not strict JSON (file, line, why).
+
+    Why a line the reader kept can fail here: DuckDB's JSON reader is lenient -- it accepts ``NaN``,
+    ``Infinity`` and trailing commas, which JSON does not allow and no FHIR server writes -- while this parse
+    (orjson) is strict. Such a line was read for the phenotype score (its codes and dates are sound), but a
+    patient whose medicines or results cannot be read exactly is not judged: the entry says which line and why,
+    as a "cannot judge", never a crash and never a silent pass."""
+    resources: list[Any] = []
+    bad: list[tuple[str, int, str]] = []
+    for f, line, raw in lines:
+        try:
+            resources.append(orjson.loads(raw))
+        except orjson.JSONDecodeError as exc:
+            bad.append((f, line, exc.msg))
+    return resources, bad
 
 
 # What a forked worker inherits instead of receiving it pickled: the knowledge base (set just before the fork).
