@@ -215,3 +215,25 @@ def test_json_that_only_duckdb_accepts_is_a_bad_line_for_spark(spark: Any, tmp_p
                                   [(b.file, b.line) for b in reader.stats.bad_lines])
     assert got["spark"] == ([("a",)], [("Patient.ndjson", 2)])
     assert got["duckdb"] == ([("a",), ("b",)], [])
+
+
+def test_a_repeated_key_is_read_by_both_engines_spark_taking_the_last_value_duckdb_the_first(
+        spark: Any, tmp_path: Path) -> None:
+    """What docs/screen.md says of repeated keys (which FHIR forbids): read, not reported, and not alike."""
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    (tmp_path / "Patient.ndjson").write_bytes(
+        b'{"resourceType":"Patient","id":"p1","gender":"male","gender":"female"}\n')
+    (tmp_path / "Condition.ndjson").write_bytes(
+        b'{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1","reference":"Patient/p2"},'
+        b'"code":{"text":"chronic diarrhoea"}}\n')
+    got = {}
+    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
+        with reader:
+            reader.load("Patient", keep_json="TRUE")
+            reader.load("Condition")
+            got[reader.engine] = (reader.sql("SELECT gender FROM t_patient"),
+                                  reader.sql("SELECT patient FROM t_condition"), reader.stats.bad_lines)
+    assert got["spark"] == ([("female",)], [("p2",)], [])
+    assert got["duckdb"] == ([("male",)], [("p1",)], [])

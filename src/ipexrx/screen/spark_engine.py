@@ -107,7 +107,8 @@ def spark_session(master: str | None = None) -> Any:
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.driver.extraJavaOptions", java_opts)
                .config("spark.executor.extraJavaOptions", java_opts)
-               # JSON with a repeated key is valid JSON to DuckDB's json_valid too (the last value wins)
+               # A repeated key is read, not refused, as DuckDB reads it; but Spark takes the last value and
+               # DuckDB the first (docs/screen.md, "What differs"; FHIR forbids repeated keys)
                .config("spark.sql.variant.allowDuplicateKeys", "true")
                .config("spark.sql.session.timeZone", "UTC"))
     if master.startswith("local"):
