@@ -136,21 +136,6 @@ def test_a_truncated_gz_file_is_refused_with_its_name_and_cause(spark: Any, tmp_
         reader.load("Observation")
 
 
-def test_a_line_that_is_not_utf8_is_one_bad_line_for_both_engines(spark: Any, tmp_path: Path) -> None:
-    from ipexrx.screen.duckdb_engine import DuckDBReader
-    from ipexrx.screen.spark_engine import SparkReader
-
-    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
-                                              b'{"resourceType":"Patient","id":"b\xff"}\n'
-                                              b'{"resourceType":"Patient","id":"c"}\n')
-    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
-        with reader:
-            reader.load("Patient", keep_json="TRUE")
-            assert reader.sql("SELECT id FROM t_patient ORDER BY _line") == [("a",), ("c",)], reader.engine
-            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
-            assert "not valid JSON" in reader.stats.bad_lines[0].problem
-
-
 def test_one_process_keeps_one_spark_master(spark: Any) -> None:
     from ipexrx.screen.spark_engine import SparkUnavailableError, spark_session
 
@@ -159,23 +144,45 @@ def test_one_process_keeps_one_spark_master(spark: Any) -> None:
         spark_session("local[1]")
 
 
+def _both_engines(export: Path, query: str, *types: str) -> dict[str, tuple[list[Any], list[tuple[str, int, str]]]]:
+    """Per engine: the rows of ``query`` after loading ``types`` (default Patient) from ``export``, and the bad
+    lines as (file, line, problem)."""
+    from ipexrx.screen.duckdb_engine import DuckDBReader
+    from ipexrx.screen.spark_engine import SparkReader
+
+    got = {}
+    for reader in (SparkReader(export, master="local[2]"), DuckDBReader(export)):
+        with reader:
+            for rtype in types or ("Patient",):
+                reader.load(rtype, keep_json="TRUE" if rtype == "Patient" else None)
+            got[reader.engine] = (reader.sql(query), [(b.file, b.line, b.problem) for b in reader.stats.bad_lines])
+    return got
+
+
+def _where(got: dict[str, tuple[list[Any], list[tuple[str, int, str]]]]) -> dict[str, Any]:
+    return {engine: (rows, [(f, n) for f, n, _ in bad]) for engine, (rows, bad) in got.items()}
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_line_for_both_engines(spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
+                                              b'{"resourceType":"Patient","id":"b\xff"}\n'
+                                              b'{"resourceType":"Patient","id":"c"}\n')
+    got = _both_engines(tmp_path, "SELECT id FROM t_patient ORDER BY _line")
+    for engine in ("spark", "duckdb"):
+        assert _where(got)[engine] == ([("a",), ("c",)], [("Patient.ndjson", 2)]), engine
+        assert "not valid JSON" in got[engine][1][0][2], engine
+
+
 def test_a_lone_carriage_return_joins_two_objects_into_one_bad_line_for_both_engines(
         spark: Any, tmp_path: Path) -> None:
     """NDJSON lines end at \\n (a \\r before it dropped); a lone \\r (old Mac line end) does not end a line, so
     the two objects around it are one bad line for both engines, and the lines after keep their numbers."""
-    from ipexrx.screen.duckdb_engine import DuckDBReader
-    from ipexrx.screen.spark_engine import SparkReader
-
     (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\r\n'
                                               b'{"resourceType":"Patient","id":"b"}\r{"resourceType":"Patient","id":"c"}\n'
                                               b'{"resourceType":"Patient","id":"d"}\r\n'
                                               b'{"resourceType":"Patient","id":"e"}\r')
-    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
-        with reader:
-            reader.load("Patient", keep_json="TRUE")
-            assert reader.sql("SELECT id, _line FROM t_patient ORDER BY _line") == [("a", 1), ("d", 3), ("e", 4)], \
-                reader.engine
-            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
+    got = _where(_both_engines(tmp_path, "SELECT id, _line FROM t_patient ORDER BY _line"))
+    assert got["spark"] == got["duckdb"] == ([("a", 1), ("d", 3), ("e", 4)], [("Patient.ndjson", 2)])
 
 
 @pytest.mark.parametrize("tail", [b" junk", b"}", b' {"resourceType":"Patient","id":"x"}', b", 1", b']]"]'])
@@ -183,18 +190,12 @@ def test_text_after_the_json_object_makes_the_line_bad_for_both_engines(spark: A
                                                                          tail: bytes) -> None:
     """Spark's JSON parser stops after the first value; a line with anything but whitespace after its object is
     still a bad line (never half-read), as it is for DuckDB."""
-    from ipexrx.screen.duckdb_engine import DuckDBReader
-    from ipexrx.screen.spark_engine import SparkReader
-
     (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}  \n'
                                               b'{"resourceType":"Patient","id":"b"}' + tail + b"\n"
                                               b'{"resourceType":"Patient","id":"c"}\t\n')
-    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
-        with reader:
-            reader.load("Patient", keep_json="TRUE")
-            assert reader.sql("SELECT id FROM t_patient ORDER BY _line") == [("a",), ("c",)], reader.engine
-            assert [(b.file, b.line) for b in reader.stats.bad_lines] == [("Patient.ndjson", 2)], reader.engine
-            assert "not valid JSON" in reader.stats.bad_lines[0].problem, reader.engine
+    got = _both_engines(tmp_path, "SELECT id FROM t_patient ORDER BY _line")
+    assert _where(got)["spark"] == _where(got)["duckdb"] == ([("a",), ("c",)], [("Patient.ndjson", 2)])
+    assert all("not valid JSON" in bad[0][2] for _rows, bad in got.values())
 
 
 @pytest.mark.parametrize("tail", [', "x": NaN}', ', "x": [1,]}', ', "x": -Infinity}'])
@@ -202,17 +203,9 @@ def test_json_that_only_duckdb_accepts_is_a_bad_line_for_spark(spark: Any, tmp_p
     """The documented difference (docs/screen.md): DuckDB's JSON reader accepts NaN, Infinity and trailing commas
     and reads the line (the safety check then refuses to judge its patient, tests/screen/test_screen_record_errors.py);
     Spark's parser refuses them, so the line is a bad line, reported with its file and number."""
-    from ipexrx.screen.duckdb_engine import DuckDBReader
-    from ipexrx.screen.spark_engine import SparkReader
-
     (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
                                               + b'{"resourceType":"Patient","id":"b"' + tail.encode() + b"\n")
-    got = {}
-    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
-        with reader:
-            reader.load("Patient", keep_json="TRUE")
-            got[reader.engine] = (reader.sql("SELECT id FROM t_patient ORDER BY _line"),
-                                  [(b.file, b.line) for b in reader.stats.bad_lines])
+    got = _where(_both_engines(tmp_path, "SELECT id FROM t_patient ORDER BY _line"))
     assert got["spark"] == ([("a",)], [("Patient.ndjson", 2)])
     assert got["duckdb"] == ([("a",), ("b",)], [])
 
@@ -220,20 +213,11 @@ def test_json_that_only_duckdb_accepts_is_a_bad_line_for_spark(spark: Any, tmp_p
 def test_a_repeated_key_is_read_by_both_engines_spark_taking_the_last_value_duckdb_the_first(
         spark: Any, tmp_path: Path) -> None:
     """What docs/screen.md says of repeated keys (which FHIR forbids): read, not reported, and not alike."""
-    from ipexrx.screen.duckdb_engine import DuckDBReader
-    from ipexrx.screen.spark_engine import SparkReader
-
     (tmp_path / "Patient.ndjson").write_bytes(
         b'{"resourceType":"Patient","id":"p1","gender":"male","gender":"female"}\n')
     (tmp_path / "Condition.ndjson").write_bytes(
         b'{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1","reference":"Patient/p2"},'
         b'"code":{"text":"chronic diarrhoea"}}\n')
-    got = {}
-    for reader in (SparkReader(tmp_path, master="local[2]"), DuckDBReader(tmp_path)):
-        with reader:
-            reader.load("Patient", keep_json="TRUE")
-            reader.load("Condition")
-            got[reader.engine] = (reader.sql("SELECT gender FROM t_patient"),
-                                  reader.sql("SELECT patient FROM t_condition"), reader.stats.bad_lines)
-    assert got["spark"] == ([("female",)], [("p2",)], [])
-    assert got["duckdb"] == ([("male",)], [("p1",)], [])
+    got = _both_engines(tmp_path, "SELECT p.gender, c.patient FROM t_patient p, t_condition c", "Patient", "Condition")
+    assert got["spark"] == ([("female", "p2")], [])
+    assert got["duckdb"] == ([("male", "p1")], [])
