@@ -25,6 +25,10 @@ requests per second on a shared machine, and 1.86 cores / CPU per call bounds th
 
     python benchmarks/service_load.py [--workers 2] [--duration 15] [--connections 32]
 
+Before each distinct-chart row the same charts are also judged in this process, without HTTP, token or card
+log (``in process, same charts``): the host's speed at that moment. The last column, the server's CPU per call
+divided by it, is what serving adds, and moves much less than either figure on a shared machine.
+
 Machine load from other processes skews the figures; the script prints the load average first.
 """
 
@@ -51,6 +55,7 @@ from ipexrx.service.cds import samples
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER = "https://bench-ehr.example.org"
 DISTINCT = 4000  # distinct patients, split between the wrk threads
+DISTINCT_SCENARIOS = ("patient-view-distinct", "patient-view-not-ipex")
 
 LUA = r"""
 local nthreads = %(nthreads)d
@@ -97,6 +102,34 @@ BODIES_LOADER = r"""
   end
   f:close()
 """
+
+
+def in_process_ms(bodies: Path, n: int = 400) -> float:
+    """CPU ms per chart to judge ``n`` of the scenario's distinct charts in this process, without HTTP, the token
+    or the card log (request JSON to cards' JSON): the host's speed at that moment, measured just before the row.
+
+    Why: this shared machine's speed moves by a third between runs minutes apart, and every figure moves with
+    it; the server's CPU per call divided by this reference is what the service adds, and moves much less."""
+    import gc
+
+    import orjson
+
+    from ipexrx.service.cds import engine
+    from ipexrx.service.cds.models import CdsRequest
+    from ipexrx.service.cds.services import SERVICES
+
+    svc = SERVICES["ipexrx-patient-view"]
+    engine.warm_up()
+    lines = bodies.read_bytes().splitlines()[:n]
+    raws = [line.replace(b"@HOOK@", f"ref-{i}".encode()) for i, line in enumerate(lines)]
+    gc.collect()
+    t0 = time.process_time()
+    for raw in raws:
+        body = CdsRequest.model_validate(orjson.loads(raw))
+        orjson.dumps({"cards": [c for c, _ in engine.evaluate(svc, body, dict(body.prefetch or {}), "http://x")]})
+    spent = time.process_time() - t0
+    engine._analysis_cache.clear()
+    return spent * 1000 / len(raws)
 
 
 def free_port() -> int:
@@ -278,20 +311,24 @@ def main() -> None:
                 script.write_text(LUA % {"nthreads": args.threads, "nonce": uuid.uuid4().hex, "tokens": tokens,
                                          "method": method, "path": path,
                                          "bodies_loader": BODIES_LOADER % bodies if bodies else ""})
+                reference = in_process_ms(bodies) if bodies is not None and name in DISTINCT_SCENARIOS else None
                 cpu0 = server_cpu_seconds(server.pid)
                 res = run_wrk(base + path, script, args)
                 cpu = server_cpu_seconds(server.pid) - cpu0
                 res["cpu_ms"] = cpu * 1000 / res["requests"] if res["requests"] else float("nan")
                 res["cores"] = cpu / args.duration
+                res["reference"] = reference
                 if args.verbose:
                     print(res["raw"])
                 rows.append((label, res))
                 time.sleep(1)
-        print("\n| scenario | req/s | p50 | p99 | requests | non-2xx | server CPU per call | server cores |"
-              "\n|---|---|---|---|---|---|---|---|")
+        print("\n| scenario | req/s | p50 | p99 | requests | non-2xx | server CPU per call | server cores "
+              "| in process, same charts | server / in process |\n|---|---|---|---|---|---|---|---|---|---|")
         for name, r in rows:
+            ref = r["reference"]
+            refs = f"{ref:.2f} ms | {r['cpu_ms'] / ref:.2f}" if ref else "- | -"
             print(f"| {name} | {r['rps']:.0f} | {r['p50']} | {r['p99']} | {r['requests']} | {r['non2xx']} "
-                  f"| {r['cpu_ms']:.2f} ms | {r['cores']:.2f} |")
+                  f"| {r['cpu_ms']:.2f} ms | {r['cores']:.2f} | {refs} |")
         print(f"\nload average after: {os.getloadavg()}")
     finally:
         server.terminate()
