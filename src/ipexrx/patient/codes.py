@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from ..knowledge.loader import KnowledgeBase, get_kb
+from .words import Words
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,8 @@ def hsct_code(system: str | None, code: str | None) -> HsctCode | None:
 
 def might_be_transplant(text: str) -> bool:
     """Whether a procedure name mentions a transplant or graft of any kind (so an unread one is named back)."""
-    return bool(_TRANSPLANT_WORD.search(text))
+    return _TRANSPLANT_WORD.found(text)
 
 
-_TRANSPLANT_WORD = re.compile(r"transplant|graft|\bhsct\b|\bhct\b|\bbmt\b|stem cell|marrow|cord blood|\bhpc\b|"
-                              r"lymphocyte infusion|\bdli\b", re.I)
+_TRANSPLANT_WORD = Words(r"transplant|graft|\bhsct\b|\bhct\b|\bbmt\b|stem cell|marrow|cord blood|\bhpc\b|"
+                         r"lymphocyte infusion|\bdli\b")

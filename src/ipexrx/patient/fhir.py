@@ -38,6 +38,7 @@ from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .medtext import read_product_text
 from .normalize import InputWarning
 from .units import QUANTITIES, accepts, norm_unit, normalize_dose, volume_ml
+from .words import Words
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -63,16 +64,16 @@ ROUTE_TEXT = {"oral": "oral", "po": "oral", "by mouth": "oral", "iv": "iv", "int
               "ng tube": "enteral", "g tube": "enteral", "gastrostomy": "enteral", "intrathecal": "intrathecal"}
 HSCT_WORDS = re.compile(r"\b(hsct|stem cell transplant\w*|bone marrow transplant\w*|bmt|haematopoietic|hematopoietic"
                         r"|cord blood transplant\w*)\b", re.I)
-INFECTION_WORDS = re.compile(r"(infect|sepsis|septic|pneumonia|viremia|viraemia|bacteremia|bacteraemia|fungemia|"
-                             r"candidiasis|aspergillosis|tuberculosis|abscess|cellulitis|colitis due to|"
-                             r"cmv|cytomegalovirus|ebv|epstein|adenovir|varicella|herpes|zoster|pneumocystis|"
-                             r"hepatitis b|covid|influenza|rsv)", re.I)
+INFECTION_WORDS = Words(r"(infect|sepsis|septic|pneumonia|viremia|viraemia|bacteremia|bacteraemia|fungemia|"
+                        r"candidiasis|aspergillosis|tuberculosis|abscess|cellulitis|colitis due to|"
+                        r"cmv|cytomegalovirus|ebv|epstein|adenovir|varicella|herpes|zoster|pneumocystis|"
+                        r"hepatitis b|covid|influenza|rsv)")
 PATHOGEN_WORDS = re.compile(r"(cytomegalovirus|cmv|epstein[- ]barr|ebv|adenovirus|candida\w*|aspergill\w*|"
                             r"pseudomonas\w*|staphylococc\w*|klebsiella\w*|e\. ?coli|escherichia coli|"
                             r"pneumocystis\w*|mycobacterium tuberculosis|tuberculosis|hepatitis b|hbv|"
                             r"sars-cov-2|influenza|rsv|respiratory syncytial virus|varicella[- ]zoster|norovirus|"
                             r"rotavirus|clostridi\w* difficile)", re.I)
-IPEX_WORDS = re.compile(r"\bipex\b|immun\w* dysregulation,? polyendocrinopathy", re.I)
+IPEX_WORDS = Words(r"\bipex\b|immun\w* dysregulation,? polyendocrinopathy")
 FOXP3_VARIANT = re.compile(r"\b(c\.[0-9_+\-*]+[^\s,;)]*|p\.\(?[A-Z][a-z]{2}\d+[^\s,;]*)")
 
 SUPPORTED = ("Patient", "Condition", "MedicationStatement", "MedicationRequest", "Medication", "Observation",
@@ -103,7 +104,7 @@ def _date(value: Any) -> dt.date | None:
 
 # Patterns of the hot paths, compiled once (a module-level pattern skips the re module's cache lookup).
 _FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_IPEX_LIKE = re.compile(r"ipex[- ]like", re.I)
+_IPEX_LIKE = Words(r"ipex[- ]like")
 _IPEX_LIKE_GENE = re.compile(r"\b(IL2RA|CD25|STAT5B|LRBA|CTLA4|STAT1|STAT3|DEF6|BACH2)\b", re.I)
 _HPO_ID = re.compile(r"HP:\d{7}")
 _CVX_CODE = re.compile(r"\d{1,3}")
@@ -258,11 +259,11 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
         cstatus = _code(c.clinicalStatus, "http://terminology.hl7.org/CodeSystem/condition-clinical")
         text = _text(c.code) or ""
         notes = " ".join(str(n.text) for n in (c.note or []) if n.text)
-        if _IPEX_LIKE.search(text):
+        if _IPEX_LIKE.found(text):
             gene = _IPEX_LIKE_GENE.search(text + " " + notes)
             diagnosis = {"type": "ipex-like", "disorder": gene.group(1) if gene else text}
             continue
-        if IPEX_WORDS.search(text) or _is_ipex_code(c.code):
+        if IPEX_WORDS.found(text) or _is_ipex_code(c.code):
             # A provisional / differential IPEX Condition is suspected IPEX ('unconfirmed'); it never
             # downgrades a confirmed one read earlier.
             suspected = vstatus in ("provisional", "differential", "unconfirmed")
@@ -277,7 +278,7 @@ def _conditions(conds: list[tuple[str, Any]], record: dict[str, Any], ctx: _Ctx,
             continue
         if cstatus in ("resolved", "inactive", "remission"):
             continue
-        if INFECTION_WORDS.search(text):
+        if INFECTION_WORDS.found(text):
             pathogen = PATHOGEN_WORDS.search(text + " " + notes)
             onset = _date(c.onsetDateTime)
             inf: dict[str, Any] = {"name": text, "active": True}

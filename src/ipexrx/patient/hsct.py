@@ -25,14 +25,16 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-HSCT_TERM = re.compile(
+from .words import Words
+
+HSCT_TERM = Words(
     r"\b(?:allo[- ]?|auto[- ]?)?(?:hsct|hct|sct|pbsct|ucbt|bmt)s?\b"
     r"|\b(?:ha?ematopoietic|hemopoietic|haemopoietic)\s+(?:stem\s+|progenitor\s+)?cells?\s+transplant\w*"
     r"|\bstem[- ]cells?\s+transplant\w*"
     r"|\b(?:bone\s+)?marrow\s+transplant\w*"
     r"|\bcord[- ]blood\s+(?:stem\s+cells?\s+)?transplant\w*"
     r"|\bperipheral\s+blood\s+stem\s+cells?\s+transplant\w*"
-    r"|\bhaplo(?:identical)?\s+transplant\w*", re.I)
+    r"|\bhaplo(?:identical)?\s+transplant\w*")
 # "HCT" alone is also haematocrit: it counts only beside a transplant word or a donor type.
 _BARE_HCT = re.compile(r"^\s*hct\s*[:=]?\s*\d", re.I)
 
@@ -94,18 +96,18 @@ def read_date(text: str) -> tuple[dt.date | None, str]:
     return None, "day"
 
 
-_HCT_TRANSPLANT_CONTEXT = re.compile(r"transplant|allo|auto|donor|cord|haplo|graft", re.I)
+_HCT_TRANSPLANT_CONTEXT = Words(r"transplant|allo|auto|donor|cord|haplo|graft")
 
 
 def mentions_hsct(text: str | None) -> bool:
     """Whether the text names a haematopoietic stem cell / bone marrow / cord blood transplant."""
     if not text or _BARE_HCT.match(text):
         return False
-    m = HSCT_TERM.search(text)
-    if m is None:
+    term = HSCT_TERM.first(text)
+    if term is None:
         return False
-    if m.group(0).lower().rstrip("s") == "hct":  # haematocrit unless something else says transplant
-        return bool(_HCT_TRANSPLANT_CONTEXT.search(text))
+    if term.rstrip("s") == "hct":  # haematocrit unless something else says transplant
+        return _HCT_TRANSPLANT_CONTEXT.found(text)
     return True
 
 
