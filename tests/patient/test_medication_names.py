@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from ipexrx.knowledge import get_kb
 from ipexrx.patient import read_patient
@@ -100,3 +102,18 @@ def test_suggestions_prefer_knowledge_base_names() -> None:
     assert suggest("Sirolimis", names)[0].drug_id == "sirolimus"
     assert suggest("amlodipin", names)[0].name == "Amlodipine"  # outside the KB: the dictionary's name
     assert suggest("zqxwv", names) == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("aBcİ ®™©\t\n\x1c\u2003\u00a0\u200b.-/")) | st.characters(),
+                    max_size=24))
+@example(text="  Prograf®  1 mg\u2003capsules™ ")
+def test_name_key_drops_trade_marks_lower_cases_and_collapses_whitespace(text: str) -> None:
+    """What every drug-name lookup keys on: the same as removing the marks, trimming, lower-casing and making
+    each run of (Unicode) whitespace one space."""
+    import re
+
+    from ipexrx.patient.resolve import name_key
+
+    expected = re.sub(r"\s+", " ", re.sub(r"[®™©]", "", text).strip().lower())
+    assert name_key(text) == expected
