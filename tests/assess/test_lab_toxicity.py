@@ -78,9 +78,7 @@ def test_topical_tacrolimus_raises_no_toxicity_alert() -> None:
     assert "result:lab:potassium" not in ids
 
 
-def test_the_blood_pressure_floor_is_the_lowest_upper_threshold_of_each_pressure() -> None:
-    """The early exit for normal readings: a reading below every threshold of its pressure crosses none,
-    so the floor must be the lowest value among them, and a reading at the floor is still judged."""
+def _bp_index() -> Any:
     from types import SimpleNamespace
 
     from ipexrx.assess.rules.results import _bp_thresholds
@@ -92,18 +90,48 @@ def test_the_blood_pressure_floor_is_the_lowest_upper_threshold_of_each_pressure
              if any(m.parameter is LabParameter.BLOOD_PRESSURE for m in d.safety.monitoring)]
     assert drugs  # the calcineurin inhibitors
     ctx = SimpleNamespace(kb=kb, drug=lambda i: kb.drugs[i])  # what the helper reads of the rule's Ctx
-    found, floors = _bp_thresholds(ctx, [SimpleNamespace(drug_id=d.id) for d in drugs])  # type: ignore[arg-type]
-    assert set(floors) == {"systolic-bp", "diastolic-bp"}
-    for kind, floor in floors.items():
-        mine = [t for t, _ in found if t.lab == kind]
-        assert floor == min(t.value for t in mine) and all(t.comparison in (">=", ">") for t in mine)
-    lowest = next(t for t, _ in found if t.lab == "systolic-bp" and t.value == floors["systolic-bp"])
-    age = lowest.min_age_years if lowest.min_age_years is not None else 13
+    return _bp_thresholds(ctx, [SimpleNamespace(drug_id=d.id) for d in drugs])  # type: ignore[arg-type]
+
+
+def test_the_age_banded_blood_pressure_index_answers_as_every_threshold_compared_in_turn() -> None:
+    """The index (thresholds per pressure and age band, a floor per band) against the plain rule: every threshold
+    of the pressure that the value meets at that age, a sex-specific one only for that sex, and with the sex
+    unknown only when both sexes' values are met -- over ages 1-80, every value 40-200 mmHg and every sex."""
+    from types import SimpleNamespace
+
+    from ipexrx.assess.rules.results import _bp_crossed
+
+    index = _bp_index()
+    ages = [1 + k / 4 for k in range(0, 4 * 20)] + [25, 40, 64.9, 65, 80]
+    ages += sorted({a for lims in index.bounds.values() for a in lims})  # every band limit itself
+    for kind in ("systolic-bp", "diastolic-bp"):
+        for age in ages:
+            for value in range(40, 201):
+                for sex in ("male", "female", "unknown"):
+                    r = SimpleNamespace(value=float(value), kind=SimpleNamespace(id=kind))
+                    plain = [(t, c) for t, c in index.found if t.lab == kind and t.crossed(float(value))
+                             and t.applies_to_age(age) and (t.sex is None or sex not in ("male", "female")
+                                                            or t.sex == sex)]
+                    if sex not in ("male", "female") and not (any(t.sex == "male" for t, _ in plain)
+                                                             and any(t.sex == "female" for t, _ in plain)):
+                        plain = [(t, c) for t, c in plain if t.sex is None]
+                    assert _bp_crossed(r, index, age, sex) == plain, (kind, age, value, sex)  # type: ignore[arg-type]
+
+
+def test_a_reading_at_its_age_bands_floor_is_judged_and_one_below_it_is_not() -> None:
+    """The early exit for normal readings: the floor of a band is the lowest upper threshold applying at that
+    age, so a reading at it still alerts and one below does not."""
+    index = _bp_index()
+    kind = "systolic-bp"
+    age = 8.5
+    applying, floor = index.applying(kind, age)
+    assert floor is not None and floor == min(t.value for t, _ in applying)
+    assert all(t.comparison in (">=", ">") for t, _ in applying)
+    lowest = next(t for t, _ in applying if t.value == floor)
     csa = [{"drug": "cyclosporine", "start_date": "2025-01-01"}]
     sex = lowest.sex or "male"
-    at = _ids(_patient(csa, [("systolic blood pressure", floors["systolic-bp"], "mmHg")], age=age + 0.5, sex=sex))
-    below = _ids(_patient(csa, [("systolic blood pressure", floors["systolic-bp"] - 1, "mmHg")], age=age + 0.5,
-                          sex=sex))
+    at = _ids(_patient(csa, [("systolic blood pressure", floor, "mmHg")], age=age, sex=sex))
+    below = _ids(_patient(csa, [("systolic blood pressure", floor - 1, "mmHg")], age=age, sex=sex))
     assert "result:blood-pressure" in at  # the threshold at the floor itself is met (>=)
     assert "result:blood-pressure" not in below
 

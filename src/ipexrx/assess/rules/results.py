@@ -30,6 +30,7 @@ Why each check exists:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -489,47 +490,66 @@ _BpFound = list[tuple[ResultThreshold, Statement | None]]
 _BP_THRESHOLDS: dict[Any, tuple[object, Any]] = {}
 
 
-def _bp_thresholds(ctx: Ctx, meds: list[Med]) -> tuple[_BpFound, dict[str, float]]:
-    """The blood-pressure thresholds for these drugs (the knowledge base's, then the drugs' own), and per
-    pressure the lowest value of its thresholds when every one of them is an upper limit (``>=``, ``>``):
-    a reading below it crosses none, which is the answer for nearly every chart. Made once per knowledge
+@dataclass(frozen=True)
+class _BpIndex:
+    """The blood-pressure thresholds of a set of drugs (``found``: the knowledge base's, then the drugs' own,
+    each with its context statement), indexed per pressure and age band.
+
+    Why: there are some fifty of them (the AAP screening values by age and sex, the adult stages), and a
+    reading was compared with every one. A band is a stretch of ages between two consecutive age limits of
+    the pressure's thresholds, so every age in it has the same thresholds applying; per band the floor is the
+    lowest of them when all are upper limits (``>=``, ``>``), and a reading below it -- nearly every chart on
+    a calcineurin inhibitor -- crosses none. ``tests/assess/test_lab_toxicity.py`` compares the answers with
+    the plain comparison against every threshold, over ages, values and sexes."""
+
+    found: _BpFound
+    bounds: dict[str, list[float]]  # per pressure: its thresholds' age limits, sorted
+    bands: dict[tuple[str, int], tuple[_BpFound, float | None]]  # (pressure, band) -> (applying, floor)
+
+    def applying(self, kind: str, age: float) -> tuple[_BpFound, float | None]:
+        return self.bands.get((kind, bisect_right(self.bounds.get(kind, []), age)), ([], None))
+
+
+def _bp_thresholds(ctx: Ctx, meds: list[Med]) -> _BpIndex:
+    """The blood-pressure thresholds for these drugs, indexed (:class:`_BpIndex`); made once per knowledge
     base and set of drugs (they depend on nothing else)."""
     drug_ids = tuple(sorted({m.drug_id or "" for m in meds}))
     return remembered(_BP_THRESHOLDS, (id(ctx.kb), drug_ids), ctx.kb, lambda: _new_bp_thresholds(ctx, drug_ids))
 
 
-def _new_bp_thresholds(ctx: Ctx, drug_ids: tuple[str, ...]) -> tuple[_BpFound, dict[str, float]]:
-    out: _BpFound = [(t, rec.context) for rec in ctx.kb.thresholds.values()
-                     if rec.parameter is LabParameter.BLOOD_PRESSURE for t in rec.thresholds]
-    out += [(t, None) for d in drug_ids for t in ctx.drug(d).safety.result_thresholds
-            if t.parameter is LabParameter.BLOOD_PRESSURE]
-    floors: dict[str, float] = {}
-    for kind in {t.lab for t, _ in out if t.lab}:
-        mine = [t for t, _ in out if t.lab == kind]
-        if all(t.comparison in (">=", ">") and not t.relative_to_baseline for t in mine):
-            floors[kind] = min(t.value for t in mine)
-    return out, floors
+def _new_bp_thresholds(ctx: Ctx, drug_ids: tuple[str, ...]) -> _BpIndex:
+    found: _BpFound = [(t, rec.context) for rec in ctx.kb.thresholds.values()
+                       if rec.parameter is LabParameter.BLOOD_PRESSURE for t in rec.thresholds]
+    found += [(t, None) for d in drug_ids for t in ctx.drug(d).safety.result_thresholds
+              if t.parameter is LabParameter.BLOOD_PRESSURE]
+    bounds: dict[str, list[float]] = {}
+    bands: dict[tuple[str, int], tuple[_BpFound, float | None]] = {}
+    for kind in {t.lab for t, _ in found if t.lab}:
+        mine = [(t, c) for t, c in found if t.lab == kind]
+        limits = sorted({a for t, _ in mine for a in (t.min_age_years, t.max_age_years) if a is not None})
+        bounds[kind] = limits
+        # an age inside each band (band i: the ages from limit i-1 up to limit i, as bisect_right numbers them):
+        # below the first limit, between two, from the last on
+        ages = [limits[0] - 1, *((a + b) / 2 for a, b in zip(limits, limits[1:], strict=False)), limits[-1]] \
+            if limits else [0.0]
+        for band, age in enumerate(ages):
+            applying = [(t, c) for t, c in mine if t.applies_to_age(age)]
+            upper = applying and all(t.comparison in (">=", ">") and not t.relative_to_baseline for t, _ in applying)
+            bands[(kind, band)] = (applying, min(t.value for t, _ in applying) if upper else None)
+    return _BpIndex(found, bounds, bands)
 
 
-def _bp_crossed(r: LabResult, found: _BpFound, age: float, sex: str, floors: dict[str, float]) -> _BpFound:
+def _bp_crossed(r: LabResult, index: _BpIndex, age: float, sex: str) -> _BpFound:
     """Thresholds for this reading's pressure (systolic or diastolic) that it meets at this age; with the
-    sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess).
-    ``floors``: see :func:`_bp_thresholds` (a reading below its pressure's floor meets nothing)."""
-    out = []
+    sex unknown, a sex-specific threshold counts only if it is met for both sexes' values (no guess)."""
     if r.value is None:
         return []
-    kind = r.kind.id
-    floor = floors.get(kind)
+    applying, floor = index.applying(r.kind.id, age)
     if floor is not None and r.value < floor:
         return []
-    for t, context in found:
-        # the comparison first: it rules out nearly every threshold for a normal reading
-        if t.lab != kind or not t.crossed(r.value) or not t.applies_to_age(age):
-            continue
-        if t.sex is not None and sex in ("male", "female") and t.sex != sex:
-            continue
-        out.append((t, context))
-    if sex not in ("male", "female"):
+    known_sex = sex in ("male", "female")
+    out = [(t, c) for t, c in applying if t.crossed(r.value) and (t.sex is None or not known_sex or t.sex == sex)]
+    if not known_sex:
         by_sex = {s: [t for t, _ in out if t.sex == s] for s in ("male", "female")}
         if not (by_sex["male"] and by_sex["female"]):
             out = [(t, c) for t, c in out if t.sex is None]
@@ -548,11 +568,12 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
     readings = [r for r in latest if r is not None]
     if not readings:
         return []
-    thresholds, floors = _bp_thresholds(ctx, meds)
+    index = _bp_thresholds(ctx, meds)
+    thresholds = index.found
     age, sex = ctx.patient.age_years, ctx.patient.sex
     # Judged first, worded after: most charts on a calcineurin inhibitor have a reading below every threshold.
     crossed = [] if age is None or age < 1 else [
-        (r, t, c) for r in readings for t, c in _bp_crossed(r, thresholds, age, sex, floors)]
+        (r, t, c) for r in readings for t, c in _bp_crossed(r, index, age, sex)]
     if age is not None and age >= 1 and not crossed:
         return []
     names = ", ".join(ctx.label(m.drug_id or "") for m in meds)
