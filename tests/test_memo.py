@@ -34,3 +34,38 @@ def test_the_store_is_cleared_beyond_its_limit() -> None:
     for o in owners:
         remembered(store, id(o), o, lambda: 0, limit=3)
     assert len(store) <= 4
+
+
+def test_with_a_lock_a_value_asked_for_by_many_threads_at_once_is_made_once() -> None:
+    import threading
+    import time
+
+    store: dict[Any, tuple[object, Any]] = {}
+    owner, made = Owner(), []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def slow() -> str:
+        made.append(1)
+        time.sleep(0.05)  # long enough for every other thread to arrive while it is being made
+        return "index"
+
+    def ask(out: list[str]) -> None:
+        start.wait()
+        out.append(remembered(store, id(owner), owner, slow, lock=lock))
+
+    got: list[str] = []
+    threads = [threading.Thread(target=ask, args=(got,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["index"] * 8 and made == [1]
+
+
+def test_limit_zero_keeps_only_the_latest_owner() -> None:
+    store: dict[Any, tuple[object, Any]] = {}
+    first, second = Owner(), Owner()
+    remembered(store, id(first), first, lambda: 1, limit=0)
+    remembered(store, id(second), second, lambda: 2, limit=0)
+    assert list(store.values()) == [(second, 2)]

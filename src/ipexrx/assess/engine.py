@@ -14,6 +14,7 @@ from typing import Any
 
 from ..knowledge.loader import KnowledgeBase, get_kb
 from ..knowledge.schema import Manifestation, Statement, TherapyOption
+from ..memo import remembered
 from ..patient.hsct import format_date
 from ..patient.normalize import InputWarning, PatientData
 from ..patient.reader import read_patient
@@ -152,17 +153,18 @@ def _without_plan(w: InputWarning) -> InputWarning:
     return w
 
 
-_FIGURES: dict[int, tuple[KnowledgeBase, list[EvidenceFigure]]] = {}
-_OPTION_DRUGS: dict[tuple[int, str], tuple[KnowledgeBase, frozenset[str]]] = {}
+_FIGURES: dict[int, tuple[object, list[EvidenceFigure]]] = {}
+_OPTION_DRUGS: dict[tuple[int, str], tuple[object, frozenset[str]]] = {}
 
 
 def _hsct_figures(ctx: Ctx) -> list[EvidenceFigure]:
     """The HSCT outcome figures of the evidence records, built once per knowledge base (they do not
     depend on the patient, and building them was a fifth of an assessment's time)."""
+    return remembered(_FIGURES, id(ctx.kb), ctx.kb, lambda: _new_hsct_figures(ctx), limit=8)
+
+
+def _new_hsct_figures(ctx: Ctx) -> list[EvidenceFigure]:
     kb = ctx.kb
-    hit = _FIGURES.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
     figures: list[EvidenceFigure] = []
     wanted = {f"statement:{s.id}" for s in (kb.disease.cure, *kb.disease.hsct_evidence) if s.id}
     for ev in kb.evidence.values():
@@ -176,9 +178,6 @@ def _hsct_figures(ctx: Ctx) -> list[EvidenceFigure]:
                 if fig.unit in ("%", "p-value") and _HSCT_FIGURE.search(fig.name):
                     figures.append(EvidenceFigure(finding=f.text, name=fig.name, value=fig.value, unit=fig.unit,
                                                   ci_low=fig.ci_low, ci_high=fig.ci_high, source=ref))
-    if len(_FIGURES) > 8:
-        _FIGURES.clear()
-    _FIGURES[id(kb)] = (kb, figures)
     return figures
 
 
@@ -273,22 +272,18 @@ def _citation(source_id: str) -> Any:
 
 
 def _option_drugs(ctx: Ctx, opt: TherapyOption) -> frozenset[str]:
-    key = (id(ctx.kb), opt.id)
-    hit = _OPTION_DRUGS.get(key)
-    if hit is not None and hit[0] is ctx.kb:
-        return hit[1]
+    return remembered(_OPTION_DRUGS, (id(ctx.kb), opt.id), ctx.kb, lambda: _new_option_drugs(ctx, opt), limit=5000)
+
+
+def _new_option_drugs(ctx: Ctx, opt: TherapyOption) -> frozenset[str]:
     ids = set(opt.drugs)
     if opt.drug_classes and not ids:
         wanted = set(opt.drug_classes)
         ids |= {d.id for d in ctx.kb.drugs.values() if wanted & set(d.classes)}
-    if len(_OPTION_DRUGS) > 5000:
-        _OPTION_DRUGS.clear()
-    _OPTION_DRUGS[key] = (ctx.kb, frozenset(ids))
     return frozenset(ids)
 
 
-_OPTION_VIEWS: dict[tuple[int, int, tuple[str, ...], tuple[str, ...]],
-                    tuple[KnowledgeBase, TherapyOption, OptionView]] = {}
+_OPTION_VIEWS: dict[tuple[int, int, tuple[str, ...], tuple[str, ...]], tuple[object, OptionView]] = {}
 
 
 def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
@@ -298,15 +293,9 @@ def _option_view(ctx: Ctx, opt: TherapyOption) -> OptionView:
     members = _option_drugs(ctx, opt)
     receives = sorted({m.drug_id for m in ctx.active if m.drug_id in members})  # type: ignore[type-var]
     planned = sorted({m.drug_id for m in ctx.planned if m.drug_id in members})  # type: ignore[type-var]
-    key = (id(ctx.kb), id(opt), tuple(receives), tuple(planned))
-    known = _OPTION_VIEWS.get(key)
-    if known is not None and known[0] is ctx.kb and known[1] is opt:
-        return known[2]
-    view = _new_option_view(ctx, opt, receives, planned)
-    if len(_OPTION_VIEWS) > 20_000:
-        _OPTION_VIEWS.clear()
-    _OPTION_VIEWS[key] = (ctx.kb, opt, view)
-    return view
+    # the option object is the owner: it belongs to one knowledge base, so it also stands for that one
+    return remembered(_OPTION_VIEWS, (id(ctx.kb), id(opt), tuple(receives), tuple(planned)), opt,
+                      lambda: _new_option_view(ctx, opt, receives, planned), limit=20_000)
 
 
 def _new_option_view(ctx: Ctx, opt: TherapyOption, receives: list[str], planned: list[str]) -> OptionView:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from ..knowledge.loader import KnowledgeBase, get_kb
+from ..memo import remembered
 from .words import Words
 
 
@@ -26,31 +27,27 @@ class CodeIndex:
     icd10cm: dict[str, str]  # codes that exist only in the US clinical modification (R62.51)
 
 
-_CACHE: dict[int, tuple[KnowledgeBase, CodeIndex]] = {}
+_CACHE: dict[int, tuple[object, CodeIndex]] = {}
 _LOCK = threading.Lock()
 
 
 def code_index(kb: KnowledgeBase | None = None) -> CodeIndex:
     """The code tables of a knowledge base, built once per KB object."""
     kb = kb or get_kb()
-    hit = _CACHE.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
-    with _LOCK:
-        icd10: dict[str, str] = {}
-        snomed: dict[str, str] = {}
-        icd10cm: dict[str, str] = {}
-        tables = {"ICD-10": icd10, "SNOMED": snomed, "ICD-10-CM": icd10cm}
-        for man in kb.manifestations.values():
-            for c in man.codings:
-                table = tables.get(c.system)
-                if table is not None:
-                    table.setdefault(c.code.strip().upper(), man.id)
-        idx = CodeIndex(icd10, snomed, icd10cm)
-        if len(_CACHE) > 8:
-            _CACHE.clear()
-        _CACHE[id(kb)] = (kb, idx)
-        return idx
+    return remembered(_CACHE, id(kb), kb, lambda: _build_code_index(kb), limit=8, lock=_LOCK)
+
+
+def _build_code_index(kb: KnowledgeBase) -> CodeIndex:
+    icd10: dict[str, str] = {}
+    snomed: dict[str, str] = {}
+    icd10cm: dict[str, str] = {}
+    tables = {"ICD-10": icd10, "SNOMED": snomed, "ICD-10-CM": icd10cm}
+    for man in kb.manifestations.values():
+        for c in man.codings:
+            table = tables.get(c.system)
+            if table is not None:
+                table.setdefault(c.code.strip().upper(), man.id)
+    return CodeIndex(icd10, snomed, icd10cm)
 
 
 def manifestation_for_code(system: str | None, code: str | None, kb: KnowledgeBase | None = None) -> str | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import Brand, Product
+from ..memo import remembered
 
 _SPLIT = re.compile(r"[\s/\-,+]+|\band\b|\bwith\b")
 
@@ -255,18 +256,10 @@ def _build(kb: KnowledgeBase) -> KbIndex:
     return KbIndex(_drug_index(kb), ManifestationIndex(m_name, m_hpo), like)
 
 
-_CACHE: dict[int, tuple[KnowledgeBase, KbIndex]] = {}
+_CACHE: dict[int, tuple[object, KbIndex]] = {}
 _LOCK = threading.Lock()
 
 
 def kb_index(kb: KnowledgeBase) -> KbIndex:
     """The lookup index of a knowledge base, built once per KB object."""
-    hit = _CACHE.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
-    with _LOCK:
-        idx = _build(kb)
-        if len(_CACHE) > 8:
-            _CACHE.clear()
-        _CACHE[id(kb)] = (kb, idx)
-        return idx
+    return remembered(_CACHE, id(kb), kb, lambda: _build(kb), limit=8, lock=_LOCK)

@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..knowledge.loader import KnowledgeBase
+from ..memo import remembered
 
 # --- the map (validated) ----------------------------------------------------------------------------------------
 
@@ -170,14 +171,15 @@ def _rx(patterns: list[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.I) if patterns else None
 
 
-_COMPILED: dict[int, tuple[KnowledgeBase, CompiledMap]] = {}
+_COMPILED: dict[int, tuple[object, CompiledMap]] = {}
 _LOCK = threading.Lock()
 
 
 def compiled(kb: KnowledgeBase) -> CompiledMap:
-    hit = _COMPILED.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
+    return remembered(_COMPILED, id(kb), kb, lambda: _compile(kb), limit=0, lock=_LOCK)
+
+
+def _compile(kb: KnowledgeBase) -> CompiledMap:
     pmap = load_map()
     like_omim: dict[str, str] = {}
     like_names: dict[str, str] = {}
@@ -189,13 +191,9 @@ def compiled(kb: KnowledgeBase) -> CompiledMap:
             if len(n) >= 8:  # "STAT1 GOF" and longer; never a bare gene symbol
                 like_names[n.lower()] = d.name
     like_text = _rx(pmap.diagnoses["ipex-like"].text + [re.escape(n) for n in like_names])
-    cm = CompiledMap(pmap, [(r, _rx(r.text)) for r in pmap.conditions], _rx(pmap.infection.text),
-                     _rx(pmap.diagnoses["ipex"].text), like_text, like_omim, like_names,
-                     {code: rule for rule in pmap.labs for code in rule.loinc})
-    with _LOCK:
-        _COMPILED.clear()
-        _COMPILED[id(kb)] = (kb, cm)
-    return cm
+    return CompiledMap(pmap, [(r, _rx(r.text)) for r in pmap.conditions], _rx(pmap.infection.text),
+                       _rx(pmap.diagnoses["ipex"].text), like_text, like_omim, like_names,
+                       {code: rule for rule in pmap.labs for code in rule.loinc})
 
 
 def classify_condition(cm: CompiledMap, system: str | None, code: str | None, text: str | None,
@@ -239,18 +237,12 @@ class Target:
     x_linked: bool
 
 
-_TARGETS: dict[int, tuple[KnowledgeBase, list[Target]]] = {}
+_TARGETS: dict[int, tuple[object, list[Target]]] = {}
 
 
 def targets(kb: KnowledgeBase) -> list[Target]:
     """IPEX first, then each IPEX-like disorder of the knowledge base with an OMIM number (built once per KB)."""
-    hit = _TARGETS.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
-    out = _targets(kb)
-    _TARGETS.clear()
-    _TARGETS[id(kb)] = (kb, out)
-    return out
+    return remembered(_TARGETS, id(kb), kb, lambda: _targets(kb), limit=0)
 
 
 def _targets(kb: KnowledgeBase) -> list[Target]:
@@ -280,7 +272,7 @@ class Weights:
     ancestors: dict[str, set[str]] = field(default_factory=dict)  # mapped HPO term -> its ancestors
 
 
-_WEIGHTS: dict[int, tuple[KnowledgeBase, Weights]] = {}
+_WEIGHTS: dict[int, tuple[object, Weights]] = {}
 
 
 WEIGHTS_FILE = "hpo-weights.json"  # in screen/data: the weights derived from hpo3, and the key they hold for
@@ -315,16 +307,14 @@ def weights(kb: KnowledgeBase) -> Weights:
     spare; the weights are therefore shipped, derived, in ``data/hpo-weights.json`` (regenerate with
     ``python -m ipexrx.screen.score``; a test checks the file against hpo3), and used when they were
     derived from the same hpo3 release, terms and disorders -- otherwise they are computed from hpo3."""
-    hit = _WEIGHTS.get(id(kb))
-    if hit is not None and hit[0] is kb:
-        return hit[1]
+    return remembered(_WEIGHTS, id(kb), kb, lambda: _load_weights(kb), limit=0)
+
+
+def _load_weights(kb: KnowledgeBase) -> Weights:
     import json
 
     shipped = json.loads(resources.files("ipexrx.screen").joinpath("data", WEIGHTS_FILE).read_text(encoding="utf-8"))
-    w = _weights_from_json(shipped) if shipped.get("key") == weights_key(kb) else compute_weights(kb)
-    _WEIGHTS.clear()
-    _WEIGHTS[id(kb)] = (kb, w)
-    return w
+    return _weights_from_json(shipped) if shipped.get("key") == weights_key(kb) else compute_weights(kb)
 
 
 def compute_weights(kb: KnowledgeBase) -> Weights:
