@@ -92,3 +92,46 @@ def test_the_writer_thread_runs_at_a_lower_priority_than_the_server(db_url: str)
     finally:
         log.close()
         db.dispose()
+
+
+def test_a_backlog_wakes_the_normal_priority_writer_which_brings_it_back_down(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the low-priority writer gets no CPU (here: it never ticks), the urgent writer writes until the
+    backlog is small; below the mark it stays asleep."""
+    monkeypatch.setattr(cardlog, "INTERVAL_SECONDS", 3600.0)  # the low-priority writer never ticks
+    monkeypatch.setattr(cardlog, "URGENT_QUEUED", 20)
+    monkeypatch.setattr(cardlog, "CALM_QUEUED", 5)
+    db = Database(db_url)
+    log = CardLog(db)
+    log.start()
+    try:
+        for c in range(20):  # at the mark, not beyond: nothing is written
+            log.record_call("ipexrx-patient-view", f"hook-{c}", _issued(c, 2), None, None)
+        time.sleep(0.3)
+        assert _count(db) == 0
+        for c in range(20, 60):
+            log.record_call("ipexrx-patient-view", f"hook-{c}", _issued(c, 2), None, None)
+        deadline = time.monotonic() + 10
+        while log._q.qsize() > cardlog.CALM_QUEUED and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert log._q.qsize() <= cardlog.CALM_QUEUED and _count(db) >= 2 * (60 - cardlog.CALM_QUEUED)
+        assert log.dropped == 0
+    finally:
+        log.close()
+    assert _count(db) == 2 * 60  # closing writes the rest
+    db.dispose()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="per-thread niceness is a Linux feature")
+def test_the_urgent_writer_keeps_the_servers_priority(db_url: str) -> None:
+    db = Database(db_url)
+    log = CardLog(db)
+    log.start()
+    try:
+        assert log._urgent_thread is not None and log._urgent_thread.native_id is not None
+        time.sleep(0.1)
+        assert os.getpriority(os.PRIO_PROCESS, log._urgent_thread.native_id) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        log.close()
+        db.dispose()
