@@ -62,8 +62,6 @@ ROUTE_TEXT = {"oral": "oral", "po": "oral", "by mouth": "oral", "iv": "iv", "int
               "inhaled": "inhaled", "ophthalmic": "ophthalmic", "eye": "ophthalmic", "nasal": "nasal",
               "intranasal": "nasal", "transdermal": "transdermal", "enteral": "enteral", "nasogastric": "enteral",
               "ng tube": "enteral", "g tube": "enteral", "gastrostomy": "enteral", "intrathecal": "intrathecal"}
-HSCT_WORDS = re.compile(r"\b(hsct|stem cell transplant\w*|bone marrow transplant\w*|bmt|haematopoietic|hematopoietic"
-                        r"|cord blood transplant\w*)\b", re.I)
 INFECTION_WORDS = Words(r"(infect|sepsis|septic|pneumonia|viremia|viraemia|bacteremia|bacteraemia|fungemia|"
                         r"candidiasis|aspergillosis|tuberculosis|abscess|cellulitis|colitis due to|"
                         r"cmv|cytomegalovirus|ebv|epstein|adenovir|varicella|herpes|zoster|pneumocystis|"

@@ -130,22 +130,21 @@ class CardLog:
             if self._stop.is_set():
                 return
             while self._q.qsize() > CALM_QUEUED and not self._stop.is_set():
-                with self._lock:
-                    batch = self._drain()
-                    if batch:
-                        self._write(batch)
+                self._write_batch()
                 time.sleep(0.001)
             self._urgent.clear()
 
     def _tick(self) -> None:
-        while True:
-            with self._lock:
-                batch = self._drain()
-                if batch:
-                    self._write(batch)
-            if len(batch) < BATCH:
-                return
+        while self._write_batch() >= BATCH:  # a full batch: more may be waiting
             time.sleep(0.001)
+
+    def _write_batch(self) -> int:
+        """Write up to BATCH queued rows (under the lock both writers and flush share); returns how many."""
+        with self._lock:
+            batch = self._drain()
+            if batch:
+                self._write(batch)
+        return len(batch)
 
 
 WRITER_NICENESS = 15
