@@ -32,7 +32,7 @@ from typing import Any
 from ..knowledge.loader import KnowledgeBase, get_kb
 from .codes import HsctCode, hsct_code, manifestation_for_code, might_be_transplant
 from .errors import InputIssue, MalformedInputError, PatientInputError, UnitError, element_words
-from .fhir_types import InvalidResource, Medication, parse, strict_issue
+from .fhir_types import InvalidResource, parse, strict_issue
 from .hsct import HsctEvidence, combine, format_date, read_date, read_hsct_text
 from .labs import QUALITATIVE, lab_by_loinc, lab_by_name
 from .medtext import read_product_text
@@ -365,12 +365,11 @@ def _concentration_known(name: str | None, rxcui: str | None, kb: KnowledgeBase 
     return len({c for st in product.strengths if (c := st.mg_per_ml()) is not None}) == 1
 
 
-def _contained_medication(path: str, m: Any, ref: str, ctx: _Ctx) -> Medication | None:
+def _contained_medication(path: str, m: Any, ref: str, ctx: _Ctx) -> Any | None:
     """The contained Medication ``ref`` ('#id') points to, read with the same typed view."""
     for j, r in enumerate(m.contained or []):
         if r.get("resourceType") == "Medication" and f"#{r.get('id')}" == ref:
-            med = _validate(r, f"{path}.contained[{j}]", ctx)
-            return med if isinstance(med, Medication) else None
+            return _validate(r, f"{path}.contained[{j}]", ctx)
     return None
 
 
