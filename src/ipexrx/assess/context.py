@@ -143,6 +143,8 @@ class Ctx:
     patient: PatientData
     as_of: dt.date
     dose_suggestions: bool = True  # model-based doses for out-of-range troughs (imports numpy/scipy lazily)
+    # id(record) -> (record, its trigger): see drug_trigger; the record is kept so that an id is never reused
+    triggers: dict[int, tuple[object, Trigger]] = field(default_factory=dict, repr=False, compare=False)
 
     def drug(self, drug_id: str) -> Drug:
         return self.kb.drugs[drug_id]
@@ -202,13 +204,26 @@ class Ctx:
 
 
 def drug_trigger(ctx: Ctx, m: Med) -> Trigger:
+    """The trigger naming medication ``m``; made once per record and chart (a record sets off several
+    alerts; the record and the trigger are both immutable, so the alerts share it)."""
+    known = ctx.triggers.get(id(m))
+    if known is not None and known[0] is m:
+        return known[1]
     detail = f"{m.status}: {m.describe()}"
     name = ctx.kb.drugs[m.drug_id].name if m.drug_id in ctx.kb.drugs else None
-    return Trigger(kind="drug", ref=m.drug_id or m.text, path=m.path, detail=detail, name=name)
+    made = Trigger(kind="drug", ref=m.drug_id or m.text, path=m.path, detail=detail, name=name)
+    ctx.triggers[id(m)] = (m, made)
+    return made
 
 
-def lab_trigger(r: LabResult) -> Trigger:
-    return Trigger(kind="lab", ref=r.kind.id, path=r.path, detail=r.show())
+def lab_trigger(ctx: Ctx, r: LabResult) -> Trigger:
+    """The trigger naming result ``r``; made once per result and chart, as :func:`drug_trigger`."""
+    known = ctx.triggers.get(id(r))
+    if known is not None and known[0] is r:
+        return known[1]
+    made = Trigger(kind="lab", ref=r.kind.id, path=r.path, detail=r.show())
+    ctx.triggers[id(r)] = (r, made)
+    return made
 
 
 def _unique(meds: list[Med]) -> list[Med]:

@@ -17,6 +17,7 @@ import datetime as dt
 import operator
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -426,16 +427,17 @@ class DoseRange(Strict):
             raise ValueError(f"dose range '{self.id}': age band {self.age_min_years}-{self.age_max_years} is empty")
         return self
 
-    @property
+    # Cached: the dose rule compares each dose with several ranges, asking these of each (the model is frozen).
+    @cached_property
     def amount_unit(self) -> str:
         return self.basis.split("/")[0]
 
-    @property
+    @cached_property
     def per_size(self) -> str | None:
         parts = self.basis.split("/")
         return parts[1] if len(parts) == 3 else None
 
-    @property
+    @cached_property
     def period(self) -> str:
         return self.basis.split("/")[-1]
 

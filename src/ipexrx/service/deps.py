@@ -33,16 +33,39 @@ def public_base(request: Request) -> str:
     s = settings_of(request)
     if s.base_url:
         return s.base_url
-    root = request.scope.get("root_path", "")
-    return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")
+    return _urls(request)[0]
 
 
 def called_url(request: Request) -> str:
     """The URL of the endpoint being invoked (what ``aud`` must equal), without the query string."""
     s = settings_of(request)
     if s.base_url:
-        return s.base_url + request.url.path
-    return f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+        return s.base_url + _urls(request)[2]
+    return _urls(request)[1]
+
+
+_URLS: dict[tuple[object, ...], tuple[str, str, str]] = {}
+
+
+def _urls(request: Request) -> tuple[str, str, str]:
+    """(public base, called URL, path) as Starlette's ``request.url`` gives them, remembered per scheme, server,
+    root path, path and Host header -- everything that URL is made of but the query, which neither keeps.
+
+    Why: every CDS call asks for both, and building ``request.url`` costs more than the rest of the lookup;
+    the same few endpoints are called again and again (bounded: cleared past 1,000 entries)."""
+    scope = request.scope
+    server = scope.get("server")
+    key = (scope.get("scheme"), tuple(server) if server is not None else None, scope.get("root_path", ""),
+           scope["path"], request.headers.get("host"))
+    hit = _URLS.get(key)
+    if hit is None:
+        url = request.url
+        hit = (f"{url.scheme}://{url.netloc}{scope.get('root_path', '')}".rstrip("/"),
+               f"{url.scheme}://{url.netloc}{url.path}", url.path)
+        if len(_URLS) >= 1000:
+            _URLS.clear()
+        _URLS[key] = hit
+    return hit
 
 
 async def cds_auth(request: Request) -> AuthContext:

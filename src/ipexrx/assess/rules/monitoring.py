@@ -131,7 +131,7 @@ def monitoring_due(ctx: Ctx) -> list[Alert]:
             id=f"monitoring:{need.key}", rule="monitoring.monitoring_due", family="monitoring", severity=sev,
             summary=summary, reasoning=reasoning,
             action=f"Consider checking {what} (ipexrx interval {need.interval} days; basis given above).",
-            triggers=[*(drug_trigger(ctx, m) for m, _ in need.items), *([lab_trigger(latest)] if latest else [])],
+            triggers=[*(drug_trigger(ctx, m) for m, _ in need.items), *([lab_trigger(ctx, latest)] if latest else [])],
             sources=ctx.refs(*(mon.statement for _, mon in need.items), *bases),
         ))
     return alerts

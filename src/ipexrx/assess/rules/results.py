@@ -67,7 +67,7 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
                 reasoning="The knowledge base holds no sourced target range for this drug in IPEX, so ipexrx cannot "
                           "call this value high or low.",
                 action="Consider interpreting the level against the range your centre uses for this indication.",
-                triggers=[drug_trigger(ctx, med), lab_trigger(latest)], sources=[],
+                triggers=[drug_trigger(ctx, med), lab_trigger(ctx, latest)], sources=[],
             ))
             continue
         above = [r for r in ranges if v > r.high]
@@ -96,7 +96,7 @@ def trough_out_of_range(ctx: Ctx) -> list[Alert]:
             severity=sev, summary=f"{name} trough {fmt_number(v)} ng/mL is {word} target range(s) ({latest.date})",
             reasoning=f"Latest level {latest.show()}. Ranges in the knowledge base: {ctxs}. "
                       "Ranges come from other indications unless stated; none is established for IPEX.",
-            action=action, triggers=[drug_trigger(ctx, med), lab_trigger(latest)], sources=ctx.refs(*statements),
+            action=action, triggers=[drug_trigger(ctx, med), lab_trigger(ctx, latest)], sources=ctx.refs(*statements),
             dose_suggestion=suggestion,
         ))
     return alerts
@@ -195,7 +195,7 @@ def _egfr_fall(ctx: Ctx, cnis: list[Med]) -> list[Alert]:
                   "nephrotoxic. " + " ".join(dict.fromkeys(s.text for s in statements if s is not None))
                   + " " + " ".join(mon.statement.text for mon in mons[:2]),
         action=f"Consider checking the {names} level and reviewing the dose and other nephrotoxic drugs.",
-        triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(baseline), lab_trigger(latest)],
+        triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(ctx, baseline), lab_trigger(ctx, latest)],
         sources=ctx.refs(*statements, *(mon.statement for mon in mons)),
     )]
 
@@ -228,7 +228,7 @@ def _creatinine_alert(ctx: Ctx, cnis: list[Med], baseline: LabResult, latest: La
         reasoning=f"Baseline {baseline.show()}; latest {latest.show()}. Calcineurin inhibitors are nephrotoxic. "
                   + " ".join(why) + " " + " ".join(mon.statement.text for mon in mons[:2]),
         action=f"Consider checking the {names} level and reviewing the dose and other nephrotoxic drugs.",
-        triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(baseline), lab_trigger(latest)],
+        triggers=[*(drug_trigger(ctx, m) for m in cnis), lab_trigger(ctx, baseline), lab_trigger(ctx, latest)],
         sources=ctx.refs(*statements, *(mon.statement for mon in mons)),
     )]
 
@@ -283,7 +283,7 @@ def neutropenia_on_immunosuppression(ctx: Ctx) -> list[Alert]:
                   + " Immunosuppression adds to the infection risk; autoimmune neutropenia is also an IPEX "
                     "manifestation.",
         action="Consider reviewing infection risk and the immunosuppressive drugs; repeat the count.",
-        triggers=[*(drug_trigger(ctx, m) for m in immuno), lab_trigger(latest)], sources=ctx.refs(*stmts),
+        triggers=[*(drug_trigger(ctx, m) for m in immuno), lab_trigger(ctx, latest)], sources=ctx.refs(*stmts),
     )]
 
 
@@ -453,7 +453,7 @@ def _toxicity_alert(ctx: Ctx, kind_id: str, found: list[tuple[_Hit, LabResult]])
         summary=f"{latest.kind.label.capitalize()} {fmt_number(latest.value or 0)} {_unit(latest)} ({latest.date}) "
                 f"is {word} {shown}{grade} on {names}",
         reasoning=reasoning, action=action,
-        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(latest)], sources=ctx.refs(*unique),
+        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(ctx, latest)], sources=ctx.refs(*unique),
     )
 
 
@@ -479,7 +479,7 @@ def _cannot_judge_alert(ctx: Ctx, kind_id: str, latest: LabResult, found: list[_
                 f"on {names}: cannot judge without {what}",
         reasoning=f"Latest {latest.show()}. The thresholds for this test {why}: {bands}",
         action=action,
-        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(latest)], sources=ctx.refs(*statements),
+        triggers=[*(drug_trigger(ctx, m) for m in meds), lab_trigger(ctx, latest)], sources=ctx.refs(*statements),
     )
 
 
@@ -580,7 +580,7 @@ def blood_pressure(ctx: Ctx) -> list[Alert]:
     basis = [mon.statement for m in meds for mon in ctx.drug(m.drug_id or "").safety.monitoring
              if mon.parameter is LabParameter.BLOOD_PRESSURE]
     shown = " and ".join(r.show() for r in readings)
-    triggers = [*(drug_trigger(ctx, m) for m in meds), *(lab_trigger(r) for r in readings)]
+    triggers = [*(drug_trigger(ctx, m) for m in meds), *(lab_trigger(ctx, r) for r in readings)]
     contexts = list({id(c): c for _, c in thresholds if c is not None}.values())
     if age is None or age < 1:
         why = ("the record gives no age, and every threshold depends on it" if age is None else

@@ -77,7 +77,7 @@ def _check(ctx: Ctx, med: Med, s: Screening) -> list[Alert]:
             reasoning=f"A screening test the label requires for {name} is positive: "
                       + "; ".join(r.show() for r in positives) + ".",
             action=f"Consider specialist advice before/while giving {name}. Knowledge-base guidance: {act}",
-            triggers=[drug_trigger(ctx, med), *(lab_trigger(r) for r in positives)],
+            triggers=[drug_trigger(ctx, med), *(lab_trigger(ctx, r) for r in positives)],
             sources=ctx.refs(s.action_if_positive, s.statement),
         ))
     if unclear:
@@ -87,7 +87,7 @@ def _check(ctx: Ctx, med: Med, s: Screening) -> list[Alert]:
             summary=f"{name}: indeterminate {', '.join(r.kind.label for r in unclear)}",
             reasoning="An indeterminate screening result neither clears nor confirms the risk.",
             action="Consider repeating or completing the screening test.",
-            triggers=[drug_trigger(ctx, med), *(lab_trigger(r) for r in unclear)], sources=ctx.refs(s.statement),
+            triggers=[drug_trigger(ctx, med), *(lab_trigger(ctx, r) for r in unclear)], sources=ctx.refs(s.statement),
         ))
     return out
 

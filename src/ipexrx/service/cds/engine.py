@@ -245,12 +245,13 @@ def _analyse(svc: ServiceDef, body: CdsRequest, asm: Assembled, as_of: dt.date) 
     # 'auto': the mode of an assessment; the IPEX plan itself never becomes a card (cards are alerts).
     mode, found = assess_alerts(data, kb=kb, as_of=as_of, ipex_plan="auto")
     order_hook = svc.hook in ORDER_HOOKS
-    entries = _EntryFinder(locations)
+    # Which draft orders an alert involves; a call without drafts (patient-view) involves none.
+    entries = _EntryFinder(locations if asm.drafts else {})
     alerts = []
     for alert in found:
         involved = []
         vaccine_drafts: set[str] = set()  # drafts that order a vaccine
-        for t in alert.triggers:
+        for t in alert.triggers if asm.drafts else ():
             idx = entries.find(t.path)
             if idx is not None and idx in asm.drafts:
                 if asm.drafts[idx] not in involved:
