@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..knowledge.loader import KnowledgeBase
 from ..knowledge.schema import SYSTEMIC_ROUTES as KB_SYSTEMIC_ROUTES
 from ..knowledge.schema import Formulation, Product
+from ..memo import remembered
 from .errors import InputIssue, PatientInputError, UnitError, plain_location
 from .hsct import HsctEvidence, HsctReading, combine, donor_kind, evidence_from_text, mentions_hsct, status_words
 from .labs import QUALITATIVE, LabKind, lab_by_loinc, lab_by_name, parse_qualitative
@@ -207,7 +208,16 @@ def _lab_kind(test: str, loinc: str | None) -> LabKind | None:
     return k
 
 
+_IDENTIFIED: dict[Any, tuple[object, Identification]] = {}
+
+
 def _identify(med: Medication, drugs: DrugIndex) -> Identification:
+    """The record's identification, remembered per drug text, RxCUI and ATC code for each knowledge base's
+    index (a pure function of the four; charts name the same few products again and again)."""
+    return remembered(_IDENTIFIED, (id(drugs), med.drug, med.rxcui, med.atc), drugs, lambda: _identify_now(med, drugs))
+
+
+def _identify_now(med: Medication, drugs: DrugIndex) -> Identification:
     codes = [c for c in (med.rxcui, med.drug.strip() if med.drug.strip().isdigit() else None) if c]
     return drugs.identify(med.drug, codes, [med.atc] if med.atc else [])
 
@@ -330,8 +340,17 @@ def _vaccine_order(med: Medication, path: str, vaccine: VaccineMedication,
     return [Vaccination(path, med.drug, vaccine.live, "planned", None, vaccine.vaccine_id)]
 
 
+_FORMULATIONS: dict[Any, tuple[object, str | None]] = {}
+
+
 def _formulation_in_text(text: str, formulations: list[Formulation]) -> str | None:
-    """The one formulation whose marker words the text holds ('amphotericin B liposomal'); none if two match."""
+    """The one formulation whose marker words the text holds ('amphotericin B liposomal'); none if two match.
+    Remembered per text and the drug's (knowledge-base-owned) list of formulations."""
+    return remembered(_FORMULATIONS, (id(formulations), text), formulations,
+                      lambda: _formulation_in_text_now(text, formulations))
+
+
+def _formulation_in_text_now(text: str, formulations: list[Formulation]) -> str | None:
     words = f" {name_key(text)} "
     hits = {f.id for f in formulations for m in f.markers if f" {name_key(m)} " in words}
     return hits.pop() if len(hits) == 1 else None
