@@ -135,9 +135,22 @@ def plain_text(text: str, limit: int = EHR_TEXT_MAX) -> str:
     return shorten("".join(out).translate(_MARKUP), limit) or "an unnamed medicine"
 
 
+_MD: dict[str, str] = {}
+
+
 def _md(text: str) -> str:
-    """Plain text safe inside GitHub-flavoured Markdown (no raw HTML, no accidental links)."""
-    return " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]")
+    """Plain text safe inside GitHub-flavoured Markdown (no raw HTML, no accidental links).
+
+    Remembered per text (bounded): most texts of a card are the knowledge base's own (what to do, evidence,
+    rule names) and come back on every chart that raises the same alert."""
+    hit = _MD.get(text)
+    if hit is None:
+        hit = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[") \
+            .replace("]", "\\]")
+        if len(_MD) >= 4_000:  # a few MB at most
+            _MD.clear()
+        _MD[text] = hit
+    return hit
 
 
 def _code(text: str) -> str:
