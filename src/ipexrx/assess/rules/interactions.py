@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 from ...knowledge.schema import (
     Citation,
@@ -33,9 +34,11 @@ from ...knowledge.schema import (
     Interaction,
     InteractionSeverity,
     Mechanism,
+    MechanismMember,
     Statement,
     VictimRule,
 )
+from ...memo import remembered
 from ...patient.normalize import Med
 from ...patient.units import fmt_number
 from ..context import Ctx, drug_trigger, status_word
@@ -117,9 +120,18 @@ def mechanism_matches(ctx: Ctx, victim: Med, perpetrator: Med) -> list[Mechanism
         mech, member = hit
         if member.routes and perpetrator.route is not None and perpetrator.route not in member.routes:
             continue  # e.g. inhaled tobramycin is not the nephrotoxin the group is about
-        membership = Statement(text=f"{ctx.label(p)} is in the group '{mech.name}'.", sources=member.sources)
-        out.append(MechanismMatch(v, p, mech, rule, (membership,)))
+        out.append(MechanismMatch(v, p, mech, rule, (_membership(ctx, p, mech, member),)))
     return out
+
+
+_MEMBERSHIPS: dict[Any, tuple[object, Statement]] = {}
+
+
+def _membership(ctx: Ctx, drug_id: str, mech: Mechanism, member: MechanismMember) -> Statement:
+    """'X is in the group Y.' with the membership's sources: one statement per knowledge-base membership, made
+    once (the same object each time also lets the sources of an alert be looked up once: ``Ctx.refs``)."""
+    return remembered(_MEMBERSHIPS, (id(member), id(mech), drug_id), member, lambda: Statement(
+        text=f"{ctx.label(drug_id)} is in the group '{mech.name}'.", sources=member.sources))
 
 
 def _takes_part(m: Med) -> bool:
