@@ -80,3 +80,26 @@ def test_remembered_sources_are_the_sources_of_the_statements_and_a_fresh_list_e
         assert index.refs(statements) == second  # ... without changing what the next caller gets
     citation = kb.disease.cure.sources[0]
     assert index.ref(citation) is index.ref(citation)  # one resolved source per citation
+
+
+def test_a_record_names_one_trigger_per_chart_made_from_that_record() -> None:
+    import dataclasses
+    import datetime as dt
+
+    from ipexrx.assess.context import Ctx, assess_index, drug_trigger, lab_trigger
+    from ipexrx.patient.reader import read_patient
+
+    kb = get_kb()
+    patient = read_patient({"diagnosis": {"type": "ipex"}, "demographics": {"age_years": 6, "weight_kg": 20},
+                            "medications": [{"drug": "tacrolimus", "dose": "1 mg", "frequency": "BID"}],
+                            "labs": [{"test": "potassium", "value": 6.1, "unit": "mmol/L", "date": "2026-11-01"}]},
+                           kb, dt.date(2026, 12, 1))
+    ctx = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=dt.date(2026, 12, 1))
+    med, lab = patient.meds[0], patient.labs[0]
+    first = drug_trigger(ctx, med)
+    assert drug_trigger(ctx, med) is first and lab_trigger(ctx, lab) is lab_trigger(ctx, lab)
+    assert first.ref == "tacrolimus" and first.detail == f"active: {med.describe()}" and first.path == med.path
+    other = Ctx(kb=kb, index=assess_index(kb), patient=patient, as_of=dt.date(2026, 12, 1))
+    assert drug_trigger(other, med) == first and drug_trigger(other, med) is not first  # one chart's, not shared
+    changed = dataclasses.replace(med, status="planned")  # another record: its own trigger, saying what it says
+    assert drug_trigger(ctx, changed).detail.startswith("planned: ")

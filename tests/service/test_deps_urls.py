@@ -19,7 +19,8 @@ def _request(scheme="http", server=("127.0.0.1", 8000), root="", path="/cds-serv
                     "path": path, "query_string": query, "headers": headers, "app": app})
 
 
-CASES = [dict(), dict(server=["10.0.0.1", 8000]), dict(scheme="https"), dict(host=None), dict(host=None, server=("::1", 9000)),
+CASES = [dict(), dict(server=["10.0.0.1", 8000]), dict(scheme="https"), dict(host=None),
+         dict(host=None, server=("::1", 9000)),
          dict(root="/ipexrx", path="/ipexrx/cds-services/x"), dict(host=b"other.example"), dict(query=b"a=1"),
          dict(path="/cds-services/y/feedback"), dict(server=None, host=None)]
 
