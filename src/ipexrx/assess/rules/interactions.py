@@ -106,11 +106,22 @@ class MechanismMatch:
     member_sources: tuple[Statement, ...]
 
 
+_MATCHES: dict[Any, tuple[object, tuple[MechanismMatch, ...]]] = {}
+
+
 def mechanism_matches(ctx: Ctx, victim: Med, perpetrator: Med) -> list[MechanismMatch]:
-    """The victim's mechanism rules that the perpetrator (in its recorded route) falls under."""
+    """The victim's mechanism rules that the perpetrator (in its recorded route) falls under.
+
+    They depend on the two drugs and the perpetrator's route only, so they are found once per knowledge base
+    (its index) and kept; the matches are immutable."""
     v, p = victim.drug_id, perpetrator.drug_id
     if not v or not p or v == p:
         return []
+    return list(remembered(_MATCHES, (id(ctx.index), v, p, perpetrator.route), ctx.index,
+                           lambda: tuple(_find_matches(ctx, v, p, perpetrator.route))))
+
+
+def _find_matches(ctx: Ctx, v: str, p: str, route: str | None) -> list[MechanismMatch]:
     out: list[MechanismMatch] = []
     groups = ctx.index.memberships.get(p, {})
     for rule in ctx.drug(v).interaction_rules:
@@ -118,7 +129,7 @@ def mechanism_matches(ctx: Ctx, victim: Med, perpetrator: Med) -> list[Mechanism
         if hit is None:
             continue
         mech, member = hit
-        if member.routes and perpetrator.route is not None and perpetrator.route not in member.routes:
+        if member.routes and route is not None and route not in member.routes:
             continue  # e.g. inhaled tobramycin is not the nephrotoxin the group is about
         out.append(MechanismMatch(v, p, mech, rule, (_membership(ctx, p, mech, member),)))
     return out

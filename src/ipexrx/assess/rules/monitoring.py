@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...knowledge.schema import LabParameter, Monitoring
+from ...memo import remembered
 from ...patient.labs import LabKind, kinds_for_parameter
 from ...patient.normalize import Med
 from ..context import Ctx, drug_trigger, lab_trigger
@@ -47,20 +49,36 @@ def _collect(ctx: Ctx) -> list[_Need]:
     for med in ctx.active:
         if med.drug_id is None or not med.systemic:
             continue
-        for mon in ctx.drug(med.drug_id).safety.monitoring:
-            if mon.parameter in NOT_FROM_LABS:
-                continue
-            kinds = kinds_for_parameter(mon.parameter, med.drug_id)
-            if not kinds:
-                continue
-            key = mon.parameter.value
-            if mon.parameter is LabParameter.TROUGH:
-                key += f":{med.drug_id}"
-            need = needs.setdefault(key, _Need(key, mon.parameter, kinds, mon.interval_days))
+        for key, mon, kinds in _lab_monitoring(ctx, med.drug_id):
+            need = needs.get(key)
+            if need is None:
+                need = needs[key] = _Need(key, mon.parameter, kinds, mon.interval_days)
             known = [i for i in (need.interval, mon.interval_days) if i is not None]
             need.interval = min(known) if known else None
             need.items.append((med, mon))
     return list(needs.values())
+
+
+_MONITORING: dict[Any, tuple[object, tuple[tuple[str, Monitoring, tuple[LabKind, ...]], ...]]] = {}
+
+
+def _lab_monitoring(ctx: Ctx, drug_id: str) -> tuple[tuple[str, Monitoring, tuple[LabKind, ...]], ...]:
+    """(need key, monitoring, lab kinds) for each parameter of the drug's label that a lab result answers; found
+    once per drug and knowledge base (the drug's record, which they depend on alone, owns them)."""
+    drug = ctx.drug(drug_id)
+
+    def find() -> tuple[tuple[str, Monitoring, tuple[LabKind, ...]], ...]:
+        out = []
+        for mon in drug.safety.monitoring:
+            if mon.parameter in NOT_FROM_LABS:
+                continue
+            kinds = kinds_for_parameter(mon.parameter, drug_id)
+            if kinds:
+                key = mon.parameter.value + (f":{drug_id}" if mon.parameter is LabParameter.TROUGH else "")
+                out.append((key, mon, tuple(kinds)))
+        return tuple(out)
+
+    return remembered(_MONITORING, (id(drug), drug_id), drug, find)
 
 
 def _no_interval(ctx: Ctx, need: _Need, what: str, drugs: str) -> Alert | None:
