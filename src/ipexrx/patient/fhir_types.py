@@ -14,8 +14,9 @@ model (the ``--strict`` option of the commands).
 
 Two libraries, one declaration: the pydantic models below declare what is read and word the located
 issue when a resource is refused; :func:`parse` reads with msgspec Structs derived from them when this
-module is imported (:func:`_struct`), five times faster (a chart's 21 resources: ~110 us -> ~25 us,
-about a tenth of a CDS call). A resource the Struct refuses goes to its pydantic model, which words the
+module is imported (:func:`_struct`): about half the time across a chart (the benchmark's 21 resources:
+~113 us -> ~55 us; up to five times faster on a resource read again and again, when caches are warm).
+A resource the Struct refuses goes to its pydantic model, which words the
 issue -- or, should the two ever disagree, accepts it and is used instead. A property test holds them
 to the same answers (``tests/patient/test_fhir_views.py``).
 
