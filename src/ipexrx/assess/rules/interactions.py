@@ -34,7 +34,6 @@ from ...knowledge.schema import (
     Interaction,
     InteractionSeverity,
     Mechanism,
-    MechanismMember,
     Statement,
     VictimRule,
 )
@@ -113,7 +112,8 @@ def mechanism_matches(ctx: Ctx, victim: Med, perpetrator: Med) -> list[Mechanism
     """The victim's mechanism rules that the perpetrator (in its recorded route) falls under.
 
     They depend on the two drugs and the perpetrator's route only, so they are found once per knowledge base
-    (its index) and kept; the matches are immutable."""
+    (its index) and kept; the matches are immutable, and their membership statements, being the same objects
+    each time, let an alert's sources be looked up once (``Ctx.refs``)."""
     v, p = victim.drug_id, perpetrator.drug_id
     if not v or not p or v == p:
         return []
@@ -131,18 +131,9 @@ def _find_matches(ctx: Ctx, v: str, p: str, route: str | None) -> list[Mechanism
         mech, member = hit
         if member.routes and route is not None and route not in member.routes:
             continue  # e.g. inhaled tobramycin is not the nephrotoxin the group is about
-        out.append(MechanismMatch(v, p, mech, rule, (_membership(ctx, p, mech, member),)))
+        membership = Statement(text=f"{ctx.label(p)} is in the group '{mech.name}'.", sources=member.sources)
+        out.append(MechanismMatch(v, p, mech, rule, (membership,)))
     return out
-
-
-_MEMBERSHIPS: dict[Any, tuple[object, Statement]] = {}
-
-
-def _membership(ctx: Ctx, drug_id: str, mech: Mechanism, member: MechanismMember) -> Statement:
-    """'X is in the group Y.' with the membership's sources: one statement per knowledge-base membership, made
-    once (the same object each time also lets the sources of an alert be looked up once: ``Ctx.refs``)."""
-    return remembered(_MEMBERSHIPS, (id(member), id(mech), drug_id), member, lambda: Statement(
-        text=f"{ctx.label(drug_id)} is in the group '{mech.name}'.", sources=member.sources))
 
 
 def _takes_part(m: Med) -> bool:
