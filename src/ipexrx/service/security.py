@@ -26,6 +26,7 @@ import orjson
 
 from ..storage.models import SeenToken
 from ..storage.replay import ReplayStore
+from . import jws
 from .settings import FORBIDDEN_ALGORITHMS, IssuerConfig, Settings
 
 log = logging.getLogger("ipexrx.service.security")
@@ -127,7 +128,7 @@ class _IssuerKeys:
 
 
 def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a compact JWS, not verified (the signature is checked by jwt.decode later)."""
+    """Header and claims of a compact JWS, not verified (the signature is checked by jws.decode later)."""
     parts = token.split(".")
     if len(parts) != 3:
         raise AuthError("malformed token")
@@ -203,7 +204,7 @@ class JwtVerifier:
             raise AuthError(f"no key {kid!r} for issuer {iss}")
         try:
             key = keys.key_for(jwk, alg)
-            claims = jwt.decode(
+            claims = jws.decode(  # PyJWT's decode, its segment check done in C (see service/jws.py)
                 token,
                 key=key,
                 algorithms=[alg],
