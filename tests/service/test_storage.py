@@ -100,6 +100,37 @@ def test_many_cards_go_in_several_statements_and_odd_text_is_stored_verbatim(any
         any_db.add_cards([{**rows[0], "uuid": "x", "patient_name": "never stored"}])
 
 
+def test_a_batch_of_several_statements_is_one_transaction_with_the_pause_between_statements(
+        any_db: Database) -> None:
+    """The card log pauses between the statements of a batch (``between``), never before the first or after
+    the last; the batch still commits as one: while the pause runs, another connection sees none of it."""
+    from ipexrx.storage import db as dbmod
+
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    n = 2 * dbmod.CARD_ROWS_PER_STATEMENT + 7  # three statements
+    rows = [{"uuid": f"t{i}", "service_id": "s", "hook_instance": "h", "alert_id": "a", "rule": "r",
+             "indicator": "info", "issued_at": now} for i in range(n)]
+    seen: list[int] = []
+
+    def between() -> None:
+        with any_db.engine.connect() as other:
+            seen.append(int(other.exec_driver_sql("SELECT count(*) FROM cds_card").scalar_one()))
+
+    any_db.add_cards(rows, between=between)
+    assert seen == [0, 0]  # two pauses for three statements; nothing visible before the commit
+    assert len(any_db.cards_by_uuid([f"t{i}" for i in range(n)])) == n
+
+
+def test_sqlite_connections_get_the_larger_page_cache(tmp_path: Path) -> None:
+    from ipexrx.storage import db as dbmod
+
+    db = Database(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -dbmod.SQLITE_CACHE_KIB
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    db.dispose()
+
+
 @pytest.mark.parametrize("kind", ["file", "database"])
 def test_replay_stores_accept_a_token_id_once_per_issuer(tmp_path: Path, kind: str) -> None:
     from ipexrx.storage.replay import make_replay_store
