@@ -28,6 +28,10 @@ requests per second on a shared machine, and 1.86 cores / CPU per call bounds th
 Before each distinct-chart row the same charts are also judged in this process, without HTTP, token or card
 log (``in process, same charts``): the host's speed at that moment. The last column, the server's CPU per call
 divided by it, is what serving adds, and moves much less than either figure on a shared machine.
+The column after it is how wrk's connections were split between the workers, read from /proc 3 s into the
+run and again 3 s before its end: wrk keeps its connections, so without the server's balancing
+(``IPEXRX_WORKER_BALANCE=0``, see ipexrx.service.balance) a lopsided split lasts the whole run and lengthens
+p99 on the busier worker.
 
 Machine load from other processes skews the figures; the script prints the load average first.
 """
@@ -224,10 +228,59 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+def worker_connections(pid: int, port: int) -> list[int]:
+    """Open client connections each worker of the server ``pid`` holds on ``port`` (Linux /proc).
+
+    Why: wrk keeps its connections for the whole run, so the split between the workers made at
+    connect time holds to the end; a worker holding 20 of 32 connections answers each of them later
+    than one holding 16, and that, not the rate, is what moves p99 from run to run."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, our side on the port
+                established.add(f[9])
+    counts = []
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    for child in children:
+        n = 0
+        try:
+            if b"resource_tracker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                continue  # multiprocessing's helper, not a worker
+            for fd in Path(f"/proc/{child}/fd").iterdir():
+                try:
+                    link = os.readlink(fd)
+                except OSError:
+                    continue
+                if link.startswith("socket:[") and link[8:-1] in established:
+                    n += 1
+        except OSError:
+            continue
+        counts.append(n)
+    return sorted(counts, reverse=True)
+
+
+def run_wrk(url: str, script: Path, args: argparse.Namespace, server_pid: int | None = None,
+            port: int | None = None) -> dict[str, Any]:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s",
            str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    split: list[list[int]] = []
+    if server_pid is not None and port is not None:
+        time.sleep(min(3.0, args.duration / 3))  # every connection is open by then
+        split.append(worker_connections(server_pid, port))
+        time.sleep(max(0.0, args.duration - 6.0))  # and again near the end
+        split.append(worker_connections(server_pid, port))
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> str:
@@ -237,7 +290,7 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = re.search(r"(\d+) requests in", out)
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "requests": int(total.group(1)) if total else 0, "raw": out}
+            "requests": int(total.group(1)) if total else 0, "raw": out, "split": split}
 
 
 def main() -> None:
@@ -313,7 +366,7 @@ def main() -> None:
                                          "bodies_loader": BODIES_LOADER % bodies if bodies else ""})
                 reference = in_process_ms(bodies) if bodies is not None and name in DISTINCT_SCENARIOS else None
                 cpu0 = server_cpu_seconds(server.pid)
-                res = run_wrk(base + path, script, args)
+                res = run_wrk(base + path, script, args, server.pid, port)
                 cpu = server_cpu_seconds(server.pid) - cpu0
                 res["cpu_ms"] = cpu * 1000 / res["requests"] if res["requests"] else float("nan")
                 res["cores"] = cpu / args.duration
@@ -323,12 +376,14 @@ def main() -> None:
                 rows.append((label, res))
                 time.sleep(1)
         print("\n| scenario | req/s | p50 | p99 | requests | non-2xx | server CPU per call | server cores "
-              "| in process, same charts | server / in process |\n|---|---|---|---|---|---|---|---|---|---|")
+              "| in process, same charts | server / in process | connections per worker |"
+              "\n|---|---|---|---|---|---|---|---|---|---|---|")
         for name, r in rows:
             ref = r["reference"]
             refs = f"{ref:.2f} ms | {r['cpu_ms'] / ref:.2f}" if ref else "- | -"
+            split = " -> ".join("/".join(map(str, c)) for c in r["split"]) or "?"
             print(f"| {name} | {r['rps']:.0f} | {r['p50']} | {r['p99']} | {r['requests']} | {r['non2xx']} "
-                  f"| {r['cpu_ms']:.2f} ms | {r['cores']:.2f} | {refs} |")
+                  f"| {r['cpu_ms']:.2f} ms | {r['cores']:.2f} | {refs} | {split} |")
         print(f"\nload average after: {os.getloadavg()}")
     finally:
         server.terminate()

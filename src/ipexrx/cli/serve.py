@@ -64,6 +64,7 @@ def serve(
     """Serve the web reference, the JSON API (/api/v1, docs at /docs) and CDS Hooks (/cds-services)."""
     import uvicorn
 
+    from ..service.balance import ENV_FILE, ENV_SWITCH, create_share_file
     from ..service.settings import Settings
     from ..storage import Database
 
@@ -115,5 +116,14 @@ def serve(
         threading.Timer(1.0, lambda: webbrowser.open(f"{url}/")).start()
     # No access log above "info": it would be discarded anyway, after being formatted on every request.
     access_log = LOG_LEVELS.index(log_level) >= LOG_LEVELS.index("info")
-    uvicorn.run("ipexrx.service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=access_log, server_header=False, proxy_headers=False)
+    share = None
+    if workers > 1 and os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off"):
+        share = create_share_file(workers)  # the workers spread keep-alive connections evenly (service/balance.py)
+        os.environ[ENV_FILE] = str(share)
+    try:
+        uvicorn.run("ipexrx.service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=access_log, server_header=False, proxy_headers=False)
+    finally:
+        if share is not None:
+            share.unlink(missing_ok=True)
+            os.environ.pop(ENV_FILE, None)

@@ -21,6 +21,7 @@ from .. import __version__
 from ..extras import MissingExtraError
 from ..storage import Database
 from ..storage.replay import make_replay_store
+from .balance import ShareFileError, WorkerBalance, share_from_env
 from .cardlog import CardLog
 from .deps import Unauthorized, unauthorized_handler
 from .errors import ApiError, api_error_handler, http_error_handler, missing_extra_handler, validation_error_handler
@@ -171,8 +172,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _warm_up(app)
+        share = getattr(app.state, "worker_share", None)
+        if share is not None:
+            try:
+                share.claim()  # counted as a worker from the start, before it has served anyone
+            except ShareFileError as exc:
+                log.warning("keep-alive connections are not balanced across workers: %s", exc)
         yield
         app.state.cardlog.close()
+        if share is not None:
+            share.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -247,6 +256,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: nothing (routing, authentication, parsing) sees a request beyond the limits.
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes,
                        max_header_bytes=settings.max_header_bytes, max_json_depth=settings.max_json_depth)
+    try:
+        share = share_from_env()
+    except ShareFileError as exc:  # an optimisation, not a safeguard: serve without it, and say so
+        log.warning("keep-alive connections are not balanced across workers: %s", exc)
+        share = None
+    if share is not None:  # several workers started by `ipexrx serve`: spread keep-alive connections evenly
+        app.state.worker_share = share
+        app.add_middleware(WorkerBalance, share=share)
     _describe_cds_body(app)
     return app
 
