@@ -124,6 +124,11 @@ def test_missing_data_means_nothing_is_closed(tmp_path: Path) -> None:
     clock, (c, d) = _workers(tmp_path)
     for _ in range(4):
         assert _window(clock, [(c, [None] * 30), (d, _clients("2", 2))]) == [[], []]
+    # a peer address given as a list (ASGI allows it) is counted as the same connection each time
+    clock, (e, f) = _workers(tmp_path)
+    for _ in range(3):
+        assert _window(clock, [(e, [["10.0.0.1", 7]] * 3 + _clients("1", 7)), (f, _clients("2", 8))]) == [[], []]
+    assert SLOT.unpack_from(e.path.read_bytes(), e.slot * SLOT.size)[1] == 8  # type: ignore[operator]
     # no slot (claim failed): nothing counted, nothing closed
     unclaimed = WorkerShare(create_share_file(1, str(tmp_path)), pid=5, clock=clock)
     assert not unclaimed.note(("10.0.0.1", 1))

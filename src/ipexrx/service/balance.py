@@ -164,6 +164,8 @@ class WorkerShare:
         """Count the request's connection; True when it should be closed after this answer."""
         if client is None or self.slot is None:
             return False  # no peer address to tell connections apart (a Unix socket), or no slot: count nothing
+        if isinstance(client, list):
+            client = tuple(client)  # ASGI allows a list: kept in a set, it must be hashable
         now = self.clock()
         if now >= self._window_end:
             self._end_window(now)
