@@ -261,7 +261,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     except ShareFileError as exc:  # an optimisation, not a safeguard: serve without it, and say so
         log.warning("keep-alive connections are not balanced across workers: %s", exc)
         share = None
-    if share is not None:  # several workers started by `ipexrx serve`: spread keep-alive connections evenly
+    # Several workers started by `ipexrx serve`: spread keep-alive connections evenly. Outside the limits, but it
+    # reads nothing of the request (it counts the peer address and may add `Connection: close` to the answer).
+    if share is not None:
         app.state.worker_share = share
         app.add_middleware(WorkerBalance, share=share)
     _describe_cds_body(app)
