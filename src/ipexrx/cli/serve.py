@@ -64,7 +64,7 @@ def serve(
     """Serve the web reference, the JSON API (/api/v1, docs at /docs) and CDS Hooks (/cds-services)."""
     import uvicorn
 
-    from ..service.balance import ENV_FILE, ENV_SWITCH, create_share_file
+    from ..service.balance import ENV_FILE, create_share_file
     from ..service.settings import Settings
     from ..storage import Database
 
@@ -117,7 +117,7 @@ def serve(
     # No access log above "info": it would be discarded anyway, after being formatted on every request.
     access_log = LOG_LEVELS.index(log_level) >= LOG_LEVELS.index("info")
     share = None
-    if workers > 1 and os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off"):
+    if workers > 1 and settings.worker_balance:
         share = create_share_file(workers)  # the workers spread keep-alive connections evenly (service/balance.py)
         os.environ[ENV_FILE] = str(share)
     try:

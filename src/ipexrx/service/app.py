@@ -31,6 +31,7 @@ from .security import JwtVerifier
 from .settings import Settings
 
 log = logging.getLogger("ipexrx.service")
+_NOT_BALANCED = "keep-alive connections are not balanced across workers: %s"
 
 DEV_MODE_BANNER = (
     "!!! IPEXRX DEVELOPMENT MODE: CDS Hooks JWT verification is OFF. Any caller can invoke the CDS "
@@ -177,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 share.claim()  # counted as a worker from the start, before it has served anyone
             except ShareFileError as exc:
-                log.warning("keep-alive connections are not balanced across workers: %s", exc)
+                log.warning(_NOT_BALANCED, exc)
         yield
         app.state.cardlog.close()
         if share is not None:
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     try:
         share = share_from_env()
     except ShareFileError as exc:  # an optimisation, not a safeguard: serve without it, and say so
-        log.warning("keep-alive connections are not balanced across workers: %s", exc)
+        log.warning(_NOT_BALANCED, exc)
         share = None
     # Several workers started by `ipexrx serve`: spread keep-alive connections evenly. Outside the limits, but it
     # reads nothing of the request (it counts the peer address and may add `Connection: close` to the answer).

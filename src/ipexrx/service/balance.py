@@ -47,7 +47,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 ENV_FILE = "IPEXRX_WORKER_SHARE"
-ENV_SWITCH = "IPEXRX_WORKER_BALANCE"
 SLOT = struct.Struct("=qqd")  # process id (0: free), connections seen in the last window, when published
 WINDOW_SECONDS = 1.0
 TOLERANCE = 1  # connections a worker may hold beyond its fair share before it asks clients to reconnect

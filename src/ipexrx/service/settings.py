@@ -27,6 +27,8 @@ Environment variables
 ``IPEXRX_MAX_JSON_DEPTH``      nesting limit of a JSON request body (default 64; 400 beyond).
 ``IPEXRX_ANALYSIS_THREADS``    threads for CPU-heavy work (CDS analysis, assessment, dosing fits; default 2).
 ``IPEXRX_ANALYSIS_QUEUE``      jobs that may wait for those threads (default 32); beyond: 503 + Retry-After.
+``IPEXRX_WORKER_BALANCE``     ``0``: ``ipexrx serve --workers N`` leaves each keep-alive connection on the worker
+                               that accepted it (default: spread evenly, see ipexrx.service.balance).
 ``IPEXRX_TRUST_FORWARDED_PROTO`` ``1``: believe ``X-Forwarded-Proto: https`` from the proxy in front (only
                                when every request comes through that proxy); used for Secure cookies.
 ``IPEXRX_TRUSTED_PROXIES``     comma-separated addresses or CIDRs of the reverse proxies in front: from them,
@@ -144,6 +146,9 @@ class Settings(BaseModel):
     cds_fast_path: bool = Field(
         True, description="Answer CDS service calls before Starlette's router (same answers, less CPU per call; "
         "see ipexrx.service.cds.fastpath). Off: the FastAPI route answers them.")
+    worker_balance: bool = Field(
+        True, description="With several workers, spread keep-alive connections evenly over them (see "
+        "ipexrx.service.balance). Off: a connection stays on the worker that accepted it.")
     trust_forwarded_proto: bool = Field(False, description="Believe X-Forwarded-Proto from the proxy in front.")
     trusted_proxies: list[str] = Field(
         default_factory=list, description="Addresses or CIDRs of the reverse proxies in front; from them the client "
@@ -235,6 +240,7 @@ class Settings(BaseModel):
             fhir_private_networks=_list(e.get("IPEXRX_FHIR_PRIVATE_NETWORKS")),
             **{name: int(e[var]) for name, var in _INT_VARS.items() if (e.get(var) or "").strip()},
             cds_fast_path=not _falsy(e.get("IPEXRX_CDS_FAST_PATH")),
+            worker_balance=not _falsy(e.get("IPEXRX_WORKER_BALANCE")),
             trust_forwarded_proto=_truthy(e.get("IPEXRX_TRUST_FORWARDED_PROTO")),
             trusted_proxies=_list(e.get("IPEXRX_TRUSTED_PROXIES")),
             smart_issuers=_json_list(e.get("IPEXRX_SMART_ISSUERS"), "IPEXRX_SMART_ISSUERS"),
